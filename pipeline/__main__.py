@@ -1,0 +1,27 @@
+"""``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset."""
+
+from __future__ import annotations
+
+import sys
+
+COMMANDS = {
+    "demo-corpus": ("pipeline.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
+    "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python -m pipeline <command> [options]\n\ncommands:")
+        for name, (_, help_text) in COMMANDS.items():
+            print(f"  {name:<12} {help_text}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    import importlib
+
+    module = importlib.import_module(COMMANDS[argv[0]][0])
+    return module.main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
