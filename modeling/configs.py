@@ -1,0 +1,239 @@
+"""Typed configs for every Genie component, and the named presets (``tiny``, ``coinrun``, ``platformers-small``).
+
+One dataclass per component (nanoGPT style): sizes live here, never as literals in the model files.
+``get_config(name, overrides)`` returns a ``GenieConfig``; overrides are dotted keys
+(``{"tokenizer.enc_layers": 4, "train.lr": 1e-4}``) and an unknown key raises a ``KeyError`` naming it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+FRAME_HEIGHT = 90  # the pipeline's clip format (pipeline.clip_codec): 160x90 at 10 FPS
+FRAME_WIDTH = 160
+
+
+@dataclass
+class TokenizerConfig:
+    """ST-ViViT VQ-VAE (paper Section 2.1, Appendix C.1)."""
+
+    frame_height: int = FRAME_HEIGHT
+    frame_width: int = FRAME_WIDTH
+    num_frames: int = 16  # T: clips are tokenised in windows of this many frames
+    patch_size: int = 4  # paper: 4. Frames are zero-padded at the bottom/right to a multiple and cropped back
+    codebook_size: int = 1024
+    latent_dim: int = 32  # VQ code dimension
+    enc_layers: int = 12
+    enc_dim: int = 512
+    enc_heads: int = 8
+    dec_layers: int = 20  # the paper found a larger decoder helps more than a larger encoder
+    dec_dim: int = 1024
+    dec_heads: int = 16
+    mlp_ratio: float = 4.0
+    commitment_weight: float = 0.25  # beta of the VQ-VAE commitment loss
+    normalize_codes: bool = True  # cosine-similarity VQ (l2-normalised codes and latents), as Jafar/Jasmine
+    dead_code_threshold: float = 1e-3  # reset a code whose EMA usage (assignments/step) falls below this
+    usage_decay: float = 0.99  # EMA decay of per-code usage counts
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        p = self.patch_size
+        return -(-self.frame_height // p), -(-self.frame_width // p)
+
+
+@dataclass
+class LAMConfig:
+    """Latent action model on pixels (paper Section 2.1, Appendix C.2)."""
+
+    frame_height: int = FRAME_HEIGHT
+    frame_width: int = FRAME_WIDTH
+    num_frames: int = 16
+    patch_size: int = 16
+    num_actions: int = 8  # |A|: the paper uses 8 for Platformers, 6 for CoinRun
+    latent_dim: int = 32
+    enc_layers: int = 8
+    enc_dim: int = 512
+    enc_heads: int = 8
+    dec_layers: int = 8
+    dec_dim: int = 512
+    dec_heads: int = 8
+    mlp_ratio: float = 4.0
+    commitment_weight: float = 0.25
+    normalize_codes: bool = True
+    dead_code_threshold: float = 1e-2  # tiny codebook: a code used less than once per 100 steps is dead
+    usage_decay: float = 0.99
+
+    @property
+    def token_grid(self) -> tuple[int, int]:
+        p = self.patch_size
+        return -(-self.frame_height // p), -(-self.frame_width // p)
+
+
+@dataclass
+class DynamicsConfig:
+    """MaskGIT dynamics over tokenizer tokens, conditioned on latent actions (paper Section 2.1, Appendix C.3)."""
+
+    vocab_size: int = 1024  # = tokenizer codebook size
+    token_grid: tuple[int, int] = (23, 40)  # = tokenizer token grid (h, w)
+    num_frames: int = 16
+    num_actions: int = 8  # = LAM codebook size
+    layers: int = 12
+    dim: int = 512
+    heads: int = 8
+    mlp_ratio: float = 4.0
+    action_conditioning: str = "additive"  # "additive" (paper) or "token" (action as an extra spatial token, Jasmine)
+    mask_rate_min: float = 0.5  # training mask rate ~ U(min, max) per example (paper: U(0.5, 1))
+    mask_rate_max: float = 1.0
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation for one training phase (AdamW, linear warm-up then cosine decay, gradient clipping)."""
+
+    batch_size: int = 48  # per step, summed over all DDP ranks
+    lr: float = 3e-4
+    min_lr: float = 3e-5
+    betas: tuple[float, float] = (0.9, 0.9)
+    weight_decay: float = 1e-4
+    warmup_steps: int = 10_000
+    max_steps: int = 300_000
+    grad_clip: float = 1.0
+    log_every: int = 50
+    image_every: int = 1000
+    ckpt_every: int = 5000
+    keep_checkpoints: int = 3  # numbered checkpoints kept besides latest.pt
+    num_workers: int = 4  # loader processes per rank
+    shuffle_buffer: int = 256  # samples in the shuffle buffer of each loader worker
+    seed: int = 0
+    compile: bool = False  # torch.compile the model (off by default: slow to start, not needed for tests)
+
+
+@dataclass
+class GenieConfig:
+    """Everything a run needs: the three models, and one TrainConfig per phase."""
+
+    name: str = "custom"
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    lam: LAMConfig = field(default_factory=LAMConfig)
+    dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
+    train_tokenizer: TrainConfig = field(default_factory=TrainConfig)
+    train_lam_dynamics: TrainConfig = field(default_factory=lambda: TrainConfig(
+        batch_size=36, lr=3e-5, min_lr=3e-6, warmup_steps=5000, max_steps=200_000))
+
+    def __post_init__(self) -> None:
+        self.sync()
+
+    def sync(self) -> GenieConfig:
+        """Make the dynamics model agree with the tokenizer and LAM it is trained on."""
+        self.dynamics.vocab_size = self.tokenizer.codebook_size
+        self.dynamics.token_grid = tuple(self.tokenizer.token_grid)
+        self.dynamics.num_actions = self.lam.num_actions
+        self.lam.num_frames = self.dynamics.num_frames = self.tokenizer.num_frames
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GenieConfig:
+        d = dict(d)
+        kwargs: dict[str, Any] = {"name": d.pop("name", "custom")}
+        for f in dataclasses.fields(cls):
+            if f.name == "name" or f.name not in d:
+                continue
+            sub_cls = type(f.default_factory())
+            kwargs[f.name] = _build(sub_cls, d.pop(f.name), f.name)
+        if d:
+            raise KeyError(f"unknown GenieConfig key(s): {sorted(d)}")
+        return cls(**kwargs)
+
+
+def _build(sub_cls: type, values: dict[str, Any], prefix: str) -> Any:
+    names = {f.name for f in dataclasses.fields(sub_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise KeyError(f"unknown config key(s) {[f'{prefix}.{k}' for k in unknown]}; "
+                       f"{prefix} has {sorted(names)}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return sub_cls(**values)
+
+
+def _tiny() -> GenieConfig:
+    # CPU-sized: trains in seconds. Larger patches and a short window keep the token count small
+    # (patch 15 -> 6x11 tokens per frame; the paper's patch 4 gives 23x40).
+    tiny_train = TrainConfig(batch_size=4, lr=3e-3, min_lr=3e-4, warmup_steps=5, max_steps=200, grad_clip=1.0,
+                             log_every=10, image_every=100, ckpt_every=100, num_workers=0, shuffle_buffer=16)
+    return GenieConfig(
+        name="tiny",
+        tokenizer=TokenizerConfig(num_frames=4, patch_size=15, codebook_size=64, latent_dim=16, enc_layers=1,
+                                  enc_dim=48, enc_heads=2, dec_layers=1, dec_dim=64, dec_heads=2),
+        lam=LAMConfig(num_frames=4, patch_size=30, num_actions=4, latent_dim=16, enc_layers=1, enc_dim=48,
+                      enc_heads=2, dec_layers=1, dec_dim=48, dec_heads=2),
+        dynamics=DynamicsConfig(num_frames=4, layers=1, dim=48, heads=2),
+        train_tokenizer=tiny_train,
+        train_lam_dynamics=dataclasses.replace(tiny_train),
+    )
+
+
+def _coinrun() -> GenieConfig:
+    # Paper Appendix F: tokenizer 8+8 layers d512 (1024 codes, patch 4, latent 32), batch 48x16, 300k steps;
+    # LAM 8 layers d512 with 6 codes; dynamics 12 layers d512; LAM+dynamics batch 36x16, 200k steps.
+    return GenieConfig(
+        name="coinrun",
+        tokenizer=TokenizerConfig(enc_layers=8, enc_dim=512, enc_heads=8, dec_layers=8, dec_dim=512, dec_heads=8),
+        lam=LAMConfig(num_actions=6),
+        dynamics=DynamicsConfig(layers=12, dim=512, heads=8),
+        train_tokenizer=TrainConfig(batch_size=48, lr=3e-4, min_lr=3e-5, warmup_steps=10_000, max_steps=300_000),
+        train_lam_dynamics=TrainConfig(batch_size=36, lr=3e-5, min_lr=3e-6, warmup_steps=5000, max_steps=200_000),
+    )
+
+
+def _platformers_small() -> GenieConfig:
+    # About one GPU-day: the paper's tokenizer shape scaled down (8+12 layers), LAM as in the paper (8 codes),
+    # dynamics at the bottom of the paper's sweep. Parameter counts are in docs/modeling.md.
+    return GenieConfig(
+        name="platformers-small",
+        tokenizer=TokenizerConfig(enc_layers=8, enc_dim=512, enc_heads=8, dec_layers=12, dec_dim=768, dec_heads=12),
+        lam=LAMConfig(num_actions=8),
+        dynamics=DynamicsConfig(layers=16, dim=1024, heads=16),
+        train_tokenizer=TrainConfig(batch_size=64, lr=3e-4, min_lr=3e-5, warmup_steps=5000, max_steps=100_000),
+        train_lam_dynamics=TrainConfig(batch_size=48, lr=1e-4, min_lr=1e-5, warmup_steps=5000, max_steps=100_000),
+    )
+
+
+PRESETS = {"tiny": _tiny, "coinrun": _coinrun, "platformers-small": _platformers_small}
+
+
+def get_config(name: str, overrides: dict[str, Any] | None = None) -> GenieConfig:
+    """A preset by name with dotted-key overrides applied; unknown names and keys raise with the valid ones."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown config {name!r}; presets are {sorted(PRESETS)}")
+    d = PRESETS[name]().to_dict()
+    for key, value in (overrides or {}).items():
+        section, _, attr = key.partition(".")
+        if section not in d or (attr and not isinstance(d[section], dict)):
+            raise KeyError(f"unknown config key {key!r}; sections are {sorted(k for k in d if k != 'name')}")
+        if not attr:
+            raise KeyError(f"config key {key!r} must be 'section.field'")
+        if attr not in d[section]:
+            raise KeyError(f"unknown config key {key!r}; {section} has {sorted(d[section])}")
+        d[section][attr] = value
+    return GenieConfig.from_dict(d)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train_tokenizer.lr=1e-4", "dynamics.action_conditioning=token"]`` -> dict with parsed values."""
+    import json
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"override {item!r} must look like section.field=value")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except json.JSONDecodeError:
+            out[key.strip()] = raw
+    return out

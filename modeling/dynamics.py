@@ -1,0 +1,123 @@
+"""MaskGIT dynamics model: predicts the next frame's tokens from past tokens and latent actions.
+
+Genie (Bruce et al. 2024), Section 2.1 and Appendix C.3: a decoder-only ST-transformer (causal in time) over
+tokenizer tokens. Training (MaskGIT, Chang et al. 2022): input tokens are replaced by a mask token with a
+Bernoulli rate drawn from U(0.5, 1) per example, and the loss is the cross-entropy on the masked tokens of
+frames 2..T. Frame 1 is never masked: it is the context every prediction starts from.
+
+Actions: the action that produced frame t (``actions[:, t-1]``) conditions frame t; frame 1 gets a learned
+"no action" embedding, as does any action given as -1. Two variants (``DynamicsConfig.action_conditioning``):
+- ``"additive"`` (paper): the action embedding is added to every token of its frame;
+- ``"token"`` (Jasmine, which found it essential for faithful CoinRun rollouts): the action embedding is an extra
+  token prepended to the frame's spatial sequence, so spatial attention can read it and temporal attention
+  carries it.
+
+Inference (``new_cache`` / ``forward_step`` / ``commit``) computes one frame at a time against a temporal KV cache;
+temporal RoPE makes a sliding window exact (see ``modeling.st_transformer.TemporalKVCache``).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from modeling.configs import DynamicsConfig
+from modeling.st_transformer import STTransformer, TemporalKVCache
+
+ACTION_MODES = ("additive", "token")
+
+
+class DynamicsModel(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        if cfg.action_conditioning not in ACTION_MODES:
+            raise ValueError(f"action_conditioning must be one of {ACTION_MODES}, got {cfg.action_conditioning!r}")
+        self.cfg = cfg
+        h, w = cfg.token_grid
+        self.mask_id = cfg.vocab_size  # the extra embedding row used for masked inputs
+        self.no_action_id = cfg.num_actions
+        self.token_emb = nn.Embedding(cfg.vocab_size + 1, cfg.dim)
+        self.pos = nn.Parameter(torch.randn(h * w, cfg.dim) * 0.02)
+        self.action_emb = nn.Embedding(cfg.num_actions + 1, cfg.dim)
+        if cfg.action_conditioning == "token":
+            self.action_pos = nn.Parameter(torch.randn(cfg.dim) * 0.02)
+        self.transformer = STTransformer(cfg.dim, cfg.heads, cfg.layers, cfg.mlp_ratio, causal=True)
+        self.head = nn.Linear(cfg.dim, cfg.vocab_size)
+
+    def _full_actions(self, actions: torch.Tensor | None, b: int, t: int, device: torch.device) -> torch.Tensor:
+        """(B, T-1) actions -> (B, T) with "none" (-1) for frame 1; (B, T) passes through."""
+        if actions is None:
+            return torch.full((b, t), -1, dtype=torch.long, device=device)
+        if actions.shape == (b, t - 1):
+            return torch.cat([torch.full((b, 1), -1, dtype=torch.long, device=device), actions.long()], dim=1)
+        if actions.shape == (b, t):
+            return actions.long()
+        raise ValueError(f"actions must be (B, T-1) = {(b, t - 1)} or (B, T), got {tuple(actions.shape)}")
+
+    def _embed(self, tokens: torch.Tensor, actions: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """tokens (B, T, h, w), actions (B, T) with -1 = none, mask (B, T, h, w) -> (B, T, S(+1), D)."""
+        b, t, h, w = tokens.shape
+        if (h, w) != tuple(self.cfg.token_grid):
+            raise ValueError(f"token grid {(h, w)} does not match the model's {tuple(self.cfg.token_grid)}")
+        ids = tokens.reshape(b, t, h * w)
+        if mask is not None:
+            ids = torch.where(mask.reshape(b, t, h * w), self.mask_id, ids)
+        x = self.token_emb(ids) + self.pos
+        a = self.action_emb(torch.where(actions < 0, self.no_action_id, actions))
+        if self.cfg.action_conditioning == "additive":
+            return x + a[:, :, None, :]
+        return torch.cat([(a + self.action_pos)[:, :, None, :], x], dim=2)
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
+        if self.cfg.action_conditioning == "token":
+            x = x[..., 1:, :]
+        h, w = self.cfg.token_grid
+        return self.head(x).unflatten(-2, (h, w))
+
+    def forward(self, tokens: torch.Tensor, actions: torch.Tensor | None,
+                token_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """tokens long (B, T, h, w), actions long (B, T-1) [or (B, T)], mask bool -> logits (B, T, h, w, V)."""
+        b, t = tokens.shape[:2]
+        x = self._embed(tokens, self._full_actions(actions, b, t, tokens.device), token_mask)
+        return self._logits(self.transformer(x))
+
+    def loss(self, tokens: torch.Tensor, actions: torch.Tensor | None,
+             generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
+        """MaskGIT training loss: per-example rate ~ U(min, max), cross-entropy on masked tokens of frames 2..T."""
+        b = tokens.shape[0]
+        lo, hi = self.cfg.mask_rate_min, self.cfg.mask_rate_max
+        rate = lo + (hi - lo) * torch.rand(b, generator=generator, device=tokens.device)
+        mask = torch.rand(tokens.shape, generator=generator, device=tokens.device) < rate[:, None, None, None]
+        mask[:, 0] = False
+        logits = self(tokens, actions, mask)
+        target = tokens[mask]
+        picked = logits[mask].float()
+        loss = F.cross_entropy(picked, target) if target.numel() else logits.sum() * 0.0
+        with torch.no_grad():
+            acc = (picked.argmax(-1) == target).float().mean() if target.numel() else torch.zeros(())
+        return {"loss": loss, "acc": acc, "mask_fraction": mask[:, 1:].float().mean(), "logits": logits.detach()}
+
+    # --- inference: one frame at a time against a temporal KV cache -------------------------------------------
+
+    def new_cache(self, batch_size: int, max_frames: int | None = None) -> TemporalKVCache:
+        """An empty cache; ``max_frames`` (default: the training length T) is the window INCLUDING the new frame."""
+        del batch_size  # tensors are allocated on the first commit
+        return TemporalKVCache(max_frames=max_frames or self.cfg.num_frames)
+
+    def _step_input(self, frame_tokens: torch.Tensor, action: torch.Tensor | None,
+                    frame_mask: torch.Tensor | None) -> torch.Tensor:
+        b = frame_tokens.shape[0]
+        acts = self._full_actions(None if action is None else action.reshape(b, 1), b, 1, frame_tokens.device)
+        return self._embed(frame_tokens[:, None], acts, None if frame_mask is None else frame_mask[:, None])[:, 0]
+
+    def forward_step(self, frame_tokens: torch.Tensor, action: torch.Tensor | None,
+                     frame_mask: torch.Tensor | None, cache: TemporalKVCache) -> torch.Tensor:
+        """Logits (B, h, w, V) for one new frame given the committed frames in ``cache`` (left unchanged)."""
+        y, _ = self.transformer.step(self._step_input(frame_tokens, action, frame_mask), cache)
+        return self._logits(y)
+
+    def commit(self, frame_tokens: torch.Tensor, action: torch.Tensor | None, cache: TemporalKVCache) -> None:
+        """Append the final tokens of a frame (its per-layer temporal K/V) to ``cache``; drops the oldest if full."""
+        _, kvs = self.transformer.step(self._step_input(frame_tokens, action, None), cache)
+        cache.append(kvs)

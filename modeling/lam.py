@@ -1,0 +1,95 @@
+"""Latent action model (LAM): learns a tiny discrete action vocabulary from video alone.
+
+Genie (Bruce et al. 2024), Section 2.1 and Appendix C.2. The encoder sees frames x_1..x_{t+1} (pixels, patch 16)
+and emits a continuous latent action per transition; a VQ with a tiny codebook (8 codes; 6 for CoinRun)
+discretises it; the decoder must predict x_{t+1} from x_1..x_t and that action. Because the decoder sees only
+the past plus a few bits, the bits must say what changed: the controllable part of the transition.
+
+Implementation notes:
+- The encoder is a causal ST-transformer; each frame gets an extra learned "action query" token in its spatial
+  sequence (like a CLS token). Its output at frame t+1 (which has seen x_1..x_{t+1}) is the latent action of
+  transition t -> t+1.
+- The decoder embeds x_1..x_{T-1}, ADDS the action embedding of transition t to frame t's patches (the paper's
+  additive conditioning) and predicts frame t+1 through a sigmoid (inputs and outputs in [0, 1]).
+- Against collapse to one action: cosine VQ + dead-code reset (``modeling.vq``), and code usage / perplexity are
+  returned every step so the trainer logs them.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from modeling.configs import LAMConfig
+from modeling.patches import patchify, unpatchify
+from modeling.st_transformer import STTransformer
+from modeling.vq import VectorQuantizer
+
+
+class LatentActionModel(nn.Module):
+    def __init__(self, cfg: LAMConfig):
+        super().__init__()
+        self.cfg = cfg
+        p = cfg.patch_size
+        h, w = cfg.token_grid
+        patch_dim = 3 * p * p
+        self.enc_in = nn.Linear(patch_dim, cfg.enc_dim)
+        self.enc_pos = nn.Parameter(torch.randn(h * w, cfg.enc_dim) * 0.02)
+        self.action_query = nn.Parameter(torch.randn(cfg.enc_dim) * 0.02)
+        self.encoder = STTransformer(cfg.enc_dim, cfg.enc_heads, cfg.enc_layers, cfg.mlp_ratio, causal=True)
+        self.to_latent = nn.Linear(cfg.enc_dim, cfg.latent_dim)
+        self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, cfg.commitment_weight, cfg.normalize_codes,
+                                  cfg.dead_code_threshold, cfg.usage_decay)
+        self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
+        self.dec_pos = nn.Parameter(torch.randn(h * w, cfg.dec_dim) * 0.02)
+        self.action_in = nn.Linear(cfg.latent_dim, cfg.dec_dim)
+        self.decoder = STTransformer(cfg.dec_dim, cfg.dec_heads, cfg.dec_layers, cfg.mlp_ratio, causal=True)
+        self.to_pixels = nn.Linear(cfg.dec_dim, patch_dim)
+
+    @property
+    def num_actions(self) -> int:
+        return self.cfg.num_actions
+
+    def _encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        expected = (3, self.cfg.frame_height, self.cfg.frame_width)
+        if video.ndim != 5 or tuple(video.shape[2:]) != expected or video.shape[1] < 2:
+            raise ValueError(f"expected video (B, T>=2, {expected[0]}, {expected[1]}, {expected[2]}), "
+                             f"got {tuple(video.shape)}")
+        b, t = video.shape[:2]
+        x = self.enc_in(patchify(video * 2 - 1, self.cfg.patch_size)) + self.enc_pos
+        x = torch.cat([self.action_query.expand(b, t, 1, -1), x], dim=2)
+        latent = self.to_latent(self.encoder(x)[:, 1:, 0])  # outputs at frames 2..T: one per transition
+        return self.vq(latent)
+
+    def forward(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """video (B, T, 3, H, W) in [0, 1] -> pred (B, T-1, 3, H, W) of frames 2..T, actions (B, T-1), loss."""
+        vq = self._encode(video)
+        pred = self.decode(video[:, :-1], vq["quantized"])
+        recon_loss = F.mse_loss(pred.float(), video[:, 1:].float())
+        return {
+            "pred": pred,
+            "actions": vq["indices"],
+            "loss": recon_loss + vq["loss"],
+            "recon_loss": recon_loss.detach(),
+            "vq_loss": vq["loss"].detach(),
+            "perplexity": vq["perplexity"],
+            "codes_used": vq["codes_used"],
+        }
+
+    def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
+        """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""
+        x = self.dec_in(patchify(past * 2 - 1, self.cfg.patch_size)) + self.dec_pos
+        x = x + self.action_in(action_latents)[:, :, None, :]
+        patches = self.to_pixels(self.decoder(x))
+        return torch.sigmoid(unpatchify(patches, self.cfg.patch_size, self.cfg.frame_height, self.cfg.frame_width))
+
+    @torch.no_grad()
+    def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, T, 3, H, W) -> actions long (B, T-1); action t is the transition x_t -> x_{t+1}."""
+        was_training = self.vq.training
+        self.vq.eval()
+        try:
+            return self._encode(video)["indices"]
+        finally:
+            self.vq.train(was_training)

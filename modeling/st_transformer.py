@@ -1,0 +1,169 @@
+"""The spatiotemporal (ST) transformer shared by the tokenizer, the latent action model and the dynamics model.
+
+Genie (Bruce et al. 2024, arXiv 2402.15391), Section 2 and Fig. 4: each block applies spatial self-attention
+over the H'xW' tokens of one frame, then causal temporal self-attention over the T frames at each spatial
+position, then ONE feed-forward layer (there is none after the spatial layer). Attention cost is therefore
+O(T*S^2 + S*T^2) instead of O((T*S)^2), and memory grows linearly with T.
+
+Differences from the paper, on purpose:
+- Pre-norm blocks with QK-norm (RMSNorm on queries and keys per head), which the paper mentions for stability.
+- Temporal positions use rotary embeddings (RoPE) inside temporal attention only, so attention depends on frame
+  OFFSETS: a sliding-window KV cache at inference is then exactly the same computation as a fresh forward pass
+  over the window. Spatial positions are learned absolute embeddings added by each model at its input.
+- ``F.scaled_dot_product_attention`` everywhere, so flash / memory-efficient kernels are used on GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos/sin tables (L, head_dim/2) for integer ``positions`` (L,)."""
+    inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2, device=positions.device, dtype=torch.float32) / head_dim))
+    angles = positions.to(torch.float32)[:, None] * inv_freq[None, :]
+    return angles.cos(), angles.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (x1, x2) of the last dim of x (N, H, L, Dh) by the angles of each position."""
+    x1, x2 = x.float().chunk(2, dim=-1)
+    cos, sin = cos[None, None], sin[None, None]
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention with QK-norm; optional RoPE, causal mask and past keys/values (inference)."""
+
+    def __init__(self, dim: int, heads: int):
+        super().__init__()
+        if dim % heads or (dim // heads) % 2:
+            raise ValueError(f"dim {dim} must split into {heads} heads of even size")
+        self.heads, self.head_dim = heads, dim // heads
+        self.qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.proj = nn.Linear(dim, dim, bias=False)
+        self.q_norm = nn.RMSNorm(self.head_dim)
+        self.k_norm = nn.RMSNorm(self.head_dim)
+
+    def forward(self, x: torch.Tensor, causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (N, L, D) -> (N, L, D), plus this call's (rotated) keys and values (N, H, L, Dh) for a cache."""
+        n, length, dim = x.shape
+        q, k, v = self.qkv(x).view(n, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = self.q_norm(q), self.k_norm(k)
+        if rope is not None:
+            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        new_kv = (k, v)
+        if past is not None:
+            # The new positions come after every cached one, so attending to all of them is causal.
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
+            causal = causal and length > 1
+            if causal:
+                raise ValueError("cached attention supports one new position at a time")
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        return self.proj(y.transpose(1, 2).reshape(n, length, dim)), new_kv
+
+
+class MLP(nn.Module):
+    def __init__(self, dim: int, mlp_ratio: float):
+        super().__init__()
+        hidden = int(dim * mlp_ratio)
+        self.fc = nn.Linear(dim, hidden)
+        self.proj = nn.Linear(hidden, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.proj(F.gelu(self.fc(x)))
+
+
+class STBlock(nn.Module):
+    """Spatial attention -> causal temporal attention -> feed-forward, each pre-normed with a residual."""
+
+    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, causal: bool = True):
+        super().__init__()
+        self.causal = causal
+        self.norm_spatial = nn.LayerNorm(dim)
+        self.spatial = SelfAttention(dim, heads)
+        self.norm_temporal = nn.LayerNorm(dim)
+        self.temporal = SelfAttention(dim, heads)
+        self.norm_mlp = nn.LayerNorm(dim)
+        self.mlp = MLP(dim, mlp_ratio)
+
+    def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                past: tuple[torch.Tensor, torch.Tensor] | None = None
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """x (B, T, S, D). With ``past`` (cached temporal K/V of earlier frames), T must be 1."""
+        b, t, s, d = x.shape
+        x = x + self.spatial(self.norm_spatial(x).reshape(b * t, s, d))[0].view(b, t, s, d)
+        xt = self.norm_temporal(x).transpose(1, 2).reshape(b * s, t, d)
+        y, kv = self.temporal(xt, causal=self.causal, rope=rope, past=past)
+        x = x + y.view(b, s, t, d).transpose(1, 2)
+        x = x + self.mlp(self.norm_mlp(x))
+        return x, kv
+
+
+@dataclass
+class TemporalKVCache:
+    """Per-layer temporal keys/values of committed frames, for frame-by-frame generation.
+
+    ``max_frames`` is the attention window in frames INCLUDING the frame being predicted (the training
+    length T), so at most ``max_frames - 1`` committed frames are kept; committing more drops the oldest.
+    Keys are stored already rotated at their absolute frame index; RoPE makes the scores depend only on
+    offsets, so the sliding window reproduces a fresh forward pass over the last ``max_frames`` frames.
+    """
+
+    max_frames: int
+    keys: list[torch.Tensor | None] = field(default_factory=list)
+    values: list[torch.Tensor | None] = field(default_factory=list)
+    next_pos: int = 0  # absolute index of the next frame
+
+    @property
+    def num_frames(self) -> int:
+        return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+
+    def past(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+        if not self.keys or self.keys[layer] is None:
+            return None
+        return self.keys[layer], self.values[layer]
+
+    def append(self, kvs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
+        keep = self.max_frames - 1
+        if not self.keys:
+            self.keys, self.values = [None] * len(kvs), [None] * len(kvs)
+        for i, (k, v) in enumerate(kvs):
+            if self.keys[i] is not None:
+                k, v = torch.cat([self.keys[i], k], dim=2), torch.cat([self.values[i], v], dim=2)
+            self.keys[i], self.values[i] = k[:, :, -keep:] if keep > 0 else k[:, :, :0], \
+                v[:, :, -keep:] if keep > 0 else v[:, :, :0]
+        self.next_pos += 1
+
+
+class STTransformer(nn.Module):
+    """A stack of ST blocks and a final norm over (B, T, S, D) token grids (S = tokens per frame)."""
+
+    def __init__(self, dim: int, heads: int, layers: int, mlp_ratio: float = 4.0, causal: bool = True):
+        super().__init__()
+        self.head_dim = dim // heads
+        self.blocks = nn.ModuleList(STBlock(dim, heads, mlp_ratio, causal) for _ in range(layers))
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+        rope = rope_cos_sin(torch.arange(start_pos, start_pos + x.shape[1], device=x.device), self.head_dim)
+        for block in self.blocks:
+            x, _ = block(x, rope)
+        return self.norm(x)
+
+    def step(self, x: torch.Tensor, cache: TemporalKVCache
+             ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """One new frame x (B, S, D) attending to the cached frames; returns outputs and its per-layer K/V."""
+        rope = rope_cos_sin(torch.tensor([cache.next_pos], device=x.device), self.head_dim)
+        x = x.unsqueeze(1)
+        kvs = []
+        for i, block in enumerate(self.blocks):
+            x, kv = block(x, rope, past=cache.past(i))
+            kvs.append(kv)
+        return self.norm(x.squeeze(1)), kvs
