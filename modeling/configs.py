@@ -34,8 +34,8 @@ class TokenizerConfig:
     mlp_ratio: float = 4.0
     commitment_weight: float = 0.25  # beta of the VQ-VAE commitment loss
     normalize_codes: bool = True  # cosine-similarity VQ (l2-normalised codes and latents), as Jafar/Jasmine
-    dead_code_threshold: float = 1e-3  # reset a code whose EMA usage (assignments/step) falls below this
-    usage_decay: float = 0.99  # EMA decay of per-code usage counts
+    dead_code_threshold: float = 0.01  # reset a code whose EMA share of assignments < this x uniform share
+    usage_decay: float = 0.99  # EMA decay of the per-code usage share
 
     @property
     def token_grid(self) -> tuple[int, int]:
@@ -62,7 +62,7 @@ class LAMConfig:
     mlp_ratio: float = 4.0
     commitment_weight: float = 0.25
     normalize_codes: bool = True
-    dead_code_threshold: float = 1e-2  # tiny codebook: a code used less than once per 100 steps is dead
+    dead_code_threshold: float = 0.1  # tiny codebook: a code with < 10% of its uniform share is dead
     usage_decay: float = 0.99
 
     @property
@@ -168,9 +168,9 @@ def _tiny() -> GenieConfig:
     return GenieConfig(
         name="tiny",
         tokenizer=TokenizerConfig(num_frames=4, patch_size=15, codebook_size=64, latent_dim=16, enc_layers=1,
-                                  enc_dim=48, enc_heads=2, dec_layers=1, dec_dim=64, dec_heads=2),
+                                  enc_dim=48, enc_heads=2, dec_layers=1, dec_dim=64, dec_heads=2, usage_decay=0.9),
         lam=LAMConfig(num_frames=4, patch_size=30, num_actions=4, latent_dim=16, enc_layers=1, enc_dim=48,
-                      enc_heads=2, dec_layers=1, dec_dim=48, dec_heads=2),
+                      enc_heads=2, dec_layers=1, dec_dim=48, dec_heads=2, usage_decay=0.9),
         dynamics=DynamicsConfig(num_frames=4, layers=1, dim=48, heads=2),
         train_tokenizer=tiny_train,
         train_lam_dynamics=dataclasses.replace(tiny_train),

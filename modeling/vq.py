@@ -4,8 +4,9 @@ tokenizer and latent action model.
 Choices, and why:
 - ``normalize=True`` l2-normalises latents and codes (cosine-similarity VQ, as the Jafar/Jasmine Genie
   reimplementations do): every code lies on the unit sphere, so no code can drift far away from the data and die.
-- Dead-code reset on top: per-code usage is tracked as an EMA of assignments per step; ``reset_dead_codes``
-  re-initialises codes whose usage fell below a threshold to the batch latents that are WORST served by the
+- Dead-code reset on top: per-code usage is tracked as an EMA of the share of assignments each code gets;
+  ``reset_dead_codes`` re-initialises codes whose share fell below ``dead_code_threshold`` times the uniform
+  share (1/num_codes; scale-free, whatever the batch size) to the batch latents that are WORST served by the
   current codebook (largest quantisation error). The choice is deterministic (no RNG), so exact resume holds,
   and under DDP rank 0's codebook is broadcast so all ranks stay identical. This is the guard against the
   well-known LAM collapse to one or two actions.
@@ -30,8 +31,8 @@ class VectorQuantizer(nn.Module):
         self.usage_decay = usage_decay
         self.codebook = nn.Embedding(num_codes, dim)
         nn.init.normal_(self.codebook.weight)
-        # Starts at 1 so that no code counts as dead before it had a chance to be used.
-        self.register_buffer("usage", torch.ones(num_codes))
+        # EMA of the share of assignments each code gets; starts uniform so no code is dead before it was tried.
+        self.register_buffer("usage", torch.full((num_codes,), 1.0 / num_codes))
 
     def codes(self) -> torch.Tensor:
         w = self.codebook.weight
@@ -62,7 +63,8 @@ class VectorQuantizer(nn.Module):
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(counts)
             with torch.no_grad():
-                self.usage.mul_(self.usage_decay).add_(counts, alpha=1 - self.usage_decay)
+                share = counts / counts.sum().clamp(min=1)
+                self.usage.mul_(self.usage_decay).add_(share, alpha=1 - self.usage_decay)
                 self._last_latents = flat.detach()
                 self._last_error = dist2.gather(1, indices[:, None]).squeeze(1).detach()
         probs = counts / counts.sum().clamp(min=1)
@@ -80,12 +82,12 @@ class VectorQuantizer(nn.Module):
         """Re-initialise dead codes from the last training batch's worst-quantised latents; returns how many."""
         if not hasattr(self, "_last_latents"):
             return 0
-        dead = (self.usage < self.dead_code_threshold).nonzero().squeeze(1)
+        dead = (self.usage < self.dead_code_threshold / self.num_codes).nonzero().squeeze(1)
         if dead.numel():
             order = self._last_error.argsort(descending=True)
             picks = order[torch.arange(dead.numel(), device=order.device) % order.numel()]
             self.codebook.weight[dead] = self._last_latents[picks].to(self.codebook.weight.dtype)
-            self.usage[dead] = 1.0
+            self.usage[dead] = 1.0 / self.num_codes
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(self.codebook.weight.data, src=0)
             dist.broadcast(self.usage, src=0)
@@ -93,4 +95,4 @@ class VectorQuantizer(nn.Module):
 
     def usage_fraction(self) -> float:
         """Share of codes whose EMA usage is above the dead threshold (1.0 = no dead code)."""
-        return float((self.usage >= self.dead_code_threshold).float().mean())
+        return float((self.usage >= self.dead_code_threshold / self.num_codes).float().mean())

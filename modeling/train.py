@@ -1,0 +1,336 @@
+"""Training loops for the two phases of the Genie paper: the tokenizer first, then LAM + dynamics together.
+
+    python -m modeling train tokenizer    --shards 'run/shards/*.tar' --config coinrun --out runs/tok
+    python -m modeling train lam-dynamics --shards 'run/shards/*.tar' --config coinrun --tokenizer runs/tok \
+        --out runs/genie
+    torchrun --nproc_per_node 8 -m modeling train ...          # DDP: one process per GPU
+
+What a run does: AdamW (decay on matrices only) with linear warm-up and cosine decay, gradient clipping, bf16
+autocast on CUDA (fp32 on CPU), DDP under ``torchrun``, VQ dead-code resets after each step, TensorBoard
+scalars and image grids plus a ``metrics.jsonl`` a person can read, and checkpoints that resume EXACTLY: the
+model, optimizer, step and data position are saved, and the loader skips to the same batch
+(``modeling.data``). Running the same command again on an existing run directory resumes it.
+
+In the lam-dynamics phase the tokenizer is frozen (loaded from ``--tokenizer``); the dynamics model is
+conditioned on the LAM's discrete actions for the same batch (no gradient flows from dynamics into the LAM,
+as the actions are indices), so both are trained by one optimizer on the sum of their losses.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+
+from modeling.checkpoint import (
+    PHASE_LAM_DYNAMICS,
+    PHASE_TOKENIZER,
+    PHASES,
+    load_checkpoint,
+    load_tokenizer,
+    read_run_config,
+    save_checkpoint,
+    write_run_config,
+)
+from modeling.configs import GenieConfig, TrainConfig, get_config
+from modeling.data import ShardError, clip_windows, expand_shards, to_float_video
+from modeling.dynamics import DynamicsModel
+from modeling.lam import LatentActionModel
+from modeling.schedule import lr_at
+from modeling.tokenizer import VideoTokenizer
+from modeling.vq import VectorQuantizer
+
+
+def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean over videos of the PSNR (dB) of images in [0, 1]."""
+    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1).clamp(min=1e-10)
+    return (10 * torch.log10(1.0 / mse)).mean()
+
+
+class TokenizerObjective(nn.Module):
+    """The tokenizer phase as one module (what DDP wraps): video -> loss and metrics."""
+
+    def __init__(self, cfg: GenieConfig):
+        super().__init__()
+        self.tokenizer = VideoTokenizer(cfg.tokenizer)
+
+    def forward(self, video: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        out = self.tokenizer(video)
+        out["psnr"] = psnr(out["recon"].detach(), video)
+        return out
+
+    def trained(self) -> dict[str, nn.Module]:
+        return {"tokenizer": self.tokenizer}
+
+
+class LamDynamicsObjective(nn.Module):
+    """LAM + dynamics co-training on a frozen tokenizer: video -> summed loss and metrics."""
+
+    def __init__(self, cfg: GenieConfig, tokenizer: VideoTokenizer, seed: int, rank: int):
+        super().__init__()
+        self.lam = LatentActionModel(cfg.lam)
+        self.dynamics = DynamicsModel(cfg.dynamics)
+        self.tokenizer = [tokenizer.eval().requires_grad_(False)]  # a list: not a submodule, not saved, not DDP'd
+        self.seed, self.rank = seed, rank
+
+    def forward(self, video: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+        lam_out = self.lam(video)
+        with torch.no_grad():
+            tokens = self.tokenizer[0].encode(video)
+        # Masking randomness is a function of (seed, step, rank): identical after resume.
+        gen = torch.Generator(device=video.device).manual_seed((self.seed * 1_000_003 + step) * 1009 + self.rank)
+        dyn_out = self.dynamics.loss(tokens, lam_out["actions"], generator=gen)
+        return {
+            "loss": lam_out["loss"] + dyn_out["loss"],
+            "lam_loss": lam_out["recon_loss"],
+            "lam_vq_loss": lam_out["vq_loss"],
+            "lam_psnr": psnr(lam_out["pred"].detach(), video[:, 1:]),
+            "lam_perplexity": lam_out["perplexity"],
+            "lam_codes_used": lam_out["codes_used"],
+            "dynamics_loss": dyn_out["loss"].detach(),
+            "dynamics_acc": dyn_out["acc"],
+            "pred": lam_out["pred"],
+            "actions": lam_out["actions"],
+            "tokens": tokens,
+            "dynamics_logits": dyn_out["logits"],
+        }
+
+    def trained(self) -> dict[str, nn.Module]:
+        return {"lam": self.lam, "dynamics": self.dynamics}
+
+
+@dataclass
+class Distributed:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+def setup_distributed(device: str | None) -> tuple[Distributed, torch.device]:
+    """Join the torchrun process group when launched by torchrun; pick the device."""
+    if "RANK" in os.environ and "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1:
+        use_cuda = torch.cuda.is_available() and device != "cpu"
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+        d = Distributed(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
+        if use_cuda:
+            torch.cuda.set_device(d.local_rank)
+            return d, torch.device("cuda", d.local_rank)
+        return d, torch.device("cpu")
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return Distributed(), torch.device(device)
+
+
+def make_optimizer(modules: dict[str, nn.Module], tcfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW with weight decay on matrices and embeddings only (not on norms, biases, codebooks)."""
+    decay, no_decay = [], []
+    for module in modules.values():
+        codebooks = {id(m.codebook.weight) for m in module.modules() if isinstance(m, VectorQuantizer)}
+        for p in module.parameters():
+            if p.requires_grad:
+                (decay if p.ndim >= 2 and id(p) not in codebooks else no_decay).append(p)
+    groups = [{"params": decay, "weight_decay": tcfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    return torch.optim.AdamW(groups, lr=tcfg.lr, betas=tuple(tcfg.betas), fused=device.type == "cuda")
+
+
+def _image_grid(rows: list[torch.Tensor], max_frames: int = 8) -> torch.Tensor:
+    """rows of videos (T, 3, H, W) in [0, 1] -> one image (3, rows*H, frames*W) for TensorBoard / PNG."""
+    lines = [torch.cat(list(r[:max_frames].float().cpu().clamp(0, 1)), dim=2) for r in rows]
+    width = max(line.shape[2] for line in lines)
+    lines = [torch.nn.functional.pad(line, (0, width - line.shape[2])) for line in lines]
+    return torch.cat(lines, dim=1)
+
+
+def _save_png(image: torch.Tensor, path: Path) -> None:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray((image.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+
+
+def resolve_config(phase: str, out: str | Path, config_name: str | None, overrides: dict[str, Any] | None,
+                   tokenizer_run: str | None) -> tuple[GenieConfig, str | None, bool]:
+    """(config, tokenizer run, resuming) for a run directory: an existing run's own config wins."""
+    if phase not in PHASES:
+        raise ValueError(f"unknown phase {phase!r}; phases are {PHASES}")
+    if (Path(out) / "config.json").is_file():
+        cfg, saved_phase, saved_tok = read_run_config(out)
+        if saved_phase != phase:
+            raise ValueError(f"{out} is a {saved_phase!r} run, not {phase!r}")
+        if overrides:
+            raise ValueError(f"{out} already exists: its config.json is used as is, overrides are not allowed")
+        return cfg, saved_tok, (Path(out) / "checkpoints" / "latest.pt").is_file()
+    cfg = get_config(config_name or "tiny", overrides)
+    if phase == PHASE_LAM_DYNAMICS:
+        if not tokenizer_run:
+            raise ValueError("train lam-dynamics needs --tokenizer <tokenizer run dir>")
+        tok_cfg, tok_phase, _ = read_run_config(tokenizer_run)
+        if tok_phase != PHASE_TOKENIZER:
+            raise ValueError(f"--tokenizer {tokenizer_run} is a {tok_phase!r} run, not a tokenizer run")
+        cfg.tokenizer = tok_cfg.tokenizer  # the frozen tokenizer decides vocabulary, grid and window
+        cfg.sync()
+    return cfg, tokenizer_run, False
+
+
+def train(phase: str, shards: str | list[str], out: str | Path, config_name: str | None = "tiny",
+          overrides: dict[str, Any] | None = None, tokenizer_run: str | None = None, until_step: int | None = None,
+          device: str | None = None, num_workers: int | None = None, log=print) -> dict[str, float]:
+    """Train (or resume) one phase into run directory ``out``; stops at ``until_step`` or the config's max_steps.
+
+    Returns the metrics of the last step. ``until_step`` stops early WITHOUT changing the schedule, so a run
+    stopped and resumed follows exactly the uninterrupted run.
+    """
+    out = Path(out)
+    urls = expand_shards(shards)  # fails fast: "no shards matched ..."
+    cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run)
+    tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
+    ddp, dev = setup_distributed(device)
+    if tcfg.batch_size % ddp.world:
+        raise ValueError(f"batch_size {tcfg.batch_size} is not divisible by the {ddp.world} DDP ranks")
+    if ddp.is_main:
+        write_run_config(out, cfg, phase, tokenizer_run)
+
+    torch.manual_seed(tcfg.seed)  # identical initial weights on every rank and on every fresh start
+    if phase == PHASE_TOKENIZER:
+        objective: nn.Module = TokenizerObjective(cfg)
+    else:
+        objective = LamDynamicsObjective(cfg, load_tokenizer(tokenizer_run, map_location=dev), tcfg.seed, ddp.rank)
+    objective.to(dev)
+    trained = objective.trained()
+    optimizer = make_optimizer(trained, tcfg, dev)
+
+    step = 0
+    if resuming:
+        state = load_checkpoint(out, map_location=dev)
+        for name, module in trained.items():
+            module.load_state_dict(state["models"][name])
+        optimizer.load_state_dict(state["optimizer"])
+        step = state["step"]
+        if state["data"]["world"] != ddp.world:
+            log(f"warning: resuming a {state['data']['world']}-rank run on {ddp.world} ranks: data order differs")
+        log(f"resumed {out} at step {step}")
+
+    model: nn.Module = objective
+    if tcfg.compile:
+        model = torch.compile(model)
+    if ddp.world > 1:
+        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
+
+    per_rank = tcfg.batch_size // ddp.world
+    loader = clip_windows(urls, window=cfg.tokenizer.num_frames, batch_size=per_rank, shuffle=True,
+                          resampled=True, seed=tcfg.seed, shuffle_buffer=tcfg.shuffle_buffer,
+                          num_workers=tcfg.num_workers if num_workers is None else num_workers,
+                          start_batch=step, drop_last=True, pin_memory=dev.type == "cuda")
+    writer = None
+    if ddp.is_main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"))
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+    stop = min(tcfg.max_steps, until_step if until_step is not None else tcfg.max_steps)
+    vqs = [m for module in trained.values() for m in module.modules() if isinstance(m, VectorQuantizer)]
+    metrics: dict[str, float] = {}
+    total_resets = 0
+    last_log, windows_since = time.perf_counter(), 0
+
+    def checkpoint() -> None:
+        if ddp.is_main:
+            state = {"models": {n: m.state_dict() for n, m in trained.items()}, "optimizer": optimizer.state_dict(),
+                     "step": step, "data": {"batches": step, "seed": tcfg.seed, "world": ddp.world},
+                     "config": cfg.to_dict(), "phase": phase}
+            save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
+
+    data_iter = iter(loader)
+    try:
+        while step < stop:
+            batch = next(data_iter)
+            video = to_float_video(batch["video"].to(dev, non_blocking=True))
+            lr = lr_at(step, tcfg)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            with autocast:
+                result = model(video, step)
+            loss = result["loss"]
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_([p for m in trained.values() for p in m.parameters()],
+                                                       tcfg.grad_clip)
+            optimizer.step()
+            total_resets += sum(vq.reset_dead_codes() for vq in vqs)
+            step += 1
+            windows_since += video.shape[0] * ddp.world
+
+            if step % tcfg.log_every == 0 or step == stop or step == 1:
+                now = time.perf_counter()
+                metrics = {k: float(v.detach().float().mean()) for k, v in result.items()
+                           if torch.is_tensor(v) and v.ndim == 0}
+                metrics.update(step=step, lr=lr, grad_norm=float(grad_norm), dead_code_resets=total_resets,
+                               windows_per_s=windows_since / max(now - last_log, 1e-9))
+                for vq_name, vq in zip([n for n, m in trained.items() for q in m.modules()
+                                        if isinstance(q, VectorQuantizer)], vqs, strict=True):
+                    metrics[f"{vq_name}_code_usage"] = vq.usage_fraction()
+                last_log, windows_since = now, 0
+                if ddp.is_main:
+                    for k, v in metrics.items():
+                        if k != "step":
+                            writer.add_scalar(f"{phase}/{k}", v, step)
+                    with open(out / "metrics.jsonl", "a") as f:
+                        f.write(json.dumps(metrics, sort_keys=True) + "\n")
+                    log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                 for k, v in sorted(metrics.items())))
+            if ddp.is_main and (step % tcfg.image_every == 0 or step == stop):
+                _log_images(writer, out, phase, objective, result, video, step)
+            if step % tcfg.ckpt_every == 0 or step == stop:
+                checkpoint()
+    finally:
+        if writer is not None:
+            writer.close()
+        if ddp.world > 1:
+            dist.barrier()
+            dist.destroy_process_group()
+    return metrics
+
+
+@torch.no_grad()
+def _log_images(writer, out: Path, phase: str, objective: nn.Module, result: dict[str, Any], video: torch.Tensor,
+                step: int) -> None:
+    """Real frames over reconstructions (tokenizer) or over LAM predictions and dynamics argmax decodes."""
+    if phase == PHASE_TOKENIZER:
+        rows = [video[0], result["recon"][0]]
+    else:
+        tokenizer = objective.tokenizer[0]
+        predicted = result["dynamics_logits"][:1].argmax(-1)
+        predicted[:, 0] = result["tokens"][:1, 0]
+        dyn_frames = tokenizer.decode(predicted)[0]
+        rows = [video[0, 1:], result["pred"][0], dyn_frames[1:]]
+    grid = _image_grid(rows)
+    writer.add_image(f"{phase}/samples", grid, step)
+    _save_png(grid, out / "samples" / f"step-{step:09d}.png")
+
+
+def describe_params(cfg: GenieConfig) -> dict[str, int]:
+    """Parameter counts of the three models of a config (built on the meta device: no memory, no time)."""
+    with torch.device("meta"):
+        models = {"tokenizer": VideoTokenizer(cfg.tokenizer), "lam": LatentActionModel(cfg.lam),
+                  "dynamics": DynamicsModel(cfg.dynamics)}
+    counts = {name: sum(p.numel() for p in m.parameters()) for name, m in models.items()}
+    counts["total"] = sum(counts.values())
+    return counts
+
+
+__all__ = ["train", "psnr", "describe_params", "ShardError"]
