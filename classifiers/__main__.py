@@ -1,0 +1,58 @@
+"""``python -m classifiers <command>``: ``train``, ``evaluate``, ``label-sheet``, ``features``."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = {
+    "train": ("classifiers.train", "Cross-validate and train a quality classifier; write a model directory."),
+    "evaluate": ("classifiers.evaluate", "Score held-out labels with a model; write metrics + HTML report."),
+    "label-sheet": ("classifiers.label_sheet", "Write an HTML page for hand-labelling a sample of clips."),
+    "features": ("classifiers.__main__", "Compute the clip features of every clip into a Parquet/CSV file."),
+}
+
+
+def features_main(argv: list[str]) -> int:
+    """Write one row per clip: clip_key, video_id, then every feature (for auditing and ad-hoc analysis)."""
+    import pandas as pd
+
+    from classifiers.clip_source import iter_clips
+    from classifiers.features import FEATURE_NAMES, FEATURE_VERSION, clip_features
+
+    parser = argparse.ArgumentParser(prog="python -m classifiers features", description=features_main.__doc__)
+    parser.add_argument("--clips", required=True, help="pipeline output dir, shard glob, or brace pattern")
+    parser.add_argument("--out", required=True, help="output file: .parquet or .csv")
+    a = parser.parse_args(argv)
+    problems: list = []
+    rows = []
+    for clip, frames in iter_clips(a.clips, problems):
+        rows.append({"clip_key": clip.clip_key, "video_id": clip.video_id,
+                     **dict(zip(FEATURE_NAMES, clip_features(frames).tolist(), strict=True))})
+    df = pd.DataFrame(rows, columns=["clip_key", "video_id", *FEATURE_NAMES])
+    df.attrs["feature_version"] = FEATURE_VERSION
+    if a.out.endswith(".csv"):
+        df.to_csv(a.out, index=False)
+    else:
+        df.to_parquet(a.out, index=False)
+    for p in problems:
+        print(f"features: skipped unreadable sample {p.key!r} in {p.shard}: {p.error}", file=sys.stderr)
+    print(f"features: {len(df)} clips, feature version {FEATURE_VERSION} -> {a.out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        print("usage: python -m classifiers <command> [options]\n\ncommands:")
+        for name, (_, help_text) in COMMANDS.items():
+            print(f"  {name:<12} {help_text}")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if argv[0] == "features":
+        return features_main(argv[1:])
+    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:]) or 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

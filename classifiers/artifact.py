@@ -1,0 +1,139 @@
+"""The model directory: a self-describing classifier that the pipeline can load without the training code.
+
+Layout::
+
+    MODEL_DIR/
+      metadata.json   family, model config, FEATURE_VERSION, threshold + decision rule, label-file hash,
+                      label policy, cross-validated metrics, library versions, creation time
+      model.joblib    (sklearn family) or model.pt (cnn family: a state_dict)
+      cv_predictions.csv, metrics.json   written by ``train`` for auditing
+
+Why the checks: a model trained on features computed one way and applied to features computed another way
+still produces numbers -- silently wrong ones. ``load_classifier`` refuses a model whose
+``feature_version`` differs from this code's ``FEATURE_VERSION``, and says which is which.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from classifiers.features import FEATURE_NAMES, FEATURE_VERSION
+from classifiers.metrics import DecisionRule
+from classifiers.models import ClipModel, family_class
+
+FORMAT = "genie-worlds-quality-classifier"
+FORMAT_VERSION = 1
+METADATA = "metadata.json"
+
+
+class ModelDirError(ValueError):
+    """A model directory is missing, malformed, or incompatible with this code."""
+
+
+class FeatureVersionError(ModelDirError):
+    """The model was trained on another feature definition than this code computes."""
+
+
+def library_versions() -> dict[str, str]:
+    import sklearn
+    versions = {"python": platform.python_version(), "numpy": np.__version__, "scikit-learn": sklearn.__version__}
+    try:
+        import torch
+        versions["torch"] = torch.__version__
+    except ImportError:  # the sklearn family does not need torch
+        pass
+    return versions
+
+
+@dataclasses.dataclass
+class LoadedClassifier:
+    """A fitted model plus the decision settings it was trained with."""
+
+    model: ClipModel
+    metadata: dict[str, Any]
+    threshold: float
+    decision: DecisionRule
+
+    @property
+    def family(self) -> str:
+        return self.model.family
+
+    def score_frames(self, clips: list[np.ndarray]) -> np.ndarray:
+        """P(good) for each clip's decoded frames."""
+        if not clips:
+            return np.zeros(0)
+        return self.model.predict_proba(np.stack([self.model.prepare(f) for f in clips]))
+
+
+def save_classifier(model_dir: str | Path, model: ClipModel, threshold: float, decision: DecisionRule,
+                    extra: dict[str, Any]) -> Path:
+    """Write the model file and ``metadata.json`` (``extra``: labels, metrics, policy, source...)."""
+    path = Path(model_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    model.save(path)
+    metadata = {
+        "format": FORMAT, "format_version": FORMAT_VERSION,
+        "family": model.family, "model_file": model.file_name, "model_config": model.config_dict(),
+        "feature_version": FEATURE_VERSION,
+        "feature_names": list(FEATURE_NAMES) if model.family == "sklearn" else [],
+        "threshold": float(threshold),
+        "decision": dataclasses.asdict(decision),
+        "versions": library_versions(),
+        "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        **extra,
+    }
+    (path / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=_json_default) + "\n")
+    return path
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    raise TypeError(f"not JSON-serialisable: {value!r}")
+
+
+def read_metadata(model_dir: str | Path) -> dict[str, Any]:
+    """``metadata.json`` of a model directory, checked for format and feature version."""
+    path = Path(model_dir)
+    meta_path = path / METADATA
+    if not meta_path.is_file():
+        raise ModelDirError(f"{path}: not a classifier model directory (no {METADATA}); "
+                            f"create one with `python -m classifiers train`")
+    try:
+        metadata = json.loads(meta_path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ModelDirError(f"{meta_path}: unreadable ({exc})") from None
+    if metadata.get("format") != FORMAT:
+        raise ModelDirError(f"{meta_path}: format {metadata.get('format')!r} is not {FORMAT!r}")
+    if metadata.get("format_version") != FORMAT_VERSION:
+        raise ModelDirError(f"{meta_path}: format_version {metadata.get('format_version')!r}, "
+                            f"this code reads {FORMAT_VERSION}")
+    got = str(metadata.get("feature_version"))
+    if got != FEATURE_VERSION:
+        raise FeatureVersionError(
+            f"{path}: the model was trained with clip features version {got!r}, but this code computes "
+            f"version {FEATURE_VERSION!r} (classifiers/features.py). Scores would be meaningless: retrain with "
+            f"`python -m classifiers train ... --out {path}` or use the code version the model was built with.")
+    return metadata
+
+
+def load_classifier(model_dir: str | Path, threshold: float | None = None) -> LoadedClassifier:
+    """Load a model directory; ``threshold`` overrides the one chosen at training time."""
+    path = Path(model_dir)
+    metadata = read_metadata(path)
+    cls = family_class(metadata["family"])
+    if not (path / cls.file_name).is_file():
+        raise ModelDirError(f"{path}: model file {cls.file_name} is missing")
+    model = cls.load(path, metadata.get("model_config", {}))
+    decision = DecisionRule(**metadata.get("decision", {}))
+    chosen = float(metadata["threshold"]) if threshold is None else float(threshold)
+    if not 0.0 <= chosen <= 1.0:
+        raise ModelDirError(f"threshold must be within [0, 1], got {chosen}")
+    return LoadedClassifier(model=model, metadata=metadata, threshold=chosen, decision=decision)

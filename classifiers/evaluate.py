@@ -1,0 +1,161 @@
+"""``python -m classifiers evaluate``: score held-out labelled clips with a model directory; print and write
+the same metrics as training plus a self-contained HTML report (ROC and PR curves, score histograms by
+label, the worst mistakes with thumbnails) and the PNGs it embeds.
+
+The decision at evaluation is the model's own (its threshold and decision rule, or ``--threshold``), so the
+held-out numbers describe exactly what the pipeline will do with that model.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: the report is written to files
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from PIL import Image  # noqa: E402
+from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
+
+from classifiers.artifact import load_classifier  # noqa: E402
+from classifiers.dataset import LabelledClips, load_labelled_clips  # noqa: E402
+from classifiers.labels import LabelPolicy  # noqa: E402
+from classifiers.metrics import binary_report, format_report  # noqa: E402
+
+WORST = 8  # mistakes shown per side
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
+def curves_png(targets: np.ndarray, scores: np.ndarray, threshold: float) -> bytes:
+    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+    if 0 < targets.sum() < len(targets):
+        fpr, tpr, _ = roc_curve(targets, scores)
+        a.plot(fpr, tpr)
+        prec, rec, _ = precision_recall_curve(targets, scores)
+        b.plot(rec, prec)
+    a.plot([0, 1], [0, 1], ls=":", c="grey")
+    a.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC")
+    b.set(xlabel="recall", ylabel="precision", title=f"precision-recall (threshold {threshold:.3f})")
+    return _png(fig)
+
+
+def histogram_png(targets: np.ndarray, scores: np.ndarray, threshold: float) -> bytes:
+    fig, ax = plt.subplots(figsize=(7, 3.5))
+    bins = np.linspace(0, 1, 41)
+    ax.hist(scores[targets == 0], bins=bins, alpha=0.6, label="labelled bad")
+    ax.hist(scores[targets == 1], bins=bins, alpha=0.6, label="labelled good")
+    ax.axvline(threshold, c="k", ls="--", label="threshold")
+    ax.set(xlabel="P(good)", ylabel="clips", title="scores by hand label")
+    ax.legend()
+    return _png(fig)
+
+
+def _img_tag(png: bytes, alt: str) -> str:
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
+
+
+def _thumb_png(strip: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(strip).save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def worst_mistakes(data: LabelledClips, scores: np.ndarray, keep: np.ndarray) -> list[tuple[str, int]]:
+    """(kind, index) of kept bad clips with the highest scores, then dropped good clips with the lowest."""
+    fp = [i for i in np.argsort(-scores) if keep[i] and data.targets[i] == 0][:WORST]
+    fn = [i for i in np.argsort(scores) if not keep[i] and data.targets[i] == 1][:WORST]
+    return [("kept but labelled bad", int(i)) for i in fp] + [("dropped but labelled good", int(i)) for i in fn]
+
+
+def write_report(out: Path, title: str, report: dict, data: LabelledClips, scores: np.ndarray,
+                 keep: np.ndarray, threshold: float) -> Path:
+    curves = curves_png(data.targets, scores, threshold)
+    hist = histogram_png(data.targets, scores, threshold)
+    (out / "curves.png").write_bytes(curves)
+    (out / "histogram.png").write_bytes(hist)
+    c = report["confusion"]
+    rows = []
+    for kind, i in worst_mistakes(data, scores, keep):
+        thumb = _img_tag(_thumb_png(data.thumbs[i]), data.clip_keys[i]) if data.thumbs else ""
+        rows.append(f"<tr><td>{html.escape(kind)}</td><td>{thumb}</td><td>{html.escape(data.clip_keys[i])}</td>"
+                    f"<td>{html.escape(data.video_ids[i])}</td><td>{data.scores[i]}</td><td>{scores[i]:.3f}</td></tr>")
+    mistakes = ("<table><tr><th>mistake</th><th>frames</th><th>clip</th><th>video</th><th>hand score</th>"
+                "<th>P(good)</th></tr>" + "".join(rows) + "</table>") if rows else "<p>No mistakes.</p>"
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}} td,th{{border:1px solid #ccc;padding:4px}}
+table{{border-collapse:collapse}} img{{image-rendering:pixelated}}</style></head><body>
+<h1>{html.escape(title)}</h1>
+<table><tr><th>clips</th><th>good</th><th>bad</th><th>ROC-AUC</th><th>PR-AUC</th><th>threshold</th>
+<th>precision</th><th>recall</th><th>kept</th></tr>
+<tr><td>{report['n']}</td><td>{report['n_good']}</td><td>{report['n_bad']}</td><td>{report['roc_auc']:.4f}</td>
+<td>{report['pr_auc']:.4f}</td><td>{threshold:.4f}</td><td>{report['precision']:.4f}</td>
+<td>{report['recall']:.4f}</td><td>{report['kept_frac']:.1%}</td></tr></table>
+<h2>Confusion matrix</h2>
+<table><tr><th></th><th>dropped</th><th>kept</th></tr><tr><th>labelled bad</th><td>{c['tn']}</td><td>{c['fp']}</td></tr>
+<tr><th>labelled good</th><td>{c['fn']}</td><td>{c['tp']}</td></tr></table>
+<h2>Curves</h2>{_img_tag(curves, "ROC and precision-recall curves")}
+<h2>Scores by label</h2>{_img_tag(hist, "score histograms")}
+<h2>Worst mistakes</h2>{mistakes}
+</body></html>"""
+    path = out / "report.html"
+    path.write_text(page, encoding="utf-8")
+    return path
+
+
+def evaluate(model_dir: str, labels: str, clips: str, out: str | None = None, threshold: float | None = None,
+             allow_unknown: bool = False, log=sys.stderr) -> dict:
+    """Score the held-out labelled clips; write metrics.json, report.html, curves.png, histogram.png."""
+    clf = load_classifier(model_dir, threshold)
+    policy = LabelPolicy(**{k: tuple(v) if isinstance(v, list) else v
+                            for k, v in clf.metadata.get("label_policy", {}).items()})
+    data, label_set = load_labelled_clips(clips, labels, clf.model, policy, allow_unknown, with_thumbs=True)
+    if not len(data):
+        raise ValueError(f"no clip in {clips} has a binary label in {labels}")
+    scores = np.concatenate([clf.model.predict_proba(data.inputs[i:i + 64]) for i in range(0, len(data), 64)])
+    keep = clf.decision.keep(scores, data.video_ids, clf.threshold)
+    report = binary_report(data.targets, scores, clf.threshold, keep)
+    report.update({"model_dir": str(model_dir), "family": clf.family, "labels": str(labels),
+                   "labels_sha256": label_set.sha256, "decision": clf.metadata.get("decision"),
+                   "counts": data.counts})
+    out_dir = Path(out) if out else Path(model_dir) / "evaluation"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    page = write_report(out_dir, f"Quality classifier ({clf.family}) on {Path(labels).name}", report, data,
+                        scores, keep, clf.threshold)
+    print(format_report("held out (clips)", report), file=log)
+    print(f"evaluate: wrote {out_dir / 'metrics.json'} and {page}", file=log)
+    return report
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", required=True, help="model directory written by `train`")
+    parser.add_argument("--labels", required=True, help="held-out label file (CSV or JSONL)")
+    parser.add_argument("--clips", required=True, help="pipeline output dir, shard glob, or brace pattern")
+    parser.add_argument("--out", default=None, help="report directory (default: MODEL/evaluation)")
+    parser.add_argument("--threshold", type=float, default=None, help="override the model's threshold")
+    parser.add_argument("--allow-unknown", action="store_true", help="skip labels for ids absent from --clips")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m classifiers evaluate", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    a = parser.parse_args(argv)
+    evaluate(a.model, a.labels, a.clips, a.out, a.threshold, a.allow_unknown)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))

@@ -1,0 +1,190 @@
+"""The paper's model family: a ResNet18-style CNN trained from scratch on sampled frames (plain torch).
+
+Genie (Bruce et al. 2024, App. B.1) trained "an 11M parameter ResNet18" as a binary good/bad classifier.
+``ResNet`` below is He et al.'s ResNet18 (BasicBlock x [2, 2, 2, 2], widths 64-128-256-512, 7x7 stem,
+max-pool, global average pool) with one logit: 11.2M parameters in the default ``resnet18`` preset.
+torchvision is not a dependency, so the ~60 lines of the architecture live here.
+
+What differs from the paper: each input sample stacks two frames half a second apart (6 channels, see
+``classifiers.features.sample_frames``) so the network can see motion -- a slideshow of gameplay stills
+looks like gameplay frame by frame. A clip's score is the mean probability of its ``SAMPLES_PER_CLIP``
+samples. Presets ``small`` and ``tiny`` exist for CPU demos and tests.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from classifiers.features import sample_frames
+from classifiers.models.base import ClipModel
+
+
+@dataclasses.dataclass(frozen=True)
+class CNNConfig:
+    width: int = 64  # channels of the first stage; stages use width * (1, 2, 4, 8) (ResNet18: 64)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # BasicBlocks per stage (ResNet18: 2, 2, 2, 2)
+    in_channels: int = 6  # two RGB frames stacked (see module docstring)
+    epochs: int = 10
+    batch_size: int = 32  # frame samples per step
+    lr: float = 1e-3  # AdamW
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 0  # torch intra-op threads while training/scoring (0: leave torch's setting)
+
+
+PRESETS: dict[str, CNNConfig] = {
+    "resnet18": CNNConfig(),  # 11.2M parameters, as in the paper
+    "small": CNNConfig(width=16, epochs=12),  # 0.7M: minutes on a laptop CPU
+    "tiny": CNNConfig(width=4, blocks=(1, 1, 1, 1), epochs=6, batch_size=16),  # tests
+}
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convolutions with a residual connection (projected when the shape changes)."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride, bias=False), nn.BatchNorm2d(c_out))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return F.relu(y + self.shortcut(x))
+
+
+class ResNet(nn.Module):
+    """ResNet with a single logit: P(good) = sigmoid(logit)."""
+
+    def __init__(self, config: CNNConfig):
+        super().__init__()
+        w = config.width
+        self.stem = nn.Sequential(nn.Conv2d(config.in_channels, w, 7, 2, 3, bias=False), nn.BatchNorm2d(w),
+                                  nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        stages, c_in = [], w
+        for i, n in enumerate(config.blocks):
+            c_out = w * 2 ** i
+            for j in range(n):
+                stages.append(BasicBlock(c_in, c_out, 2 if (j == 0 and i > 0) else 1))
+                c_in = c_out
+        self.stages = nn.Sequential(*stages)
+        self.head = nn.Linear(c_in, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stages(self.stem(x))
+        return self.head(x.mean(dim=(2, 3))).squeeze(-1)
+
+
+def _to_tensor(samples: np.ndarray) -> torch.Tensor:
+    """(N, H, W, C) uint8 -> (N, C, H, W) float32 centred on 0."""
+    return torch.from_numpy(np.ascontiguousarray(samples)).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
+
+
+class CNNClipModel(ClipModel):
+    family: ClassVar[str] = "cnn"
+    file_name: ClassVar[str] = "model.pt"
+
+    def __init__(self, config: CNNConfig | None = None):
+        self.config = config or PRESETS["resnet18"]
+        torch.manual_seed(self.config.seed)
+        self.net = ResNet(self.config)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.net.parameters())
+
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        return sample_frames(frames)
+
+    def _threads(self):
+        return _Threads(self.config.threads)
+
+    def fit(self, inputs: np.ndarray, targets: np.ndarray) -> None:
+        c = self.config
+        inputs = np.asarray(inputs)  # (N, S, H, W, C)
+        targets = np.asarray(targets, dtype=np.float32)
+        n, s = inputs.shape[:2]
+        flat = inputs.reshape(n * s, *inputs.shape[2:])
+        flat_y = torch.from_numpy(np.repeat(targets, s))
+        pos = float(targets.sum())
+        pos_weight = torch.tensor((len(targets) - pos) / pos if pos else 1.0)
+        gen = torch.Generator().manual_seed(c.seed)
+        torch.manual_seed(c.seed)
+        self.net = ResNet(c)
+        opt = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        steps = c.epochs * max(1, -(-len(flat) // c.batch_size))
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=steps)
+        with self._threads():
+            self.net.train()
+            for _ in range(c.epochs):
+                order = torch.randperm(len(flat), generator=gen)
+                for i in range(0, len(flat), c.batch_size):
+                    idx = order[i:i + c.batch_size]
+                    if len(idx) < 2:  # BatchNorm needs >1 sample
+                        continue
+                    x = _to_tensor(flat[idx.numpy()])
+                    loss = F.binary_cross_entropy_with_logits(self.net(x), flat_y[idx], pos_weight=pos_weight)
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    opt.step()
+                    sched.step()
+        self.net.eval()
+
+    @torch.no_grad()
+    def predict_proba(self, inputs: np.ndarray) -> np.ndarray:
+        inputs = np.asarray(inputs)
+        n, s = inputs.shape[:2]
+        self.net.eval()
+        with self._threads():
+            flat = inputs.reshape(n * s, *inputs.shape[2:])
+            probs = [torch.sigmoid(self.net(_to_tensor(flat[i:i + 64]))) for i in range(0, len(flat), 64)]
+        p = torch.cat(probs).reshape(n, s).mean(dim=1) if probs else torch.zeros(0)
+        return p.double().numpy()
+
+    def config_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self.config)
+        d["blocks"] = list(d["blocks"])
+        return d
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> CNNClipModel:
+        config = dict(config)
+        config["blocks"] = tuple(config.get("blocks", (2, 2, 2, 2)))
+        return cls(CNNConfig(**config))
+
+    def save(self, directory: Path) -> None:
+        torch.save(self.net.state_dict(), Path(directory) / self.file_name)
+
+    @classmethod
+    def load(cls, directory: Path, config: dict[str, Any]) -> CNNClipModel:
+        model = cls.from_config(config)
+        model.net.load_state_dict(torch.load(Path(directory) / cls.file_name, map_location="cpu", weights_only=True))
+        model.net.eval()
+        return model
+
+
+class _Threads:
+    """Temporarily set torch's intra-op thread count (0: leave it)."""
+
+    def __init__(self, n: int):
+        self.n, self.old = n, None
+
+    def __enter__(self):
+        if self.n:
+            self.old = torch.get_num_threads()
+            torch.set_num_threads(self.n)
+
+    def __exit__(self, *exc):
+        if self.old is not None:
+            torch.set_num_threads(self.old)

@@ -1,0 +1,213 @@
+"""Quality stage: score every clip with the trained classifier, drop the ones below the threshold.
+
+Clip -> {MAIN: kept clips with ``quality_score`` set, OUTCOMES: ``dropped: low_quality`` (with score and
+threshold in the detail) and ``failed: quality_error`` outcomes}. The model is loaded once per worker
+process (``DoFn.setup`` + ``apache_beam.utils.shared.Shared``, so the DoFn instances of one worker share it)
+and clips are scored in batches (``beam.BatchElements``): one forward pass per batch, not per clip.
+A clip whose bytes cannot be decoded or scored becomes a ``failed`` outcome; it never stops the run.
+
+With no model directory the stage passes every clip on unscored (``quality_score`` None) and counts it in
+the Beam counter ``quality/unscored``, so a run's stats say that nothing was filtered.
+
+When the model was trained with the ``video`` decision rule, clips are grouped by video after scoring and
+kept when their video's mean score reaches threshold + margin (see ``classifiers.metrics.DecisionRule``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.utils import shared
+
+from pipeline import stage
+from pipeline.clip_codec import decode_clip
+from schemas import Clip, Outcome, reasons
+
+NAMESPACE = "quality"
+DEFAULT_BATCH_SIZE = 32
+
+
+def add_quality_args(parser: argparse.ArgumentParser) -> None:
+    """The quality stage's command-line flags (``pipeline run`` adds them)."""
+    group = parser.add_argument_group("quality classifier")
+    group.add_argument("--classifier", metavar="MODEL_DIR", default=None,
+                       help="model directory from `python -m classifiers train`; without it clips pass "
+                            "unscored (counted as quality/unscored)")
+    group.add_argument("--quality-threshold", type=float, default=None,
+                       help="keep clips scoring at least this (default: the threshold stored with the model)")
+    group.add_argument("--quality-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+                       help="clips per model call")
+
+
+def quality_from_args(args: argparse.Namespace) -> Quality:
+    return Quality(args.classifier, threshold=args.quality_threshold,
+                   batch_size=getattr(args, "quality_batch_size", DEFAULT_BATCH_SIZE))
+
+
+class _ModelHolder:
+    """Weak-referenceable wrapper so ``Shared`` can hold the loaded classifier."""
+
+    def __init__(self, classifier):
+        self.classifier = classifier
+
+
+def low_quality_detail(score: float, threshold: float, rule: str, video_score: float | None = None) -> str:
+    if rule == "video" and video_score is not None:
+        return f"video mean score {video_score:.4f} < {threshold:.4f} (clip score {score:.4f})"
+    return f"score {score:.4f} < threshold {threshold:.4f}"
+
+
+def score_clips(classifier, clips: list[Clip]) -> Iterator[tuple[Clip | None, Outcome | None]]:
+    """Score a batch: ``(scored clip, None)`` or ``(None, failed outcome)`` per input clip, in order.
+
+    A plain function (no Beam) so it can be tested and reused directly. Decoding and preparing happen per
+    clip, so one broken clip fails alone; the model runs once on the batch of the others.
+    """
+    prepared, ok = [], []
+    for clip in clips:
+        try:
+            if not clip.mp4:
+                raise ValueError("clip has no encoded bytes")
+            prepared.append(classifier.model.prepare(decode_clip(clip.mp4)))
+            ok.append(clip)
+        except Exception as exc:
+            yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED, reasons.QUALITY_ERROR,
+                                         f"{type(exc).__name__}: {exc}")
+    if not ok:
+        return
+    try:
+        scores = np.clip(classifier.model.predict_proba(np.stack(prepared)), 0.0, 1.0)
+    except Exception as exc:
+        for clip in ok:
+            yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED, reasons.QUALITY_ERROR,
+                                         f"model failed on the batch: {type(exc).__name__}: {exc}")
+        return
+    for clip, score in zip(ok, scores, strict=True):
+        yield clip.replace(quality_score=float(score)), None
+
+
+class _ScoreBatches(beam.DoFn):
+    """Scores batches of clips; emits scored clips on the main output and failures on OUTCOMES."""
+
+    def __init__(self, model_dir: str, threshold: float | None, handle: shared.Shared):
+        self._model_dir = model_dir
+        self._threshold = threshold
+        self._handle = handle
+        self._classifier = None
+        self._scored = beam.metrics.Metrics.counter(NAMESPACE, "scored")
+        self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
+        self._batches = beam.metrics.Metrics.distribution(NAMESPACE, "batch_size")
+
+    def setup(self):
+        from classifiers.artifact import load_classifier
+
+        def load():
+            return _ModelHolder(load_classifier(self._model_dir, self._threshold))
+
+        self._classifier = self._handle.acquire(load, tag=f"{self._model_dir}|{self._threshold}").classifier
+
+    def process(self, batch: list[Clip]):
+        self._batches.update(len(batch))
+        for clip, outcome in score_clips(self._classifier, batch):
+            if outcome is not None:
+                self._errors.inc()
+                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, outcome)
+            else:
+                self._scored.inc()
+                yield clip
+
+
+class _DecideClip(beam.DoFn):
+    """Clip rule: keep when the clip's own score reaches the threshold."""
+
+    def __init__(self, threshold: float):
+        self._threshold = threshold
+        self._kept = beam.metrics.Metrics.counter(NAMESPACE, "kept")
+        self._dropped = beam.metrics.Metrics.counter(NAMESPACE, "low_quality")
+
+    def process(self, clip: Clip):
+        if clip.quality_score >= self._threshold:
+            self._kept.inc()
+            yield clip
+        else:
+            self._dropped.inc()
+            yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
+                clip, reasons.STAGE_QUALITY, reasons.DROPPED, reasons.LOW_QUALITY,
+                low_quality_detail(clip.quality_score, self._threshold, "clip")))
+
+
+class _DecideVideo(beam.DoFn):
+    """Video rule: keep a video's clips when their mean score reaches threshold + margin."""
+
+    def __init__(self, threshold: float, margin: float):
+        self._bar = threshold + margin
+        self._kept = beam.metrics.Metrics.counter(NAMESPACE, "kept")
+        self._dropped = beam.metrics.Metrics.counter(NAMESPACE, "low_quality")
+
+    def process(self, element: tuple[str, Iterable[Clip]]):
+        _, clips = element
+        clips = sorted(clips, key=lambda c: c.clip_index)
+        mean = float(np.mean([c.quality_score for c in clips]))
+        for clip in clips:
+            if mean >= self._bar:
+                self._kept.inc()
+                yield clip
+            else:
+                self._dropped.inc()
+                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
+                    clip, reasons.STAGE_QUALITY, reasons.DROPPED, reasons.LOW_QUALITY,
+                    low_quality_detail(clip.quality_score, self._bar, "video", mean)))
+
+
+class _PassUnscored(beam.DoFn):
+    def __init__(self):
+        self._unscored = beam.metrics.Metrics.counter(NAMESPACE, "unscored")
+
+    def process(self, clip: Clip):
+        self._unscored.inc()
+        yield clip
+
+
+class Quality(beam.PTransform):
+    """Clip -> {MAIN: kept, scored clips; OUTCOMES: low_quality drops and quality_error failures}."""
+
+    def __init__(self, model_dir: str | None, threshold: float | None = None,
+                 batch_size: int = DEFAULT_BATCH_SIZE):
+        super().__init__()
+        self._model_dir = model_dir
+        self._threshold = threshold
+        self._batch_size = batch_size
+        self._decision = None
+        self._model_threshold = None
+        if model_dir is not None:
+            # read (and version-check) the metadata now: a bad --classifier fails at launch, not on workers
+            from classifiers.artifact import read_metadata
+            from classifiers.metrics import DecisionRule
+            metadata = read_metadata(model_dir)
+            self._decision = DecisionRule(**metadata.get("decision", {}))
+            self._model_threshold = float(metadata["threshold"]) if threshold is None else float(threshold)
+
+    def expand(self, clips):
+        if self._model_dir is None:
+            passed = clips | "PassUnscored" >> beam.ParDo(_PassUnscored()).with_outputs(stage.OUTCOMES,
+                                                                                       main=stage.MAIN)
+            return {stage.MAIN: passed[stage.MAIN], stage.OUTCOMES: passed[stage.OUTCOMES]}
+        scored = (
+            clips
+            | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
+            | "Score" >> beam.ParDo(_ScoreBatches(self._model_dir, self._threshold, shared.Shared()))
+            .with_outputs(stage.OUTCOMES, main=stage.MAIN))
+        if self._decision.rule == "video":
+            decided = (scored[stage.MAIN]
+                       | "KeyByVideo" >> beam.Map(lambda c: (c.video_id, c))
+                       | "GroupByVideo" >> beam.GroupByKey()
+                       | "DecideVideo" >> beam.ParDo(_DecideVideo(self._model_threshold, self._decision.margin))
+                       .with_outputs(stage.OUTCOMES, main=stage.MAIN))
+        else:
+            decided = scored[stage.MAIN] | "Decide" >> beam.ParDo(_DecideClip(self._model_threshold)).with_outputs(
+                stage.OUTCOMES, main=stage.MAIN)
+        outcomes = (scored[stage.OUTCOMES], decided[stage.OUTCOMES]) | "MergeOutcomes" >> beam.Flatten()
+        return {stage.MAIN: decided[stage.MAIN], stage.OUTCOMES: outcomes}
