@@ -62,6 +62,7 @@ class LAMConfig:
     mlp_ratio: float = 4.0
     commitment_weight: float = 0.25
     normalize_codes: bool = True
+    batchnorm_latents: bool = True  # standardise latent actions over the batch before the VQ (anti-collapse)
     dead_code_threshold: float = 0.1  # tiny codebook: a code with < 10% of its uniform share is dead
     usage_decay: float = 0.99
 

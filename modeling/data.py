@@ -115,13 +115,15 @@ class ClipWindowDataset(IterableDataset):
         index = 0
         for raw in src:
             num_frames = self._check(raw)
-            for _ in range(self.windows_per_clip):
+            for k in range(self.windows_per_clip):
                 rng = np.random.default_rng([self.seed, rank, worker, index])
-                hi = num_frames - self.window
-                start = int(rng.integers(0, hi + 1)) if self.shuffle else min(index % self.windows_per_clip
-                                                                              * self.window, hi)
                 index += 1
-                yield raw, start
+                yield raw, self._pick_start(rng, num_frames, k)
+
+    def _pick_start(self, rng: np.random.Generator, num_frames: int, k: int) -> int:
+        """Window start: uniform when shuffling; otherwise consecutive windows from frame 0."""
+        hi = num_frames - self.window
+        return int(rng.integers(0, hi + 1)) if self.shuffle else min(k * self.window, hi)
 
     def _check(self, raw: dict[str, Any]) -> int:
         url, key = raw.get("__url__", "?"), raw.get("__key__", "?")

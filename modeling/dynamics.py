@@ -82,14 +82,19 @@ class DynamicsModel(nn.Module):
         x = self._embed(tokens, self._full_actions(actions, b, t, tokens.device), token_mask)
         return self._logits(self.transformer(x))
 
+    def sample_mask(self, shape: torch.Size, device: torch.device, generator: torch.Generator | None = None
+                    ) -> torch.Tensor:
+        """Bool (B, T, h, w): per example a rate r ~ U(min, max), then each token of frames 2..T masked w.p. r."""
+        lo, hi = self.cfg.mask_rate_min, self.cfg.mask_rate_max
+        rate = lo + (hi - lo) * torch.rand(shape[0], generator=generator, device=device)
+        mask = torch.rand(shape, generator=generator, device=device) < rate[:, None, None, None]
+        mask[:, 0] = False
+        return mask
+
     def loss(self, tokens: torch.Tensor, actions: torch.Tensor | None,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
         """MaskGIT training loss: per-example rate ~ U(min, max), cross-entropy on masked tokens of frames 2..T."""
-        b = tokens.shape[0]
-        lo, hi = self.cfg.mask_rate_min, self.cfg.mask_rate_max
-        rate = lo + (hi - lo) * torch.rand(b, generator=generator, device=tokens.device)
-        mask = torch.rand(tokens.shape, generator=generator, device=tokens.device) < rate[:, None, None, None]
-        mask[:, 0] = False
+        mask = self.sample_mask(tokens.shape, tokens.device, generator)
         logits = self(tokens, actions, mask)
         target = tokens[mask]
         picked = logits[mask].float()

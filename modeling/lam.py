@@ -39,6 +39,9 @@ class LatentActionModel(nn.Module):
         self.action_query = nn.Parameter(torch.randn(cfg.enc_dim) * 0.02)
         self.encoder = STTransformer(cfg.enc_dim, cfg.enc_heads, cfg.enc_layers, cfg.mlp_ratio, causal=True)
         self.to_latent = nn.Linear(cfg.enc_dim, cfg.latent_dim)
+        # Standardising latents over the batch keeps them spread out even when the encoder's outputs are
+        # nearly identical (the start of the usual collapse), so the VQ still tells transitions apart.
+        self.latent_norm = nn.BatchNorm1d(cfg.latent_dim, affine=False) if cfg.batchnorm_latents else None
         self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, cfg.commitment_weight, cfg.normalize_codes,
                                   cfg.dead_code_threshold, cfg.usage_decay)
         self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
@@ -60,7 +63,11 @@ class LatentActionModel(nn.Module):
         x = self.enc_in(patchify(video * 2 - 1, self.cfg.patch_size)) + self.enc_pos
         x = torch.cat([self.action_query.expand(b, t, 1, -1), x], dim=2)
         latent = self.to_latent(self.encoder(x)[:, 1:, 0])  # outputs at frames 2..T: one per transition
-        return self.vq(latent)
+        if self.latent_norm is not None:
+            latent = self.latent_norm(latent.flatten(0, 1)).view(latent.shape)
+        out = self.vq(latent)
+        out["latent"] = latent
+        return out
 
     def forward(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
         """video (B, T, 3, H, W) in [0, 1] -> pred (B, T-1, 3, H, W) of frames 2..T, actions (B, T-1), loss."""

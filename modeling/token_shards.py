@@ -1,0 +1,149 @@
+"""Token pre-extraction: run a trained tokenizer once over the clip shards and store the tokens.
+
+Dynamics training then reads small token shards instead of decoding video and running the tokenizer on every
+step. Each clip is cut into consecutive, non-overlapping windows of the tokenizer's T frames, and each window is
+tokenised on its own -- exactly what the tokenizer sees in training (its encoder is causal, so a window's
+tokens depend only on that window). Consumers must therefore take windows ALIGNED to multiples of T
+(``token_windows`` does).
+
+Token shard sample (WebDataset, key = clip key):
+    <key>.tokens.npy   uint16 (num_windows * T, h, w)
+    <key>.json         {"clip_key", "num_frames", "window", "token_grid", "codebook_size", "tokenizer_run",
+                        "actions": ground-truth actions per frame or null,
+                        "latent_actions": LAM action per frame (-1 at each window's first frame) or null}
+
+Latent actions are stored when ``lam_run`` (a lam-dynamics run) is given, so a dynamics model can be trained
+or fine-tuned against a frozen LAM without pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import webdataset as wds
+
+from modeling.checkpoint import load_genie, load_tokenizer
+from modeling.data import ClipWindowDataset, ShardError, expand_shards, to_float_video
+from pipeline.clip_codec import decode_clip
+from schemas.records import ShardSample
+
+
+def _npy_bytes(array: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array, allow_pickle=False)
+    return buf.getvalue()
+
+
+@torch.no_grad()
+def extract_tokens(shards: str | list[str], tokenizer_run: str, out: str | Path, lam_run: str | None = None,
+                   batch_size: int = 8, clips_per_shard: int = 1000, device: str | None = None) -> dict[str, Any]:
+    """Tokenise every clip of ``shards`` into ``out/tokens-%05d.tar``; returns a summary (also in summary.json)."""
+    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    tokenizer = load_tokenizer(tokenizer_run, map_location=dev)
+    lam = load_genie(lam_run, map_location=dev)[1] if lam_run else None
+    window = tokenizer.cfg.num_frames
+    if tokenizer.codebook_size > np.iinfo(np.uint16).max:
+        raise ValueError(f"codebook of {tokenizer.codebook_size} codes does not fit uint16 token shards")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu",
+                                                                                                       enabled=False)
+    clips = frames_total = shard_index = 0
+    sink = None
+    samples = wds.DataPipeline(wds.SimpleShardList(expand_shards(shards)), wds.tarfile_to_samples())
+    try:
+        for raw in samples:
+            clip = ShardSample.from_wds(raw).clip
+            frames = decode_clip(bytes(raw["mp4"]))
+            if frames.shape[1:3] != (tokenizer.cfg.frame_height, tokenizer.cfg.frame_width):
+                raise ShardError(f"shard {raw.get('__url__')}: clip {clip.clip_key!r} is "
+                                 f"{frames.shape[2]}x{frames.shape[1]}, the tokenizer needs "
+                                 f"{tokenizer.cfg.frame_width}x{tokenizer.cfg.frame_height}")
+            n_windows = len(frames) // window
+            if n_windows == 0:
+                raise ShardError(f"clip {clip.clip_key!r} has {len(frames)} frames, fewer than {window}")
+            video = torch.from_numpy(frames[:n_windows * window]).view(n_windows, window, *frames.shape[1:])
+            tokens, latent = [], []
+            for i in range(0, n_windows, batch_size):
+                chunk = to_float_video(video[i:i + batch_size].to(dev))
+                with autocast:
+                    tokens.append(tokenizer.encode(chunk).cpu())
+                    if lam is not None:
+                        acts = lam.infer_actions(chunk).cpu()
+                        latent.append(torch.cat([torch.full((acts.shape[0], 1), -1), acts], dim=1))
+            token_array = torch.cat(tokens).flatten(0, 1).numpy().astype(np.uint16)
+            meta = {"clip_key": clip.clip_key, "num_frames": int(token_array.shape[0]), "window": window,
+                    "token_grid": list(tokenizer.token_grid), "codebook_size": tokenizer.codebook_size,
+                    "tokenizer_run": str(tokenizer_run), "actions": clip.actions[:token_array.shape[0]]
+                    if clip.actions is not None else None,
+                    "latent_actions": torch.cat(latent).flatten().tolist() if latent else None}
+            if sink is None or clips % clips_per_shard == 0:
+                if sink is not None:
+                    sink.close()
+                sink = wds.TarWriter(str(out / f"tokens-{shard_index:05d}.tar"))
+                shard_index += 1
+            sink.write({"__key__": clip.clip_key, "tokens.npy": _npy_bytes(token_array),
+                        "json": json.dumps(meta, sort_keys=True).encode()})
+            clips += 1
+            frames_total += token_array.shape[0]
+    finally:
+        if sink is not None:
+            sink.close()
+    summary = {"clips": clips, "frames": frames_total, "shards": shard_index, "window": window,
+               "token_grid": list(tokenizer.token_grid), "latent_actions": lam is not None}
+    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    return summary
+
+
+class TokenWindowDataset(ClipWindowDataset):
+    """Batches of T-frame token windows (aligned to the extraction windows) from token shards.
+
+    Yields dict(tokens long (B, T, h, w), actions long (B, T) ground truth or -1, latent_actions long (B, T)
+    with -1 at the first frame / when not extracted, start, key). Same splitting, seeding and exact-resume skip
+    as ``ClipWindowDataset``.
+    """
+
+    def _check(self, raw: dict[str, Any]) -> int:
+        if "tokens.npy" not in raw or "json" not in raw:
+            raise ShardError(f"shard {raw.get('__url__', '?')}: sample {raw.get('__key__')!r} is not a token "
+                             "sample (needs tokens.npy and json; run `python -m modeling extract-tokens`)")
+        meta = json.loads(raw["json"])
+        if meta["window"] != self.window:
+            raise ShardError(f"token shard window {meta['window']} != requested window {self.window}")
+        return int(meta["num_frames"])
+
+    def _pick_start(self, rng: np.random.Generator, num_frames: int, k: int) -> int:
+        n_windows = num_frames // self.window
+        return self.window * (int(rng.integers(0, n_windows)) if self.shuffle else k % n_windows)
+
+    def _decode(self, raw: dict[str, Any], start: int) -> dict[str, Any]:
+        meta = json.loads(raw["json"])
+        tokens = np.load(io.BytesIO(raw["tokens.npy"]))[start:start + self.window].astype(np.int64)
+        actions = np.full(self.window, -1, np.int64)
+        latent = np.full(self.window, -1, np.int64)
+        if meta.get("actions") is not None:
+            actions[:] = meta["actions"][start:start + self.window]
+        if meta.get("latent_actions") is not None:
+            latent[:] = meta["latent_actions"][start:start + self.window]
+        return {"tokens": tokens, "actions": actions, "latent_actions": latent, "start": start,
+                "key": meta["clip_key"]}
+
+    def _collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"tokens": torch.from_numpy(np.stack([i["tokens"] for i in items])),
+                "actions": torch.from_numpy(np.stack([i["actions"] for i in items])),
+                "latent_actions": torch.from_numpy(np.stack([i["latent_actions"] for i in items])),
+                "start": torch.tensor([i["start"] for i in items], dtype=torch.long),
+                "key": [i["key"] for i in items]}
+
+
+def token_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
+                  resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
+                  start_batch: int = 0, drop_last: bool = False) -> torch.utils.data.DataLoader:
+    dataset = TokenWindowDataset(pattern_or_urls, window, batch_size, shuffle, resampled, seed, shuffle_buffer,
+                                 1, start_batch, drop_last)
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)

@@ -1,0 +1,160 @@
+"""Training end to end on real shards through the CLI: run directories, exact resume, the lam-dynamics phase
+on a trained tokenizer, loading models back, token pre-extraction, configs, the schedule, and clear errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from modeling.__main__ import main
+from modeling.checkpoint import load_genie, load_tokenizer, read_run_config
+from modeling.configs import GenieConfig, TrainConfig, get_config
+from modeling.data import clip_windows, to_float_video
+from modeling.dynamics import DynamicsModel
+from modeling.lam import LatentActionModel
+from modeling.schedule import lr_at
+from modeling.token_shards import token_windows
+from modeling.tokenizer import VideoTokenizer
+from modeling.train import describe_params
+from tests.modeling_helpers import write_tiny_shards
+
+torch.set_num_threads(1)
+FAST = ["--set", "train_tokenizer.log_every=1", "--set", "train_tokenizer.warmup_steps=2",
+        "--set", "train_tokenizer.max_steps=10", "--set", "train_tokenizer.ckpt_every=3",
+        "--set", "train_tokenizer.image_every=4"]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("shards")
+    write_tiny_shards(directory, n_clips=6, frames=16, clips_per_shard=3)
+    return str(directory / "shard-*.tar")
+
+
+@pytest.fixture(scope="module")
+def tokenizer_run(shards, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "tok"
+    assert main(["train", "tokenizer", "--shards", shards, "--config", "tiny", "--out", str(run), *FAST]) == 0
+    return run
+
+
+def _losses(run) -> dict[int, float]:
+    return {m["step"]: m["loss"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def test_tokenizer_run_directory(tokenizer_run):
+    cfg, phase, tok = read_run_config(tokenizer_run)
+    assert phase == "tokenizer" and tok is None and cfg.name == "tiny"
+    assert (tokenizer_run / "checkpoints" / "latest.pt").is_file()
+    assert sorted(p.name for p in (tokenizer_run / "checkpoints").glob("step-*.pt")) == [
+        "step-000000006.pt", "step-000000009.pt", "step-000000010.pt"]  # keep_checkpoints=3
+    assert list((tokenizer_run / "tb").glob("events.out.tfevents.*"))
+    assert (tokenizer_run / "samples" / "step-000000004.png").is_file()
+    metrics = [json.loads(line) for line in (tokenizer_run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == list(range(1, 11))
+    assert {"psnr", "perplexity", "codes_used", "tokenizer_code_usage", "lr", "grad_norm"} <= set(metrics[-1])
+    assert metrics[-1]["psnr"] > metrics[0]["psnr"]
+    model = load_tokenizer(tokenizer_run)
+    assert isinstance(model, VideoTokenizer) and not model.training
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(shards, tokenizer_run, tmp_path):
+    run = tmp_path / "resumed"
+    base = ["train", "tokenizer", "--shards", shards, "--config", "tiny", "--out", str(run), *FAST]
+    assert main([*base, "--until-step", "4"]) == 0
+    assert max(_losses(run)) == 4
+    resume = ["train", "tokenizer", "--shards", shards, "--out", str(run)]  # the run's config.json is used
+    assert main(resume) == 0
+    uninterrupted = _losses(tokenizer_run)
+    resumed = _losses(run)
+    assert resumed == uninterrupted  # every step, bit for bit (json keeps the float exactly)
+
+
+def test_lam_dynamics_phase_and_loading(shards, tokenizer_run, tmp_path):
+    run = tmp_path / "genie"
+    argv = ["train", "lam-dynamics", "--shards", shards, "--config", "tiny", "--tokenizer", str(tokenizer_run),
+            "--out", str(run), "--set", "train_lam_dynamics.max_steps=3", "--set", "train_lam_dynamics.log_every=1",
+            "--set", "dynamics.action_conditioning=token"]
+    assert main(argv) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"lam_loss", "lam_psnr", "lam_codes_used", "lam_code_usage", "dynamics_loss", "dynamics_acc"} <= set(
+        metrics[-1])
+    config = json.loads((run / "config.json").read_text())
+    assert config["phase"] == "lam-dynamics" and config["tokenizer_run"] == str(tokenizer_run.resolve())
+    tokenizer, lam, dynamics, cfg = load_genie(run)
+    assert isinstance(lam, LatentActionModel) and isinstance(dynamics, DynamicsModel)
+    assert not (tokenizer.training or lam.training or dynamics.training)
+    assert cfg.dynamics.action_conditioning == "token"
+    # The tokenizer a lam-dynamics run loads is the trained one, unchanged by this phase.
+    reference = load_tokenizer(tokenizer_run)
+    for a, b in zip(tokenizer.state_dict().values(), reference.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    video = to_float_video(next(iter(clip_windows(shards, window=4, batch_size=2)))["video"])
+    tokens = tokenizer.encode(video)
+    logits = dynamics(tokens, lam.infer_actions(video))
+    assert logits.shape == (*tokens.shape, cfg.dynamics.vocab_size)
+
+
+def test_extract_tokens_round_trip(shards, tokenizer_run, tmp_path):
+    out = tmp_path / "tokens"
+    assert main(["extract-tokens", "--shards", shards, "--tokenizer", str(tokenizer_run), "--out", str(out),
+                 "--clips-per-shard", "4"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["clips"] == 6 and summary["frames"] == 6 * 16 and summary["shards"] == 2
+    tokenizer = load_tokenizer(tokenizer_run)
+    loader = clip_windows(shards, window=4, batch_size=6, shuffle=False, windows_per_clip=4)
+    videos = {}
+    for batch in loader:
+        for key, start, video in zip(batch["key"], batch["start"].tolist(), batch["video"], strict=True):
+            videos[(key, start)] = video
+    seen = 0
+    for batch in token_windows(str(out), window=4, batch_size=5, shuffle=False):
+        for key, start, tokens in zip(batch["key"], batch["start"].tolist(), batch["tokens"], strict=True):
+            expected = tokenizer.encode(to_float_video(videos[(key, start)][None]))[0]
+            assert torch.equal(tokens, expected)
+            seen += 1
+    assert seen == 6
+
+
+def test_clear_cli_errors(shards, tmp_path, capsys):
+    assert main(["train", "tokenizer", "--shards", str(tmp_path / "none-*.tar"), "--out", str(tmp_path / "a")]) == 2
+    assert "no shards matched" in capsys.readouterr().err
+    small = write_tiny_shards(tmp_path / "small", n_clips=1, frames=8, height=72, width=128)
+    assert main(["train", "tokenizer", "--shards", small[0], "--out", str(tmp_path / "b")]) == 2
+    assert "128x72" in capsys.readouterr().err
+    assert main(["train", "tokenizer", "--shards", shards, "--out", str(tmp_path / "c"),
+                 "--set", "tokenizer.patch_sise=4"]) == 2
+    assert "tokenizer.patch_sise" in capsys.readouterr().err
+    assert main(["train", "lam-dynamics", "--shards", shards, "--out", str(tmp_path / "d")]) == 2
+    assert "--tokenizer" in capsys.readouterr().err
+
+
+def test_configs():
+    with pytest.raises(KeyError, match="unknown config 'huge'"):
+        get_config("huge")
+    with pytest.raises(KeyError, match="lam.num_action"):
+        get_config("tiny", {"lam.num_action": 3})
+    with pytest.raises(KeyError, match="sections are"):
+        get_config("tiny", {"optimizer.lr": 3})
+    cfg = get_config("coinrun", {"lam.num_actions": 7})
+    assert cfg.dynamics.num_actions == 7  # the dynamics model follows the LAM and the tokenizer
+    assert cfg.dynamics.vocab_size == 1024 and cfg.dynamics.token_grid == (23, 40)
+    assert GenieConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    coinrun = get_config("coinrun")
+    assert (coinrun.tokenizer.enc_layers, coinrun.tokenizer.dec_layers, coinrun.tokenizer.enc_dim) == (8, 8, 512)
+    assert (coinrun.lam.enc_layers, coinrun.lam.num_actions, coinrun.dynamics.layers) == (8, 6, 12)
+    assert (coinrun.train_tokenizer.batch_size, coinrun.train_lam_dynamics.batch_size) == (48, 36)
+    total = describe_params(get_config("platformers-small"))["total"]
+    assert 2e8 < total < 1e9  # "a few hundred million parameters"
+
+
+def test_schedule_warms_up_then_decays_to_min_lr():
+    cfg = TrainConfig(lr=1.0, min_lr=0.1, warmup_steps=10, max_steps=110)
+    assert lr_at(0, cfg) == pytest.approx(0.1)
+    assert lr_at(9, cfg) == pytest.approx(1.0)
+    assert lr_at(60, cfg) == pytest.approx(0.55)
+    assert lr_at(110, cfg) == pytest.approx(0.1) and lr_at(500, cfg) == pytest.approx(0.1)
+    values = [lr_at(s, cfg) for s in range(10, 111)]
+    assert all(a >= b for a, b in zip(values, values[1:], strict=False))
