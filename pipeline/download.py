@@ -1,0 +1,461 @@
+"""Stage 2: download each candidate video with yt-dlp (used as a library), store it, and probe it.
+
+One element is one video. Per video:
+
+1. Reuse: when ``<download_dir>/<key>.json`` (the completion marker, written last) names a stored file of
+   the recorded size, the video is not fetched again, so a rerun resumes where a crashed run stopped.
+2. Extract metadata (``extract_info(download=False)``), pick one video-only-if-possible stream with
+   ``choose_format`` and reject before any byte is fetched when the metadata already says the video is
+   longer than ``max_duration_s`` or the chosen stream bigger than ``max_filesize``.
+3. Download into a private staging directory. yt-dlp retries within a transfer (resuming dropped
+   connections with ``Range``); on top of that a whole attempt is repeated, with exponential back-off that
+   honours ``Retry-After``, for failures worth repeating (429, 5xx, timeouts, connection errors).
+4. Probe the file (codec, fps, size, duration), hash it, publish it under ``ids.storage_path`` through
+   ``FileSystems`` (temp name + rename), then write the marker.
+
+Anything that goes wrong becomes a ``failed`` ``Outcome`` with a stable reason (``pipeline.errors``) and
+yt-dlp's message as detail; a video longer than allowed becomes ``dropped``/``too_long``. Nothing raises.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import logging
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from typing import Any
+
+import apache_beam as beam
+from apache_beam.metrics import Metrics
+from yt_dlp import YoutubeDL
+from yt_dlp.utils import parse_bytes
+
+from pipeline import storage
+from pipeline.errors import Failure, classify
+from pipeline.probe import ProbeError, probe_file
+from pipeline.stage import MAIN, OUTCOMES
+from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, reasons
+
+log = logging.getLogger(__name__)
+
+MARKER_EXTENSION = "json"
+_H264 = ("avc1", "avc3", "h264")
+_AV1 = ("av01", "av1")
+
+
+def _size_arg(text: str) -> int:
+    """argparse type for sizes such as ``500K``, ``2M``, ``1.5G`` (yt-dlp's own parser)."""
+    value = parse_bytes(text)
+    if value is None:
+        raise argparse.ArgumentTypeError(f"not a size: {text!r} (examples: 500K, 50M, 2G)")
+    return value
+
+
+@dataclasses.dataclass(frozen=True)
+class DownloadConfig:
+    """How politely and how robustly videos are fetched, and where they are stored."""
+
+    download_dir: str | None = None  # local dir or gs:// prefix; run.py defaults it to <output>/videos
+    retries: int = 3  # per transfer (yt-dlp) and per video (whole attempts after 429/5xx/timeouts)
+    fragment_retries: int = 3  # per HLS/DASH fragment (yt-dlp's library default differs from the CLI's 10)
+    socket_timeout_s: float = 30.0
+    backoff_base_s: float = 1.0  # first pause before a repeated attempt; doubles each time
+    max_backoff_s: float = 60.0  # longest pause; a Retry-After asking for more fails the video instead
+    rate_limit: int | None = None  # bytes per second per download
+    sleep_interval_s: float = 0.0  # pause before each download (politeness towards one host)
+    cookies: str | None = None  # Netscape cookies.txt (YouTube's bot check, members/age-gated videos)
+    proxy: str | None = None  # e.g. socks5://127.0.0.1:1080
+    max_filesize: int | None = 2 * 1024**3  # bytes
+    max_duration_s: float | None = None  # reject longer videos (metadata); shares --max-duration-s
+    min_height: int = 360  # pick the smallest stream at least this tall (or the best below)
+    js_runtime: str | None = None  # "deno", "node", "bun" or "node:/path/to/node": YouTube's JS challenges
+    remote_components: tuple[str, ...] = ()  # e.g. ("ejs:npm",) when yt-dlp-ejs is not pip-installed
+    enable_file_urls: bool = True  # file:// catalogs (the demo corpus)
+
+    def __post_init__(self) -> None:
+        if self.retries < 0 or self.fragment_retries < 0:
+            raise ValueError("retries must be >= 0")
+        if self.socket_timeout_s <= 0:
+            raise ValueError(f"socket timeout must be > 0 s, got {self.socket_timeout_s}")
+        if self.backoff_base_s < 0 or self.max_backoff_s < 0:
+            raise ValueError("back-off times must be >= 0")
+
+    @classmethod
+    def from_args(cls, ns: argparse.Namespace) -> DownloadConfig:
+        return cls(
+            download_dir=ns.download_dir,
+            retries=ns.retries,
+            fragment_retries=ns.fragment_retries,
+            socket_timeout_s=ns.socket_timeout,
+            max_backoff_s=ns.max_backoff_s,
+            rate_limit=ns.rate_limit,
+            sleep_interval_s=ns.sleep_interval,
+            cookies=ns.cookies,
+            proxy=ns.proxy,
+            max_filesize=ns.max_filesize,
+            max_duration_s=getattr(ns, "max_duration_s", None),
+            min_height=ns.min_height,
+            js_runtime=ns.js_runtime,
+            remote_components=tuple(ns.remote_components or ()),
+        )
+
+
+def add_download_args(parser: argparse.ArgumentParser) -> None:
+    d = DownloadConfig()
+    g = parser.add_argument_group("download (yt-dlp)")
+    g.add_argument("--download-dir", default=None,
+                   help="where videos are stored: a local directory or gs:// prefix (default: <output>/videos)")
+    g.add_argument("--retries", type=int, default=d.retries,
+                   help=f"retries per transfer and per video after 429/5xx/timeouts (default {d.retries})")
+    g.add_argument("--fragment-retries", type=int, default=d.fragment_retries,
+                   help=f"retries per HLS/DASH fragment (default {d.fragment_retries})")
+    g.add_argument("--socket-timeout", type=float, default=d.socket_timeout_s,
+                   help=f"seconds without data before a request fails (default {d.socket_timeout_s:g})")
+    g.add_argument("--max-backoff-s", type=float, default=d.max_backoff_s,
+                   help="longest pause between attempts; a Retry-After asking for more fails the video "
+                        f"(default {d.max_backoff_s:g})")
+    g.add_argument("--rate-limit", type=_size_arg, default=None, help="bytes/s per download, e.g. 2M")
+    g.add_argument("--sleep-interval", type=float, default=d.sleep_interval_s,
+                   help="seconds to pause before each download (default 0)")
+    g.add_argument("--cookies", default=None, help="Netscape cookies.txt (YouTube bot checks, age gates)")
+    g.add_argument("--proxy", default=None, help="proxy URL, e.g. socks5://127.0.0.1:1080")
+    g.add_argument("--max-filesize", type=_size_arg, default=d.max_filesize,
+                   help="largest video to store, e.g. 500M (default 2G)")
+    g.add_argument("--min-height", type=int, default=d.min_height,
+                   help=f"pick the smallest stream at least this tall, else the best below (default {d.min_height})")
+    g.add_argument("--js-runtime", default=None,
+                   help="JavaScript runtime for YouTube's challenges: deno, node, bun, or name:/path")
+    g.add_argument("--remote-components", action="append", default=None,
+                   help="let yt-dlp fetch helper scripts, e.g. ejs:npm (when yt-dlp-ejs is not installed)")
+
+
+# ---- format choice ----------------------------------------------------------------------------------
+def _codec(fmt: dict) -> str:
+    return (fmt.get("vcodec") or "").lower()
+
+
+def _is_video(fmt: dict) -> bool:
+    if _codec(fmt) == "none" or fmt.get("video_ext") == "none":
+        return False
+    return fmt.get("ext") != "mhtml" and "storyboard" not in (fmt.get("format_note") or "").lower()
+
+
+def _has_audio(fmt: dict) -> bool:
+    return (fmt.get("acodec") or "none") != "none"
+
+
+def _is_hls(fmt: dict) -> bool:
+    return (fmt.get("protocol") or "").startswith("m3u8")
+
+
+def _rate(fmt: dict) -> float:
+    return float(fmt.get("tbr") or fmt.get("filesize") or fmt.get("filesize_approx") or 0)
+
+
+def choose_format(formats: list[dict], min_height: int = 360) -> dict | None:
+    """The stream to download: one format, so no merge step (and no ffmpeg) is needed.
+
+    Preference: H.264 over other codecs (decord's FFmpeg build cannot decode AV1 and reports it only as
+    "cannot find video stream"), AV1 only when nothing else exists; within that, the smallest stream at or
+    above ``min_height``, else the tallest below (direct links with unknown height land here); ties go to
+    plain HTTP over HLS, video-only over muxed, then the lower bitrate.
+    """
+    video = [f for f in formats if _is_video(f)]
+    if not video:
+        return None
+    h264 = [f for f in video if _codec(f).startswith(_H264)]
+    not_av1 = [f for f in video if not _codec(f).startswith(_AV1)]
+    smallest = functools.partial(min, key=lambda f: (f.get("height") or 0, _is_hls(f), _has_audio(f), _rate(f)))
+    tallest = functools.partial(max, key=lambda f: (f.get("height") or -1, not _is_hls(f), not _has_audio(f),
+                                                    -_rate(f)))
+    for pool in (h264, not_av1):
+        tall = [f for f in pool if (f.get("height") or 0) >= min_height]
+        if tall:
+            return smallest(tall)
+    for pool in (h264, not_av1):
+        if pool:
+            return tallest(pool)
+    tall = [f for f in video if (f.get("height") or 0) >= min_height]
+    return smallest(tall) if tall else tallest(video)
+
+
+def _format_selector(ctx: dict, min_height: int) -> Any:
+    chosen = choose_format(ctx.get("formats") or [], min_height)
+    if chosen is not None:
+        yield chosen
+
+
+# ---- back-off -----------------------------------------------------------------------------------------
+def backoff_s(attempt: int, base_s: float, max_s: float, retry_after_s: float | None = None) -> float | None:
+    """Pause before attempt ``attempt + 1``: the server's Retry-After if given, else base * 2**attempt.
+
+    Returns None when the server asks for longer than ``max_s``: retrying sooner would be impolite and
+    waiting would stall a worker, so the video fails now with the server's reason.
+    """
+    if retry_after_s is not None:
+        return retry_after_s if retry_after_s <= max_s else None
+    return min(max_s, base_s * (2 ** attempt))
+
+
+def _retry_sleep(n: int, base_s: float, max_s: float) -> float:
+    return min(max_s, base_s * (2 ** n))
+
+
+# ---- the downloader -------------------------------------------------------------------------------------
+class _Reject(Exception):  # noqa: N818 - a decision, not an error
+    def __init__(self, outcome: str, reason: str, detail: str) -> None:
+        super().__init__(detail)
+        self.outcome, self.reason, self.detail = outcome, reason, detail
+
+
+class _YtdlpLog:
+    """yt-dlp's logger hook: keeps this attempt's messages (some outcomes are only reported as text)."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def debug(self, msg: str) -> None:
+        if not msg.startswith("[download]  ") or "%" not in msg:  # skip progress lines
+            self.lines.append(msg.strip())
+            log.debug("yt-dlp: %s", msg)
+
+    info = debug
+
+    def warning(self, msg: str) -> None:
+        self.lines.append(msg.strip())
+        log.info("yt-dlp: %s", msg)
+
+    def error(self, msg: str) -> None:
+        self.lines.append(msg.strip())
+        log.info("yt-dlp: %s", msg)
+
+
+def ytdlp_params(config: DownloadConfig, logger: Any) -> dict[str, Any]:
+    """The YoutubeDL options for ``config`` (shared by the search source for its network settings)."""
+    params: dict[str, Any] = {
+        "logger": logger,
+        "quiet": True,
+        "noprogress": True,
+        "cachedir": False,
+        "noplaylist": True,
+        "restrictfilenames": True,
+        "outtmpl": {"default": "video.%(ext)s"},
+        "retries": config.retries,
+        "fragment_retries": config.fragment_retries,
+        "extractor_retries": config.retries,
+        "retry_sleep_functions": {
+            kind: functools.partial(_retry_sleep, base_s=config.backoff_base_s, max_s=config.max_backoff_s)
+            for kind in ("http", "fragment", "extractor")
+        },
+        "socket_timeout": config.socket_timeout_s,
+        "enable_file_urls": config.enable_file_urls,
+        "format": functools.partial(_format_selector, min_height=config.min_height),
+    }
+    optional = {"ratelimit": config.rate_limit, "cookiefile": config.cookies, "proxy": config.proxy,
+                "max_filesize": config.max_filesize,
+                "sleep_interval": config.sleep_interval_s or None}
+    params.update({k: v for k, v in optional.items() if v is not None})
+    if config.js_runtime:
+        name, _, path = config.js_runtime.partition(":")
+        params["js_runtimes"] = {name.lower(): ({"path": path} if path else {})}
+    if config.remote_components:
+        params["remote_components"] = list(config.remote_components)
+    return params
+
+
+class Downloader:
+    """Downloads candidates one at a time with one ``YoutubeDL`` (created once, reused per video)."""
+
+    def __init__(self, config: DownloadConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+        if not config.download_dir:
+            raise ValueError("DownloadConfig.download_dir is required (run.py defaults it to <output>/videos)")
+        self.config = config
+        self.root = config.download_dir.rstrip("/") or "/"
+        self._sleep = sleep
+        self._log = _YtdlpLog()
+        self._ydl = YoutubeDL(ytdlp_params(config, self._log))
+        if storage.is_local(self.root):
+            self._staging_root = os.path.join(storage.local_path(self.root), ".partial")
+        else:
+            self._staging_root = os.path.join(tempfile.gettempdir(), "genie-partial")
+        os.makedirs(self._staging_root, exist_ok=True)
+
+    def close(self) -> None:
+        self._ydl.close()
+
+    def __enter__(self) -> Downloader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---- public ------------------------------------------------------------------------------------
+    def download(self, candidate: CandidateVideo) -> DownloadedVideo | Outcome:
+        """The stored video, or the ``Outcome`` saying why not. Never raises for a bad video."""
+        reused = self._reuse(candidate)
+        if reused is not None:
+            return reused
+        attempt = 0
+        while True:
+            try:
+                return self._attempt(candidate)
+            except _Reject as rejected:
+                return Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, rejected.outcome, rejected.reason,
+                                         rejected.detail)
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
+                failure = classify(exc)
+            pause = backoff_s(attempt, self.config.backoff_base_s, self.config.max_backoff_s,
+                              failure.retry_after_s)
+            if not failure.transient or attempt >= self.config.retries or pause is None:
+                return self._failed(candidate, failure, attempt + 1, pause is None)
+            log.info("download %s: %s, attempt %d, retrying in %.1f s", candidate.video_id, failure.reason,
+                     attempt + 1, pause)
+            self._sleep(pause)
+            attempt += 1
+
+    def marker_path(self, candidate: CandidateVideo) -> str:
+        return ids.storage_path(self.root, candidate.video_id, MARKER_EXTENSION)
+
+    # ---- steps ---------------------------------------------------------------------------------------
+    def _failed(self, candidate: CandidateVideo, failure: Failure, attempts: int, retry_after_too_long: bool
+                ) -> Outcome:
+        detail = failure.detail
+        if retry_after_too_long:
+            detail += f" (server asked to retry after {failure.retry_after_s:g} s > max back-off " \
+                      f"{self.config.max_backoff_s:g} s)"
+        elif attempts > 1:
+            detail += f" (after {attempts} attempts)"
+        return Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED, failure.reason, detail)
+
+    def _reuse(self, candidate: CandidateVideo) -> DownloadedVideo | None:
+        """The record of an earlier complete download, if its marker and file are both intact."""
+        marker = self.marker_path(candidate)
+        try:
+            if not storage.exists(marker):
+                return None
+            record = DownloadedVideo.from_json(storage.read_bytes(marker))
+            path = f"{self.root}/{record.path.rsplit('/', 1)[-1]}"
+            if not storage.exists(path) or storage.size_bytes(path) != record.size_bytes:
+                return None
+            return record.replace(candidate=candidate, path=path)
+        except (OSError, RecordError, ValueError) as exc:
+            log.info("download %s: ignoring unusable marker %s (%s)", candidate.video_id, marker, exc)
+            return None
+
+    def _attempt(self, candidate: CandidateVideo) -> DownloadedVideo:
+        staging = tempfile.mkdtemp(prefix="dl-", dir=self._staging_root)
+        self._log.lines.clear()
+        self._ydl.params["paths"] = {"home": staging, "temp": staging}
+        try:
+            info = self._ydl.extract_info(candidate.url, download=False)
+            self._check_metadata(info)
+            info = self._ydl.process_ie_result(info, download=True)
+            path = self._downloaded_file(info, staging)
+            return self._store(candidate, path)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _check_metadata(self, info: dict | None) -> None:
+        if not info:
+            raise _Reject(reasons.FAILED, reasons.EXTRACTOR_ERROR, "yt-dlp returned no metadata")
+        if info.get("_type") in ("playlist", "multi_video"):
+            raise _Reject(reasons.FAILED, reasons.UNSUPPORTED_URL, "URL is a playlist, not one video")
+        duration = info.get("duration")
+        limit = self.config.max_duration_s
+        if limit is not None and isinstance(duration, int | float) and duration > limit:
+            raise _Reject(reasons.DROPPED, reasons.TOO_LONG, f"duration {duration:g} s > maximum {limit:g} s")
+        size = info.get("filesize") or info.get("filesize_approx")
+        if self.config.max_filesize is not None and size and size > self.config.max_filesize:
+            raise _Reject(reasons.FAILED, reasons.TOO_LARGE,
+                          f"format {info.get('format_id')} is {size} bytes > max-filesize "
+                          f"{self.config.max_filesize} bytes (from metadata, not downloaded)")
+
+    def _downloaded_file(self, info: dict, staging: str) -> str:
+        for item in info.get("requested_downloads") or []:
+            path = item.get("filepath")
+            if path and os.path.isfile(path):
+                size = os.path.getsize(path)
+                if self.config.max_filesize is not None and size > self.config.max_filesize:
+                    raise _Reject(reasons.FAILED, reasons.TOO_LARGE,
+                                  f"downloaded {size} bytes > max-filesize {self.config.max_filesize} bytes")
+                return path
+        said = " | ".join(self._log.lines[-3:])
+        if "larger than max-filesize" in said:
+            raise _Reject(reasons.FAILED, reasons.TOO_LARGE, said)
+        raise _Reject(reasons.FAILED, reasons.DOWNLOAD_ERROR, f"yt-dlp finished without a file: {said}")
+
+    def _store(self, candidate: CandidateVideo, path: str) -> DownloadedVideo:
+        try:
+            facts = probe_file(path).as_fields()
+        except ProbeError as exc:
+            if exc.reason == reasons.NO_VIDEO_STREAM:
+                raise _Reject(reasons.FAILED, reasons.NO_VIDEO_STREAM, exc.detail) from exc
+            # Empty or unreadable files are stored and passed on: diagnosing damage is the segment stage's job.
+            facts = {}
+        sha256, size = storage.sha256_file(path)
+        ext = os.path.splitext(path)[1].lstrip(".").lower()
+        try:
+            dest = ids.storage_path(self.root, candidate.video_id, ext)
+        except ValueError:
+            dest = ids.storage_path(self.root, candidate.video_id, "bin")
+        try:
+            storage.publish_file(path, dest)
+            record = DownloadedVideo(candidate=candidate, path=dest, size_bytes=size, sha256=sha256, **facts)
+            storage.write_bytes(self.marker_path(candidate), record.to_json().encode("utf-8"))
+        except OSError as exc:
+            raise _Reject(reasons.FAILED, reasons.STORAGE_ERROR, f"cannot store {dest}: {exc}") from exc
+        return record
+
+
+def download_one(candidate: CandidateVideo, config: DownloadConfig) -> DownloadedVideo | Outcome:
+    """Download one candidate with a fresh downloader (tests, scripts); the Beam stage reuses one."""
+    with Downloader(config) as downloader:
+        return downloader.download(candidate)
+
+
+# ---- Beam ------------------------------------------------------------------------------------------------
+class _DownloadFn(beam.DoFn):
+    def __init__(self, config: DownloadConfig) -> None:
+        self.config = config
+        self._downloader: Downloader | None = None
+
+    def setup(self) -> None:
+        self._downloader = Downloader(self.config)
+
+    def process(self, candidate: CandidateVideo):
+        try:
+            result = self._downloader.download(candidate)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not take the pipeline down
+            result = Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED, reasons.DOWNLOAD_ERROR,
+                                       f"{type(exc).__name__}: {exc}")
+        if isinstance(result, Outcome):
+            Metrics.counter(reasons.STAGE_DOWNLOAD, f"{result.outcome}/{reasons.reason_family(result.reason)}").inc()
+            Metrics.counter(reasons.STAGE_DOWNLOAD, result.outcome).inc()
+            yield beam.pvalue.TaggedOutput(OUTCOMES, result)
+        else:
+            Metrics.counter(reasons.STAGE_DOWNLOAD, "stored").inc()
+            Metrics.counter(reasons.STAGE_DOWNLOAD, "stored_bytes").inc(result.size_bytes)
+            yield result
+
+    def teardown(self) -> None:
+        if self._downloader is not None:
+            self._downloader.close()
+
+
+class Download(beam.PTransform):
+    """``candidates | Download(cfg)`` -> ``{MAIN: DownloadedVideo, OUTCOMES: failed/dropped Outcome}``."""
+
+    def __init__(self, config: DownloadConfig) -> None:
+        super().__init__()
+        if not config.download_dir:
+            raise ValueError("DownloadConfig.download_dir is required (run.py defaults it to <output>/videos)")
+        self.config = config
+
+    def expand(self, candidates):
+        results = candidates | "Fetch" >> beam.ParDo(_DownloadFn(self.config)).with_outputs(OUTCOMES, main=MAIN)
+        return {MAIN: results[MAIN], OUTCOMES: results[OUTCOMES]}

@@ -1,0 +1,147 @@
+"""Turn what yt-dlp, HTTP servers and sockets raise into the stable reason codes of ``schemas.reasons``.
+
+yt-dlp reports every failure as a ``DownloadError`` whose message is free text and whose ``exc_info`` holds
+the original exception (an ``HTTPError`` with its status and headers, a ``TransportError`` wrapping a socket
+timeout, an ``ExtractorError`` carrying YouTube's own refusal text). Counting runs by reason needs one
+code per cause, so this module walks that chain once, in one place, and keeps the original message as the
+detail. The YouTube refusal texts matched here are the ones yt-dlp passes through from the site; they are
+matched case-insensitively and with typographic apostrophes folded, because YouTube uses both.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import email.utils
+import re
+import socket
+import time
+from collections.abc import Iterator
+
+from yt_dlp.networking.exceptions import HTTPError, TransportError
+from yt_dlp.utils import ContentTooShortError, ExtractorError, GeoRestrictedError, UnsupportedError
+
+from schemas import reasons
+
+# Failures worth another attempt after a pause; everything else is final for this run.
+TRANSIENT_REASONS = frozenset({reasons.HTTP_429, reasons.HTTP_5XX, reasons.TIMEOUT, reasons.CONNECTION_ERROR})
+
+# (reason, pattern) in priority order: the bot check and the age gate both start with "Sign in", so they
+# must be tried before the generic login rule.
+_REFUSALS: tuple[tuple[str, re.Pattern[str]], ...] = tuple(
+    (reason, re.compile(pattern, re.IGNORECASE)) for reason, pattern in (
+        (reasons.BOT_CHECK, r"not a bot|confirm you'?re not a robot|unusual traffic|captcha"),
+        (reasons.AGE_RESTRICTED, r"confirm your age|age[- ]restricted|inappropriate for some users"),
+        (reasons.PRIVATE, r"private video|this video is private|video is private"),
+        (reasons.GEO_BLOCKED, r"not (?:made this video )?available in your country|geo[- ]?restrict"
+                              r"|from your location|in your region"),
+        (reasons.LOGIN_REQUIRED, r"sign in|log ?in required|login required|requires? (?:an? )?(?:account|login)"
+                                 r"|members[- ]only|available to this channel's members|requires payment"
+                                 r"|use --cookies|--username"),
+        (reasons.UNAVAILABLE, r"video unavailable|no longer available|has been removed|been terminated"
+                              r"|this video is unavailable|content isn't available|does not exist"),
+    )
+)
+_REDIRECT_LOOP = re.compile(r"redirect loop|too many redirects|exceeded \d+ redirects", re.IGNORECASE)
+_TIMEOUT = re.compile(r"timed out|timeout", re.IGNORECASE)
+_NO_FORMAT = re.compile(r"requested format is not available|no video formats found|no formats? found"
+                        r"|only images are available|no video stream", re.IGNORECASE)
+_UNSUPPORTED = re.compile(r"unsupported url|no suitable extractor|file:// urls are disabled"
+                          r"|is not a valid url|unknown url type", re.IGNORECASE)
+_ERROR_PREFIX = re.compile(r"^(?:ERROR:\s*)+")
+
+
+@dataclasses.dataclass(frozen=True)
+class Failure:
+    """A classified failure: the reason code, the original message, and a server's wish for a pause."""
+
+    reason: str
+    detail: str
+    retry_after_s: float | None = None  # from a Retry-After header, when the server sent one
+
+    @property
+    def transient(self) -> bool:
+        return self.reason in TRANSIENT_REASONS
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (yt-dlp's exc_info/cause, Python's __cause__/__context__)."""
+    seen: set[int] = set()
+    todo = [exc]
+    while todo:
+        current = todo.pop(0)
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        exc_info = getattr(current, "exc_info", None)
+        if isinstance(exc_info, tuple) and len(exc_info) > 1 and isinstance(exc_info[1], BaseException):
+            todo.append(exc_info[1])
+        for attr in ("cause", "__cause__", "__context__"):
+            inner = getattr(current, attr, None)
+            if isinstance(inner, BaseException):
+                todo.append(inner)
+
+
+def clean_message(exc: BaseException | str) -> str:
+    """yt-dlp's message without its ``ERROR:`` prefix and with apostrophes folded to ASCII."""
+    text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)
+    return _ERROR_PREFIX.sub("", text.replace("\u2019", "'")).strip()
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a Retry-After header: delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def http_reason(status: int) -> str:
+    if status == 403:
+        return reasons.HTTP_403
+    if status == 404:
+        return reasons.HTTP_404
+    if status == 429:
+        return reasons.HTTP_429
+    if 500 <= status < 600:
+        return reasons.HTTP_5XX
+    return reasons.HTTP_ERROR
+
+
+def classify(exc: BaseException) -> Failure:
+    """The reason code for any exception raised while extracting or downloading one video."""
+    chain = list(_chain(exc))
+    detail = clean_message(exc)
+    texts = " | ".join(clean_message(e) for e in chain)
+
+    if any(isinstance(e, GeoRestrictedError) for e in chain):
+        return Failure(reasons.GEO_BLOCKED, detail)
+    # A site's refusal is the most specific thing we can say, even when it came with an HTTP status.
+    if any(isinstance(e, ExtractorError) for e in chain) or not any(isinstance(e, HTTPError) for e in chain):
+        for reason, pattern in _REFUSALS:
+            if pattern.search(texts):
+                return Failure(reason, detail)
+    if _REDIRECT_LOOP.search(texts):
+        return Failure(reasons.REDIRECT_LOOP, detail)
+    for e in chain:
+        if isinstance(e, HTTPError):
+            headers = getattr(getattr(e, "response", None), "headers", None) or {}
+            retry_after = parse_retry_after(headers.get("Retry-After")) if hasattr(headers, "get") else None
+            return Failure(http_reason(e.status), detail, retry_after)
+    if any(isinstance(e, TimeoutError | socket.timeout) for e in chain) or _TIMEOUT.search(texts):
+        return Failure(reasons.TIMEOUT, detail)
+    if any(isinstance(e, UnsupportedError) for e in chain) or _UNSUPPORTED.search(texts):
+        return Failure(reasons.UNSUPPORTED_URL, detail)
+    if _NO_FORMAT.search(texts):
+        return Failure(reasons.NO_VIDEO_STREAM, detail)
+    if any(isinstance(e, TransportError | ContentTooShortError | ConnectionError) for e in chain):
+        return Failure(reasons.CONNECTION_ERROR, detail)
+    if any(isinstance(e, ExtractorError) for e in chain):
+        return Failure(reasons.EXTRACTOR_ERROR, detail)
+    return Failure(reasons.DOWNLOAD_ERROR, f"{type(exc).__name__}: {detail}")
