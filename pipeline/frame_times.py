@@ -1,0 +1,82 @@
+"""Which source frame becomes which clip frame: resampling to 10 FPS by presentation time, and clip windows.
+
+The rule is ffmpeg's ``fps`` filter with its default rounding (``round=near``), so a clip matches what
+``ffmpeg -vf fps=10`` produces from the same source (tests/test_frame_exactness.py checks this against the
+ffmpeg binary for 25, 29.97, 60 fps and variable-frame-rate inputs):
+
+    output tick n (time n/10 s) shows the LAST source frame whose timestamp, rounded to the nearest tick
+    (halves up), is <= n; i.e. the last frame with  pts < (n + 1/2) / 10.
+
+Frame k of a clip starting at ``start_s`` (always on the 0.1 s grid) is output tick ``round(start_s*10) + k``.
+If no frame is that early the first frame is used. Timestamps are exact rationals (``pts * time_base``, with
+the first frame at 0) because decord's float32 timestamps lose millisecond precision after ~2 hours and the
+rule has exact ties (a 60 fps frame at 0.05 s belongs to tick 1, not tick 0).
+"""
+
+from __future__ import annotations
+
+import bisect
+import dataclasses
+import math
+from collections.abc import Sequence
+from fractions import Fraction
+
+CLIP_FPS = 10
+
+
+def tick_of(pts: int, time_base: Fraction, fps: int = CLIP_FPS) -> int:
+    """The output tick a source timestamp rounds to (ffmpeg ``av_rescale_q_rnd`` with ``AV_ROUND_NEAR_INF``)."""
+    scaled = Fraction(pts) * time_base * fps
+    return int(scaled + Fraction(1, 2)) if scaled >= 0 else -int(-scaled + Fraction(1, 2))
+
+
+def frames_for_ticks(source_ticks: Sequence[int], ticks: Sequence[int]) -> list[int]:
+    """Index of the source frame shown at each output tick. ``source_ticks`` is sorted (presentation order)."""
+    return [max(bisect.bisect_right(source_ticks, t) - 1, 0) for t in ticks]
+
+
+@dataclasses.dataclass(frozen=True)
+class Window:
+    """One clip window on the 10 FPS grid: ticks ``first_tick .. first_tick + num_frames - 1``."""
+
+    index: int
+    first_tick: int
+    num_frames: int
+
+    @property
+    def start_s(self) -> float:
+        return self.first_tick / CLIP_FPS
+
+    @property
+    def end_s(self) -> float:
+        return (self.first_tick + self.num_frames) / CLIP_FPS
+
+
+@dataclasses.dataclass(frozen=True)
+class WindowPlan:
+    windows: list[Window]
+    tail: Window | None  # the remainder after the last full window, dropped as ``short_tail``
+    usable_ticks: int  # ticks between the skips, on the 10 FPS grid
+
+
+def plan_windows(duration_s: float, clip_frames: int = 160, stride_frames: int | None = None,
+                 skip_start_s: float = 0.0, skip_end_s: float = 0.0) -> WindowPlan:
+    """Full clip windows covering ``[skip_start, duration - skip_end)`` (non-overlapping unless a stride is set).
+
+    A window needs all of its ticks inside the video: tick t is inside when ``t/10 < duration``.
+    """
+    stride = stride_frames or clip_frames
+    first = round(skip_start_s * CLIP_FPS)
+    # limit_denominator undoes binary float noise (16.1 s is 161 ticks, not 161.0000000000000142)
+    end = max(math.ceil(Fraction(duration_s - skip_end_s).limit_denominator(10**6) * CLIP_FPS), 0)
+    usable = max(end - first, 0)
+    windows: list[Window] = []
+    tick = first
+    while tick + clip_frames <= end:
+        windows.append(Window(len(windows), tick, clip_frames))
+        tick += stride
+    tail_start = windows[-1].first_tick + clip_frames if windows else first
+    tail = Window(len(windows), tail_start, end - tail_start) if end - tail_start > 0 else None
+    if tail is not None and stride < clip_frames and windows:
+        tail = None  # overlapping windows: the remainder is already inside the previous window
+    return WindowPlan(windows, tail, usable)

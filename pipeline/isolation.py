@@ -1,0 +1,124 @@
+"""Run a function in a long-lived child process, so a native crash (a segfault in a video decoder) or a hang
+fails one element instead of killing the Beam worker that holds hundreds of others.
+
+Why not Beam's ``with_exception_handling(use_subprocess=True)``: it reports failures as a separate output of
+(element, exception) pairs, whereas a stage here must turn a crash into an ``Outcome`` with a reason code, and
+it has no per-element timeout that kills a hung decoder. Why not ``multiprocessing``: its spawn/forkserver
+modes re-import the parent's ``__main__`` (which breaks under scripts and some runners) and fork copies gRPC
+threads. The child is ``python -m pipeline.isolation``, talking length-prefixed pickles over its stdin/stdout;
+it is started once and reused, and restarted after a crash or timeout. The cost is pickling each element's
+result across the pipe: benchmarks/segment_bench.py measures it.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import select
+import struct
+import subprocess
+import sys
+from collections.abc import Callable
+from typing import Any, BinaryIO
+
+_HEADER = struct.Struct("<Q")
+
+
+class WorkerCrashed(RuntimeError):
+    """The child process died while running the call (signal or exit code in the message)."""
+
+
+class WorkerTimeout(RuntimeError):
+    """The call ran longer than the timeout; the child was killed."""
+
+
+def _send(stream: BinaryIO, obj: Any) -> None:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    stream.write(_HEADER.pack(len(data)) + data)
+    stream.flush()
+
+
+def _read_exact(stream: BinaryIO, size: int) -> bytes:
+    chunks, left = [], size
+    while left:
+        chunk = stream.read(left)  # an unbuffered pipe returns what is there, not necessarily ``left``
+        if not chunk:
+            raise EOFError("the pipe closed")
+        chunks.append(chunk)
+        left -= len(chunk)
+    return b"".join(chunks)
+
+
+def _recv(stream: BinaryIO) -> Any:
+    (size,) = _HEADER.unpack(_read_exact(stream, _HEADER.size))
+    return pickle.loads(_read_exact(stream, size))
+
+
+def _serve() -> None:
+    """Child side: keep the protocol on a private copy of stdout; library prints go to stderr."""
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    inp = sys.stdin.buffer
+    while True:
+        try:
+            fn, args = _recv(inp)
+        except EOFError:
+            return
+        try:
+            reply = (True, fn(*args))
+        except Exception as exc:  # every error goes back to the caller
+            reply = (False, exc)
+        try:
+            _send(out, reply)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:
+            _send(out, (False, RuntimeError(f"result does not pickle: {exc}")))
+
+
+class IsolatedWorker:
+    """``call(fn, *args)`` runs ``fn(*args)`` in the child and returns its result or re-raises its exception.
+
+    ``fn`` must be importable by name (a module-level function), as for any pickled callable.
+    """
+
+    def __init__(self, timeout_s: float | None = None):
+        self.timeout_s = timeout_s
+        self._process: subprocess.Popen | None = None
+
+    def _start(self) -> None:
+        self._process = subprocess.Popen([sys.executable, "-m", "pipeline.isolation"], stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, bufsize=0)
+
+    def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._process is None or self._process.poll() is not None:
+            self.close()
+            self._start()
+        process = self._process
+        try:
+            _send(process.stdin, (fn, args))
+            ready, _, _ = select.select([process.stdout], [], [], self.timeout_s)
+            if not ready:
+                self.close()
+                raise WorkerTimeout(f"no result after {self.timeout_s:g} s; the worker process was killed")
+            ok, value = _recv(process.stdout)
+        except (EOFError, BrokenPipeError):
+            code = process.wait(10)
+            self.close()
+            how = f"signal {-code}" if code < 0 else f"exit code {code}"
+            raise WorkerCrashed(f"the worker process died ({how})") from None
+        if not ok:
+            raise value
+        return value
+
+    def close(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.poll() is None:
+            process.kill()
+        process.wait(10)
+        for stream in (process.stdin, process.stdout):
+            stream.close()
+
+
+if __name__ == "__main__":
+    _serve()

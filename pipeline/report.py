@@ -1,0 +1,177 @@
+"""``report.html``: one self-contained page (no external files, scripts or fonts) to audit a build.
+
+Sections: the conservation verdict, the funnel per stage, reason breakdowns, duration and quality-score
+histograms (matplotlib PNGs embedded as base64), failure details, and thumbnail strips (JPEG, embedded) of a
+deterministic sample of kept clips and of dropped clips per reason.
+"""
+
+from __future__ import annotations
+
+import base64
+import collections
+import hashlib
+import html
+import io
+from collections.abc import Iterable
+
+import numpy as np
+
+from pipeline.clip_codec import decode_clip
+from schemas import Clip, Outcome, reasons
+
+STRIP_FRAMES = (0, 53, 106, 159)  # frames shown per clip (start, thirds, end)
+SAMPLES_PER_GROUP = 6
+
+
+def thumbnail_rank(clip_key: str) -> str:
+    """Deterministic sample order: clips are sampled by the hash of their key, not by arrival."""
+    return hashlib.sha1(clip_key.encode("utf-8")).hexdigest()
+
+
+def thumbnail_strip(clip: Clip) -> tuple[str, bytes]:
+    """(clip key, JPEG of a few frames side by side). Empty bytes when the clip does not decode."""
+    from PIL import Image
+
+    try:
+        frames = [decode_clip(clip.mp4, start=min(i, clip.num_frames - 1), count=1)[0] for i in STRIP_FRAMES]
+    except Exception:
+        return clip.clip_key, b""
+    buf = io.BytesIO()
+    Image.fromarray(np.concatenate(frames, axis=1)).save(buf, format="JPEG", quality=80)
+    return clip.clip_key, buf.getvalue()
+
+
+def _png(fig) -> str:
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight", metadata={"Software": None})
+    plt.close(fig)
+    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+
+
+def _figure(width: float = 7, height: float = 3):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(figsize=(width, height))
+
+
+def _funnel_plot(stats: dict) -> str:
+    fig, ax = _figure()
+    labels, values = [], []
+    for row in stats["funnel"]:
+        for kind in ("video", "clip"):
+            if f"{kind}s_in" in row:
+                labels.append(f"{row['stage']}\n{kind}s")
+                values.append((row[f"{kind}s_in"], row[f"{kind}s_out"]))
+    x = np.arange(len(labels))
+    ax.bar(x - 0.2, [v[0] for v in values], 0.4, label="in")
+    ax.bar(x + 0.2, [v[1] for v in values], 0.4, label="out")
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel("items")
+    ax.legend()
+    ax.set_title("Funnel: items entering and leaving each stage")
+    return _png(fig)
+
+
+def _histogram(groups: dict[str, list[float]], title: str, xlabel: str, bins) -> str:
+    fig, ax = _figure()
+    for name, values in groups.items():
+        if values:
+            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} ({len(values)})")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    if any(groups.values()):
+        ax.legend()
+    return _png(fig)
+
+
+def _table(header: list[str], rows: Iterable[list]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _strips(keys: list[str], thumbs: dict[str, bytes], notes: dict[str, str]) -> str:
+    out = []
+    for key in keys:
+        data = thumbs.get(key)
+        if not data:
+            continue
+        src = f"data:image/jpeg;base64,{base64.b64encode(data).decode()}"
+        out.append(f'<figure><img alt="{html.escape(key)}" src="{src}"><figcaption>{html.escape(key)} '
+                   f"{html.escape(notes.get(key, ''))}</figcaption></figure>")
+    return "".join(out) or "<p class=muted>no sampled clip in this group (samples are a hash-chosen subset)</p>"
+
+
+def render_report(stats: dict, outcomes: list[Outcome], thumbs: dict[str, bytes]) -> str:
+    """The HTML page. ``thumbs`` maps clip keys to JPEG strips (a deterministic sample of all clips cut)."""
+    c = stats["conservation"]
+    verdict = ("<p class=ok>Conservation law holds: every candidate video and every clip has exactly one "
+               "outcome.</p>" if c["ok"] else
+               "<p class=bad>CONSERVATION VIOLATED:</p><ul>"
+               + "".join(f"<li>{html.escape(v)}</li>" for v in c["violations"]) + "</ul>")
+    funnel_rows = []
+    for row in stats["funnel"]:
+        for kind in ("video", "clip"):
+            if f"{kind}s_in" in row:
+                funnel_rows.append([row["stage"], kind + "s", row[f"{kind}s_in"], row[f"{kind}s_out"],
+                                    f"{row[f'{kind}_hours_in']:.3f}", f"{row[f'{kind}_hours_out']:.3f}"])
+    reason_rows = [k.split(":", 3) + [n] for k, n in stats["reason_counts"].items()]
+
+    videos = [o for o in outcomes if o.item_kind == reasons.ITEM_VIDEO]
+    clips = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP]
+    durations = {
+        "kept": [o.duration_s / 60 for o in videos if o.outcome == reasons.KEPT and o.duration_s],
+        "dropped/failed": [o.duration_s / 60 for o in videos if o.outcome != reasons.KEPT and o.duration_s],
+    }
+    scores = {
+        "kept": [o.quality_score for o in clips if o.outcome == reasons.KEPT and o.quality_score is not None],
+        "dropped": [o.quality_score for o in clips if o.outcome != reasons.KEPT and o.quality_score is not None],
+    }
+    problems = sorted((o for o in outcomes if o.outcome == reasons.FAILED), key=lambda o: (o.reason, o.item_id))
+    problem_rows = [[o.item_kind, o.item_id, o.stage, o.reason, o.detail[:300]] for o in problems[:200]]
+
+    notes = {o.item_id: (f"score {o.quality_score:.3f}" if o.quality_score is not None else "")
+             for o in clips}
+    groups: dict[str, list[str]] = collections.defaultdict(list)
+    for o in sorted(clips, key=lambda o: thumbnail_rank(o.item_id)):
+        label = "kept" if o.outcome == reasons.KEPT else f"{o.outcome}: {o.reason}"
+        if o.item_id in thumbs and len(groups[label]) < SAMPLES_PER_GROUP:
+            groups[label].append(o.item_id)
+    clip_reasons = sorted({f"{o.outcome}: {o.reason}" for o in clips if o.outcome != reasons.KEPT})
+    strips = [f"<h3>kept</h3>{_strips(groups['kept'], thumbs, notes)}"]
+    strips += [f"<h3>{html.escape(label)}</h3>{_strips(groups[label], thumbs, notes)}" for label in clip_reasons]
+
+    score_plot = (_histogram(scores, "Quality score of scored clips", "P(good)", np.linspace(0, 1, 21))
+                  if any(scores.values()) else "<p class=muted>no clip was scored (run without --classifier)</p>")
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>Dataset build report</title><style>
+body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
+td,th{{border:1px solid #ccc;padding:3px 8px;font-size:13px;text-align:left}} .ok{{color:#070}}
+.bad{{color:#b00;font-weight:bold}} .muted{{color:#777}} figure{{margin:6px 0}}
+figcaption{{font-size:12px;color:#444}} img{{image-rendering:pixelated}}
+</style></head><body>
+<h1>Dataset build report</h1>
+{verdict}
+<p>{stats['videos']['candidates']} candidate videos ({stats['hours']['candidate_video']:.2f} h) &rarr;
+{stats['clips'].get('kept', 0)} kept clips ({stats['hours']['kept_clips']:.2f} h) in {stats['shards']} shard(s).</p>
+<h2>Funnel</h2>
+{_funnel_plot(stats)}
+{_table(["stage", "items", "in", "out", "hours in", "hours out"], funnel_rows)}
+<h2>Reasons</h2>
+{_table(["item", "stage", "outcome", "reason", "count"], reason_rows)}
+<h2>Distributions</h2>
+{_histogram(durations, "Video duration by outcome", "minutes", 20)}
+{score_plot}
+<h2>Failures</h2>
+{_table(["item", "id", "stage", "reason", "detail"], problem_rows) if problem_rows else "<p>none</p>"}
+<h2>Sample clips</h2>
+<p class=muted>Frames {", ".join(map(str, STRIP_FRAMES))} of each clip; a hash-chosen sample per group.</p>
+{"".join(strips)}
+</body></html>
+"""

@@ -1,0 +1,143 @@
+"""Stage 5: write kept clips into WebDataset tar shards, deterministically, and read them back.
+
+Determinism (the same inputs give byte-identical shards on every run, on any runner, however Beam orders
+elements): the number of shards comes from the total clip bytes and the target size; a clip's shard is a
+stable hash of its key (sha1, not Python's salted ``hash``) modulo that number; samples are sorted by key
+within a shard; tar headers carry fixed metadata (mtime 0, mode 0444, fixed owner); each file is written to
+a temporary name and renamed, so a reader never sees a half-written shard. Files go through Beam's
+``FileSystems``, so ``--output gs://...`` works unchanged on Dataflow.
+
+Outcomes decided here: ``kept`` for every clip in a written shard; ``failed: shard_error`` for the clips of
+a shard that cannot be written; ``dropped: duplicate`` for a second clip with the same key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import math
+from collections.abc import Iterable, Iterator
+
+import apache_beam as beam
+import webdataset as wds
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import stage
+from schemas import Clip, Outcome, ShardSample, reasons
+
+SHARD_DIR = "shards"
+TAR_MTIME = 0  # fixed tar header time: reruns reproduce the same bytes
+
+
+@dataclasses.dataclass(frozen=True)
+class ShardConfig:
+    output_dir: str  # run output directory (local or gs://); shards go to <output_dir>/shards/
+    target_shard_bytes: int = 256 * 1024 * 1024  # clip bytes per shard, before tar overhead
+
+    @property
+    def shard_dir(self) -> str:
+        return FileSystems.join(self.output_dir, SHARD_DIR)
+
+
+def num_shards_for(total_bytes: int, target_bytes: int) -> int:
+    return max(1, math.ceil(total_bytes / max(target_bytes, 1)))
+
+
+def shard_of(clip_key: str, num_shards: int) -> int:
+    """Stable across processes and runs (Python's ``hash`` of a str is salted per process)."""
+    return int(hashlib.sha1(clip_key.encode("utf-8")).hexdigest()[:16], 16) % num_shards
+
+
+def shard_name(index: int) -> str:
+    return f"shard-{index:05d}.tar"
+
+
+def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
+    """Write ``clips`` sorted by key to ``path`` (temp name, then rename); return them in the written order."""
+    ordered = sorted(clips, key=lambda c: c.clip_key)
+    tmp = path + ".tmp"
+    with FileSystems.create(tmp) as f, wds.TarWriter(f, encoder=False, mtime=TAR_MTIME, mode=0o444,
+                                                     user="genie", group="genie") as writer:
+        for clip in ordered:
+            writer.write(ShardSample.from_clip(clip).to_wds())
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+    return ordered
+
+
+def read_samples(paths: str | list[str]) -> Iterator[ShardSample]:
+    """Samples of shard files (local paths or URLs webdataset opens), in stored order, parsed."""
+    dataset = wds.WebDataset(paths, shardshuffle=False, empty_check=False)
+    for sample in dataset:
+        yield ShardSample.from_wds(sample)
+
+
+def shard_paths(output_dir: str) -> list[str]:
+    """The shard files of a run output directory, sorted."""
+    pattern = FileSystems.join(output_dir, SHARD_DIR, "shard-*.tar")
+    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+
+
+def remove_stale_shards(output_dir: str, keep: Iterable[str]) -> list[str]:
+    """Delete shard files an earlier run left that this run did not write (fewer shards this time)."""
+    keep = set(keep)
+    stale = [p for p in shard_paths(output_dir) if p.rsplit("/", 1)[-1] not in keep]
+    if stale:
+        FileSystems.delete(stale)
+    return stale
+
+
+# ---- Beam ------------------------------------------------------------------------------------------------
+class _WriteShardFn(beam.DoFn):
+    def __init__(self, config: ShardConfig):
+        self.config = config
+        self.written = beam.metrics.Metrics.counter(reasons.STAGE_SHARD, "shards_written")
+
+    def process(self, element: tuple[int, Iterable[Clip]]):
+        index, clips = element
+        name = shard_name(index)
+        unique: dict[str, Clip] = {}
+        for clip in sorted(clips, key=lambda c: (c.clip_key, hashlib.sha1(c.mp4 or b"").hexdigest())):
+            if clip.clip_key in unique:
+                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
+                    clip, reasons.STAGE_SHARD, reasons.DROPPED, reasons.DUPLICATE,
+                    f"another clip has the key {clip.clip_key!r}"))
+            else:
+                unique[clip.clip_key] = clip
+        try:
+            FileSystems.mkdirs(self.config.shard_dir) if not FileSystems.exists(self.config.shard_dir) else None
+            written = write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
+        except Exception as exc:  # a storage failure fails this shard's clips, not the run
+            for clip in unique.values():
+                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
+                    clip, reasons.STAGE_SHARD, reasons.FAILED, reasons.SHARD_ERROR,
+                    f"writing {name}: {type(exc).__name__}: {exc}"))
+            return
+        self.written.inc()
+        for clip in written:
+            yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
+                clip, reasons.STAGE_SHARD, reasons.KEPT, detail=f"{SHARD_DIR}/{name}"))
+            yield clip.replace(mp4=None, location=f"{SHARD_DIR}/{name}")
+
+
+class WriteShards(beam.PTransform):
+    """Clip -> {MAIN: manifest Clips (no bytes, ``location`` = shard), OUTCOMES: kept/failed per clip}."""
+
+    def __init__(self, config: ShardConfig):
+        super().__init__()
+        self.config = config
+
+    def expand(self, clips):
+        target = self.config.target_shard_bytes
+        num_shards = (clips
+                      | "Bytes" >> beam.Map(lambda c: len(c.mp4 or b""))
+                      | "TotalBytes" >> beam.CombineGlobally(sum)
+                      | "NumShards" >> beam.Map(num_shards_for, target))
+        written = (clips
+                   | "ChooseShard" >> beam.Map(lambda c, n: (shard_of(c.clip_key, n), c),
+                                               n=beam.pvalue.AsSingleton(num_shards))
+                   | "GroupByShard" >> beam.GroupByKey()
+                   | "Write" >> beam.ParDo(_WriteShardFn(self.config)).with_outputs(stage.OUTCOMES,
+                                                                                     main=stage.MAIN))
+        return {stage.MAIN: written[stage.MAIN], stage.OUTCOMES: written[stage.OUTCOMES]}
