@@ -365,6 +365,11 @@ class Downloader:
             raise _Reject(reasons.FAILED, reasons.EXTRACTOR_ERROR, "yt-dlp returned no metadata")
         if info.get("_type") in ("playlist", "multi_video"):
             raise _Reject(reasons.FAILED, reasons.UNSUPPORTED_URL, "URL is a playlist, not one video")
+        live = info.get("live_status")
+        if info.get("is_live") or live == "is_live":
+            raise _Reject(reasons.DROPPED, reasons.TOO_LONG, "live stream: it has no end to download")
+        if live == "is_upcoming":
+            raise _Reject(reasons.FAILED, reasons.UNAVAILABLE, "scheduled live stream that has not started")
         duration = info.get("duration")
         limit = self.config.max_duration_s
         if limit is not None and isinstance(duration, int | float) and duration > limit:

@@ -47,6 +47,7 @@ _NO_FORMAT = re.compile(r"requested format is not available|no video formats fou
                         r"|only images are available|no video stream", re.IGNORECASE)
 _UNSUPPORTED = re.compile(r"unsupported url|no suitable extractor|file:// urls are disabled"
                           r"|is not a valid url|unknown url type", re.IGNORECASE)
+_NO_FILE = re.compile(r"no such file or directory", re.IGNORECASE)
 _ERROR_PREFIX = re.compile(r"^(?:ERROR:\s*)+")
 
 
@@ -140,6 +141,8 @@ def classify(exc: BaseException) -> Failure:
         return Failure(reasons.UNSUPPORTED_URL, detail)
     if _NO_FORMAT.search(texts):
         return Failure(reasons.NO_VIDEO_STREAM, detail)
+    if any(isinstance(e, FileNotFoundError) for e in chain) or _NO_FILE.search(texts):  # file:// URLs
+        return Failure(reasons.UNAVAILABLE, detail)
     if any(isinstance(e, TransportError | ContentTooShortError | ConnectionError) for e in chain):
         return Failure(reasons.CONNECTION_ERROR, detail)
     if any(isinstance(e, ExtractorError) for e in chain):
