@@ -101,6 +101,8 @@ class TrainConfig:
     warmup_steps: int = 10_000
     max_steps: int = 300_000
     grad_clip: float = 1.0
+    grad_accum: int = 1  # micro-batches per optimizer step (batch_size is split over ranks x grad_accum)
+    activation_checkpointing: bool = False  # recompute ST blocks in backward: far less activation memory
     log_every: int = 50
     image_every: int = 1000
     ckpt_every: int = 5000
@@ -186,21 +188,26 @@ def _coinrun() -> GenieConfig:
         tokenizer=TokenizerConfig(enc_layers=8, enc_dim=512, enc_heads=8, dec_layers=8, dec_dim=512, dec_heads=8),
         lam=LAMConfig(num_actions=6),
         dynamics=DynamicsConfig(layers=12, dim=512, heads=8),
-        train_tokenizer=TrainConfig(batch_size=48, lr=3e-4, min_lr=3e-5, warmup_steps=10_000, max_steps=300_000),
-        train_lam_dynamics=TrainConfig(batch_size=36, lr=3e-5, min_lr=3e-6, warmup_steps=5000, max_steps=200_000),
+        train_tokenizer=TrainConfig(batch_size=48, lr=3e-4, min_lr=3e-5, warmup_steps=10_000, max_steps=300_000,
+                                    activation_checkpointing=True),
+        train_lam_dynamics=TrainConfig(batch_size=36, lr=3e-5, min_lr=3e-6, warmup_steps=5000, max_steps=200_000,
+                                       activation_checkpointing=True),
     )
 
 
 def _platformers_small() -> GenieConfig:
-    # About one GPU-day: the paper's tokenizer shape scaled down (8+12 layers), LAM as in the paper (8 codes),
-    # dynamics at the bottom of the paper's sweep. Parameter counts are in docs/modeling.md.
+    # About one H100-day: the paper's tokenizer shape scaled down (8+12 layers), LAM as in the paper (8 codes),
+    # dynamics at the bottom of the paper's sweep. Counted FLOPs (benchmarks/train_throughput.py --count-only)
+    # give ~7 h + ~16 h at an assumed 40% MFU; parameter counts are in docs/modeling.md.
     return GenieConfig(
         name="platformers-small",
         tokenizer=TokenizerConfig(enc_layers=8, enc_dim=512, enc_heads=8, dec_layers=12, dec_dim=768, dec_heads=12),
         lam=LAMConfig(num_actions=8),
         dynamics=DynamicsConfig(layers=16, dim=1024, heads=16),
-        train_tokenizer=TrainConfig(batch_size=64, lr=3e-4, min_lr=3e-5, warmup_steps=5000, max_steps=100_000),
-        train_lam_dynamics=TrainConfig(batch_size=48, lr=1e-4, min_lr=1e-5, warmup_steps=5000, max_steps=100_000),
+        train_tokenizer=TrainConfig(batch_size=32, lr=3e-4, min_lr=3e-5, warmup_steps=2000, max_steps=20_000,
+                                    activation_checkpointing=True),
+        train_lam_dynamics=TrainConfig(batch_size=32, lr=1e-4, min_lr=1e-5, warmup_steps=2000, max_steps=25_000,
+                                       activation_checkpointing=True),
     )
 
 

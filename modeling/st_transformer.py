@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torch.utils.checkpoint
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, base: float = 10_000.0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -150,11 +151,15 @@ class STTransformer(nn.Module):
         self.head_dim = dim // heads
         self.blocks = nn.ModuleList(STBlock(dim, heads, mlp_ratio, causal) for _ in range(layers))
         self.norm = nn.LayerNorm(dim)
+        self.checkpointing = False  # recompute each block in backward: activation memory of ~1 block, +1 forward
 
     def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
         rope = rope_cos_sin(torch.arange(start_pos, start_pos + x.shape[1], device=x.device), self.head_dim)
         for block in self.blocks:
-            x, _ = block(x, rope)
+            if self.checkpointing and torch.is_grad_enabled():
+                x, _ = torch.utils.checkpoint.checkpoint(block, x, rope, use_reentrant=False)
+            else:
+                x, _ = block(x, rope)
         return self.norm(x)
 
     def step(self, x: torch.Tensor, cache: TemporalKVCache

@@ -46,6 +46,7 @@ from modeling.data import ShardError, clip_windows, expand_shards, to_float_vide
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.schedule import lr_at
+from modeling.st_transformer import STTransformer
 from modeling.tokenizer import VideoTokenizer
 from modeling.vq import VectorQuantizer
 
@@ -63,7 +64,7 @@ class TokenizerObjective(nn.Module):
         super().__init__()
         self.tokenizer = VideoTokenizer(cfg.tokenizer)
 
-    def forward(self, video: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, video: torch.Tensor, micro_step: int) -> dict[str, torch.Tensor]:
         out = self.tokenizer(video)
         out["psnr"] = psnr(out["recon"].detach(), video)
         return out
@@ -82,12 +83,12 @@ class LamDynamicsObjective(nn.Module):
         self.tokenizer = [tokenizer.eval().requires_grad_(False)]  # a list: not a submodule, not saved, not DDP'd
         self.seed, self.rank = seed, rank
 
-    def forward(self, video: torch.Tensor, step: int) -> dict[str, torch.Tensor]:
+    def forward(self, video: torch.Tensor, micro_step: int) -> dict[str, torch.Tensor]:
         lam_out = self.lam(video)
         with torch.no_grad():
             tokens = self.tokenizer[0].encode(video)
-        # Masking randomness is a function of (seed, step, rank): identical after resume.
-        gen = torch.Generator(device=video.device).manual_seed((self.seed * 1_000_003 + step) * 1009 + self.rank)
+        # Masking randomness is a function of (seed, micro-batch index, rank): identical after resume.
+        gen = torch.Generator(device=video.device).manual_seed((self.seed * 1_000_003 + micro_step) * 1009 + self.rank)
         dyn_out = self.dynamics.loss(tokens, lam_out["actions"], generator=gen)
         return {
             "loss": lam_out["loss"] + dyn_out["loss"],
@@ -198,8 +199,9 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run)
     tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
     ddp, dev = setup_distributed(device)
-    if tcfg.batch_size % ddp.world:
-        raise ValueError(f"batch_size {tcfg.batch_size} is not divisible by the {ddp.world} DDP ranks")
+    if tcfg.batch_size % (ddp.world * tcfg.grad_accum):
+        raise ValueError(f"batch_size {tcfg.batch_size} is not divisible by {ddp.world} DDP ranks x "
+                         f"{tcfg.grad_accum} accumulation steps")
     if ddp.is_main:
         write_run_config(out, cfg, phase, tokenizer_run)
 
@@ -209,6 +211,9 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     else:
         objective = LamDynamicsObjective(cfg, load_tokenizer(tokenizer_run, map_location=dev), tcfg.seed, ddp.rank)
     objective.to(dev)
+    for module in objective.modules():
+        if isinstance(module, STTransformer):
+            module.checkpointing = tcfg.activation_checkpointing
     trained = objective.trained()
     optimizer = make_optimizer(trained, tcfg, dev)
 
@@ -229,11 +234,12 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     if ddp.world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    per_rank = tcfg.batch_size // ddp.world
-    loader = clip_windows(urls, window=cfg.tokenizer.num_frames, batch_size=per_rank, shuffle=True,
+    accum = tcfg.grad_accum
+    micro_batch = tcfg.batch_size // (ddp.world * accum)
+    loader = clip_windows(urls, window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
                           resampled=True, seed=tcfg.seed, shuffle_buffer=tcfg.shuffle_buffer,
                           num_workers=tcfg.num_workers if num_workers is None else num_workers,
-                          start_batch=step, drop_last=True, pin_memory=dev.type == "cuda")
+                          start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda")
     writer = None
     if ddp.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -249,31 +255,35 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     def checkpoint() -> None:
         if ddp.is_main:
             state = {"models": {n: m.state_dict() for n, m in trained.items()}, "optimizer": optimizer.state_dict(),
-                     "step": step, "data": {"batches": step, "seed": tcfg.seed, "world": ddp.world},
+                     "step": step, "data": {"batches": step * accum, "seed": tcfg.seed, "world": ddp.world},
                      "config": cfg.to_dict(), "phase": phase}
             save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
 
     data_iter = iter(loader)
     try:
         while step < stop:
-            batch = next(data_iter)
-            video = to_float_video(batch["video"].to(dev, non_blocking=True))
             lr = lr_at(step, tcfg)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with autocast:
-                result = model(video, step)
-            loss = result["loss"]
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            for micro in range(accum):
+                batch = next(data_iter)
+                video = to_float_video(batch["video"].to(dev, non_blocking=True))
+                # DDP all-reduces gradients only on the last micro-batch of a step.
+                sync = model.no_sync() if ddp.world > 1 and micro < accum - 1 else nullcontext()
+                with sync:
+                    with autocast:
+                        result = model(video, step * accum + micro)
+                    loss = result["loss"]
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
+                    (loss / accum).backward()
             grad_norm = torch.nn.utils.clip_grad_norm_([p for m in trained.values() for p in m.parameters()],
                                                        tcfg.grad_clip)
             optimizer.step()
             total_resets += sum(vq.reset_dead_codes() for vq in vqs)
             step += 1
-            windows_since += video.shape[0] * ddp.world
+            windows_since += video.shape[0] * ddp.world * accum
 
             if step % tcfg.log_every == 0 or step == stop or step == 1:
                 now = time.perf_counter()

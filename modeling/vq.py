@@ -44,6 +44,8 @@ class VectorQuantizer(nn.Module):
 
     def forward(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
         """z (..., dim) -> quantised (same shape, straight-through gradients), indices (...), loss, stats."""
+        if z.device.type not in ("cuda", "cpu"):  # e.g. the meta device (FLOP counting): no autocast there
+            return self._quantize(z)
         with torch.autocast(device_type=z.device.type, enabled=False):  # distances in fp32, never bf16
             return self._quantize(z)
 
@@ -58,7 +60,7 @@ class VectorQuantizer(nn.Module):
         codebook_loss = F.mse_loss(q, flat.detach())
         commitment_loss = F.mse_loss(flat, q.detach())
         quantized = flat + (q - flat).detach()  # straight-through: gradients pass to the encoder unchanged
-        counts = torch.bincount(indices, minlength=self.num_codes).float()
+        counts = torch.zeros(self.num_codes, device=z.device).scatter_add_(0, indices, torch.ones_like(flat[:, 0]))
         if self.training:
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(counts)

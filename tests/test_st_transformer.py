@@ -77,3 +77,15 @@ def test_step_with_cache_equals_forward(model):
         torch.testing.assert_close(y, full[:, t], atol=1e-5, rtol=1e-5)
         cache.append(kvs)
     assert cache.num_frames == 5 and cache.next_pos == 5
+
+
+def test_activation_checkpointing_gives_the_same_gradients(model):
+    x = torch.randn(2, 3, 7, 32)
+    model.train()
+    model(x).square().sum().backward()
+    plain = [p.grad.clone() for p in model.parameters()]
+    model.zero_grad()
+    model.checkpointing = True
+    model(x).square().sum().backward()
+    for a, p in zip(plain, model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, a)

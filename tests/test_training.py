@@ -158,3 +158,36 @@ def test_schedule_warms_up_then_decays_to_min_lr():
     assert lr_at(110, cfg) == pytest.approx(0.1) and lr_at(500, cfg) == pytest.approx(0.1)
     values = [lr_at(s, cfg) for s in range(10, 111)]
     assert all(a >= b for a, b in zip(values, values[1:], strict=False))
+
+
+def test_gradient_accumulation_matches_one_big_batch(shards, tmp_path):
+    from modeling.checkpoint import load_checkpoint
+
+    states = []
+    for accum in (1, 2):
+        run = tmp_path / f"accum{accum}"
+        assert main(["train", "tokenizer", "--shards", shards, "--out", str(run), *FAST, "--until-step", "2",
+                     "--set", f"train_tokenizer.grad_accum={accum}",
+                     "--set", "train_tokenizer.activation_checkpointing=true"]) == 0
+        states.append(load_checkpoint(run)["models"]["tokenizer"])
+    for name, value in states[0].items():
+        if name != "vq.usage":  # the usage EMA is updated once per micro-batch
+            torch.testing.assert_close(states[1][name], value, atol=2e-5, rtol=1e-4)
+
+
+def test_ddp_under_torchrun_on_cpu(shards, tmp_path):
+    """Two gloo processes: the run completes, rank 0 writes the checkpoint, and it loads."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    run = tmp_path / "ddp"
+    torchrun = Path(sys.executable).with_name("torchrun")
+    cmd = [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "modeling", "train", "tokenizer",
+           "--shards", shards, "--out", str(run), "--device", "cpu", "--set", "train_tokenizer.max_steps=3",
+           "--set", "train_tokenizer.log_every=1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120,
+                            env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
+    assert isinstance(load_tokenizer(run), VideoTokenizer)
