@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import json
 import logging
 import os
 import re
@@ -25,6 +26,7 @@ import time
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import audit, manifest, report, shards, tables
 from pipeline.download import Download, DownloadConfig, add_download_args
@@ -86,15 +88,39 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
     return config, ns, beam_args
 
 
-def local_options(beam_args: list[str], workers: int | None, in_process: bool) -> PipelineOptions:
+def local_options(beam_args: list[str], workers: int | None) -> PipelineOptions:
     """Beam options; with no runner chosen, the DirectRunner with ``workers`` SDK worker processes."""
     if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
         return PipelineOptions(beam_args)
-    if in_process:
-        return PipelineOptions(beam_args, runner="DirectRunner", direct_num_workers=1,
-                               direct_running_mode="in_memory")
     return PipelineOptions(beam_args, runner="DirectRunner", direct_running_mode="multi_processing",
                            direct_num_workers=workers or os.cpu_count() or 2)
+
+
+class _WorkerLogFilter(logging.Filter):
+    """The local runner relays worker logs as one text blob per record: keep this project's lines (progress,
+    per-video results) and errors, reduced to their message; drop Beam's per-worker start-up chatter."""
+
+    _MESSAGE = re.compile(r'message: "(.*?)" (?:instruction_id|log_location|thread):', re.S)
+    _LOCATION = re.compile(r'log_location: "([^"]*)"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        match, where = self._MESSAGE.search(text), self._LOCATION.search(text)
+        if match is None:
+            return record.levelno >= logging.ERROR
+        message, location = match.group(1), where.group(1) if where else ""
+        if "/pipeline/" not in location and record.levelno < logging.ERROR:
+            return False
+        record.msg, record.args = message.replace("\\'", "'"), ()
+        return True
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    relay.setLevel(logging.INFO)
+    relay.addFilter(_WorkerLogFilter())
 
 
 # ---- the pipeline ------------------------------------------------------------------------------------------
@@ -153,14 +179,14 @@ def failed_stage(exc: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    logging.getLogger("pipeline").setLevel(logging.INFO)
+    _setup_logging()
     config, ns, beam_args = parse(list(sys.argv[1:] if argv is None else argv))
-    options = local_options(beam_args, ns.workers, ns.in_process)
+    options = local_options(beam_args, ns.workers)
+    runner = FnApiRunner() if ns.in_process else None
     started = time.monotonic()
     try:
         quality = quality_from_args(ns)
-        with beam.Pipeline(options=options) as p:
+        with beam.Pipeline(runner=runner, options=options) as p:
             build(p, config, quality)
     except Exception as exc:
         stage = failed_stage(exc)
@@ -169,10 +195,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         log.debug("full error", exc_info=True)
         return 1
-    stats_path = FileSystems.join(config.output_dir, STATS_FILE)
-    import json
-
-    stats = json.loads(tables.read_bytes(stats_path))
+    stats = json.loads(tables.read_bytes(FileSystems.join(config.output_dir, STATS_FILE)))
     if not stats["conservation"]["ok"]:
         print(audit.failure_message(stats), file=sys.stderr)
         return 1
