@@ -100,16 +100,22 @@ class _ScoreBatches(beam.DoFn):
         self._scored = beam.metrics.Metrics.counter(NAMESPACE, "scored")
         self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
         self._batches = beam.metrics.Metrics.distribution(NAMESPACE, "batch_size")
+        self._loads = beam.metrics.Metrics.counter(NAMESPACE, "model_loads")
+        self._loaded_here = False
 
     def setup(self):
         from classifiers.artifact import load_classifier
 
         def load():
+            self._loaded_here = True
             return _ModelHolder(load_classifier(self._model_dir, self._threshold))
 
         self._classifier = self._handle.acquire(load, tag=f"{self._model_dir}|{self._threshold}").classifier
 
     def process(self, batch: list[Clip]):
+        if self._loaded_here:  # counted here: counters are reported from process, not from setup
+            self._loads.inc()
+            self._loaded_here = False
         self._batches.update(len(batch))
         for clip, outcome in score_clips(self._classifier, batch):
             if outcome is not None:

@@ -1,0 +1,131 @@
+"""The quality stage on Beam's real in-process runner (FnApiRunner) with a trained model directory."""
+
+from __future__ import annotations
+
+import csv
+
+import apache_beam as beam
+import pytest
+import torch
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+
+from classifiers import synthetic
+from classifiers.artifact import FeatureVersionError, load_classifier
+from classifiers.metrics import DecisionRule
+from classifiers.train import TrainConfig, train
+from pipeline import stage
+from pipeline.clip_codec import decode_clip
+from pipeline.quality import Quality, add_quality_args, quality_from_args
+from schemas import Clip, Outcome, reasons
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    """11 one-clip videos (4 clean, one per junk kind), their shards, labels, and a trained model."""
+    root = tmp_path_factory.mktemp("quality")
+    (root / "shards").mkdir()
+    videos = synthetic.demo_videos(n_clean=4, n_junk_each=1, clips_per_video=1)
+    clips = [synthetic.make_clip(vid, 0, fs[0]) for vid, _, fs in videos]
+    synthetic.write_shard(str(root / "shards" / "shard-00000.tar"), clips)
+    labels = root / "labels.csv"
+    with open(labels, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(("item_id", "score"))
+        for vid, kind, _ in videos:
+            w.writerow((vid, 5 if kind == "clean" else 1))
+    model = root / "model"
+    train(TrainConfig(labels=str(labels), clips=str(root), out=str(model), folds=2))
+    # a second video of clean gameplay with a broken middle clip, and a clip without bytes
+    extra = [synthetic.make_clip("late", i, synthetic.gameplay(40 + i, 160)) for i in range(3)]
+    extra[1] = extra[1].replace(mp4=b"\x00\x00\x00\x18ftypisom-not-a-real-mp4")
+    extra.append(synthetic.make_clip("nobytes", 0, synthetic.menu(9)).replace(mp4=None, location="elsewhere.tar"))
+    return {"root": root, "labels": labels, "model": model, "clips": clips + extra}
+
+
+def run_stage(clips, transform, tmp_path):
+    """Run the stage; its two outputs are written as JSON lines by Beam and read back."""
+    p = beam.Pipeline(runner=FnApiRunner())
+    out = p | beam.Create(clips, reshuffle=False) | transform
+    for tag in (stage.MAIN, stage.OUTCOMES):
+        (out[tag] | f"Json{tag}" >> beam.Map(lambda r: r.to_json())
+         | f"Write{tag}" >> beam.io.WriteToText(str(tmp_path / tag), shard_name_template=""))
+    result = p.run()
+    result.wait_until_finish()
+    counters = {r.key.metric.name: r.committed for r in result.metrics().query(
+        MetricsFilter().with_namespace("quality"))["counters"]}
+    lines = {tag: (tmp_path / tag).read_text().splitlines() for tag in (stage.MAIN, stage.OUTCOMES)}
+    return ([Clip.from_json(x) for x in lines[stage.MAIN]], [Outcome.from_json(x) for x in lines[stage.OUTCOMES]],
+            counters)
+
+
+def test_scores_every_clip_and_drops_below_threshold(setup, tmp_path):
+    clips = setup["clips"]
+    clf = load_classifier(setup["model"])
+    kept, outcomes, counters = run_stage(clips, Quality(str(setup["model"]), batch_size=4), tmp_path)
+    # nothing is lost: every clip is either passed on or has exactly one outcome
+    ids = sorted([c.clip_key for c in kept] + [o.item_id for o in outcomes])
+    assert ids == sorted(c.clip_key for c in clips)
+    by_key = {c.clip_key: c for c in clips}
+    failed = {o.item_id: o for o in outcomes if o.outcome == reasons.FAILED}
+    assert set(failed) == {clips[-3].clip_key, clips[-1].clip_key}
+    assert all(o.reason == reasons.QUALITY_ERROR and o.stage == reasons.STAGE_QUALITY for o in failed.values())
+    assert "no encoded bytes" in failed[clips[-1].clip_key].detail
+    # scores equal the model applied directly to the decoded clip
+    for c in kept:
+        expected = clf.score_frames([decode_clip(by_key[c.clip_key].mp4)])[0]
+        assert c.quality_score == pytest.approx(expected) and c.quality_score >= clf.threshold
+    dropped = [o for o in outcomes if o.outcome == reasons.DROPPED]
+    for o in dropped:
+        assert o.reason == reasons.LOW_QUALITY and o.quality_score < clf.threshold
+        assert f"{o.quality_score:.4f}" in o.detail and f"{clf.threshold:.4f}" in o.detail
+    assert counters["scored"] == len(clips) - 2 and counters["errors"] == 2
+    assert counters["kept"] == len(kept) and counters["low_quality"] == len(dropped)
+    assert counters["model_loads"] == 1  # once per worker, shared by every bundle and batch
+    # the junk the model was trained on is filtered; the clean videos pass
+    assert {o.video_id for o in dropped} >= {f"{k}00" for k in ("menu", "black", "letterbox")}
+
+
+def test_threshold_override_and_flags(setup, tmp_path):
+    import argparse
+    parser = argparse.ArgumentParser()
+    add_quality_args(parser)
+    ns = parser.parse_args(["--classifier", str(setup["model"]), "--quality-threshold", "0"])
+    kept, outcomes, _ = run_stage(setup["clips"], quality_from_args(ns), tmp_path)
+    assert len(kept) == len(setup["clips"]) - 2 and all(o.outcome == reasons.FAILED for o in outcomes)
+    assert parser.parse_args([]).classifier is None
+
+
+def test_without_model_clips_pass_unscored(setup, tmp_path):
+    clips = setup["clips"]
+    kept, outcomes, counters = run_stage(clips, Quality(None), tmp_path)
+    assert sorted(c.clip_key for c in kept) == sorted(c.clip_key for c in clips)
+    assert all(c.quality_score is None for c in kept) and not outcomes
+    assert counters["unscored"] == len(clips)
+
+
+def test_video_rule_decides_per_video(setup, tmp_path):
+    model = tmp_path / "video_rule"
+    train(TrainConfig(labels=str(setup["labels"]), clips=str(setup["root"]), out=str(model), folds=2,
+                      decision=DecisionRule("video", 0.0)))
+    late = [c for c in setup["clips"] if c.video_id == "late" and c.clip_index != 1]
+    junk = synthetic.make_clip("menu_video", 0, synthetic.menu(11))
+    kept, outcomes, _ = run_stage(late + [junk], Quality(str(model)), tmp_path)
+    fate = {c.clip_key: "kept" for c in kept} | {o.item_id: o.outcome for o in outcomes}
+    assert len({fate[c.clip_key] for c in late}) == 1  # both clips of the video share its decision
+    assert fate[junk.clip_key] == reasons.DROPPED
+    assert "video mean score" in next(o.detail for o in outcomes if o.item_id == junk.clip_key)
+
+
+def test_incompatible_model_fails_at_construction(setup, tmp_path):
+    import json
+    import shutil
+    bad = tmp_path / "old"
+    shutil.copytree(setup["model"], bad)
+    meta = json.loads((bad / "metadata.json").read_text())
+    meta["feature_version"] = "999"
+    (bad / "metadata.json").write_text(json.dumps(meta))
+    with pytest.raises(FeatureVersionError):
+        Quality(str(bad))
