@@ -55,9 +55,10 @@ def index_video(path: str) -> FrameIndex:
     try:
         container = av.open(path)
     except av.error.FFmpegError as exc:
-        text = str(exc)
-        reason = reasons.TRUNCATED_VIDEO if "moov atom not found" in text else reasons.CORRUPT_VIDEO
-        raise DecodeError(reason, f"cannot open container: {text}") from None
+        cut = truncation(path)
+        if cut:
+            raise DecodeError(reasons.TRUNCATED_VIDEO, f"{cut} (cannot open container: {exc})") from None
+        raise DecodeError(reasons.CORRUPT_VIDEO, f"cannot open container: {exc}") from None
     with container:
         if not container.streams.video:
             if container.streams.audio:
@@ -76,7 +77,9 @@ def index_video(path: str) -> FrameIndex:
                     pts.append(packet.pts)
                     durations.append(packet.duration or 0)
         except av.error.FFmpegError as exc:
-            raise DecodeError(reasons.CORRUPT_VIDEO, f"demuxing failed after {len(pts)} frames: {exc}") from None
+            cut = truncation(path)
+            raise DecodeError(reasons.TRUNCATED_VIDEO if cut else reasons.CORRUPT_VIDEO,
+                              f"demuxing failed after {len(pts)} frames: {exc} {cut}".strip()) from None
         if not pts:
             raise DecodeError(reasons.CORRUPT_VIDEO, "the video stream has no frames")
         expected = stream.frames
@@ -93,6 +96,30 @@ def index_video(path: str) -> FrameIndex:
     if width <= 0 or height <= 0:
         raise DecodeError(reasons.CORRUPT_VIDEO, f"video stream has no frame size ({width}x{height})")
     return FrameIndex(codec, time_base, rel, duration_s, width, height, rotation)
+
+
+def truncation(path: str) -> str:
+    """Why an MP4/MOV file looks cut short ('' when it does not, or is not ISO-BMFF): a top-level box that
+    runs past the end of the file. FFmpeg only says "invalid data" for these; the box walk says why."""
+    size = os.path.getsize(path)
+    offset = 0
+    with open(path, "rb") as f:
+        while offset + 8 <= size:
+            f.seek(offset)
+            header = f.read(16)
+            box_size, kind = int.from_bytes(header[:4], "big"), header[4:8]
+            if not kind.isalnum() and kind != b"free":
+                return ""
+            if box_size == 1:
+                box_size = int.from_bytes(header[8:16], "big")
+            elif box_size == 0:  # runs to the end of the file by definition
+                return ""
+            if box_size < 8:
+                return ""
+            if offset + box_size > size:
+                return f"the {kind.decode('ascii', 'replace')!r} box needs {offset + box_size} bytes, the file has {size}"
+            offset += box_size
+    return ""
 
 
 def _median_step(pts: Sequence[int]) -> int:

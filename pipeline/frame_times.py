@@ -55,7 +55,7 @@ class Window:
 @dataclasses.dataclass(frozen=True)
 class WindowPlan:
     windows: list[Window]
-    tail: Window | None  # the remainder after the last full window, dropped as ``short_tail``
+    tail: Window | None  # what follows the last full window's end, dropped as ``short_tail``
     usable_ticks: int  # ticks between the skips, on the 10 FPS grid
 
 
@@ -63,12 +63,13 @@ def plan_windows(duration_s: float, clip_frames: int = 160, stride_frames: int |
                  skip_start_s: float = 0.0, skip_end_s: float = 0.0) -> WindowPlan:
     """Full clip windows covering ``[skip_start, duration - skip_end)`` (non-overlapping unless a stride is set).
 
-    A window needs all of its ticks inside the video: tick t is inside when ``t/10 < duration``.
+    A window needs all of its ticks inside the video: tick t is inside when ``(t + 1)/10 <= duration``
+    (a 15.99 s video has no full 16 s clip).
     """
     stride = stride_frames or clip_frames
     first = round(skip_start_s * CLIP_FPS)
     # limit_denominator undoes binary float noise (16.1 s is 161 ticks, not 161.0000000000000142)
-    end = max(math.ceil(Fraction(duration_s - skip_end_s).limit_denominator(10**6) * CLIP_FPS), 0)
+    end = max(math.floor(Fraction(duration_s - skip_end_s).limit_denominator(10**6) * CLIP_FPS), 0)
     usable = max(end - first, 0)
     windows: list[Window] = []
     tick = first
@@ -77,6 +78,4 @@ def plan_windows(duration_s: float, clip_frames: int = 160, stride_frames: int |
         tick += stride
     tail_start = windows[-1].first_tick + clip_frames if windows else first
     tail = Window(len(windows), tail_start, end - tail_start) if end - tail_start > 0 else None
-    if tail is not None and stride < clip_frames and windows:
-        tail = None  # overlapping windows: the remainder is already inside the previous window
     return WindowPlan(windows, tail, usable)

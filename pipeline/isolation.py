@@ -61,9 +61,13 @@ def _serve() -> None:
     inp = sys.stdin.buffer
     while True:
         try:
-            fn, args = _recv(inp)
+            request = _recv(inp)
         except EOFError:
             return
+        except Exception as exc:  # e.g. the function's module does not import here
+            _send(out, (False, RuntimeError(f"cannot load the request: {type(exc).__name__}: {exc}")))
+            continue
+        fn, args = request
         try:
             reply = (True, fn(*args))
         except Exception as exc:  # every error goes back to the caller
@@ -85,8 +89,9 @@ class IsolatedWorker:
         self._process: subprocess.Popen | None = None
 
     def _start(self) -> None:
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # same modules as here
         self._process = subprocess.Popen([sys.executable, "-m", "pipeline.isolation"], stdin=subprocess.PIPE,
-                                         stdout=subprocess.PIPE, bufsize=0)
+                                         stdout=subprocess.PIPE, bufsize=0, env=env)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._process is None or self._process.poll() is not None:
