@@ -87,7 +87,9 @@ def preview_gif(frames: np.ndarray) -> bytes:
 
 def render_sheet(items: list[dict], labeller: str = "", title: str = "Clip quality labels") -> str:
     """The page: the template with the items (key, video, start, preview) embedded as JSON."""
-    data = json.dumps({"items": items, "labeller": labeller}, ensure_ascii=True).replace("</", "<\\/")
+    data = json.dumps({"items": items, "labeller": labeller}, ensure_ascii=True)
+    # no markup can leave the JSON script block, whatever a (hostile) video title holds
+    data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = TEMPLATE.read_text(encoding="utf-8")
     return page.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
 

@@ -1,0 +1,184 @@
+"""The labelling page, driven in real headless Chromium over the DevTools protocol (``--remote-debugging-pipe``):
+keys 1-5 score clips, the Save button downloads a CSV, and that CSV loads as a valid label file."""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import io
+import json
+import os
+import select
+import shutil
+import subprocess
+import time
+
+import pytest
+from PIL import Image
+
+from classifiers import synthetic
+from classifiers.label_sheet import PREVIEW_STEP, SheetConfig, build_sheet, stratified_sample
+from classifiers.labels import load_labels
+
+CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory):
+    """5 videos x 3 clips: drawn platformer gameplay and menus."""
+    root = tmp_path_factory.mktemp("sheet")
+    (root / "shards").mkdir()
+    clips = []
+    for v in range(5):
+        for i in range(3):
+            frames = synthetic.drawn_platformer(10 * v + i) if v % 2 == 0 else synthetic.menu(10 * v + i)
+            clips.append(synthetic.make_clip(f"vid{v}", i, frames, title=f"Video {v} & <friends>"))
+    synthetic.write_shard(str(root / "shards" / "shard-00000.tar"), clips)
+    return root, clips
+
+
+def test_stratified_sample_limits_per_video_and_spreads(shards):
+    _, clips = shards
+    bare = [c.replace(mp4=None) for c in clips]
+    picked = stratified_sample(bare, n=8, per_video=2, seed=1)
+    assert len(picked) == 8
+    per_video: dict[str, list[int]] = {}
+    for c in picked:
+        per_video.setdefault(c.video_id, []).append(c.clip_index)
+    assert max(len(v) for v in per_video.values()) <= 2 and len(per_video) >= 4
+    assert all(v == [0, 2] for v in per_video.values() if len(v) == 2)  # first and last: spread in time
+    assert [c.clip_key for c in stratified_sample(bare, 8, 2, seed=1)] == [c.clip_key for c in picked]
+    scores = {c.clip_key: (i % 5) / 5 + 0.1 for i, c in enumerate(bare)}
+    by_score = stratified_sample(bare, n=5, per_video=3, seed=0, scores=scores, bins=5)
+    assert len({int(scores[c.clip_key] * 5) for c in by_score}) == 5  # one clip from each score bin
+
+
+class DevTools:
+    """Minimal Chrome DevTools Protocol client over the pipe transport (fd 3 in, fd 4 out, NUL-separated)."""
+
+    def __init__(self, user_data_dir: str):
+        cmd_r, self._cmd_w = os.pipe()
+        self._resp_r, resp_w = os.pipe()
+
+        def wire():  # in the child: commands on fd 3, responses on fd 4 (dup2 makes them inheritable)
+            a, b = os.dup(cmd_r), os.dup(resp_w)
+            os.dup2(a, 3)
+            os.dup2(b, 4)
+
+        self.proc = subprocess.Popen(
+            [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+             "--no-first-run", "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage",
+             f"--user-data-dir={user_data_dir}", "--remote-debugging-pipe", "about:blank"],
+            # not close_fds: it runs after wire() and would close 3 and 4 again
+            close_fds=False, preexec_fn=wire, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        os.close(cmd_r)
+        os.close(resp_w)
+        self._buf = b""
+        self._next = 0
+        self.session = None
+
+    def _read_message(self, deadline: float) -> dict:
+        while b"\0" not in self._buf:
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([self._resp_r], [], [], left)[0]:
+                raise TimeoutError("no answer from chromium")
+            chunk = os.read(self._resp_r, 1 << 16)
+            if not chunk:
+                raise RuntimeError("chromium closed the pipe")
+            self._buf += chunk
+        raw, self._buf = self._buf.split(b"\0", 1)
+        return json.loads(raw)
+
+    def send(self, method: str, params: dict | None = None, session: bool = True, timeout: float = 30) -> dict:
+        self._next += 1
+        msg = {"id": self._next, "method": method, "params": params or {}}
+        if session and self.session:
+            msg["sessionId"] = self.session
+        os.write(self._cmd_w, json.dumps(msg).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            reply = self._read_message(deadline)
+            if reply.get("id") == self._next:
+                if "error" in reply:
+                    raise RuntimeError(f"{method}: {reply['error']}")
+                return reply.get("result", {})
+
+    def evaluate(self, expression: str):
+        result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
+        return result["result"].get("value")
+
+    def key(self, key: str) -> None:
+        codes = {"ArrowRight": 39, "ArrowLeft": 37}
+        params = {"key": key, "code": f"Digit{key}" if key.isdigit() else key,
+                  "windowsVirtualKeyCode": codes.get(key, ord(key[0]))}
+        self.send("Input.dispatchKeyEvent", {"type": "keyDown", **params, **({"text": key} if key.isdigit() else {})})
+        self.send("Input.dispatchKeyEvent", {"type": "keyUp", **params})
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self.send("Browser.close", session=False, timeout=5)
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        os.close(self._cmd_w)
+        os.close(self._resp_r)
+
+
+def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian package `chromium`); the labelling page is untested here")
+    root, clips = shards
+    page = build_sheet(SheetConfig(clips=str(root), out=str(tmp_path / "sheet.html"), n=6, per_video=2, seed=3))
+    html_text = page.read_text()
+    data = json.loads(html_text.split('<script id="sheet-data" type="application/json">')[1].split("</script>")[0])
+    keys = [it["key"] for it in data["items"]]
+    assert len(keys) == 6 and "<friends>" not in html_text  # titles are escaped into JSON, not markup
+    gif = Image.open(io.BytesIO(base64.b64decode(data["items"][0]["gif"])))
+    assert gif.n_frames == 160 // PREVIEW_STEP and gif.size == (160, 90)
+
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    browser = DevTools(str(tmp_path / "profile"))
+    try:
+        target = next(t for t in browser.send("Target.getTargets", session=False)["targetInfos"]
+                      if t["type"] == "page")
+        browser.session = browser.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
+                                       session=False)["sessionId"]
+        browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)},
+                     session=False)
+        browser.send("Page.navigate", {"url": page.resolve().as_uri()})
+        deadline = time.monotonic() + 30
+        while not browser.evaluate("!!(window.labelSheet && window.labelSheet.ready && "
+                                   "Array.from(document.images).every(i => i.complete && i.naturalWidth === 160))"):
+            assert time.monotonic() < deadline, "the page did not load"
+            time.sleep(0.2)
+        assert browser.evaluate("window.labelSheet.items") == keys
+        assert browser.evaluate("document.images.length") == 6
+        assert browser.evaluate("document.querySelector('friends') === null")  # a title is text, not markup
+        assert "Video 0 & <friends>" in browser.evaluate("document.querySelector('.meta').textContent")
+        for key in ("5", "1", "ArrowRight", "4", "ArrowLeft", "2", "5"):
+            browser.key(key)
+        assert browser.evaluate("window.labelSheet.labels()") == {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}
+        assert browser.evaluate("document.getElementById('progress').textContent") == "4 / 6 labelled"
+        # the labeller types a name (with characters CSV must quote), then clicks Save with the mouse
+        browser.evaluate("document.getElementById('labeller').focus()")
+        browser.send("Input.insertText", {"text": 'ann, "the labeller"'})
+        browser.evaluate("document.activeElement.blur()")
+        box = browser.evaluate("(() => { const r = document.getElementById('save').getBoundingClientRect();"
+                               " return [r.x + r.width / 2, r.y + r.height / 2]; })()")
+        for kind in ("mousePressed", "mouseReleased"):
+            browser.send("Input.dispatchMouseEvent", {"type": kind, "x": box[0], "y": box[1], "button": "left",
+                                                      "clickCount": 1})
+        saved = downloads / "labels.csv"
+        deadline = time.monotonic() + 20
+        while not saved.exists():
+            assert time.monotonic() < deadline, f"no download in {list(downloads.iterdir())}"
+            time.sleep(0.2)
+    finally:
+        browser.close()
+    labels = load_labels(saved, known_ids={c.clip_key for c in clips})
+    assert {k[1]: r.score for k, r in labels.items.items()} == {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}
+    assert all(k[0] == "clip" for k in labels.items)
+    assert {r.labels[0].labeller for r in labels.items.values()} == {'ann, "the labeller"'}
