@@ -20,6 +20,7 @@ yt-dlp's message as detail; a video longer than allowed becomes ``dropped``/``to
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import functools
 import logging
@@ -287,6 +288,8 @@ class Downloader:
 
     def close(self) -> None:
         self._ydl.close()
+        with contextlib.suppress(OSError):  # leave no empty staging directory behind
+            os.rmdir(self._staging_root)
 
     def __enter__(self) -> Downloader:
         return self
