@@ -99,11 +99,21 @@ class DownloadConfig:
             cookies=ns.cookies,
             proxy=ns.proxy,
             max_filesize=ns.max_filesize,
-            max_duration_s=getattr(ns, "max_duration_s", None),
+            max_duration_s=_shared_max_duration(ns),
             min_height=ns.min_height,
             js_runtime=ns.js_runtime,
             remote_components=tuple(ns.remote_components or ()),
         )
+
+
+def _shared_max_duration(ns: argparse.Namespace) -> float | None:
+    """``--max-duration-s`` is the search's flag; without it, the keyword file's bound applies here too."""
+    value = getattr(ns, "max_duration_s", None)
+    if value is None and hasattr(ns, "keywords"):
+        from pipeline.keywords import load_rules
+
+        value = load_rules(ns.keywords).max_duration_s
+    return value
 
 
 def add_download_args(parser: argparse.ArgumentParser) -> None:

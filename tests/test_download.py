@@ -24,6 +24,7 @@ from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError
 
 from pipeline.download import Download, DownloadConfig, Downloader, backoff_s, choose_format, download_one
 from pipeline.errors import classify, parse_retry_after
+from pipeline.probe import ProbeError, probe_file
 from pipeline.search import Search, SearchConfig
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, ids, reasons
@@ -202,6 +203,22 @@ def test_metadata_limits_reject_before_downloading(server, media, tmp_path):
     assert (large.outcome, large.reason) == (reasons.FAILED, reasons.TOO_LARGE) and "metadata" in large.detail
     # yt-dlp probes the video URL once per extraction; a download would have needed a second request each
     assert len(server.log("/long.mp4")) == 2 and not list((tmp_path / "videos").glob("*.mp4"))
+
+
+@pytest.mark.parametrize(("info", "outcome", "reason"), [
+    ({"id": "x", "live_status": "is_live"}, reasons.DROPPED, reasons.TOO_LONG),
+    ({"id": "x", "live_status": "is_upcoming"}, reasons.FAILED, reasons.UNAVAILABLE),
+    ({"_type": "playlist", "id": "x", "entries": []}, reasons.FAILED, reasons.UNSUPPORTED_URL),
+    ({"id": "x", "duration": 7200, "filesize": 10}, reasons.DROPPED, reasons.TOO_LONG),
+    ({"id": "x", "duration": 60, "filesize_approx": 10**9}, reasons.FAILED, reasons.TOO_LARGE),
+])
+def test_metadata_checks(tmp_path, info, outcome, reason):
+    """yt-dlp metadata shapes the local server cannot produce (YouTube live streams, playlists)."""
+    with Downloader(config(tmp_path, max_duration_s=3600, max_filesize=10**6)) as downloader:
+        with pytest.raises(Exception) as caught:
+            downloader._check_metadata(info)
+        assert (caught.value.outcome, caught.value.reason) == (outcome, reason)
+        downloader._check_metadata({"id": "x", "duration": 60, "filesize": 10})  # within limits: no complaint
 
 
 @needs_ffmpeg
@@ -385,3 +402,34 @@ def test_download_needs_a_directory():
         Downloader(DownloadConfig())
     with pytest.raises(ValueError, match="download_dir"):
         Download(DownloadConfig())
+
+
+# ---- probe ------------------------------------------------------------------------------------------------------
+@needs_ffmpeg
+def test_probe_reads_rotation_like_ffprobe(media, tmp_path):
+    rotated = tmp_path / "rotated.mp4"
+    subprocess.run([FFMPEG, "-loglevel", "error", "-i", str(media["video"]), "-c", "copy",
+                    "-metadata:s:v:0", "rotate=90", str(rotated)], check=True)
+    out = subprocess.run(["ffprobe", "-v", "error", "-select_streams", "v:0", "-show_entries",
+                          "stream_side_data=rotation", "-of", "json", str(rotated)],
+                         capture_output=True, text=True, check=True).stdout
+    expected = int(json.loads(out)["streams"][0]["side_data_list"][0]["rotation"]) % 360
+    assert expected != 0 and probe_file(str(rotated)).rotation == expected
+    assert probe_file(str(media["video"])).rotation == 0
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    (b"", reasons.EMPTY_FILE),
+    (b"<html>not a video</html>" * 10, reasons.CORRUPT_VIDEO),
+    ("audio", reasons.NO_VIDEO_STREAM),
+])
+def test_probe_refuses_non_videos(media, tmp_path, content, reason):
+    if content == "audio":
+        if "audio" not in media:
+            pytest.skip("needs ffmpeg for the audio fixture")
+        content = media["audio"].read_bytes()
+    path = tmp_path / "file.mp4"
+    path.write_bytes(content)
+    with pytest.raises(ProbeError) as caught:
+        probe_file(str(path))
+    assert caught.value.reason == reason and caught.value.detail

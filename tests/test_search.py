@@ -163,6 +163,8 @@ def test_command_line_options_build_both_configs(catalog):
     sources = build_sources(search)
     assert [s.name for s in sources] == ["catalog", "youtube"]
     assert sources[1].tasks()[0] == f"{search.rules().games[0]} {search.rules().actions[0]}"
+    defaults = parser.parse_args([])
+    assert DownloadConfig.from_args(defaults).max_duration_s == SearchConfig.from_args(defaults).rules().max_duration_s
     with pytest.raises(ValueError, match="no candidate source"):
         Search(SearchConfig())
 
