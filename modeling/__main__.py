@@ -2,7 +2,8 @@
 
     train tokenizer     --shards PATTERN --config NAME --out RUN [--set section.field=value ...]
     train lam-dynamics  --shards PATTERN --config NAME --tokenizer TOKENIZER_RUN --out RUN [--set ...]
-    extract-tokens      --shards PATTERN --tokenizer RUN --out DIR
+    extract-tokens      --shards PATTERN --tokenizer RUN [--lam LAM_DYNAMICS_RUN] --out DIR
+    train dynamics      --shards TOKEN_SHARDS --init LAM_DYNAMICS_RUN --out RUN [--set ...]
     params              [--config NAME]             parameter counts of the presets
     generate | play | evaluate ...                  (modeling.generate / play / evaluate)
 
@@ -27,11 +28,13 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     train = sub.add_parser("train", help="train the tokenizer, or the LAM and dynamics model together")
-    train.add_argument("phase", choices=["tokenizer", "lam-dynamics"])
+    train.add_argument("phase", choices=["tokenizer", "lam-dynamics", "dynamics"],
+                       help="dynamics = dynamics-only on token shards (extract-tokens --lam), from --init")
     train.add_argument("--shards", required=True, help="shard glob, directory, brace pattern or URL(s) ('::'-joined)")
     train.add_argument("--config", default="tiny", help=f"preset: {', '.join(sorted(PRESETS))} (default tiny)")
     train.add_argument("--out", required=True, help="run directory (an existing one is resumed)")
     train.add_argument("--tokenizer", help="tokenizer run directory (lam-dynamics only)")
+    train.add_argument("--init", help="lam-dynamics run to start from (dynamics only)")
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                        help="override a config field, e.g. train_tokenizer.max_steps=1000 (repeatable)")
     train.add_argument("--until-step", type=int, help="stop at this step (schedule unchanged; resume later)")
@@ -63,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
 
             train(args.phase, args.shards, args.out, args.config, parse_overrides(args.overrides),
                   tokenizer_run=args.tokenizer, until_step=args.until_step, device=args.device,
-                  num_workers=args.num_workers)
+                  num_workers=args.num_workers, init_run=args.init)
         elif args.command == "extract-tokens":
             from modeling.token_shards import extract_tokens
 

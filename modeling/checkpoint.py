@@ -2,8 +2,9 @@
 
 Layout of a run directory::
 
-    config.json              {"genie": GenieConfig.to_dict(), "phase": "tokenizer" | "lam-dynamics",
-                              "tokenizer_run": <tokenizer run dir, lam-dynamics runs only>}
+    config.json              {"genie": GenieConfig.to_dict(), "phase": "tokenizer" | "lam-dynamics" | "dynamics",
+                              "tokenizer_run": <tokenizer run dir, lam-dynamics and dynamics runs>,
+                              "init_run": <the lam-dynamics run a dynamics run started from>}
     checkpoints/latest.pt    the newest checkpoint (written to a temp name, then renamed: never half-written)
     checkpoints/step-000005000.pt ...  numbered copies (the newest ``keep`` are kept)
     tb/                      TensorBoard event files
@@ -28,15 +29,19 @@ from modeling.tokenizer import VideoTokenizer
 
 PHASE_TOKENIZER = "tokenizer"
 PHASE_LAM_DYNAMICS = "lam-dynamics"
-PHASES = (PHASE_TOKENIZER, PHASE_LAM_DYNAMICS)
+PHASE_DYNAMICS = "dynamics"  # dynamics-only training on token shards, from a lam-dynamics run (LAM frozen)
+PHASES = (PHASE_TOKENIZER, PHASE_LAM_DYNAMICS, PHASE_DYNAMICS)
 
 
-def write_run_config(run_dir: str | Path, cfg: GenieConfig, phase: str, tokenizer_run: str | None = None) -> None:
+def write_run_config(run_dir: str | Path, cfg: GenieConfig, phase: str, tokenizer_run: str | None = None,
+                     init_run: str | None = None) -> None:
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     doc = {"genie": cfg.to_dict(), "phase": phase}
     if tokenizer_run is not None:
         doc["tokenizer_run"] = str(Path(tokenizer_run).resolve())
+    if init_run is not None:
+        doc["init_run"] = str(Path(init_run).resolve())
     (run_dir / "config.json").write_text(json.dumps(doc, indent=2, sort_keys=True))
 
 
@@ -85,7 +90,7 @@ def load_checkpoint(run_dir: str | Path, which: str | int = "latest", map_locati
 def load_tokenizer(run_dir: str | Path, map_location: Any = "cpu", which: str | int = "latest") -> VideoTokenizer:
     """The trained tokenizer of a tokenizer run, or the one a lam-dynamics run was trained on; eval mode."""
     cfg, phase, tokenizer_run = read_run_config(run_dir)
-    if phase == PHASE_LAM_DYNAMICS:
+    if phase in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
         if tokenizer_run is None:
             raise ValueError(f"{run_dir}/config.json does not name its tokenizer run")
         return load_tokenizer(tokenizer_run, map_location)
@@ -96,9 +101,9 @@ def load_tokenizer(run_dir: str | Path, map_location: Any = "cpu", which: str | 
 
 def load_genie(run_dir: str | Path, map_location: Any = "cpu", which: str | int = "latest"
                ) -> tuple[VideoTokenizer, LatentActionModel, DynamicsModel, GenieConfig]:
-    """(tokenizer, lam, dynamics, config) of a lam-dynamics run, all in eval mode on ``map_location``."""
+    """(tokenizer, lam, dynamics, config) of a lam-dynamics (or dynamics) run, in eval mode on ``map_location``."""
     cfg, phase, _ = read_run_config(run_dir)
-    if phase != PHASE_LAM_DYNAMICS:
+    if phase not in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
         raise ValueError(f"{run_dir} is a {phase!r} run; load_genie needs a {PHASE_LAM_DYNAMICS!r} run")
     tokenizer = load_tokenizer(run_dir, map_location)
     state = load_checkpoint(run_dir, which, map_location)["models"]

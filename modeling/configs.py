@@ -218,7 +218,12 @@ def get_config(name: str, overrides: dict[str, Any] | None = None) -> GenieConfi
     """A preset by name with dotted-key overrides applied; unknown names and keys raise with the valid ones."""
     if name not in PRESETS:
         raise KeyError(f"unknown config {name!r}; presets are {sorted(PRESETS)}")
-    d = PRESETS[name]().to_dict()
+    return apply_overrides(PRESETS[name](), overrides)
+
+
+def apply_overrides(cfg: GenieConfig, overrides: dict[str, Any] | None) -> GenieConfig:
+    """A copy of ``cfg`` with dotted-key overrides applied; an unknown key raises a KeyError naming it."""
+    d = cfg.to_dict()
     for key, value in (overrides or {}).items():
         section, _, attr = key.partition(".")
         if section not in d or (attr and not isinstance(d[section], dict)):

@@ -94,9 +94,9 @@ class LatentActionModel(nn.Module):
     @torch.no_grad()
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, T, 3, H, W) -> actions long (B, T-1); action t is the transition x_t -> x_{t+1}."""
-        was_training = self.vq.training
-        self.vq.eval()
+        was_training = self.training
+        self.eval()  # no side effects: neither code usage nor the latent norm's running statistics move
         try:
             return self._encode(video)["indices"]
         finally:
-            self.vq.train(was_training)
+            self.train(was_training)

@@ -143,7 +143,8 @@ class TokenWindowDataset(ClipWindowDataset):
 
 def token_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
                   resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
-                  start_batch: int = 0, drop_last: bool = False) -> torch.utils.data.DataLoader:
+                  start_batch: int = 0, drop_last: bool = False, pin_memory: bool = False
+                  ) -> torch.utils.data.DataLoader:
     dataset = TokenWindowDataset(pattern_or_urls, window, batch_size, shuffle, resampled, seed, shuffle_buffer,
                                  1, start_batch, drop_last)
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers)
+    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)

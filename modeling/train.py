@@ -32,21 +32,24 @@ import torch.distributed as dist
 import torch.nn as nn
 
 from modeling.checkpoint import (
+    PHASE_DYNAMICS,
     PHASE_LAM_DYNAMICS,
     PHASE_TOKENIZER,
     PHASES,
     load_checkpoint,
+    load_genie,
     load_tokenizer,
     read_run_config,
     save_checkpoint,
     write_run_config,
 )
-from modeling.configs import GenieConfig, TrainConfig, get_config
+from modeling.configs import GenieConfig, TrainConfig, apply_overrides, get_config
 from modeling.data import ShardError, clip_windows, expand_shards, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.schedule import lr_at
 from modeling.st_transformer import STTransformer
+from modeling.token_shards import token_windows
 from modeling.tokenizer import VideoTokenizer
 from modeling.vq import VectorQuantizer
 
@@ -64,9 +67,11 @@ class TokenizerObjective(nn.Module):
         super().__init__()
         self.tokenizer = VideoTokenizer(cfg.tokenizer)
 
-    def forward(self, video: torch.Tensor, micro_step: int) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
+        video = to_float_video(inputs["video"])
         out = self.tokenizer(video)
         out["psnr"] = psnr(out["recon"].detach(), video)
+        out["video"] = video
         return out
 
     def trained(self) -> dict[str, nn.Module]:
@@ -83,7 +88,8 @@ class LamDynamicsObjective(nn.Module):
         self.tokenizer = [tokenizer.eval().requires_grad_(False)]  # a list: not a submodule, not saved, not DDP'd
         self.seed, self.rank = seed, rank
 
-    def forward(self, video: torch.Tensor, micro_step: int) -> dict[str, torch.Tensor]:
+    def forward(self, inputs: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
+        video = to_float_video(inputs["video"])
         lam_out = self.lam(video)
         with torch.no_grad():
             tokens = self.tokenizer[0].encode(video)
@@ -103,10 +109,37 @@ class LamDynamicsObjective(nn.Module):
             "actions": lam_out["actions"],
             "tokens": tokens,
             "dynamics_logits": dyn_out["logits"],
+            "video": video,
         }
 
     def trained(self) -> dict[str, nn.Module]:
         return {"lam": self.lam, "dynamics": self.dynamics}
+
+
+class DynamicsObjective(nn.Module):
+    """Dynamics-only training on token shards with pre-extracted latent actions (``extract-tokens --lam``).
+
+    Starts from a lam-dynamics run: its LAM is kept (frozen, saved with the run so ``load_genie`` works) and
+    its dynamics model is trained further without decoding video or running the tokenizer / LAM.
+    """
+
+    def __init__(self, cfg: GenieConfig, lam: LatentActionModel, dynamics: DynamicsModel, seed: int, rank: int):
+        super().__init__()
+        self.dynamics = dynamics
+        self.lam = [lam.eval().requires_grad_(False)]  # not a submodule: frozen, saved separately
+        self.seed, self.rank = seed, rank
+
+    def forward(self, inputs: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
+        tokens, latent = inputs["tokens"], inputs["latent_actions"]
+        if (latent[:, 1:] < 0).any():
+            raise ShardError("token shards lack latent actions: extract them with `extract-tokens --lam <run>`")
+        gen = torch.Generator(device=tokens.device).manual_seed((self.seed * 1_000_003 + micro_step) * 1009
+                                                                 + self.rank)
+        out = self.dynamics.loss(tokens, latent[:, 1:], generator=gen)
+        return {"loss": out["loss"], "dynamics_acc": out["acc"], "mask_fraction": out["mask_fraction"]}
+
+    def trained(self) -> dict[str, nn.Module]:
+        return {"dynamics": self.dynamics}
 
 
 @dataclass
@@ -163,7 +196,7 @@ def _save_png(image: torch.Tensor, path: Path) -> None:
 
 
 def resolve_config(phase: str, out: str | Path, config_name: str | None, overrides: dict[str, Any] | None,
-                   tokenizer_run: str | None) -> tuple[GenieConfig, str | None, bool]:
+                   tokenizer_run: str | None, init_run: str | None = None) -> tuple[GenieConfig, str | None, bool]:
     """(config, tokenizer run, resuming) for a run directory: an existing run's own config wins."""
     if phase not in PHASES:
         raise ValueError(f"unknown phase {phase!r}; phases are {PHASES}")
@@ -174,6 +207,13 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
         if overrides:
             raise ValueError(f"{out} already exists: its config.json is used as is, overrides are not allowed")
         return cfg, saved_tok, (Path(out) / "checkpoints" / "latest.pt").is_file()
+    if phase == PHASE_DYNAMICS:
+        if not init_run:
+            raise ValueError("train dynamics needs --init <lam-dynamics run dir>")
+        init_cfg, init_phase, init_tok = read_run_config(init_run)
+        if init_phase not in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
+            raise ValueError(f"--init {init_run} is a {init_phase!r} run, not a lam-dynamics run")
+        return apply_overrides(init_cfg, overrides), init_tok, False
     cfg = get_config(config_name or "tiny", overrides)
     if phase == PHASE_LAM_DYNAMICS:
         if not tokenizer_run:
@@ -188,7 +228,8 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
 
 def train(phase: str, shards: str | list[str], out: str | Path, config_name: str | None = "tiny",
           overrides: dict[str, Any] | None = None, tokenizer_run: str | None = None, until_step: int | None = None,
-          device: str | None = None, num_workers: int | None = None, log=print) -> dict[str, float]:
+          device: str | None = None, num_workers: int | None = None, init_run: str | None = None,
+          log=print) -> dict[str, float]:
     """Train (or resume) one phase into run directory ``out``; stops at ``until_step`` or the config's max_steps.
 
     Returns the metrics of the last step. ``until_step`` stops early WITHOUT changing the schedule, so a run
@@ -196,21 +237,28 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     """
     out = Path(out)
     urls = expand_shards(shards)  # fails fast: "no shards matched ..."
-    cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run)
+    cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
+    if phase == PHASE_DYNAMICS and init_run is None:  # resuming a dynamics run: its init is in config.json
+        init_run = json.loads((out / "config.json").read_text()).get("init_run")
     tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
     ddp, dev = setup_distributed(device)
     if tcfg.batch_size % (ddp.world * tcfg.grad_accum):
         raise ValueError(f"batch_size {tcfg.batch_size} is not divisible by {ddp.world} DDP ranks x "
                          f"{tcfg.grad_accum} accumulation steps")
     if ddp.is_main:
-        write_run_config(out, cfg, phase, tokenizer_run)
+        write_run_config(out, cfg, phase, tokenizer_run, init_run if phase == PHASE_DYNAMICS else None)
 
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank and on every fresh start
     if phase == PHASE_TOKENIZER:
         objective: nn.Module = TokenizerObjective(cfg)
-    else:
+    elif phase == PHASE_LAM_DYNAMICS:
         objective = LamDynamicsObjective(cfg, load_tokenizer(tokenizer_run, map_location=dev), tcfg.seed, ddp.rank)
+    else:
+        _, lam, dynamics, _ = load_genie(init_run, map_location=dev)
+        objective = DynamicsObjective(cfg, lam, dynamics.train(), tcfg.seed, ddp.rank)
     objective.to(dev)
+    if ddp.world > 1 and dev.type == "cuda":  # the LAM's batch-standardised latents see the global batch
+        objective = nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     for module in objective.modules():
         if isinstance(module, STTransformer):
             module.checkpointing = tcfg.activation_checkpointing
@@ -236,10 +284,11 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
 
     accum = tcfg.grad_accum
     micro_batch = tcfg.batch_size // (ddp.world * accum)
-    loader = clip_windows(urls, window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
-                          resampled=True, seed=tcfg.seed, shuffle_buffer=tcfg.shuffle_buffer,
-                          num_workers=tcfg.num_workers if num_workers is None else num_workers,
-                          start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda")
+    make_loader = token_windows if phase == PHASE_DYNAMICS else clip_windows
+    loader = make_loader(urls, window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
+                         resampled=True, seed=tcfg.seed, shuffle_buffer=tcfg.shuffle_buffer,
+                         num_workers=tcfg.num_workers if num_workers is None else num_workers,
+                         start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda")
     writer = None
     if ddp.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -254,7 +303,10 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
 
     def checkpoint() -> None:
         if ddp.is_main:
-            state = {"models": {n: m.state_dict() for n, m in trained.items()}, "optimizer": optimizer.state_dict(),
+            models = {n: m.state_dict() for n, m in trained.items()}
+            if phase == PHASE_DYNAMICS:
+                models["lam"] = objective.lam[0].state_dict()  # frozen, kept so the run loads as a whole Genie
+            state = {"models": models, "optimizer": optimizer.state_dict(),
                      "step": step, "data": {"batches": step * accum, "seed": tcfg.seed, "world": ddp.world},
                      "config": cfg.to_dict(), "phase": phase}
             save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
@@ -268,12 +320,12 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             optimizer.zero_grad(set_to_none=True)
             for micro in range(accum):
                 batch = next(data_iter)
-                video = to_float_video(batch["video"].to(dev, non_blocking=True))
+                inputs = {k: v.to(dev, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
                 # DDP all-reduces gradients only on the last micro-batch of a step.
                 sync = model.no_sync() if ddp.world > 1 and micro < accum - 1 else nullcontext()
                 with sync:
                     with autocast:
-                        result = model(video, step * accum + micro)
+                        result = model(inputs, step * accum + micro)
                     loss = result["loss"]
                     if not torch.isfinite(loss):
                         raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
@@ -283,7 +335,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             optimizer.step()
             total_resets += sum(vq.reset_dead_codes() for vq in vqs)
             step += 1
-            windows_since += video.shape[0] * ddp.world * accum
+            windows_since += micro_batch * ddp.world * accum
 
             if step % tcfg.log_every == 0 or step == stop or step == 1:
                 now = time.perf_counter()
@@ -303,8 +355,8 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
                         f.write(json.dumps(metrics, sort_keys=True) + "\n")
                     log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                  for k, v in sorted(metrics.items())))
-            if ddp.is_main and (step % tcfg.image_every == 0 or step == stop):
-                _log_images(writer, out, phase, objective, result, video, step)
+            if ddp.is_main and phase != PHASE_DYNAMICS and (step % tcfg.image_every == 0 or step == stop):
+                _log_images(writer, out, phase, objective, result, result["video"], step)
             if step % tcfg.ckpt_every == 0 or step == stop:
                 checkpoint()
     finally:

@@ -72,12 +72,18 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(shards, tokenizer_run, 
     assert resumed == uninterrupted  # every step, bit for bit (json keeps the float exactly)
 
 
-def test_lam_dynamics_phase_and_loading(shards, tokenizer_run, tmp_path):
-    run = tmp_path / "genie"
+@pytest.fixture(scope="module")
+def genie_run(shards, tokenizer_run, tmp_path_factory):
+    run = tmp_path_factory.mktemp("runs") / "genie"
     argv = ["train", "lam-dynamics", "--shards", shards, "--config", "tiny", "--tokenizer", str(tokenizer_run),
             "--out", str(run), "--set", "train_lam_dynamics.max_steps=3", "--set", "train_lam_dynamics.log_every=1",
             "--set", "dynamics.action_conditioning=token"]
     assert main(argv) == 0
+    return run
+
+
+def test_lam_dynamics_phase_and_loading(shards, tokenizer_run, genie_run):
+    run = genie_run
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"lam_loss", "lam_psnr", "lam_codes_used", "lam_code_usage", "dynamics_loss", "dynamics_acc"} <= set(
         metrics[-1])
@@ -116,6 +122,36 @@ def test_extract_tokens_round_trip(shards, tokenizer_run, tmp_path):
             assert torch.equal(tokens, expected)
             seen += 1
     assert seen == 6
+
+
+def test_dynamics_phase_on_token_shards(shards, tokenizer_run, genie_run, tmp_path):
+    tokens = tmp_path / "tokens"
+    assert main(["extract-tokens", "--shards", shards, "--tokenizer", str(tokenizer_run), "--lam", str(genie_run),
+                 "--out", str(tokens)]) == 0
+    _, lam, _, _ = load_genie(genie_run)
+    batch = next(iter(token_windows(str(tokens), window=4, batch_size=2, shuffle=False)))
+    video = to_float_video(next(iter(clip_windows(shards, window=4, batch_size=2, shuffle=False)))["video"])
+    assert torch.equal(batch["latent_actions"][:, 1:], lam.infer_actions(video))
+    assert (batch["latent_actions"][:, 0] == -1).all()
+
+    run = tmp_path / "dyn"
+    argv = ["train", "dynamics", "--shards", str(tokens), "--init", str(genie_run), "--out", str(run),
+            "--set", "train_lam_dynamics.max_steps=3", "--set", "train_lam_dynamics.log_every=1"]
+    assert main(argv) == 0
+    assert json.loads((run / "config.json").read_text())["init_run"] == str(genie_run.resolve())
+    _, lam2, dynamics2, cfg = load_genie(run)
+    _, _, dynamics1, _ = load_genie(genie_run)
+    for a, b in zip(lam.state_dict().values(), lam2.state_dict().values(), strict=True):
+        assert torch.equal(a, b)  # the LAM is frozen in this phase
+    assert not all(torch.equal(a, b) for a, b in zip(dynamics1.state_dict().values(),
+                                                     dynamics2.state_dict().values(), strict=True))
+    # Token shards without latent actions cannot train the dynamics model: say so.
+    bare = tmp_path / "bare"
+    assert main(["extract-tokens", "--shards", shards, "--tokenizer", str(tokenizer_run), "--out", str(bare)]) == 0
+    with pytest.raises(ValueError, match="--lam"):
+        from modeling.train import train
+
+        train("dynamics", str(bare), tmp_path / "dyn2", init_run=str(genie_run), log=lambda *a: None)
 
 
 def test_clear_cli_errors(shards, tmp_path, capsys):
