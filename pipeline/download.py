@@ -28,7 +28,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from typing import Any
 
 import apache_beam as beam
@@ -247,7 +246,7 @@ class _YtdlpLog:
 
 
 def ytdlp_params(config: DownloadConfig, logger: Any) -> dict[str, Any]:
-    """The YoutubeDL options for ``config`` (shared by the search source for its network settings)."""
+    """The YoutubeDL options for ``config``: politeness, retries, timeouts and the format choice."""
     params: dict[str, Any] = {
         "logger": logger,
         "quiet": True,
@@ -282,12 +281,11 @@ def ytdlp_params(config: DownloadConfig, logger: Any) -> dict[str, Any]:
 class Downloader:
     """Downloads candidates one at a time with one ``YoutubeDL`` (created once, reused per video)."""
 
-    def __init__(self, config: DownloadConfig, sleep: Callable[[float], None] = time.sleep) -> None:
+    def __init__(self, config: DownloadConfig) -> None:
         if not config.download_dir:
             raise ValueError("DownloadConfig.download_dir is required (run.py defaults it to <output>/videos)")
         self.config = config
         self.root = config.download_dir.rstrip("/") or "/"
-        self._sleep = sleep
         self._log = _YtdlpLog()
         self._ydl = YoutubeDL(ytdlp_params(config, self._log))
         if storage.is_local(self.root):
@@ -325,10 +323,10 @@ class Downloader:
             pause = backoff_s(attempt, self.config.backoff_base_s, self.config.max_backoff_s,
                               failure.retry_after_s)
             if not failure.transient or attempt >= self.config.retries or pause is None:
-                return self._failed(candidate, failure, attempt + 1, pause is None)
+                return self._failed(candidate, failure, attempt + 1, failure.transient and pause is None)
             log.info("download %s: %s, attempt %d, retrying in %.1f s", candidate.video_id, failure.reason,
                      attempt + 1, pause)
-            self._sleep(pause)
+            time.sleep(pause)
             attempt += 1
 
     def marker_path(self, candidate: CandidateVideo) -> str:
@@ -361,6 +359,7 @@ class Downloader:
             return None
 
     def _attempt(self, candidate: CandidateVideo) -> DownloadedVideo:
+        os.makedirs(self._staging_root, exist_ok=True)  # another worker thread may have removed it
         staging = tempfile.mkdtemp(prefix="dl-", dir=self._staging_root)
         self._log.lines.clear()
         self._ydl.params["paths"] = {"home": staging, "temp": staging}
