@@ -8,6 +8,7 @@ The server logs every request, so retries, resumption and waits are checked on t
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -17,6 +18,7 @@ import apache_beam as beam
 import av
 import numpy as np
 import pytest
+from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from yt_dlp.networking.exceptions import HTTPError
@@ -433,3 +435,86 @@ def test_probe_refuses_non_videos(media, tmp_path, content, reason):
     with pytest.raises(ProbeError) as caught:
         probe_file(str(path))
     assert caught.value.reason == reason and caught.value.detail
+
+
+# ---- remote storage ---------------------------------------------------------------------------------------------
+class _MemoryFileSystem(FileSystem):
+    """A Beam FileSystem kept in a dict, standing in for gs:// (no cloud from the tests). Beam finds it by
+    its scheme, so ``pipeline.storage`` takes exactly the code path it takes for GCS."""
+
+    files: dict[str, bytes] = {}
+
+    @classmethod
+    def scheme(cls):
+        return "memtest"
+
+    def join(self, basepath, *paths):
+        return "/".join([basepath.rstrip("/"), *paths])
+
+    def split(self, path):
+        return tuple(path.rsplit("/", 1))
+
+    def mkdirs(self, path):
+        pass
+
+    def has_dirs(self):
+        return False
+
+    def _list(self, dir_or_prefix):
+        for path, data in sorted(self.files.items()):
+            if path.startswith(dir_or_prefix):
+                yield FileMetadata(path, len(data))
+
+    def create(self, path, mime_type="application/octet-stream", compression_type=None):
+        files = self.files
+
+        class _Writer(io.BytesIO):
+            def close(self):
+                files[path] = self.getvalue()
+                super().close()
+
+        return _Writer()
+
+    def open(self, path, mime_type="application/octet-stream", compression_type=None):
+        return io.BytesIO(self.files[path])
+
+    def copy(self, source_file_names, destination_file_names):
+        for src, dst in zip(source_file_names, destination_file_names, strict=True):
+            self.files[dst] = self.files[src]
+
+    def rename(self, source_file_names, destination_file_names):
+        for src, dst in zip(source_file_names, destination_file_names, strict=True):
+            self.files[dst] = self.files.pop(src)
+
+    def exists(self, path):
+        return path in self.files
+
+    def size(self, path):
+        return len(self.files[path])
+
+    def last_updated(self, path):
+        return 0.0
+
+    def metadata(self, path):
+        return FileMetadata(path, len(self.files[path]), 0.0)
+
+    def checksum(self, path):
+        return hashlib.sha256(self.files[path]).hexdigest()
+
+    def delete(self, paths):
+        for path in paths:
+            self.files.pop(path)
+
+
+def test_remote_download_dir_goes_through_filesystems(server, media, tmp_path):
+    _MemoryFileSystem.files.clear()
+    body = media["video"].read_bytes()
+    url = server.add("/v.mp4", body)
+    cfg = config(tmp_path, download_dir="memtest://bucket/videos")
+    result = download_one(candidate(url), cfg)
+    assert isinstance(result, DownloadedVideo), result
+    assert result.path == "memtest://bucket/videos/vid.mp4" and result.codec == "h264"
+    assert _MemoryFileSystem.files[result.path] == body  # whole, under its final name
+    assert set(_MemoryFileSystem.files) == {result.path, "memtest://bucket/videos/vid.json"}  # no temp names left
+    requests = len(server.log("/v.mp4"))
+    assert download_one(candidate(url), cfg) == result and len(server.log("/v.mp4")) == requests  # reused
