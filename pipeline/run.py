@@ -25,7 +25,7 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import audit, manifest, report, shards, tables
@@ -75,7 +75,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
-    ns, beam_args = build_parser().parse_known_args(argv)
+    parser = build_parser()
+    ns, beam_args = parser.parse_known_args(argv)
+    if ns.shard_size_mb <= 0:
+        parser.error(f"--shard-size-mb must be > 0, got {ns.shard_size_mb}")
     output = ns.output.rstrip("/")
     if "://" not in output:
         output = os.path.abspath(output)
@@ -156,6 +159,15 @@ def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
                            thumbs=beam.pvalue.AsList(thumbs)))
 
 
+def run_pipeline(config: RunConfig, quality: Quality, options: PipelineOptions, runner=None):
+    """Build, run and wait; returns Beam's result (a dry run's carries the job it would submit)."""
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, config, quality)
+    result = p.run()
+    result.wait_until_finish()
+    return result
+
+
 def finalize(output_dir: str, outcomes, births, manifest_clips, thumbs) -> dict:
     """Write manifest, outcomes, stats and report (runs once, on a worker: works the same on Dataflow)."""
     outcomes = sorted(outcomes, key=lambda o: (o.item_kind, o.video_id, o.item_id, o.stage, o.outcome))
@@ -185,9 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     runner = FnApiRunner() if ns.in_process else None
     started = time.monotonic()
     try:
-        quality = quality_from_args(ns)
-        with beam.Pipeline(runner=runner, options=options) as p:
-            build(p, config, quality)
+        run_pipeline(config, quality_from_args(ns), options, runner)
     except Exception as exc:
         stage = failed_stage(exc)
         message = str(exc).strip().splitlines()
@@ -195,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         log.debug("full error", exc_info=True)
         return 1
+    if options.view_as(TestOptions).dry_run:
+        print("dry run: the job graph was built and not submitted")
+        return 0
     stats = json.loads(tables.read_bytes(FileSystems.join(config.output_dir, STATS_FILE)))
     if not stats["conservation"]["ok"]:
         print(audit.failure_message(stats), file=sys.stderr)
