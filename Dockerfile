@@ -1,0 +1,24 @@
+# Worker container for running `python -m pipeline run` on Dataflow (docs/pipeline.md, "Running on Dataflow").
+# The base image must match the Beam version and Python minor version that launch the job.
+ARG BEAM_VERSION=2.77.0
+FROM apache/beam_python3.11_sdk:${BEAM_VERSION}
+
+# ffmpeg: the fallback tools and the reference the tests compare against; the decoders themselves ship with
+# the decord and PyAV wheels.
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/genie-worlds
+COPY pyproject.toml README.md ./
+COPY schemas schemas
+COPY pipeline pipeline
+COPY classifiers classifiers
+COPY modeling modeling
+
+# CPU torch first (the quality classifier's CNN family loads with it); from PyPI it would be the CUDA build.
+RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
+ && pip install --no-cache-dir ".[dataflow]" \
+ && python -c "import decord, av, apache_beam, pipeline.run"
+
+# The base image's ENTRYPOINT (/opt/apache/beam/boot) starts the SDK harness; keep it.

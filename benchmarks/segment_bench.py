@@ -1,0 +1,234 @@
+"""CPU cost of segmentation and of the whole local pipeline, against one plain ffmpeg decode of the same files.
+
+    .venv/bin/python benchmarks/segment_bench.py [--videos N] [--seconds S] [--size 640x360] [--fps 30]
+    .venv/bin/python benchmarks/segment_bench.py --encoding-table [--clips N]
+
+Reference (measured in the same run, same files): ``ffmpeg -threads 1 -i X -vf fps=10,scale=160:90 -f null -``,
+single-threaded like the pipeline's decoders. Rows report CPU-seconds (user + system, this process and its
+children) per hour of source video and the ratio to the reference:
+
+- ``segment: decode only``: index + decord decode of every clip window + crop (no H.264 encoding);
+- ``segment``: the stage's per-video function in-process (decode + encode the 160x90 clips);
+- ``segment (isolated)``: the same through the crash-isolating child process (the default in runs);
+- ``pipeline (local, in-process)``: ``python -m pipeline run --in-process`` on a catalog of the files.
+
+``--encoding-table`` prints bytes per clip and PSNR against the raw frames for several x264 CRF values, and
+raw / zstd-compressed npy sizes, on clips cut from the same kind of source (docs/pipeline.md keeps the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline import clip_codec, decoders, frame_times, run  # noqa: E402
+from pipeline.isolation import IsolatedWorker  # noqa: E402
+from pipeline.segment import SegmentConfig, guarded_segment  # noqa: E402
+from schemas import CandidateVideo, DownloadedVideo  # noqa: E402
+
+FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
+
+
+def cpu_seconds() -> float:
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def measure(fn) -> tuple[float, float]:
+    """(CPU seconds, wall seconds) of ``fn()``."""
+    cpu, wall = cpu_seconds(), time.monotonic()
+    fn()
+    return cpu_seconds() - cpu, time.monotonic() - wall
+
+
+def make_sources(root: Path, count: int, seconds: float, size: str, fps: int) -> list[Path]:
+    """Gameplay-like test sources: ffmpeg's moving test pattern with noise, H.264 as YouTube serves it."""
+    paths = []
+    for i in range(count):
+        path = root / f"src{i}.mp4"
+        subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                        f"testsrc2=size={size}:rate={fps},noise=alls={8 + 4 * i}:allf=t", "-t", str(seconds),
+                        "-c:v", "libx264", "-preset", "veryfast", "-g", str(fps * 2), "-pix_fmt", "yuv420p",
+                        str(path)], check=True)
+        paths.append(path)
+    return paths
+
+
+def downloaded(path: Path) -> DownloadedVideo:
+    data = path.read_bytes()
+    return DownloadedVideo(candidate=CandidateVideo(video_id=path.stem, source="bench", url=path.as_uri()),
+                           path=str(path), size_bytes=len(data), sha256=hashlib.sha256(data).hexdigest())
+
+
+def ffmpeg_pass(paths: list[Path]) -> None:
+    for path in paths:
+        subprocess.run([FFMPEG, "-loglevel", "error", "-threads", "1", "-i", str(path), "-vf", "fps=10,scale=160:90",
+                        "-f", "null", "-"], check=True)
+
+
+def decode_only(paths: list[Path]) -> None:
+    for path in paths:
+        index = decoders.index_video(str(path))
+        plan = frame_times.plan_windows(index.duration_s)
+        ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
+        windows = [frame_times.frames_for_ticks(ticks, range(w.first_tick, w.first_tick + w.num_frames))
+                   for w in plan.windows]
+        size = decoders.decode_size(index, 160, 90, "crop")
+        for frames in decoders.decode_windows_decord(str(path), index, windows, size):
+            decoders.to_output(frames, 160, 90, "crop")
+
+
+def segment_all(paths: list[Path], isolated: bool) -> None:
+    config = SegmentConfig(isolate=False)
+    worker = IsolatedWorker() if isolated else None
+    try:
+        for path in paths:
+            result = guarded_segment(downloaded(path), config, worker)
+            assert result.clips, result.outcomes
+    finally:
+        if worker is not None:
+            worker.close()
+
+
+def start_isolated_worker() -> None:
+    worker = IsolatedWorker()
+    try:
+        worker.call(SegmentConfig)  # a trivial call: start-up and the segment module's imports
+    finally:
+        worker.close()
+
+
+def pipeline_run(paths: list[Path], root: Path) -> None:
+    catalog = root / "catalog.jsonl"
+    with open(catalog, "w") as f:
+        for path in paths:
+            f.write(json.dumps({"id": path.stem, "url": path.as_uri(), "title": "Celeste speedrun gameplay",
+                                "duration_s": 60}) + "\n")
+    out = root / "run"
+    shutil.rmtree(out, ignore_errors=True)
+    assert run.main(["--catalog", str(catalog), "--output", str(out), "--in-process"]) == 0
+
+
+def benchmark(args) -> None:
+    with tempfile.TemporaryDirectory(prefix="segbench-") as tmp:
+        root = Path(tmp)
+        paths = make_sources(root, args.videos, args.seconds, args.size, args.fps)
+        hours = args.videos * args.seconds / 3600
+        ref_cpu, ref_wall = measure(lambda: ffmpeg_pass(paths))
+        rows = [("ffmpeg -vf fps=10,scale=160:90 (reference)", ref_cpu, ref_wall)]
+        rows.append(("segment: decode only", *measure(lambda: decode_only(paths))))
+        rows.append(("segment", *measure(lambda: segment_all(paths, isolated=False))))
+        rows.append(("segment (isolated)", *measure(lambda: segment_all(paths, isolated=True))))
+        rows.append(("  of which: isolated child start (once per worker)", *measure(start_isolated_worker)))
+        rows.append(("pipeline (local, in-process)", *measure(lambda: pipeline_run(paths, root))))
+    print(f"\n{args.videos} x {args.seconds:g} s sources, {args.size} @ {args.fps} fps H.264 "
+          f"({hours * 60:.1f} min of video); CPU = user + sys incl. child processes\n")
+    print(f"| {'what':<44} | {'CPU s':>7} | {'wall s':>7} | {'CPU s / video hour':>18} | {'x ffmpeg':>8} |")
+    print(f"|{'-' * 46}|{'-' * 9}|{'-' * 9}|{'-' * 20}|{'-' * 10}|")
+    for name, cpu, wall in rows:
+        print(f"| {name:<44} | {cpu:>7.2f} | {wall:>7.2f} | {cpu / hours:>18.0f} | {cpu / ref_cpu:>8.2f} |")
+
+
+def raw_clips(path: Path, limit: int) -> list[np.ndarray]:
+    """The pipeline's 160x90 frames of the first ``limit`` clip windows of ``path``, before any encoding."""
+    index = decoders.index_video(str(path))
+    ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
+    plan = frame_times.plan_windows(index.duration_s)
+    windows = [frame_times.frames_for_ticks(ticks, range(w.first_tick, w.first_tick + w.num_frames))
+               for w in plan.windows[:limit]]
+    size = decoders.decode_size(index, 160, 90, "crop")
+    return [decoders.to_output(f, 160, 90, "crop") for f in decoders.decode_windows_decord(str(path), index, windows, size)]
+
+
+def encoding_table(args) -> None:
+    import pyarrow as pa
+
+    groups = []
+    with tempfile.TemporaryDirectory(prefix="encbench-") as tmp:
+        path = Path(tmp) / "pattern.mp4"
+        subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i", f"testsrc2=size={args.size}:rate="
+                        f"{args.fps}", "-t", str(16 * args.clips), "-c:v", "libx264", "-crf", "12", str(path)],
+                       check=True)
+        groups.append(("ffmpeg testsrc2 pattern", raw_clips(path, args.clips)))
+    if args.demo_corpus:
+        demo = []
+        for video in sorted(Path(args.demo_corpus).glob("videos/*.mp4")):
+            try:
+                demo += raw_clips(video, 1)
+            except Exception:
+                continue
+            if len(demo) >= args.clips:
+                break
+        groups.append((f"demo corpus: first clip of {len(demo)} videos", demo))
+    codec = pa.Codec("zstd", compression_level=3)
+    for label, frames_list in groups:
+        print(f"\n{len(frames_list)} clips of 160 frames, 160x90 ({label})\n")
+        print("| format | bytes / clip | PSNR vs raw (dB) | encode ms / clip |")
+        print("|---|---|---|---|")
+        raw = [_npy_bytes_raw(f) for f in frames_list]
+        print(f"| raw npy | {np.mean([len(r) for r in raw]):,.0f} | lossless | - |")
+        zstd = np.mean([len(codec.compress(r).to_pybytes()) for r in raw])
+        print(f"| zstd-3 npy | {zstd:,.0f} | lossless | - |")
+        floor = np.mean([_psnr(_yuv420_round_trip(f), f) for f in frames_list])
+        print(f"| (yuv420p round trip, no compression: the floor of any 4:2:0 codec) | - | {floor:.1f} | - |")
+        for crf in args.crfs:
+            sizes, psnrs, ms = [], [], []
+            for frames in frames_list:
+                t = time.perf_counter()
+                data = clip_codec.encode_clip(frames, crf=crf)
+                ms.append((time.perf_counter() - t) * 1000)
+                sizes.append(len(data))
+                psnrs.append(_psnr(clip_codec.decode_clip(data), frames))
+            print(f"| H.264 crf {crf} | {np.mean(sizes):,.0f} | {np.mean(psnrs):.1f} | {np.mean(ms):.0f} |")
+
+
+def _yuv420_round_trip(frames: np.ndarray) -> np.ndarray:
+    import av
+
+    return np.stack([av.VideoFrame.from_ndarray(f, format="rgb24").reformat(format="yuv420p")
+                     .reformat(format="rgb24").to_ndarray() for f in frames])
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = np.mean((a.astype(np.float64) - b) ** 2)
+    return float(10 * np.log10(255 ** 2 / max(mse, 1e-10)))
+
+
+def _npy_bytes_raw(frames: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, frames)
+    return buf.getvalue()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--videos", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=64.0)
+    parser.add_argument("--size", default="640x360")
+    parser.add_argument("--fps", type=int, default=30)
+    parser.add_argument("--encoding-table", action="store_true")
+    parser.add_argument("--clips", type=int, default=4)
+    parser.add_argument("--crfs", type=int, nargs="+", default=[18, 20, 23, 26, 28])
+    parser.add_argument("--demo-corpus", default=None, help="also tabulate clips from this demo corpus dir")
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    encoding_table(args) if args.encoding_table else benchmark(args)
+
+
+if __name__ == "__main__":
+    main()
