@@ -1,6 +1,6 @@
 """Tiny real WebDataset shards for the modeling tests: rendered clips with known actions, encoded with the
-pipeline's own codec (``pipeline.clip_codec.encode_clip``) and written as ``ShardSample`` records with
-``webdataset.TarWriter`` -- the same bytes the pipeline's shard stage writes.
+pipeline's own codec (``pipeline.clip_codec.encode_clip``) and written by the pipeline's own shard writer
+(``pipeline.shards.write_shard``: ``ShardSample`` records, sorted by key, deterministic tar headers).
 
 Each clip shows a bright square on a coloured background; action k (0..3 = right, left, down, up) taken after
 frame t moves the square by ``STEP_PX`` pixels to produce frame t+1, so ``actions[t]`` is the ground truth the
@@ -12,9 +12,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import webdataset as wds
 
 from pipeline.clip_codec import CLIP_FPS, encode_clip
+from pipeline.shards import shard_name, write_shard
 from schemas import ids
 from schemas.records import CandidateVideo, Clip, ShardSample
 
@@ -60,9 +60,8 @@ def write_tiny_shards(directory: str | Path, n_clips: int, frames: int = 32, cli
     rng = np.random.default_rng(seed)
     paths = []
     for start in range(0, n_clips, clips_per_shard):
-        path = directory / f"shard-{start // clips_per_shard:05d}.tar"
-        with wds.TarWriter(str(path)) as sink:
-            for i in range(start, min(start + clips_per_shard, n_clips)):
-                sink.write(make_sample(i, frames, rng, height, width).to_wds())
-        paths.append(str(path))
+        path = str(directory / shard_name(start // clips_per_shard))
+        write_shard(path, [make_sample(i, frames, rng, height, width).clip
+                           for i in range(start, min(start + clips_per_shard, n_clips))])
+        paths.append(path)
     return paths
