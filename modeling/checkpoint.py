@@ -71,9 +71,8 @@ def save_checkpoint(run_dir: str | Path, state: dict[str, Any], step: int, keep:
     torch.save(state, tmp)
     if numbered:
         numbered_path = checkpoint_path(run_dir, step)
-        if numbered_path.exists():
-            numbered_path.unlink()
-        os.link(tmp, numbered_path) if hasattr(os, "link") else torch.save(state, numbered_path)
+        numbered_path.unlink(missing_ok=True)
+        os.link(tmp, numbered_path)  # a second name for the same bytes: no second write
         for old in sorted(ckpt_dir.glob("step-*.pt"))[:-keep] if keep > 0 else []:
             old.unlink()
     os.replace(tmp, latest)

@@ -298,7 +298,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     stop = min(tcfg.max_steps, until_step if until_step is not None else tcfg.max_steps)
     vqs = [m for module in trained.values() for m in module.modules() if isinstance(m, VectorQuantizer)]
     metrics: dict[str, float] = {}
-    total_resets = 0
+    total_resets = state.get("dead_code_resets", 0) if resuming else 0
     last_log, windows_since = time.perf_counter(), 0
 
     def checkpoint() -> None:
@@ -308,7 +308,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
                 models["lam"] = objective.lam[0].state_dict()  # frozen, kept so the run loads as a whole Genie
             state = {"models": models, "optimizer": optimizer.state_dict(),
                      "step": step, "data": {"batches": step * accum, "seed": tcfg.seed, "world": ddp.world},
-                     "config": cfg.to_dict(), "phase": phase}
+                     "config": cfg.to_dict(), "phase": phase, "dead_code_resets": total_resets}
             save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
 
     data_iter = iter(loader)

@@ -23,7 +23,7 @@ from tests.modeling_helpers import write_tiny_shards
 torch.set_num_threads(1)
 FAST = ["--set", "train_tokenizer.log_every=1", "--set", "train_tokenizer.warmup_steps=2",
         "--set", "train_tokenizer.max_steps=10", "--set", "train_tokenizer.ckpt_every=3",
-        "--set", "train_tokenizer.image_every=4"]
+        "--set", "train_tokenizer.image_every=4", "--set", "tokenizer.usage_decay=0.5"]  # resets within 10 steps
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,9 @@ def tokenizer_run(shards, tmp_path_factory):
     return run
 
 
-def _losses(run) -> dict[int, float]:
-    return {m["step"]: m["loss"] for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+def _losses(run) -> dict[int, tuple[float, float, int]]:
+    return {m["step"]: (m["loss"], m["psnr"], m["dead_code_resets"])
+            for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
 
 
 def test_tokenizer_run_directory(tokenizer_run):
@@ -70,6 +71,7 @@ def test_resume_reproduces_the_uninterrupted_run_exactly(shards, tokenizer_run, 
     uninterrupted = _losses(tokenizer_run)
     resumed = _losses(run)
     assert resumed == uninterrupted  # every step, bit for bit (json keeps the float exactly)
+    assert uninterrupted[10][2] > uninterrupted[4][2]  # dead-code resets happened after the resume point
 
 
 @pytest.fixture(scope="module")
