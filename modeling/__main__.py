@@ -81,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
                 counts = describe_params(get_config(name))
                 print(name, " ".join(f"{k}={v / 1e6:.2f}M" for k, v in counts.items()))
     except (FileNotFoundError, KeyError, ShardError, ValueError) as e:
-        message = e.args[0] if isinstance(e, KeyError) and e.args else e
+        message = str(e.args[0] if isinstance(e, KeyError) and e.args else e)
+        if "Original Traceback" in message:  # raised in a loader worker: keep the worker's own last line
+            message = message.strip().splitlines()[-1]
         print(f"error: {message}", file=sys.stderr)
         return 2
     return 0

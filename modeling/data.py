@@ -178,6 +178,16 @@ class ClipWindowDataset(IterableDataset):
             yield self._collate(batch)
 
 
+def check_first_clip(urls: list[str], window: int = 16) -> None:
+    """Validate the first sample of the first shard in THIS process, so that a wrong clip size or length is
+    reported before any model is built (loader workers re-check every sample as they read it)."""
+    dataset = ClipWindowDataset(urls[:1], window=window, shuffle=False)
+    for raw in wds.tarfile_to_samples()(iter([{"url": urls[0]}])):
+        dataset._check(raw)
+        return
+    raise ShardError(f"shard {urls[0]} holds no samples")
+
+
 def clip_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
                  resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
                  windows_per_clip: int = 1, start_batch: int = 0, drop_last: bool = False,

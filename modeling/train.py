@@ -44,7 +44,7 @@ from modeling.checkpoint import (
     write_run_config,
 )
 from modeling.configs import GenieConfig, TrainConfig, apply_overrides, get_config
-from modeling.data import ShardError, clip_windows, expand_shards, to_float_video
+from modeling.data import ShardError, check_first_clip, clip_windows, expand_shards, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.schedule import lr_at
@@ -238,6 +238,8 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     out = Path(out)
     urls = expand_shards(shards)  # fails fast: "no shards matched ..."
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
+    if phase != PHASE_DYNAMICS:
+        check_first_clip(urls, cfg.tokenizer.num_frames)
     if phase == PHASE_DYNAMICS and init_run is None:  # resuming a dynamics run: its init is in config.json
         init_run = json.loads((out / "config.json").read_text()).get("init_run")
     tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics

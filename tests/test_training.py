@@ -162,6 +162,12 @@ def test_clear_cli_errors(shards, tmp_path, capsys):
     small = write_tiny_shards(tmp_path / "small", n_clips=1, frames=8, height=72, width=128)
     assert main(["train", "tokenizer", "--shards", small[0], "--out", str(tmp_path / "b")]) == 2
     assert "128x72" in capsys.readouterr().err
+    # A bad shard after a good one is caught by a loader worker, and reported as one line too.
+    good = sorted(__import__("glob").glob(shards))[0]
+    assert main(["train", "tokenizer", "--shards", f"{good}::{small[0]}", "--out", str(tmp_path / "b2"),
+                 "--num-workers", "2", "--set", "train_tokenizer.max_steps=50"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and "128x72" in err[-1] and "Traceback" not in err[-1]
     assert main(["train", "tokenizer", "--shards", shards, "--out", str(tmp_path / "c"),
                  "--set", "tokenizer.patch_sise=4"]) == 2
     assert "tokenizer.patch_sise" in capsys.readouterr().err
