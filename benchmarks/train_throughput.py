@@ -27,6 +27,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling.configs import get_config  # noqa: E402
+from modeling.data import to_float_video  # noqa: E402
 from modeling.tokenizer import VideoTokenizer  # noqa: E402
 from modeling.train import LamDynamicsObjective, TokenizerObjective  # noqa: E402
 
@@ -42,11 +43,13 @@ def count_flops(phase: str, cfg, batch: int) -> int:
     """FLOPs of one training step's forward+backward (optimizer ignored), counted on the meta device."""
     with torch.device("meta"):
         model = build(phase, cfg, "meta")
-        video = torch.rand(batch, cfg.tokenizer.num_frames, 3, cfg.tokenizer.frame_height,
-                           cfg.tokenizer.frame_width)
+        video = synthetic_video(cfg, batch, "meta")
     counter = FlopCounterMode(display=False)
     with counter:
-        out = model(video, 0) if phase == "tokenizer" else _meta_lam_dynamics(model, video)
+        if phase == "tokenizer":
+            out = model({"video": video}, 0)
+        else:
+            out = _meta_lam_dynamics(model, to_float_video(video))
         out["loss"].backward()
     return counter.get_total_flops()
 
@@ -62,6 +65,14 @@ def _meta_lam_dynamics(model, video):
     logits = model.dynamics(tokens, lam_out["actions"], mask)
     loss = lam_out["loss"] + logits.float().logsumexp(-1).mean()
     return {"loss": loss}
+
+
+def synthetic_video(cfg, batch: int, device) -> torch.Tensor:
+    """A loader-shaped batch: uint8 (B, T, H, W, 3)."""
+    shape = (batch, cfg.tokenizer.num_frames, cfg.tokenizer.frame_height, cfg.tokenizer.frame_width, 3)
+    if str(device) == "meta":
+        return torch.empty(shape, dtype=torch.uint8, device="meta")
+    return torch.randint(0, 256, shape, dtype=torch.uint8, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 def matmul_peak(device: torch.device, dtype: torch.dtype, n: int = 2048, reps: int = 5) -> float:
@@ -107,15 +118,14 @@ def main(argv: list[str] | None = None) -> None:
     model = build(args.phase, cfg, device)
     trained = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trained, lr=1e-4, fused=device.type == "cuda")
-    video = torch.rand(batch, cfg.tokenizer.num_frames, 3, cfg.tokenizer.frame_height, cfg.tokenizer.frame_width,
-                       device=device)
+    inputs = {"video": synthetic_video(cfg, batch, device)}
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
     for i in range(args.warmup + args.steps):
         if i == args.warmup:
             sync(device)
             start = time.perf_counter()
         with autocast:
-            loss = model(video, i)["loss"]
+            loss = model(inputs, i)["loss"]
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trained, 1.0)

@@ -235,3 +235,22 @@ def test_ddp_under_torchrun_on_cpu(shards, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()] == [1, 2, 3]
     assert isinstance(load_tokenizer(run), VideoTokenizer)
+
+
+def test_counted_training_flops_agree_with_the_6nd_rule():
+    """benchmarks/train_throughput.py counts FLOPs on the meta device; for the tokenizer (every parameter but the
+    codebook touches every token) that must be close to the 6 x params x tokens rule of thumb."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+    spec = importlib.util.spec_from_file_location("train_throughput", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    cfg = get_config("tiny")
+    flops = bench.count_flops("tokenizer", cfg, batch=4)
+    h, w = cfg.tokenizer.token_grid
+    params = describe_params(cfg)["tokenizer"] - cfg.tokenizer.codebook_size * cfg.tokenizer.latent_dim
+    rule = 6 * params * 4 * cfg.tokenizer.num_frames * h * w
+    assert 0.7 < flops / rule < 1.5, flops / rule
+    assert bench.count_flops("lam-dynamics", cfg, batch=4) > 0
