@@ -135,8 +135,8 @@ def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
     data = json.loads(html_text.split('<script id="sheet-data" type="application/json">')[1].split("</script>")[0])
     keys = [it["key"] for it in data["items"]]
     assert len(keys) == 6 and "<friends>" not in html_text  # titles are escaped into JSON, not markup
-    gif = Image.open(io.BytesIO(base64.b64decode(data["items"][0]["gif"])))
-    assert gif.n_frames == 160 // PREVIEW_STEP and gif.size == (160, 90)
+    preview = Image.open(io.BytesIO(base64.b64decode(data["items"][0]["preview"])))
+    assert preview.format == "WEBP" and preview.n_frames == 160 // PREVIEW_STEP and preview.size == (160, 90)
 
     downloads = tmp_path / "downloads"
     downloads.mkdir()
