@@ -84,9 +84,11 @@ class IsolatedWorker:
     ``fn`` must be importable by name (a module-level function), as for any pickled callable.
     """
 
-    def __init__(self, timeout_s: float | None = None):
+    def __init__(self, timeout_s: float | None = None, max_calls: int | None = None):
         self.timeout_s = timeout_s
+        self.max_calls = max_calls  # restart the child after this many calls (1: a fresh process per call)
         self._process: subprocess.Popen | None = None
+        self._calls = 0
 
     def _start(self) -> None:
         env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))  # same modules as here
@@ -94,9 +96,12 @@ class IsolatedWorker:
                                          stdout=subprocess.PIPE, bufsize=0, env=env)
 
     def call(self, fn: Callable[..., Any], *args: Any) -> Any:
-        if self._process is None or self._process.poll() is not None:
+        if self._process is None or self._process.poll() is not None or (
+                self.max_calls is not None and self._calls >= self.max_calls):
             self.close()
             self._start()
+            self._calls = 0
+        self._calls += 1
         process = self._process
         try:
             _send(process.stdin, (fn, args))

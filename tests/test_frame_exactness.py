@@ -22,7 +22,7 @@ from tests import media
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary")
 
 COVER = "fps=10,scale=160:90:force_original_aspect_ratio=increase,crop=160:90"
-RAW_PSNR_DB = 28.0  # decoded frames vs ffmpeg (different scaler code paths, same source frame)
+RAW_PSNR_DB = 26.0  # decoded frames vs ffmpeg (different scaler code paths, same source frame; measured 27-42)
 CLIP_PSNR_DB = 26.0  # through the stored H.264 clip (CRF 20 on a deliberately busy test pattern)
 ROTATED_PSNR_DB = 21.0  # rotated sources land up to 1 row off ffmpeg's transpose-then-scale (measured 22-25)
 WRONG_FRAME_DB = 20.0  # a neighbouring source frame scores below this on the test pattern
@@ -64,12 +64,12 @@ def assert_matches(ours: np.ndarray, ref: np.ndarray, threshold: float) -> None:
 
 
 @pytest.mark.parametrize("name", list(SOURCES))
-def test_decord_frames_match_ffmpeg_fps_filter(tmp_path, name):
+def test_frames_match_ffmpeg_fps_filter(tmp_path, name):
     kwargs = dict(duration_s=3.0, width=192, height=108) | SOURCES[name]
     path = media.write_video(tmp_path / f"{name}.mp4", **kwargs)
     ref = media.ffmpeg_frames(path, COVER)
-    ours = pipeline_frames(path, clip_frames=25, start_tick=3)
-    assert_matches(ours, ref[3:28], RAW_PSNR_DB)
+    for backend in ("pyav", "decord"):
+        assert_matches(pipeline_frames(path, clip_frames=25, start_tick=3, backend=backend), ref[3:28], RAW_PSNR_DB)
 
 
 def test_the_half_tick_rule_is_what_separates_right_from_wrong(tmp_path):

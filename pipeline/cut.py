@@ -1,0 +1,183 @@
+"""Cut one video into clips: the per-video work of the segment stage, free of Beam.
+
+Per video: index the frames (exact timestamps, no decoding) -> plan the clip windows on the 10 FPS grid ->
+decode each window's frames (decord; PyAV for codecs decord cannot open) -> crop/pad -> encode as H.264. One window
+is in memory at a time. This module imports no Beam so that the isolated child process that runs it
+(``pipeline.isolation``, one fresh child per video) starts in ~0.1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+
+from pipeline import clip_codec, decoders, frame_times
+from schemas import Clip, DownloadedVideo, Outcome, ids, reasons
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 2  # bump when the clip bytes for the same input and config would change
+
+
+@dataclasses.dataclass(frozen=True)
+class SegmentConfig:
+    clip_frames: int = 160  # 16 s at 10 FPS
+    stride_frames: int | None = None  # None: non-overlapping windows
+    skip_start_s: float = 0.0  # intro to skip
+    skip_end_s: float = 0.0  # outro to skip
+    fit: str = "crop"  # "crop": cover 160x90 and crop the centre; "pad": fit inside and pad with black
+    decoder: str = "decord"  # "decord" (PyAV still decodes what decord cannot open) or "pyav" for everything
+    crf: int = clip_codec.DEFAULT_CRF  # x264 quality of the stored clips (docs/pipeline.md has the table)
+    isolate: bool = True  # decode in a child process (a decoder segfault fails one video, not the worker)
+    video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
+    cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables)
+
+    def fingerprint(self) -> str:
+        """What the clip bytes depend on (not isolation, timeout or the cache location)."""
+        fields = {k: v for k, v in dataclasses.asdict(self).items()
+                  if k not in ("isolate", "video_timeout_s", "cache_dir")}
+        fields["version"] = CACHE_VERSION
+        return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_args(cls, ns: argparse.Namespace) -> SegmentConfig:
+        return cls(clip_frames=round(ns.clip_seconds * frame_times.CLIP_FPS),
+                   stride_frames=round(ns.clip_stride_s * frame_times.CLIP_FPS) if ns.clip_stride_s else None,
+                   skip_start_s=ns.skip_start_s, skip_end_s=ns.skip_end_s, fit=ns.fit, decoder=ns.decoder, crf=ns.crf,
+                   isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
+
+
+@dataclasses.dataclass
+class SegmentResult:
+    clips: list[Clip]
+    outcomes: list[Outcome]
+
+
+# ---- actions sidecar -------------------------------------------------------------------------------------
+def load_actions(url: str) -> list[int]:
+    """The ``actions`` list of a sidecar JSON (local path, file:// or any Beam filesystem URL)."""
+    path = url[len("file://"):] if url.startswith("file://") else url
+    data = json.loads(_read(path))
+    actions = data["actions"]
+    if not isinstance(actions, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
+        raise ValueError("'actions' must be a list of integers")
+    if data.get("step_fps", frame_times.CLIP_FPS) != frame_times.CLIP_FPS:
+        raise ValueError(f"step_fps is {data.get('step_fps')}, clips are {frame_times.CLIP_FPS} FPS")
+    return actions
+
+
+def clip_actions(actions: list[int], first_tick: int, num_frames: int) -> list[int]:
+    """Actions of a clip's frames: sidecar step ``first_tick + k`` for frame k; -1 past the sidecar's end."""
+    return [actions[t] if 0 <= t < len(actions) else -1 for t in range(first_tick, first_tick + num_frames)]
+
+
+# ---- one video -------------------------------------------------------------------------------------------
+def _local_copy(path: str, workdir: str) -> str:
+    """decord and PyAV read local files: copy ``gs://...`` (any non-local Beam path) into ``workdir``."""
+    if path.startswith("file://"):
+        return path[len("file://"):]
+    if "://" not in path:
+        return path
+    from apache_beam.io.filesystems import FileSystems  # only for remote files: keeps the child's start cheap
+
+    local = os.path.join(workdir, "video")
+    with FileSystems.open(path) as src, open(local, "wb") as dst:
+        shutil.copyfileobj(src, dst, 1 << 20)
+    return local
+
+
+def _read(path: str) -> bytes:
+    if "://" not in path:
+        with open(path, "rb") as f:
+            return f.read()
+    from apache_beam.io.filesystems import FileSystems
+
+    with FileSystems.open(path) as f:
+        return f.read()
+
+
+def segment_video(video: DownloadedVideo, config: SegmentConfig) -> SegmentResult:
+    """Clips and outcomes of one video. Never raises for a bad video: its failure is an Outcome."""
+    candidate = video.candidate
+    try:
+        with tempfile.TemporaryDirectory(prefix="segment-") as workdir:
+            return _segment_local(video, _local_copy(video.path, workdir), config)
+    except decoders.DecodeError as exc:
+        return SegmentResult([], [Outcome.for_video(candidate, reasons.STAGE_SEGMENT, reasons.FAILED, exc.reason,
+                                                    exc.detail, duration_s=video.duration_s)])
+    except Exception as exc:  # a bug or an unexpected library error: recorded, never raised past the stage
+        detail = f"{type(exc).__name__}: {exc}"
+        return SegmentResult([], [Outcome.for_video(candidate, reasons.STAGE_SEGMENT, reasons.FAILED,
+                                                    reasons.SEGMENT_ERROR, detail, duration_s=video.duration_s)])
+
+
+def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> SegmentResult:
+    candidate = video.candidate
+    index = decoders.index_video(path)
+    plan = frame_times.plan_windows(index.duration_s, config.clip_frames, config.stride_frames,
+                                    config.skip_start_s, config.skip_end_s)
+    seg, vid = reasons.STAGE_SEGMENT, video.video_id
+    if not plan.windows:
+        clip_s = config.clip_frames / frame_times.CLIP_FPS
+        if index.duration_s < clip_s:
+            reason, detail = reasons.TOO_SHORT, f"{index.duration_s:.2f} s is shorter than one {clip_s:g} s clip"
+        else:
+            reason, detail = reasons.NO_CLIPS, (f"{plan.usable_ticks / frame_times.CLIP_FPS:.1f} s left after "
+                                                f"skipping {config.skip_start_s:g} s + {config.skip_end_s:g} s")
+        return SegmentResult([], [Outcome.for_video(candidate, seg, reasons.DROPPED, reason, detail,
+                                                    duration_s=index.duration_s)])
+    notes = []
+    actions = None
+    if candidate.actions_url:
+        try:
+            actions = load_actions(candidate.actions_url)
+        except Exception as exc:  # the clips are still good; the missing ground truth is noted on the video
+            notes.append(f"actions sidecar unreadable ({type(exc).__name__}: {exc})")
+    source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
+    frame_lists = [frame_times.frames_for_ticks(source_ticks, range(w.first_tick, w.first_tick + w.num_frames))
+                   for w in plan.windows]
+    size = decoders.decode_size(index, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
+    backend = config.decoder
+    if backend == "decord":
+        try:
+            batches = decoders.decode_windows_decord(path, index, frame_lists, size)
+            first = next(batches)
+        except Exception as exc:  # decord cannot open this codec/container (AV1): PyAV decodes it
+            log.info("decord cannot decode %r (%s); using PyAV", vid, exc)
+            backend = "pyav"
+    if backend == "pyav":
+        batches = decoders.decode_windows_pyav(path, index, frame_lists, size)
+        first = next(batches)
+    clips = []
+    for window, frames in zip(plan.windows, _chain_first(first, batches), strict=True):
+        frames = decoders.to_output(frames, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
+        clips.append(Clip(
+            clip_key=ids.clip_key(vid, window.start_s), video_id=vid, clip_index=window.index,
+            start_s=window.start_s, end_s=window.end_s, num_frames=window.num_frames,
+            fps=float(frame_times.CLIP_FPS), width=clip_codec.CLIP_WIDTH, height=clip_codec.CLIP_HEIGHT,
+            mp4=clip_codec.encode_clip(frames, crf=config.crf),
+            actions=clip_actions(actions, window.first_tick, window.num_frames) if actions is not None else None,
+            video=candidate))
+    outcomes = []
+    if plan.tail is not None:
+        tail = plan.tail
+        outcomes.append(Outcome(
+            item_id=ids.clip_key(vid, tail.start_s), item_kind=reasons.ITEM_CLIP, stage=seg,
+            outcome=reasons.DROPPED, reason=reasons.SHORT_TAIL, video_id=vid, duration_s=tail.num_frames / 10,
+            detail=f"{tail.num_frames / 10:.1f} s after the last full clip (needs {config.clip_frames / 10:g} s)"))
+    detail = "; ".join([f"{len(clips)} clips via {backend} ({index.codec} {index.width}x{index.height}, "
+                        f"rotation {index.rotation})", *notes])
+    outcomes.append(Outcome.for_video(candidate, seg, reasons.KEPT, detail=detail, duration_s=index.duration_s))
+    return SegmentResult(clips, outcomes)
+
+
+def _chain_first(first, rest):
+    yield first
+    yield from rest
+
+
