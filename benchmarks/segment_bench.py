@@ -95,7 +95,7 @@ def decode_only(paths: list[Path]) -> None:
 
 def segment_all(paths: list[Path], isolated: bool) -> None:
     config = SegmentConfig(isolate=False)
-    worker = IsolatedWorker() if isolated else None
+    worker = IsolatedWorker(max_calls=1) if isolated else None  # as the stage runs it: a fresh child per video
     try:
         for path in paths:
             result = guarded_segment(downloaded(path), config, worker)

@@ -177,3 +177,16 @@ def test_segment_transform_on_the_beam_runner(tmp_path):
         assert_that(video_outcomes, equal_to([(n, *e) for n, e in inputs.items()]), label="videos")
         assert_that(out[stage.MAIN] | beam.Map(lambda c: (c.video_id, c.start_s)), equal_to([("good", 0.0)]),
                     label="clips")
+
+
+def test_max_calls_one_gives_every_call_a_fresh_child():
+    worker = IsolatedWorker(timeout_s=60, max_calls=1)
+    try:
+        assert len({worker.call(os.getpid) for _ in range(3)}) == 3
+    finally:
+        worker.close()
+    reused = IsolatedWorker(timeout_s=60)
+    try:
+        assert len({reused.call(os.getpid) for _ in range(3)}) == 1
+    finally:
+        reused.close()
