@@ -25,7 +25,9 @@ from pipeline.clip_codec import decode_clip, encode_clip
 
 
 def make_clips(n: int) -> tuple[list[bytes], np.ndarray]:
-    videos = synthetic.demo_videos(n_clean=max(2, n // 2), n_junk_each=max(1, n // 14), clips_per_video=1)
+    n_clean = max(2, n // 2)
+    n_junk_each = max(1, -(-(n - n_clean) // len(synthetic.JUNK_KINDS)))
+    videos = synthetic.demo_videos(n_clean=n_clean, n_junk_each=n_junk_each, clips_per_video=1)
     frames = [fs[0] for _, _, fs in videos][:n]
     targets = np.array([1 if kind == "clean" else 0 for _, kind, _ in videos][:n])
     return [encode_clip(f) for f in frames], targets
