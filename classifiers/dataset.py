@@ -7,6 +7,7 @@ in a video id is an error with a line number rather than a silently smaller trai
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import sys
 import time
@@ -16,6 +17,7 @@ import numpy as np
 from classifiers.clip_source import SourceProblem, iter_clips, iter_samples
 from classifiers.labels import LabelPolicy, LabelSet, load_labels
 from classifiers.models import ClipModel
+from pipeline.clip_codec import decode_clip
 
 THUMB_FRAMES = 3  # frames in a clip's thumbnail strip (evaluation report)
 
@@ -29,7 +31,6 @@ class LabelledClips:
     scores: np.ndarray  # the 1..5 hand score behind each target
     targets: np.ndarray  # 1 good, 0 bad
     inputs: np.ndarray  # the model family's prepared inputs, stacked
-    thumbs: list[np.ndarray] | None  # (90, 160*3, 3) uint8 strips, when asked for
     counts: dict[str, int]  # clips seen / labelled / left out by the policy / unlabelled / unreadable
     problems: list[SourceProblem]
 
@@ -52,14 +53,23 @@ def thumbnail(frames: np.ndarray, n: int = THUMB_FRAMES) -> np.ndarray:
     return np.concatenate(list(frames[pick]), axis=1)
 
 
+def thumbnails(source: str, keys: set[str]) -> dict[str, np.ndarray]:
+    """Thumbnail strips of the named clips only (a second pass: holding strips of every clip would not scale)."""
+    out = {}
+    for sample in iter_samples(source):
+        if sample.key in keys:
+            with contextlib.suppress(Exception):  # unreadable clips were reported by the first pass
+                out[sample.key] = thumbnail(decode_clip(sample.clip.mp4))
+    return out
+
+
 def load_labelled_clips(source: str, labels_path: str, model: ClipModel, policy: LabelPolicy,
-                        allow_unknown: bool = False, with_thumbs: bool = False,
-                        log=sys.stderr) -> tuple[LabelledClips, LabelSet]:
+                        allow_unknown: bool = False, log=sys.stderr) -> tuple[LabelledClips, LabelSet]:
     """Validate the labels against ``source``'s clips and prepare every clip that has a binary target."""
     labels = load_labels(labels_path, known_ids(source), policy, allow_unknown)
     for note in labels.notes:
         print(f"labels: {note}", file=log)
-    keys, videos, scores, targets, inputs, thumbs = [], [], [], [], [], []
+    keys, videos, scores, targets, inputs = [], [], [], [], []
     counts = {"clips_read": 0, "labelled": 0, "left_out_by_policy": 0, "unlabelled": 0}
     problems: list[SourceProblem] = []
     start = time.monotonic()
@@ -79,14 +89,12 @@ def load_labelled_clips(source: str, labels_path: str, model: ClipModel, policy:
         scores.append(score)
         targets.append(target)
         inputs.append(model.prepare(frames))
-        if with_thumbs:
-            thumbs.append(thumbnail(frames))
         if counts["clips_read"] % 200 == 0:
             print(f"  prepared {counts['clips_read']} clips ({time.monotonic() - start:.0f} s)", file=log)
     counts["unreadable"] = len(problems)
     for p in problems:
         print(f"clips: skipped unreadable sample {p.key!r} in {p.shard}: {p.error}", file=log)
     data = LabelledClips(keys, videos, np.array(scores, dtype=int), np.array(targets, dtype=int),
-                         np.stack(inputs) if inputs else np.zeros((0,)), thumbs if with_thumbs else None,
+                         np.stack(inputs) if inputs else np.zeros((0,)),
                          counts, problems)
     return data, labels

@@ -25,7 +25,7 @@ from PIL import Image  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from classifiers.artifact import load_classifier  # noqa: E402
-from classifiers.dataset import LabelledClips, load_labelled_clips  # noqa: E402
+from classifiers.dataset import LabelledClips, load_labelled_clips, thumbnails  # noqa: E402
 from classifiers.labels import LabelPolicy  # noqa: E402
 from classifiers.metrics import binary_report, format_report  # noqa: E402
 
@@ -81,15 +81,18 @@ def worst_mistakes(data: LabelledClips, scores: np.ndarray, keep: np.ndarray) ->
 
 
 def write_report(out: Path, title: str, report: dict, data: LabelledClips, scores: np.ndarray,
-                 keep: np.ndarray, threshold: float) -> Path:
+                 keep: np.ndarray, threshold: float, clips_source: str) -> Path:
     curves = curves_png(data.targets, scores, threshold)
     hist = histogram_png(data.targets, scores, threshold)
     (out / "curves.png").write_bytes(curves)
     (out / "histogram.png").write_bytes(hist)
     c = report["confusion"]
     rows = []
-    for kind, i in worst_mistakes(data, scores, keep):
-        thumb = _img_tag(_thumb_png(data.thumbs[i]), data.clip_keys[i]) if data.thumbs else ""
+    worst = worst_mistakes(data, scores, keep)
+    strips = thumbnails(clips_source, {data.clip_keys[i] for _, i in worst}) if worst else {}
+    for kind, i in worst:
+        strip = strips.get(data.clip_keys[i])
+        thumb = _img_tag(_thumb_png(strip), data.clip_keys[i]) if strip is not None else "(unreadable)"
         rows.append(f"<tr><td>{html.escape(kind)}</td><td>{thumb}</td><td>{html.escape(data.clip_keys[i])}</td>"
                     f"<td>{html.escape(data.video_ids[i])}</td><td>{data.scores[i]}</td><td>{scores[i]:.3f}</td></tr>")
     mistakes = ("<table><tr><th>mistake</th><th>frames</th><th>clip</th><th>video</th><th>hand score</th>"
@@ -121,7 +124,7 @@ def evaluate(model_dir: str, labels: str, clips: str, out: str | None = None, th
     clf = load_classifier(model_dir, threshold)
     policy = LabelPolicy(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in clf.metadata.get("label_policy", {}).items()})
-    data, label_set = load_labelled_clips(clips, labels, clf.model, policy, allow_unknown, with_thumbs=True)
+    data, label_set = load_labelled_clips(clips, labels, clf.model, policy, allow_unknown)
     if not len(data):
         raise ValueError(f"no clip in {clips} has a binary label in {labels}")
     scores = np.concatenate([clf.model.predict_proba(data.inputs[i:i + 64]) for i in range(0, len(data), 64)])
@@ -134,7 +137,7 @@ def evaluate(model_dir: str, labels: str, clips: str, out: str | None = None, th
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     page = write_report(out_dir, f"Quality classifier ({clf.family}) on {Path(labels).name}", report, data,
-                        scores, keep, clf.threshold)
+                        scores, keep, clf.threshold, clips)
     print(format_report("held out (clips)", report), file=log)
     print(f"evaluate: wrote {out_dir / 'metrics.json'} and {page}", file=log)
     return report
