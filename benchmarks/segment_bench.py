@@ -134,7 +134,7 @@ def benchmark(args) -> None:
         rows.append(("segment: decode only", *measure(lambda: decode_only(paths))))
         rows.append(("segment", *measure(lambda: segment_all(paths, isolated=False))))
         rows.append(("segment (isolated)", *measure(lambda: segment_all(paths, isolated=True))))
-        rows.append(("  of which: isolated child start (once per worker)", *measure(start_isolated_worker)))
+        rows.append(("  of which: starting the isolated child (per video)", *measure(start_isolated_worker)))
         rows.append(("pipeline (local, in-process)", *measure(lambda: pipeline_run(paths, root))))
     print(f"\n{args.videos} x {args.seconds:g} s sources, {args.size} @ {args.fps} fps H.264 "
           f"({hours * 60:.1f} min of video); CPU = user + sys incl. child processes\n")
