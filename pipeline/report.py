@@ -77,8 +77,10 @@ def _funnel_plot(stats: dict) -> str:
     return _png(fig)
 
 
-def _histogram(groups: dict[str, list[float]], title: str, xlabel: str, bins) -> str:
+def _histogram(groups: dict[str, list[float]], title: str, xlabel: str, bins, log_x: bool = False) -> str:
     fig, ax = _figure()
+    if log_x:
+        ax.set_xscale("log")
     for name, values in groups.items():
         if values:
             ax.hist(values, bins=bins, alpha=0.6, label=f"{name} ({len(values)})")
@@ -145,7 +147,10 @@ def render_report(stats: dict, outcomes: list[Outcome], thumbs: dict[str, bytes]
             groups[label].append(o.item_id)
     clip_reasons = sorted({f"{o.outcome}: {o.reason}" for o in clips if o.outcome != reasons.KEPT})
     strips = [f"<h3>kept</h3>{_strips(groups['kept'], thumbs, notes)}"]
-    strips += [f"<h3>{html.escape(label)}</h3>{_strips(groups[label], thumbs, notes)}" for label in clip_reasons]
+    for label in clip_reasons:
+        body = ("<p class=muted>remainders shorter than a clip are never decoded or encoded: nothing to show</p>"
+                if label.endswith(reasons.SHORT_TAIL) else _strips(groups[label], thumbs, notes))
+        strips.append(f"<h3>{html.escape(label)}</h3>{body}")
 
     score_plot = (_histogram(scores, "Quality score of scored clips", "P(good)", np.linspace(0, 1, 21))
                   if any(scores.values()) else "<p class=muted>no clip was scored (run without --classifier)</p>")
@@ -166,7 +171,7 @@ figcaption{{font-size:12px;color:#444}} img{{image-rendering:pixelated}}
 <h2>Reasons</h2>
 {_table(["item", "stage", "outcome", "reason", "count"], reason_rows)}
 <h2>Distributions</h2>
-{_histogram(durations, "Video duration by outcome", "minutes", 20)}
+{_histogram(durations, "Video duration by outcome", "minutes (log scale)", np.logspace(-1, 3, 25), log_x=True)}
 {score_plot}
 <h2>Failures</h2>
 {_table(["item", "id", "stage", "reason", "detail"], problem_rows) if problem_rows else "<p>none</p>"}
