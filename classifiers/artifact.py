@@ -99,9 +99,33 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"not JSON-serialisable: {value!r}")
 
 
+def localize(model_dir: str | Path) -> Path:
+    """A local directory holding the model: ``model_dir`` itself, or for a remote URL (``gs://...``, any
+    filesystem Beam knows) a fresh temporary copy of its metadata and model file -- Dataflow workers load the
+    model from where the launcher pointed, not from the launcher's disk."""
+    text = str(model_dir)
+    if "://" not in text:
+        return Path(text)
+    import tempfile
+
+    from apache_beam.io.filesystems import FileSystems
+
+    local = Path(tempfile.mkdtemp(prefix="quality-model-"))
+    metadata_url = FileSystems.join(text, METADATA)
+    if not FileSystems.exists(metadata_url):
+        raise ModelDirError(f"{text}: not a classifier model directory (no {METADATA})")
+    with FileSystems.open(metadata_url) as f:
+        (local / METADATA).write_bytes(f.read())
+    model_file = json.loads((local / METADATA).read_text()).get("model_file", "")
+    if model_file and FileSystems.exists(FileSystems.join(text, model_file)):
+        with FileSystems.open(FileSystems.join(text, model_file)) as f:
+            (local / model_file).write_bytes(f.read())
+    return local
+
+
 def read_metadata(model_dir: str | Path) -> dict[str, Any]:
-    """``metadata.json`` of a model directory, checked for format and feature version."""
-    path = Path(model_dir)
+    """``metadata.json`` of a model directory (local or remote), checked for format and feature version."""
+    path = localize(model_dir) if "://" in str(model_dir) else Path(model_dir)
     meta_path = path / METADATA
     if not meta_path.is_file():
         raise ModelDirError(f"{path}: not a classifier model directory (no {METADATA}); "
@@ -125,8 +149,8 @@ def read_metadata(model_dir: str | Path) -> dict[str, Any]:
 
 
 def load_classifier(model_dir: str | Path, threshold: float | None = None) -> LoadedClassifier:
-    """Load a model directory; ``threshold`` overrides the one chosen at training time."""
-    path = Path(model_dir)
+    """Load a model directory (local or remote); ``threshold`` overrides the one chosen at training time."""
+    path = localize(model_dir)
     metadata = read_metadata(path)
     cls = family_class(metadata["family"])
     if not (path / cls.file_name).is_file():

@@ -143,3 +143,40 @@ def test_cnn_family_and_video_rule(corpus, tmp_path):
     again = load_classifier(out).score_frames(frames)
     np.testing.assert_allclose(scores, again)  # the saved weights are the ones used
     assert ((scores >= 0) & (scores <= 1)).all()
+
+
+def test_model_dir_behind_a_url_is_copied_locally(corpus, tmp_path):
+    """Dataflow workers read the model from a URL (gs://...). GCS is unreachable here, so a Beam filesystem
+    with its own scheme over local files stands in for it: the code under test goes through Beam's
+    ``FileSystems`` exactly as it would for gs://."""
+    from apache_beam.io.filesystem import CompressionTypes
+    from apache_beam.io.localfilesystem import LocalFileSystem
+
+    class PrefixedLocalFileSystem(LocalFileSystem):
+        PREFIX = "h4localtest://"
+
+        @classmethod
+        def scheme(cls):
+            return "h4localtest"
+
+        def _local(self, url):
+            return url[len(self.PREFIX):]
+
+        def join(self, base, *paths):
+            return self.PREFIX + super().join(self._local(base), *paths)
+
+        def exists(self, url):
+            return super().exists(self._local(url))
+
+        def open(self, url, mime_type="application/octet-stream", compression_type=CompressionTypes.AUTO):
+            return super().open(self._local(url), mime_type, compression_type)
+
+    out = tmp_path / "model"
+    train(TrainConfig(labels=str(corpus["labels"]), clips=str(corpus["root"]), out=str(out), folds=2))
+    local = load_classifier(out)
+    remote = load_classifier(PrefixedLocalFileSystem.PREFIX + str(out))
+    assert remote.threshold == local.threshold and remote.metadata == local.metadata
+    frames = [synthetic.menu(5), synthetic.drawn_platformer(6)]
+    np.testing.assert_allclose(remote.score_frames(frames), local.score_frames(frames))
+    with pytest.raises(ModelDirError, match="no metadata.json"):
+        load_classifier(PrefixedLocalFileSystem.PREFIX + str(tmp_path / "nothing"))
