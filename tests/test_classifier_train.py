@@ -98,6 +98,17 @@ def test_train_sklearn_writes_self_describing_model(corpus, tmp_path):
     assert (rep_dir / "curves.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_features_command_writes_one_row_per_clip(corpus, tmp_path):
+    import pandas as pd
+
+    from classifiers.features import FEATURE_NAMES
+    assert cli(["features", "--clips", str(corpus["root"]), "--out", str(tmp_path / "f.parquet")]) == 0
+    df = pd.read_parquet(tmp_path / "f.parquet")
+    assert list(df.columns) == ["clip_key", "video_id", *FEATURE_NAMES] and len(df) == 26
+    black = df[df.video_id == "black00"]
+    assert (black["black_frac"] == 1.0).all() and (df[df.video_id == "clean00"]["black_frac"] == 0).all()
+
+
 def test_feature_version_mismatch_fails_clearly(corpus, tmp_path):
     out = tmp_path / "model"
     train(TrainConfig(labels=str(corpus["labels"]), clips=str(corpus["root"]), out=str(out), folds=2))
