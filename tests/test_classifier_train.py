@@ -39,6 +39,14 @@ def corpus(tmp_path_factory):
     return {"root": root, "labels": labels, "videos": videos}
 
 
+@pytest.fixture(scope="module")
+def trained(corpus, tmp_path_factory):
+    """One sklearn model directory shared by the tests that only need some trained model."""
+    out = tmp_path_factory.mktemp("trained") / "model"
+    train(TrainConfig(labels=str(corpus["labels"]), clips=str(corpus["root"]), out=str(out), folds=2))
+    return out
+
+
 def test_group_folds_never_split_a_video():
     rng = np.random.default_rng(0)
     groups = [f"v{int(g)}" for g in rng.integers(0, 30, size=300)]
@@ -109,9 +117,10 @@ def test_features_command_writes_one_row_per_clip(corpus, tmp_path):
     assert (black["black_frac"] == 1.0).all() and (df[df.video_id == "clean00"]["black_frac"] == 0).all()
 
 
-def test_feature_version_mismatch_fails_clearly(corpus, tmp_path):
+def test_feature_version_mismatch_fails_clearly(trained, tmp_path):
+    import shutil
     out = tmp_path / "model"
-    train(TrainConfig(labels=str(corpus["labels"]), clips=str(corpus["root"]), out=str(out), folds=2))
+    shutil.copytree(trained, out)
     meta_path = out / "metadata.json"
     meta = json.loads(meta_path.read_text())
     meta["feature_version"] = "0-old"
@@ -156,7 +165,7 @@ def test_cnn_family_and_video_rule(corpus, tmp_path):
     assert ((scores >= 0) & (scores <= 1)).all()
 
 
-def test_model_dir_behind_a_url_is_copied_locally(corpus, tmp_path):
+def test_model_dir_behind_a_url_is_copied_locally(trained, tmp_path):
     """Dataflow workers read the model from a URL (gs://...). GCS is unreachable here, so a Beam filesystem
     with its own scheme over local files stands in for it: the code under test goes through Beam's
     ``FileSystems`` exactly as it would for gs://."""
@@ -182,8 +191,7 @@ def test_model_dir_behind_a_url_is_copied_locally(corpus, tmp_path):
         def open(self, url, mime_type="application/octet-stream", compression_type=CompressionTypes.AUTO):
             return super().open(self._local(url), mime_type, compression_type)
 
-    out = tmp_path / "model"
-    train(TrainConfig(labels=str(corpus["labels"]), clips=str(corpus["root"]), out=str(out), folds=2))
+    out = trained
     local = load_classifier(out)
     remote = load_classifier(PrefixedLocalFileSystem.PREFIX + str(out))
     assert remote.threshold == local.threshold and remote.metadata == local.metadata
