@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PY) -c "import torch" 2>/dev/null || $(PIP) install -q torch==$(TORCH_VERSION)
-	$(PIP) install -q -e '.[demo,dev]'
+	$(PIP) install -q -e '.[demo,dev,dataflow]'
 	touch $(STAMP)
 
 # ffmpeg (reference frames, HLS test) and chromium (browser tests) from Debian; needs root, optional.
