@@ -1,0 +1,188 @@
+"""Genie inference: prompt frames -> tokens -> (latent action -> MaskGIT dynamics -> decoder -> frame)*.
+
+Genie (Bruce et al. 2024), Section 2.2 and Figure 8: the prompt is tokenised, then for every action the user
+picks (an index into the LAM's tiny codebook) the dynamics model samples the next frame's tokens with MaskGIT, the
+tokenizer decodes them, and the new tokens join the history. The context is the trained window T (16) frames,
+including the one being generated; beyond it the window slides.
+
+Both the dynamics model and the tokenizer decoder are causal in time, so past frames never change once
+generated. With ``use_cache`` their temporal attention keys/values are cached per frame
+(``modeling.st_transformer.TemporalKVCache``): generating a frame then costs one frame's worth of compute whatever
+the history length, instead of a forward pass over the whole window for each of the 25 MaskGIT steps. The uncached
+path recomputes everything from the token history and exists as the reference the cache is tested against.
+
+Actions between prompt frames are not known to the user: the LAM infers them, as the paper's model would
+have seen them in training.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from modeling.checkpoint import load_genie
+from modeling.configs import GenieConfig
+from modeling.dynamics import DynamicsModel
+from modeling.lam import LatentActionModel
+from modeling.maskgit import SamplingConfig, sample_frame
+from modeling.patches import unpatchify
+from modeling.st_transformer import TemporalKVCache
+from modeling.tokenizer import VideoTokenizer
+
+
+class Genie:
+    """A trained world model ready for inference (tokenizer + LAM + dynamics, eval mode, no gradients)."""
+
+    def __init__(self, tokenizer: VideoTokenizer, lam: LatentActionModel, dynamics: DynamicsModel,
+                 cfg: GenieConfig, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        self.tokenizer = tokenizer.to(self.device).eval()
+        self.lam = lam.to(self.device).eval()
+        self.dynamics = dynamics.to(self.device).eval()
+        self.cfg = cfg
+
+    @classmethod
+    def load(cls, run_dir: str | Path, device: torch.device | str = "cpu", which: str | int = "latest") -> Genie:
+        """The models of a lam-dynamics (or dynamics) run directory."""
+        tokenizer, lam, dynamics, cfg = load_genie(run_dir, map_location=str(device), which=which)
+        return cls(tokenizer, lam, dynamics, cfg, device)
+
+    @property
+    def num_actions(self) -> int:
+        return self.dynamics.cfg.num_actions
+
+    @property
+    def window(self) -> int:
+        """Trained T: frames of context, including the frame being generated."""
+        return self.dynamics.cfg.num_frames
+
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        return self.tokenizer.cfg.frame_height, self.tokenizer.cfg.frame_width
+
+    @torch.no_grad()
+    def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
+        """video float (B, T, 3, H, W) in [0, 1] -> LAM actions long (B, T-1); action t is x_t -> x_{t+1}."""
+        return self.lam.infer_actions(video.to(self.device, torch.float32))
+
+    def start(self, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0) -> Session:
+        """A batch of rollouts from ``prompt`` float (B, P, 3, H, W) in [0, 1]; ``seed`` seeds its sampler."""
+        return Session(self, prompt, use_cache, seed)
+
+    @torch.no_grad()
+    def rollout(self, prompt: torch.Tensor, actions: torch.Tensor, sampling: SamplingConfig | None = None,
+                seed: int = 0, use_cache: bool = True) -> dict[str, torch.Tensor]:
+        """Generate one frame per action column of ``actions`` long (B, N); deterministic for a seed.
+
+        Returns ``frames`` float (B, P+N, 3, H, W) (the prompt frames as given, then the generated ones) and
+        ``tokens`` long (B, P+N, h, w).
+        """
+        session = self.start(prompt, use_cache, seed)
+        actions = torch.as_tensor(actions)
+        if actions.ndim != 2 or actions.shape[0] != session.batch_size:
+            raise ValueError(f"actions must be (B, N) with B = {session.batch_size}, got {tuple(actions.shape)}")
+        for i in range(actions.shape[1]):
+            session.step(actions[:, i], sampling)
+        return {"frames": torch.stack(session.frames, 1), "tokens": torch.stack(session.tokens, 1)}
+
+
+class Session:
+    """One batch of interactive rollouts: token and action history, temporal KV caches, the sampler's RNG."""
+
+    def __init__(self, genie: Genie, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0):
+        self.genie, self.use_cache = genie, use_cache
+        height, width = genie.frame_size
+        prompt = torch.as_tensor(prompt)
+        if prompt.ndim == 4:
+            prompt = prompt[:, None]
+        if prompt.ndim != 5 or tuple(prompt.shape[2:]) != (3, height, width) or prompt.shape[1] < 1:
+            raise ValueError(f"prompt must be float (B, P>=1, 3, {height}, {width}) in [0, 1], "
+                             f"got {tuple(prompt.shape)}")
+        if not prompt.is_floating_point():
+            raise ValueError(f"prompt must be float in [0, 1], got dtype {prompt.dtype}")
+        prompt = prompt[:, -(genie.window - 1):].to(genie.device, torch.float32).clamp(0, 1)
+        self.batch_size = prompt.shape[0]
+        self.generator = torch.Generator(device=genie.device).manual_seed(seed)
+        self.frames: list[torch.Tensor] = list(prompt.unbind(1))
+        self.tokens: list[torch.Tensor] = []
+        self.actions: list[torch.Tensor] = []  # action that produced each frame; -1 for the first prompt frame
+        self._dyn_cache: TemporalKVCache | None = None
+        self._dec_cache: TemporalKVCache | None = None
+        with torch.no_grad():
+            tokens = genie.tokenizer.encode(prompt)
+            none = torch.full((self.batch_size, 1), -1, dtype=torch.long, device=genie.device)
+            acts = torch.cat([none, genie.infer_actions(prompt)], 1) if prompt.shape[1] > 1 else none
+            if use_cache:
+                self._dyn_cache = genie.dynamics.new_cache(self.batch_size)
+                self._dec_cache = TemporalKVCache(max_frames=genie.tokenizer.cfg.num_frames)
+            for t in range(prompt.shape[1]):
+                self._append(tokens[:, t], acts[:, t])
+                if use_cache:
+                    self._decode_cached(tokens[:, t])
+
+    @property
+    def num_frames(self) -> int:
+        return len(self.frames)
+
+    def _append(self, tokens: torch.Tensor, action: torch.Tensor) -> None:
+        self.tokens.append(tokens)
+        self.actions.append(action)
+        if self._dyn_cache is not None:
+            self.genie.dynamics.commit(tokens, action, self._dyn_cache)
+
+    def _action_tensor(self, actions: Any) -> torch.Tensor:
+        n = self.genie.num_actions
+        a = torch.as_tensor(actions, dtype=torch.long).reshape(-1)
+        if a.numel() == 1:
+            a = a.expand(self.batch_size)
+        if a.numel() != self.batch_size:
+            raise ValueError(f"need one action per rollout ({self.batch_size}), got {a.numel()}")
+        if bool(((a < 0) | (a >= n)).any()):
+            raise ValueError(f"actions must be in 0..{n - 1} (the model has {n} latent actions), got {a.tolist()}")
+        return a.to(self.genie.device)
+
+    def _logits_fn(self, action: torch.Tensor):
+        dynamics = self.genie.dynamics
+        if self.use_cache:
+            return lambda tokens, mask: dynamics.forward_step(tokens, action, mask, self._dyn_cache)
+        past = self.genie.window - 1
+        history = torch.stack(self.tokens[-past:], 1)
+        acts = torch.stack([*self.actions[-past:], action], 1)
+
+        def logits(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+            window = torch.cat([history, tokens[:, None]], 1)
+            full_mask = torch.cat([torch.zeros_like(history, dtype=torch.bool), mask[:, None]], 1)
+            return dynamics(window, acts, full_mask)[:, -1]
+
+        return logits
+
+    def _decode_cached(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Decode one frame against the decoder's cache of earlier frames, then cache this frame too."""
+        tok = self.genie.tokenizer
+        x = tok.dec_in(tok.vq.lookup(tokens.flatten(1))) + tok.dec_pos
+        y, kvs = tok.decoder.step(x, self._dec_cache)
+        self._dec_cache.append(kvs)
+        h, w = self.genie.frame_size
+        return torch.sigmoid(unpatchify(tok.to_pixels(y)[:, None], tok.cfg.patch_size, h, w))[:, 0]
+
+    def _decode_uncached(self) -> torch.Tensor:
+        window = torch.stack(self.tokens[-self.genie.tokenizer.cfg.num_frames:], 1)
+        return self.genie.tokenizer.decode(window)[:, -1]
+
+    @torch.no_grad()
+    def step(self, actions: Any, sampling: SamplingConfig | None = None,
+             generator: torch.Generator | None = None) -> torch.Tensor:
+        """Generate the next frame of every rollout for ``actions`` (an int for all, or one per rollout).
+
+        Returns the new frames float (B, 3, H, W) in [0, 1]; they are also appended to ``frames``.
+        """
+        action = self._action_tensor(actions)
+        sampling = sampling or SamplingConfig()
+        tokens = sample_frame(self._logits_fn(action), self.batch_size, tuple(self.genie.dynamics.cfg.token_grid),
+                              sampling, generator or self.generator, self.genie.device)
+        self._append(tokens, action)
+        frame = self._decode_cached(tokens) if self.use_cache else self._decode_uncached()
+        self.frames.append(frame)
+        return frame
