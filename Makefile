@@ -30,8 +30,17 @@ system-deps:
 demo-corpus: setup
 	$(PY) -m pipeline demo-corpus $(DEMO_DIR)/corpus
 
+# The whole dataset build on the demo corpus, as a user with hand labels would run it: an unfiltered pass,
+# a quality classifier trained on the corpus's labels (held-out labels for the evaluation report), then the
+# filtered pass that reuses the downloads and writes the final shards, manifest and audit to $(DEMO_DIR)/run.
 demo: demo-corpus
-	$(PY) -m pipeline run --catalog $(DEMO_DIR)/corpus/catalog.jsonl --output $(DEMO_DIR)/run
+	$(PY) -m pipeline run --catalog $(DEMO_DIR)/corpus/catalog.jsonl --output $(DEMO_DIR)/run-unfiltered
+	$(PY) -m classifiers train --labels $(DEMO_DIR)/corpus/labels.csv --clips $(DEMO_DIR)/run-unfiltered \
+	  --out $(DEMO_DIR)/classifier
+	$(PY) -m classifiers evaluate --model $(DEMO_DIR)/classifier --labels $(DEMO_DIR)/corpus/labels_holdout.csv \
+	  --clips $(DEMO_DIR)/run-unfiltered --out $(DEMO_DIR)/classifier/evaluation
+	$(PY) -m pipeline run --catalog $(DEMO_DIR)/corpus/catalog.jsonl --output $(DEMO_DIR)/run \
+	  --download-dir $(DEMO_DIR)/run-unfiltered/videos --classifier $(DEMO_DIR)/classifier
 
 test: setup system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
