@@ -77,3 +77,22 @@ def test_action_names_match_procgen():
 
     env = ProcgenGym3Env(num=1, env_name="coinrun")
     assert tuple("+".join(c) or "NOOP" for c in env.combos) == games.ACTION_NAMES
+
+
+def test_catalog_titles_trip_exactly_the_planned_keyword_rules():
+    """The real keyword rules (pipeline/data/platformers.yaml) read the titles and descriptions the corpus
+    writes: each row planned to be dropped by a rule is dropped by that rule, and every other row passes."""
+    from pipeline.demo_corpus.catalog import catalog_rows
+    from pipeline.keywords import load_rules
+
+    rules, plan = load_rules(), spec.plan_corpus()
+    seen = set()
+    for entry, row in zip(plan.entries, catalog_rows(plan), strict=True):
+        candidate = CandidateVideo(video_id=row["id"], source="catalog", url=row["url"], title=row["title"],
+                                   description=row["description"], duration_s=row.get("duration_s"))
+        verdict = rules.check(candidate)
+        planned = next((r for r in ("no_game_keyword", "no_action_word", "excluded_word:movie", "too_long",
+                                    "too_short") if entry.expect == spec.expect_search_drop(r)), None)
+        assert (verdict and verdict[0]) == planned, (row["title"], verdict)
+        seen.add(planned)
+    assert len(seen) == 6  # five rules and None (the rows that pass)
