@@ -1,0 +1,199 @@
+"""Prompts for generation: frames the world model starts from, as float (1, P, 3, 90, 160) in [0, 1].
+
+Genie (Bruce et al. 2024, Section 3) prompts its model with a single image -- a game screenshot, a photo, a
+hand-drawn sketch -- or with frames of a real clip. A prompt source is one of:
+
+- an image file of any size and aspect ratio (PNG, JPEG, WebP, GIF, ...; grayscale, palette, RGBA): brought to
+  160x90 with the dataset pipeline's own geometry (``pipeline.decoders.scaled_size`` + ``to_output``: scale to
+  cover, then crop the centre; ``fit="pad"`` scales to fit and pads with black instead). EXIF orientation is
+  applied; transparent pixels are laid over ``background`` (white: a sketch drawn on a transparent canvas reads
+  as strokes on paper). An animated image gives one frame per image frame.
+- a video file (mp4, webm, ...): resampled to 10 FPS and scaled exactly as the pipeline cuts clips
+  (``pipeline.frame_times`` picks the source frame of each 10 FPS tick, ``pipeline.decoders`` decodes and crops).
+- a clip in a dataset shard: ``shard.tar#<sample key>``, or ``shard.tar`` for its first sample, decoded with
+  ``pipeline.clip_codec.decode_clip`` (clips are already 160x90 at 10 FPS).
+
+``start`` picks the first frame (a 10 FPS frame index for videos and clips) and ``num_frames`` how many
+consecutive frames the prompt holds (``None``: all from ``start``). Mistakes a user can fix raise
+``PromptError`` with a one-line message.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+from pathlib import Path
+
+import av
+import numpy as np
+import torch
+import webdataset as wds
+from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
+
+from modeling.data import to_float_video
+from pipeline import decoders, frame_times
+from pipeline.clip_codec import CLIP_HEIGHT, CLIP_WIDTH, decode_clip
+from schemas.records import ShardSample
+
+FITS = ("crop", "pad")
+WHITE = (255, 255, 255)
+
+
+class PromptError(ValueError):
+    """A prompt that cannot be loaded as asked (missing file, unreadable image, unknown sample key, ...)."""
+
+
+def load_prompt(source: str | os.PathLike, start: int = 0, num_frames: int | None = 1, fit: str = "crop",
+                background: tuple[int, int, int] = WHITE) -> torch.Tensor:
+    """The prompt ``source`` names (see the module docstring) as float (1, P, 3, 90, 160) in [0, 1]."""
+    frames = load_prompt_frames(source, start, num_frames, fit, background)
+    return frames_to_prompt(frames)
+
+
+def frames_to_prompt(frames: np.ndarray) -> torch.Tensor:
+    """uint8 (P, H, W, 3) -> float (1, P, 3, H, W) in [0, 1]."""
+    return to_float_video(torch.from_numpy(np.ascontiguousarray(frames))[None])
+
+
+def load_prompt_frames(source: str | os.PathLike, start: int = 0, num_frames: int | None = 1, fit: str = "crop",
+                       background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """The prompt ``source`` names as uint8 (P, 90, 160, 3) RGB frames."""
+    if fit not in FITS:
+        raise PromptError(f"fit must be one of {FITS}, got {fit!r}")
+    if start < 0 or (num_frames is not None and num_frames < 1):
+        raise PromptError(f"prompt frames must start at >= 0 and number >= 1, got start={start} count={num_frames}")
+    source = str(source)
+    path, key = _split_shard_spec(source)
+    if path is not None:
+        return _clip_frames(path, key, start, num_frames)
+    if not os.path.exists(source):
+        raise PromptError(f"prompt file not found: {source}")
+    if not os.path.isfile(source):
+        raise PromptError(f"prompt must be a file, {source} is a directory")
+    if os.path.getsize(source) == 0:
+        raise PromptError(f"prompt file is empty: {source}")
+    try:
+        image = Image.open(source)
+    except UnidentifiedImageError:
+        return _video_frames(source, start, num_frames, fit)
+    except OSError as exc:
+        raise PromptError(f"cannot read {source}: {exc}") from None
+    with image:
+        return image_frames(image, start, num_frames, fit, background, name=source)
+
+
+def load_image_bytes(data: bytes, fit: str = "crop", background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """An uploaded image (its file bytes) as one uint8 (1, 90, 160, 3) frame: the play page's uploads and sketches."""
+    try:
+        image = Image.open(io.BytesIO(data))
+    except (UnidentifiedImageError, OSError) as exc:
+        raise PromptError(f"not a readable image ({len(data)} bytes): {exc}") from None
+    with image:
+        return image_frames(image, 0, 1, fit, background, name="the uploaded image")
+
+
+# ---- images ----------------------------------------------------------------------------------------------
+def image_frames(image: Image.Image, start: int = 0, num_frames: int | None = 1, fit: str = "crop",
+                 background: tuple[int, int, int] = WHITE, name: str = "the image") -> np.ndarray:
+    """Frames ``start ..`` of a PIL image (one frame unless animated) as uint8 (P, 90, 160, 3)."""
+    count = getattr(image, "n_frames", 1)
+    stop = count if num_frames is None else start + num_frames
+    if stop > count:
+        raise PromptError(f"{name} has {count} frame(s); asked for frames {start}..{stop - 1}")
+    out = []
+    try:
+        for i, frame in enumerate(ImageSequence.Iterator(image)):
+            if start <= i < stop:
+                out.append(image_to_frame(frame, fit, background))
+    except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data surfaces on decode, not open
+        raise PromptError(f"cannot decode {name}: {exc}") from None
+    return np.stack(out)
+
+
+def image_to_frame(image: Image.Image, fit: str = "crop", background: tuple[int, int, int] = WHITE) -> np.ndarray:
+    """One image of any mode and size -> uint8 (90, 160, 3) with the pipeline's scale-then-crop (or pad) geometry.
+
+    Resampling is PIL's bicubic with antialiasing (a large photo shrinks without aliasing); the geometry is the
+    pipeline's, so a screenshot and a frame of the same game's video land on the same pixels.
+    """
+    image = ImageOps.exif_transpose(image)
+    rgba = image.convert("RGBA")  # palette transparency, LA and grayscale all go through RGBA
+    canvas = Image.new("RGBA", rgba.size, (*background, 255))
+    rgb = Image.alpha_composite(canvas, rgba).convert("RGB")
+    size = decoders.scaled_size(rgb.width, rgb.height, CLIP_WIDTH, CLIP_HEIGHT, fit)
+    scaled = np.asarray(rgb.resize(size, Image.Resampling.BICUBIC))
+    return decoders.to_output(scaled[None], CLIP_WIDTH, CLIP_HEIGHT, fit)[0]
+
+
+# ---- videos ----------------------------------------------------------------------------------------------
+def _video_frames(path: str, start: int, num_frames: int | None, fit: str) -> np.ndarray:
+    """10 FPS frames of a video file, chosen, scaled and cropped as the pipeline cuts clips."""
+    try:
+        index = decoders.index_video(path)
+    except decoders.DecodeError as exc:
+        raise PromptError(f"cannot read {path} as an image or a video ({exc.detail})") from None
+    ticks_available = max(1, math.ceil(round(index.duration_s * frame_times.CLIP_FPS, 6)))
+    stop = ticks_available if num_frames is None else start + num_frames
+    if stop > ticks_available:
+        raise PromptError(f"{path} has {ticks_available} frame(s) at {frame_times.CLIP_FPS} FPS; "
+                          f"asked for frames {start}..{stop - 1}")
+    source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
+    chosen = frame_times.frames_for_ticks(source_ticks, range(start, stop))
+    size = decoders.decode_size(index, CLIP_WIDTH, CLIP_HEIGHT, fit)
+    try:
+        frames = next(decoders.decode_windows_pyav(path, index, [chosen], size))
+    except decoders.DecodeError as exc:
+        raise PromptError(f"cannot decode {path}: {exc.detail}") from None
+    return decoders.to_output(frames, CLIP_WIDTH, CLIP_HEIGHT, fit)
+
+
+# ---- shard clips -----------------------------------------------------------------------------------------
+def _split_shard_spec(source: str) -> tuple[str | None, str | None]:
+    """(shard path or URL, sample key or None) for ``x.tar`` / ``x.tar#key``; (None, None) for anything else."""
+    if source.endswith(".tar"):
+        return source, None
+    head, sep, key = source.rpartition("#")
+    if sep and head.endswith(".tar"):
+        return head, key or None
+    return None, None
+
+
+def _clip_frames(shard: str, key: str | None, start: int, num_frames: int | None) -> np.ndarray:
+    local = "://" not in shard and not shard.startswith("pipe:")
+    if local and not os.path.isfile(shard):
+        raise PromptError(f"shard not found: {shard}")
+    sample, seen = None, []
+    try:
+        for raw in wds.WebDataset([shard], shardshuffle=False, empty_check=False):
+            seen.append(raw["__key__"])
+            if key is None or raw["__key__"] == key:
+                sample = ShardSample.from_wds(raw)
+                break
+    except Exception as exc:  # tarfile, gopen and record errors: the shard itself is unusable
+        raise PromptError(f"cannot read shard {shard}: {type(exc).__name__}: {exc}") from None
+    if sample is None:
+        if key is None:
+            raise PromptError(f"shard {shard} holds no samples")
+        listed = ", ".join(seen[:5]) + (", ..." if len(seen) > 5 else "")
+        raise PromptError(f"shard {shard} has no sample {key!r} ({len(seen)} samples: {listed})")
+    total = sample.clip.num_frames
+    stop = total if num_frames is None else start + num_frames
+    if stop > total:
+        raise PromptError(f"clip {sample.key} has {total} frames; asked for frames {start}..{stop - 1}")
+    try:
+        frames = decode_clip(sample.clip.mp4, start, stop - start)
+    except (ValueError, av.error.FFmpegError) as exc:
+        raise PromptError(f"cannot decode clip {sample.key} of {shard}: {exc}") from None
+    if frames.shape[1:3] != (CLIP_HEIGHT, CLIP_WIDTH):
+        raise PromptError(f"clip {sample.key} is {frames.shape[2]}x{frames.shape[1]}, "
+                          f"not {CLIP_WIDTH}x{CLIP_HEIGHT}")
+    return frames
+
+
+def describe(source: str | os.PathLike) -> str:
+    """A short label for a prompt source (file name and sample key) for logs and the play page."""
+    path, key = _split_shard_spec(str(source))
+    if path is not None:
+        return f"{Path(path).name}#{key}" if key else Path(path).name
+    return Path(str(source)).name
