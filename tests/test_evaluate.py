@@ -24,11 +24,13 @@ from PIL import Image
 from modeling.__main__ import main
 from modeling.data import clip_windows, to_float_video
 from modeling.evaluate import (
+    FRAME_GAP,
     GRID_HEADER,
     GRID_PAD,
     NO_TRUE_ACTIONS,
     EvalOptions,
     evaluate,
+    frames_to_uint8,
     infer_actions_windowed,
     load_genie_run,
     rollout_against,
@@ -87,8 +89,18 @@ def test_cli_writes_metrics_report_and_grid(tiny, tmp_path, capsys):
 
     grid = Image.open(out / "consistency_grid.png")
     rows, actions, steps, (h, w) = 3, 4, 2, (90, 160)
-    assert grid.size == (GRID_PAD + (w + GRID_PAD) + actions * (steps * w + GRID_PAD),
+    assert grid.size == (GRID_PAD + (w + GRID_PAD) + actions * (steps * w + (steps - 1) * FRAME_GAP + GRID_PAD),
                          GRID_HEADER + GRID_PAD + rows * (h + GRID_PAD))
+    # Cell placement: row r starts from clip r's first frame; column 1 + a holds action a's rollout.
+    pixels = np.asarray(grid)
+    video = to_float_video(_first_clips(pattern, 5, rows)["video"])
+    top = GRID_HEADER + GRID_PAD + (h + GRID_PAD)  # row 1
+    assert np.array_equal(pixels[top:top + h, GRID_PAD:GRID_PAD + w], frames_to_uint8(video[1, 0]))
+    genie = load_genie_run(run)
+    cell = genie.rollout(video[:, :1], torch.full((rows, steps), 2), SamplingConfig(2, 1.5), seed=0)["frames"][1, 1:]
+    left = GRID_PAD + (w + GRID_PAD) + 2 * (steps * w + (steps - 1) * FRAME_GAP + GRID_PAD)  # action 2
+    assert np.array_equal(pixels[top:top + h, left:left + w], frames_to_uint8(cell[0]))
+    assert np.array_equal(pixels[top:top + h, left + w + FRAME_GAP:left + 2 * w + FRAME_GAP], frames_to_uint8(cell[1]))
     page = (out / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 3  # curves, rollouts, grid: self-contained
@@ -218,6 +230,7 @@ def test_fvd_with_a_torchscript_feature_network(tiny, tmp_path):
     ("too_long", "fewer than the window of 21"),
     ("missing_i3d", "I3D weights .* do not exist"),
     ("bad_steps", "MaskGIT steps must be >= 1"),
+    ("no_cuda", "CUDA is not available"),
 ])
 def test_user_errors_exit_2_with_one_line(tiny, tmp_path, capsys, case, message):
     pattern, run, root = tiny
@@ -237,6 +250,10 @@ def test_user_errors_exit_2_with_one_line(tiny, tmp_path, capsys, case, message)
         extra = ["--i3d", str(tmp_path / "i3d.pt")]
     elif case == "bad_steps":
         extra = ["--steps", "0"]
+    elif case == "no_cuda":
+        if torch.cuda.is_available():
+            pytest.skip("CUDA is available on this machine")
+        extra = ["--device", "cuda"]
     code = main(["evaluate", *[x for kv in args.items() for x in kv], *extra])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and err[0].startswith("error: ")
