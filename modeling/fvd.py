@@ -15,8 +15,8 @@ The widely used TorchScript port of that TF-Hub I3D (StyleGAN-V's ``i3d_torchscr
 and extra flags; when a module's ``forward`` accepts them they are passed as ``rescale=False, resize=False,
 return_features=True`` (preprocessing done here; 400 logits out).
 
-FVD values depend on the number of videos (the covariance of 400-d features needs hundreds to be stable; papers
-use 256 to 10k), so compare values computed on equal numbers of videos only.
+FVD values depend on the number of videos (the covariance of 400-d features needs hundreds to be stable;
+papers use 256 to 10k), so compare values computed on equal numbers of videos only.
 """
 
 from __future__ import annotations
@@ -52,7 +52,8 @@ def _forward_args(module: torch.nn.Module) -> set[str]:
 class VideoFeatures:
     """Feature vectors of videos from a video network (I3D for FVD), with the standard I3D preprocessing."""
 
-    def __init__(self, module: torch.nn.Module, device: torch.device | str = "cpu", size: tuple[int, int] = I3D_SIZE):
+    def __init__(self, module: torch.nn.Module, device: torch.device | str = "cpu",
+                 size: tuple[int, int] = I3D_SIZE):
         self.device = torch.device(device)
         self.module = module.eval().to(self.device)
         self.size = size
@@ -68,8 +69,8 @@ class VideoFeatures:
         try:
             module = torch.jit.load(str(path), map_location=torch.device(device))
         except Exception as e:  # torch raises RuntimeError/ValueError variants for non-TorchScript files
-            raise ValueError(f"{path} is not a TorchScript module (torch.jit.load failed: "
-                             f"{str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})") from e
+            reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            raise ValueError(f"{path} is not a TorchScript module (torch.jit.load failed: {reason})") from e
         return cls(module, device)
 
     @torch.no_grad()
@@ -109,9 +110,11 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     non-symmetric product picks up on rank-deficient covariances (fewer videos than feature dimensions).
     """
     mu1, mu2 = np.asarray(mu1, np.float64), np.asarray(mu2, np.float64)
-    sigma1, sigma2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
+    sigma1 = np.atleast_2d(np.asarray(sigma1, np.float64))
+    sigma2 = np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or sigma1.shape != sigma2.shape or sigma1.shape != (mu1.size, mu1.size):
-        raise ValueError(f"mismatched Gaussian parameters: {mu1.shape}, {sigma1.shape}, {mu2.shape}, {sigma2.shape}")
+        raise ValueError(f"mismatched Gaussian parameters: {mu1.shape}, {sigma1.shape}, {mu2.shape}, "
+                         f"{sigma2.shape}")
     root1 = _sqrt_psd(sigma1)
     inner = root1 @ sigma2 @ root1
     trace_sqrt = np.sqrt(np.clip(np.linalg.eigvalsh((inner + inner.T) / 2), 0, None)).sum()

@@ -1,10 +1,10 @@
-"""Evaluation metrics of the world model, in one place: image fidelity (PSNR, SSIM), agreement of latent actions
-with true actions (normalised mutual information, many-to-one accuracy), and latent-action code usage.
+"""Evaluation metrics of the world model, in one place: image fidelity (PSNR, SSIM), agreement of latent
+actions with true actions (normalised mutual information, many-to-one accuracy), latent-action code usage.
 
 Training logs and ``python -m modeling evaluate`` use these functions, so a number means the same everywhere.
 
-- PSNR is computed per image (or per clip) from its own MSE and then averaged, as video-prediction papers report
-  it (Genie's PSNR and ΔtPSNR); images are floats in [0, 1] (``data_range`` 1).
+- PSNR is computed per image (or per clip) from its own MSE and then averaged, as video-prediction papers
+  report it (Genie's PSNR and ΔtPSNR); images are floats in [0, 1] (``data_range`` 1).
 - SSIM is Wang et al. (2004): an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population
   (co)variances, averaged over the pixels whose window lies inside the image and over the channels. This is
   ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
@@ -101,7 +101,7 @@ def _entropy(counts: np.ndarray) -> float:
 
 
 def normalized_mutual_info(latent: np.ndarray, true: np.ndarray) -> float:
-    """NMI = I(L; A) / mean(H(L), H(A)) in [0, 1]; 1.0 when both are constant (one cluster each, as sklearn)."""
+    """NMI = I(L; A) / mean(H(L), H(A)) in [0, 1]; 1.0 when both are constant (one cluster each: sklearn)."""
     table = contingency(latent, true).astype(np.float64)
     n = table.sum()
     if n == 0:
@@ -150,7 +150,7 @@ def action_agreement(latent: np.ndarray, true: np.ndarray, num_latent: int | Non
 
 
 def code_usage(actions: np.ndarray | torch.Tensor, num_actions: int) -> dict:
-    """How the latent actions are used: counts per code, codes used, and perplexity exp(H) (max num_actions)."""
+    """How latent actions are used: counts per code, codes used, perplexity exp(H) (at most num_actions)."""
     a = np.asarray(actions.cpu() if isinstance(actions, torch.Tensor) else actions, np.int64).ravel()
     if a.size and (a.min() < 0 or a.max() >= num_actions):
         raise ValueError(f"actions must be in 0..{num_actions - 1}")

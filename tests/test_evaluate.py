@@ -1,10 +1,10 @@
 """``python -m modeling evaluate`` on a tiny Genie trained through the real CLI, on real tiny shards.
 
 The weights are meaningless (a few steps), so the tests check the computation, not the quality: ΔtPSNR is
-exactly 0 for a model that ignores actions by construction and non-zero once actions matter; rollout PSNRs pair
-generated frame k with real frame k; latent-action agreement pairs LAM action k (x_k -> x_{k+1}) with the shard's
-action k (taken after frame k), checked with a pixel-reading stand-in for the LAM whose actions are right by
-construction; determinism for a seed; the report files; clear errors.
+exactly 0 for a model that ignores actions by construction and non-zero once actions matter; rollout PSNRs
+pair generated frame k with real frame k; latent-action agreement pairs LAM action k (x_k -> x_{k+1}) with the
+shard's action k (taken after frame k), checked with a pixel-reading stand-in for the LAM whose actions are
+right by construction; determinism for a seed; the report files; clear errors.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ FAST = SamplingConfig(steps=2)
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    """(shard pattern, lam-dynamics run, root) of a tiny trained Genie: T = 4, 4 latent actions, 6 clips x 16."""
+    """(shard pattern, lam-dynamics run, root) of a tiny trained Genie: T = 4, 4 latent actions, 6 clips."""
     root = tmp_path_factory.mktemp("evaluate")
     pattern, run = train_tiny_genie(root)
     return pattern, run, root
@@ -66,18 +66,21 @@ def _run(tiny, **kw):
 def test_cli_writes_metrics_report_and_grid(tiny, tmp_path, capsys):
     pattern, run, _ = tiny
     out = tmp_path / "eval"
-    code = main(["evaluate", "--checkpoint", str(run), "--shards", pattern, "--out", str(out), "--num-clips", "4",
-                 "--batch-size", "3", "--steps", "2", "--temperature", "1.5", "--grid-rows", "3", "--grid-steps", "2"])
+    code = main(["evaluate", "--checkpoint", str(run), "--shards", pattern, "--out", str(out),
+                 "--num-clips", "4", "--batch-size", "3", "--steps", "2", "--temperature", "1.5",
+                 "--grid-rows", "3", "--grid-steps", "2"])
     assert code == 0
     assert re.search(r"Δ4PSNR [+-]\d+\.\d{3} dB .* NMI \d\.\d{3}", capsys.readouterr().out)
     m = json.loads((out / "metrics.json").read_text())
     assert m["num_clips"] == 4 and m["frames_per_clip"] == 5  # t + 1 = 5 > the tokenizer's 4-frame window
     assert m["options"]["sampling"] == {"steps": 2, "temperature": 1.5, "schedule": "cosine"}
-    assert m["tokenizer"]["frames"] == 4 * 4 and 0 < m["tokenizer"]["psnr"] < 100 and -1 <= m["tokenizer"]["ssim"] <= 1
+    tok = m["tokenizer"]
+    assert tok["frames"] == 4 * 4 and 0 < tok["psnr"] < 100 and -1 <= tok["ssim"] <= 1
     dyn, delta = m["dynamics"], m["delta_t_psnr"]
     assert len(dyn["psnr_per_t"]) == len(dyn["random_actions_psnr_per_t"]) == len(dyn["ssim_per_t"]) == 4
-    assert delta["t"] == 4 and delta["value"] == delta["per_t"][-1] == dyn["psnr_at_t"] - dyn["random_actions_psnr_per_t"][-1]
-    assert delta["per_t"] == [a - b for a, b in zip(dyn["psnr_per_t"], dyn["random_actions_psnr_per_t"], strict=True)]
+    lam, rand = dyn["psnr_per_t"], dyn["random_actions_psnr_per_t"]
+    assert delta["t"] == 4 and delta["value"] == delta["per_t"][-1] == dyn["psnr_at_t"] - rand[-1]
+    assert delta["per_t"] == [a - b for a, b in zip(lam, rand, strict=True)]
     usage = m["lam_usage"]
     assert usage["num_actions"] == 4 and sum(usage["counts"]) == usage["transitions"] == 4 * 4
     assert 1 <= usage["perplexity"] <= 4
@@ -89,7 +92,8 @@ def test_cli_writes_metrics_report_and_grid(tiny, tmp_path, capsys):
 
     grid = Image.open(out / "consistency_grid.png")
     rows, actions, steps, (h, w) = 3, 4, 2, (90, 160)
-    assert grid.size == (GRID_PAD + (w + GRID_PAD) + actions * (steps * w + (steps - 1) * FRAME_GAP + GRID_PAD),
+    cell_w = steps * w + (steps - 1) * FRAME_GAP
+    assert grid.size == (GRID_PAD + (w + GRID_PAD) + actions * (cell_w + GRID_PAD),
                          GRID_HEADER + GRID_PAD + rows * (h + GRID_PAD))
     # Cell placement: row r starts from clip r's first frame; column 1 + a holds action a's rollout.
     pixels = np.asarray(grid)
@@ -97,10 +101,11 @@ def test_cli_writes_metrics_report_and_grid(tiny, tmp_path, capsys):
     top = GRID_HEADER + GRID_PAD + (h + GRID_PAD)  # row 1
     assert np.array_equal(pixels[top:top + h, GRID_PAD:GRID_PAD + w], frames_to_uint8(video[1, 0]))
     genie = load_genie_run(run)
-    cell = genie.rollout(video[:, :1], torch.full((rows, steps), 2), SamplingConfig(2, 1.5), seed=0)["frames"][1, 1:]
-    left = GRID_PAD + (w + GRID_PAD) + 2 * (steps * w + (steps - 1) * FRAME_GAP + GRID_PAD)  # action 2
-    assert np.array_equal(pixels[top:top + h, left:left + w], frames_to_uint8(cell[0]))
-    assert np.array_equal(pixels[top:top + h, left + w + FRAME_GAP:left + 2 * w + FRAME_GAP], frames_to_uint8(cell[1]))
+    rollout = genie.rollout(video[:, :1], torch.full((rows, steps), 2), SamplingConfig(2, 1.5), seed=0)
+    cell = frames_to_uint8(rollout["frames"][1, 1:])  # row 1, action 2: two generated frames
+    left = GRID_PAD + (w + GRID_PAD) + 2 * (cell_w + GRID_PAD)
+    assert np.array_equal(pixels[top:top + h, left:left + w], cell[0])
+    assert np.array_equal(pixels[top:top + h, left + w + FRAME_GAP:left + 2 * w + FRAME_GAP], cell[1])
     page = (out / "report.html").read_text()
     images = re.findall(r'src="data:image/png;base64,([^"]+)"', page)
     assert len(images) == 3  # curves, rollouts, grid: self-contained
@@ -160,14 +165,15 @@ def test_windowed_lam_inference(tiny):
 
 
 class PixelOracleLAM(nn.Module):
-    """Stand-in for the LAM that reads the tiny clips' square motion from pixels: for transition x_k -> x_{k+1}
-    it returns the move (0..3 = right, left, down, up) that best matches the square's displacement. Right by
-    construction (except where the square is stuck at a border), so it checks the evaluation's alignment."""
+    """Stand-in for the LAM that reads the tiny clips' square motion from pixels: for the transition
+    x_k -> x_{k+1} it returns the move (0..3 = right, left, down, up) that best matches the square's
+    displacement. Right by construction (except where the square is stuck at a border), so it checks the
+    evaluation's alignment."""
 
     num_actions = 4
 
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
-        square = (video.mean(2) > 0.55).float()  # the square's channels are >= 160/255, the background's <= 119
+        square = (video.mean(2) > 0.55).float()  # square channels >= 160/255, background channels <= 119/255
         ys = torch.arange(video.shape[-2], dtype=torch.float32)[:, None]
         xs = torch.arange(video.shape[-1], dtype=torch.float32)[None, :]
         area = square.sum((-2, -1))
@@ -195,7 +201,8 @@ def test_agreement_is_skipped_without_true_actions(tiny, tmp_path):
     clips = [dataclasses.replace(make_sample(i, 8, rng).clip, actions=None) for i in range(2)]
     write_shard(str(tmp_path / "shard-00000.tar"), clips)
     genie = load_genie_run(run)
-    m = evaluate(genie, str(tmp_path / "*.tar"), EvalOptions(num_clips=5, batch_size=4, sampling=FAST), log=_quiet)
+    opts = EvalOptions(num_clips=5, batch_size=4, sampling=FAST)
+    m = evaluate(genie, str(tmp_path / "*.tar"), opts, log=_quiet)
     assert m["num_clips"] == 2  # fewer clips than asked: all of them
     assert m["action_agreement"] == {"available": False, "note": NO_TRUE_ACTIONS}
     assert m["lam_usage"]["transitions"] == 2 * 4

@@ -1,6 +1,6 @@
-"""modeling.fvd: the Fréchet distance against closed forms and scipy's sqrtm formula, the I3D preprocessing, and
-the feature path through tiny stand-in networks saved with TorchScript (script with the StyleGAN-V I3D flags,
-and a traced plain ``forward(x)``), since real I3D weights cannot be downloaded here."""
+"""modeling.fvd: the Fréchet distance against closed forms and scipy's sqrtm formula, the I3D preprocessing,
+and the feature path through tiny stand-in networks saved with TorchScript (scripted with the StyleGAN-V I3D
+flags, and a traced plain ``forward(x)``), since real I3D weights cannot be downloaded here."""
 
 from __future__ import annotations
 
@@ -65,7 +65,7 @@ def test_frechet_distance_of_samples_from_two_known_gaussians():
 
 
 def test_identical_feature_sets_give_zero_even_when_rank_deficient():
-    feats = np.random.default_rng(5).normal(size=(10, 64))  # fewer samples than dimensions, as with few videos
+    feats = np.random.default_rng(5).normal(size=(10, 64))  # fewer samples than dimensions: few videos
     assert frechet_distance_features(feats, feats.copy()) == pytest.approx(0.0, abs=1e-8)
     mu, sigma = gaussian_stats(feats)
     assert sigma.shape == (64, 64) and np.allclose(sigma, np.cov(feats.T))
