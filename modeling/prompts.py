@@ -87,7 +87,9 @@ def load_image_bytes(data: bytes, fit: str = "crop", background: tuple[int, int,
     """An uploaded image (its file bytes) as one uint8 (1, 90, 160, 3) frame: the play page's uploads and sketches."""
     try:
         image = Image.open(io.BytesIO(data))
-    except (UnidentifiedImageError, OSError) as exc:
+    except UnidentifiedImageError:
+        raise PromptError(f"not a readable image ({len(data)} bytes; expected PNG, JPEG, WebP, GIF, ...)") from None
+    except OSError as exc:
         raise PromptError(f"not a readable image ({len(data)} bytes): {exc}") from None
     with image:
         return image_frames(image, 0, 1, fit, background, name="the uploaded image")
