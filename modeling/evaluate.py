@@ -95,19 +95,6 @@ def load_genie_run(run_dir: str | Path, device: torch.device | str = "cpu") -> G
 
 
 @torch.no_grad()
-def infer_actions_windowed(genie: Genie, video: torch.Tensor) -> torch.Tensor:
-    """LAM actions (B, L-1) of a clip of L frames, however long: the LAM sees windows of at most its trained
-    T frames, consecutive windows sharing one frame, so every transition is inferred in-distribution."""
-    length, window = video.shape[1], genie.window
-    if length <= window:
-        return genie.infer_actions(video)
-    parts, start = [], 0
-    while start < length - 1:
-        parts.append(genie.infer_actions(video[:, start:start + window]))
-        start += window - 1
-    return torch.cat(parts, 1)
-
-
 @torch.no_grad()
 def rollout_against(genie: Genie, video: torch.Tensor, actions: torch.Tensor, sampling: SamplingConfig,
                     seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -189,7 +176,7 @@ def _collect(genie: Genie, urls: list[str], opts: EvalOptions, length: int, feat
         values = {"tok_psnr": psnr(recon, window, reduction="none"),
                   "tok_ssim": ssim(recon, window, reduction="none")}
 
-        latent = infer_actions_windowed(genie, video)
+        latent = genie.infer_actions(video)
         true = batch["actions"][:keep, :length - 1]  # shard action k (after frame k) pairs with LAM action k
         values.update(latent=latent, true=true)
         got.clips_with_actions += int((true >= 0).any(1).sum())

@@ -47,17 +47,12 @@ from modeling.configs import GenieConfig, TrainConfig, apply_overrides, get_conf
 from modeling.data import ShardError, check_first_clip, clip_windows, expand_shards, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
+from modeling.metrics import psnr
 from modeling.schedule import lr_at
 from modeling.st_transformer import STTransformer
 from modeling.token_shards import token_windows
 from modeling.tokenizer import VideoTokenizer
 from modeling.vq import VectorQuantizer
-
-
-def psnr(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over videos of the PSNR (dB) of images in [0, 1]."""
-    mse = (pred.float() - target.float()).pow(2).flatten(1).mean(1).clamp(min=1e-10)
-    return (10 * torch.log10(1.0 / mse)).mean()
 
 
 class TokenizerObjective(nn.Module):

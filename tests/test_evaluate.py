@@ -31,7 +31,6 @@ from modeling.evaluate import (
     EvalOptions,
     evaluate,
     frames_to_uint8,
-    infer_actions_windowed,
     load_genie_run,
     rollout_against,
 )
@@ -157,11 +156,11 @@ def test_windowed_lam_inference(tiny):
     pattern, run, _ = tiny
     genie = load_genie_run(run)  # window T = 4
     video = to_float_video(_first_clips(pattern, 10, 2)["video"])
-    assert torch.equal(infer_actions_windowed(genie, video[:, :4]), genie.infer_actions(video[:, :4]))
-    actions = infer_actions_windowed(genie, video)  # windows [0..3], [3..6], [6..9]: one shared frame each
+    assert torch.equal(genie.infer_actions(video[:, :4]), genie.lam.infer_actions(video[:, :4]))
+    actions = genie.infer_actions(video)  # windows [0..3], [3..6], [6..9]: one shared frame each
     assert actions.shape == (2, 9)
     for start in (0, 3, 6):
-        assert torch.equal(actions[:, start:start + 3], genie.infer_actions(video[:, start:start + 4]))
+        assert torch.equal(actions[:, start:start + 3], genie.lam.infer_actions(video[:, start:start + 4]))
 
 
 class PixelOracleLAM(nn.Module):
