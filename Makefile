@@ -9,7 +9,7 @@ DEMO_DIR ?= demo
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-corpus test lint clean system-deps
+.PHONY: setup demo demo-corpus demo-model test lint clean system-deps
 
 setup: $(STAMP)
 
@@ -41,6 +41,21 @@ demo: demo-corpus
 	  --clips $(DEMO_DIR)/run-unfiltered --out $(DEMO_DIR)/classifier/evaluation
 	$(PY) -m pipeline run --catalog $(DEMO_DIR)/corpus/catalog.jsonl --output $(DEMO_DIR)/run \
 	  --download-dir $(DEMO_DIR)/run-unfiltered/videos --classifier $(DEMO_DIR)/classifier
+
+# Smoke run of the model stack on the demo dataset (after `make demo`): a tiny Genie trained on CPU, its
+# evaluation report and a generated rollout GIF. MODEL_STEPS trades time for a (slightly) better tiny model.
+MODEL_STEPS ?= 200
+DEMO_SHARDS := $(DEMO_DIR)/run/shards/*.tar
+demo-model: setup
+	@test -n "$$(ls $(DEMO_SHARDS) 2>/dev/null)" || { echo "no shards in $(DEMO_DIR)/run: run make demo first"; exit 2; }
+	$(PY) -m modeling train tokenizer --shards '$(DEMO_SHARDS)' --config tiny --out $(DEMO_DIR)/model/tokenizer \
+	  --set train_tokenizer.max_steps=$(MODEL_STEPS)
+	$(PY) -m modeling train lam-dynamics --shards '$(DEMO_SHARDS)' --config tiny \
+	  --tokenizer $(DEMO_DIR)/model/tokenizer --out $(DEMO_DIR)/model/genie --set train_lam_dynamics.max_steps=$(MODEL_STEPS)
+	$(PY) -m modeling evaluate --checkpoint $(DEMO_DIR)/model/genie --shards '$(DEMO_SHARDS)' \
+	  --out $(DEMO_DIR)/model/evaluation --num-clips 16
+	$(PY) -m modeling generate --checkpoint $(DEMO_DIR)/model/genie --prompt $(firstword $(wildcard $(DEMO_SHARDS))) \
+	  --actions 0,1,2,3,0,1,2,3,0,1,2,3 --batch 2 --out $(DEMO_DIR)/model/rollout.gif --scale 2
 
 test: setup system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)
