@@ -159,9 +159,27 @@ def write_output(path: Path, videos: np.ndarray, cols: int, fps: int = CLIP_FPS,
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m modeling generate", description=__doc__.split("\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter,
-                                epilog="Outputs: .mp4/.gif (grid of rollouts), .png (strip), .npy (raw frames).")
+    p = OneLineParser(prog="python -m modeling generate",
+                      description="Rollouts of a trained Genie from a prompt and latent actions, to a file.",
+                      epilog="Outputs: .mp4/.gif (rollouts side by side in a grid), .png (a strip: one row per "
+                             "rollout, one column per frame), .npy (uint8 B x T x 90 x 160 x 3). docs/generation.md")
+    add_model_args(p)
+    acts = p.add_mutually_exclusive_group(required=True)
+    acts.add_argument("--actions", action="append", type=parse_actions, metavar="A,B,C,...",
+                      help="latent actions, one per generated frame (repeat for several rollouts)")
+    acts.add_argument("--random-actions", type=int, metavar="N", help="N random actions per rollout")
+    p.add_argument("--batch", type=int, default=1, help="rollouts per action sequence (default 1)")
+    p.add_argument("--seed", type=int, default=0, help="sampling (and random-action) seed (default 0)")
+    p.add_argument("--out", required=True, help="output file: .mp4, .gif, .png or .npy")
+    p.add_argument("--cols", type=int, help="grid columns (default: one row per action sequence when several are "
+                   "sampled --batch > 1 times each, else a near-square grid)")
+    p.add_argument("--fps", type=int, default=CLIP_FPS, help=f"output frame rate (default {CLIP_FPS})")
+    p.add_argument("--scale", type=int, default=1, help="integer upscale of .mp4/.gif/.png outputs (default 1)")
+    return p
+
+
+def add_model_args(p: argparse.ArgumentParser) -> None:
+    """The options ``generate`` and ``play`` share: the run, the prompt, sampling, device and cache."""
     p.add_argument("--checkpoint", required=True, help="lam-dynamics (or dynamics) run directory")
     p.add_argument("--prompt", required=True,
                    help="image/sketch file, video file, shard.tar (first clip) or shard.tar#<sample key>")
@@ -170,24 +188,20 @@ def _parser() -> argparse.ArgumentParser:
                    help="prompt frames (default 1; the model keeps at most its window - 1)")
     p.add_argument("--fit", choices=FITS, default="crop",
                    help="images/videos not 16:9: crop the centre (default, as the pipeline) or pad")
-    acts = p.add_mutually_exclusive_group(required=True)
-    acts.add_argument("--actions", action="append", type=parse_actions, metavar="A,B,C,...",
-                      help="latent actions, one per generated frame (repeat for several rollouts)")
-    acts.add_argument("--random-actions", type=int, metavar="N", help="N random actions per rollout")
-    p.add_argument("--batch", type=int, default=1, help="rollouts per action sequence (default 1)")
-    p.add_argument("--seed", type=int, default=0, help="sampling (and random-action) seed (default 0)")
     d = SamplingConfig()
     p.add_argument("--steps", type=int, default=d.steps, help=f"MaskGIT steps per frame (default {d.steps})")
     p.add_argument("--temperature", type=float, default=d.temperature,
                    help="sampling temperature (default 1.0; paper: 2.0 for Platformers; 0 = greedy)")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=d.schedule, help="unmasking schedule")
-    p.add_argument("--out", required=True, help="output file: .mp4, .gif, .png or .npy")
-    p.add_argument("--cols", type=int, help="grid columns (default: see above)")
-    p.add_argument("--fps", type=int, default=CLIP_FPS, help=f"output frame rate (default {CLIP_FPS})")
-    p.add_argument("--scale", type=int, default=1, help="integer upscale of .mp4/.gif/.png outputs (default 1)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole window every step (reference path)")
-    return p
+
+
+def load_model_args(args: argparse.Namespace) -> tuple[SamplingConfig, torch.Tensor, Genie]:
+    """Sampling options, prompt and model of ``add_model_args``' options (cheap checks first, the model last)."""
+    sampling = SamplingConfig(args.steps, args.temperature, args.schedule)
+    prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit)
+    return sampling, prompt, load_genie_run(args.checkpoint, resolve_device(args.device))
 
 
 def resolve_device(name: str | None) -> str:
@@ -210,9 +224,7 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--out: directory {out.parent} does not exist")
         if args.scale < 1 or args.fps < 1 or (args.cols is not None and args.cols < 1):
             raise UsageError("--scale, --fps and --cols must be >= 1")
-        sampling = SamplingConfig(args.steps, args.temperature, args.schedule)
-        prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit)
-        genie = load_genie_run(args.checkpoint, resolve_device(args.device))
+        sampling, prompt, genie = load_model_args(args)
         actions = action_plan(args.actions, args.random_actions, args.batch, genie.num_actions, args.seed)
         kept = min(prompt.shape[1], genie.window - 1)
         if kept < prompt.shape[1]:

@@ -35,11 +35,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modeling.evaluate import load_genie_run
-from modeling.generate import OneLineParser, UsageError, resolve_device, to_uint8
+from modeling.generate import OneLineParser, UsageError, add_model_args, load_model_args, to_uint8
 from modeling.genie import Genie
-from modeling.maskgit import SCHEDULES, SamplingConfig
-from modeling.prompts import FITS, PromptError, describe, frames_to_prompt, load_image_bytes, load_prompt
+from modeling.maskgit import SamplingConfig
+from modeling.prompts import PromptError, describe, frames_to_prompt, load_image_bytes
 from pipeline.clip_codec import encode_clip
 
 HOST = "127.0.0.1"
@@ -185,31 +184,18 @@ def make_server(state: PlayState, port: int = 0) -> http.server.ThreadingHTTPSer
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m modeling play", description=__doc__.split("\n")[0])
-    p.add_argument("--checkpoint", required=True, help="lam-dynamics (or dynamics) run directory")
-    p.add_argument("--prompt", required=True,
-                   help="image/sketch file, video file, shard.tar (first clip) or shard.tar#<sample key>")
-    p.add_argument("--prompt-start", type=int, default=0, help="first prompt frame (10 FPS index; default 0)")
-    p.add_argument("--prompt-frames", type=int, default=1, help="prompt frames (default 1)")
-    p.add_argument("--fit", choices=FITS, default="crop", help="images/videos not 16:9: crop the centre or pad")
+    p = OneLineParser(prog="python -m modeling play", epilog="docs/generation.md",
+                      description="Play a trained Genie in the browser (127.0.0.1), one latent action per key.")
+    add_model_args(p)
     p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 picks a free one)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")
-    d = SamplingConfig()
-    p.add_argument("--steps", type=int, default=d.steps, help=f"MaskGIT steps per frame (default {d.steps})")
-    p.add_argument("--temperature", type=float, default=d.temperature,
-                   help="sampling temperature (default 1.0; paper: 2.0 for Platformers; 0 = greedy)")
-    p.add_argument("--schedule", choices=sorted(SCHEDULES), default=d.schedule, help="unmasking schedule")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--no-cache", action="store_true", help="recompute the whole window every step (reference path)")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        sampling = SamplingConfig(args.steps, args.temperature, args.schedule)
-        prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit)
-        genie = load_genie_run(args.checkpoint, resolve_device(args.device))
+        sampling, prompt, genie = load_model_args(args)
         state = PlayState(genie, prompt, sampling, args.seed, not args.no_cache, describe(args.prompt))
         server = make_server(state, args.port)
     except (FileNotFoundError, PromptError, UsageError, ValueError) as e:
