@@ -1,9 +1,11 @@
 """Encode and decode the stored clip format: H.264 mp4, 160x90, 10 FPS, yuv420p.
 
 One module for the clip byte format, used by the pipeline (writing), the classifier and the model loaders
-(reading). Encoding is deterministic (single-threaded x264, no wall-clock metadata) so that rerunning the
-pipeline reproduces byte-identical shards. A short keyframe interval (``DEFAULT_GOP`` frames) bounds the
-cost of decoding a random 16-frame window: at most ``gop - 1`` extra frames are decoded before it.
+(reading). Encoding is deterministic so that every run writes byte-identical shards: x264 runs single-threaded
+(its decisions depend on the thread count) with the macroblock tree off (see ``X264_OPTIONS``), and the mp4
+carries no wall-clock metadata. The bytes are the same on every x86-64 CPU with AVX: x264's AVX, AVX2 and
+AVX-512 code paths agree once the macroblock tree is off. A short keyframe interval (``DEFAULT_GOP`` frames)
+bounds the cost of decoding a random 16-frame window: at most ``gop - 1`` extra frames are decoded before it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,13 @@ CLIP_WIDTH = 160
 CLIP_HEIGHT = 90
 DEFAULT_CRF = 20
 DEFAULT_GOP = 16
+
+# mbtree 0: x264's AVX-512 macroblock-tree kernels (mbtree_propagate_*_avx512, 8 or 16 macroblocks per vector)
+# read past the 10 macroblocks of a 160-pixel row into parts of x264's own buffers that it never initialised.
+# Whatever an earlier allocation left there changes the quantiser of the bottom-right macroblock, so a clip
+# encoded after other work in the same process (the 2nd..nth clip of a video) could differ from run to run.
+# With the tree off the output no longer depends on that memory (docs/pipeline.md, "Determinism").
+X264_OPTIONS = {"sc_threshold": "0", "bf": "0", "threads": "1", "mbtree": "0"}
 
 
 def encode_clip(frames: np.ndarray, fps: int = CLIP_FPS, crf: int = DEFAULT_CRF, gop: int = DEFAULT_GOP,
@@ -37,9 +46,8 @@ def encode_clip(frames: np.ndarray, fps: int = CLIP_FPS, crf: int = DEFAULT_CRF,
         stream.pix_fmt = "yuv420p"
         stream.time_base = Fraction(1, fps)
         stream.codec_context.gop_size = gop
-        stream.codec_context.thread_count = 1  # multi-threaded x264 is not bit-exact across runs
-        stream.options = {"crf": str(crf), "preset": preset, "keyint_min": str(gop), "sc_threshold": "0",
-                          "bf": "0", "threads": "1"}
+        stream.codec_context.thread_count = 1  # x264's decisions depend on its thread count: pin it
+        stream.options = {**X264_OPTIONS, "crf": str(crf), "preset": preset, "keyint_min": str(gop)}
         for i, rgb in enumerate(frames):
             frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
             frame.pts = i

@@ -16,12 +16,15 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator, Sequence
+
+import numpy as np
 
 from pipeline import clip_codec, decoders, frame_times
 from schemas import Clip, DownloadedVideo, Outcome, ids, reasons
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 2  # bump when the clip bytes for the same input and config would change
+CACHE_VERSION = 3  # bump when the clip bytes for the same input and config would change
 
 
 @dataclasses.dataclass(frozen=True)
@@ -138,24 +141,9 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
             actions = load_actions(candidate.actions_url)
         except Exception as exc:  # the clips are still good; the missing ground truth is noted on the video
             notes.append(f"actions sidecar unreadable ({type(exc).__name__}: {exc})")
-    source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
-    frame_lists = [frame_times.frames_for_ticks(source_ticks, range(w.first_tick, w.first_tick + w.num_frames))
-                   for w in plan.windows]
-    size = decoders.decode_size(index, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
-    backend = config.decoder
-    if backend == "decord":
-        try:
-            batches = decoders.decode_windows_decord(path, index, frame_lists, size)
-            first = next(batches)
-        except Exception as exc:  # decord cannot open this codec/container (AV1): PyAV decodes it
-            log.info("decord cannot decode %r (%s); using PyAV", vid, exc)
-            backend = "pyav"
-    if backend == "pyav":
-        batches = decoders.decode_windows_pyav(path, index, frame_lists, size)
-        first = next(batches)
+    backend, clip_frames = decode_clips(path, index, plan.windows, config)
     clips = []
-    for window, frames in zip(plan.windows, _chain_first(first, batches), strict=True):
-        frames = decoders.to_output(frames, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
+    for window, frames in zip(plan.windows, clip_frames, strict=True):
         clips.append(Clip(
             clip_key=ids.clip_key(vid, window.start_s), video_id=vid, clip_index=window.index,
             start_s=window.start_s, end_s=window.end_s, num_frames=window.num_frames,
@@ -174,6 +162,34 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
                         f"rotation {index.rotation})", *notes])
     outcomes.append(Outcome.for_video(candidate, seg, reasons.KEPT, detail=detail, duration_s=index.duration_s))
     return SegmentResult(clips, outcomes)
+
+
+def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_times.Window],
+                 config: SegmentConfig) -> tuple[str, Iterator[np.ndarray]]:
+    """The decoder used and each window's 160x90 RGB frames (T, 90, 160, 3), one window at a time.
+
+    Frames are picked on the 10 FPS grid by presentation time, decoded by decord (PyAV when decord cannot open
+    the file, e.g. AV1) and cropped or padded to 160x90: exactly the frames ``segment_video`` encodes.
+    """
+    source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
+    frame_lists = [frame_times.frames_for_ticks(source_ticks, range(w.first_tick, w.first_tick + w.num_frames))
+                   for w in windows]
+    if not frame_lists:
+        return config.decoder, iter(())
+    size = decoders.decode_size(index, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
+    backend = config.decoder
+    if backend == "decord":
+        try:
+            batches = decoders.decode_windows_decord(path, index, frame_lists, size)
+            first = next(batches)
+        except Exception as exc:  # decord cannot open this codec/container (AV1): PyAV decodes it
+            log.info("decord cannot decode %s (%s); using PyAV", path, exc)
+            backend = "pyav"
+    if backend == "pyav":
+        batches = decoders.decode_windows_pyav(path, index, frame_lists, size)
+        first = next(batches)
+    return backend, (decoders.to_output(frames, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
+                     for frames in _chain_first(first, batches))
 
 
 def _chain_first(first, rest):

@@ -104,9 +104,9 @@ class _SegmentFn(beam.DoFn):
         self.seconds = beam.metrics.Metrics.distribution("segment", "video_ms")
 
     def setup(self):
-        # a fresh child per video: x264 in a long-lived process gave different bytes for the same frames on
-        # a few videos (docs/pipeline.md), and a fresh child costs ~0.1 s
-        self._worker = IsolatedWorker(self.config.video_timeout_s, max_calls=1) if self.config.isolate else None
+        # one child per worker, reused for every video (restarted after a crash or timeout): encoding no longer
+        # depends on what ran before it in the process (clip_codec.X264_OPTIONS), so no fresh child is needed
+        self._worker = IsolatedWorker(self.config.video_timeout_s) if self.config.isolate else None
 
     def teardown(self):
         if self._worker is not None:
