@@ -3,7 +3,7 @@
 Per video: index the frames (exact timestamps, no decoding) -> plan the clip windows on the 10 FPS grid ->
 decode each window's frames (decord; PyAV for codecs decord cannot open) -> crop/pad -> encode as H.264. One window
 is in memory at a time. This module imports no Beam so that the isolated child process that runs it
-(``pipeline.isolation``, one fresh child per video) starts in ~0.1 s.
+(``pipeline.isolation``; one per worker, restarted after a crash) starts in ~0.1 s.
 """
 
 from __future__ import annotations
