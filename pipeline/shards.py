@@ -22,7 +22,7 @@ import apache_beam as beam
 import webdataset as wds
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import stage
+from pipeline import stage, storage
 from schemas import Clip, Outcome, ShardSample, reasons
 
 SHARD_DIR = "shards"
@@ -55,14 +55,10 @@ def shard_name(index: int) -> str:
 def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
     """Write ``clips`` sorted by key to ``path`` (temp name, then rename); return them in the written order."""
     ordered = sorted(clips, key=lambda c: c.clip_key)
-    tmp = path + ".tmp"
-    with FileSystems.create(tmp) as f, wds.TarWriter(f, encoder=False, mtime=TAR_MTIME, mode=0o444,
-                                                     user="genie", group="genie") as writer:
+    with storage.atomic_create(path) as f, wds.TarWriter(f, encoder=False, mtime=TAR_MTIME, mode=0o444,
+                                                        user="genie", group="genie") as writer:
         for clip in ordered:
             writer.write(ShardSample.from_clip(clip).to_wds())
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
     return ordered
 
 
@@ -106,7 +102,6 @@ class _WriteShardFn(beam.DoFn):
             else:
                 unique[clip.clip_key] = clip
         try:
-            FileSystems.mkdirs(self.config.shard_dir) if not FileSystems.exists(self.config.shard_dir) else None
             written = write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
         except Exception as exc:  # a storage failure fails this shard's clips, not the run
             for clip in unique.values():

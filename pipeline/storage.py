@@ -9,10 +9,12 @@ img2dataset/datatrove.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from typing import BinaryIO
 
 from apache_beam.io.filesystems import FileSystems
@@ -76,29 +78,37 @@ def publish_file(local_src: str, dest: str) -> None:
             shutil.copyfile(local_src, tmp)
             os.replace(tmp, dest)
             return
-    tmp = _temp_name(dest)
-    with open(local_src, "rb") as src, FileSystems.create(tmp) as out:
+    with open(local_src, "rb") as src, atomic_create(dest) as out:
         shutil.copyfileobj(src, out, CHUNK_BYTES)
-    if FileSystems.exists(dest):
-        FileSystems.delete([dest])
-    FileSystems.rename([tmp], [dest])
+
+
+@contextlib.contextmanager
+def atomic_create(dest: str) -> Iterator[BinaryIO]:
+    """A write stream whose bytes appear at ``dest`` only when the ``with`` block ends without error.
+
+    The stream goes to a temporary name unique to this writer beside ``dest`` (so concurrent or retried
+    writers of the same file never share one), which is renamed into place at the end; on error it is deleted
+    and ``dest`` keeps what it had. Parent directories need no creating first: Beam's local filesystem makes
+    them (``exist_ok``, so parallel writers into a new directory do not race) and object stores have none.
+    """
+    if is_local(dest):
+        dest = local_path(dest)
+    tmp = _temp_name(dest)
+    try:
+        with FileSystems.create(tmp) as out:
+            yield out
+        if not is_local(dest) and FileSystems.exists(dest):  # a local rename replaces atomically
+            FileSystems.delete([dest])
+        FileSystems.rename([tmp], [dest])
+    except BaseException:
+        delete_quietly(tmp)
+        raise
 
 
 def write_bytes(dest: str, data: bytes) -> None:
     """Write a small file atomically (temporary name, then rename)."""
-    tmp = _temp_name(dest)
-    if is_local(dest):
-        dest, tmp = local_path(dest), local_path(tmp)
-        os.makedirs(os.path.dirname(dest) or ".", exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(data)
-        os.replace(tmp, dest)
-        return
-    with FileSystems.create(tmp) as out:
+    with atomic_create(dest) as out:
         out.write(data)
-    if FileSystems.exists(dest):
-        FileSystems.delete([dest])
-    FileSystems.rename([tmp], [dest])
 
 
 def read_bytes(path: str) -> bytes:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import hashlib
 import random
 import tarfile
+import threading
 
 import apache_beam as beam
 import numpy as np
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import clip_codec, shards, stage
+from pipeline import clip_codec, shards, stage, storage
 from pipeline.manifest import read_manifest, write_manifest
 from schemas import CandidateVideo, Clip, ids
 from tests import media
@@ -52,7 +53,7 @@ def test_shard_bytes_do_not_depend_on_input_order(tmp_path, clips):
     for a, b in zip(names_a, names_b, strict=True):
         with open(a, "rb") as fa, open(b, "rb") as fb:
             assert fa.read() == fb.read()
-    assert not list((tmp_path / "a" / "shards").glob("*.tmp"))
+    assert not list((tmp_path / "a" / "shards").glob(".*tmp*"))  # no temporary file is left behind
 
 
 def test_tar_headers_are_fixed_and_members_follow_the_key_rules(tmp_path, clips):
@@ -93,3 +94,33 @@ def test_stale_shards_from_a_bigger_earlier_run_are_removed(tmp_path, clips):
     write_with_beam(clips, tmp_path, 1 << 30)
     assert shards.remove_stale_shards(str(tmp_path), ["shard-00000.tar"])
     assert [p.rsplit("/", 1)[1] for p in shards.shard_paths(str(tmp_path))] == ["shard-00000.tar"]
+
+
+def test_parallel_shard_writers_into_a_new_output_all_succeed(tmp_path, clips):
+    """Workers writing the first shards of a fresh output at the same moment: none may fail for the shard
+    directory another one just created (an earlier check-then-mkdirs lost that race)."""
+    fn = shards._WriteShardFn(shards.ShardConfig(str(tmp_path / "fresh"), 1))
+    start = threading.Barrier(len(clips))
+    results: dict[int, list] = {}
+
+    def write(index: int) -> None:
+        start.wait()
+        results[index] = list(fn.process((index, [clips[index]])))
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(len(clips))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    outcomes = [o.value for out in results.values() for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
+    assert sorted((o.outcome, o.reason) for o in outcomes) == [("kept", "")] * len(clips), outcomes
+    assert len(shards.shard_paths(str(tmp_path / "fresh"))) == len(clips)
+
+
+def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
+    dest = tmp_path / "sub" / "table.bin"
+    storage.write_bytes(str(dest), b"old")
+    with pytest.raises(RuntimeError), storage.atomic_create(str(dest)) as out:
+        out.write(b"half of the new")
+        raise RuntimeError("disk gone")
+    assert dest.read_bytes() == b"old" and sorted(p.name for p in dest.parent.iterdir()) == ["table.bin"]
