@@ -7,7 +7,11 @@ not depend on the weights) and reports
    same run as the reference (every MaskGIT step recomputes the whole window), and their ratio. The prompt
    has T-1 frames, so every timed frame sees a full window: the steady state of a long session;
 2. with the cache at batch 1, the time of frame 5 against frame 50 of one rollout from a 1-frame prompt (each
-   the median of 3 frames from there): past the window the cache slides, so the cost should stay flat.
+   the median of 3 frames from there): bounded either way; flat for the ``stream`` context (a rolling cache),
+   while ``window`` (the default, each frame from a fresh window as in training) re-encodes the last T-1 frames
+   once per frame past the window, one forward pass on top of the 25 one-frame MaskGIT steps.
+
+Both tables cover each ``--context`` (default: window and stream).
 
 A "frame" is one generated frame of one rollout (a batch of 8 makes 8 per step), each ``--steps`` MaskGIT
 iterations (paper: 25) plus one decoder pass. One CPU thread by default: on a shared machine multi-threaded
@@ -39,6 +43,7 @@ from modeling.dynamics import DynamicsModel  # noqa: E402
 from modeling.genie import Genie  # noqa: E402
 from modeling.lam import LatentActionModel  # noqa: E402
 from modeling.maskgit import SamplingConfig  # noqa: E402
+from modeling.st_transformer import CONTEXTS  # noqa: E402
 from modeling.tokenizer import VideoTokenizer  # noqa: E402
 
 # CoinRun's layout (1024 codes, 16-frame window, 6 actions) at a size one CPU core runs in about half a second
@@ -61,15 +66,15 @@ def _sync(device: torch.device) -> None:
 
 
 def frame_times(genie: Genie, batch: int, prompt_frames: int, frames: int, sampling: SamplingConfig,
-                use_cache: bool, amp: bool) -> list[float]:
+                use_cache: bool, amp: bool, context: str = "window") -> list[float]:
     """Seconds of each of ``frames`` generation steps (each ``batch`` frames) after a random prompt."""
     h, w = genie.frame_size
     prompt = torch.rand(batch, prompt_frames, 3, h, w, generator=torch.Generator().manual_seed(0))
     actions = torch.randint(0, genie.num_actions, (frames,), generator=torch.Generator().manual_seed(1))
-    context = torch.autocast(genie.device.type, dtype=torch.bfloat16) if amp else nullcontext()
+    precision = torch.autocast(genie.device.type, dtype=torch.bfloat16) if amp else nullcontext()
     times = []
-    with torch.no_grad(), context:
-        session = genie.start(prompt.to(genie.device), use_cache=use_cache, seed=0)
+    with torch.no_grad(), precision:
+        session = genie.start(prompt.to(genie.device), use_cache=use_cache, seed=0, context=context)
         for a in actions.tolist():
             _sync(genie.device)
             started = time.perf_counter()
@@ -79,9 +84,10 @@ def frame_times(genie: Genie, batch: int, prompt_frames: int, frames: int, sampl
     return times
 
 
-def fps(genie: Genie, batch: int, frames: int, sampling: SamplingConfig, use_cache: bool, amp: bool) -> float:
+def fps(genie: Genie, batch: int, frames: int, sampling: SamplingConfig, use_cache: bool, amp: bool,
+        context: str = "window") -> float:
     """Frames/s in the steady state: a prompt of window - 1 frames, so every step attends to a full window."""
-    times = frame_times(genie, batch, genie.window - 1, frames, sampling, use_cache, amp)
+    times = frame_times(genie, batch, genie.window - 1, frames, sampling, use_cache, amp, context)
     return batch * len(times) / sum(times)
 
 
@@ -116,6 +122,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--positions", type=int, nargs=2, default=[5, 50], metavar=("EARLY", "LATE"),
                    help="frames compared for the flat-cost check (default 5 50)")
     p.add_argument("--amp", action="store_true", help="bf16 autocast (for CUDA)")
+    p.add_argument("--context", nargs="+", choices=CONTEXTS, default=list(CONTEXTS),
+                   help="generation contexts to time (default: window stream)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--count-flops", nargs="*", metavar="CONFIG",
                    help="only count FLOPs per generated frame of these configs (default: --config) and the "
@@ -138,22 +146,27 @@ def main(argv: list[str] | None = None) -> None:
     for genie in genies.values():  # warm up: first calls allocate and pick kernels
         frame_times(genie, 1, 1, 1, sampling, True, args.amp)
 
-    print(f"\n{'config':<20} {'batch':>5} | {'cached frames/s':>15} | {'uncached frames/s (ref)':>23} | {'ratio':>6}")
+    print(f"\n{'config':<20} {'context':<7} {'batch':>5} | {'cached frames/s':>15} | "
+          f"{'uncached frames/s (ref)':>23} | {'ratio':>6}")
     for name, genie in genies.items():
         label = f"{name} (T={genie.window}, {genie.dynamics.cfg.token_grid[0]}x{genie.dynamics.cfg.token_grid[1]})"
-        for batch in args.batch:
-            cached = fps(genie, batch, args.frames, sampling, True, args.amp)
-            uncached = fps(genie, batch, args.ref_frames, sampling, False, args.amp)
-            print(f"{label:<20} {batch:>5} | {cached:>15.2f} | {uncached:>23.2f} | {cached / uncached:>5.1f}x",
-                  flush=True)
+        for context in args.context:
+            for batch in args.batch:
+                cached = fps(genie, batch, args.frames, sampling, True, args.amp, context)
+                uncached = fps(genie, batch, args.ref_frames, sampling, False, args.amp, context)
+                print(f"{label:<20} {context:<7} {batch:>5} | {cached:>15.2f} | {uncached:>23.2f} | "
+                      f"{cached / uncached:>5.1f}x", flush=True)
 
     print("\ncached, batch 1, one rollout from a 1-frame prompt (median of 3 frames from each position)")
-    print(f"{'config':<20} | {f'frame {early} ms':>12} | {f'frame {late} ms':>12} | {f'{late} / {early}':>7}")
+    print(f"{'config':<20} {'context':<7} | {f'frame {early} ms':>12} | {f'frame {late} ms':>12} | "
+          f"{f'{late} / {early}':>7}")
     for name, genie in genies.items():
-        times = frame_times(genie, 1, 1, late + 2, sampling, True, args.amp)
-        t_early = statistics.median(times[early - 1:early + 2])
-        t_late = statistics.median(times[late - 1:late + 2])
-        print(f"{name:<20} | {1000 * t_early:>12.1f} | {1000 * t_late:>12.1f} | {t_late / t_early:>7.2f}", flush=True)
+        for context in args.context:
+            times = frame_times(genie, 1, 1, late + 2, sampling, True, args.amp, context)
+            t_early = statistics.median(times[early - 1:early + 2])
+            t_late = statistics.median(times[late - 1:late + 2])
+            print(f"{name:<20} {context:<7} | {1000 * t_early:>12.1f} | {1000 * t_late:>12.1f} | "
+                  f"{t_late / t_early:>7.2f}", flush=True)
 
 
 if __name__ == "__main__":

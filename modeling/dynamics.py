@@ -12,8 +12,10 @@ Actions: the action that produced frame t (``actions[:, t-1]``) conditions frame
   token prepended to the frame's spatial sequence, so spatial attention can read it and temporal attention
   carries it.
 
-Inference (``new_cache`` / ``forward_step`` / ``commit``) computes one frame at a time against a temporal KV cache;
-temporal RoPE makes a sliding window exact (see ``modeling.st_transformer.TemporalKVCache``).
+Inference (``new_cache`` / ``forward_step`` / ``commit``) computes one frame at a time against a temporal KV cache,
+in one of two contexts beyond the trained window (``modeling.st_transformer.TemporalKVCache``): ``"window"``
+re-encodes the last T-1 frames as a fresh window whose first frame has "no action", exactly as in training;
+``"stream"`` keeps a rolling cache (constant cost per frame).
 """
 
 from __future__ import annotations
@@ -76,11 +78,14 @@ class DynamicsModel(nn.Module):
         return self.head(x).unflatten(-2, (h, w))
 
     def forward(self, tokens: torch.Tensor, actions: torch.Tensor | None,
-                token_mask: torch.Tensor | None = None) -> torch.Tensor:
-        """tokens long (B, T, h, w), actions long (B, T-1) [or (B, T)], mask bool -> logits (B, T, h, w, V)."""
+                token_mask: torch.Tensor | None = None, window: int | None = None) -> torch.Tensor:
+        """tokens long (B, T, h, w), actions long (B, T-1) [or (B, T)], mask bool -> logits (B, T, h, w, V).
+
+        ``window`` bands temporal attention to that many frames (the ``"stream"`` generation reference).
+        """
         b, t = tokens.shape[:2]
         x = self._embed(tokens, self._full_actions(actions, b, t, tokens.device), token_mask)
-        return self._logits(self.transformer(x))
+        return self._logits(self.transformer(x, window=window))
 
     def sample_mask(self, shape: torch.Size, device: torch.device, generator: torch.Generator | None = None
                     ) -> torch.Tensor:
@@ -105,10 +110,10 @@ class DynamicsModel(nn.Module):
 
     # --- inference: one frame at a time against a temporal KV cache -------------------------------------------
 
-    def new_cache(self, batch_size: int, max_frames: int | None = None) -> TemporalKVCache:
+    def new_cache(self, batch_size: int, max_frames: int | None = None, context: str = "window") -> TemporalKVCache:
         """An empty cache; ``max_frames`` (default: the training length T) is the window INCLUDING the new frame."""
         del batch_size  # tensors are allocated on the first commit
-        return TemporalKVCache(max_frames=max_frames or self.cfg.num_frames)
+        return TemporalKVCache(max_frames=max_frames or self.cfg.num_frames, context=context)
 
     def _step_input(self, frame_tokens: torch.Tensor, action: torch.Tensor | None,
                     frame_mask: torch.Tensor | None) -> torch.Tensor:
@@ -123,6 +128,22 @@ class DynamicsModel(nn.Module):
         return self._logits(y)
 
     def commit(self, frame_tokens: torch.Tensor, action: torch.Tensor | None, cache: TemporalKVCache) -> None:
-        """Append the final tokens of a frame (its per-layer temporal K/V) to ``cache``; drops the oldest if full."""
-        _, kvs = self.transformer.step(self._step_input(frame_tokens, action, None), cache)
-        cache.append(kvs)
+        """Add the final tokens of a frame (and the action that produced it) to ``cache``.
+
+        Once a ``"window"`` cache is full, the kept frames are re-encoded as a fresh window whose first frame
+        gets "no action", as frame 1 of every training clip does.
+        """
+        b = frame_tokens.shape[0]
+        action = torch.full((b,), -1, dtype=torch.long, device=frame_tokens.device) if action is None else action
+        reencode = cache.reencode_on_commit
+        kept = cache.push_frame((frame_tokens, action.reshape(b)))
+        if not reencode:
+            _, kvs = self.transformer.step(self._step_input(frame_tokens, action, None), cache)
+            cache.append(kvs)
+            return
+        if not kept:  # a one-frame window keeps no history
+            return
+        tokens = torch.stack([t for t, _ in kept], 1)
+        actions = torch.stack([a for _, a in kept], 1)
+        self.transformer.prefill(self._embed(tokens, self._full_actions(actions[:, 1:], b, len(kept),
+                                                                        tokens.device), None), cache)

@@ -41,6 +41,7 @@ from modeling.evaluate import load_genie_run
 from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.prompts import FITS, PromptError, load_prompt
+from modeling.st_transformer import CONTEXTS
 from pipeline.clip_codec import CLIP_FPS, encode_clip
 
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png", ".npy")
@@ -92,13 +93,13 @@ def action_plan(action_lists: list[list[int]] | None, random_length: int | None,
 
 
 def rollout_frames(genie: Genie, prompt: torch.Tensor, actions: torch.Tensor, sampling: SamplingConfig,
-                   seed: int = 0, use_cache: bool = True, log=None) -> np.ndarray:
+                   seed: int = 0, use_cache: bool = True, log=None, context: str = "window") -> np.ndarray:
     """uint8 (B, T, H, W, 3) frames of ``actions.shape[0]`` rollouts from one prompt (1, P, 3, H, W).
 
     The same as ``Genie.rollout`` (one session, one seeded sampler), stepping here to report progress.
     """
     batch, steps = actions.shape
-    session = genie.start(prompt.expand(batch, *prompt.shape[1:]), use_cache=use_cache, seed=seed)
+    session = genie.start(prompt.expand(batch, *prompt.shape[1:]), use_cache=use_cache, seed=seed, context=context)
     started = last_log = time.perf_counter()
     for i in range(steps):
         session.step(actions[:, i], sampling)
@@ -195,6 +196,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=d.schedule, help="unmasking schedule")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole window every step (reference path)")
+    p.add_argument("--context", choices=CONTEXTS, default="window",
+                   help="beyond the trained window: 'window' (default) predicts each frame from a fresh window of "
+                        "the last T-1 frames, as in training; 'stream' keeps a rolling cache (constant cost per "
+                        "frame; deeper layers see further back than in training)")
 
 
 def load_model_args(args: argparse.Namespace) -> tuple[SamplingConfig, torch.Tensor, Genie]:
@@ -231,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
             log(f"note: the model's window is {genie.window} frames; using the last {kept} of "
                 f"{prompt.shape[1]} prompt frames")
         started = time.perf_counter()
-        videos = rollout_frames(genie, prompt, actions, sampling, args.seed, not args.no_cache, log)
+        videos = rollout_frames(genie, prompt, actions, sampling, args.seed, not args.no_cache, log, args.context)
         elapsed = time.perf_counter() - started
         num_sequences = 1 if args.actions is None else len(args.actions)
         cols = args.cols or default_cols(num_sequences, args.batch)
@@ -241,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     record = {"checkpoint": str(args.checkpoint), "prompt": str(args.prompt), "prompt_start": args.prompt_start,
               "prompt_frames": kept, "seed": args.seed, "sampling": asdict(sampling), "use_cache": not args.no_cache,
+              "context": args.context,
               "grid_cols": cols, "actions": [",".join(map(str, a)) for a in actions.tolist()], "frames": int(videos.shape[1])}
     out.with_name(out.name + ".json").write_text(json.dumps(record, indent=1) + "\n")
     batch, steps = actions.shape

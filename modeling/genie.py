@@ -7,9 +7,17 @@ including the one being generated; beyond it the window slides.
 
 Both the dynamics model and the tokenizer decoder are causal in time, so past frames never change once
 generated. With ``use_cache`` their temporal attention keys/values are cached per frame
-(``modeling.st_transformer.TemporalKVCache``): generating a frame then costs one frame's worth of compute whatever
-the history length, instead of a forward pass over the whole window for each of the 25 MaskGIT steps. The uncached
-path recomputes everything from the token history and exists as the reference the cache is tested against.
+(``modeling.st_transformer.TemporalKVCache``): each of the 25 MaskGIT steps of a frame then costs one frame's
+worth of compute instead of a forward pass over the whole window. Beyond the trained window the ``context``
+decides (both bounded whatever the history length):
+
+- ``"window"`` (default, what the model was trained on): each frame is predicted from a fresh window of the last
+  T-1 frames, the first of them without an action. The cached path re-encodes that window once per frame.
+- ``"stream"``: a rolling cache, sliding-window attention per layer; the cheapest (every frame costs the same),
+  but deeper layers see further back than training ever showed them.
+
+The uncached path recomputes everything from the token history (the window, or for ``"stream"`` the whole
+history with banded attention) and is the reference the cache is tested against.
 
 Actions between prompt frames are not known to the user: the LAM infers them, as the paper's model would
 have seen them in training.
@@ -27,8 +35,7 @@ from modeling.configs import GenieConfig
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.maskgit import SamplingConfig, sample_frame
-from modeling.patches import unpatchify
-from modeling.st_transformer import TemporalKVCache
+from modeling.st_transformer import CONTEXTS, TemporalKVCache
 from modeling.tokenizer import VideoTokenizer
 
 
@@ -77,19 +84,19 @@ class Genie:
             start += window - 1
         return torch.cat(parts, 1) if parts else self.lam.infer_actions(video)
 
-    def start(self, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0) -> Session:
+    def start(self, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0, context: str = "window") -> Session:
         """A batch of rollouts from ``prompt`` float (B, P, 3, H, W) in [0, 1]; ``seed`` seeds its sampler."""
-        return Session(self, prompt, use_cache, seed)
+        return Session(self, prompt, use_cache, seed, context)
 
     @torch.no_grad()
     def rollout(self, prompt: torch.Tensor, actions: torch.Tensor, sampling: SamplingConfig | None = None,
-                seed: int = 0, use_cache: bool = True) -> dict[str, torch.Tensor]:
+                seed: int = 0, use_cache: bool = True, context: str = "window") -> dict[str, torch.Tensor]:
         """Generate one frame per action column of ``actions`` long (B, N); deterministic for a seed.
 
         Returns ``frames`` float (B, P+N, 3, H, W) (the prompt frames as given, then the generated ones) and
         ``tokens`` long (B, P+N, h, w).
         """
-        session = self.start(prompt, use_cache, seed)
+        session = self.start(prompt, use_cache, seed, context)
         actions = torch.as_tensor(actions)
         if actions.ndim != 2 or actions.shape[0] != session.batch_size:
             raise ValueError(f"actions must be (B, N) with B = {session.batch_size}, got {tuple(actions.shape)}")
@@ -101,8 +108,11 @@ class Genie:
 class Session:
     """One batch of interactive rollouts: token and action history, temporal KV caches, the sampler's RNG."""
 
-    def __init__(self, genie: Genie, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0):
-        self.genie, self.use_cache = genie, use_cache
+    def __init__(self, genie: Genie, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0,
+                 context: str = "window"):
+        if context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {context!r}")
+        self.genie, self.use_cache, self.context = genie, use_cache, context
         height, width = genie.frame_size
         prompt = torch.as_tensor(prompt)
         if prompt.ndim == 4:
@@ -125,12 +135,12 @@ class Session:
             none = torch.full((self.batch_size, 1), -1, dtype=torch.long, device=genie.device)
             acts = torch.cat([none, genie.infer_actions(prompt)], 1) if prompt.shape[1] > 1 else none
             if use_cache:
-                self._dyn_cache = genie.dynamics.new_cache(self.batch_size)
-                self._dec_cache = TemporalKVCache(max_frames=genie.tokenizer.cfg.num_frames)
+                self._dyn_cache = genie.dynamics.new_cache(self.batch_size, context=context)
+                self._dec_cache = genie.tokenizer.new_decode_cache(context)
             for t in range(prompt.shape[1]):
                 self._append(tokens[:, t], acts[:, t])
                 if use_cache:
-                    self._decode_cached(tokens[:, t])
+                    genie.tokenizer.decode_step(tokens[:, t], self._dec_cache)
 
     @property
     def num_frames(self) -> int:
@@ -157,29 +167,27 @@ class Session:
         dynamics = self.genie.dynamics
         if self.use_cache:
             return lambda tokens, mask: dynamics.forward_step(tokens, action, mask, self._dyn_cache)
-        past = self.genie.window - 1
-        history = torch.stack(self.tokens[-past:], 1)
-        acts = torch.stack([*self.actions[-past:], action], 1)
+        window = self.genie.window
+        if self.context == "window":  # a fresh window: the last T-1 frames, the first without an action
+            history = torch.stack(self.tokens[-(window - 1):], 1) if window > 1 else self.tokens[-1][:, :0, None]
+            acts = torch.stack([*self.actions[-(window - 1):], action], 1)
+            acts[:, 0] = -1
+            band = None
+        else:  # the whole history, temporal attention banded to the window
+            history, acts, band = torch.stack(self.tokens, 1), torch.stack([*self.actions, action], 1), window
 
         def logits(tokens: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-            window = torch.cat([history, tokens[:, None]], 1)
+            frames = torch.cat([history, tokens[:, None]], 1)
             full_mask = torch.cat([torch.zeros_like(history, dtype=torch.bool), mask[:, None]], 1)
-            return dynamics(window, acts, full_mask)[:, -1]
+            return dynamics(frames, acts, full_mask, window=band)[:, -1]
 
         return logits
 
-    def _decode_cached(self, tokens: torch.Tensor) -> torch.Tensor:
-        """Decode one frame against the decoder's cache of earlier frames, then cache this frame too."""
-        tok = self.genie.tokenizer
-        x = tok.dec_in(tok.vq.lookup(tokens.flatten(1))) + tok.dec_pos
-        y, kvs = tok.decoder.step(x, self._dec_cache)
-        self._dec_cache.append(kvs)
-        h, w = self.genie.frame_size
-        return torch.sigmoid(unpatchify(tok.to_pixels(y)[:, None], tok.cfg.patch_size, h, w))[:, 0]
-
     def _decode_uncached(self) -> torch.Tensor:
-        window = torch.stack(self.tokens[-self.genie.tokenizer.cfg.num_frames:], 1)
-        return self.genie.tokenizer.decode(window)[:, -1]
+        window = self.genie.tokenizer.cfg.num_frames
+        if self.context == "window":
+            return self.genie.tokenizer.decode(torch.stack(self.tokens[-window:], 1))[:, -1]
+        return self.genie.tokenizer.decode(torch.stack(self.tokens, 1), window=window)[:, -1]
 
     @torch.no_grad()
     def step(self, actions: Any, sampling: SamplingConfig | None = None,
@@ -193,6 +201,7 @@ class Session:
         tokens = sample_frame(self._logits_fn(action), self.batch_size, tuple(self.genie.dynamics.cfg.token_grid),
                               sampling, generator or self.generator, self.genie.device)
         self._append(tokens, action)
-        frame = self._decode_cached(tokens) if self.use_cache else self._decode_uncached()
+        frame = (self.genie.tokenizer.decode_step(tokens, self._dec_cache) if self.use_cache
+                 else self._decode_uncached())
         self.frames.append(frame)
         return frame

@@ -57,9 +57,9 @@ class PlayState:
     """The one interactive rollout (batch 1) behind the page: prompt, seeded session, actions taken so far."""
 
     def __init__(self, genie: Genie, prompt: torch.Tensor, sampling: SamplingConfig | None = None, seed: int = 0,
-                 use_cache: bool = True, label: str = "prompt"):
+                 use_cache: bool = True, label: str = "prompt", context: str = "window"):
         self.genie, self.sampling = genie, sampling or SamplingConfig()
-        self.seed, self.use_cache, self.label = seed, use_cache, label
+        self.seed, self.use_cache, self.label, self.context = seed, use_cache, label, context
         self.lock = threading.Lock()
         self.prompt = prompt
         self.reset()
@@ -70,7 +70,8 @@ class PlayState:
                 self.prompt, self.label = prompt, label or "uploaded image"
             if seed is not None:
                 self.seed = int(seed)
-            self.session = self.genie.start(self.prompt, use_cache=self.use_cache, seed=self.seed)
+            self.session = self.genie.start(self.prompt, use_cache=self.use_cache, seed=self.seed,
+                                            context=self.context)
             self.actions: list[int] = []
             self.prompt_frames = self.session.num_frames
             self.last_step_ms: float | None = None
@@ -96,6 +97,7 @@ class PlayState:
             first = max(0, len(frames) - FILMSTRIP)
             return {"num_actions": self.genie.num_actions, "window": self.genie.window, "prompt": self.label,
                     "seed": self.seed, "sampling": asdict(self.sampling), "use_cache": self.use_cache,
+                    "context": self.context,
                     "device": str(self.genie.device), "actions": list(self.actions),
                     "prompt_frames": self.prompt_frames, "num_frames": len(frames), "first_frame_index": first,
                     "frames": [png_data_url(f[0]) for f in frames[first:]]}
@@ -196,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         sampling, prompt, genie = load_model_args(args)
-        state = PlayState(genie, prompt, sampling, args.seed, not args.no_cache, describe(args.prompt))
+        state = PlayState(genie, prompt, sampling, args.seed, not args.no_cache, describe(args.prompt), args.context)
         server = make_server(state, args.port)
     except (FileNotFoundError, PromptError, UsageError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

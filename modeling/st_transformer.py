@@ -8,14 +8,15 @@ O(T*S^2 + S*T^2) instead of O((T*S)^2), and memory grows linearly with T.
 Differences from the paper, on purpose:
 - Pre-norm blocks with QK-norm (RMSNorm on queries and keys per head), which the paper mentions for stability.
 - Temporal positions use rotary embeddings (RoPE) inside temporal attention only, so attention depends on frame
-  OFFSETS: a sliding-window KV cache at inference is then exactly the same computation as a fresh forward pass
-  over the window. Spatial positions are learned absolute embeddings added by each model at its input.
+  OFFSETS, never on where a window starts. Spatial positions are learned absolute embeddings added by each model
+  at its input.
 - ``F.scaled_dot_product_attention`` everywhere, so flash / memory-efficient kernels are used on GPU.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 import torch.nn as nn
@@ -51,9 +52,13 @@ class SelfAttention(nn.Module):
         self.k_norm = nn.RMSNorm(self.head_dim)
 
     def forward(self, x: torch.Tensor, causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
-                past: tuple[torch.Tensor, torch.Tensor] | None = None
+                past: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        """x (N, L, D) -> (N, L, D), plus this call's (rotated) keys and values (N, H, L, Dh) for a cache."""
+        """x (N, L, D) -> (N, L, D), plus this call's (rotated) keys and values (N, H, L, Dh) for a cache.
+
+        ``window`` (causal only) limits each position to the last ``window`` positions including itself (a band
+        mask): the reference for streaming generation, whose rolling cache holds ``window - 1`` positions.
+        """
         n, length, dim = x.shape
         q, k, v = self.qkv(x).view(n, length, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = self.q_norm(q), self.k_norm(k)
@@ -66,7 +71,11 @@ class SelfAttention(nn.Module):
             causal = causal and length > 1
             if causal:
                 raise ValueError("cached attention supports one new position at a time")
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+        mask = None
+        if causal and window is not None and length > window:
+            i = torch.arange(length, device=x.device)
+            mask, causal = (i[None, :] <= i[:, None]) & (i[:, None] - i[None, :] < window), False
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, is_causal=causal)
         return self.proj(y.transpose(1, 2).reshape(n, length, dim)), new_kv
 
 
@@ -95,52 +104,94 @@ class STBlock(nn.Module):
         self.mlp = MLP(dim, mlp_ratio)
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
-                past: tuple[torch.Tensor, torch.Tensor] | None = None
+                past: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None
                 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """x (B, T, S, D). With ``past`` (cached temporal K/V of earlier frames), T must be 1."""
         b, t, s, d = x.shape
         x = x + self.spatial(self.norm_spatial(x).reshape(b * t, s, d))[0].view(b, t, s, d)
         xt = self.norm_temporal(x).transpose(1, 2).reshape(b * s, t, d)
-        y, kv = self.temporal(xt, causal=self.causal, rope=rope, past=past)
+        y, kv = self.temporal(xt, causal=self.causal, rope=rope, past=past, window=window)
         x = x + y.view(b, s, t, d).transpose(1, 2)
         x = x + self.mlp(self.norm_mlp(x))
         return x, kv
+
+
+CONTEXTS = ("window", "stream")
 
 
 @dataclass
 class TemporalKVCache:
     """Per-layer temporal keys/values of committed frames, for frame-by-frame generation.
 
-    ``max_frames`` is the attention window in frames INCLUDING the frame being predicted (the training
-    length T), so at most ``max_frames - 1`` committed frames are kept; committing more drops the oldest.
-    Keys are stored already rotated at their absolute frame index; RoPE makes the scores depend only on
-    offsets, so the sliding window reproduces a fresh forward pass over the last ``max_frames`` frames.
+    ``max_frames`` is the attention window in frames INCLUDING the frame being predicted (the training length
+    T), so at most ``max_frames - 1`` committed frames are kept. What happens when a commit would exceed that is
+    the ``context`` (both are exact against a full forward pass; ``tests/test_genie.py`` checks them with
+    several layers, past the slide):
+
+    - ``"window"`` (default): every new frame is computed exactly as in training, from a fresh forward pass
+      over the last T-1 frames. Deeper layers' keys of an old frame were computed while it saw frames that have
+      since left the window, so they cannot simply be kept: the owner re-encodes the window from ``frames``
+      (``STTransformer.prefill``) on each commit once it is full. Before that a commit costs one frame; after,
+      T-1 frames of one forward pass (the 25 MaskGIT steps of a frame still cost one frame each).
+    - ``"stream"``: sliding-window attention per layer (as in Mistral's rolling cache): the oldest frame's keys
+      are dropped and the rest kept, so every frame costs the same however long the history. Deeper layers
+      then see further back than T, which the model never saw in training; the reference is a forward pass over
+      the whole history with a band mask (``STTransformer.forward(window=T)``).
+
+    Keys are stored rotated at their frame's position; RoPE makes scores depend on offsets only.
     """
 
     max_frames: int
+    context: str = "window"
     keys: list[torch.Tensor | None] = field(default_factory=list)
     values: list[torch.Tensor | None] = field(default_factory=list)
-    next_pos: int = 0  # absolute index of the next frame
+    next_pos: int = 0  # position (RoPE index) of the next frame
+    frames: list[Any] = field(default_factory=list)  # the owner's inputs of the kept frames (for a re-encode)
+
+    def __post_init__(self):
+        if self.context not in CONTEXTS:
+            raise ValueError(f"context must be one of {CONTEXTS}, got {self.context!r}")
+        if self.max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {self.max_frames}")
+
+    @property
+    def keep(self) -> int:
+        return self.max_frames - 1
 
     @property
     def num_frames(self) -> int:
         return 0 if not self.keys or self.keys[0] is None else self.keys[0].shape[2]
+
+    @property
+    def reencode_on_commit(self) -> bool:
+        """True when the next commit must re-encode the window (``"window"`` context, window full)."""
+        return self.context == "window" and self.num_frames >= self.keep
 
     def past(self, layer: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         if not self.keys or self.keys[layer] is None:
             return None
         return self.keys[layer], self.values[layer]
 
+    def push_frame(self, frame: Any) -> list[Any]:
+        """Remember the owner's input of a committed frame; returns the kept ones (at most ``keep``), oldest first."""
+        self.frames = [*self.frames, frame][-self.keep:] if self.keep else []
+        return self.frames
+
     def append(self, kvs: list[tuple[torch.Tensor, torch.Tensor]]) -> None:
-        keep = self.max_frames - 1
+        """Add one frame's per-layer K/V, dropping the oldest beyond ``keep`` (the ``"stream"`` slide)."""
         if not self.keys:
             self.keys, self.values = [None] * len(kvs), [None] * len(kvs)
         for i, (k, v) in enumerate(kvs):
             if self.keys[i] is not None:
                 k, v = torch.cat([self.keys[i], k], dim=2), torch.cat([self.values[i], v], dim=2)
-            self.keys[i], self.values[i] = k[:, :, -keep:] if keep > 0 else k[:, :, :0], \
-                v[:, :, -keep:] if keep > 0 else v[:, :, :0]
+            start = max(0, k.shape[2] - self.keep)
+            self.keys[i], self.values[i] = k[:, :, start:], v[:, :, start:]
         self.next_pos += 1
+
+    def replace(self, kvs: list[tuple[torch.Tensor, torch.Tensor]], next_pos: int) -> None:
+        """Set the cache to a re-encoded window (``STTransformer.prefill``)."""
+        self.keys, self.values = [k for k, _ in kvs], [v for _, v in kvs]
+        self.next_pos = next_pos
 
 
 class STTransformer(nn.Module):
@@ -153,14 +204,30 @@ class STTransformer(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.checkpointing = False  # recompute each block in backward: activation memory of ~1 block, +1 forward
 
-    def forward(self, x: torch.Tensor, start_pos: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start_pos: int = 0, window: int | None = None) -> torch.Tensor:
+        """x (B, T, S, D) -> (B, T, S, D); ``window`` bands temporal attention (see ``SelfAttention``)."""
+        return self._run(x, start_pos, window)[0]
+
+    def _run(self, x: torch.Tensor, start_pos: int = 0, window: int | None = None
+             ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         rope = rope_cos_sin(torch.arange(start_pos, start_pos + x.shape[1], device=x.device), self.head_dim)
+        kvs = []
         for block in self.blocks:
             if self.checkpointing and torch.is_grad_enabled():
-                x, _ = torch.utils.checkpoint.checkpoint(block, x, rope, use_reentrant=False)
+                x, kv = torch.utils.checkpoint.checkpoint(block, x, rope, None, window, use_reentrant=False)
             else:
-                x, _ = block(x, rope)
-        return self.norm(x)
+                x, kv = block(x, rope, window=window)
+            kvs.append(kv)
+        return self.norm(x), kvs
+
+    def prefill(self, x: torch.Tensor, cache: TemporalKVCache) -> None:
+        """Fill ``cache`` from a fresh causal forward pass over the frames x (B, L, S, D) at positions 0..L-1."""
+        if x.shape[1] > cache.keep:
+            raise ValueError(f"prefill of {x.shape[1]} frames into a cache that keeps {cache.keep}")
+        if x.shape[1] == 0:
+            cache.replace([], 0)
+            return
+        cache.replace(self._run(x)[1], next_pos=x.shape[1])
 
     def step(self, x: torch.Tensor, cache: TemporalKVCache
              ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:

@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from modeling.configs import TokenizerConfig
 from modeling.patches import patchify, unpatchify
-from modeling.st_transformer import STTransformer
+from modeling.st_transformer import STTransformer, TemporalKVCache
 from modeling.vq import VectorQuantizer
 
 
@@ -59,10 +59,12 @@ class VideoTokenizer(nn.Module):
         x = self.enc_in(patchify(video * 2 - 1, self.cfg.patch_size)) + self.enc_pos
         return self.to_latent(self.encoder(x))  # (B, T, h*w, latent_dim)
 
-    def _decode_latents(self, z: torch.Tensor) -> torch.Tensor:
-        x = self.decoder(self.dec_in(z) + self.dec_pos)
-        patches = self.to_pixels(x)
-        return torch.sigmoid(unpatchify(patches, self.cfg.patch_size, self.cfg.frame_height,
+    def _decode_latents(self, z: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        return self._to_frames(self.decoder(self.dec_in(z) + self.dec_pos, window=window))
+
+    def _to_frames(self, x: torch.Tensor) -> torch.Tensor:
+        """Decoder outputs (B, T, h*w, D) -> frames (B, T, 3, H, W) in [0, 1]."""
+        return torch.sigmoid(unpatchify(self.to_pixels(x), self.cfg.patch_size, self.cfg.frame_height,
                                         self.cfg.frame_width))
 
     def forward(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -93,7 +95,29 @@ class VideoTokenizer(nn.Module):
         return indices.view(video.shape[0], video.shape[1], *self.token_grid)
 
     @torch.no_grad()
-    def decode(self, tokens: torch.Tensor) -> torch.Tensor:
-        """tokens long (B, T, h, w) -> video (B, T, 3, H, W) in [0, 1]."""
+    def decode(self, tokens: torch.Tensor, window: int | None = None) -> torch.Tensor:
+        """tokens long (B, T, h, w) -> video (B, T, 3, H, W) in [0, 1]; ``window`` bands temporal attention."""
         b, t, h, w = tokens.shape
-        return self._decode_latents(self.vq.lookup(tokens.reshape(b, t, h * w)))
+        return self._decode_latents(self.vq.lookup(tokens.reshape(b, t, h * w)), window)
+
+    # --- inference: one frame at a time against a temporal KV cache (see modeling.st_transformer) ------------
+
+    def new_decode_cache(self, context: str = "window") -> TemporalKVCache:
+        return TemporalKVCache(max_frames=self.cfg.num_frames, context=context)
+
+    def _decoder_input(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens long (B, L, h, w) -> decoder inputs (B, L, h*w, D)."""
+        b, t, h, w = tokens.shape
+        return self.dec_in(self.vq.lookup(tokens.reshape(b, t, h * w))) + self.dec_pos
+
+    @torch.no_grad()
+    def decode_step(self, frame_tokens: torch.Tensor, cache: TemporalKVCache) -> torch.Tensor:
+        """Decode one new frame's tokens (B, h, w) against ``cache``, then commit it; frame (B, 3, H, W)."""
+        y, kvs = self.decoder.step(self._decoder_input(frame_tokens[:, None])[:, 0], cache)
+        reencode = cache.reencode_on_commit
+        kept = cache.push_frame(frame_tokens)
+        if not reencode:
+            cache.append(kvs)
+        elif kept:
+            self.decoder.prefill(self._decoder_input(torch.stack(kept, 1)), cache)
+        return self._to_frames(y[:, None])[:, 0]

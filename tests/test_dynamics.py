@@ -122,13 +122,16 @@ def test_learns_action_dependent_dynamics(mode):
     assert right_loss < wrong_loss, (right_loss, wrong_loss)
 
 
+@pytest.mark.parametrize("context", ["window", "stream"])
 @pytest.mark.parametrize("mode", MODES)
-def test_cached_steps_equal_full_forward_including_sliding_window(mode):
-    model = make(mode)
+def test_cached_steps_equal_full_forward_including_sliding_window(mode, context):
+    # Two layers: with one, a rolling cache would equal a fresh window by accident (only deeper layers' keys of
+    # old frames depend on frames that have left the window).
+    model = make(mode, layers=2)
     window = 3
-    tokens, actions = random_batch(model, t=7, seed=1)
+    tokens, actions = random_batch(model, t=8, seed=1)
     full = model(tokens, actions)
-    cache = model.new_cache(tokens.shape[0], max_frames=window)
+    cache = model.new_cache(tokens.shape[0], max_frames=window, context=context)
     for t in range(tokens.shape[1]):
         action = None if t == 0 else actions[:, t - 1]
         mask = torch.rand(tokens[:, t].shape, generator=torch.Generator().manual_seed(t)) < 0.5
@@ -137,17 +140,25 @@ def test_cached_steps_equal_full_forward_including_sliding_window(mode):
         torch.testing.assert_close(step, again)  # forward_step leaves the cache alone
         frame_mask = torch.zeros(tokens[:, :t + 1].shape, dtype=torch.bool)
         frame_mask[:, -1] = mask
-        if t < window:
-            reference = model(tokens[:, :t + 1], actions[:, :t], frame_mask)[:, -1]
-            if not mask.any():
-                torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
-        else:
-            # A fresh forward over the last `window` frames, with the action that produced its first frame.
-            lo = t - window + 1
-            reference = model(tokens[:, lo:t + 1], actions[:, lo - 1:t], frame_mask[:, lo:])[:, -1]
+        lo = max(0, t - window + 1)
+        if context == "stream":  # the whole history, each layer attending to the last `window` frames
+            reference = model(tokens[:, :t + 1], actions[:, :t], frame_mask, window=window)[:, -1]
+        else:  # a fresh forward over the last `window` frames, its first frame without an action (as in training)
+            reference = model(tokens[:, lo:t + 1], actions[:, lo:t], frame_mask[:, lo:])[:, -1]
+        if t < window and not mask.any():
+            torch.testing.assert_close(step, full[:, t], atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(step, reference, atol=1e-5, rtol=1e-5)
         model.commit(tokens[:, t], action, cache)
         assert cache.num_frames == min(t + 1, window - 1)
+
+
+def test_the_two_contexts_differ_past_the_window():
+    """The band-masked stream and the fresh window are different computations once frames leave the window."""
+    model = make(layers=2)
+    tokens, actions = random_batch(model, t=6, seed=2)
+    stream = model(tokens, actions, window=3)[:, -1]
+    fresh = model(tokens[:, -3:], actions[:, -2:])[:, -1]
+    assert (stream - fresh).abs().max() > 1e-3
 
 
 def test_defaults_follow_the_paper():

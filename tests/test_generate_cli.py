@@ -71,6 +71,14 @@ def test_frames_equal_genie_rollout_with_the_same_seed(tiny, tmp_path, capsys):
     # same tokens; the decoder's cached and full-window paths round differently in the last float bit
     assert diff.max() <= 1 and (diff > 0).mean() < 1e-4
 
+    stream = tmp_path / "s.npy"  # past the tiny model's 4-frame window: the rolling context is its own rollout
+    assert generate("--checkpoint", run, "--prompt", shard, "--actions", "0,1,2,3,0,1", "--steps", 2, "--seed", 5,
+                    "--context", "stream", "--out", stream) == 0
+    expected = genie.rollout(load_prompt(shard, 0, 1), torch.tensor([[0, 1, 2, 3, 0, 1]]), SamplingConfig(steps=2),
+                             seed=5, context="stream")
+    assert np.array_equal(np.load(stream), reference_uint8(expected["frames"]))
+    assert json.loads((tmp_path / "s.npy.json").read_text())["context"] == "stream"
+
 
 def test_mp4_and_gif_are_byte_identical_across_runs_and_show_the_grid(tiny, tmp_path):
     run, shard = tiny

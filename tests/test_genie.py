@@ -18,8 +18,9 @@ from tests.genie_fixtures import train_tiny_genie
 torch.set_num_threads(1)
 
 
-def random_genie(action_conditioning: str = "additive", seed: int = 0) -> Genie:
-    cfg = get_config("tiny", {"dynamics.action_conditioning": action_conditioning})
+def random_genie(action_conditioning: str = "additive", seed: int = 0, layers: int = 1) -> Genie:
+    cfg = get_config("tiny", {"dynamics.action_conditioning": action_conditioning, "dynamics.layers": layers,
+                              "tokenizer.dec_layers": layers})
     torch.manual_seed(seed)
     return Genie(VideoTokenizer(cfg.tokenizer), LatentActionModel(cfg.lam), DynamicsModel(cfg.dynamics), cfg)
 
@@ -76,23 +77,26 @@ def test_temperature_sampling_matches_the_softmax_distribution():
     assert bool((greedy == 1).all())
 
 
+@pytest.mark.parametrize("context", ["window", "stream"])
 @pytest.mark.parametrize("conditioning", ["additive", "token"])
-def test_cached_and_uncached_generation_give_identical_tokens(conditioning):
-    genie = random_genie(conditioning)
+def test_cached_and_uncached_generation_give_identical_tokens(conditioning, context):
+    # Two-layer dynamics and decoder: a one-layer model would hide a cache that is only right for layer 1.
+    genie = random_genie(conditioning, layers=2)
     prompt = prompt_video(batch=2, frames=2)
     actions = torch.randint(0, genie.num_actions, (2, 3 * genie.window), generator=torch.Generator().manual_seed(5))
     sampling = SamplingConfig(steps=4, temperature=1.0)
-    cached = genie.rollout(prompt, actions, sampling, seed=7, use_cache=True)
-    uncached = genie.rollout(prompt, actions, sampling, seed=7, use_cache=False)
+    cached = genie.rollout(prompt, actions, sampling, seed=7, use_cache=True, context=context)
+    uncached = genie.rollout(prompt, actions, sampling, seed=7, use_cache=False, context=context)
     assert cached["tokens"].shape == (2, 2 + 3 * genie.window, 6, 11)
     assert torch.equal(cached["tokens"], uncached["tokens"])  # across the sliding window, several times over
     torch.testing.assert_close(cached["frames"], uncached["frames"], atol=1e-4, rtol=0)
     assert torch.equal(cached["frames"][:, :2], prompt)
 
 
-def test_the_cache_stays_one_window_long():
+@pytest.mark.parametrize("context", ["window", "stream"])
+def test_the_cache_stays_one_window_long(context):
     genie = random_genie()
-    session = genie.start(prompt_video(batch=1, frames=1))
+    session = genie.start(prompt_video(batch=1, frames=1), context=context)
     for i in range(3 * genie.window):
         session.step(i % genie.num_actions, SamplingConfig(steps=2))
     assert session._dyn_cache.num_frames == genie.window - 1
