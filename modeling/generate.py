@@ -195,6 +195,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="sampling temperature (default 1.0; paper: 2.0 for Platformers; 0 = greedy)")
     p.add_argument("--schedule", choices=sorted(SCHEDULES), default=d.schedule, help="unmasking schedule")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    p.add_argument("--amp", action="store_true", help="bf16 autocast (for GPUs; the training precision there)")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole window every step (reference path)")
     p.add_argument("--context", choices=CONTEXTS, default="window",
                    help="beyond the trained window: 'window' (default) predicts each frame from a fresh window of "
@@ -206,7 +207,9 @@ def load_model_args(args: argparse.Namespace) -> tuple[SamplingConfig, torch.Ten
     """Sampling options, prompt and model of ``add_model_args``' options (cheap checks first, the model last)."""
     sampling = SamplingConfig(args.steps, args.temperature, args.schedule)
     prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit)
-    return sampling, prompt, load_genie_run(args.checkpoint, resolve_device(args.device))
+    genie = load_genie_run(args.checkpoint, resolve_device(args.device))
+    genie.amp = args.amp
+    return sampling, prompt, genie
 
 
 def resolve_device(name: str | None) -> str:
@@ -246,7 +249,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     record = {"checkpoint": str(args.checkpoint), "prompt": str(args.prompt), "prompt_start": args.prompt_start,
               "prompt_frames": kept, "seed": args.seed, "sampling": asdict(sampling), "use_cache": not args.no_cache,
-              "context": args.context,
+              "context": args.context, "amp": args.amp,
               "grid_cols": cols, "actions": [",".join(map(str, a)) for a in actions.tolist()], "frames": int(videos.shape[1])}
     out.with_name(out.name + ".json").write_text(json.dumps(record, indent=1) + "\n")
     batch, steps = actions.shape

@@ -25,6 +25,7 @@ have seen them in training.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,9 @@ class Genie:
     """A trained world model ready for inference (tokenizer + LAM + dynamics, eval mode, no gradients)."""
 
     def __init__(self, tokenizer: VideoTokenizer, lam: LatentActionModel, dynamics: DynamicsModel,
-                 cfg: GenieConfig, device: torch.device | str = "cpu"):
+                 cfg: GenieConfig, device: torch.device | str = "cpu", amp: bool = False):
         self.device = torch.device(device)
+        self.amp = amp  # bf16 autocast for generation (the models were trained under it on GPU)
         self.tokenizer = tokenizer.to(self.device).eval()
         self.lam = lam.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).eval()
@@ -55,6 +57,10 @@ class Genie:
         """The models of a lam-dynamics (or dynamics) run directory."""
         tokenizer, lam, dynamics, cfg = load_genie(run_dir, map_location=str(device), which=which)
         return cls(tokenizer, lam, dynamics, cfg, device)
+
+    def precision(self) -> contextlib.AbstractContextManager:
+        """bf16 autocast on this device when ``amp`` is set, else nothing."""
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
 
     @property
     def num_actions(self) -> int:
@@ -130,7 +136,7 @@ class Session:
         self.actions: list[torch.Tensor] = []  # action that produced each frame; -1 for the first prompt frame
         self._dyn_cache: TemporalKVCache | None = None
         self._dec_cache: TemporalKVCache | None = None
-        with torch.no_grad():
+        with torch.no_grad(), genie.precision():
             tokens = genie.tokenizer.encode(prompt)
             none = torch.full((self.batch_size, 1), -1, dtype=torch.long, device=genie.device)
             acts = torch.cat([none, genie.infer_actions(prompt)], 1) if prompt.shape[1] > 1 else none
@@ -198,10 +204,12 @@ class Session:
         """
         action = self._action_tensor(actions)
         sampling = sampling or SamplingConfig()
-        tokens = sample_frame(self._logits_fn(action), self.batch_size, tuple(self.genie.dynamics.cfg.token_grid),
-                              sampling, generator or self.generator, self.genie.device)
-        self._append(tokens, action)
-        frame = (self.genie.tokenizer.decode_step(tokens, self._dec_cache) if self.use_cache
-                 else self._decode_uncached())
+        with self.genie.precision():
+            tokens = sample_frame(self._logits_fn(action), self.batch_size,
+                                  tuple(self.genie.dynamics.cfg.token_grid), sampling, generator or self.generator,
+                                  self.genie.device)
+            self._append(tokens, action)
+            frame = (self.genie.tokenizer.decode_step(tokens, self._dec_cache) if self.use_cache
+                     else self._decode_uncached()).float()
         self.frames.append(frame)
         return frame

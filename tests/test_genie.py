@@ -149,3 +149,12 @@ def test_a_trained_run_loads_and_generates(trained_run):
     # the decoded frames are the tokenizer's decoding of the generated tokens (window ending at each frame)
     last = genie.tokenizer.decode(out["tokens"][:, -genie.window:])[:, -1]
     torch.testing.assert_close(frames[:, -1], last, atol=1e-4, rtol=0)
+
+
+def test_bf16_autocast_generation_runs_and_returns_float_frames():
+    genie = random_genie(layers=2)
+    genie.amp = True
+    out = genie.rollout(prompt_video(batch=1, frames=2), torch.tensor([[0, 1, 2, 3, 0]]), SamplingConfig(steps=2))
+    assert out["frames"].dtype == torch.float32 and out["frames"].shape == (1, 7, 3, 90, 160)
+    assert 0 <= float(out["frames"].min()) and float(out["frames"].max()) <= 1
+    assert out["tokens"].dtype == torch.long and int(out["tokens"].max()) < genie.tokenizer.codebook_size
