@@ -10,15 +10,18 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/genie-worlds
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md worker-constraints.txt ./
 COPY schemas schemas
 COPY pipeline pipeline
 COPY classifiers classifiers
 COPY modeling modeling
 
 # CPU torch first (the quality classifier's CNN family loads with it); from PyPI it would be the CUDA build.
+# The youtube extra brings yt-dlp's challenge solver and Deno, which real YouTube downloads need; the
+# constraints pin the tested versions so workers encode clips byte for byte as the tests did.
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
- && pip install --no-cache-dir ".[dataflow]" \
+ && pip install --no-cache-dir -c worker-constraints.txt ".[dataflow,youtube]" \
+ && deno --version \
  && python -c "import decord, av, apache_beam, pipeline.run"
 
 # The base image's ENTRYPOINT (/opt/apache/beam/boot) starts the SDK harness; keep it.
