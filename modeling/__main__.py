@@ -7,8 +7,9 @@
     params              [--config NAME]             parameter counts of the presets
     generate | play | evaluate ...                  (modeling.generate / play / evaluate)
 
-Errors a user can fix (no shards matched, clips that are not 160x90, an unknown config key, a run directory
-of the wrong kind) are printed as one line and exit with status 2.
+Errors a user can fix (no shards matched or named shards missing, clips that are not 160x90, token shards or
+a LAM run made with another tokenizer, an unknown config key, a run directory of the wrong kind) are printed as
+one line and exit with status 2.
 """
 
 from __future__ import annotations

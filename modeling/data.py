@@ -1,23 +1,28 @@
 """Training data: random T-frame windows from the pipeline's WebDataset shards, decoded in loader workers.
 
-Stream per DataLoader worker (WebDataset stages, with explicit splitting)::
+Stream per DataLoader worker::
 
-    shard URLs --(per-epoch shuffle, endless when resampled)--> split_by_node --> split_by_worker
-      --> tarfile_to_samples --> shuffle buffer --> (sample, window start) --> skip --> decode window --> batch
+    shard URLs --(per-epoch shuffle, endless when resampled)--> split by rank, then by worker
+      --> tar samples --> shuffle buffer --> (sample, window start) --> decode window --> batch
 
 - Each sample is a ``ShardSample`` (``<key>.mp4`` + ``<key>.json``). Only the needed window is decoded
   (``pipeline.clip_codec.decode_clip`` seeks to the keyframe before it), so a 16-frame window costs at most
   16 + GOP frames of decoding instead of 160.
-- Everything random is a pure function of ``(seed, rank, worker, epoch, window index)``, so the stream is
-  reproducible and a resumed run can SKIP to where it stopped: ``start_batch`` skips the windows already
-  consumed without decoding them (``DataLoader`` takes batches from workers round-robin, so each worker knows
-  which of the first ``start_batch`` batches were its own). Exact resume needs the same world size and
-  ``num_workers``.
+- Everything random is a pure function of ``(seed, rank, worker, epoch, counter)`` and the shard split is plain
+  arithmetic (a worker's j-th shard is computed, not found by listing), so the stream is reproducible.
+- Exact resume without replay: every batch carries ``batch["position"]``, a ``StreamPosition`` saying where its
+  worker's stream stands (which of its shards it is reading, how many samples into it, which samples sit in
+  the shuffle buffer, and the random counters). Given the positions of a run's last batches (``resume``), a
+  worker opens only the shards that still have samples in its buffer plus its current shard; it reads those up
+  to the position without decoding any video, and never opens the finished shards before them. The legacy
+  ``start_batch`` without ``resume`` instead replays the stream and drops the consumed windows (still without
+  decoding video, but re-reading every shard since the start of training). Either way exactness needs the
+  same world size, ``num_workers`` and shuffle buffer (``modeling.train`` saves and checks them).
 - ``resampled=True`` streams endless epochs (each a fresh shuffle of the shard list) for long runs.
 
 Batches are dicts: ``video`` uint8 (B, T, H, W, 3) -- channels LAST, as decoded; ``to_float_video`` makes the
 models' float (B, T, 3, H, W) in [0, 1] --, ``actions`` long (B, T) (ground truth from the shard json,
--1 where unknown), ``start`` long (B,), ``key`` list of clip keys.
+-1 where unknown), ``start`` long (B,), ``key`` list of clip keys, ``position`` (see above).
 
 URLs: local paths, globs, directories, brace patterns (``shard-{00000..00099}.tar``), and anything
 ``webdataset.gopen`` opens (``http(s)://`` via curl, ``gs://`` via gsutil, ``pipe:...``).
@@ -28,8 +33,9 @@ from __future__ import annotations
 import glob
 import os
 import random
-from collections.abc import Iterator
-from itertools import count, islice
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -42,28 +48,45 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from pipeline.clip_codec import CLIP_HEIGHT, CLIP_WIDTH, decode_clip
 from schemas.records import ShardSample
 
+_SHUFFLE_STREAM = 1  # appended to the shuffle buffer's seeds so they never coincide with the window seeds
+
 
 class ShardError(ValueError):
     """A shard does not hold what the models need (wrong frame size, too few frames, unreadable sample)."""
 
 
+def _is_remote(url: str) -> bool:
+    return "://" in url or url.startswith("pipe:")
+
+
 def expand_shards(pattern_or_urls: str | list[str]) -> list[str]:
-    """Shard URLs from a list, a glob, a directory, a brace pattern or URLs; raises when nothing matched."""
-    if isinstance(pattern_or_urls, list | tuple):
-        urls = [str(u) for u in pattern_or_urls]
-    else:
-        urls = []
-        for part in wds.shardlists.expand_urls(str(pattern_or_urls)):
-            if "://" in part or part.startswith("pipe:"):
-                urls.append(part)
-            elif os.path.isdir(part):
-                urls.extend(sorted(str(p) for p in Path(part).glob("*.tar")))
-            elif any(c in part for c in "*?["):
-                urls.extend(sorted(glob.glob(part)))
-            elif os.path.isfile(part):
-                urls.append(part)
+    """Shard URLs from a list, a glob, a directory, a brace pattern or URLs.
+
+    Raises when nothing matched, and also when only SOME local parts are missing (``a.tar::typo.tar``, a brace
+    range with absent files, a glob or directory that matches nothing): training on fewer shards than named
+    would otherwise go unnoticed. Remote URLs cannot be checked cheaply and are left to the loader.
+    """
+    parts = ([str(u) for u in pattern_or_urls] if isinstance(pattern_or_urls, list | tuple)
+             else list(wds.shardlists.expand_urls(str(pattern_or_urls))))
+    urls, missing = [], []
+    for part in parts:
+        if _is_remote(part):
+            found = [part]
+        elif os.path.isdir(part):
+            found = sorted(str(p) for p in Path(part).glob("*.tar"))
+        elif any(c in part for c in "*?["):
+            found = sorted(glob.glob(part))
+        else:
+            found = [part] if os.path.isfile(part) else []
+        urls.extend(found)
+        if not found:
+            missing.append(part)
     if not urls:
         raise FileNotFoundError(f"no shards matched {pattern_or_urls!r}")
+    if missing:
+        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+        raise FileNotFoundError(f"{len(missing)} of {len(parts)} shard paths in {pattern_or_urls!r} match no "
+                                f"file: {shown}")
     return urls
 
 
@@ -78,13 +101,36 @@ def _rank_world() -> tuple[int, int]:
     return 0, 1
 
 
+@dataclass
+class StreamPosition:
+    """Where one worker's window stream stands after a batch: all a resumed worker needs to continue it exactly.
+
+    Plain ints and lists, so that it crosses the DataLoader's worker queue and goes into checkpoints as is.
+    A sample is named by ``[shard, sample]``: the index of its shard in this worker's shard sequence and its
+    index inside that shard.
+    """
+
+    worker: int = 0  # the (virtual) worker whose stream this is, see ClipWindowDataset.__iter__
+    shard: int = 0  # index of the shard being read, in this worker's shard sequence
+    read: int = 0  # samples already read from that shard
+    buffer: list[list[int]] = field(default_factory=list)  # the samples in the shuffle buffer, in buffer order
+    picks: int = 0  # samples taken out of the buffer so far: the shuffle's random counter
+    windows: int = 0  # windows cut so far: the window starts' random counter
+    current: list[int] | None = None  # [shard, sample, windows already cut] of a sample cut only partly
+
+
 class ClipWindowDataset(IterableDataset):
-    """Batches of random ``window``-frame windows; see the module docstring for the stream and its guarantees."""
+    """Batches of random ``window``-frame windows; see the module docstring for the stream and its guarantees.
+
+    ``resume`` maps a worker id to the ``batch["position"]`` of its last consumed batch (workers absent from it
+    start from the beginning); with ``resume`` given, ``start_batch`` only decides which worker goes first.
+    """
 
     def __init__(self, urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
                  resampled: bool = False, seed: int = 0, shuffle_buffer: int = 256, windows_per_clip: int = 1,
                  start_batch: int = 0, drop_last: bool = False, frame_size: tuple[int, int] = (CLIP_HEIGHT,
-                                                                                                  CLIP_WIDTH)):
+                                                                                                  CLIP_WIDTH),
+                 resume: dict[int, dict[str, Any]] | None = None):
         super().__init__()
         self.urls = expand_shards(urls)
         self.window, self.batch_size = window, batch_size
@@ -92,33 +138,120 @@ class ClipWindowDataset(IterableDataset):
         self.shuffle_buffer, self.windows_per_clip = shuffle_buffer, windows_per_clip
         self.start_batch, self.drop_last = start_batch, drop_last
         self.frame_size = frame_size
+        self.resume = resume
 
-    def _shard_stream(self) -> Iterator[dict[str, str]]:
-        for epoch in count():
-            order = list(self.urls)
-            if self.shuffle:
-                random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
-            for url in order:
-                yield {"url": url, "epoch": epoch}
-            if not self.resampled:
+    def _epoch_order(self, epoch: int) -> list[str]:
+        order = list(self.urls)
+        if self.shuffle:
+            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        return order
+
+    def _shard_sequence(self, rank: int, world: int, worker: int, num_workers: int) -> Callable[[int], str | None]:
+        """j -> URL of this worker's j-th shard (None past the end of a non-resampled stream).
+
+        The global shard stream (epoch after epoch) is dealt round-robin to ranks, then to workers, so the j-th
+        shard is at global index ``rank + world * (worker + num_workers * j)`` -- arithmetic, which lets a
+        resumed worker jump to its shard j without touching the shards before it.
+        """
+        orders: dict[int, list[str]] = {}
+
+        def url(j: int) -> str | None:
+            epoch, index = divmod(rank + world * (worker + num_workers * j), len(self.urls))
+            if epoch > 0 and not self.resampled:
+                return None
+            if epoch not in orders:
+                if len(orders) > 2:
+                    orders.clear()
+                orders[epoch] = self._epoch_order(epoch)
+            return orders[epoch][index]
+
+        return url
+
+    @staticmethod
+    def _read_shard(url: str | None) -> Iterator[dict[str, Any]]:
+        """Raw samples of one shard (bytes, nothing decoded)."""
+        return iter(wds.tarfile_to_samples()(iter([{"url": url}]))) if url is not None else iter(())
+
+    def _restore(self, pos: StreamPosition, shard_url: Callable[[int], str | None]
+                 ) -> tuple[dict[tuple[int, int], dict[str, Any]], Iterator[dict[str, Any]]]:
+        """The raw samples ``pos`` still needs (buffered or partly cut), and its current shard read up to ``pos``.
+
+        Only shards holding such samples are opened, each read just up to the last sample needed; the current
+        shard's first ``pos.read`` samples are read as bytes and dropped. Nothing is decoded.
+        """
+        wanted = {tuple(ref) for ref in pos.buffer} | ({tuple(pos.current[:2])} if pos.current else set())
+        found: dict[tuple[int, int], dict[str, Any]] = {}
+        for shard in sorted({s for s, _ in wanted if s < pos.shard}):
+            need = {m for s, m in wanted if s == shard}
+            for m, raw in enumerate(self._read_shard(shard_url(shard))):
+                if m in need:
+                    found[(shard, m)] = raw
+                    need.discard(m)
+                    if not need:
+                        break
+        reader = self._read_shard(shard_url(pos.shard))
+        read = 0
+        for read, raw in enumerate(islice(reader, pos.read), 1):
+            if (pos.shard, read - 1) in wanted:
+                found[(pos.shard, read - 1)] = raw
+        if read < pos.read or len(found) < len(wanted):
+            raise ShardError(f"cannot resume the data stream: shard {shard_url(pos.shard)} (or one before it) "
+                             "holds fewer samples than when the checkpoint was written; were the shards changed?")
+        return found, reader
+
+    def _samples(self, pos: StreamPosition, shard_url: Callable[[int], str | None],
+                 reader: Iterator[dict[str, Any]]) -> Iterator[tuple[list[int], dict[str, Any]]]:
+        """([shard, sample], raw) from ``reader`` (the current shard) on, then from the following shards."""
+        while True:
+            for raw in reader:
+                pos.read += 1
+                yield [pos.shard, pos.read - 1], raw
+            if shard_url(pos.shard + 1) is None:
                 return
+            pos.shard, pos.read = pos.shard + 1, 0
+            reader = self._read_shard(shard_url(pos.shard))
 
-    def _windows(self, rank: int, worker: int, num_workers: int) -> Iterator[tuple[dict[str, Any], int]]:
-        """(raw sample, window start) pairs, before any decoding."""
-        src: Iterator = self._shard_stream()
-        src = wds.split_by_node(src)
-        src = islice(src, worker, None, num_workers)  # split by (virtual) worker, see __iter__
-        src = wds.tarfile_to_samples()(src)
-        if self.shuffle and self.shuffle_buffer > 1:
-            src = wds.shuffle(self.shuffle_buffer, initial=self.shuffle_buffer,
-                              seed=hash((self.seed, rank, worker)) & 0xFFFFFFFF)(src)
-        index = 0
-        for raw in src:
-            num_frames = self._check(raw)
-            for k in range(self.windows_per_clip):
-                rng = np.random.default_rng([self.seed, rank, worker, index])
-                index += 1
-                yield raw, self._pick_start(rng, num_frames, k)
+    def _pick(self, pos: StreamPosition, raws: list[dict[str, Any]], rank: int) -> tuple[list[int], dict[str, Any]]:
+        """Take a random sample out of the shuffle buffer (``pos.buffer`` and the parallel ``raws``)."""
+        i = 0
+        if len(raws) > 1:
+            i = int(np.random.default_rng([self.seed, rank, pos.worker, pos.picks, _SHUFFLE_STREAM])
+                    .integers(len(raws)))
+        pos.picks += 1
+        ref, raw = pos.buffer[i], raws[i]
+        pos.buffer[i], raws[i] = pos.buffer[-1], raws[-1]
+        pos.buffer.pop()
+        raws.pop()
+        return ref, raw
+
+    def _cut(self, pos: StreamPosition, ref: list[int], raw: dict[str, Any], first: int, rank: int
+             ) -> Iterator[tuple[dict[str, Any], int]]:
+        """Windows ``first..windows_per_clip-1`` of one sample; ``pos`` is up to date at every yield."""
+        num_frames = self._check(raw)
+        for k in range(first, self.windows_per_clip):
+            rng = np.random.default_rng([self.seed, rank, pos.worker, pos.windows])
+            start = self._pick_start(rng, num_frames, k)
+            pos.windows += 1
+            pos.current = [*ref, k + 1] if k + 1 < self.windows_per_clip else None
+            yield raw, start
+
+    def _windows(self, pos: StreamPosition, rank: int, world: int, num_workers: int
+                 ) -> Iterator[tuple[dict[str, Any], int]]:
+        """(raw sample, window start) pairs from ``pos`` on, before any decoding; ``pos`` is kept up to date."""
+        shard_url = self._shard_sequence(rank, world, pos.worker, num_workers)
+        found, reader = self._restore(pos, shard_url)
+        raws = [found[tuple(ref)] for ref in pos.buffer]
+        if pos.current is not None:
+            shard, sample, done = pos.current
+            yield from self._cut(pos, [shard, sample], found[(shard, sample)], done, rank)
+        size = max(self.shuffle_buffer, 1) if self.shuffle else 1
+        for ref, raw in self._samples(pos, shard_url, reader):
+            pos.buffer.append(ref)
+            raws.append(raw)
+            while len(raws) >= size:
+                yield from self._cut(pos, *self._pick(pos, raws, rank), 0, rank)
+        while raws:
+            yield from self._cut(pos, *self._pick(pos, raws, rank), 0, rank)
 
     def _pick_start(self, rng: np.random.Generator, num_frames: int, k: int) -> int:
         """Window start: uniform when shuffling; otherwise consecutive windows from frame 0."""
@@ -139,6 +272,14 @@ class ClipWindowDataset(IterableDataset):
                              f"window of {self.window}")
         return clip.num_frames
 
+    def check_first_sample(self) -> None:
+        """Validate the first sample of the first shard in THIS process, so that a wrong clip size or length is
+        reported before any model is built (loader workers re-check every sample as they read it)."""
+        for raw in self._read_shard(self.urls[0]):
+            self._check(raw)
+            return
+        raise ShardError(f"shard {self.urls[0]} holds no samples")
+
     def _decode(self, raw: dict[str, Any], start: int) -> dict[str, Any]:
         meta = ShardSample.from_wds(raw).clip
         frames = decode_clip(bytes(raw["mp4"]), start, self.window)
@@ -157,43 +298,41 @@ class ClipWindowDataset(IterableDataset):
                 "key": [i["key"] for i in items]}
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        rank, _ = _rank_world()
+        rank, world = _rank_world()
         info = get_worker_info()
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         # The DataLoader takes batch b from worker b % num_workers and always starts at worker 0. On resume at
-        # batch n, worker w therefore plays "virtual worker" (w + n) % num_workers of the uninterrupted run, and
-        # skips the windows of that virtual worker's batches among the first n.
+        # batch n, worker w therefore plays "virtual worker" (w + n) % num_workers of the uninterrupted run.
         virtual = (worker + self.start_batch) % num_workers
-        own = max(0, -(-(self.start_batch - virtual) // num_workers))
-        skip = own * self.batch_size
+        skip = 0
+        if self.resume is not None:
+            pos = StreamPosition(**self.resume[virtual]) if virtual in self.resume else StreamPosition(virtual)
+        else:  # legacy: replay the stream, dropping the windows of this worker's batches among the first n
+            pos = StreamPosition(virtual)
+            skip = max(0, -(-(self.start_batch - virtual) // num_workers)) * self.batch_size
         batch: list[dict[str, Any]] = []
-        for i, (raw, start) in enumerate(self._windows(rank, virtual, num_workers)):
+        for i, (raw, start) in enumerate(self._windows(pos, rank, world, num_workers)):
             if i < skip:
                 continue
             batch.append(self._decode(raw, start))
             if len(batch) == self.batch_size:
-                yield self._collate(batch)
+                yield {**self._collate(batch), "position": asdict(pos)}
                 batch = []
         if batch and not self.drop_last:
-            yield self._collate(batch)
+            yield {**self._collate(batch), "position": asdict(pos)}
 
 
 def check_first_clip(urls: list[str], window: int = 16) -> None:
-    """Validate the first sample of the first shard in THIS process, so that a wrong clip size or length is
-    reported before any model is built (loader workers re-check every sample as they read it)."""
-    dataset = ClipWindowDataset(urls[:1], window=window, shuffle=False)
-    for raw in wds.tarfile_to_samples()(iter([{"url": urls[0]}])):
-        dataset._check(raw)
-        return
-    raise ShardError(f"shard {urls[0]} holds no samples")
+    """``ClipWindowDataset.check_first_sample`` for clip shards: fail before any model is built."""
+    ClipWindowDataset(urls[:1], window=window, shuffle=False).check_first_sample()
 
 
 def clip_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
                  resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
                  windows_per_clip: int = 1, start_batch: int = 0, drop_last: bool = False,
-                 pin_memory: bool = False) -> DataLoader:
+                 pin_memory: bool = False, resume: dict[int, dict[str, Any]] | None = None) -> DataLoader:
     """A DataLoader of window batches (batching happens in the workers; see ``ClipWindowDataset``)."""
     dataset = ClipWindowDataset(pattern_or_urls, window, batch_size, shuffle, resampled, seed, shuffle_buffer,
-                                windows_per_clip, start_batch, drop_last)
+                                windows_per_clip, start_batch, drop_last, resume=resume)
     return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=False, prefetch_factor=4 if num_workers else None)

@@ -95,7 +95,6 @@ def load_genie_run(run_dir: str | Path, device: torch.device | str = "cpu") -> G
 
 
 @torch.no_grad()
-@torch.no_grad()
 def rollout_against(genie: Genie, video: torch.Tensor, actions: torch.Tensor, sampling: SamplingConfig,
                     seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Generate from ``video[:, 0]`` with ``actions`` (B, N); returns (generated frames (B, N, 3, H, W),

@@ -8,12 +8,20 @@ tokens depend only on that window). Consumers must therefore take windows ALIGNE
 
 Token shard sample (WebDataset, key = clip key):
     <key>.tokens.npy   uint16 (num_windows * T, h, w)
-    <key>.json         {"clip_key", "num_frames", "window", "token_grid", "codebook_size", "tokenizer_run",
-                        "actions": ground-truth actions per frame or null,
-                        "latent_actions": LAM action per frame (-1 at each window's first frame) or null}
+    <key>.json         {"format": 2, "clip_key", "num_frames", "window", "token_grid", "codebook_size",
+                        "tokenizer_run",
+                        "actions": ground-truth action per frame or null,
+                        "latent_actions": LAM action per frame (-1 at each window's last frame) or null}
+
+Both action lists follow ONE convention, that of the clip shards and of ``LatentActionModel.infer_actions``:
+``actions[k]`` and ``latent_actions[k]`` are the action taken AFTER frame k, i.e. the one that produced frame
+k + 1. A window's last frame has no latent action (the LAM saw no following frame), so it is -1 there; the
+dynamics model, conditioned on the action that produced each frame, uses ``latent_actions[:, :-1]`` of a window.
+(Format 1 shards stored latent actions shifted by one, -1 at each window's first frame; they are refused.)
 
 Latent actions are stored when ``lam_run`` (a lam-dynamics run) is given, so a dynamics model can be trained
-or fine-tuned against a frozen LAM without pixels.
+or fine-tuned against a frozen LAM without pixels. The LAM run must have been trained on the same tokenizer:
+its dynamics model, which ``train dynamics --init`` continues, only understands that tokenizer's tokens.
 """
 
 from __future__ import annotations
@@ -27,10 +35,12 @@ import numpy as np
 import torch
 import webdataset as wds
 
-from modeling.checkpoint import load_genie, load_tokenizer
+from modeling.checkpoint import load_genie, load_tokenizer, read_run_config
 from modeling.data import ClipWindowDataset, ShardError, expand_shards, to_float_video
 from pipeline.clip_codec import decode_clip
 from schemas.records import ShardSample
+
+TOKEN_SHARD_FORMAT = 2  # 2: latent_actions[k] is the action after frame k, like actions[k]
 
 
 def _npy_bytes(array: np.ndarray) -> bytes:
@@ -45,7 +55,12 @@ def extract_tokens(shards: str | list[str], tokenizer_run: str, out: str | Path,
     """Tokenise every clip of ``shards`` into ``out/tokens-%05d.tar``; returns a summary (also in summary.json)."""
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     tokenizer = load_tokenizer(tokenizer_run, map_location=dev)
-    lam = load_genie(lam_run, map_location=dev)[1] if lam_run else None
+    lam = None
+    if lam_run:
+        lam_tokenizer, lam, _, _ = load_genie(lam_run, map_location=dev)
+        if not _same_weights(lam_tokenizer, tokenizer):
+            raise ValueError(f"--lam {lam_run} was trained on tokenizer {read_run_config(lam_run)[2]}, not on "
+                             f"--tokenizer {tokenizer_run}: its dynamics model would not understand these tokens")
     window = tokenizer.cfg.num_frames
     if tokenizer.codebook_size > np.iinfo(np.uint16).max:
         raise ValueError(f"codebook of {tokenizer.codebook_size} codes does not fit uint16 token shards")
@@ -74,10 +89,11 @@ def extract_tokens(shards: str | list[str], tokenizer_run: str, out: str | Path,
                 with autocast:
                     tokens.append(tokenizer.encode(chunk).cpu())
                     if lam is not None:
-                        acts = lam.infer_actions(chunk).cpu()
-                        latent.append(torch.cat([torch.full((acts.shape[0], 1), -1), acts], dim=1))
+                        acts = lam.infer_actions(chunk).cpu()  # action k: frame k -> k + 1
+                        latent.append(torch.cat([acts, torch.full((acts.shape[0], 1), -1)], dim=1))
             token_array = torch.cat(tokens).flatten(0, 1).numpy().astype(np.uint16)
-            meta = {"clip_key": clip.clip_key, "num_frames": int(token_array.shape[0]), "window": window,
+            meta = {"format": TOKEN_SHARD_FORMAT, "clip_key": clip.clip_key,
+                    "num_frames": int(token_array.shape[0]), "window": window,
                     "token_grid": list(tokenizer.token_grid), "codebook_size": tokenizer.codebook_size,
                     "tokenizer_run": str(tokenizer_run), "actions": clip.actions[:token_array.shape[0]]
                     if clip.actions is not None else None,
@@ -100,21 +116,44 @@ def extract_tokens(shards: str | list[str], tokenizer_run: str, out: str | Path,
     return summary
 
 
+def _same_weights(a: torch.nn.Module, b: torch.nn.Module) -> bool:
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(sa[k].shape == sb[k].shape and torch.equal(sa[k].cpu(), sb[k].cpu())
+                                          for k in sa)
+
+
 class TokenWindowDataset(ClipWindowDataset):
     """Batches of T-frame token windows (aligned to the extraction windows) from token shards.
 
     Yields dict(tokens long (B, T, h, w), actions long (B, T) ground truth or -1, latent_actions long (B, T)
-    with -1 at the first frame / when not extracted, start, key). Same splitting, seeding and exact-resume skip
-    as ``ClipWindowDataset``.
+    (the action after each frame, as ``actions``; -1 at the last frame / when not extracted), start, key,
+    position). Same splitting, seeding and resume as ``ClipWindowDataset``. ``token_grid`` and
+    ``codebook_size``, when given, are what the consuming model expects: shards made by another tokenizer are
+    refused instead of silently feeding it tokens of the wrong grid or vocabulary.
     """
 
+    def __init__(self, urls: str | list[str], *args: Any, token_grid: tuple[int, int] | None = None,
+                 codebook_size: int | None = None, **kwargs: Any):
+        super().__init__(urls, *args, **kwargs)
+        self.token_grid, self.codebook_size = token_grid, codebook_size
+
     def _check(self, raw: dict[str, Any]) -> int:
+        where = f"token shard {raw.get('__url__', '?')}: sample {raw.get('__key__')!r}"
         if "tokens.npy" not in raw or "json" not in raw:
-            raise ShardError(f"shard {raw.get('__url__', '?')}: sample {raw.get('__key__')!r} is not a token "
-                             "sample (needs tokens.npy and json; run `python -m modeling extract-tokens`)")
+            raise ShardError(f"{where} is not a token sample (needs tokens.npy and json; run "
+                             "`python -m modeling extract-tokens`)")
         meta = json.loads(raw["json"])
         if meta["window"] != self.window:
-            raise ShardError(f"token shard window {meta['window']} != requested window {self.window}")
+            raise ShardError(f"{where} has window {meta['window']}, the model needs {self.window}")
+        if self.token_grid is not None and tuple(meta["token_grid"]) != tuple(self.token_grid):
+            raise ShardError(f"{where} has token grid {tuple(meta['token_grid'])}, the model needs "
+                             f"{tuple(self.token_grid)}: extract tokens with the model's tokenizer")
+        if self.codebook_size is not None and meta["codebook_size"] != self.codebook_size:
+            raise ShardError(f"{where} has codebook size {meta['codebook_size']}, the model needs "
+                             f"{self.codebook_size}: extract tokens with the model's tokenizer")
+        if meta.get("latent_actions") is not None and meta.get("format", 1) != TOKEN_SHARD_FORMAT:
+            raise ShardError(f"{where} is format {meta.get('format', 1)} (latent actions aligned differently); "
+                             "re-run `python -m modeling extract-tokens`")
         return int(meta["num_frames"])
 
     def _pick_start(self, rng: np.random.Generator, num_frames: int, k: int) -> int:
@@ -143,8 +182,11 @@ class TokenWindowDataset(ClipWindowDataset):
 
 def token_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
                   resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
-                  start_batch: int = 0, drop_last: bool = False, pin_memory: bool = False
-                  ) -> torch.utils.data.DataLoader:
+                  start_batch: int = 0, drop_last: bool = False, pin_memory: bool = False,
+                  resume: dict[int, dict[str, Any]] | None = None, token_grid: tuple[int, int] | None = None,
+                  codebook_size: int | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader of token window batches (see ``TokenWindowDataset``; arguments as ``clip_windows``)."""
     dataset = TokenWindowDataset(pattern_or_urls, window, batch_size, shuffle, resampled, seed, shuffle_buffer,
-                                 1, start_batch, drop_last)
+                                 1, start_batch, drop_last, resume=resume, token_grid=token_grid,
+                                 codebook_size=codebook_size)
     return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)

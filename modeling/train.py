@@ -8,8 +8,10 @@
 What a run does: AdamW (decay on matrices only) with linear warm-up and cosine decay, gradient clipping, bf16
 autocast on CUDA (fp32 on CPU), DDP under ``torchrun``, VQ dead-code resets after each step, TensorBoard
 scalars and image grids plus a ``metrics.jsonl`` a person can read, and checkpoints that resume EXACTLY: the
-model, optimizer, step and data position are saved, and the loader skips to the same batch
-(``modeling.data``). Running the same command again on an existing run directory resumes it.
+model, optimizer, step and every loader worker's stream position are saved, and the loader continues from
+there without replaying the data consumed so far (``modeling.data``). Exactness also needs the same data
+layout (world size, loader workers, shuffle buffer, micro-batch), which is saved and checked: a change is
+warned about (``resume_data``). Running the same command again on an existing run directory resumes it.
 
 In the lam-dynamics phase the tokenizer is frozen (loaded from ``--tokenizer``); the dynamics model is
 conditioned on the LAM's discrete actions for the same batch (no gradient flows from dynamics into the LAM,
@@ -50,7 +52,7 @@ from modeling.lam import LatentActionModel
 from modeling.metrics import psnr
 from modeling.schedule import lr_at
 from modeling.st_transformer import STTransformer
-from modeling.token_shards import token_windows
+from modeling.token_shards import TokenWindowDataset, token_windows
 from modeling.tokenizer import VideoTokenizer
 from modeling.vq import VectorQuantizer
 
@@ -125,12 +127,13 @@ class DynamicsObjective(nn.Module):
         self.seed, self.rank = seed, rank
 
     def forward(self, inputs: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
-        tokens, latent = inputs["tokens"], inputs["latent_actions"]
-        if (latent[:, 1:] < 0).any():
+        # latent_actions[:, k] is the action after frame k (token_shards): the T-1 that produced frames 2..T.
+        tokens, latent = inputs["tokens"], inputs["latent_actions"][:, :-1]
+        if (latent < 0).any():
             raise ShardError("token shards lack latent actions: extract them with `extract-tokens --lam <run>`")
         gen = torch.Generator(device=tokens.device).manual_seed((self.seed * 1_000_003 + micro_step) * 1009
                                                                  + self.rank)
-        out = self.dynamics.loss(tokens, latent[:, 1:], generator=gen)
+        out = self.dynamics.loss(tokens, latent, generator=gen)
         return {"loss": out["loss"], "dynamics_acc": out["acc"], "mask_fraction": out["mask_fraction"]}
 
     def trained(self) -> dict[str, nn.Module]:
@@ -235,6 +238,9 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
     if phase != PHASE_DYNAMICS:
         check_first_clip(urls, cfg.tokenizer.num_frames)
+    else:  # token shards of another tokenizer are refused here, before any model is built
+        TokenWindowDataset(urls[:1], cfg.tokenizer.num_frames, token_grid=cfg.dynamics.token_grid,
+                           codebook_size=cfg.dynamics.vocab_size).check_first_sample()
     if phase == PHASE_DYNAMICS and init_run is None:  # resuming a dynamics run: its init is in config.json
         init_run = json.loads((out / "config.json").read_text()).get("init_run")
     tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
@@ -262,16 +268,23 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     trained = objective.trained()
     optimizer = make_optimizer(trained, tcfg, dev)
 
-    step = 0
+    accum = tcfg.grad_accum
+    micro_batch = tcfg.batch_size // (ddp.world * accum)
+    workers = tcfg.num_workers if num_workers is None else num_workers
+    layout = {"world": ddp.world, "num_workers": workers, "shuffle_buffer": tcfg.shuffle_buffer,
+              "micro_batch": micro_batch}
+    step, data_seed, positions = 0, tcfg.seed, {}
     if resuming:
         state = load_checkpoint(out, map_location=dev)
         for name, module in trained.items():
             module.load_state_dict(state["models"][name])
         optimizer.load_state_dict(state["optimizer"])
         step = state["step"]
-        if state["data"]["world"] != ddp.world:
-            log(f"warning: resuming a {state['data']['world']}-rank run on {ddp.world} ranks: data order differs")
+        data_seed, positions = resume_data(state["data"], layout, ddp.rank, log)
         log(f"resumed {out} at step {step}")
+    # A checkpoint without positions is replayed by the loader; its positions are complete again (and saved)
+    # once every worker has delivered a batch.
+    replayed = positions is None
 
     model: nn.Module = objective
     if tcfg.compile:
@@ -279,13 +292,16 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     if ddp.world > 1:
         model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
-    accum = tcfg.grad_accum
-    micro_batch = tcfg.batch_size // (ddp.world * accum)
-    make_loader = token_windows if phase == PHASE_DYNAMICS else clip_windows
+    if phase == PHASE_DYNAMICS:
+        make_loader: Any = token_windows
+        extra = {"token_grid": cfg.dynamics.token_grid, "codebook_size": cfg.dynamics.vocab_size}
+    else:
+        make_loader, extra = clip_windows, {}
     loader = make_loader(urls, window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
-                         resampled=True, seed=tcfg.seed, shuffle_buffer=tcfg.shuffle_buffer,
-                         num_workers=tcfg.num_workers if num_workers is None else num_workers,
-                         start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda")
+                         resampled=True, seed=data_seed, shuffle_buffer=tcfg.shuffle_buffer, num_workers=workers,
+                         start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda",
+                         resume=positions, **extra)
+    positions = dict(positions or {})  # worker -> position of its last consumed batch
     writer = None
     if ddp.is_main:
         from torch.utils.tensorboard import SummaryWriter
@@ -299,12 +315,18 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     last_log, windows_since = time.perf_counter(), 0
 
     def checkpoint() -> None:
+        complete = not replayed or len(positions) == max(workers, 1)
+        ranks = [positions if complete else None]
+        if ddp.world > 1:  # each rank's loader has its own positions; rank 0 saves them all
+            ranks = [None] * ddp.world
+            dist.all_gather_object(ranks, positions if complete else None)
         if ddp.is_main:
             models = {n: m.state_dict() for n, m in trained.items()}
             if phase == PHASE_DYNAMICS:
                 models["lam"] = objective.lam[0].state_dict()  # frozen, kept so the run loads as a whole Genie
-            state = {"models": models, "optimizer": optimizer.state_dict(),
-                     "step": step, "data": {"batches": step * accum, "seed": tcfg.seed, "world": ddp.world},
+            data = {"batches": step * accum, "seed": data_seed, **layout,
+                    "positions": None if None in ranks else ranks}
+            state = {"models": models, "optimizer": optimizer.state_dict(), "step": step, "data": data,
                      "config": cfg.to_dict(), "phase": phase, "dead_code_resets": total_resets}
             save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
 
@@ -317,6 +339,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             optimizer.zero_grad(set_to_none=True)
             for micro in range(accum):
                 batch = next(data_iter)
+                positions[batch["position"]["worker"]] = batch["position"]
                 inputs = {k: v.to(dev, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
                 # DDP all-reduces gradients only on the last micro-batch of a step.
                 sync = model.no_sync() if ddp.world > 1 and micro < accum - 1 else nullcontext()
@@ -365,6 +388,32 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     return metrics
 
 
+def resume_data(saved: dict[str, Any], layout: dict[str, int], rank: int, log=print
+                ) -> tuple[int, dict[int, dict[str, Any]] | None]:
+    """(data seed, this rank's loader positions) that continue the data stream of checkpoint data ``saved``.
+
+    Unchanged layout: the saved positions, an exact continuation. Positions None (a checkpoint from before they
+    were saved): the loader replays the stream and drops the consumed batches, exact but re-reading every shard
+    seen so far. A changed layout cannot be exact and is warned about, not refused: resuming a preempted job on
+    fewer GPUs or workers must stay possible. A changed world size or worker count deals the shards out
+    differently, so no saved position applies; rather than replay the stream from its start (re-reading and
+    re-training first on the data seen first) the loader then starts a fresh shuffle under a new data seed. A
+    changed shuffle buffer or micro-batch keeps each worker's position: nothing is replayed or skipped.
+    """
+    seed, ranks = saved.get("seed", 0), saved.get("positions")
+    changed = [f"{k} {v} (checkpoint: {saved[k]})" for k, v in layout.items() if k in saved and saved[k] != v]
+    if not changed:
+        return seed, None if ranks is None else ranks[rank]
+    log(f"warning: resuming with {', '.join(changed)}: the data order differs from the uninterrupted run, so "
+        "the resume is not exact")
+    if ranks is None or any(saved.get(k, layout[k]) != layout[k] for k in ("world", "num_workers")):
+        seed += saved["batches"]
+        log(f"warning: the saved loader positions do not apply; the data stream restarts with a fresh shuffle "
+            f"(data seed {seed})")
+        return seed, {}
+    return seed, ranks[rank]
+
+
 @torch.no_grad()
 def _log_images(writer, out: Path, phase: str, objective: nn.Module, result: dict[str, Any], video: torch.Tensor,
                 step: int) -> None:
@@ -392,4 +441,4 @@ def describe_params(cfg: GenieConfig) -> dict[str, int]:
     return counts
 
 
-__all__ = ["train", "psnr", "describe_params", "ShardError"]
+__all__ = ["train", "psnr", "describe_params", "resume_data", "ShardError"]

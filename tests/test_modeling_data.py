@@ -1,6 +1,7 @@
 """The shard loader on real shards written with the pipeline's codec: windows match an independent decoder
-(decord), actions come from the clip json, order is reproducible and resumable, workers split the shards, HTTP
-URLs work, and bad input fails with a clear message."""
+(decord), actions come from the clip json, order is reproducible and resumable (by replay, and from saved
+stream positions without reopening finished shards), workers split the shards, HTTP URLs work, and bad input
+(including named shards that do not exist) fails with a clear message."""
 
 from __future__ import annotations
 
@@ -17,7 +18,8 @@ import pytest
 import torch
 import webdataset as wds
 
-from modeling.data import ShardError, clip_windows, expand_shards, to_float_video
+from modeling import data
+from modeling.data import ClipWindowDataset, ShardError, clip_windows, expand_shards, to_float_video
 from tests.modeling_helpers import write_tiny_shards
 
 torch.set_num_threads(1)
@@ -82,6 +84,64 @@ def test_resume_skips_to_the_same_batches(shards, num_workers):
     reference = batches(0, 7)
     for start in (1, 4):
         assert batches(start, 7 - start) == reference[start:]
+
+
+@pytest.mark.parametrize("num_workers", [0, 2])
+def test_resume_from_positions_continues_exactly_without_reopening_finished_shards(shards, num_workers,
+                                                                                    monkeypatch):
+    """Each batch carries its worker's stream position; from the positions of the last consumed batches a new
+    loader continues with exactly the batches the uninterrupted one yields next. A batch of 3 windows with 2
+    windows per clip ends mid-clip, and a 3-sample buffer spans shards, so both partial states are exercised."""
+    directory, _ = shards
+    opened: list[str] = []
+    read_shard = ClipWindowDataset._read_shard
+    monkeypatch.setattr(ClipWindowDataset, "_read_shard", staticmethod(lambda url: opened.append(url)
+                                                                       or read_shard(url)))
+    decoded = []
+    decode = data.decode_clip
+    monkeypatch.setattr(data, "decode_clip", lambda *a: decoded.append(a[1:]) or decode(*a))
+
+    def loader(**kw):
+        return clip_windows(str(directory), window=4, batch_size=3, seed=5, resampled=True, shuffle_buffer=3,
+                            windows_per_clip=2, num_workers=num_workers, **kw)
+
+    reference = list(itertools.islice(loader(), 14))
+    as_tuples = [(tuple(b["key"]), tuple(b["start"].tolist())) for b in reference]
+    assert len(set(as_tuples)) > 10  # a real shuffle, not one batch repeated
+    for n in (1, 5, 11):
+        positions = {b["position"]["worker"]: b["position"] for b in reference[:n]}
+        opened.clear()
+        decoded.clear()
+        resumed = iter(loader(start_batch=n, resume=positions))
+        first = next(resumed)
+        if num_workers == 0:  # the patches only see this process
+            buffered = {tuple(r)[0] for r in reference[n - 1]["position"]["buffer"]}
+            assert len(opened) <= len(buffered) + 2  # buffered samples' shards, a partly cut clip's, the current
+            assert len(decoded) == 3  # the first batch's windows, nothing decoded to skip
+        rest = [first, *itertools.islice(resumed, 13 - n)]
+        assert [(tuple(b["key"]), tuple(b["start"].tolist())) for b in rest] == as_tuples[n:]
+    if num_workers == 0:  # replaying to batch 11 instead reads every shard up to there
+        opened.clear()
+        next(iter(loader(start_batch=11)))
+        assert len(opened) >= 8
+        # Shards that no longer hold what the position says (rewritten since the checkpoint) are an error.
+        moved = {0: {**reference[10]["position"], "read": 99}}
+        with pytest.raises(ShardError, match="fewer samples than when the checkpoint was written"):
+            next(iter(loader(start_batch=11, resume=moved)))
+
+
+def test_named_shards_that_do_not_exist_are_an_error(shards, tmp_path):
+    directory, paths = shards
+    with pytest.raises(FileNotFoundError, match=r"3 of 6 shard paths .* match no file: .*shard-00003\.tar"):
+        expand_shards(str(directory / "shard-{00000..00005}.tar"))
+    with pytest.raises(FileNotFoundError, match="typo.tar"):
+        expand_shards(f"{paths[0]}::{directory / 'typo.tar'}")
+    with pytest.raises(FileNotFoundError, match="none-"):  # a glob in a list that matches nothing
+        expand_shards(f"{paths[0]}::{directory / 'none-*.tar'}")
+    with pytest.raises(FileNotFoundError, match="match no file"):
+        clip_windows([paths[0], str(tmp_path / "gone.tar")])
+    assert expand_shards(f"{paths[0]}::http://127.0.0.1:9/a.tar") == [paths[0], "http://127.0.0.1:9/a.tar"]
+    assert expand_shards(str(directory / "shard-{00000..00002}.tar")) == paths
 
 
 def test_http_urls(shards):

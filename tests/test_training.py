@@ -1,5 +1,7 @@
-"""Training end to end on real shards through the CLI: run directories, exact resume, the lam-dynamics phase
-on a trained tokenizer, loading models back, token pre-extraction, configs, the schedule, and clear errors."""
+"""Training end to end on real shards through the CLI: run directories, exact resume of all three phases (and a
+warning when the data layout changes), the lam-dynamics phase on a trained tokenizer and that it learns,
+loading models back, token pre-extraction and its consistency checks, configs, the schedule, and clear
+errors."""
 
 from __future__ import annotations
 
@@ -9,15 +11,15 @@ import pytest
 import torch
 
 from modeling.__main__ import main
-from modeling.checkpoint import load_genie, load_tokenizer, read_run_config
+from modeling.checkpoint import load_checkpoint, load_genie, load_tokenizer, read_run_config
 from modeling.configs import GenieConfig, TrainConfig, get_config
-from modeling.data import clip_windows, to_float_video
+from modeling.data import ShardError, clip_windows, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.schedule import lr_at
 from modeling.token_shards import token_windows
 from modeling.tokenizer import VideoTokenizer
-from modeling.train import describe_params
+from modeling.train import describe_params, resume_data
 from tests.modeling_helpers import write_tiny_shards
 
 torch.set_num_threads(1)
@@ -61,34 +63,79 @@ def test_tokenizer_run_directory(tokenizer_run):
     assert isinstance(model, VideoTokenizer) and not model.training
 
 
-def test_resume_reproduces_the_uninterrupted_run_exactly(shards, tokenizer_run, tmp_path):
+def _metrics(run) -> dict[int, dict[str, float]]:
+    """Every logged metric per step, minus the wall-clock throughput."""
+    return {m["step"]: {k: v for k, v in m.items() if k != "windows_per_s"}
+            for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines())}
+
+
+def test_resume_reproduces_the_uninterrupted_run_exactly(shards, tokenizer_run, tmp_path, capsys):
     run = tmp_path / "resumed"
     base = ["train", "tokenizer", "--shards", shards, "--config", "tiny", "--out", str(run), *FAST]
     assert main([*base, "--until-step", "4"]) == 0
     assert max(_losses(run)) == 4
+    data = load_checkpoint(run)["data"]
+    assert {k: data[k] for k in ("batches", "world", "num_workers", "shuffle_buffer", "micro_batch")} == {
+        "batches": 4, "world": 1, "num_workers": 0, "shuffle_buffer": 16, "micro_batch": 4}
+    assert len(data["positions"]) == 1 and set(data["positions"][0]) == {0}  # one rank, one loader stream
+    capsys.readouterr()
     resume = ["train", "tokenizer", "--shards", shards, "--out", str(run)]  # the run's config.json is used
     assert main(resume) == 0
+    assert "warning" not in capsys.readouterr().out
     uninterrupted = _losses(tokenizer_run)
     resumed = _losses(run)
     assert resumed == uninterrupted  # every step, bit for bit (json keeps the float exactly)
     assert uninterrupted[10][2] > uninterrupted[4][2]  # dead-code resets happened after the resume point
 
 
+def test_resume_with_another_data_layout_warns(shards, tmp_path, capsys):
+    run = tmp_path / "relayout"
+    assert main(["train", "tokenizer", "--shards", shards, "--out", str(run), *FAST, "--until-step", "2"]) == 0
+    capsys.readouterr()
+    assert main(["train", "tokenizer", "--shards", shards, "--out", str(run), "--num-workers", "2",
+                 "--until-step", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "warning: resuming with num_workers 2 (checkpoint: 0)" in out and "not exact" in out
+    assert "fresh shuffle (data seed 2)" in out  # seed 0 + 2 batches consumed: not a replay of the first ones
+    assert max(_losses(run)) == 3 and load_checkpoint(run)["data"]["num_workers"] == 2
+    # A changed shuffle buffer keeps each worker's position (nothing replayed or skipped), and says so too.
+    saved = {"batches": 8, "seed": 0, "world": 1, "num_workers": 2, "shuffle_buffer": 16, "micro_batch": 4,
+             "positions": [{0: {"worker": 0}, 1: {"worker": 1}}]}
+    logged = []
+    layout = {"world": 1, "num_workers": 2, "shuffle_buffer": 64, "micro_batch": 4}
+    assert resume_data(saved, layout, 0, logged.append) == (0, saved["positions"][0])
+    assert logged == ["warning: resuming with shuffle_buffer 64 (checkpoint: 16): the data order differs from "
+                      "the uninterrupted run, so the resume is not exact"]
+    assert resume_data(saved, {**layout, "shuffle_buffer": 16}, 0, logged.append) == (0, saved["positions"][0])
+    assert len(logged) == 1
+
+
+LAM_DYNAMICS = ["--set", "train_lam_dynamics.max_steps=24", "--set", "train_lam_dynamics.log_every=1",
+                "--set", "dynamics.action_conditioning=token"]
+
+
 @pytest.fixture(scope="module")
 def genie_run(shards, tokenizer_run, tmp_path_factory):
     run = tmp_path_factory.mktemp("runs") / "genie"
     argv = ["train", "lam-dynamics", "--shards", shards, "--config", "tiny", "--tokenizer", str(tokenizer_run),
-            "--out", str(run), "--set", "train_lam_dynamics.max_steps=3", "--set", "train_lam_dynamics.log_every=1",
-            "--set", "dynamics.action_conditioning=token"]
+            "--out", str(run), *LAM_DYNAMICS]
     assert main(argv) == 0
     return run
 
 
-def test_lam_dynamics_phase_and_loading(shards, tokenizer_run, genie_run):
+def test_lam_dynamics_phase_learns_and_loads(shards, tokenizer_run, genie_run):
     run = genie_run
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {"lam_loss", "lam_psnr", "lam_codes_used", "lam_code_usage", "dynamics_loss", "dynamics_acc"} <= set(
         metrics[-1])
+    # 24 steps on 6 clips: the dynamics loss starts at chance (ln 64 = 4.16 for the tiny codebook) and ends near
+    # 0.4 (measured with two seeds), the LAM's reconstruction error falls ~8x. The margins leave room for noise
+    # but not for a phase whose optimiser, masking or conditioning is broken.
+    first, last = metrics[:3], metrics[-3:]
+    mean = lambda rows, key: sum(m[key] for m in rows) / len(rows)  # noqa: E731
+    assert mean(first, "dynamics_loss") > 3.5
+    assert mean(last, "dynamics_loss") < 0.3 * mean(first, "dynamics_loss")
+    assert mean(last, "lam_loss") < 0.5 * mean(first, "lam_loss")
     config = json.loads((run / "config.json").read_text())
     assert config["phase"] == "lam-dynamics" and config["tokenizer_run"] == str(tokenizer_run.resolve())
     tokenizer, lam, dynamics, cfg = load_genie(run)
@@ -103,6 +150,16 @@ def test_lam_dynamics_phase_and_loading(shards, tokenizer_run, genie_run):
     tokens = tokenizer.encode(video)
     logits = dynamics(tokens, lam.infer_actions(video))
     assert logits.shape == (*tokens.shape, cfg.dynamics.vocab_size)
+
+
+def test_lam_dynamics_resume_reproduces_the_uninterrupted_run_exactly(shards, tokenizer_run, genie_run, tmp_path):
+    run = tmp_path / "genie-resumed"
+    argv = ["train", "lam-dynamics", "--shards", shards, "--config", "tiny", "--tokenizer", str(tokenizer_run),
+            "--out", str(run), *LAM_DYNAMICS, "--until-step", "3"]
+    assert main(argv) == 0
+    assert main(["train", "lam-dynamics", "--shards", shards, "--out", str(run), "--until-step", "6"]) == 0
+    reference = _metrics(genie_run)
+    assert _metrics(run) == {step: reference[step] for step in range(1, 7)}  # LAM and dynamics losses, bit for bit
 
 
 def test_extract_tokens_round_trip(shards, tokenizer_run, tmp_path):
@@ -126,19 +183,30 @@ def test_extract_tokens_round_trip(shards, tokenizer_run, tmp_path):
     assert seen == 6
 
 
-def test_dynamics_phase_on_token_shards(shards, tokenizer_run, genie_run, tmp_path):
-    tokens = tmp_path / "tokens"
+@pytest.fixture(scope="module")
+def latent_tokens(shards, tokenizer_run, genie_run, tmp_path_factory):
+    tokens = tmp_path_factory.mktemp("tokens") / "latent"
     assert main(["extract-tokens", "--shards", shards, "--tokenizer", str(tokenizer_run), "--lam", str(genie_run),
                  "--out", str(tokens)]) == 0
+    return tokens
+
+
+DYNAMICS = ["--set", "train_lam_dynamics.max_steps=4", "--set", "train_lam_dynamics.log_every=1"]
+
+
+def test_dynamics_phase_on_token_shards(shards, tokenizer_run, genie_run, latent_tokens, tmp_path):
+    tokens = latent_tokens
     _, lam, _, _ = load_genie(genie_run)
     batch = next(iter(token_windows(str(tokens), window=4, batch_size=2, shuffle=False)))
     video = to_float_video(next(iter(clip_windows(shards, window=4, batch_size=2, shuffle=False)))["video"])
-    assert torch.equal(batch["latent_actions"][:, 1:], lam.infer_actions(video))
-    assert (batch["latent_actions"][:, 0] == -1).all()
+    # Both action lists hold the action AFTER frame k, as the clip shards do; the last frame has no latent one.
+    assert torch.equal(batch["latent_actions"][:, :-1], lam.infer_actions(video))
+    assert (batch["latent_actions"][:, -1] == -1).all()
+    assert torch.equal(batch["actions"], next(iter(clip_windows(shards, window=4, batch_size=2,
+                                                                shuffle=False)))["actions"])
 
     run = tmp_path / "dyn"
-    argv = ["train", "dynamics", "--shards", str(tokens), "--init", str(genie_run), "--out", str(run),
-            "--set", "train_lam_dynamics.max_steps=3", "--set", "train_lam_dynamics.log_every=1"]
+    argv = ["train", "dynamics", "--shards", str(tokens), "--init", str(genie_run), "--out", str(run), *DYNAMICS]
     assert main(argv) == 0
     assert json.loads((run / "config.json").read_text())["init_run"] == str(genie_run.resolve())
     _, lam2, dynamics2, cfg = load_genie(run)
@@ -154,6 +222,47 @@ def test_dynamics_phase_on_token_shards(shards, tokenizer_run, genie_run, tmp_pa
         from modeling.train import train
 
         train("dynamics", str(bare), tmp_path / "dyn2", init_run=str(genie_run), log=lambda *a: None)
+
+
+def test_dynamics_phase_resume_reproduces_the_uninterrupted_run_exactly(genie_run, latent_tokens, tmp_path):
+    runs = {name: tmp_path / name for name in ("whole", "resumed")}
+    for name, until in (("whole", []), ("resumed", ["--until-step", "2"])):
+        argv = ["train", "dynamics", "--shards", str(latent_tokens), "--init", str(genie_run),
+                "--out", str(runs[name]), *DYNAMICS, *until]
+        assert main(argv) == 0
+    assert main(["train", "dynamics", "--shards", str(latent_tokens), "--out", str(runs["resumed"])]) == 0
+    whole = _metrics(runs["whole"])
+    assert sorted(whole) == [1, 2, 3, 4] and _metrics(runs["resumed"]) == whole
+
+
+def test_token_shards_must_match_the_model(shards, tokenizer_run, genie_run, latent_tokens, tmp_path, capsys):
+    # A LAM run trained on another tokenizer: its dynamics model would not understand these tokens.
+    other = tmp_path / "other-tok"
+    assert main(["train", "tokenizer", "--shards", shards, "--out", str(other), *FAST,
+                 "--set", "train_tokenizer.max_steps=1"]) == 0
+    capsys.readouterr()
+    assert main(["extract-tokens", "--shards", shards, "--tokenizer", str(other), "--lam", str(genie_run),
+                 "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --lam") and f"trained on tokenizer {tokenizer_run.resolve()}" in err
+    # Token shards of another grid or vocabulary than the model being trained are refused by the loader.
+    with pytest.raises(ShardError, match=r"token grid \(6, 11\), the model needs \(5, 5\)"):
+        next(iter(token_windows(str(latent_tokens), window=4, batch_size=1, token_grid=(5, 5))))
+    with pytest.raises(ShardError, match="codebook size 64, the model needs 1024"):
+        next(iter(token_windows(str(latent_tokens), window=4, batch_size=1, codebook_size=1024)))
+    assert next(iter(token_windows(str(latent_tokens), window=4, batch_size=1, token_grid=(6, 11),
+                                   codebook_size=64)))["tokens"].shape == (1, 4, 6, 11)
+    # Shards from before the action convention was unified (no "format") are refused, not misread.
+    import webdataset as wds
+
+    raw = next(iter(wds.DataPipeline(wds.SimpleShardList(sorted(map(str, latent_tokens.glob("*.tar")))),
+                                     wds.tarfile_to_samples())))
+    meta = json.loads(raw["json"])
+    del meta["format"]
+    with wds.TarWriter(str(tmp_path / "old.tar")) as sink:
+        sink.write({"__key__": raw["__key__"], "tokens.npy": raw["tokens.npy"], "json": json.dumps(meta).encode()})
+    with pytest.raises(ShardError, match="format 1"):
+        next(iter(token_windows(str(tmp_path / "old.tar"), window=4, batch_size=1)))
 
 
 def test_clear_cli_errors(shards, tmp_path, capsys):
