@@ -9,8 +9,9 @@ Layout of a run directory::
     checkpoints/step-000005000.pt ...  numbered copies (the newest ``keep`` are kept)
     tb/                      TensorBoard event files
 
-A checkpoint holds the model state dicts, the optimizer state, the step, and the data position (batches
-consumed and the data seed) so that a resumed run continues with exactly the batches it would have seen.
+A checkpoint holds the model state dicts, the optimizer state, the step, and the data state (batches consumed,
+the data seed and layout, and every loader worker's stream position; ``modeling.data.StreamPosition``) so that a
+resumed run continues with exactly the batches it would have seen.
 """
 
 from __future__ import annotations
