@@ -1,4 +1,9 @@
-"""``python -m classifiers <command>``: ``train``, ``evaluate``, ``label-sheet``, ``features``."""
+"""``python -m classifiers <command>``: ``train``, ``evaluate``, ``label-sheet``, ``features``.
+
+User errors -- a label file with problems, a bad model directory, a ``--clips`` path without shards, too
+few labelled clips -- end with ``<prog>: error:`` and the message (one line per problem) on stderr and exit
+status 2, like argparse's own usage errors; a traceback would bury the line numbers the person needs.
+"""
 
 from __future__ import annotations
 
@@ -42,6 +47,15 @@ def features_main(argv: list[str]) -> int:
     return 0
 
 
+def user_errors() -> tuple[type[Exception], ...]:
+    """The exceptions that mean "fix your input", not "bug" (imported late: ``--help`` stays fast)."""
+    from classifiers.artifact import ModelDirError
+    from classifiers.clip_source import ClipSourceError
+    from classifiers.dataset import LabelCoverageError
+    from classifiers.labels import LabelFileError
+    return LabelFileError, ModelDirError, ClipSourceError, LabelCoverageError
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
@@ -49,9 +63,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, (_, help_text) in COMMANDS.items():
             print(f"  {name:<12} {help_text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
-    if argv[0] == "features":
-        return features_main(argv[1:])
-    return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:]) or 0
+    try:
+        if argv[0] == "features":
+            return features_main(argv[1:])
+        return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:]) or 0
+    except user_errors() as exc:
+        print(f"python -m classifiers {argv[0]}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -10,7 +10,9 @@ Layout::
 
 Why the checks: a model trained on features computed one way and applied to features computed another way
 still produces numbers -- silently wrong ones. ``load_classifier`` refuses a model whose
-``feature_version`` differs from this code's ``FEATURE_VERSION``, and says which is which.
+``feature_version`` differs from this code's ``FEATURE_VERSION``, and says which is which. For the same
+reason it refuses a threshold outside [0, 1], stored or overridden (scores are probabilities: such a
+threshold silently keeps everything or nothing). ``metadata.json`` is strict JSON (undefined metrics null).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from classifiers.features import FEATURE_NAMES, FEATURE_VERSION
-from classifiers.metrics import DecisionRule
+from classifiers.metrics import DecisionRule, to_json
 from classifiers.models import ClipModel, family_class
 
 FORMAT = "genie-worlds-quality-classifier"
@@ -89,14 +91,8 @@ def save_classifier(model_dir: str | Path, model: ClipModel, threshold: float, d
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **extra,
     }
-    (path / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True, default=_json_default) + "\n")
+    (path / METADATA).write_text(to_json(metadata))  # strict JSON: an undefined metric is null, not NaN
     return path
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON-serialisable: {value!r}")
 
 
 def localize(model_dir: str | Path) -> Path:
@@ -152,12 +148,33 @@ def load_classifier(model_dir: str | Path, threshold: float | None = None) -> Lo
     """Load a model directory (local or remote); ``threshold`` overrides the one chosen at training time."""
     path = localize(model_dir)
     metadata = read_metadata(path)
-    cls = family_class(metadata["family"])
+    try:
+        cls = family_class(metadata.get("family"))
+    except ValueError as exc:
+        raise ModelDirError(f"{path / METADATA}: {exc}") from None
     if not (path / cls.file_name).is_file():
         raise ModelDirError(f"{path}: model file {cls.file_name} is missing")
-    model = cls.load(path, metadata.get("model_config", {}))
-    decision = DecisionRule(**metadata.get("decision", {}))
-    chosen = float(metadata["threshold"]) if threshold is None else float(threshold)
-    if not 0.0 <= chosen <= 1.0:
-        raise ModelDirError(f"threshold must be within [0, 1], got {chosen}")
+    try:
+        decision = DecisionRule(**metadata.get("decision", {}))
+    except (TypeError, ValueError) as exc:
+        raise ModelDirError(f"{path / METADATA}: bad decision rule {metadata.get('decision')!r} ({exc})") from None
+    if threshold is None:
+        chosen = _threshold(metadata.get("threshold"), f"{path / METADATA}: threshold")
+    else:
+        chosen = _threshold(threshold, "threshold override")
+    try:
+        model = cls.load(path, metadata.get("model_config", {}))
+    except Exception as exc:  # a truncated or foreign model file: say which file, not a library traceback
+        raise ModelDirError(f"{path / cls.file_name}: cannot load the model ({type(exc).__name__}: {exc})") from None
     return LoadedClassifier(model=model, metadata=metadata, threshold=chosen, decision=decision)
+
+
+def _threshold(value: Any, what: str) -> float:
+    """``value`` as a threshold in [0, 1] (scores are probabilities: anything else keeps all or nothing)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not 0.0 <= number <= 1.0:  # also rejects NaN
+        raise ModelDirError(f"{what} must be a number in [0, 1], got {value!r}")
+    return number

@@ -22,6 +22,10 @@ from pipeline.clip_codec import decode_clip
 from schemas import Clip, ShardSample
 
 
+class ClipSourceError(FileNotFoundError):
+    """A ``--clips`` argument names no shards (a user error: reported without a traceback by the CLI)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class SourceProblem:
     """A sample that could not be read, and why."""
@@ -32,14 +36,16 @@ class SourceProblem:
 
 
 def shard_paths(source: str) -> list[str]:
-    """The tar files a ``--clips`` argument names, sorted; raises ``FileNotFoundError`` if none."""
+    """The tar files a ``--clips`` argument names, sorted; raises ``ClipSourceError`` if none."""
     if os.path.isdir(source):
         base = os.path.join(source, "shards") if os.path.isdir(os.path.join(source, "shards")) else source
         paths = sorted(glob.glob(os.path.join(base, "*.tar")))
     else:
         paths = sorted({p for pattern in braceexpand.braceexpand(source) for p in glob.glob(pattern)})
     if not paths:
-        raise FileNotFoundError(f"no WebDataset shards (*.tar) found at {source!r}")
+        what = "directory has no *.tar (nor shards/*.tar)" if os.path.isdir(source) else "matches no *.tar file"
+        raise ClipSourceError(f"--clips {source!r}: {what}; give a pipeline output directory, a shard glob "
+                              f"or a brace pattern (shard-{{00000..00009}}.tar)")
     return paths
 
 

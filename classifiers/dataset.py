@@ -1,8 +1,10 @@
 """Labelled clips: join a label file to the clips of a run (or shards), prepared for one model family.
 
 Labels name videos (the paper labelled whole videos) or single clips; a clip takes its own label when it has
-one, else its video's. The label file is validated against the ids actually present in the clips, so a typo
-in a video id is an error with a line number rather than a silently smaller training set.
+one, else its video's. The label file is validated on its own first (format, scores, duplicates,
+conflicts) -- before ``--clips`` is read, so a wrong clips path cannot hide the file's problems -- and then
+against the ids actually present in the clips, each kind against its own kind (video ids, clip keys), so
+a typo in a video id is an error with a line number rather than a silently smaller training set.
 """
 
 from __future__ import annotations
@@ -18,8 +20,14 @@ from classifiers.clip_source import SourceProblem, iter_clips, iter_samples
 from classifiers.labels import LabelPolicy, LabelSet, load_labels
 from classifiers.models import ClipModel
 from pipeline.clip_codec import decode_clip
+from schemas import reasons
 
 THUMB_FRAMES = 3  # frames in a clip's thumbnail strip (evaluation report)
+LEFT_OUT = -1  # target of a clip whose hand score the policy leaves out of the binary task
+
+
+class LabelCoverageError(ValueError):
+    """The labels and clips together give too few binary-labelled clips for the task asked."""
 
 
 @dataclasses.dataclass
@@ -29,7 +37,7 @@ class LabelledClips:
     clip_keys: list[str]
     video_ids: list[str]
     scores: np.ndarray  # the 1..5 hand score behind each target
-    targets: np.ndarray  # 1 good, 0 bad
+    targets: np.ndarray  # 1 good, 0 bad (LEFT_OUT: only with ``include_left_out``)
     inputs: np.ndarray  # the model family's prepared inputs, stacked
     counts: dict[str, int]  # clips seen / labelled / left out by the policy / unlabelled / unreadable
     problems: list[SourceProblem]
@@ -37,13 +45,21 @@ class LabelledClips:
     def __len__(self) -> int:
         return len(self.clip_keys)
 
+    def subset(self, index: np.ndarray) -> LabelledClips:
+        """The clips at ``index`` (indices or a boolean mask), same counts and problems."""
+        idx = np.arange(len(self))[index]
+        return dataclasses.replace(self, clip_keys=[self.clip_keys[i] for i in idx],
+                                   video_ids=[self.video_ids[i] for i in idx], scores=self.scores[idx],
+                                   targets=self.targets[idx], inputs=self.inputs[idx])
 
-def known_ids(source: str) -> set[str]:
-    """The video ids and clip keys present in the shards (reads the json members, decodes nothing)."""
-    ids: set[str] = set()
+
+def known_ids(source: str) -> dict[str, set[str]]:
+    """``{"video": video ids, "clip": clip keys}`` present in the shards (reads the json members, decodes
+    nothing). Kept apart by kind so that a clip label naming a video (or the reverse) is caught."""
+    ids: dict[str, set[str]] = {reasons.ITEM_VIDEO: set(), reasons.ITEM_CLIP: set()}
     for sample in iter_samples(source):
-        ids.add(sample.clip.clip_key)
-        ids.add(sample.clip.video_id)
+        ids[reasons.ITEM_CLIP].add(sample.clip.clip_key)
+        ids[reasons.ITEM_VIDEO].add(sample.clip.video_id)
     return ids
 
 
@@ -64,9 +80,15 @@ def thumbnails(source: str, keys: set[str]) -> dict[str, np.ndarray]:
 
 
 def load_labelled_clips(source: str, labels_path: str, model: ClipModel, policy: LabelPolicy,
-                        allow_unknown: bool = False, log=sys.stderr) -> tuple[LabelledClips, LabelSet]:
-    """Validate the labels against ``source``'s clips and prepare every clip that has a binary target."""
-    labels = load_labels(labels_path, known_ids(source), policy, allow_unknown)
+                        allow_unknown: bool = False, log=sys.stderr, include_left_out: bool = False
+                        ) -> tuple[LabelledClips, LabelSet]:
+    """Validate the labels, then against ``source``'s clips, and prepare every clip that has a binary target.
+
+    ``include_left_out``: also prepare the clips whose score the policy leaves out (target ``LEFT_OUT``),
+    for reports by hand score; they are still counted in ``left_out_by_policy``.
+    """
+    labels = load_labels(labels_path, policy=policy)  # the file's own problems, before --clips is read
+    labels = labels.check_ids(known_ids(source), allow_unknown)
     for note in labels.notes:
         print(f"labels: {note}", file=log)
     keys, videos, scores, targets, inputs = [], [], [], [], []
@@ -82,8 +104,11 @@ def load_labelled_clips(source: str, labels_path: str, model: ClipModel, policy:
         target = policy.target(score)
         if target is None:
             counts["left_out_by_policy"] += 1
-            continue
-        counts["labelled"] += 1
+            if not include_left_out:
+                continue
+            target = LEFT_OUT
+        else:
+            counts["labelled"] += 1
         keys.append(clip.clip_key)
         videos.append(clip.video_id)
         scores.append(score)

@@ -4,6 +4,10 @@ label, the worst mistakes with thumbnails) and the PNGs it embeds.
 
 The decision at evaluation is the model's own (its threshold and decision rule, or ``--threshold``), so the
 held-out numbers describe exactly what the pipeline will do with that model.
+
+The binary metrics use the clips whose hand score the model's label policy maps to good/bad (5 vs 1 by
+default). The score histograms show every hand score 1-5 present in the labels, one panel each: the 2-4
+clips are scored too, because where the model puts the in-between clips is what a threshold change moves.
 """
 
 from __future__ import annotations
@@ -12,7 +16,6 @@ import argparse
 import base64
 import html
 import io
-import json
 import sys
 from pathlib import Path
 
@@ -25,11 +28,18 @@ from PIL import Image  # noqa: E402
 from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
 
 from classifiers.artifact import load_classifier  # noqa: E402
-from classifiers.dataset import LabelledClips, load_labelled_clips, thumbnails  # noqa: E402
+from classifiers.dataset import (  # noqa: E402
+    LEFT_OUT,
+    LabelCoverageError,
+    LabelledClips,
+    load_labelled_clips,
+    thumbnails,
+)
 from classifiers.labels import LabelPolicy  # noqa: E402
-from classifiers.metrics import binary_report, format_report  # noqa: E402
+from classifiers.metrics import binary_report, format_report, to_json  # noqa: E402
 
 WORST = 8  # mistakes shown per side
+HIST_BINS = np.linspace(0, 1, 21)  # P(good) bins of the per-hand-score histograms (figure and metrics.json)
 
 
 def _png(fig) -> bytes:
@@ -52,14 +62,30 @@ def curves_png(targets: np.ndarray, scores: np.ndarray, threshold: float) -> byt
     return _png(fig)
 
 
-def histogram_png(targets: np.ndarray, scores: np.ndarray, threshold: float) -> bytes:
-    fig, ax = plt.subplots(figsize=(7, 3.5))
-    bins = np.linspace(0, 1, 41)
-    ax.hist(scores[targets == 0], bins=bins, alpha=0.6, label="labelled bad")
-    ax.hist(scores[targets == 1], bins=bins, alpha=0.6, label="labelled good")
-    ax.axvline(threshold, c="k", ls="--", label="threshold")
-    ax.set(xlabel="P(good)", ylabel="clips", title="scores by hand label")
-    ax.legend()
+def by_hand_score(hand: np.ndarray, scores: np.ndarray, targets: np.ndarray, threshold: float) -> dict:
+    """Per hand score present: clip count, its role in the binary task, mean P(good), share at or above the
+    threshold, and the histogram counts over ``HIST_BINS`` (the numbers behind ``histogram.png``)."""
+    out = {}
+    for h in sorted(set(hand.tolist())):
+        s = scores[hand == h]
+        t = int(targets[hand == h][0])
+        out[str(h)] = {"n": int(s.size), "target": {1: "good", 0: "bad", LEFT_OUT: "left out"}[t],
+                       "mean_score": float(s.mean()), "at_or_above_threshold": float(np.mean(s >= threshold)),
+                       "histogram": np.histogram(s, bins=HIST_BINS)[0].tolist()}
+    return out
+
+
+def histogram_png(per_score: dict, threshold: float) -> bytes:
+    """One histogram panel per hand score, best score on top, sharing the P(good) axis."""
+    rows = sorted(per_score, key=int, reverse=True)
+    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.2 + 1.3 * len(rows)), sharex=True, squeeze=False)
+    for ax, h in zip(axes[:, 0], rows, strict=True):
+        info = per_score[h]
+        ax.stairs(info["histogram"], HIST_BINS, fill=True, alpha=0.7)
+        ax.axvline(threshold, c="k", ls="--")
+        ax.set_ylabel("clips")
+        ax.set_title(f"hand score {h} ({info['target']}, {info['n']} clips)", fontsize=9, loc="left")
+    axes[-1, 0].set_xlabel("P(good)   (dashed: threshold)")
     return _png(fig)
 
 
@@ -82,8 +108,10 @@ def worst_mistakes(data: LabelledClips, scores: np.ndarray, keep: np.ndarray) ->
 
 def write_report(out: Path, title: str, report: dict, data: LabelledClips, scores: np.ndarray,
                  keep: np.ndarray, threshold: float, clips_source: str) -> Path:
+    """``report.html`` (+ the PNGs) for the binary-labelled clips ``data``; ``report["by_hand_score"]`` feeds
+    the histograms."""
     curves = curves_png(data.targets, scores, threshold)
-    hist = histogram_png(data.targets, scores, threshold)
+    hist = histogram_png(report["by_hand_score"], threshold)
     (out / "curves.png").write_bytes(curves)
     (out / "histogram.png").write_bytes(hist)
     c = report["confusion"]
@@ -95,6 +123,9 @@ def write_report(out: Path, title: str, report: dict, data: LabelledClips, score
         thumb = _img_tag(_thumb_png(strip), data.clip_keys[i]) if strip is not None else "(unreadable)"
         rows.append(f"<tr><td>{html.escape(kind)}</td><td>{thumb}</td><td>{html.escape(data.clip_keys[i])}</td>"
                     f"<td>{html.escape(data.video_ids[i])}</td><td>{data.scores[i]}</td><td>{scores[i]:.3f}</td></tr>")
+    per_score = "".join(
+        f"<tr><td>{h}</td><td>{v['target']}</td><td>{v['n']}</td><td>{v['mean_score']:.3f}</td>"
+        f"<td>{v['at_or_above_threshold']:.1%}</td></tr>" for h, v in sorted(report["by_hand_score"].items()))
     mistakes = ("<table><tr><th>mistake</th><th>frames</th><th>clip</th><th>video</th><th>hand score</th>"
                 "<th>P(good)</th></tr>" + "".join(rows) + "</table>") if rows else "<p>No mistakes.</p>"
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>{html.escape(title)}</title>
@@ -110,7 +141,10 @@ table{{border-collapse:collapse}} img{{image-rendering:pixelated}}</style></head
 <table><tr><th></th><th>dropped</th><th>kept</th></tr><tr><th>labelled bad</th><td>{c['tn']}</td><td>{c['fp']}</td></tr>
 <tr><th>labelled good</th><td>{c['fn']}</td><td>{c['tp']}</td></tr></table>
 <h2>Curves</h2>{_img_tag(curves, "ROC and precision-recall curves")}
-<h2>Scores by label</h2>{_img_tag(hist, "score histograms")}
+<h2>Scores by hand label</h2>
+<table><tr><th>hand score</th><th>binary target</th><th>clips</th><th>mean P(good)</th>
+<th>P(good) &gt;= threshold</th></tr>{per_score}</table>
+{_img_tag(hist, "score histograms by hand score")}
 <h2>Worst mistakes</h2>{mistakes}
 </body></html>"""
     path = out / "report.html"
@@ -124,18 +158,24 @@ def evaluate(model_dir: str, labels: str, clips: str, out: str | None = None, th
     clf = load_classifier(model_dir, threshold)
     policy = LabelPolicy(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in clf.metadata.get("label_policy", {}).items()})
-    data, label_set = load_labelled_clips(clips, labels, clf.model, policy, allow_unknown)
-    if not len(data):
-        raise ValueError(f"no clip in {clips} has a binary label in {labels}")
-    scores = np.concatenate([clf.model.predict_proba(data.inputs[i:i + 64]) for i in range(0, len(data), 64)])
+    labelled, label_set = load_labelled_clips(clips, labels, clf.model, policy, allow_unknown,
+                                              include_left_out=True)
+    binary = labelled.targets != LEFT_OUT
+    if not binary.any():
+        raise LabelCoverageError(f"no clip in {clips} has a binary label in {labels} (scores "
+                                 f"{list(policy.positive_scores)} good, {list(policy.negative_scores)} bad)")
+    all_scores = np.concatenate([clf.model.predict_proba(labelled.inputs[i:i + 64])
+                                 for i in range(0, len(labelled), 64)])
+    data, scores = labelled.subset(binary), all_scores[binary]
     keep = clf.decision.keep(scores, data.video_ids, clf.threshold)
     report = binary_report(data.targets, scores, clf.threshold, keep)
     report.update({"model_dir": str(model_dir), "family": clf.family, "labels": str(labels),
                    "labels_sha256": label_set.sha256, "decision": clf.metadata.get("decision"),
-                   "counts": data.counts})
+                   "counts": data.counts,
+                   "by_hand_score": by_hand_score(labelled.scores, all_scores, labelled.targets, clf.threshold)})
     out_dir = Path(out) if out else Path(model_dir) / "evaluation"
     out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "metrics.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+    (out_dir / "metrics.json").write_text(to_json(report))
     page = write_report(out_dir, f"Quality classifier ({clf.family}) on {Path(labels).name}", report, data,
                         scores, keep, clf.threshold, clips)
     print(format_report("held out (clips)", report), file=log)

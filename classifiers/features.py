@@ -4,8 +4,9 @@ Why hand-made features: the paper's classifier is a ResNet18 on frames, which is
 one of millions of clips. The junk the paper names (menus, streamer faces) and the junk we see in practice
 (slideshows, black/fade screens, text walls, letterboxed captures, non-platformer games) each leave a
 cheap statistical trace in the pixels: no motion, sudden cuts, flat colour, dark borders, a region that
-never moves while the game does, skin-coloured blobs, dense high-contrast strokes. A gradient-boosted model
-on these ~40 numbers is fast on CPU and easy to audit (each number has a name).
+never moves while the game does, skin-coloured blobs, dense high-contrast strokes. A tree ensemble
+(``classifiers.models.sklearn_model``) on these 30 numbers (``NUM_FEATURES``; a test keeps this count
+honest) is fast on CPU and easy to audit (each number has a name).
 
 Every feature is a float computed from uint8 RGB frames (T, 90, 160, 3); T is normally 160 (16 s at 10 FPS)
 but any T >= 2 works. ``FEATURE_VERSION`` names this exact definition: a model artifact records it, and

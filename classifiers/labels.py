@@ -10,8 +10,9 @@ Why all problems at once: a person fixing a 10k-row file by hand should not have
 per mistake. ``load_labels`` raises a single ``LabelFileError`` listing every problem with its line number.
 
 Problems (errors): unreadable line, wrong/missing columns, a score that is not an integer 1..5, a bad
-item kind, an id that is not among the known items (when the caller passes them), a duplicate row (same
-item, same labeller, same score, again), and conflicts:
+item kind, an id that is not among the known items of its kind (when the caller passes them: a ``clip``
+label naming a video id, or a ``video`` label naming a clip key, would silently label nothing), a
+duplicate row (same item, same labeller, same score, again), and conflicts:
 - the same labeller giving one item two different scores (a contradiction nobody can resolve), or
 - labellers disagreeing by more than ``LabelPolicy.max_disagreement`` points (e.g. one says 1, another 5:
   the binary target itself is in dispute; fix the file or relabel).
@@ -30,7 +31,7 @@ import hashlib
 import io
 import json
 import math
-from collections.abc import Collection
+from collections.abc import Collection, Iterable, Mapping
 from pathlib import Path
 
 from schemas import HandLabel, RecordError, reasons
@@ -38,6 +39,11 @@ from schemas import HandLabel, RecordError, reasons
 REQUIRED_COLUMNS = ("item_id", "score")
 OPTIONAL_COLUMNS = ("item_kind", "labeller", "note")
 COLUMNS = REQUIRED_COLUMNS + OPTIONAL_COLUMNS
+KINDS = (reasons.ITEM_VIDEO, reasons.ITEM_CLIP)
+
+# The ids labels may refer to: ``{"video": video ids, "clip": clip keys}``, or one flat collection that
+# stands for both kinds (then a label's kind is not checked against its id).
+KnownIds = Mapping[str, Collection[str]] | Collection[str]
 
 
 class LabelFileError(ValueError):
@@ -113,6 +119,19 @@ class LabelSet:
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def check_ids(self, known_ids: KnownIds, allow_unknown: bool = False) -> LabelSet:
+        """This set restricted to ids present in ``known_ids``; raises ``LabelFileError`` (with line numbers)
+        for unknown ids (skipped and noted instead with ``allow_unknown``) and ids of the wrong kind.
+
+        Kept apart from parsing so that a file's own problems can be reported before the clips are read.
+        """
+        entries = ((kind, item_id, r.lines) for (kind, item_id), r in self.items.items())
+        problems, notes, unknown = _id_problems(entries, known_ids, allow_unknown)
+        if problems:
+            raise LabelFileError(self.path, problems)
+        items = {k: v for k, v in self.items.items() if k not in unknown}
+        return dataclasses.replace(self, items=items, notes=self.notes + tuple(notes))
 
 
 def file_sha256(path: str | Path) -> str:
@@ -205,20 +224,48 @@ def _parse_score(value) -> int:
     return int(number)
 
 
-def parse_labels(text: str, path: str = "<labels>", known_ids: Collection[str] | None = None,
+def _id_problems(entries: Iterable[tuple[str, str, tuple[int, ...]]], known_ids: KnownIds,
+                 allow_unknown: bool) -> tuple[list[tuple[int, str]], list[str], set[tuple[str, str]]]:
+    """(problems, notes, unknown (kind, id) keys) for ``(kind, item_id, lines)`` entries."""
+    if isinstance(known_ids, Mapping):
+        known = {kind: set(known_ids.get(kind, ())) for kind in KINDS}
+    else:
+        flat = set(known_ids)
+        known = {kind: flat for kind in KINDS}
+    problems: list[tuple[int, str]] = []
+    notes: list[str] = []
+    unknown: set[tuple[str, str]] = set()
+    for kind, item_id, lines in entries:
+        if item_id in known.get(kind, ()):
+            continue
+        other = next((k for k in KINDS if k != kind and item_id in known[k]), None)
+        if other is not None:  # a real id, but of the other kind: always a mistake in the file
+            problems.extend((line, f"{kind} label names {item_id!r}, which is a {other} id, not a {kind} id "
+                                   f"(set item_kind to {other})") for line in lines)
+        elif allow_unknown:
+            unknown.add((kind, item_id))
+            where = ", ".join(str(line) for line in lines)
+            notes.append(f"line {where}: skipped label for unknown {kind} {item_id!r}")
+        else:
+            problems.extend((line, f"unknown {kind} id {item_id!r} (no such {kind} in the clips given)")
+                            for line in lines)
+    return problems, notes, unknown
+
+
+def parse_labels(text: str, path: str = "<labels>", known_ids: KnownIds | None = None,
                  policy: LabelPolicy | None = None, allow_unknown: bool = False,
                  fmt: str | None = None) -> LabelSet:
     """Validate and resolve label text; raise ``LabelFileError`` listing every problem.
 
-    ``known_ids``: the video ids and clip keys labels may refer to (None: do not check). With
-    ``allow_unknown`` labels for unknown ids are skipped and noted instead of being errors (a labels file
-    covering more videos than one run downloaded).
+    ``known_ids``: the video ids and clip keys labels may refer to, ideally by kind (``{"video": ...,
+    "clip": ...}``; see ``KnownIds``; None: do not check). With ``allow_unknown`` labels for unknown ids
+    are skipped and noted instead of being errors (a labels file covering more videos than one run
+    downloaded). Every problem, of the file itself or of its ids, is reported in one ``LabelFileError``.
     """
     policy = policy or LabelPolicy()
     problems: list[tuple[int, str]] = []
     fmt = fmt or ("jsonl" if path.endswith((".jsonl", ".json", ".ndjson")) else "csv")
     rows = _rows_jsonl(text, problems) if fmt == "jsonl" else _rows_csv(text, problems)
-    known = set(known_ids) if known_ids is not None else None
     notes: list[str] = []
     by_item: dict[tuple[str, str], list[tuple[int, HandLabel]]] = {}
     for line, row in rows:
@@ -234,12 +281,6 @@ def parse_labels(text: str, path: str = "<labels>", known_ids: Collection[str] |
                               labeller=str(row.get("labeller") or "").strip(), note=str(row.get("note") or ""))
         except RecordError as exc:
             problems.append((line, str(exc)))
-            continue
-        if known is not None and item_id not in known:
-            if allow_unknown:
-                notes.append(f"line {line}: skipped label for unknown {kind} {item_id!r}")
-                continue
-            problems.append((line, f"unknown {kind} id {item_id!r} (not among the clips/videos given)"))
             continue
         by_item.setdefault((kind, item_id), []).append((line, label))
 
@@ -274,13 +315,19 @@ def parse_labels(text: str, path: str = "<labels>", known_ids: Collection[str] |
             notes.append(f"{kind} {item_id!r}: labellers gave {scores}, resolved to {resolved} (lower median)")
         items[(kind, item_id)] = ResolvedLabel(item_id, kind, resolved, tuple(lb for _, lb in entries),
                                                tuple(ln for ln, _ in entries))
+    if known_ids is not None:
+        entries = ((kind, item_id, tuple(ln for ln, _ in found)) for (kind, item_id), found in by_item.items())
+        id_problems, id_notes, unknown = _id_problems(entries, known_ids, allow_unknown)
+        problems.extend(id_problems)
+        notes.extend(id_notes)
+        items = {k: v for k, v in items.items() if k not in unknown}
     if problems:
         raise LabelFileError(path, problems)
     digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
     return LabelSet(path=path, sha256=digest, items=items, notes=tuple(notes))
 
 
-def load_labels(path: str | Path, known_ids: Collection[str] | None = None, policy: LabelPolicy | None = None,
+def load_labels(path: str | Path, known_ids: KnownIds | None = None, policy: LabelPolicy | None = None,
                 allow_unknown: bool = False) -> LabelSet:
     """Read and validate a CSV or JSONL label file (see the module docstring)."""
     path = Path(path)

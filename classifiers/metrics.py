@@ -1,12 +1,16 @@
 """Binary-classifier metrics shared by training (cross-validated) and evaluation (held out).
 
 One function computes the whole report dictionary so that ``train`` and ``evaluate`` print and write the
-same numbers under the same names.
+same numbers under the same names. A metric that is undefined (ROC-AUC with one class, precision when
+nothing is kept) is NaN in memory and ``null`` in the JSON files (``to_json``): NaN is not valid JSON.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
+from typing import Any
 
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
@@ -38,6 +42,23 @@ class DecisionRule:
             return scores >= threshold
         return video_mean_scores(scores, videos) >= threshold + self.margin
 
+    def pick_threshold(self, targets: np.ndarray, scores: np.ndarray, videos: list[str],
+                       target_precision: float) -> tuple[float, bool]:
+        """``pick_threshold`` for THIS rule, so the precision it promises is that of the decisions ``keep`` makes.
+
+        ``clip``: on the clip scores. ``video``: on each clip's video-mean score (precision still counts
+        clips: the pipeline keeps clips), as the cut ``threshold + margin``; the returned threshold is that
+        cut minus the margin, never below 0 (cuts under the margin are out of reach).
+        """
+        if self.rule == "clip":
+            return pick_threshold(targets, scores, target_precision)
+        cut, reached = pick_threshold(targets, video_mean_scores(scores, videos), target_precision,
+                                      minimum=self.margin)
+        threshold = cut - self.margin
+        while threshold > 0 and threshold + self.margin > cut:  # float rounding must not move the cut up
+            threshold = float(np.nextafter(threshold, 0.0))
+        return threshold, reached
+
 
 def video_mean_scores(scores: np.ndarray, videos: list[str]) -> np.ndarray:
     """Each clip's video's mean clip score (same length as ``scores``)."""
@@ -49,22 +70,29 @@ def video_mean_scores(scores: np.ndarray, videos: list[str]) -> np.ndarray:
     return np.array([sums[v] / counts[v] for v in videos], dtype=np.float64)
 
 
-def pick_threshold(targets: np.ndarray, scores: np.ndarray, target_precision: float) -> tuple[float, bool]:
+def pick_threshold(targets: np.ndarray, scores: np.ndarray, target_precision: float,
+                   minimum: float = 0.0) -> tuple[float, bool]:
     """The LOWEST threshold whose precision reaches ``target_precision`` (so recall is as high as it can be).
 
-    Returns ``(threshold, reached)``; when no threshold reaches the target, the one with the best F1 and
-    ``reached=False``.
+    A clip is kept when its score >= the threshold; candidates are the observed scores >= ``minimum``.
+    Returns ``(threshold, reached)``; when no candidate reaches the target, the one with the best F1 and
+    ``reached=False`` (``max(0.5, minimum)`` when there is no candidate or only one class).
     """
     targets = np.asarray(targets, dtype=int)
     scores = np.asarray(scores, dtype=np.float64)
+    fallback = max(0.5, float(minimum))
     if targets.min(initial=1) == targets.max(initial=0):
-        return 0.5, False
+        return fallback, False
     precision, recall, thresholds = precision_recall_curve(targets, scores)
     # precision[i]/recall[i] belong to thresholds[i]; the final (1, 0) point has no threshold
-    ok = np.flatnonzero(precision[:-1] >= target_precision)
+    precision, recall = precision[:-1], recall[:-1]
+    allowed = thresholds >= minimum
+    ok = np.flatnonzero(allowed & (precision >= target_precision))
     if ok.size:
         return float(thresholds[ok[0]]), True
-    f1 = 2 * precision[:-1] * recall[:-1] / np.maximum(precision[:-1] + recall[:-1], 1e-12)
+    if not allowed.any():
+        return fallback, False
+    f1 = np.where(allowed, 2 * precision * recall / np.maximum(precision + recall, 1e-12), -1.0)
     return float(thresholds[int(np.argmax(f1))]), False
 
 
@@ -91,6 +119,24 @@ def binary_report(targets: np.ndarray, scores: np.ndarray, threshold: float,
         "kept_frac": float(pred.mean()) if len(pred) else float("nan"),
         "confusion": {"tn": tn, "fp": fp, "fn": fn, "tp": tp},
     }
+
+
+def to_json(value: Any) -> str:
+    """``value`` as indented, key-sorted, strictly valid JSON: NaN/inf become ``null``, numpy scalars and
+    arrays become Python numbers and lists (``json.dumps(allow_nan=False)`` would fail on a NaN)."""
+    return json.dumps(_json_ready(value), indent=2, sort_keys=True, allow_nan=False) + "\n"
+
+
+def _json_ready(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _json_ready(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | np.ndarray):
+        return [_json_ready(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
 
 
 def format_report(name: str, report: dict) -> str:

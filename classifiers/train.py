@@ -6,7 +6,9 @@ them train the model and others test it, the test measures memory, not generalis
 ``StratifiedGroupKFold`` on the video id, so every video's clips fall in exactly one test fold, and each
 fold keeps both classes. The threshold is picked on the out-of-fold scores -- scores of models that never
 saw those clips -- as the lowest one reaching the target precision (the filter's job is to keep junk out
-of the training set; recall is what we trade).
+of the training set; recall is what we trade). It is picked for the decision rule the model will use: with
+``--decision video`` on the video-mean scores (``DecisionRule.pick_threshold``), so the reported precision
+and ``target_precision_reached`` describe the decisions the pipeline will actually make.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import json
 import sys
 import time
 
@@ -22,9 +23,9 @@ import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold
 
 from classifiers.artifact import save_classifier
-from classifiers.dataset import LabelledClips, load_labelled_clips
+from classifiers.dataset import LabelCoverageError, LabelledClips, load_labelled_clips
 from classifiers.labels import LabelPolicy
-from classifiers.metrics import DecisionRule, binary_report, format_report, pick_threshold, video_mean_scores
+from classifiers.metrics import DecisionRule, binary_report, format_report, to_json, video_mean_scores
 from classifiers.models import FAMILIES, ClipModel, make_model
 
 
@@ -43,6 +44,12 @@ class TrainConfig:
     allow_unknown: bool = False
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.folds < 2:
+            raise ValueError(f"folds must be >= 2, got {self.folds}")
+        if not 0.0 < self.target_precision <= 1.0:
+            raise ValueError(f"target precision must be in (0, 1], got {self.target_precision}")
+
 
 def group_folds(groups: list[str], targets: np.ndarray, n_splits: int, seed: int = 0
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -52,8 +59,8 @@ def group_folds(groups: list[str], targets: np.ndarray, n_splits: int, seed: int
     per_class = [len(set(groups_arr[targets == c])) for c in (0, 1)]
     n = min(n_splits, *per_class)
     if n < 2:
-        raise ValueError(f"cross-validation needs >= 2 videos of each class; have {per_class[1]} good and "
-                         f"{per_class[0]} bad videos with binary labels")
+        raise LabelCoverageError(f"cross-validation needs >= 2 videos of each class; have {per_class[1]} good "
+                                 f"and {per_class[0]} bad videos with binary labels")
     splitter = StratifiedGroupKFold(n_splits=n, shuffle=True, random_state=seed)
     folds = list(splitter.split(np.zeros(len(targets)), targets, groups_arr))
     for train, test in folds:  # the property everything here rests on: check it, do not assume it
@@ -101,9 +108,10 @@ def train(config: TrainConfig, log=sys.stderr) -> dict:
     print(f"train: {data.counts} -> {len(data)} clips ({int(data.targets.sum())} good) from "
           f"{len(set(data.video_ids))} videos", file=log)
     oof, fold_of = cross_validate(model, data, config.folds, config.seed, log)
-    threshold, reached = pick_threshold(data.targets, oof, config.target_precision)
+    threshold, reached = config.decision.pick_threshold(data.targets, oof, data.video_ids, config.target_precision)
     keep = config.decision.keep(oof, data.video_ids, threshold)
     cv = binary_report(data.targets, oof, threshold, keep)
+    cv["decision"] = dataclasses.asdict(config.decision)
     cv["target_precision"] = config.target_precision
     cv["target_precision_reached"] = reached
     cv["folds"] = int(fold_of.max() + 1)
@@ -129,7 +137,7 @@ def train(config: TrainConfig, log=sys.stderr) -> dict:
         "fit_seconds": round(fit_s, 2),
     }
     out = save_classifier(config.out, model, threshold, config.decision, extra)
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+    (out / "metrics.json").write_text(to_json(metrics))
     with open(out / "cv_predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(("clip_key", "video_id", "fold", "hand_score", "target", "cv_score", "kept"))
@@ -176,7 +184,12 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m classifiers train", description=__doc__.split("\n")[0])
     add_arguments(parser)
-    train(config_from_args(parser.parse_args(argv)))
+    args = parser.parse_args(argv)
+    try:
+        config = config_from_args(args)
+    except ValueError as exc:  # an option value out of range: argparse's usage message and exit 2
+        parser.error(str(exc))
+    train(config)
     return 0
 
 

@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import base64
 import csv
 import hashlib
+import io
 import json
+import math
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image
+from sklearn.metrics import precision_score
 
 from classifiers import synthetic
 from classifiers.__main__ import main as cli
 from classifiers.artifact import FeatureVersionError, ModelDirError, load_classifier
+from classifiers.dataset import thumbnail
 from classifiers.features import FEATURE_VERSION
 from classifiers.labels import LabelFileError
+from classifiers.metrics import video_mean_scores
 from classifiers.train import TrainConfig, group_folds, train
+from pipeline.clip_codec import decode_clip
 
 torch.set_num_threads(1)
 
@@ -36,7 +46,22 @@ def corpus(tmp_path_factory):
         for vid, kind, _ in videos:
             score = 3 if vid == "clean05" else (5 if kind == "clean" else 1)  # a 3 is left out of training
             w.writerow((vid, "video", score, "tester", kind))
-    return {"root": root, "labels": labels, "videos": videos}
+    return {"root": root, "labels": labels, "videos": videos, "clips": clips}
+
+
+def strict_json(path):
+    """Parse a JSON file refusing NaN/Infinity (not JSON; Python's json module accepts them by default)."""
+    def refuse(name):
+        raise ValueError(f"{path}: invalid JSON constant {name}")
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def write_labels(path, rows) -> str:
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(("item_id", "item_kind", "score", "labeller", "note"))
+        w.writerows(rows)
+    return str(path)
 
 
 @pytest.fixture(scope="module")
@@ -199,3 +224,153 @@ def test_model_dir_behind_a_url_is_copied_locally(trained, tmp_path):
     np.testing.assert_allclose(remote.score_frames(frames), local.score_frames(frames))
     with pytest.raises(ModelDirError, match="no metadata.json"):
         load_classifier(PrefixedLocalFileSystem.PREFIX + str(tmp_path / "nothing"))
+
+
+def test_video_rule_threshold_is_picked_on_video_mean_scores(corpus, tmp_path):
+    """With --decision video the reported precision is that of the video rule, and the cut it makes
+    (threshold + margin) is the lowest video-mean score reaching the target: checked by brute force."""
+    out, target, margin = tmp_path / "model", 0.9, 0.05
+    assert cli(["train", "--labels", str(corpus["labels"]), "--clips", str(corpus["root"]), "--out", str(out),
+                "--folds", "3", "--decision", "video", "--margin", str(margin),
+                "--target-precision", str(target)]) == 0
+    meta = json.loads((out / "metadata.json").read_text())
+    cv, threshold = meta["metrics"]["cv_clip"], meta["threshold"]
+    assert cv["decision"] == {"rule": "video", "margin": margin} and 0 <= threshold <= 1
+    with open(out / "cv_predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    y = np.array([int(r["target"]) for r in rows])
+    kept = np.array([r["kept"] == "1" for r in rows])
+    means = video_mean_scores(np.array([float(r["cv_score"]) for r in rows]), [r["video_id"] for r in rows])
+    np.testing.assert_array_equal(kept, means >= threshold + margin - 1e-5)  # the rule, on 6-decimal scores
+    assert cv["precision"] == pytest.approx(precision_score(y, kept))
+    # every cut the rule can make (a video mean >= the margin), and those reaching the target
+    reaching = [m for m in np.unique(means) if m >= margin and precision_score(y, means >= m) >= target]
+    assert cv["target_precision_reached"] == bool(reaching)
+    if reaching:
+        assert threshold + margin == pytest.approx(reaching[0], abs=1e-5) and cv["precision"] >= target
+
+
+def test_evaluate_shows_worst_mistakes_and_every_hand_score(corpus, trained, tmp_path):
+    """Labels that contradict the model on two videos: their clips must appear as mistakes with thumbnails.
+    Every hand score present gets a histogram, the 3s too; the binary metrics use the 5s and 1s only."""
+    flip = {"clean00": 1, "black00": 5}  # the model (trained on the true labels) keeps clean00, drops black00
+    rows = [(vid, "video", flip.get(vid, 3 if vid == "clean05" else 5 if kind == "clean" else 1), "t", "")
+            for vid, kind, _ in corpus["videos"]]
+    labels = write_labels(tmp_path / "contradicting.csv", rows)
+    rep_dir = tmp_path / "eval"
+    assert cli(["evaluate", "--model", str(trained), "--labels", labels, "--clips", str(corpus["root"]),
+                "--out", str(rep_dir)]) == 0
+    report = strict_json(rep_dir / "metrics.json")
+    assert report["n"] == 24 and report["counts"]["left_out_by_policy"] == 2  # binary metrics as before
+    page = (rep_dir / "report.html").read_text()
+    by_video = {}
+    for clip in corpus["clips"]:
+        by_video.setdefault(clip.video_id, []).append(clip)
+    for vid, kind in (("clean00", "kept but labelled bad"), ("black00", "dropped but labelled good")):
+        for clip in by_video[vid]:
+            tag = f'<img alt="{clip.clip_key}" src="data:image/png;base64,'
+            assert tag in page, (vid, clip.clip_key)
+            png = base64.b64decode(page.split(tag, 1)[1].split('"', 1)[0])
+            strip = np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
+            np.testing.assert_array_equal(strip, thumbnail(decode_clip(clip.mp4)))  # the clip's own frames
+        assert kind in page
+    assert report["confusion"]["fp"] >= 2 and report["confusion"]["fn"] >= 2
+
+    hist = report["by_hand_score"]
+    assert set(hist) == {"1", "3", "5"}
+    assert {h: (v["n"], v["target"]) for h, v in hist.items()} == {
+        "1": (14, "bad"), "3": (2, "left out"), "5": (10, "good")}
+    assert all(sum(v["histogram"]) == v["n"] for v in hist.values())
+    clf = load_classifier(trained)
+    threes = clf.score_frames([decode_clip(c.mp4) for c in by_video["clean05"]])
+    assert hist["3"]["mean_score"] == pytest.approx(float(threes.mean()), abs=1e-6)
+    assert hist["3"]["at_or_above_threshold"] == pytest.approx(float(np.mean(threes >= clf.threshold)))
+    assert "<td>3</td><td>left out</td><td>2</td>" in page and "score histograms by hand score" in page
+
+
+def test_metrics_files_are_strict_json_when_a_metric_is_undefined(corpus, trained, tmp_path):
+    """Held-out labels of one class only: ROC-AUC and PR-AUC are undefined, written as null (not NaN)."""
+    labels = write_labels(tmp_path / "good_only.csv", [(v, "video", 5, "t", "") for v, kind, _ in corpus["videos"]
+                                                      if kind == "clean" and v != "clean05"])
+    out = tmp_path / "eval"
+    assert cli(["evaluate", "--model", str(trained), "--labels", labels, "--clips", str(corpus["root"]),
+                "--out", str(out)]) == 0
+    report = strict_json(out / "metrics.json")
+    assert report["n"] == report["n_good"] == 10
+    assert report["roc_auc"] is None and report["pr_auc"] is None
+    assert isinstance(report["recall"], float) and not math.isnan(report["recall"])
+    strict_json(trained / "metrics.json")
+    strict_json(trained / "metadata.json")
+
+
+def test_out_of_range_thresholds_fail_at_load(trained, tmp_path):
+    import shutil
+    out = tmp_path / "model"
+    shutil.copytree(trained, out)
+    meta = json.loads((out / "metadata.json").read_text())
+    for bad in (1.5, -0.1, "high", None):
+        (out / "metadata.json").write_text(json.dumps({**meta, "threshold": bad}))
+        with pytest.raises(ModelDirError, match=r"metadata.json: threshold must be a number in \[0, 1\]"):
+            load_classifier(out)
+    (out / "metadata.json").write_text(json.dumps(meta))
+    for bad in (1.01, -1.0, float("nan")):
+        with pytest.raises(ModelDirError, match=r"threshold override must be a number in \[0, 1\]"):
+            load_classifier(out, bad)
+    assert load_classifier(out, 1.0).threshold == 1.0
+
+
+def run_cli(capsys, argv):
+    rc = cli(argv)
+    captured = capsys.readouterr()
+    assert "Traceback" not in captured.err
+    return rc, captured.err
+
+
+def test_cli_user_errors_exit_2_with_one_line_per_problem(corpus, trained, tmp_path, capsys):
+    broken = write_labels(tmp_path / "broken.csv", [("clean00", "video", 5, "a", ""), ("clean01", "video", 9, "a", ""),
+                                                    ("clean02", "film", 5, "a", "")])
+    # the label file's own problems come first, even with a --clips path that does not exist
+    rc, err = run_cli(capsys, ["train", "--labels", broken, "--clips", str(tmp_path / "nowhere"),
+                               "--out", str(tmp_path / "m")])
+    lines = err.strip().splitlines()
+    assert rc == 2 and lines[0].startswith("python -m classifiers train: error: ") and "2 problem(s)" in lines[0]
+    assert lines[1].startswith("  line 3: ") and "out of range" in lines[1]
+    assert lines[2].startswith("  line 4: ") and "item_kind" in lines[2] and len(lines) == 3
+    # a clip label naming a video id: reported with its line, against the real clips
+    wrong_kind = write_labels(tmp_path / "kind.csv", [("clean00", "clip", 5, "a", "")])
+    rc, err = run_cli(capsys, ["train", "--labels", wrong_kind, "--clips", str(corpus["root"]),
+                               "--out", str(tmp_path / "m")])
+    assert rc == 2 and "line 2: clip label names 'clean00', which is a video id" in err
+    # a valid label file and a --clips path without shards
+    rc, err = run_cli(capsys, ["train", "--labels", str(corpus["labels"]), "--clips", str(tmp_path / "nowhere"),
+                               "--out", str(tmp_path / "m")])
+    assert rc == 2 and "--clips" in err and "nowhere" in err and len(err.strip().splitlines()) == 1
+    # evaluate: not a model directory; a threshold override out of range
+    rc, err = run_cli(capsys, ["evaluate", "--model", str(tmp_path), "--labels", str(corpus["labels"]),
+                               "--clips", str(corpus["root"])])
+    assert rc == 2 and "not a classifier model directory" in err
+    rc, err = run_cli(capsys, ["evaluate", "--model", str(trained), "--labels", str(corpus["labels"]),
+                               "--clips", str(corpus["root"]), "--threshold", "1.5"])
+    assert rc == 2 and "threshold override must be a number in [0, 1], got 1.5" in err
+    for command in (["label-sheet", "--out", str(tmp_path / "s.html")], ["features", "--out", str(tmp_path / "f.csv")]):
+        rc, err = run_cli(capsys, [*command, "--clips", str(tmp_path / "none-*.tar")])
+        assert rc == 2 and f"python -m classifiers {command[0]}: error: --clips" in err
+    rc, err = run_cli(capsys, ["label-sheet", "--clips", str(corpus["root"]), "--out", str(tmp_path / "s.html"),
+                               "--model", str(tmp_path)])
+    assert rc == 2 and "not a classifier model directory" in err
+    with pytest.raises(SystemExit) as info:  # option values out of range: argparse's own usage error
+        cli(["train", "--labels", str(corpus["labels"]), "--clips", str(corpus["root"]), "--out", "x",
+             "--margin", "1.5"])
+    assert info.value.code == 2 and "margin must be in [0, 1)" in capsys.readouterr().err
+
+
+def test_cli_error_from_a_real_process(tmp_path):
+    """The same through ``python -m classifiers``: exit status 2 and no traceback on stderr."""
+    labels = tmp_path / "broken.jsonl"
+    labels.write_text('{"item_id": "v", "score": 0}\nnot json\n')
+    result = subprocess.run([sys.executable, "-m", "classifiers", "train", "--labels", str(labels), "--clips",
+                             str(tmp_path / "nowhere"), "--out", str(tmp_path / "m")],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "line 1: item 'v': score 0 is out of range 1..5" in result.stderr and "line 2: not valid JSON" in result.stderr

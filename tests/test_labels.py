@@ -123,3 +123,55 @@ def test_write_then_load_round_trip(tmp_path):
     labels = load_labels(tmp_path / "out.csv", KNOWN)
     assert labels.items[("video", "vidA")].labels[0] == rows[0]
     assert labels.score_for("clip", "vidA_s000000000") == 1
+
+
+KNOWN_BY_KIND = {"video": {"vidA", "vidB"}, "clip": {"vidA_s000000000", "vidB_s000016000"}}
+
+
+def test_ids_are_checked_against_their_own_kind(tmp_path):
+    """A clip label naming a video (or the reverse) would label nothing: an error naming the right kind."""
+    path = tmp_path / "labels.csv"
+    path.write_text("item_id,item_kind,score\n"
+                    "vidA,video,5\n"  # 2 ok
+                    "vidA_s000000000,video,1\n"  # 3 a clip key labelled as a video
+                    "vidB,clip,1\n"  # 4 a video id labelled as a clip
+                    "vidB_s000016000,clip,5\n"  # 5 ok
+                    "ghost,clip,1\n")  # 6 unknown
+    with pytest.raises(LabelFileError) as info:
+        load_labels(path, KNOWN_BY_KIND)
+    by_line = problems_by_line(info.value)
+    assert set(by_line) == {3, 4, 6}, info.value
+    assert "'vidA_s000000000', which is a clip id" in by_line[3][0] and "item_kind to clip" in by_line[3][0]
+    assert "'vidB', which is a video id" in by_line[4][0] and "item_kind to video" in by_line[4][0]
+    assert "unknown clip id 'ghost'" in by_line[6][0]
+    # --allow-unknown skips ids absent from the clips, but a wrong kind is a mistake in the file, not absence
+    with pytest.raises(LabelFileError) as info:
+        load_labels(path, KNOWN_BY_KIND, allow_unknown=True)
+    assert set(problems_by_line(info.value)) == {3, 4}
+    # a flat id collection (both kinds mixed) still works, without the kind check
+    assert len(load_labels(path, KNOWN_BY_KIND["video"] | KNOWN_BY_KIND["clip"], allow_unknown=True)) == 4
+
+
+def test_file_checked_alone_then_ids_with_line_numbers(tmp_path):
+    """What ``load_labelled_clips`` does: the file's own problems need no clips; ids are checked after."""
+    path = tmp_path / "labels.csv"
+    path.write_text("item_id,item_kind,score\n"
+                    "vidA,video,5\n"
+                    "gone,video,1\n"  # 3
+                    "gone,video,1\n"  # 4 (a second labeller-less row for the same id: duplicate)
+                    "vidB,clip,2\n")  # 5
+    with pytest.raises(LabelFileError) as info:
+        load_labels(path)  # no ids given: only the file's problems
+    assert problems_by_line(info.value).keys() == {4}
+    path.write_text("item_id,item_kind,score\nvidA,video,5\ngone,video,1\nvidB,clip,2\nvidA_s000000000,clip,1\n")
+    labels = load_labels(path)
+    assert len(labels) == 4
+    with pytest.raises(LabelFileError) as info:
+        labels.check_ids(KNOWN_BY_KIND)
+    by_line = problems_by_line(info.value)
+    assert set(by_line) == {3, 4} and "unknown video id 'gone'" in by_line[3][0] and "video id" in by_line[4][0]
+    assert str(path) in str(info.value)
+    path.write_text("item_id,item_kind,score\nvidA,video,5\ngone,video,1\nvidA_s000000000,clip,1\n")
+    kept = load_labels(path).check_ids(KNOWN_BY_KIND, allow_unknown=True)
+    assert len(kept) == 2 and kept.score_for("video", "gone") is None
+    assert any("line 3" in n and "gone" in n for n in kept.notes)
