@@ -156,5 +156,5 @@ def test_bf16_autocast_generation_runs_and_returns_float_frames():
     genie.amp = True
     out = genie.rollout(prompt_video(batch=1, frames=2), torch.tensor([[0, 1, 2, 3, 0]]), SamplingConfig(steps=2))
     assert out["frames"].dtype == torch.float32 and out["frames"].shape == (1, 7, 3, 90, 160)
-    assert 0 <= float(out["frames"].min()) and float(out["frames"].max()) <= 1
+    assert float(out["frames"].min()) >= 0 and float(out["frames"].max()) <= 1
     assert out["tokens"].dtype == torch.long and int(out["tokens"].max()) < genie.tokenizer.codebook_size
