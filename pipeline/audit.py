@@ -6,9 +6,14 @@ stage cuts or drops it) and notes each stage an item enters; the audit compares,
 births with the number of outcomes (a multiset, so a catalog listing one id twice is two items). Any
 difference is a violation naming the item and the last stage it was seen in; the run fails loudly on one.
 
+Search failures (an unreadable catalog row or file, a failed query) are items of the law too, with one
+``failed`` outcome each, but they were never candidate videos: ``stats.json`` counts them apart
+(``search_failures``) so the video counts and the funnel count videos only.
+
 The same counts feed Beam counters while the job runs (``outcomes/<stage>`` namespace: visible in the
-Dataflow UI) and ``stats.json`` at the end. Nothing in ``stats.json`` depends on timing or ordering, so a
-rerun on the same inputs writes the same file.
+Dataflow UI), counted in each stage's own outcome path so they grow as that stage works, and ``stats.json``
+at the end. Nothing in ``stats.json`` depends on timing or ordering, so a rerun on the same inputs writes
+the same file.
 """
 
 from __future__ import annotations
@@ -33,16 +38,40 @@ MAX_LISTED_VIOLATIONS = 50
 
 @dataclasses.dataclass(frozen=True)
 class Registration:
-    """An item seen entering ``stage``; ``born`` marks the one place each item is counted into existence."""
+    """An item seen entering ``stage``; ``born`` marks the one place each item is counted into existence.
+
+    ``search_failure`` marks a search input that never became a candidate (see ``is_search_failure``): it
+    is held to the law like any item but not counted as a candidate video.
+    """
 
     item_kind: str
     item_id: str
     stage: str
     born: bool
+    search_failure: bool = False
 
 
 def stage_index(stage: str) -> int:
     return reasons.STAGES.index(stage)
+
+
+def is_search_failure(o: Outcome) -> bool:
+    """A search input that could not be read (bad catalog row or file, failed query): not a video.
+
+    The search stage fails only inputs it cannot read (``pipeline.sources.base.search_failure``); every
+    other search outcome is a rule or duplicate drop of a real candidate.
+    """
+    return o.item_kind == reasons.ITEM_VIDEO and o.stage == reasons.STAGE_SEARCH and o.outcome == reasons.FAILED
+
+
+def outcome_sort_key(o: Outcome) -> tuple:
+    """A total order over outcomes (every field, None first), so ``outcomes.parquet`` never depends on the
+    order Beam delivered them in, even for two outcomes of one id that differ only in detail or score."""
+    def num(x: float | None) -> tuple[int, float]:
+        return (0, 0.0) if x is None else (1, float(x))
+
+    return (o.item_kind, o.video_id, o.item_id, o.stage, o.outcome, o.reason, o.detail, num(o.duration_s),
+            num(o.quality_score))
 
 
 # ---- conservation ------------------------------------------------------------------------------------------
@@ -87,7 +116,8 @@ def funnel(outcomes: list[Outcome]) -> list[dict]:
     """Per stage: items in and out, hours in and out, and the count per (outcome, reason) decided there.
 
     An item is *in* a stage when its final outcome was decided there or later, and *out* when it went on
-    (decided later, or kept there). Videos are followed to segmentation, clips from segmentation on.
+    (decided later, or kept there). Videos are followed to segmentation, clips from segmentation on. Search
+    failures are not videos: the search row counts them as ``search_failures`` (and under ``reasons``).
     """
     rows = []
     for stage in reasons.STAGES:
@@ -96,34 +126,71 @@ def funnel(outcomes: list[Outcome]) -> list[dict]:
         for kind, stages in ((reasons.ITEM_VIDEO, VIDEO_STAGES), (reasons.ITEM_CLIP, CLIP_STAGES)):
             if stage not in stages:
                 continue
-            items = [o for o in outcomes if o.item_kind == kind and stage_index(o.stage) >= here]
+            items = [o for o in outcomes if o.item_kind == kind and stage_index(o.stage) >= here
+                     and not is_search_failure(o)]
             out = [o for o in items if stage_index(o.stage) > here or o.outcome == reasons.KEPT]
             row.update({f"{kind}s_in": len(items), f"{kind}s_out": len(out),
                         f"{kind}_hours_in": _hours(items), f"{kind}_hours_out": _hours(out)})
         decided = collections.Counter(f"{o.item_kind}:{o.outcome}:{o.reason}" for o in outcomes
                                       if o.stage == stage and o.outcome != reasons.KEPT)
         row["reasons"] = dict(sorted(decided.items()))
+        if stage == reasons.STAGE_SEARCH:
+            row["search_failures"] = sum(1 for o in outcomes if is_search_failure(o))
         rows.append(row)
     return rows
 
 
-def compute_stats(outcomes: list[Outcome], registrations: list[Registration], num_shards: int) -> dict:
+def quality_stats(outcomes: list[Outcome], settings: dict | None = None) -> dict:
+    """What the quality stage did: which model and threshold, and how many clips it scored, passed unscored,
+    failed or dropped. A run without ``--classifier`` says so here (``classifier`` null, every clip that
+    reached the stage ``clips_unscored``) instead of only in a Beam counter."""
+    settings = settings or {}
+    here = stage_index(reasons.STAGE_QUALITY)
+    reached = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP and stage_index(o.stage) >= here]
+    scored = sum(1 for o in reached if o.quality_score is not None)
+    failed = sum(1 for o in reached if o.stage == reasons.STAGE_QUALITY and o.outcome == reasons.FAILED)
+    return {
+        "classifier": settings.get("classifier"),
+        "threshold": settings.get("threshold"),
+        "rule": settings.get("rule"),
+        "margin": settings.get("margin"),
+        "clips_in": len(reached),
+        "clips_scored": scored,
+        "clips_unscored": len(reached) - scored - failed,
+        "clips_failed": failed,
+        "clips_dropped_low_quality": sum(1 for o in reached if o.stage == reasons.STAGE_QUALITY
+                                         and reasons.reason_family(o.reason) == reasons.LOW_QUALITY),
+    }
+
+
+def compute_stats(outcomes: list[Outcome], registrations: list[Registration], num_shards: int,
+                  quality: dict | None = None) -> dict:
+    """``stats.json``. ``quality``: the quality stage's settings (``Quality.settings``; None: no classifier)."""
     violations = conservation_violations(registrations, outcomes)
-    totals = {kind: dict(sorted(collections.Counter(o.outcome for o in outcomes if o.item_kind == kind).items()))
-              for kind in reasons.ITEM_KINDS}
+    failures = [o for o in outcomes if is_search_failure(o)]
+    videos = [o for o in outcomes if o.item_kind == reasons.ITEM_VIDEO and not is_search_failure(o)]
+    clips = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP]
+    totals = {kind: dict(sorted(collections.Counter(o.outcome for o in items).items()))
+              for kind, items in ((reasons.ITEM_VIDEO, videos), (reasons.ITEM_CLIP, clips))}
     by_reason = collections.Counter(f"{o.item_kind}:{o.stage}:{o.outcome}:{reasons.reason_family(o.reason)}"
                                     for o in outcomes if o.outcome != reasons.KEPT)
     kept_clips = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP and o.outcome == reasons.KEPT]
     return {
         "schema_version": SCHEMA_VERSION,
-        "videos": {"candidates": sum(1 for r in registrations if r.born and r.item_kind == reasons.ITEM_VIDEO),
+        "videos": {"candidates": sum(1 for r in registrations if r.born and r.item_kind == reasons.ITEM_VIDEO
+                                     and not r.search_failure),
                    **totals[reasons.ITEM_VIDEO]},
+        "search_failures": {
+            "count": sum(1 for r in registrations if r.born and r.search_failure),
+            "by_reason": dict(sorted(collections.Counter(reasons.reason_family(o.reason) for o in failures).items())),
+        },
         "clips": {"cut": sum(1 for r in registrations if r.born and r.item_kind == reasons.ITEM_CLIP),
                   **totals[reasons.ITEM_CLIP]},
-        "hours": {"candidate_video": _hours(o for o in outcomes if o.item_kind == reasons.ITEM_VIDEO),
+        "hours": {"candidate_video": _hours(videos),
                   "kept_clips": _hours(kept_clips)},
         "shards": num_shards,
         "funnel": funnel(outcomes),
+        "quality": quality_stats(outcomes, quality),
         "reason_counts": dict(sorted(by_reason.items())),
         "conservation": {"ok": not violations, "num_violations": len(violations),
                          "violations": violations[:MAX_LISTED_VIOLATIONS]},
@@ -153,19 +220,32 @@ def register(items, kind: str, stage: str, born: bool, label: str):
 
 
 def register_outcomes(outcomes, kind: str, label: str):
-    """Items born with their outcome (search drops, segment short tails): born where they were decided."""
+    """Items born with their outcome (search drops and failures, segment short tails): born where they were
+    decided; search failures are marked so the stats do not count them as candidate videos."""
     return (outcomes
             | f"{label}Filter" >> beam.Filter(lambda o: o.item_kind == kind)
-            | label >> beam.Map(lambda o: Registration(o.item_kind, o.item_id, o.stage, True)))
+            | label >> beam.Map(lambda o: Registration(o.item_kind, o.item_id, o.stage, True,
+                                                       search_failure=is_search_failure(o))))
 
 
 class CountOutcomes(beam.DoFn):
-    """Beam counters per stage/kind/outcome/reason while the job runs, and a progress line now and then."""
+    """Beam counters per stage/kind/outcome/reason, and a progress line now and then, for one stage.
 
-    def __init__(self, every_s: float = 5.0):
+    Applied to each stage's own outcomes (not behind the flatten of all stages' outcomes, which a local
+    runner only runs once every stage is done), so it is fused into the step that decides and its counters
+    and lines grow while that stage works. A line shows what this worker has seen of ``stage`` so far
+    (Beam's counters ``outcomes/<stage>`` add up all workers): the first outcome at once, then at most one
+    line every ``every_s`` seconds, and one at the end of a bundle with news since the last line.
+    """
+
+    def __init__(self, stage: str, every_s: float = 5.0):
+        self.stage = stage
         self.every_s = every_s
+
+    def setup(self):
         self._seen: collections.Counter = collections.Counter()
         self._last = 0.0
+        self._unlogged = False
 
     def process(self, outcome: Outcome):
         ns = f"outcomes/{outcome.stage}"
@@ -174,14 +254,22 @@ class CountOutcomes(beam.DoFn):
             family = reasons.reason_family(outcome.reason)
             beam.metrics.Metrics.counter(ns, f"{outcome.item_kind}s_{outcome.outcome}/{family}").inc()
         self._seen[(outcome.stage, outcome.item_kind, outcome.outcome)] += 1
-        now = time.monotonic()
-        if now - self._last >= self.every_s:
-            self._last = now
-            log.info("progress: %s", progress_line(self._seen))
+        self._unlogged = True
+        if time.monotonic() - self._last >= self.every_s:
+            self._log()
         yield outcome
+
+    def finish_bundle(self):
+        if self._unlogged:
+            self._log()
+
+    def _log(self) -> None:
+        self._last, self._unlogged = time.monotonic(), False
+        log.info("progress: %s", progress_line(self._seen))
 
 
 def progress_line(seen: collections.Counter) -> str:
+    """``download: 3 videos failed | segment: 2 videos kept, 1 videos failed`` from (stage, kind, outcome) counts."""
     parts = []
     for stage in reasons.STAGES:
         counts = {f"{kind}s {outcome}": n for (s, kind, outcome), n in sorted(seen.items()) if s == stage}

@@ -13,6 +13,7 @@ import dataclasses
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -40,6 +41,27 @@ class SegmentConfig:
     video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
     cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables)
 
+    def __post_init__(self) -> None:
+        """Refuse settings that cannot cut clips, here rather than per video: a zero clip length or a
+        non-positive stride would make ``frame_times.plan_windows`` loop forever on every video."""
+        if not isinstance(self.clip_frames, int) or self.clip_frames < 1:
+            raise ValueError(f"clip length must be at least 1 frame (0.1 s at {frame_times.CLIP_FPS} FPS), "
+                             f"got {self.clip_frames!r} frames")
+        if self.stride_frames is not None and (not isinstance(self.stride_frames, int) or self.stride_frames < 1):
+            raise ValueError(f"clip stride must be at least 1 frame (0.1 s), got {self.stride_frames!r} frames")
+        for name in ("skip_start_s", "skip_end_s"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+        if self.fit not in ("crop", "pad"):
+            raise ValueError(f"fit must be 'crop' or 'pad', got {self.fit!r}")
+        if self.decoder not in ("decord", "pyav"):
+            raise ValueError(f"decoder must be 'decord' or 'pyav', got {self.decoder!r}")
+        if not 0 <= self.crf <= 51:
+            raise ValueError(f"crf must be within x264's 0..51, got {self.crf!r}")
+        if not self.video_timeout_s > 0:
+            raise ValueError(f"video timeout must be > 0 s, got {self.video_timeout_s!r}")
+
     def fingerprint(self) -> str:
         """What the clip bytes depend on (not isolation, timeout or the cache location)."""
         fields = {k: v for k, v in dataclasses.asdict(self).items()
@@ -49,10 +71,17 @@ class SegmentConfig:
 
     @classmethod
     def from_args(cls, ns: argparse.Namespace) -> SegmentConfig:
-        return cls(clip_frames=round(ns.clip_seconds * frame_times.CLIP_FPS),
-                   stride_frames=round(ns.clip_stride_s * frame_times.CLIP_FPS) if ns.clip_stride_s else None,
+        """The config for parsed flags (``segment.add_segment_args`` already refused impossible values with an
+        argparse error; a namespace built another way gets ``ValueError`` from ``__post_init__``)."""
+        return cls(clip_frames=seconds_to_frames(ns.clip_seconds),
+                   stride_frames=seconds_to_frames(ns.clip_stride_s) if ns.clip_stride_s is not None else None,
                    skip_start_s=ns.skip_start_s, skip_end_s=ns.skip_end_s, fit=ns.fit, decoder=ns.decoder, crf=ns.crf,
                    isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
+
+
+def seconds_to_frames(seconds: float) -> int:
+    """A duration in seconds as a whole number of 10 FPS frames (0.04 s rounds to 0: not a usable length)."""
+    return round(seconds * frame_times.CLIP_FPS)
 
 
 @dataclasses.dataclass
@@ -62,10 +91,14 @@ class SegmentResult:
 
 
 # ---- actions sidecar -------------------------------------------------------------------------------------
+def read_sidecar(url: str) -> bytes:
+    """The raw bytes of an actions sidecar (local path, file:// or any Beam filesystem URL)."""
+    return _read(url[len("file://"):] if url.startswith("file://") else url)
+
+
 def load_actions(url: str) -> list[int]:
     """The ``actions`` list of a sidecar JSON (local path, file:// or any Beam filesystem URL)."""
-    path = url[len("file://"):] if url.startswith("file://") else url
-    data = json.loads(_read(path))
+    data = json.loads(read_sidecar(url))
     actions = data["actions"]
     if not isinstance(actions, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
         raise ValueError("'actions' must be a list of integers")

@@ -30,6 +30,9 @@ class DecodeError(Exception):
         self.reason = reason
         self.detail = detail
 
+    def __reduce__(self):  # pickles as (reason, detail), so it can come back from the isolated child
+        return type(self), (self.reason, self.detail)
+
 
 @dataclasses.dataclass(frozen=True)
 class FrameIndex:
@@ -98,6 +101,10 @@ def index_video(path: str) -> FrameIndex:
     return FrameIndex(codec, time_base, rel, duration_s, width, height, rotation)
 
 
+# Boxes an MP4/MOV/3GP file can start with; anything else is another format, whose bytes are no box sizes.
+_FIRST_BOXES = frozenset({b"ftyp", b"styp", b"moov", b"mdat", b"free", b"skip", b"wide", b"pnot", b"uuid", b"sidx"})
+
+
 def truncation(path: str) -> str:
     """Why an MP4/MOV file looks cut short ('' when it does not, or is not ISO-BMFF): a top-level box that
     runs past the end of the file. FFmpeg only says "invalid data" for these; the box walk says why."""
@@ -109,6 +116,8 @@ def truncation(path: str) -> str:
             header = f.read(16)
             box_size, kind = int.from_bytes(header[:4], "big"), header[4:8]
             if not kind.isalnum() and kind != b"free":
+                return ""
+            if offset == 0 and kind not in _FIRST_BOXES:  # not ISO-BMFF (NUT, Matroska, garbage that looks like it)
                 return ""
             if box_size == 1:
                 box_size = int.from_bytes(header[8:16], "big")

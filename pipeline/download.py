@@ -10,8 +10,9 @@ One element is one video. Per video:
 3. Download into a private staging directory. yt-dlp retries within a transfer (resuming dropped
    connections with ``Range``); on top of that a whole attempt is repeated, with exponential back-off that
    honours ``Retry-After``, for failures worth repeating (429, 5xx, timeouts, connection errors).
-4. Probe the file (codec, fps, size, duration), hash it, publish it under ``ids.storage_path`` through
-   ``FileSystems`` (temp name + rename), then write the marker.
+4. Probe the file (codec, fps, size, duration, rotation) in an isolated child process (the probe decodes
+   the first frame of an untrusted file; a decoder crash must not take the worker down), hash it, publish
+   it under ``ids.storage_path`` through ``FileSystems`` (temp name + rename), then write the marker.
 
 Anything that goes wrong becomes a ``failed`` ``Outcome`` with a stable reason (``pipeline.errors``) and
 yt-dlp's message as detail; a video longer than allowed becomes ``dropped``/``too_long``. Nothing raises.
@@ -37,6 +38,7 @@ from yt_dlp.utils import parse_bytes
 
 from pipeline import storage
 from pipeline.errors import Failure, classify
+from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.probe import ProbeError, probe_file
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, reasons
@@ -76,6 +78,8 @@ class DownloadConfig:
     js_runtime: str | None = None  # "deno", "node", "bun" or "node:/path/to/node": YouTube's JS challenges
     remote_components: tuple[str, ...] = ()  # e.g. ("ejs:npm",) when yt-dlp-ejs is not pip-installed
     enable_file_urls: bool = True  # file:// catalogs (the demo corpus)
+    isolate_probe: bool = True  # probe in a child process (it decodes a frame); --no-isolation turns it off
+    probe_timeout_s: float = 300.0  # a probe that hangs longer is abandoned (the file is still stored)
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.fragment_retries < 0:
@@ -84,6 +88,8 @@ class DownloadConfig:
             raise ValueError(f"socket timeout must be > 0 s, got {self.socket_timeout_s}")
         if self.backoff_base_s < 0 or self.max_backoff_s < 0:
             raise ValueError("back-off times must be >= 0")
+        if self.probe_timeout_s <= 0:
+            raise ValueError(f"probe timeout must be > 0 s, got {self.probe_timeout_s}")
 
     @classmethod
     def from_args(cls, ns: argparse.Namespace) -> DownloadConfig:
@@ -102,6 +108,7 @@ class DownloadConfig:
             min_height=ns.min_height,
             js_runtime=ns.js_runtime,
             remote_components=tuple(ns.remote_components or ()),
+            isolate_probe=not getattr(ns, "no_isolation", False),  # the segment stage's flag covers both
         )
 
 
@@ -288,6 +295,7 @@ class Downloader:
         self.root = config.download_dir.rstrip("/") or "/"
         self._log = _YtdlpLog()
         self._ydl = YoutubeDL(ytdlp_params(config, self._log))
+        self._prober: IsolatedWorker | None = None  # started on the first probe, reused, restarted after a crash
         if storage.is_local(self.root):
             self._staging_root = os.path.join(storage.local_path(self.root), ".partial")
         else:
@@ -296,6 +304,9 @@ class Downloader:
 
     def close(self) -> None:
         self._ydl.close()
+        if self._prober is not None:
+            self._prober.close()
+            self._prober = None
         with contextlib.suppress(OSError):  # leave no empty staging directory behind
             os.rmdir(self._staging_root)
 
@@ -406,14 +417,28 @@ class Downloader:
             raise _Reject(reasons.FAILED, reasons.TOO_LARGE, said)
         raise _Reject(reasons.FAILED, reasons.DOWNLOAD_ERROR, f"yt-dlp finished without a file: {said}")
 
-    def _store(self, candidate: CandidateVideo, path: str) -> DownloadedVideo:
+    def _probe(self, path: str) -> dict[str, Any]:
+        """The file's stream facts; ``{}`` when FFmpeg cannot read it (or its decoder crashed or hung on it).
+
+        Empty, unreadable and decoder-crashing files are stored and passed on with no facts: diagnosing
+        damage is the segment stage's job (which decodes in its own isolated child, and says why).
+        """
         try:
-            facts = probe_file(path).as_fields()
+            if not self.config.isolate_probe:
+                return probe_file(path).as_fields()
+            if self._prober is None:
+                self._prober = IsolatedWorker(self.config.probe_timeout_s)
+            return self._prober.call(probe_file, path).as_fields()
         except ProbeError as exc:
             if exc.reason == reasons.NO_VIDEO_STREAM:
                 raise _Reject(reasons.FAILED, reasons.NO_VIDEO_STREAM, exc.detail) from exc
-            # Empty or unreadable files are stored and passed on: diagnosing damage is the segment stage's job.
-            facts = {}
+            return {}
+        except (WorkerCrashed, WorkerTimeout) as exc:
+            log.warning("probe of %s failed in its child process (%s); storing it without stream facts", path, exc)
+            return {}
+
+    def _store(self, candidate: CandidateVideo, path: str) -> DownloadedVideo:
+        facts = self._probe(path)
         sha256, size = storage.sha256_file(path)
         ext = os.path.splitext(path)[1].lstrip(".").lower()
         try:

@@ -6,6 +6,16 @@ timeout, an ``ExtractorError`` carrying YouTube's own refusal text). Counting ru
 code per cause, so this module walks that chain once, in one place, and keeps the original message as the
 detail. The YouTube refusal texts matched here are the ones yt-dlp passes through from the site; they are
 matched case-insensitively and with typographic apostrophes folded, because YouTube uses both.
+
+Order of evidence: exception *types* first (an ``UnsupportedError`` is an unsupported URL, a ``TimeoutError`` a
+timeout, whatever the text says), then message text, and the text is yt-dlp's own words only: URLs, host
+names, quoted paths and the ``[extractor] <video id>:`` prefix are removed before matching, because they come
+from the (hostile) input. Otherwise ``Unsupported URL: http://cdn/x/timeout-signin.mp4`` would read as a
+timeout (and be retried) and a 404 at ``.../private video.html`` as a private video.
+
+yt-dlp reports some outcomes only as text (``report_error`` without an exception): a body that ends before
+its first byte ("Did not get any data blocks": the file is empty, ``empty_file``), and a transfer that stays
+short of its Content-Length after all retries ("N bytes read, M more expected", ``connection_error``).
 """
 
 from __future__ import annotations
@@ -48,7 +58,16 @@ _NO_FORMAT = re.compile(r"requested format is not available|no video formats fou
 _UNSUPPORTED = re.compile(r"unsupported url|no suitable extractor|file:// urls are disabled"
                           r"|is not a valid url|unknown url type", re.IGNORECASE)
 _NO_FILE = re.compile(r"no such file or directory", re.IGNORECASE)
+_NO_DATA = re.compile(r"did not get any data blocks", re.IGNORECASE)
+_INCOMPLETE = re.compile(r"\d+ bytes read, \d+ more expected|content too short", re.IGNORECASE)
 _ERROR_PREFIX = re.compile(r"^(?:ERROR:\s*)+")
+# Parts of a message that come from the input, not from yt-dlp: never matched against the rules above.
+_INPUT_PARTS = (
+    re.compile(r"^\[[^\]\s]+\]\s+[^:]*?:\s+"),  # "[generic] <video id>: " (the id is the URL's last segment)
+    re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://[^\s'\")>]*"),  # URLs
+    re.compile(r"\bhost=(['\"])[^'\"]*\1"),  # urllib3's "HTTPConnectionPool(host='...')"
+    re.compile(r"(['\"])(?:/|[A-Za-z]:\\)[^'\"]*\1"),  # quoted file paths
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,36 +134,62 @@ def http_reason(status: int) -> str:
     return reasons.HTTP_ERROR
 
 
+def own_words(exc: BaseException | str) -> str:
+    """The part of a message yt-dlp wrote: ``clean_message`` without URLs, hosts, paths and the video id."""
+    text = clean_message(exc)
+    for pattern in _INPUT_PARTS:
+        text = pattern.sub(" ", text)
+    return text
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """Python's and the HTTP stacks' timeout types (urllib3's and requests' do not all derive TimeoutError)."""
+    return isinstance(exc, TimeoutError | socket.timeout) or type(exc).__name__.endswith(("Timeout", "TimeoutError"))
+
+
 def classify(exc: BaseException) -> Failure:
     """The reason code for any exception raised while extracting or downloading one video."""
     chain = list(_chain(exc))
     detail = clean_message(exc)
-    texts = " | ".join(clean_message(e) for e in chain)
+    texts = " | ".join(own_words(e) for e in chain)
 
-    if any(isinstance(e, GeoRestrictedError) for e in chain):
+    def raised(*types: type) -> bool:
+        return any(isinstance(e, types) for e in chain)
+
+    # 1. Types that settle the cause on their own.
+    if raised(GeoRestrictedError):
         return Failure(reasons.GEO_BLOCKED, detail)
-    # A site's refusal is the most specific thing we can say, even when it came with an HTTP status.
-    if any(isinstance(e, ExtractorError) for e in chain) or not any(isinstance(e, HTTPError) for e in chain):
+    if raised(UnsupportedError):
+        return Failure(reasons.UNSUPPORTED_URL, detail)
+    if raised(FileNotFoundError):  # file:// URLs
+        return Failure(reasons.UNAVAILABLE, detail)
+    if any(_is_timeout(e) for e in chain):
+        return Failure(reasons.TIMEOUT, detail)
+    http = next((e for e in chain if isinstance(e, HTTPError)), None)
+    # 2. A site's refusal is the most specific thing we can say, even when it came with an HTTP status.
+    if raised(ExtractorError) or http is None:
         for reason, pattern in _REFUSALS:
             if pattern.search(texts):
                 return Failure(reason, detail)
     if _REDIRECT_LOOP.search(texts):
         return Failure(reasons.REDIRECT_LOOP, detail)
-    for e in chain:
-        if isinstance(e, HTTPError):
-            headers = getattr(getattr(e, "response", None), "headers", None) or {}
-            retry_after = parse_retry_after(headers.get("Retry-After")) if hasattr(headers, "get") else None
-            return Failure(http_reason(e.status), detail, retry_after)
-    if any(isinstance(e, TimeoutError | socket.timeout) for e in chain) or _TIMEOUT.search(texts):
+    if http is not None:
+        headers = getattr(getattr(http, "response", None), "headers", None) or {}
+        retry_after = parse_retry_after(headers.get("Retry-After")) if hasattr(headers, "get") else None
+        return Failure(http_reason(http.status), detail, retry_after)
+    # 3. What yt-dlp reports only as text (report_error without an exception).
+    if _TIMEOUT.search(texts):
         return Failure(reasons.TIMEOUT, detail)
-    if any(isinstance(e, UnsupportedError) for e in chain) or _UNSUPPORTED.search(texts):
+    if _UNSUPPORTED.search(texts):
         return Failure(reasons.UNSUPPORTED_URL, detail)
     if _NO_FORMAT.search(texts):
         return Failure(reasons.NO_VIDEO_STREAM, detail)
-    if any(isinstance(e, FileNotFoundError) for e in chain) or _NO_FILE.search(texts):  # file:// URLs
+    if _NO_DATA.search(texts):
+        return Failure(reasons.EMPTY_FILE, f"the server sent an empty body (0 bytes): {detail}")
+    if _NO_FILE.search(texts):
         return Failure(reasons.UNAVAILABLE, detail)
-    if any(isinstance(e, TransportError | ContentTooShortError | ConnectionError) for e in chain):
+    if raised(TransportError, ContentTooShortError, ConnectionError) or _INCOMPLETE.search(texts):
         return Failure(reasons.CONNECTION_ERROR, detail)
-    if any(isinstance(e, ExtractorError) for e in chain):
+    if raised(ExtractorError):
         return Failure(reasons.EXTRACTOR_ERROR, detail)
     return Failure(reasons.DOWNLOAD_ERROR, f"{type(exc).__name__}: {detail}")

@@ -64,8 +64,15 @@ def plan_windows(duration_s: float, clip_frames: int = 160, stride_frames: int |
     """Full clip windows covering ``[skip_start, duration - skip_end)`` (non-overlapping unless a stride is set).
 
     A window needs all of its ticks inside the video: tick t is inside when ``(t + 1)/10 <= duration``
-    (a 15.99 s video has no full 16 s clip).
+    (a 15.99 s video has no full 16 s clip). Non-positive clip lengths or strides are refused: the loop below
+    would never advance past ``end`` (``SegmentConfig`` refuses them too; this guards every other caller).
     """
+    if clip_frames < 1:
+        raise ValueError(f"clip_frames must be >= 1, got {clip_frames!r}")
+    if stride_frames is not None and stride_frames < 1:
+        raise ValueError(f"stride_frames must be >= 1 (or None for non-overlapping), got {stride_frames!r}")
+    if not (math.isfinite(skip_start_s) and math.isfinite(skip_end_s)) or skip_start_s < 0 or skip_end_s < 0:
+        raise ValueError(f"skips must be finite and >= 0 s, got {skip_start_s!r} and {skip_end_s!r}")
     stride = stride_frames or clip_frames
     first = round(skip_start_s * CLIP_FPS)
     # limit_denominator undoes binary float noise (16.1 s is 161 ticks, not 161.0000000000000142)

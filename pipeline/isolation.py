@@ -73,9 +73,10 @@ def _serve() -> None:
         except Exception as exc:  # every error goes back to the caller
             reply = (False, exc)
         try:
-            _send(out, reply)
-        except (pickle.PicklingError, TypeError, AttributeError) as exc:
-            _send(out, (False, RuntimeError(f"result does not pickle: {exc}")))
+            _send(out, reply)  # pickle.dumps runs before any byte is written: a failure leaves the pipe in step
+        except Exception as exc:  # PicklingError, TypeError, AttributeError, RecursionError...: say so, keep serving
+            what = "result" if reply[0] else "exception"
+            _send(out, (False, RuntimeError(f"the {what} does not pickle: {type(exc).__name__}: {exc}")))
 
 
 class IsolatedWorker:
@@ -115,6 +116,12 @@ class IsolatedWorker:
             self.close()
             how = f"signal {-code}" if code < 0 else f"exit code {code}"
             raise WorkerCrashed(f"the worker process died ({how})") from None
+        except BaseException:
+            # The arguments did not pickle, or the reply did not unpickle here (UnpicklingError, a class that
+            # does not import): the call failed, not the child, but a fresh child costs ~0.1 s and rules out
+            # any doubt about what is left in the pipe. The caller sees the original exception.
+            self.close()
+            raise
         if not ok:
             raise value
         return value

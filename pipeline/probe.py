@@ -3,6 +3,11 @@
 The facts come from the file, not from the source's metadata: a search hit says "1080p" but the format
 selector may have picked 360p, and a direct link says nothing at all. ``DownloadedVideo`` carries them so
 the segment stage and the report can see codec, frame rate and size without reopening every file.
+
+The display rotation is only exposed on decoded frames, so probing decodes the first frame: untrusted bytes
+through a native decoder. The download stage therefore calls ``probe_file`` in an isolated child process
+(``pipeline.isolation``, as segmentation does), so a decoder segfault or hang on a hostile download fails
+that probe, not the Beam worker. ``ProbeError`` pickles with its reason, so it crosses the process boundary.
 """
 
 from __future__ import annotations
@@ -23,6 +28,9 @@ class ProbeError(Exception):
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
+
+    def __reduce__(self):  # the default re-creates exceptions from ``args`` (one string), not (reason, detail)
+        return type(self), (self.reason, self.detail)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -7,7 +7,11 @@ and clips are scored in batches (``beam.BatchElements``): one forward pass per b
 A clip whose bytes cannot be decoded or scored becomes a ``failed`` outcome; it never stops the run.
 
 With no model directory the stage passes every clip on unscored (``quality_score`` None) and counts it in
-the Beam counter ``quality/unscored``, so a run's stats say that nothing was filtered.
+the Beam counter ``quality/unscored``; ``Quality.settings`` goes into ``stats.json`` (``quality`` block:
+classifier null, clips unscored), the report and the run's summary, so an unfiltered dataset says so.
+
+Scores are probabilities (P(good), clipped to [0, 1]), so ``--quality-threshold`` must lie in [0, 1]: a
+value outside would keep every clip or none, which is refused at launch rather than found in the output.
 
 When the model was trained with the ``video`` decision rule, clips are grouped by video after scoring and
 kept when their video's mean score reaches threshold + margin (see ``classifiers.metrics.DecisionRule``).
@@ -36,10 +40,38 @@ def add_quality_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--classifier", metavar="MODEL_DIR", default=None,
                        help="model directory from `python -m classifiers train`; without it clips pass "
                             "unscored (counted as quality/unscored)")
-    group.add_argument("--quality-threshold", type=float, default=None,
-                       help="keep clips scoring at least this (default: the threshold stored with the model)")
-    group.add_argument("--quality-batch-size", type=int, default=DEFAULT_BATCH_SIZE,
+    group.add_argument("--quality-threshold", type=threshold_arg, default=None, metavar="T",
+                       help="keep clips scoring at least T, a probability in [0, 1] (default: the threshold "
+                            "stored with the model)")
+    group.add_argument("--quality-batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
                        help="clips per model call")
+
+
+def check_threshold(value: float) -> float:
+    """``value`` when it is a usable threshold on the classifier's score (a probability), else ValueError."""
+    if not 0.0 <= value <= 1.0:  # also refuses NaN
+        raise ValueError(f"the quality threshold must be a number from 0 to 1 (scores are probabilities "
+                         f"P(good)), got {value}")
+    return value
+
+
+def threshold_arg(text: str) -> float:
+    """argparse type for ``--quality-threshold``: a parse error names the flag and the allowed range."""
+    try:
+        return check_threshold(float(text))
+    except ValueError as exc:
+        msg = str(exc) if "quality threshold" in str(exc) else f"not a number: {text!r}"
+        raise argparse.ArgumentTypeError(msg) from None
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
 
 
 def quality_from_args(args: argparse.Namespace) -> Quality:
@@ -96,6 +128,7 @@ class _ScoreBatches(beam.DoFn):
         self._model_dir = model_dir
         self._threshold = threshold
         self._handle = handle
+        self._holder = None
         self._classifier = None
         self._scored = beam.metrics.Metrics.counter(NAMESPACE, "scored")
         self._errors = beam.metrics.Metrics.counter(NAMESPACE, "errors")
@@ -110,7 +143,11 @@ class _ScoreBatches(beam.DoFn):
             self._loaded_here = True
             return _ModelHolder(load_classifier(self._model_dir, self._threshold))
 
-        self._classifier = self._handle.acquire(load, tag=f"{self._model_dir}|{self._threshold}").classifier
+        # Keep the holder itself: Shared keeps the model only while someone references the object it
+        # returned (weakly cached, plus one process-wide keep-alive slot that any other Shared acquire takes
+        # over); holding just ``.classifier`` would let the holder go and the next setup reload the model.
+        self._holder = self._handle.acquire(load, tag=f"{self._model_dir}|{self._threshold}")
+        self._classifier = self._holder.classifier
 
     def process(self, batch: list[Clip]):
         if self._loaded_here:  # counted here: counters are reported from process, not from setup
@@ -183,6 +220,8 @@ class Quality(beam.PTransform):
     def __init__(self, model_dir: str | None, threshold: float | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__()
+        if threshold is not None:
+            check_threshold(float(threshold))
         self._model_dir = model_dir
         self._threshold = threshold
         self._batch_size = batch_size
@@ -195,6 +234,15 @@ class Quality(beam.PTransform):
             metadata = read_metadata(model_dir)
             self._decision = DecisionRule(**metadata.get("decision", {}))
             self._model_threshold = float(metadata["threshold"]) if threshold is None else float(threshold)
+
+    @property
+    def settings(self) -> dict:
+        """How this stage decides, for ``stats.json``'s ``quality`` block: model dir (None: unscored),
+        threshold in effect (the model's or the override), decision rule and margin."""
+        if self._model_dir is None:
+            return {"classifier": None, "threshold": None, "rule": None, "margin": None}
+        return {"classifier": str(self._model_dir), "threshold": self._model_threshold,
+                "rule": self._decision.rule, "margin": self._decision.margin}
 
     def expand(self, clips):
         if self._model_dir is None:

@@ -1,8 +1,10 @@
 """``report.html``: one self-contained page (no external files, scripts or fonts) to audit a build.
 
-Sections: the conservation verdict, the funnel per stage, reason breakdowns, duration and quality-score
-histograms (matplotlib PNGs embedded as base64), failure details, and thumbnail strips (JPEG, embedded) of a
-deterministic sample of kept clips and of dropped clips per reason.
+Sections: the conservation verdict, the funnel per stage, the quality stage's settings and counts (or that
+clips went unscored), reason breakdowns, duration and quality-score histograms (matplotlib PNGs embedded as
+base64), failure details, and thumbnail strips (JPEG, embedded) of a deterministic sample of clips per
+(outcome, reason) group: up to ``SAMPLES_PER_GROUP`` each, so the page stays bounded however large the run,
+and a rare reason (``low_quality``, ``shard_error``) gets its strip like the common ones.
 """
 
 from __future__ import annotations
@@ -26,6 +28,18 @@ SAMPLES_PER_GROUP = 6
 def thumbnail_rank(clip_key: str) -> str:
     """Deterministic sample order: clips are sampled by the hash of their key, not by arrival."""
     return hashlib.sha1(clip_key.encode("utf-8")).hexdigest()
+
+
+def thumbnail_group(o: Outcome) -> str:
+    """The report group of a clip's outcome: ``kept`` or ``<outcome>: <reason family>``."""
+    return reasons.KEPT if o.outcome == reasons.KEPT else f"{o.outcome}: {reasons.reason_family(o.reason)}"
+
+
+def thumbnail_group_key(o: Outcome):
+    """``(group, clip key)`` for the per-group sample of clips to draw; none for videos and for short tails
+    (remainders are never encoded: there are no bytes to draw)."""
+    if o.item_kind == reasons.ITEM_CLIP and reasons.reason_family(o.reason) != reasons.SHORT_TAIL:
+        yield thumbnail_group(o), o.item_id
 
 
 def thumbnail_strip(clip: Clip) -> tuple[str, bytes]:
@@ -110,8 +124,21 @@ def _strips(keys: list[str], thumbs: dict[str, bytes], notes: dict[str, str]) ->
     return "".join(out) or "<p class=muted>no sampled clip in this group (samples are a hash-chosen subset)</p>"
 
 
-def render_report(stats: dict, outcomes: list[Outcome], thumbs: dict[str, bytes]) -> str:
-    """The HTML page. ``thumbs`` maps clip keys to JPEG strips (a deterministic sample of all clips cut)."""
+def _quality_section(q: dict) -> str:
+    if not q.get("classifier"):
+        return (f"<p class=bad>No quality classifier (run without --classifier): {q['clips_unscored']} clip(s) "
+                f"passed unscored; nothing was filtered for quality.</p>")
+    rows = [["classifier", q["classifier"]], ["threshold", q["threshold"]], ["decision rule", q["rule"]],
+            ["margin", q["margin"]], ["clips reaching the stage", q["clips_in"]], ["scored", q["clips_scored"]],
+            ["dropped low_quality", q["clips_dropped_low_quality"]], ["failed (quality_error)", q["clips_failed"]],
+            ["unscored", q["clips_unscored"]]]
+    return _table(["quality stage", "value"], rows)
+
+
+def render_report(stats: dict, outcomes: list[Outcome], thumbs: dict[str, bytes],
+                  per_group: int = SAMPLES_PER_GROUP) -> str:
+    """The HTML page. ``thumbs`` maps clip keys to JPEG strips (the run samples up to ``per_group`` clips per
+    (outcome, reason) group by key hash; the page shows at most that many per group of what it is given)."""
     c = stats["conservation"]
     verdict = ("<p class=ok>Conservation law holds: every candidate video and every clip has exactly one "
                "outcome.</p>" if c["ok"] else
@@ -142,16 +169,20 @@ def render_report(stats: dict, outcomes: list[Outcome], thumbs: dict[str, bytes]
              for o in clips}
     groups: dict[str, list[str]] = collections.defaultdict(list)
     for o in sorted(clips, key=lambda o: thumbnail_rank(o.item_id)):
-        label = "kept" if o.outcome == reasons.KEPT else f"{o.outcome}: {o.reason}"
-        if o.item_id in thumbs and len(groups[label]) < SAMPLES_PER_GROUP:
+        label = thumbnail_group(o)
+        if o.item_id in thumbs and len(groups[label]) < per_group and o.item_id not in groups[label]:
             groups[label].append(o.item_id)
-    clip_reasons = sorted({f"{o.outcome}: {o.reason}" for o in clips if o.outcome != reasons.KEPT})
+    clip_reasons = sorted({thumbnail_group(o) for o in clips if o.outcome != reasons.KEPT})
     strips = [f"<h3>kept</h3>{_strips(groups['kept'], thumbs, notes)}"]
     for label in clip_reasons:
         body = ("<p class=muted>remainders shorter than a clip are never decoded or encoded: nothing to show</p>"
                 if label.endswith(reasons.SHORT_TAIL) else _strips(groups[label], thumbs, notes))
         strips.append(f"<h3>{html.escape(label)}</h3>{body}")
 
+    failures = stats.get("search_failures", {})
+    search_failures = (f"{failures['count']} search input(s) could not be read and are not counted as videos ("
+                       + html.escape(", ".join(f"{k} {n}" for k, n in failures["by_reason"].items())) + ")."
+                       if failures.get("count") else "")
     score_plot = (_histogram(scores, "Quality score of scored clips", "P(good)", np.linspace(0, 1, 21))
                   if any(scores.values()) else "<p class=muted>no clip was scored (run without --classifier)</p>")
     return f"""<!doctype html>
@@ -164,10 +195,13 @@ figcaption{{font-size:12px;color:#444}} img{{image-rendering:pixelated}}
 <h1>Dataset build report</h1>
 {verdict}
 <p>{stats['videos']['candidates']} candidate videos ({stats['hours']['candidate_video']:.2f} h) &rarr;
-{stats['clips'].get('kept', 0)} kept clips ({stats['hours']['kept_clips']:.2f} h) in {stats['shards']} shard(s).</p>
+{stats['clips'].get('kept', 0)} kept clips ({stats['hours']['kept_clips']:.2f} h) in {stats['shards']} shard(s).
+{search_failures}</p>
 <h2>Funnel</h2>
 {_funnel_plot(stats)}
 {_table(["stage", "items", "in", "out", "hours in", "hours out"], funnel_rows)}
+<h2>Quality</h2>
+{_quality_section(stats["quality"])}
 <h2>Reasons</h2>
 {_table(["item", "stage", "outcome", "reason", "count"], reason_rows)}
 <h2>Distributions</h2>
@@ -176,7 +210,8 @@ figcaption{{font-size:12px;color:#444}} img{{image-rendering:pixelated}}
 <h2>Failures</h2>
 {_table(["item", "id", "stage", "reason", "detail"], problem_rows) if problem_rows else "<p>none</p>"}
 <h2>Sample clips</h2>
-<p class=muted>Frames {", ".join(map(str, STRIP_FRAMES))} of each clip; a hash-chosen sample per group.</p>
+<p class=muted>Frames {", ".join(map(str, STRIP_FRAMES))} of each clip; up to {per_group} per group, chosen
+by hash of the clip key.</p>
 {"".join(strips)}
 </body></html>
 """

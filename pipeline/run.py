@@ -8,8 +8,11 @@ unless ``--download-dir``) and ``cache/segment/`` (per-video clip results: a rer
 downloading and decoding what is done and rewrites byte-identical shards).
 
 Flags this module does not know are Beam pipeline options (``--runner DataflowRunner --project ...``).
-Without ``--runner`` the run uses Beam's local DirectRunner with several worker processes. The run fails
-(exit 1) when a stage raises, naming the stage, or when the conservation law does not hold.
+Without ``--runner`` the run uses Beam's FnApiRunner with ``--workers`` SDK worker processes, chosen
+explicitly: Beam's DirectRunner would first try to download the Prism runner binary from GitHub (a wait of
+seconds offline; with a network, a different runner that ignores the worker settings). ``--in-process`` runs
+the FnApiRunner in this one process. The run fails (exit 1) when a stage raises, naming the stage, or when
+the conservation law does not hold.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ REPORT_FILE = "report.html"
 STAGE_LABELS = {"Search": reasons.STAGE_SEARCH, "Download": reasons.STAGE_DOWNLOAD,
                 "Segment": reasons.STAGE_SEGMENT, "Quality": reasons.STAGE_QUALITY, "Shard": reasons.STAGE_SHARD,
                 "Audit": "audit"}
+# Steps build() adds around the stages (counting, registering, thumbnails, the final write): the audit's.
+AUDIT_HELPER_PREFIXES = ("AuditStart", "AllOutcomes", "AllBirths", "Count", "Reg", "Thumb")
+_STEP = re.compile(r"while running '([^']+)'")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +58,7 @@ class RunConfig:
     download: DownloadConfig
     segment: SegmentConfig
     shards: shards.ShardConfig
-    thumbnails: int = 60  # clips sampled (by key hash) for the report's thumbnail strips
+    thumbnails_per_group: int = report.SAMPLES_PER_GROUP  # clips per (outcome, reason) with a report strip
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -64,9 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--shard-size-mb", type=float, default=256.0,
                         help="target clip bytes per shard (default 256 MB)")
     parser.add_argument("--workers", type=int, default=None,
-                        help="local worker processes when no --runner is given (default: CPU count)")
+                        help="local SDK worker processes when no --runner is given (default: CPU count)")
     parser.add_argument("--in-process", action="store_true",
-                        help="run locally in this one process (Beam's FnApiRunner): easiest to debug")
+                        help="run locally in this one process, one bundle at a time (Beam's FnApiRunner in "
+                             "in_memory mode): easiest to debug (breakpoints, tracebacks); no --runner, --workers")
     add_search_args(parser)
     add_download_args(parser)
     add_segment_args(parser)
@@ -79,6 +86,13 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
     ns, beam_args = parser.parse_known_args(argv)
     if ns.shard_size_mb <= 0:
         parser.error(f"--shard-size-mb must be > 0, got {ns.shard_size_mb}")
+    if ns.workers is not None and ns.workers < 1:
+        parser.error(f"--workers must be >= 1, got {ns.workers}")
+    if ns.in_process and has_runner(beam_args):
+        parser.error("--in-process runs locally on Beam's FnApiRunner; it cannot be combined with --runner")
+    if ns.in_process and ns.workers not in (None, 1):
+        parser.error(f"--in-process runs one worker in this process; drop --workers {ns.workers} "
+                     f"(or drop --in-process to run {ns.workers} worker processes)")
     output = ns.output.rstrip("/")
     if "://" not in output:
         output = os.path.abspath(output)
@@ -91,12 +105,26 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
     return config, ns, beam_args
 
 
-def local_options(beam_args: list[str], workers: int | None) -> PipelineOptions:
-    """Beam options; with no runner chosen, the DirectRunner with ``workers`` SDK worker processes."""
-    if any(a == "--runner" or a.startswith("--runner=") for a in beam_args):
+def has_runner(beam_args: list[str]) -> bool:
+    return any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
+
+
+def local_options(beam_args: list[str], workers: int | None, in_process: bool = False) -> PipelineOptions:
+    """Beam options. With ``--runner`` given, exactly the Beam flags; otherwise the local FnApiRunner's
+    settings: ``workers`` SDK worker processes (``multi_processing``), or with ``in_process`` one worker
+    in this process (``in_memory``; the FnApiRunner would otherwise start processes from these options)."""
+    if has_runner(beam_args):
         return PipelineOptions(beam_args)
-    return PipelineOptions(beam_args, runner="DirectRunner", direct_running_mode="multi_processing",
+    if in_process:
+        return PipelineOptions(beam_args, direct_running_mode="in_memory", direct_num_workers=1)
+    return PipelineOptions(beam_args, direct_running_mode="multi_processing",
                            direct_num_workers=workers or os.cpu_count() or 2)
+
+
+def local_runner(beam_args: list[str]):
+    """The runner object to use: Beam's FnApiRunner when no ``--runner`` is given, else None (Beam builds the
+    named runner from the options). Not the DirectRunner: it tries to download Prism from GitHub first."""
+    return None if has_runner(beam_args) else FnApiRunner()
 
 
 class _WorkerLogFilter(logging.Filter):
@@ -128,16 +156,22 @@ def _setup_logging() -> None:
 
 # ---- the pipeline ------------------------------------------------------------------------------------------
 def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
-    """Wire the stages. Every stage returns {MAIN, OUTCOMES}; the audit sees every outcome and birth."""
+    """Wire the stages. Every stage returns {MAIN, OUTCOMES}; the audit sees every outcome and birth.
+
+    Outcomes are counted (Beam counters, progress lines) per stage before they are flattened: a consumer of
+    the flatten of all stages runs only when every stage is done on the local runner.
+    """
     found = p | "Search" >> Search(config.search)
     fetched = found[MAIN] | "Download" >> Download(config.download)
     cut = fetched[MAIN] | "Segment" >> Segment(config.segment)
     scored = cut[MAIN] | "Quality" >> quality
     written = scored[MAIN] | "Shard" >> shards.WriteShards(config.shards)
 
-    outcomes = ((found[OUTCOMES], fetched[OUTCOMES], cut[OUTCOMES], scored[OUTCOMES], written[OUTCOMES])
-                | "AllOutcomes" >> beam.Flatten()
-                | "Count" >> beam.ParDo(audit.CountOutcomes()))
+    per_stage = ((reasons.STAGE_SEARCH, found), (reasons.STAGE_DOWNLOAD, fetched), (reasons.STAGE_SEGMENT, cut),
+                 (reasons.STAGE_QUALITY, scored), (reasons.STAGE_SHARD, written))
+    outcomes = ([out[OUTCOMES] | f"Count{name.capitalize()}" >> beam.ParDo(audit.CountOutcomes(name))
+                 for name, out in per_stage]
+                | "AllOutcomes" >> beam.Flatten())
     births = (
         audit.register(found[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_DOWNLOAD, True, "RegCandidates"),
         audit.register_outcomes(found[OUTCOMES], reasons.ITEM_VIDEO, "RegSearchDrops"),
@@ -146,21 +180,33 @@ def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
         audit.register_outcomes(cut[OUTCOMES], reasons.ITEM_CLIP, "RegShortTails"),
         audit.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored"),
     ) | "AllBirths" >> beam.Flatten()
-    thumbs = (cut[MAIN]
-              | "ThumbSample" >> beam.combiners.Top.Of(config.thumbnails,
-                                                       key=lambda c: report.thumbnail_rank(c.clip_key),
-                                                       reverse=True)
-              | "Thumbnails" >> beam.FlatMap(lambda clips: [report.thumbnail_strip(c) for c in clips]))
+    # Report strips: up to N clips per (outcome, reason) group, picked by key hash from the (small) outcome
+    # records, so a rare reason gets a strip too; only the picked clips' bytes are decoded.
+    sampled = (outcomes
+               | "ThumbGroups" >> beam.FlatMap(report.thumbnail_group_key)
+               | "ThumbSample" >> beam.combiners.Top.SmallestPerKey(config.thumbnails_per_group,
+                                                                    key=report.thumbnail_rank)
+               | "ThumbKeys" >> beam.FlatMap(lambda group: group[1]))
+    thumbs = cut[MAIN] | "Thumbnails" >> beam.FlatMap(_sampled_strip, keys=beam.pvalue.AsList(sampled))
     (p
      | "AuditStart" >> beam.Create([config.output_dir])
      | "Audit" >> beam.Map(finalize, outcomes=beam.pvalue.AsList(outcomes),
                            births=beam.pvalue.AsList(births),
                            manifest_clips=beam.pvalue.AsList(written[MAIN]),
-                           thumbs=beam.pvalue.AsList(thumbs)))
+                           thumbs=beam.pvalue.AsList(thumbs),
+                           quality=quality.settings,
+                           per_group=config.thumbnails_per_group))
+
+
+def _sampled_strip(clip, keys: list[str]):
+    """The clip's thumbnail strip when the sample picked it (``keys``: at most N per group, a short list)."""
+    if clip.clip_key in keys:
+        yield report.thumbnail_strip(clip)
 
 
 def run_pipeline(config: RunConfig, quality: Quality, options: PipelineOptions, runner=None):
-    """Build, run and wait; returns Beam's result (a dry run's carries the job it would submit)."""
+    """Build, run and wait; returns Beam's result: ``metrics()`` holds the ``outcomes/<stage>`` counters,
+    and a dry run's carries the job it would submit."""
     p = beam.Pipeline(runner=runner, options=options)
     build(p, config, quality)
     result = p.run()
@@ -168,24 +214,45 @@ def run_pipeline(config: RunConfig, quality: Quality, options: PipelineOptions, 
     return result
 
 
-def finalize(output_dir: str, outcomes, births, manifest_clips, thumbs) -> dict:
-    """Write manifest, outcomes, stats and report (runs once, on a worker: works the same on Dataflow)."""
-    outcomes = sorted(outcomes, key=lambda o: (o.item_kind, o.video_id, o.item_id, o.stage, o.outcome))
+def finalize(output_dir: str, outcomes, births, manifest_clips, thumbs, quality: dict | None = None,
+             per_group: int = report.SAMPLES_PER_GROUP) -> dict:
+    """Write manifest, outcomes, stats and report (runs once, on a worker: works the same on Dataflow).
+
+    Outcomes are sorted on every field (``audit.outcome_sort_key``) so the file never depends on arrival
+    order; ``quality`` (the stage's settings) goes into ``stats.json`` so an unscored run says so there.
+    """
+    outcomes = sorted(outcomes, key=audit.outcome_sort_key)
     manifest.write_manifest(output_dir, manifest_clips)
     tables.write_table(FileSystems.join(output_dir, OUTCOMES_FILE), to_table(outcomes, Outcome))
     num_shards = len({c.location for c in manifest_clips})
-    stats = audit.compute_stats(outcomes, list(births), num_shards)
+    stats = audit.compute_stats(outcomes, list(births), num_shards, quality)
     tables.write_bytes(FileSystems.join(output_dir, STATS_FILE), audit.stats_json(stats))
-    page = report.render_report(stats, outcomes, dict(thumbs))
+    page = report.render_report(stats, outcomes, dict(thumbs), per_group=per_group)
     tables.write_bytes(FileSystems.join(output_dir, REPORT_FILE), page.encode("utf-8"))
     return stats
 
 
+def stage_of_step(step: str) -> str | None:
+    """The stage a step label belongs to: its top-level label (``Segment/Cut clips`` -> segment); the
+    helpers build() adds (``CountShard``, ``RegClips``, ``ThumbSample``, ``AuditStart``...) -> audit."""
+    top = step.split("/", 1)[0]
+    if top in STAGE_LABELS:
+        return STAGE_LABELS[top]
+    if top.startswith(AUDIT_HELPER_PREFIXES):
+        return "audit"
+    return None
+
+
 def failed_stage(exc: BaseException) -> str:
-    """The stage a pipeline error came from, read from the step label in Beam's message."""
+    """The stage a pipeline error came from, read from the step Beam names (``[while running 'Audit']``,
+    ``... while running 'Segment/Cut clips'``); else from a stage label anywhere in the message."""
     text = str(exc)
+    for step in _STEP.findall(text):
+        name = stage_of_step(step)
+        if name is not None:
+            return name
     for label, name in STAGE_LABELS.items():
-        if re.search(rf"\b{label}/", text):
+        if re.search(rf"\b{label}['/]", text):
             return name
     return "unknown"
 
@@ -193,8 +260,8 @@ def failed_stage(exc: BaseException) -> str:
 def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     config, ns, beam_args = parse(list(sys.argv[1:] if argv is None else argv))
-    options = local_options(beam_args, ns.workers)
-    runner = FnApiRunner() if ns.in_process else None
+    options = local_options(beam_args, ns.workers, ns.in_process)
+    runner = local_runner(beam_args)
     started = time.monotonic()
     try:
         run_pipeline(config, quality_from_args(ns), options, runner)
@@ -218,12 +285,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def quality_line(q: dict) -> str:
+    """How the quality stage decided, in one line: the model and threshold, or that nothing was scored."""
+    if not q.get("classifier"):
+        return f"quality: no --classifier: {q['clips_unscored']} clip(s) passed unscored, none filtered"
+    rule = f"{q['rule']} rule, threshold {q['threshold']:.4f}"
+    if q.get("margin"):
+        rule += f" + margin {q['margin']:.4f}"
+    return (f"quality: classifier {q['classifier']} ({rule}): {q['clips_scored']} scored, "
+            f"{q['clips_dropped_low_quality']} dropped low_quality, {q['clips_failed']} failed, "
+            f"{q['clips_unscored']} unscored")
+
+
 def summary(stats: dict, elapsed_s: float, output_dir: str, stale: int) -> str:
     lines = [f"done in {elapsed_s:.1f} s -> {output_dir}"]
     for row in stats["funnel"]:
         parts = [f"{k.split('_')[0]} {row[k]}->{row[k.replace('_in', '_out')]}" for k in ("videos_in", "clips_in")
                  if k in row]
+        if row.get("search_failures"):
+            parts.append(f"{row['search_failures']} unreadable input(s) (search_failures)")
         lines.append(f"  {row['stage']:<9} " + ", ".join(parts))
+    lines.append("  " + quality_line(stats["quality"]))
     lines.append(f"  kept {stats['clips'].get('kept', 0)} clips ({stats['hours']['kept_clips']:.2f} h) in "
                  f"{stats['shards']} shard(s); conservation ok" + (f"; removed {stale} stale shard(s)" if stale else ""))
     return "\n".join(lines)

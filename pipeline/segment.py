@@ -14,7 +14,9 @@ the remainder after the last full window is a clip ``dropped: short_tail``. Cut 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import logging
+import math
 import time
 from collections.abc import Callable
 
@@ -27,6 +29,8 @@ from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video f
     SegmentResult,
     clip_actions,
     load_actions,
+    read_sidecar,
+    seconds_to_frames,
     segment_video,
 )
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
@@ -35,63 +39,169 @@ from schemas import Clip, DownloadedVideo, Outcome, from_table, ids, reasons, to
 log = logging.getLogger(__name__)
 
 
+def _frames_arg(text: str) -> float:
+    """argparse type for --clip-seconds/--clip-stride-s: at least one 10 FPS frame (0 or less would make the
+    window planner loop forever; refusing it here names the flag instead of hanging the run)."""
+    value = _seconds_arg(text)
+    if seconds_to_frames(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0.1 s (one frame at 10 FPS), got {text!r}")
+    return value
+
+
+def _seconds_arg(text: str) -> float:
+    """argparse type for a finite, non-negative number of seconds."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
+def _positive_seconds_arg(text: str) -> float:
+    value = _seconds_arg(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0 s, got {text!r}")
+    return value
+
+
+def _crf_arg(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if not 0 <= value <= 51:
+        raise argparse.ArgumentTypeError(f"must be within x264's 0..51, got {value}")
+    return value
+
+
 def add_segment_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("segmentation (16 s clips at 10 FPS, 160x90)")
-    g.add_argument("--clip-seconds", type=float, default=16.0, help="clip length (default 16 s = 160 frames)")
-    g.add_argument("--clip-stride-s", type=float, default=None,
+    g.add_argument("--clip-seconds", type=_frames_arg, default=16.0, help="clip length (default 16 s = 160 frames)")
+    g.add_argument("--clip-stride-s", type=_frames_arg, default=None,
                    help="start a clip every N s (default: the clip length, i.e. non-overlapping)")
-    g.add_argument("--skip-start-s", type=float, default=0.0, help="skip this much of every video (intros)")
-    g.add_argument("--skip-end-s", type=float, default=0.0, help="skip this much at the end (outros)")
+    g.add_argument("--skip-start-s", type=_seconds_arg, default=0.0, help="skip this much of every video (intros)")
+    g.add_argument("--skip-end-s", type=_seconds_arg, default=0.0, help="skip this much at the end (outros)")
     g.add_argument("--fit", choices=("crop", "pad"), default="crop",
                    help="crop: cover 160x90 and centre-crop (default); pad: fit inside and pad")
     g.add_argument("--decoder", choices=("decord", "pyav"), default="decord",
                    help="decord (default; PyAV takes over for codecs decord cannot open, e.g. AV1) or pyav "
                         "for every video")
-    g.add_argument("--crf", type=int, default=clip_codec.DEFAULT_CRF, help="x264 CRF of the stored clips")
+    g.add_argument("--crf", type=_crf_arg, default=clip_codec.DEFAULT_CRF, help="x264 CRF of the stored clips")
     g.add_argument("--no-isolation", action="store_true",
-                   help="decode in the worker process itself (faster to start; a decoder crash kills it)")
-    g.add_argument("--video-timeout-s", type=float, default=3600.0,
+                   help="decode (and probe downloads) in the worker process itself (faster to start; a decoder "
+                        "crash kills it)")
+    g.add_argument("--video-timeout-s", type=_positive_seconds_arg, default=3600.0,
                    help="fail a video whose segmentation takes longer than this")
+
+
+def _failed(video: DownloadedVideo, reason: str, detail: str) -> SegmentResult:
+    return SegmentResult([], [Outcome.for_video(video.candidate, reasons.STAGE_SEGMENT, reasons.FAILED, reason,
+                                                detail, duration_s=video.duration_s)])
 
 
 def guarded_segment(video: DownloadedVideo, config: SegmentConfig, worker: IsolatedWorker | None,
                     fn: Callable[[DownloadedVideo, SegmentConfig], SegmentResult] = segment_video) -> SegmentResult:
-    """``fn`` in the isolated worker (when given): a crash or timeout becomes ``failed: decoder_crash``."""
-    if worker is None:
-        return fn(video, config)
+    """``fn`` (in the isolated worker when given), never raising for one video.
+
+    A crash or timeout of the child is ``failed: decoder_crash``; anything else that goes wrong between here and
+    the result (an exception ``fn`` let through, a result or exception that does not pickle or unpickle, a
+    broken pipe, ``OSError``) is ``failed: segment_error`` with the exception in the detail. Either way one
+    video fails and the Beam worker, with the other videos of its bundle, carries on.
+    """
     try:
-        return worker.call(fn, video, config)
+        result = fn(video, config) if worker is None else worker.call(fn, video, config)
     except (WorkerCrashed, WorkerTimeout) as exc:
-        return SegmentResult([], [Outcome.for_video(video.candidate, reasons.STAGE_SEGMENT, reasons.FAILED,
-                                                    reasons.DECODER_CRASH, str(exc), duration_s=video.duration_s)])
+        return _failed(video, reasons.DECODER_CRASH, str(exc))
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        return _failed(video, reasons.SEGMENT_ERROR, f"{type(exc).__name__}: {exc}")
+    if not isinstance(result, SegmentResult) or not result.outcomes:
+        return _failed(video, reasons.SEGMENT_ERROR, f"segmentation returned no outcome ({type(result).__name__})")
+    return result
 
 
 # ---- rerun cache -------------------------------------------------------------------------------------------
+def sidecar_tag(video: DownloadedVideo) -> str:
+    """Part of the cache key for the actions sidecar: the clips carry its actions, so its URL and content count.
+
+    '' without a sidecar (those videos keep their earlier keys). An unreadable sidecar gets a tag of its own, so
+    the result cached without actions is not reused once the sidecar can be read.
+    """
+    url = video.candidate.actions_url
+    if not url:
+        return ""
+    try:
+        content = hashlib.sha256(read_sidecar(url)).hexdigest()
+    except Exception as exc:  # noqa: BLE001 - unreadable now; segmentation records why on the video
+        content = f"unreadable:{type(exc).__name__}"
+    return "-a" + hashlib.sha256(f"{url}\n{content}".encode()).hexdigest()[:12]
+
+
 def cache_paths(video: DownloadedVideo, config: SegmentConfig) -> tuple[str, str]:
-    """Where a video's results live: keyed by the file's content hash and the config's fingerprint."""
-    name = f"{ids.video_key(video.video_id)}-{video.sha256[:16]}-{config.fingerprint()}"
+    """Where a video's results live: keyed by the file's content hash, the config's fingerprint and the actions
+    sidecar (URL and content hash), i.e. everything the cached clips depend on."""
+    name = f"{ids.video_key(video.video_id)}-{video.sha256[:16]}-{config.fingerprint()}{sidecar_tag(video)}"
     base = FileSystems.join(config.cache_dir, name)
     return base + ".clips.parquet", base + ".outcomes.parquet"
+
+
+def _read_cache(video: DownloadedVideo, clips_path: str, outcomes_path: str) -> SegmentResult | None:
+    """The cached result, None on a miss; raises when the entry exists but cannot be used."""
+    if not (FileSystems.exists(outcomes_path) and FileSystems.exists(clips_path)):
+        return None
+    clips = [c.replace(video=video.candidate) for c in from_table(tables.read_table(clips_path), Clip)]
+    outcomes = from_table(tables.read_table(outcomes_path), Outcome)
+    if not outcomes or (outcomes[-1].item_kind, outcomes[-1].item_id) != (reasons.ITEM_VIDEO, video.video_id):
+        raise ValueError("the cached outcomes do not end with this video's outcome")
+    return SegmentResult(clips, outcomes)
+
+
+def _noted(result: SegmentResult, note: str) -> SegmentResult:
+    """``result`` with ``note`` added to the video's outcome detail (the last outcome is the video's)."""
+    *rest, video = result.outcomes
+    return SegmentResult(result.clips, [*rest, video.replace(detail="; ".join(filter(None, [video.detail, note])))])
 
 
 def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: IsolatedWorker | None) -> SegmentResult:
     """Reuse an earlier run's result for the same file and config; otherwise segment and store the result.
 
     The outcomes file is written last and is the completion marker. Cached clips get the current candidate
-    metadata (titles may change between runs; the bytes depend only on the file and the config).
+    metadata (titles may change between runs; the bytes depend only on the file, the config and the sidecar).
+
+    The cache only saves time, so its failures never cost a video: an entry that cannot be read (corrupt,
+    another schema major) is segmented again and overwritten, and a result that cannot be written (an
+    unwritable or full cache location) is still returned. Both are logged and noted in the video's outcome
+    detail. Failures of segmentation itself (``decoder_crash``, ``segment_error``) are not cached: they may be
+    transient (a crash, a timeout, a storage hiccup) and the next run tries again.
     """
     if not config.cache_dir:
         return guarded_segment(video, config, worker)
-    clips_path, outcomes_path = cache_paths(video, config)
-    if FileSystems.exists(outcomes_path) and FileSystems.exists(clips_path):
-        clips = [c.replace(video=video.candidate) for c in from_table(tables.read_table(clips_path), Clip)]
-        return SegmentResult(clips, from_table(tables.read_table(outcomes_path), Outcome))
+    notes = []
+    try:
+        clips_path, outcomes_path = cache_paths(video, config)
+    except Exception as exc:  # noqa: BLE001 - no key, no cache: segment without it
+        log.warning("segment cache: no key for %s (%s: %s)", video.video_id, type(exc).__name__, exc)
+        return _noted(guarded_segment(video, config, worker), f"not cached ({type(exc).__name__}: {exc})")
+    try:
+        cached = _read_cache(video, clips_path, outcomes_path)
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("segment cache for %s unusable (%s: %s); segmenting again", video.video_id,
+                    type(exc).__name__, exc)
+        notes.append(f"cache entry unusable, segmented again ({type(exc).__name__}: {exc})")
+        cached = None
+    if cached is not None:
+        return cached
     result = guarded_segment(video, config, worker)
-    if any(o.reason == reasons.DECODER_CRASH for o in result.outcomes):
-        return result  # a crash or timeout may be transient: try again on the next run
-    tables.write_table(clips_path, to_table(result.clips, Clip))
-    tables.write_table(outcomes_path, to_table(result.outcomes, Outcome))
-    return result
+    if any(o.reason in (reasons.DECODER_CRASH, reasons.SEGMENT_ERROR) for o in result.outcomes):
+        return _noted(result, "; ".join(notes)) if notes else result
+    try:
+        tables.write_table(clips_path, to_table(result.clips, Clip))
+        tables.write_table(outcomes_path, to_table(result.outcomes, Outcome))
+    except Exception as exc:  # noqa: BLE001 - see the docstring
+        log.warning("segment cache: cannot store %s's result (%s: %s)", video.video_id, type(exc).__name__, exc)
+        notes.append(f"result not cached ({type(exc).__name__}: {exc})")
+    return _noted(result, "; ".join(notes)) if notes else result
 
 
 # ---- Beam ------------------------------------------------------------------------------------------------
@@ -114,12 +224,17 @@ class _SegmentFn(beam.DoFn):
 
     def process(self, video: DownloadedVideo):
         started = time.monotonic()
-        result = cached_segment(video, self.config, self._worker)
+        try:
+            result = cached_segment(video, self.config, self._worker)
+            final = result.outcomes[-1]
+        except Exception as exc:  # noqa: BLE001 - a bug here fails this video, never the job
+            log.exception("segment: %s failed outside the guarded call", video.video_id)
+            result = _failed(video, reasons.SEGMENT_ERROR, f"{type(exc).__name__}: {exc}")
+            final = result.outcomes[-1]
         elapsed = time.monotonic() - started
         self.videos.inc()
         self.clips.inc(len(result.clips))
         self.seconds.update(int(elapsed * 1000))
-        final = result.outcomes[-1]
         log.info("segment: %s -> %s%s (%d clips, %.1f s)", video.video_id, final.outcome,
                  f" {final.reason}" if final.reason else "", len(result.clips), elapsed)
         for outcome in result.outcomes:

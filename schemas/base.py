@@ -7,6 +7,15 @@ pyarrow schema, JSON and Parquet-row (de)serialisation and validation all derive
 Supported field types: ``str``, ``int``, ``float``, ``bool``, ``bytes``, ``dict`` (stored as a JSON
 string in Parquet), ``list[int]``, ``list[str]``, another ``Record`` (an Arrow struct), and ``X | None``
 of any of those.
+
+Strings must be encodable as UTF-8: JSON accepts escapes such as ``"\\ud800"`` (a lone surrogate) that make a
+valid Python ``str`` but no UTF-8 bytes, so a hostile catalog row would otherwise pass here and crash the run
+much later (Parquet, shard JSON, the report). Rejecting it at construction makes it one recorded bad row.
+
+Versions: every serialised form carries ``schema_version`` (JSON key, Parquet schema metadata). Readers accept
+the same MAJOR version (a newer minor only adds optional fields, which are ignored) and refuse any other
+with a ``RecordError`` naming the versions, so data written by an incompatible release is never
+misread silently. Data without a version (hand-written catalogs, tables from other tools) is accepted.
 """
 
 from __future__ import annotations
@@ -15,6 +24,7 @@ import base64
 import dataclasses
 import json
 import math
+import re
 import types
 import typing
 from typing import Any, ClassVar, Self
@@ -26,6 +36,32 @@ from schemas.version import SCHEMA_VERSION
 
 class RecordError(ValueError):
     """A record field holds a value it may not: the message names the record, the field and the value."""
+
+
+_VERSION = re.compile(r"^([0-9]+)(?:\.[0-9]+)*$")
+
+
+def check_schema_version(found: Any, record: str) -> None:
+    """Refuse data whose schema MAJOR version differs from ``SCHEMA_VERSION`` (``None``: unversioned, accepted)."""
+    if found is None:
+        return
+    if isinstance(found, bytes):
+        found = found.decode("utf-8", "replace")
+    match = _VERSION.match(found) if isinstance(found, str) else None
+    if match is None:
+        raise RecordError(f"{record}: schema_version must look like 'MAJOR.MINOR', got {_short(found)}")
+    ours = SCHEMA_VERSION.split(".", 1)[0]
+    if match.group(1).lstrip("0") != ours.lstrip("0"):
+        raise RecordError(f"{record}: written with schema version {found}, this code reads major version {ours} "
+                          f"(schema {SCHEMA_VERSION}); convert the data or use a matching release")
+
+
+def _check_utf8(where: str, text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise RecordError(f"{where}: not encodable as UTF-8 ({exc.reason} at position {exc.start}: "
+                          f"{text[exc.start:exc.end]!r}), got {_short(text)}") from None
 
 
 def _short(value: Any) -> str:
@@ -96,14 +132,17 @@ def _check(record: str, name: str, tp: Any, value: Any) -> Any:
     if inner in (str, bool, bytes):
         if not isinstance(value, inner):
             raise RecordError(f"{where}: expected {inner.__name__}, got {_short(value)}")
+        if inner is str:
+            _check_utf8(where, value)
         return value
     if inner is dict or typing.get_origin(inner) is dict:
         if not isinstance(value, dict):
             raise RecordError(f"{where}: expected a mapping, got {_short(value)}")
         try:
-            json.dumps(value)
+            text = json.dumps(value, ensure_ascii=False)  # the form to_row stores
         except (TypeError, ValueError) as exc:
             raise RecordError(f"{where}: must be JSON-serialisable ({exc})") from None
+        _check_utf8(where, text)
         return value
     if typing.get_origin(inner) is list:
         (item_tp,) = typing.get_args(inner)
@@ -223,7 +262,7 @@ class Record:
         except json.JSONDecodeError as exc:
             raise RecordError(f"{cls.__name__}: not valid JSON ({exc})") from None
         if isinstance(data, dict):
-            data.pop("schema_version", None)
+            check_schema_version(data.pop("schema_version", None), cls.__name__)
         return cls.from_dict(data)
 
     def replace(self, **changes: Any) -> Self:
@@ -238,4 +277,7 @@ def to_table(records: typing.Iterable[Record], record_type: type[Record]) -> pa.
 
 
 def from_table(table: pa.Table, record_type: type[Record]) -> list[Record]:
+    """Records from a table; refuses a table whose ``schema_version`` metadata has another major version."""
+    metadata = table.schema.metadata or {}
+    check_schema_version(metadata.get(b"schema_version"), record_type.__name__)
     return [record_type.from_row(row) for row in table.to_pylist()]

@@ -5,11 +5,21 @@ sample key must contain neither. Source ids come from the internet (or a hostile
 dots, slashes, spaces, ``..``, control characters, or be hundreds of characters long.
 
 The mapping is injective by construction:
-- an id that is already safe (``[A-Za-z0-9_-]``, at most ``MAX_VERBATIM`` chars) and does not *look like* a
-  hashed key is used verbatim, so well-behaved ids (YouTube's 11-character ids) stay readable;
+- an id that is already safe (``[A-Za-z0-9_-]``, at most ``MAX_VERBATIM`` chars), does not start with ``-``
+  and does not *look like* a hashed key is used verbatim, so well-behaved ids (YouTube's 11-character ids)
+  stay readable;
 - every other id becomes ``<sanitised prefix>-h<16 hex of sha256(id)>``. Verbatim keys never end in that
   ``-h<16 hex>`` pattern (ids that do are hashed too), so a verbatim key cannot equal a hashed key, and two
   hashed keys collide only if 64 bits of SHA-256 do.
+
+No key starts with ``-``: a file named ``--help.mp4`` or ``-rf.json`` is read as an option by ``rm``, ``tar``,
+``gsutil`` and friends when someone handles the output by hand, so such ids are hashed (``help-h...``) and the
+sanitised prefix of a hashed key has its leading dashes and underscores stripped (``id`` when nothing is left).
+
+Case-insensitive filesystems (macOS and Windows defaults): keys keep the id's case, so ``Abc`` and ``abc``
+(distinct YouTube ids) are distinct keys but name the *same* file there; one video's file and marker would
+overwrite the other's. Linux filesystems and object stores (``gs://``) are case-sensitive, which is where runs
+write; on a case-insensitive disk keep ``--download-dir`` and ``--output`` on a case-sensitive volume.
 """
 
 from __future__ import annotations
@@ -31,7 +41,8 @@ def video_key(source_id: str) -> str:
     """Stable, collision-free, filesystem- and WebDataset-safe key for a source video id."""
     if not isinstance(source_id, str) or source_id == "":
         raise ValueError(f"video id must be a non-empty string, got {source_id!r}")
-    if SAFE_KEY.match(source_id) and len(source_id) <= MAX_VERBATIM and not HASH_SUFFIX.search(source_id):
+    if (SAFE_KEY.match(source_id) and len(source_id) <= MAX_VERBATIM and not source_id.startswith("-")
+            and not HASH_SUFFIX.search(source_id)):
         return source_id
     digest = hashlib.sha256(source_id.encode("utf-8", "surrogatepass")).hexdigest()[:16]
     prefix = SAFE_CHARS.sub("_", source_id).strip("_-")[:PREFIX_CHARS] or "id"
@@ -60,7 +71,11 @@ def storage_name(source_id: str, extension: str) -> str:
 def storage_path(root: str, source_id: str, extension: str) -> str:
     """Path under ``root`` (local directory or ``gs://`` URL) where a video's file is stored.
 
-    The name never contains a separator or ``..``, so the result always stays inside ``root``.
+    The name never contains a separator or ``..``, so the result always stays inside ``root``. An empty root is
+    refused: it would otherwise become the filesystem root (``"" -> "/<name>"``), a likely accident (an unset
+    variable) rather than a wish; pass ``"/"`` to mean the root.
     """
+    if not isinstance(root, str) or not root.strip():
+        raise ValueError(f"storage root must be a non-empty directory or URL, got {root!r}")
     root = root.rstrip("/") or "/"
     return f"{root}/{storage_name(source_id, extension)}" if root != "/" else f"/{storage_name(source_id, extension)}"

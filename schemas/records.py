@@ -13,7 +13,7 @@ import re
 from typing import Any, ClassVar
 
 from schemas import ids, reasons
-from schemas.base import Record, RecordError
+from schemas.base import Record, RecordError, check_schema_version
 from schemas.version import SCHEMA_VERSION
 
 MAX_ID_LEN = 2048
@@ -166,7 +166,17 @@ class Outcome(Record):
     duration_s: float | None = None  # for the hours-of-video funnel
     quality_score: float | None = None
 
+    def __post_init__(self) -> None:
+        # ``detail`` is free text built from error messages, which may echo undecodable input (a surrogate-escaped
+        # path, a hostile title): escape what UTF-8 cannot hold instead of refusing the record, since refusing it
+        # would turn a recorded failure into a crash of the stage that is reporting it.
+        if isinstance(self.detail, str):
+            object.__setattr__(self, "detail", self.detail.encode("utf-8", "backslashreplace").decode("utf-8"))
+        super().__post_init__()
+
     def validate(self) -> None:
+        if not self.item_id.strip():
+            self.fail("item_id", "must be a non-empty string (a video id, clip key or bad-input locator)")
         if self.item_kind not in reasons.ITEM_KINDS:
             self.fail("item_kind", f"must be one of {reasons.ITEM_KINDS}")
         if self.outcome not in reasons.OUTCOMES:
@@ -222,7 +232,9 @@ class ShardSample(Record):
             raise RecordError(f"ShardSample: sample {sample.get('__key__')!r} lacks its mp4 or json member")
         if isinstance(meta, bytes | str):
             meta = json.loads(meta)
+        if not isinstance(meta, dict):
+            raise RecordError(f"ShardSample: sample {sample.get('__key__')!r} json is not an object")
         meta = dict(meta)
-        meta.pop("schema_version", None)
+        check_schema_version(meta.pop("schema_version", None), "ShardSample")
         clip = Clip.from_dict(meta).replace(mp4=bytes(sample["mp4"]))
         return cls(key=sample.get("__key__", clip.clip_key), clip=clip)

@@ -11,7 +11,9 @@ with a ``Range`` header) and not only the end result.
         assert len(server.log("/v.mp4")) == 3
 
 Served ``OK`` responses honour single ``Range: bytes=a-b`` requests (206), as real file servers do, so
-clients can resume after a dropped connection.
+clients can resume after a dropped connection. Faults: status codes (with headers such as ``Retry-After``),
+``drop`` (cut the connection mid-body), ``stall`` (never answer), ``stall_body`` (answer, send part of the
+body, then go quiet with the connection open) and ``redirect_loop``.
 """
 
 from __future__ import annotations
@@ -29,11 +31,11 @@ _RANGE = re.compile(r"^bytes=(\d+)-(\d*)$")
 class Fault:
     """What to do with one request. Build with the classmethods."""
 
-    kind: str  # ok | status | drop | stall | redirect_loop
+    kind: str  # ok | status | drop | stall | stall_body | redirect_loop
     status: int = 200
     headers: tuple[tuple[str, str], ...] = ()
-    fraction: float = 0.5  # drop: share of the body sent before the connection is cut
-    seconds: float = 0.0  # stall: how long to hold the connection without answering
+    fraction: float = 0.5  # drop, stall_body: share of the body sent before the connection is cut / goes quiet
+    seconds: float = 0.0  # stall, stall_body: how long to hold the connection without sending more
 
     @classmethod
     def ok(cls) -> Fault:
@@ -56,6 +58,15 @@ class Fault:
     def stall(cls, seconds: float = 10.0) -> Fault:
         """Accept the request and send nothing for ``seconds`` (or until the server stops)."""
         return cls("stall", seconds=seconds)
+
+    @classmethod
+    def stall_body(cls, fraction: float = 0.5, seconds: float = 10.0) -> Fault:
+        """Send the headers (full Content-Length) and ``fraction`` of the body, then go quiet for ``seconds``.
+
+        The case a read timeout exists for: the transfer started (so a connect timeout or a missing response
+        does not cover it) and the server stopped sending mid-body without closing the connection.
+        """
+        return cls("stall_body", fraction=fraction, seconds=seconds)
 
     @classmethod
     def redirect_loop(cls) -> Fault:
@@ -201,6 +212,15 @@ class FaultServer:
                     self.wfile.flush()
                     self.close_connection = True
                     self.connection.shutdown(2)  # cut the connection mid-body
+                    return
+                if fault.kind == "stall_body":
+                    try:
+                        self.wfile.write(chunk[: int(len(chunk) * fault.fraction)])
+                        self.wfile.flush()
+                    except (BrokenPipeError, ConnectionResetError):
+                        pass
+                    server._stopping.wait(fault.seconds)  # connection open, nothing more sent
+                    self.close_connection = True
                     return
                 try:
                     self.wfile.write(chunk)

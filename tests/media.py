@@ -36,8 +36,9 @@ def pattern_frame(t: float, width: int, height: int) -> np.ndarray:
 
 def write_video(path: str | Path, *, fps: float | Fraction = 30, duration_s: float = 2.0, width: int = 320,
                 height: int = 180, codec: str = "libx264", times_s: Sequence[float] | None = None,
-                audio: bool = False, gop: int = 30) -> Path:
-    """Encode a test video. ``times_s`` gives explicit (variable-rate) presentation times instead of ``fps``."""
+                audio: bool = False, gop: int = 30, bframes: int = 0) -> Path:
+    """Encode a test video. ``times_s`` gives explicit (variable-rate) presentation times instead of ``fps``;
+    ``bframes`` > 0 lets x264 use B-frames (decode order then differs from presentation order)."""
     path = Path(path)
     rate = Fraction(fps).limit_denominator(1001)
     if times_s is None:
@@ -51,7 +52,7 @@ def write_video(path: str | Path, *, fps: float | Fraction = 30, duration_s: flo
         stream.codec_context.time_base = time_base  # keeps variable-rate timestamps exact
         stream.codec_context.gop_size = gop
         if codec == "libx264":
-            stream.options = {"crf": "16", "preset": "veryfast", "bf": "0", "threads": "1"}
+            stream.options = {"crf": "16", "preset": "veryfast", "bf": str(bframes), "threads": "1"}
         astream = container.add_stream("aac", rate=16000) if audio else None
         for t in times_s:
             frame = av.VideoFrame.from_ndarray(pattern_frame(t, width, height), format="rgb24")
@@ -96,6 +97,23 @@ def with_rotation(src: str | Path, dst: str | Path, degrees: int) -> Path:
     subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-i", str(src), "-c", "copy", "-metadata:s:v:0",
                     f"rotate={degrees}", str(dst)], check=True)
     return Path(dst)
+
+
+def write_undecodable(path: str | Path, duration_s: float = 2.0) -> Path | None:
+    """A real video stream no decoder here can decode: Commodore 64 multicolour (``a64multi``, an encoder-only
+    codec in FFmpeg) in a NUT container. None when the ffmpeg binary lacks that encoder."""
+    path = Path(path)
+    done = subprocess.run([FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                           f"testsrc=size=320x200:rate=10:duration={duration_s}", "-c:v", "a64multi", "-f", "nut",
+                           str(path)], capture_output=True) if FFMPEG else None
+    return path if done is not None and done.returncode == 0 and path.stat().st_size > 0 else None
+
+
+def has_b_frames(path: str | Path) -> bool:
+    """Whether the first video stream's packets arrive out of presentation order (B-frames)."""
+    with av.open(str(path)) as container:
+        pts = [p.pts for p in container.demux(container.streams.video[0]) if p.pts is not None]
+    return any(b < a for a, b in zip(pts, pts[1:], strict=False))
 
 
 def truncate(src: str | Path, dst: str | Path, keep_fraction: float) -> Path:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+import random
 import re
 
+import apache_beam as beam
 import numpy as np
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import audit, clip_codec, report
 from pipeline.audit import Registration
@@ -24,14 +29,17 @@ def clip_outcome(key, stage, outcome, reason="", score=None):
 
 
 def small_run():
-    """4 candidates: one dropped at search, one failed at download, one too short, one cut into 3 clips + tail."""
-    births = [Registration("video", "v0", SEARCH, True), Registration("video", "v1", DOWNLOAD, True),
+    """4 candidates: one dropped at search, one failed at download, one too short, one cut into 3 clips + tail;
+    and an unreadable catalog row (a search failure: an item of the law, not a video)."""
+    births = [Registration("video", "cat.jsonl:line5", SEARCH, True, search_failure=True),
+              Registration("video", "v0", SEARCH, True), Registration("video", "v1", DOWNLOAD, True),
               Registration("video", "v2", DOWNLOAD, True), Registration("video", "v3", DOWNLOAD, True),
               Registration("video", "v1", SEGMENT, False), Registration("video", "v3", SEGMENT, False)]
     births += [Registration("clip", f"c{i}", QUALITY, True) for i in range(3)]
     births += [Registration("clip", "tail", SEGMENT, True)]
     births += [Registration("clip", f"c{i}", SHARD, False) for i in (0, 1)]
-    outcomes = [video_outcome("v0", SEARCH, "dropped", reasons.NO_GAME_KEYWORD),
+    outcomes = [video_outcome("cat.jsonl:line5", SEARCH, "failed", reasons.BAD_CATALOG_ROW, duration_s=None),
+                video_outcome("v0", SEARCH, "dropped", reasons.NO_GAME_KEYWORD),
                 video_outcome("v2", DOWNLOAD, "failed", reasons.HTTP_404),
                 video_outcome("v3", SEGMENT, "dropped", reasons.TOO_SHORT, 10.0),
                 video_outcome("v1", SEGMENT, "kept", duration_s=60.0),
@@ -45,10 +53,12 @@ def test_a_complete_run_satisfies_the_law_and_the_funnel_adds_up():
     births, outcomes = small_run()
     stats = audit.compute_stats(outcomes, births, num_shards=1)
     assert stats["conservation"] == {"ok": True, "num_violations": 0, "violations": []}
-    assert stats["videos"] == {"candidates": 4, "dropped": 2, "failed": 1, "kept": 1}
+    assert stats["videos"] == {"candidates": 4, "dropped": 2, "failed": 1, "kept": 1}  # the bad row is no video
+    assert stats["search_failures"] == {"count": 1, "by_reason": {"bad_catalog_row": 1}}
     assert stats["clips"] == {"cut": 4, "dropped": 2, "kept": 2}
     funnel = {row["stage"]: row for row in stats["funnel"]}
     assert (funnel[SEARCH]["videos_in"], funnel[SEARCH]["videos_out"]) == (4, 3)
+    assert funnel[SEARCH]["search_failures"] == 1 and "search_failures" not in funnel[DOWNLOAD]
     assert (funnel[DOWNLOAD]["videos_in"], funnel[DOWNLOAD]["videos_out"]) == (3, 2)
     assert (funnel[SEGMENT]["videos_in"], funnel[SEGMENT]["videos_out"]) == (2, 1)
     assert (funnel[SEGMENT]["clips_in"], funnel[SEGMENT]["clips_out"]) == (4, 3)
@@ -57,6 +67,66 @@ def test_a_complete_run_satisfies_the_law_and_the_funnel_adds_up():
     assert funnel[SEGMENT]["video_hours_in"] == round(70 / 3600, 6)
     assert funnel[QUALITY]["reasons"] == {"clip:dropped:low_quality": 1}
     assert stats["reason_counts"]["video:download:failed:http_404"] == 1
+    assert stats["reason_counts"]["video:search:failed:bad_catalog_row"] == 1  # as outcomes.parquet records it
+
+
+def test_a_search_failure_without_its_outcome_is_still_a_violation():
+    births, outcomes = small_run()
+    lost = [o for o in outcomes if o.reason != reasons.BAD_CATALOG_ROW]
+    assert audit.conservation_violations(births, lost) == [
+        "video 'cat.jsonl:line5': reached stage 'search' and no stage gave it an outcome"]
+
+
+def test_quality_block_says_what_the_stage_did_with_and_without_a_classifier():
+    births, outcomes = small_run()
+    settings = {"classifier": "models/q1", "threshold": 0.5, "rule": "clip", "margin": 0.0}
+    scored = audit.compute_stats(outcomes, births, 1, settings)["quality"]
+    assert scored == {"classifier": "models/q1", "threshold": 0.5, "rule": "clip", "margin": 0.0, "clips_in": 3,
+                      "clips_scored": 3, "clips_unscored": 0, "clips_failed": 0, "clips_dropped_low_quality": 1}
+    unscored = [o for o in outcomes if o.reason != reasons.LOW_QUALITY] + [
+        clip_outcome("c3", QUALITY, "failed", reasons.QUALITY_ERROR)]
+    unscored = [Outcome(**{**o.to_dict(), "quality_score": None}) for o in unscored]
+    q = audit.quality_stats(unscored)
+    assert (q["classifier"], q["threshold"], q["clips_in"], q["clips_scored"], q["clips_unscored"],
+            q["clips_failed"], q["clips_dropped_low_quality"]) == (None, None, 3, 0, 2, 1, 0)
+
+
+def test_outcomes_sort_on_every_field():
+    a = clip_outcome("c0", SHARD, "failed", reasons.SHARD_ERROR)
+    twins = [a, Outcome(**{**a.to_dict(), "detail": "b"}), Outcome(**{**a.to_dict(), "detail": "a"}),
+             Outcome(**{**a.to_dict(), "detail": "a", "quality_score": 0.5})]
+    orders = set()
+    for seed in range(6):
+        shuffled = twins[:]
+        random.Random(seed).shuffle(shuffled)
+        orders.add(tuple(sorted(shuffled, key=audit.outcome_sort_key)))
+    assert len(orders) == 1
+    assert [(o.detail, o.quality_score) for o in orders.pop()] == [("", None), ("a", None), ("a", 0.5), ("b", None)]
+
+
+def test_outcome_counters_and_progress_lines_per_stage(caplog):
+    """Beam counters ``outcomes/<stage>`` per stage, and a progress line from each stage's own counter."""
+    _, outcomes = small_run()
+    p = beam.Pipeline(runner=FnApiRunner())
+    for stage in (SEARCH, SEGMENT, SHARD):
+        mine = [o for o in outcomes if o.stage == stage]
+        _ = (p | f"Create{stage}" >> beam.Create(mine, reshuffle=False)
+             | f"Count{stage}" >> beam.ParDo(audit.CountOutcomes(stage, every_s=3600)))
+    with caplog.at_level(logging.INFO, logger="pipeline.audit"):
+        result = p.run()
+        result.wait_until_finish()
+    counters = {f"{r.key.metric.namespace}/{r.key.metric.name}": r.committed
+                for r in result.metrics().query(MetricsFilter())["counters"]
+                if r.key.metric.namespace.startswith("outcomes/")}
+    assert counters == {"outcomes/search/videos_dropped": 1, "outcomes/search/videos_dropped/no_game_keyword": 1,
+                        "outcomes/search/videos_failed": 1, "outcomes/search/videos_failed/bad_catalog_row": 1,
+                        "outcomes/segment/videos_dropped": 1, "outcomes/segment/videos_dropped/too_short": 1,
+                        "outcomes/segment/videos_kept": 1, "outcomes/segment/clips_dropped": 1,
+                        "outcomes/segment/clips_dropped/short_tail": 1, "outcomes/shard/clips_kept": 2}
+    lines = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: "))
+    # the first outcome at once (then throttled: every_s is an hour here), and the bundle's end with the rest
+    assert "progress: shard: 2 clips kept" in lines and "progress: search: 1 videos dropped, 1 videos failed" in lines
+    assert "progress: segment: 1 clips dropped, 1 videos dropped, 1 videos kept" in lines
 
 
 def test_every_kind_of_loss_is_a_named_violation():
@@ -100,9 +170,34 @@ def test_report_is_one_self_contained_page_with_plots_and_strips():
     assert key == "c2" and strip[:2] == b"\xff\xd8"  # a JPEG
     page = report.render_report(stats, outcomes, {"c2": strip, "c0": strip})
     assert "Conservation law holds" in page
+    assert "1 search input(s) could not be read and are not counted as videos (bad_catalog_row 1)" in page
+    assert "No quality classifier" in page  # compute_stats without settings: an unscored run
     assert page.count("data:image/png;base64,") >= 3  # funnel, durations, scores
     assert page.count("data:image/jpeg;base64,") == 2  # one kept sample and one low_quality sample
     assert "dropped: low_quality" in page and "http_404" in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing loads from elsewhere
     broken = audit.compute_stats(outcomes[:-1], births, 1)
     assert "CONSERVATION VIOLATED" in report.render_report(broken, outcomes[:-1], {})
+    scored = audit.compute_stats(outcomes, births, 1, {"classifier": "gs://b/q1", "threshold": 0.42, "rule": "clip",
+                                                       "margin": 0.0})
+    page = report.render_report(scored, outcomes, {})
+    assert "gs://b/q1" in page and "0.42" in page and "No quality classifier" not in page
+
+
+def test_report_strips_are_bounded_per_outcome_and_reason():
+    """Strips per (outcome, reason) group: at most per_group each, a rare reason gets its own."""
+    kept = [clip_outcome(f"k{i}", SHARD, "kept", score=0.9) for i in range(20)]
+    rare = [clip_outcome("bad0", SHARD, "failed", reasons.SHARD_ERROR)]
+    outcomes = kept + rare + [clip_outcome("tail", SEGMENT, "dropped", reasons.SHORT_TAIL)]
+    groups = {}
+    for o in outcomes:
+        for group, key in report.thumbnail_group_key(o):
+            groups.setdefault(group, []).append(key)
+    assert set(groups) == {"kept", "failed: shard_error"}  # short tails have no bytes to draw
+    jpeg = b"\xff\xd8fake"
+    page = report.render_report(audit.compute_stats(outcomes, [], 1), outcomes, {o.item_id: jpeg for o in outcomes},
+                                per_group=3)
+    sections = {m.group(1): m.group(2) for m in re.finditer(r"<h3>(.*?)</h3>(.*?)(?=<h3>|</body>)", page, re.S)}
+    assert sections["kept"].count("data:image/jpeg") == 3
+    assert sections["failed: shard_error"].count("data:image/jpeg") == 1
+    assert "data:image/jpeg" not in sections["dropped: short_tail"]

@@ -119,3 +119,48 @@ def test_hostile_ids_and_titles_survive_verbatim(tmp_path):
     (c,) = read(path)
     assert c.video_id == hostile["id"] and c.title == hostile["title"]  # kept verbatim; keys come from ids
     assert "/" not in c.video_key and "." not in c.video_key
+
+
+def test_lone_surrogates_are_bad_rows_and_the_file_goes_on(tmp_path):
+    """JSON's "\\ud800" escape decodes to a str no UTF-8 writer takes; it must stop at its row, with its line."""
+    lines = [
+        '{"id": "a\\ud800", "url": "a.mp4"}',  # in the id
+        '{"id": "t", "url": "t.mp4", "title": "mario \\udfff speedrun"}',  # in the title
+        '{"id": "d", "url": "d.mp4", "description": "\\udc80"}',  # in the description
+        '{"id": "u", "url": "u\\ud800.mp4"}',  # in a path that is resolved (os.fsencode would raise)
+        '{"id": "s", "url": "s.mp4", "actions": "s\\ud800.json"}',
+        '{"id": "x", "url": "x.mp4", "game": {"name": "\\ud800"}}',  # nested in an extra field
+        '{"id": "ok", "url": "ok.mp4", "title": "\\ud83c\\udfae fine: a surrogate *pair* is one character"}',
+    ]
+    path = tmp_path / "catalog.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="ascii")  # the escapes are plain ASCII on disk
+    candidates, failures = split(read(path))
+    assert [c.video_id for c in candidates] == ["ok"] and candidates[0].title.startswith("\U0001f3ae")
+    assert [o.item_id for o in failures] == [f"catalog.jsonl:line{n}" for n in range(1, 7)]
+    assert all(o.reason == reasons.BAD_CATALOG_ROW for o in failures)
+    for failure, field in zip(failures, ["id", "title", "description", "url", "actions", "extra"], strict=True):
+        assert field in failure.detail and "UTF-8" in failure.detail, failure.detail
+        failure.to_json().encode("utf-8")  # the failure itself is recordable
+
+
+def test_csv_rows_that_are_not_utf8_are_bad_rows(tmp_path):
+    """Not replaced with U+FFFD (a silently different title or id): refused with the row's line number."""
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"id,url,title\n"
+                     b"a,a.mp4,CoinRun speedrun\n"
+                     b"b,b.mp4,Caf\xe9 speedrun\n"  # Latin-1, not UTF-8
+                     b"c\xff,c.mp4,t\n"  # in the id
+                     b'q,q.mp4,"two\nlines \xc3"\n'  # a truncated sequence in a quoted multi-line cell
+                     b"z,z.mp4,Caf\xc3\xa9 speedrun\n")  # valid UTF-8
+    candidates, failures = split(read(path))
+    assert [c.video_id for c in candidates] == ["a", "z"] and candidates[1].title == "Café speedrun"
+    assert [o.item_id for o in failures] == ["catalog.csv:line3", "catalog.csv:line4", "catalog.csv:line6"]
+    assert all(o.reason == reasons.BAD_CATALOG_ROW and "not valid UTF-8" in o.detail for o in failures)
+    assert "0xe9" in failures[0].detail and "'title'" in failures[0].detail and "'id'" in failures[1].detail
+
+
+def test_csv_header_that_is_not_utf8_fails_the_file(tmp_path):
+    path = tmp_path / "catalog.csv"
+    path.write_bytes(b"id,url,ti\xfftle\na,a.mp4,t\n")
+    (outcome,) = read(path)
+    assert outcome.reason == reasons.SEARCH_ERROR and "header" in outcome.detail and "UTF-8" in outcome.detail

@@ -22,8 +22,9 @@ from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from yt_dlp.networking.exceptions import HTTPError
-from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError
+from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, UnsupportedError
 
+from pipeline import download
 from pipeline.download import Download, DownloadConfig, Downloader, backoff_s, choose_format, download_one
 from pipeline.errors import classify, parse_retry_after
 from pipeline.probe import ProbeError, probe_file
@@ -181,6 +182,59 @@ def test_stalled_transfer_times_out(server, tmp_path):
     result = download_one(candidate(url), config(tmp_path, retries=1, socket_timeout_s=1.0))
     assert (result.outcome, result.reason) == (reasons.FAILED, reasons.TIMEOUT)
     assert "timed out" in result.detail and len(server.log("/stall.mp4")) == 2  # one retry
+
+
+def test_transfer_that_stalls_mid_body_times_out(server, media, tmp_path):
+    """Headers and half the body arrive, then nothing: the read timeout (not a connect timeout) must fire."""
+    body = media["video"].read_bytes()
+    # request 1 is yt-dlp's probe of the URL; every transfer after it stalls halfway
+    url = server.add("/slow.mp4", body, script=[Fault.ok()], then=Fault.stall_body(0.5, seconds=30))
+    result = download_one(candidate(url), config(tmp_path, retries=1, socket_timeout_s=0.3))
+    assert isinstance(result, Outcome) and (result.outcome, result.reason) == (reasons.FAILED, reasons.TIMEOUT)
+    assert "timed out" in result.detail
+    stalled = [r for r in server.log("/slow.mp4") if r.fault == "stall_body"]
+    # yt-dlp resumed after the bytes it had (Range past 0), so the transfer had really started
+    assert any(r.headers.get("Range", "bytes=0-") != "bytes=0-" for r in stalled), stalled
+    assert not list((tmp_path / "videos").glob("vid.*"))
+
+
+def test_empty_body_over_http_is_an_empty_file(server, tmp_path):
+    url = server.add("/empty.mp4", b"")
+    result = download_one(candidate(url), config(tmp_path))
+    assert isinstance(result, Outcome) and (result.stage, result.outcome, result.reason) == (
+        reasons.STAGE_DOWNLOAD, reasons.FAILED, reasons.EMPTY_FILE)
+    assert "0 bytes" in result.detail
+    assert len(server.log("/empty.mp4")) == 2  # the probe and one transfer: an empty file is not retried
+    assert not (tmp_path / "videos" / "vid.json").exists()
+
+
+def test_empty_file_over_file_url_is_an_empty_file(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    result = download_one(candidate(empty.as_uri()), config(tmp_path))
+    assert isinstance(result, Outcome) and (result.outcome, result.reason) == (reasons.FAILED, reasons.EMPTY_FILE)
+
+
+def test_transfer_cut_before_its_first_byte_is_a_connection_error(server, media, tmp_path):
+    """Content-Length announced, connection closed at once, every time: transient, retried, then connection_error
+    (it must not be mistaken for an empty file, which announces 0 bytes)."""
+    body = media["video"].read_bytes()
+    url = server.add("/cut.mp4", body, script=[Fault.ok()], then=Fault.drop(0.0))
+    result = download_one(candidate(url), config(tmp_path, retries=1))
+    assert (result.outcome, result.reason) == (reasons.FAILED, reasons.CONNECTION_ERROR)
+    assert "more expected" in result.detail and "2 attempts" in result.detail
+
+
+@pytest.mark.parametrize(("path", "fault", "reason"), [
+    ("/x/timeout-signin.html", Fault.ok(), reasons.UNSUPPORTED_URL),  # not "timeout", not "login_required"
+    ("/x/private%20video.mp4", Fault.status_code(404), reasons.HTTP_404),  # not "private"
+    ("/x/sign%20in%20to%20confirm%20you%27re%20not%20a%20bot.mp4", Fault.status_code(403), reasons.HTTP_403),
+])
+def test_words_in_the_url_do_not_decide_the_reason(server, tmp_path, path, fault, reason):
+    url = server.add(path, b"<html><body>no video</body></html>", content_type="text/html", then=fault)
+    result = download_one(candidate(url), config(tmp_path))
+    assert (result.outcome, result.reason) == (reasons.FAILED, reason), result.detail
+    assert server.log(path)[0].fault == (fault.kind if fault.kind == "ok" else f"status:{fault.status}")
 
 
 def test_file_over_the_size_limit_is_refused(server, media, tmp_path):
@@ -378,6 +432,21 @@ def test_youtube_refusals_map_to_reasons(message, reason):
     assert failure.detail.startswith("[youtube] abc:")
 
 
+def test_exception_types_outrank_message_text():
+    url = "http://cdn.example/x/timeout-signin.mp4"
+    unsupported = UnsupportedError(url)
+    wrapped = DownloadError(f"ERROR: {unsupported}", exc_info=(UnsupportedError, unsupported, None))
+    assert classify(wrapped).reason == reasons.UNSUPPORTED_URL and not classify(wrapped).transient
+    assert classify(DownloadError(f"ERROR: Unsupported URL: {url}")).reason == reasons.UNSUPPORTED_URL  # text only
+    timeout = TimeoutError("timed out")
+    assert classify(DownloadError("ERROR: [generic] unsupported-url: Unable to download webpage",
+                                  exc_info=(TimeoutError, timeout, None))).reason == reasons.TIMEOUT
+    # the [extractor] <id>: prefix is the URL's last segment, not yt-dlp's words
+    assert classify(DownloadError("ERROR: [generic] private video: Unable to download webpage")).reason \
+        == reasons.DOWNLOAD_ERROR
+    assert classify(DownloadError("ERROR: Did not get any data blocks")).reason == reasons.EMPTY_FILE
+
+
 def test_geo_block_and_http_errors_from_the_exception_chain():
     assert classify(_yt_error("The uploader has not made this video available in your country.",
                               GeoRestrictedError)).reason == reasons.GEO_BLOCKED
@@ -418,6 +487,27 @@ def test_probe_reads_rotation_like_ffprobe(media, tmp_path):
     expected = int(json.loads(out)["streams"][0]["side_data_list"][0]["rotation"]) % 360
     assert expected != 0 and probe_file(str(rotated)).rotation == expected
     assert probe_file(str(media["video"])).rotation == 0
+
+
+def _probe_that_segfaults(path):
+    """Stands in for a decoder that dies on a hostile file (module level: the child imports it by name)."""
+    import os
+    import signal
+
+    os.kill(os.getpid(), signal.SIGSEGV)
+
+
+def test_probe_runs_in_a_child_so_a_decoder_crash_spares_the_worker(server, media, tmp_path, monkeypatch):
+    body = media["video"].read_bytes()
+    url = server.add("/v.mp4", body)
+    monkeypatch.setattr(download, "probe_file", _probe_that_segfaults)
+    with Downloader(config(tmp_path)) as downloader:
+        crashed = downloader.download(candidate(url, "crash"))  # this process is still alive to see the result
+        assert isinstance(crashed, DownloadedVideo) and crashed.codec == "" and crashed.fps is None
+        assert Path(crashed.path).read_bytes() == body  # stored: the segment stage diagnoses it (in its child)
+        monkeypatch.setattr(download, "probe_file", probe_file)
+        again = downloader.download(candidate(url, "after"))  # a fresh child takes over
+        assert again.codec == "h264" and again.width == 320
 
 
 @pytest.mark.parametrize(("content", "reason"), [

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
+import gc
 
 import apache_beam as beam
 import pytest
 import torch
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.utils import shared
 
 from classifiers import synthetic
 from classifiers.artifact import FeatureVersionError, load_classifier
@@ -16,7 +19,7 @@ from classifiers.metrics import DecisionRule
 from classifiers.train import TrainConfig, train
 from pipeline import stage
 from pipeline.clip_codec import decode_clip
-from pipeline.quality import Quality, add_quality_args, quality_from_args
+from pipeline.quality import Quality, _ScoreBatches, add_quality_args, quality_from_args
 from schemas import Clip, Outcome, reasons
 
 torch.set_num_threads(1)
@@ -89,13 +92,44 @@ def test_scores_every_clip_and_drops_below_threshold(setup, tmp_path):
 
 
 def test_threshold_override_and_flags(setup, tmp_path):
-    import argparse
     parser = argparse.ArgumentParser()
     add_quality_args(parser)
     ns = parser.parse_args(["--classifier", str(setup["model"]), "--quality-threshold", "0"])
     kept, outcomes, _ = run_stage(setup["clips"], quality_from_args(ns), tmp_path)
     assert len(kept) == len(setup["clips"]) - 2 and all(o.outcome == reasons.FAILED for o in outcomes)
     assert parser.parse_args([]).classifier is None
+    assert quality_from_args(ns).settings == {"classifier": str(setup["model"]), "threshold": 0.0, "rule": "clip",
+                                              "margin": 0.0}
+    assert Quality(None).settings["classifier"] is None
+
+
+def test_a_threshold_outside_the_score_range_is_refused_at_launch(setup, capsys):
+    parser = argparse.ArgumentParser()
+    add_quality_args(parser)
+    for bad in ("-0.1", "1.01", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--classifier", str(setup["model"]), "--quality-threshold", bad])
+        err = capsys.readouterr().err
+        assert "--quality-threshold" in err and "must be a number from 0 to 1" in err, err
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--quality-batch-size", "0"])
+    assert "--quality-batch-size: must be >= 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        Quality(str(setup["model"]), threshold=2.0)  # built in code rather than from flags
+
+
+def test_the_shared_model_stays_loaded_while_a_dofn_holds_it(setup):
+    """setup keeps the object Shared returned: another Shared taking the process-wide keep-alive slot and a
+    garbage collection must not make the next DoFn instance load the model again."""
+    handle = shared.Shared()
+    first = _ScoreBatches(str(setup["model"]), None, handle)
+    first.setup()
+    assert first._loaded_here
+    shared.Shared().acquire(lambda: type("Other", (), {})())  # any other Shared acquire takes the slot over
+    gc.collect()
+    second = _ScoreBatches(str(setup["model"]), None, handle)
+    second.setup()
+    assert not second._loaded_here and second._classifier is first._classifier
 
 
 def test_without_model_clips_pass_unscored(setup, tmp_path):

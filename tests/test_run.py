@@ -5,10 +5,17 @@ reproduces byte-identical outputs; the Dataflow job graph builds without submitt
 from __future__ import annotations
 
 import json
+import logging
 import os
+import re
+from pathlib import Path
 
+import apache_beam as beam
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from apache_beam.metrics.metric import MetricsFilter
+from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import clip_codec, run, shards
 from schemas import Outcome, from_table, ids, reasons
@@ -22,7 +29,8 @@ TITLE = "Celeste speedrun gameplay"
 
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory):
-    """Three good videos (one AV1, one with an actions sidecar and a hostile id) and six bad ones."""
+    """Three good videos (one AV1, one with an actions sidecar and a hostile id), seven bad ones and a catalog row
+    whose id is a lone surrogate (JSON "\\ud800": a str that no UTF-8 writer takes)."""
     root = tmp_path_factory.mktemp("corpus")
     videos = root / "videos"
     videos.mkdir()
@@ -34,17 +42,20 @@ def corpus(tmp_path_factory):
     media.write_audio_only(videos / "audio.mp4", 20.0)
     media.truncate(videos / "good.mp4", videos / "truncated.mp4", 0.5)
     (videos / "garbage.mp4").write_bytes(os.urandom(20000))
+    (videos / "empty.mp4").write_bytes(b"")
     (root / "hostile.json").write_text(json.dumps({"video_id": HOSTILE_ID, "step_fps": 10, "num_steps": 165,
                                                     "actions": [i % 15 for i in range(165)]}))
     rows = [("good", "good.mp4", {}), (HOSTILE_ID, "hostile.mp4", {"actions": "hostile.json"}),
             ("av1", "av1.mp4", {}), ("short", "short.mp4", {}), ("audio", "audio.mp4", {}),
-            ("truncated", "truncated.mp4", {}), ("garbage", "garbage.mp4", {}), ("missing", "nope.mp4", {})]
+            ("truncated", "truncated.mp4", {}), ("garbage", "garbage.mp4", {}), ("missing", "nope.mp4", {}),
+            ("empty", "empty.mp4", {})]
     with open(root / "catalog.jsonl", "w") as f:
         for vid, name, extra in rows:
             f.write(json.dumps({"id": vid, "url": (videos / name).as_uri(), "title": TITLE, "duration_s": 20,
                                 **extra}) + "\n")
         f.write(json.dumps({"id": "cooking", "url": (videos / "good.mp4").as_uri() + "?x", "title": "cooking",
                             "duration_s": 20}) + "\n")
+        f.write(json.dumps({"id": "bad\ud800", "url": (videos / "good.mp4").as_uri(), "title": TITLE}) + "\n")  # line 11
     return root
 
 
@@ -53,10 +64,29 @@ def run_once(corpus, out) -> int:
                      "--shard-size-mb", "0.05"])
 
 
+class _Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records: list[logging.LogRecord] = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
 @pytest.fixture(scope="module")
-def first_run(corpus, tmp_path_factory):
+def run_log():
+    """The project's log records of this module's runs, in order (--in-process: workers log right here)."""
+    handler = _Records()
+    logging.getLogger("pipeline").addHandler(handler)
+    yield handler.records
+    logging.getLogger("pipeline").removeHandler(handler)
+
+
+@pytest.fixture(scope="module")
+def first_run(corpus, tmp_path_factory, run_log):
     out = tmp_path_factory.mktemp("run")
     assert run_once(corpus, out) == 0
+    run_log.append(logging.makeLogRecord({"msg": "first run done"}))
     return out
 
 
@@ -74,7 +104,9 @@ def test_every_video_ends_in_its_documented_outcome(first_run):
         "truncated": ("segment", "failed", reasons.TRUNCATED_VIDEO),
         "garbage": ("segment", "failed", reasons.CORRUPT_VIDEO),
         "missing": ("download", "failed", reasons.UNAVAILABLE),
+        "empty": ("download", "failed", reasons.EMPTY_FILE),
         "cooking": ("search", "dropped", reasons.NO_GAME_KEYWORD),
+        "catalog.jsonl:line11": ("search", "failed", reasons.BAD_CATALOG_ROW),  # the lone surrogate id
     }
     assert "via pyav (av1" in final_outcomes(first_run)["av1"].detail
     for o in final_outcomes(first_run).values():
@@ -84,12 +116,24 @@ def test_every_video_ends_in_its_documented_outcome(first_run):
 def test_stats_hold_the_conservation_law_and_the_funnel(first_run):
     stats = json.loads((first_run / "stats.json").read_text())
     assert stats["conservation"]["ok"]
-    assert stats["videos"]["candidates"] == 9
+    assert stats["videos"]["candidates"] == 10  # the bad catalog row is a search failure, not a candidate
     assert stats["clips"] == {"cut": 7, "dropped": 3, "kept": 4}  # 2 + 1 + 1 clips, each video with a tail
     segment = next(r for r in stats["funnel"] if r["stage"] == "segment")
     assert (segment["videos_out"], segment["clips_in"], segment["clips_out"]) == (3, 7, 4)
     page = (first_run / "report.html").read_text()
     assert "Conservation law holds" in page and "short_tail" in page
+    failed_at_search = [o for o in final_outcomes(first_run).values() if o.stage == "search" and o.outcome == "failed"]
+    assert stats["search_failures"]["count"] == len(failed_at_search)  # unreadable inputs, not videos
+
+
+def test_an_unscored_run_says_so_in_stats_report_and_summary(first_run):
+    stats = json.loads((first_run / "stats.json").read_text())
+    assert stats["quality"] == {"classifier": None, "threshold": None, "rule": None, "margin": None,
+                                "clips_in": 4, "clips_scored": 0, "clips_unscored": 4, "clips_failed": 0,
+                                "clips_dropped_low_quality": 0}
+    assert "No quality classifier (run without --classifier): 4 clip(s) passed unscored" in (
+        first_run / "report.html").read_text()
+    assert "quality: no --classifier: 4 clip(s) passed unscored, none filtered" in run.summary(stats, 1.0, "o", 0)
 
 
 def test_shards_hold_every_kept_clip_with_actions_for_the_sidecar_video(first_run):
@@ -107,16 +151,46 @@ def test_shards_hold_every_kept_clip_with_actions_for_the_sidecar_video(first_ru
     assert all(s.clip.actions is None for s in samples if s.clip.video_id != HOSTILE_ID)
 
 
-def test_rerun_reproduces_identical_outputs_without_decoding_again(corpus, first_run, tmp_path):
+# The download stage names its per-download temporary directory in a probe failure's detail
+# ("<out>/videos/.partial/dl-k2j4x9/video.mp4 has no video stream"): the one run-dependent text in the outputs.
+PARTIAL_DIR = re.compile(r"/\.partial/dl-[^/]+/")
+
+
+@pytest.fixture(scope="module")
+def rerun(corpus, first_run):
+    """(files before, files after, segment cache untouched) for a rerun into the first run's output."""
+    names = [p.relative_to(first_run) for p in sorted(first_run.glob("shards/*.tar"))]
+    names += [Path(n) for n in ("manifest.parquet", "stats.json", "outcomes.parquet", "report.html")]
     cache = first_run / "cache" / "segment"
-    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    snapshot = {p: p.read_bytes() for p in sorted(first_run.glob("shards/*.tar"))}
-    snapshot[first_run / "manifest.parquet"] = (first_run / "manifest.parquet").read_bytes()
-    snapshot[first_run / "stats.json"] = (first_run / "stats.json").read_bytes()
+    marks = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
+    before = {n: (first_run / n).read_bytes() for n in names}
     assert run_once(corpus, first_run) == 0
-    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before  # nothing re-segmented
-    for path, data in snapshot.items():
-        assert path.read_bytes() == data, path
+    after = {n: (first_run / n).read_bytes() for n in names}
+    return before, after, {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == marks
+
+
+def test_rerun_reproduces_identical_outputs_without_decoding_again(rerun):
+    before, after, cache_untouched = rerun
+    assert cache_untouched  # nothing re-segmented
+    for name in before:
+        if name.suffix == ".tar" or name.name in ("manifest.parquet", "stats.json"):
+            assert after[name] == before[name], name
+    # outcomes (sorted on every field) and the report: identical but for the download stage's temp dir
+    rows = [pq.read_table(pa.BufferReader(files[Path("outcomes.parquet")])).to_pylist() for files in (before, after)]
+    assert rows[0] and len(rows[0]) == len(rows[1])
+    for a, b in zip(*rows, strict=True):
+        assert a == b or ({k for k in a if a[k] != b[k]} == {"detail"} and a["reason"] == reasons.NO_VIDEO_STREAM
+                          and PARTIAL_DIR.sub("/", a["detail"]) == PARTIAL_DIR.sub("/", b["detail"])), (a, b)
+    page = [PARTIAL_DIR.sub("/", files[Path("report.html")].decode()) for files in (before, after)]
+    assert page[0] == page[1]  # the report embeds no time
+
+
+@pytest.mark.xfail(strict=True, reason="download stage puts its random temp dir in no_video_stream details "
+                                       "(probe of videos/.partial/dl-*/); outcomes/report differ in that text")
+def test_rerun_writes_byte_identical_outcomes_and_report(rerun):
+    before, after, _ = rerun
+    assert after[Path("outcomes.parquet")] == before[Path("outcomes.parquet")]
+    assert after[Path("report.html")] == before[Path("report.html")]
 
 
 def _explode(_):
@@ -132,9 +206,72 @@ def test_a_failing_stage_is_named_from_beams_error():
     assert run.failed_stage(info.value) == "segment"
 
 
-def test_bad_options_are_refused_before_anything_runs(tmp_path):
+def test_a_failing_helper_step_is_named_the_audit_stage():
+    with pytest.raises(Exception) as info, beam.Pipeline(runner=FnApiRunner()) as p:
+        _ = p | beam.Create([1]) | "RegClips" >> beam.Map(_explode)
+    assert "'RegClips'" in str(info.value)  # Beam's own message names the step
+    assert run.failed_stage(info.value) == "audit"
+
+
+def test_a_failing_final_write_fails_the_run_naming_the_audit_stage(tmp_path, capsys):
+    catalog = tmp_path / "catalog.jsonl"  # one row the search stage drops: a fast run that reaches the Audit step
+    catalog.write_text(json.dumps({"id": "cooking", "url": "file:///nowhere.mp4", "title": "cooking",
+                                   "duration_s": 20}) + "\n")
+    out = tmp_path / "out"
+    (out / "stats.json").mkdir(parents=True)  # finalize cannot write stats.json over a directory
+    assert run.main(["--catalog", str(catalog), "--output", str(out), "--in-process"]) == 1
+    err = capsys.readouterr().err
+    assert "run FAILED in stage 'audit'" in err and "Is a directory" in err, err
+
+
+def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), "--shard-size-mb", "0"])
+    for bad, says in ((["--quality-threshold", "1.5"], "must be a number from 0 to 1"),
+                      (["--quality-threshold", "nan"], "must be a number from 0 to 1"),
+                      (["--quality-threshold", "high"], "not a number"),
+                      (["--in-process", "--runner", "DataflowRunner"], "cannot be combined with --runner"),
+                      (["--in-process", "--workers", "4"], "runs one worker in this process")):
+        capsys.readouterr()
+        with pytest.raises(SystemExit):
+            run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path)] + bad)
+        assert says in capsys.readouterr().err, bad
+    config, ns, _ = run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), "--quality-threshold", "1"])
+    assert ns.quality_threshold == 1.0
+
+
+def _count_pid(x):
+    beam.metrics.Metrics.counter("pid", str(os.getpid())).inc()
+    return x
+
+
+@pytest.mark.parametrize("in_process", [True, False], ids=["in-process", "worker-processes"])
+def test_local_runs_use_the_fnapi_runner_in_the_processes_asked_for(in_process):
+    """No --runner: Beam's FnApiRunner (the DirectRunner would first try to download Prism from GitHub),
+    in this very process with --in-process, in SDK worker processes otherwise."""
+    runner = run.local_runner([])
+    assert isinstance(runner, FnApiRunner)
+    p = beam.Pipeline(runner=runner, options=run.local_options([], 1, in_process))
+    _ = p | beam.Create([1, 2, 3]) | beam.Map(_count_pid)
+    result = p.run()
+    result.wait_until_finish()
+    pids = {r.key.metric.name for r in result.metrics().query(MetricsFilter().with_namespace("pid"))["counters"]}
+    assert len(pids) == 1
+    assert (pids == {str(os.getpid())}) is in_process, pids
+    assert run.local_runner(["--runner", "DirectRunner"]) is None  # an explicit --runner is Beam's to build
+
+
+def test_progress_lines_appear_while_the_stages_run(first_run, run_log):
+    """Each stage's outcomes are counted where they are decided, so progress lines come as the stages work
+    (not once everything is done): the download stage's before segmentation starts, the segment stage's
+    between the per-video lines of that stage."""
+    lines = [r.getMessage() for r in run_log[:next(i for i, r in enumerate(run_log) if r.msg == "first run done")]]
+    segment = [i for i, m in enumerate(lines) if m.startswith("segment: ")]
+    first = {stage: next((i for i, m in enumerate(lines) if m.startswith(f"progress: {stage}: ")), None)
+             for stage in ("search", "download", "segment", "shard")}
+    assert None not in first.values(), first
+    assert len(segment) == 6 and first["download"] < segment[0] < first["segment"] < segment[-1], (first, segment)
+    assert "shard: 4 clips kept" in lines[max(i for i, m in enumerate(lines) if m.startswith("progress: shard"))]
 
 
 def test_dataflow_job_graph_builds_without_submitting(corpus):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -100,7 +101,8 @@ def test_missing_required_field_is_a_record_error():
 
 HOSTILE = ["../../x", "a.b c", "x" * 300, "x" * 299 + "y", "/etc/passwd", "..", ".", "a/b", "a\\b", "a\x00b",
            "日本語のゲーム", "ゲーム", "a b", "a_b", "a-b", "A", "a", "-", "_", "con", "a" * 64, "a" * 65,
-           "abc-h0123456789abcdef", "x.mp4", "x_mp4", "x mp4"]
+           "abc-h0123456789abcdef", "x.mp4", "x_mp4", "x mp4", "--help", "-rf", "--", "-_-", "help", "rf", "id",
+           "-h0123456789abcdef"]
 
 
 def test_hostile_ids_map_to_safe_unique_keys():
@@ -109,6 +111,7 @@ def test_hostile_ids_map_to_safe_unique_keys():
     for source_id, key in zip(HOSTILE, keys, strict=True):
         assert ids.SAFE_KEY.match(key), (source_id, key)
         assert "." not in key and "/" not in key and len(key) <= ids.MAX_VERBATIM
+        assert not key.startswith("-"), (source_id, key)  # never read as a command-line option
         assert ids.video_key(source_id) == key  # stable
         clip = ids.clip_key(source_id, 123.456)
         assert ids.is_safe_key(clip) and clip.endswith("_s000123456")
@@ -131,3 +134,97 @@ def test_storage_paths_stay_inside_root():
         assert path.count("/") == "gs://bucket/videos/".count("/")
     with pytest.raises(ValueError):
         ids.storage_name("a", "../mp4")
+
+
+def test_dash_ids_are_hashed_and_other_ids_keep_their_keys():
+    assert ids.video_key("--help").startswith("help-h") and ids.video_key("-").startswith("id-h")
+    assert ids.storage_name("-rf", "mp4").startswith("rf-h")
+    assert ids.video_key("--help") != ids.video_key("help") == "help"  # the dash-free id stays verbatim
+    assert ids.video_key("a-b") == "a-b" and ids.video_key("_x") == "_x"  # inner dashes, leading underscores
+
+
+def test_storage_path_refuses_an_empty_root():
+    for root in ("", "   "):
+        with pytest.raises(ValueError, match="storage root"):
+            ids.storage_path(root, "a", "mp4")
+    assert ids.storage_path("/", "a", "mp4") == "/a.mp4"  # the root only when asked for explicitly
+    assert ids.storage_path("out/videos/", "a", "mp4") == "out/videos/a.mp4"
+
+
+# ---- strings that cannot become UTF-8 -------------------------------------------------------------------
+@pytest.mark.parametrize(("make", "field"), [
+    (lambda: CandidateVideo(video_id="a\ud800", source="s", url="u"), "video_id"),
+    (lambda: CandidateVideo(video_id="a", source="s", url="u", title="t\udfff x"), "title"),
+    (lambda: CandidateVideo(video_id="a", source="s", url="u", description="\udc80"), "description"),
+    (lambda: CandidateVideo(video_id="a", source="s", url="u", extra={"k": "\ud800"}), "extra"),
+    (lambda: CandidateVideo(video_id="a", source="s", url="u", extra={"\ud800": 1}), "extra"),
+    (lambda: HandLabel(item_id="v", score=3, note="\ud83d"), "note"),
+    (lambda: CandidateVideo.from_json(json.dumps({"video_id": "x\ud800", "source": "s", "url": "u"})), "video_id"),
+])
+def test_lone_surrogates_are_refused_naming_the_field(make, field):
+    """JSON's "\\ud800" is a valid Python str but has no UTF-8 form: it must fail here, not in a Parquet writer."""
+    with pytest.raises(RecordError) as info:
+        make()
+    message = str(info.value)
+    assert f".{field}:" in message and "UTF-8" in message and "\\u" in message  # the value, escaped
+    message.encode("utf-8")  # the error itself is safe to record
+
+
+def test_outcome_detail_escapes_what_utf8_cannot_hold():
+    """An Outcome is the record of a failure: its free-text detail is escaped rather than refused."""
+    outcome = Outcome(item_id="v", item_kind="video", stage="download", outcome="failed", reason="x",
+                      detail="cannot open /tmp/\udcff.mp4")
+    assert outcome.detail == "cannot open /tmp/\\udcff.mp4"
+    assert Outcome.from_json(outcome.to_json().encode("utf-8")) == outcome
+    to_table([outcome], Outcome)  # Parquet takes it
+
+
+@pytest.mark.parametrize("item_id", ["", "  "])
+def test_outcome_needs_an_item_id(item_id):
+    with pytest.raises(RecordError, match=r"Outcome\.item_id"):
+        Outcome(item_id=item_id, item_kind="video", stage="search", outcome="failed", reason="bad_catalog_row")
+
+
+# ---- schema versions ---------------------------------------------------------------------------------------
+def _with_version(record, version) -> str:
+    data = json.loads(record.to_json())
+    data["schema_version"] = version
+    return json.dumps(data)
+
+
+def test_json_of_another_major_version_is_refused():
+    major = int(SCHEMA_VERSION.split(".")[0])
+    for version in (f"{major + 1}.0", f"{major - 1}.9", "banana", 2):
+        with pytest.raises(RecordError, match="schema.version") as info:
+            Clip.from_json(_with_version(CLIP, version))
+        assert str(version) in str(info.value)
+    newer_minor = json.loads(_with_version(CLIP, f"{major}.99"))
+    newer_minor["field_from_the_future"] = [1, 2]
+    assert Clip.from_json(json.dumps(newer_minor)) == CLIP  # same major: read, unknown field ignored
+    unversioned = json.loads(CLIP.to_json())
+    del unversioned["schema_version"]
+    assert Clip.from_json(json.dumps(unversioned)) == CLIP  # hand-written data carries no version
+
+
+def test_parquet_of_another_major_version_is_refused(tmp_path):
+    major = int(SCHEMA_VERSION.split(".")[0])
+    table = to_table([OUTCOME], Outcome)
+    for version, ok in ((f"{major + 1}.0", False), (f"{major}.5", True)):
+        path = tmp_path / f"{version}.parquet"
+        pq.write_table(table.replace_schema_metadata({**table.schema.metadata, b"schema_version": version.encode()}),
+                       path)
+        if ok:
+            assert from_table(pq.read_table(path), Outcome) == [OUTCOME]
+        else:
+            with pytest.raises(RecordError, match=f"schema version {version}"):
+                from_table(pq.read_table(path), Outcome)
+    foreign = pa.Table.from_pylist([OUTCOME.to_row()])  # written by another tool: no version metadata
+    assert from_table(foreign, Outcome) == [OUTCOME]
+
+
+def test_shard_json_of_another_major_version_is_refused():
+    wds = ShardSample.from_clip(CLIP).to_wds()
+    meta = json.loads(wds["json"])
+    meta["schema_version"] = f"{int(SCHEMA_VERSION.split('.')[0]) + 1}.0"
+    with pytest.raises(RecordError, match="schema version"):
+        ShardSample.from_wds({**wds, "json": json.dumps(meta).encode()})

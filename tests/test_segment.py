@@ -5,28 +5,40 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import signal
 from fractions import Fraction
 
 import apache_beam as beam
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import clip_codec, frame_times, stage
+from pipeline import clip_codec, frame_times, run, segment, stage
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.segment import (
     Segment,
     SegmentConfig,
+    SegmentResult,
+    cache_paths,
     cached_segment,
     clip_actions,
     guarded_segment,
     segment_video,
 )
-from schemas import CandidateVideo, DownloadedVideo, ids, reasons
+from schemas import CandidateVideo, DownloadedVideo, Outcome, from_table, ids, reasons
 from tests import media
 
 SHORT = SegmentConfig(clip_frames=10, isolate=False)  # 1 s clips keep test videos tiny
+needs_ffmpeg = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary (references, remuxing)")
+# As in tests/test_frame_exactness.py: the right source frame through the stored H.264 clip scores above
+# CLIP_PSNR_DB against ffmpeg's own filters; a neighbouring or wrongly oriented frame scores below WRONG_FRAME_DB.
+COVER = "fps=10,scale=160:90:force_original_aspect_ratio=increase,crop=160:90"
+PAD = "fps=10,scale=160:90:force_original_aspect_ratio=decrease,pad=160:90:(ow-iw)/2:(oh-ih)/2"
+CLIP_PSNR_DB = 26.0
+WRONG_FRAME_DB = 20.0
 
 
 def downloaded(path, video_id="v", actions_url="") -> DownloadedVideo:
@@ -58,6 +70,38 @@ def test_plan_windows_tail_skips_and_stride():
     assert [w.start_s for w in overlapping.windows] == [0.0, 8.0, 16.0]
     assert (overlapping.tail.start_s, overlapping.tail.num_frames) == (32.0, 70)  # not inside any window
     assert frame_times.plan_windows(16.1).tail.num_frames == 1  # float noise does not add a tick
+
+
+@pytest.mark.parametrize("kwargs", [dict(clip_frames=0), dict(clip_frames=-160), dict(stride_frames=0),
+                                    dict(stride_frames=-10), dict(skip_start_s=-1.0), dict(skip_end_s=float("nan"))])
+def test_plan_windows_refuses_steps_that_never_advance(kwargs):
+    """These used to loop forever (the tick never passed the end): now an immediate, named error."""
+    with pytest.raises(ValueError, match="clip_frames|stride_frames|skips"):
+        frame_times.plan_windows(60.0, **{"clip_frames": 10, **kwargs})
+
+
+@pytest.mark.parametrize(("kwargs", "word"), [
+    (dict(clip_frames=0), "clip length"), (dict(stride_frames=0), "stride"), (dict(stride_frames=-5), "stride"),
+    (dict(skip_start_s=-2.0), "skip_start_s"), (dict(fit="stretch"), "fit"), (dict(decoder="opencv"), "decoder"),
+    (dict(crf=60), "crf"), (dict(video_timeout_s=0), "timeout"),
+])
+def test_segment_config_refuses_impossible_settings(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        SegmentConfig(**kwargs)
+
+
+@pytest.mark.parametrize(("flags", "flag"), [
+    (["--clip-seconds", "0"], "--clip-seconds"), (["--clip-seconds", "0.04"], "--clip-seconds"),  # 0 frames
+    (["--clip-stride-s", "-1"], "--clip-stride-s"), (["--clip-stride-s", "0"], "--clip-stride-s"),
+    (["--skip-end-s", "-3"], "--skip-end-s"), (["--crf", "70"], "--crf"),
+])
+def test_bad_clip_options_are_an_argparse_error_on_the_cli(tmp_path, capsys, flags, flag):
+    with pytest.raises(SystemExit) as info:
+        run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), *flags])
+    assert info.value.code == 2 and f"argument {flag}" in capsys.readouterr().err
+    config, _, _ = run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), "--clip-seconds", "1.5",
+                              "--clip-stride-s", "0.5"])
+    assert (config.segment.clip_frames, config.segment.stride_frames) == (15, 5)
 
 
 def test_clip_actions_follow_the_sidecar_contract():
@@ -112,10 +156,103 @@ def test_bad_inputs_end_in_their_documented_outcome(tmp_path):
         assert video.detail or name == "good"
 
 
+def test_garbage_that_looks_like_a_box_header_is_corrupt_not_truncated(tmp_path):
+    """Random bytes whose 5th-8th are alphanumeric (1 in ~300 random files) read as an MP4 box that runs past
+    the end; only files that start like ISO-BMFF may be called truncated."""
+    path = tmp_path / "junk.mp4"
+    path.write_bytes(b"\x00\x10\x00\x00mult" + os.urandom(3000))
+    result = segment_video(downloaded(path), SHORT)
+    assert result.outcomes[-1].reason == reasons.CORRUPT_VIDEO, result.outcomes[-1].detail
+
+
 def test_av1_falls_back_to_pyav(tmp_path):
     path = media.write_video(tmp_path / "av1.mp4", fps=30, duration_s=1.1, width=160, height=90, codec="libsvtav1")
     result = segment_video(downloaded(path, "av1"), SHORT)
     assert len(result.clips) == 1 and "via pyav" in result.outcomes[-1].detail
+
+
+@needs_ffmpeg
+def test_a_codec_no_decoder_can_decode_is_unsupported_codec(tmp_path):
+    path = media.write_undecodable(tmp_path / "c64.nut")
+    if path is None:
+        pytest.skip("the ffmpeg binary has no a64multi encoder")
+    import decord
+
+    with pytest.raises(decord.DECORDError):  # decord cannot open it either
+        decord.VideoReader(str(path))
+    for decoder in ("decord", "pyav"):
+        video = segment_video(downloaded(path, "c64"), SegmentConfig(clip_frames=10, decoder=decoder, isolate=False))
+        (outcome,) = video.outcomes
+        assert outcome.outcome == reasons.FAILED and reasons.reason_family(outcome.reason) == reasons.UNSUPPORTED_CODEC
+        assert outcome.reason.startswith(reasons.unsupported_codec("")) and outcome.detail and not video.clips
+
+
+def _clip_frames(result) -> list[np.ndarray]:
+    return [clip_codec.decode_clip(c.mp4) for c in result.clips]
+
+
+def _worst_psnr(ours: np.ndarray, ref: np.ndarray) -> float:
+    assert ours.shape == ref.shape, (ours.shape, ref.shape)
+    return min(media.psnr(a, b) for a, b in zip(ours, ref, strict=True))
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_fit_pad_matches_ffmpegs_pad_filter(tmp_path, decoder):
+    """A 4:3 source fitted inside 160x90: 120x90 of picture between two black 20-pixel bars, like ffmpeg's pad."""
+    path = media.write_video(tmp_path / "4x3.mp4", fps=25, duration_s=1.2, width=192, height=144)
+    result = segment_video(downloaded(path), SegmentConfig(clip_frames=10, fit="pad", decoder=decoder, isolate=False))
+    (frames,) = _clip_frames(result)
+    ref = media.ffmpeg_frames(path, PAD)[:10]
+    assert _worst_psnr(frames, ref) >= CLIP_PSNR_DB
+    assert _worst_psnr(frames[:, :, 22:138], ref[:, :, 22:138]) >= CLIP_PSNR_DB  # the picture alone, not the bars
+    assert frames[:, :, :18].max() < 24 and frames[:, :, 142:].max() < 24  # black bars (H.264 ringing aside)
+    cropped = media.ffmpeg_frames(path, COVER)[:10]
+    assert _worst_psnr(frames, cropped) < WRONG_FRAME_DB  # the check can fail: crop is far from pad
+
+
+@needs_ffmpeg
+@pytest.mark.parametrize("decoder", ["decord", "pyav"])
+def test_rotation_180_through_segment_video(tmp_path, decoder):
+    src = media.write_video(tmp_path / "land.mp4", fps=30, duration_s=1.2, width=192, height=108)
+    rotated = media.with_rotation(src, tmp_path / "rot180.mp4", 180)
+    result = segment_video(downloaded(rotated), SegmentConfig(clip_frames=10, decoder=decoder, isolate=False))
+    assert "rotation 180" in result.outcomes[-1].detail
+    (frames,) = _clip_frames(result)
+    assert _worst_psnr(frames, media.ffmpeg_frames(rotated, COVER)[:10]) >= CLIP_PSNR_DB  # ffmpeg autorotates
+    assert _worst_psnr(frames, media.ffmpeg_frames(src, COVER)[:10]) < WRONG_FRAME_DB  # not upside down
+
+
+@needs_ffmpeg
+def test_stride_and_skips_through_segment_video(tmp_path):
+    """Overlapping 1 s windows every 0.5 s between a 0.5 s intro and a 0.6 s outro, each clip showing the
+    frames ffmpeg shows at its own start time."""
+    path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=4.2, width=192, height=108)
+    config = SegmentConfig(clip_frames=10, stride_frames=5, skip_start_s=0.5, skip_end_s=0.6, isolate=False)
+    result = segment_video(downloaded(path), config)
+    assert [(c.clip_index, c.start_s, c.end_s) for c in result.clips] == [
+        (0, 0.5, 1.5), (1, 1.0, 2.0), (2, 1.5, 2.5), (3, 2.0, 3.0), (4, 2.5, 3.5)]
+    tail, video = result.outcomes
+    assert (tail.reason, tail.item_id, tail.duration_s) == (reasons.SHORT_TAIL, ids.clip_key("v", 3.5), 0.1)
+    assert video.outcome == reasons.KEPT and len({c.clip_key for c in result.clips}) == 5
+    ref = media.ffmpeg_frames(path, COVER)
+    for clip, frames in zip(result.clips, _clip_frames(result), strict=True):
+        first = round(clip.start_s * 10)
+        assert _worst_psnr(frames, ref[first:first + 10]) >= CLIP_PSNR_DB, clip.start_s
+    assert _worst_psnr(_clip_frames(result)[1], ref[0:10]) < WRONG_FRAME_DB  # offsets matter: the check can fail
+
+
+@needs_ffmpeg
+def test_b_frame_source_at_30fps_matches_ffmpeg_fps10(tmp_path):
+    """B-frames: packets arrive in decode order, frames must be picked in presentation order."""
+    path = media.write_video(tmp_path / "bf.mp4", fps=30, duration_s=2.1, width=192, height=108, bframes=3)
+    assert media.has_b_frames(path)
+    result = segment_video(downloaded(path), SHORT)
+    ref = media.ffmpeg_frames(path, COVER)
+    assert [c.start_s for c in result.clips] == [0.0, 1.0]
+    for clip, frames in zip(result.clips, _clip_frames(result), strict=True):
+        first = round(clip.start_s * 10)
+        assert _worst_psnr(frames, ref[first:first + 10]) >= CLIP_PSNR_DB
 
 
 def test_skips_leaving_no_window_drop_the_video_as_no_clips(tmp_path):
@@ -133,6 +270,44 @@ def _sleep(*_args):
     import time
 
     time.sleep(30)
+
+
+def _unpicklable_result(video, config):
+    return SegmentResult([], [lambda: None])  # a lambda does not pickle: the child cannot send this back
+
+
+class _FailsToUnpickle:
+    def __reduce__(self):
+        return (_refuse_to_load, ())
+
+
+def _refuse_to_load():
+    raise pickle.UnpicklingError("corrupt result")
+
+
+def _result_that_fails_to_unpickle(video, config):
+    return SegmentResult([], [_FailsToUnpickle()])
+
+
+def _os_error(video, config):
+    raise PermissionError(13, "Permission denied", "/cache/x")
+
+
+def test_any_error_around_the_call_fails_one_video_as_segment_error(tmp_path):
+    """Besides crashes (decoder_crash): results that do not cross the pipe and errors the function lets through."""
+    path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=1.2, width=160, height=90)
+    worker = IsolatedWorker(timeout_s=60)
+    try:
+        for fn, words in ((_unpicklable_result, "does not pickle"), (_result_that_fails_to_unpickle, "corrupt result"),
+                          (_os_error, "Permission denied")):
+            (outcome,) = guarded_segment(downloaded(path), SHORT, worker, fn=fn).outcomes
+            assert (outcome.outcome, outcome.reason) == ("failed", reasons.SEGMENT_ERROR), fn
+            assert words in outcome.detail and outcome.item_id == "v"
+        (outcome,) = guarded_segment(downloaded(path), SHORT, None, fn=_os_error).outcomes  # in-process, too
+        assert outcome.reason == reasons.SEGMENT_ERROR and "PermissionError" in outcome.detail
+        assert len(guarded_segment(downloaded(path), SHORT, worker).clips) == 1  # the worker still serves
+    finally:
+        worker.close()
 
 
 def test_a_crash_in_the_child_fails_one_video_and_the_worker_recovers(tmp_path):
@@ -164,6 +339,89 @@ def test_cache_makes_a_rerun_skip_decoding(tmp_path):
     assert [c.mp4 for c in again.clips] == [c.mp4 for c in first.clips] and again.outcomes == first.outcomes
     other = cached_segment(video, SegmentConfig(clip_frames=5, isolate=False, cache_dir=config.cache_dir), None)
     assert other.outcomes[-1].reason == reasons.SEGMENT_ERROR  # another config misses the cache
+
+
+def test_unusable_cache_entry_is_segmented_again_and_replaced(tmp_path):
+    path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=1.2, width=160, height=90)
+    config = SegmentConfig(clip_frames=10, isolate=False, cache_dir=str(tmp_path / "cache"))
+    first = cached_segment(downloaded(path), config, None)
+    clips_path, outcomes_path = cache_paths(downloaded(path), config)
+    with open(outcomes_path, "wb") as f:
+        f.write(b"PAR1 not really parquet")
+    again = cached_segment(downloaded(path), config, None)
+    assert [c.mp4 for c in again.clips] == [c.mp4 for c in first.clips] and again.outcomes[-1].outcome == "kept"
+    assert "cache entry unusable" in again.outcomes[-1].detail
+    assert from_table(pq.read_table(outcomes_path), Outcome) == first.outcomes  # the entry was rewritten
+
+
+def test_unwritable_cache_keeps_the_clips_and_says_so(tmp_path):
+    path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=1.2, width=160, height=90)
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the cache directory should be")
+    result = cached_segment(downloaded(path), SegmentConfig(clip_frames=10, isolate=False,
+                                                            cache_dir=str(blocker / "segment")), None)
+    assert len(result.clips) == 1 and result.outcomes[-1].outcome == "kept"
+    assert "result not cached" in result.outcomes[-1].detail
+
+
+def test_segment_errors_are_not_cached(tmp_path):
+    path = tmp_path / "gone.mp4"
+    path.write_bytes(b"x")
+    video = downloaded(path)
+    path.unlink()  # e.g. storage that failed between download and segmentation
+    cache = tmp_path / "cache"
+    result = cached_segment(video, SegmentConfig(clip_frames=10, isolate=False, cache_dir=str(cache)), None)
+    assert result.outcomes[-1].reason == reasons.SEGMENT_ERROR and "FileNotFoundError" in result.outcomes[-1].detail
+    assert not cache.exists() or not list(cache.iterdir())  # the next run tries again
+
+
+def test_cache_key_follows_the_actions_sidecar(tmp_path):
+    """Clips carry the sidecar's actions: adding, changing or fixing a sidecar must not reuse stale clips."""
+    path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=1.2, width=160, height=90)
+    sidecar = tmp_path / "a.json"
+    config = SegmentConfig(clip_frames=10, isolate=False, cache_dir=str(tmp_path / "cache"))
+
+    def actions_now():
+        (clip,) = cached_segment(downloaded(path, actions_url=str(sidecar)), config, None).clips
+        return clip.actions
+
+    assert cached_segment(downloaded(path), config, None).clips[0].actions is None  # no sidecar
+    assert actions_now() is None  # sidecar named but missing: clips without actions, under a key of its own
+    sidecar.write_text(json.dumps({"step_fps": 10, "actions": list(range(12))}))
+    assert actions_now() == list(range(10))  # the sidecar appeared
+    sidecar.write_text(json.dumps({"step_fps": 10, "actions": [7] * 12}))
+    assert actions_now() == [7] * 10  # the sidecar changed
+    entries = len(list((tmp_path / "cache").iterdir()))
+    assert actions_now() == [7] * 10 and len(list((tmp_path / "cache").iterdir())) == entries  # unchanged: a hit
+    assert len({cache_paths(downloaded(path, actions_url=u), config) for u in ("", str(sidecar), "/x.json")}) == 3
+
+
+def _raise_os_error(*_args):
+    raise OSError("cache bucket unreachable")
+
+
+def test_an_error_in_the_stage_fails_videos_not_the_job(tmp_path, monkeypatch):
+    """_SegmentFn.process guards everything it calls: the Beam job finishes, each video with segment_error."""
+    inputs = bad_inputs(tmp_path)
+    videos = [downloaded(tmp_path / f"{name}.mp4", name) for name in inputs]
+    monkeypatch.setattr(segment, "cached_segment", _raise_os_error)
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create(videos) | Segment(SegmentConfig(clip_frames=10, isolate=False))
+        assert_that(out[stage.OUTCOMES] | beam.Map(lambda o: (o.video_id, o.reason, "unreachable" in o.detail)),
+                    equal_to([(n, reasons.SEGMENT_ERROR, True) for n in inputs]), label="videos")
+        assert_that(out[stage.MAIN], equal_to([]), label="clips")
+
+
+def test_unwritable_cache_on_the_beam_runner_keeps_every_outcome(tmp_path):
+    inputs = bad_inputs(tmp_path)
+    videos = [downloaded(tmp_path / f"{name}.mp4", name) for name in inputs]
+    (tmp_path / "blocker").write_text("")
+    config = SegmentConfig(clip_frames=10, cache_dir=str(tmp_path / "blocker" / "segment"))
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        out = p | beam.Create(videos) | Segment(config)
+        video_outcomes = (out[stage.OUTCOMES] | beam.Filter(lambda o: o.item_kind == "video")
+                          | beam.Map(lambda o: (o.video_id, o.outcome, o.reason)))
+        assert_that(video_outcomes, equal_to([(n, *e) for n, e in inputs.items()]), label="videos")
 
 
 def test_segment_transform_on_the_beam_runner(tmp_path):

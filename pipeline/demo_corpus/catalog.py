@@ -97,11 +97,23 @@ def _write(path: Path, text: str) -> None:
     tmp.replace(path)
 
 
+LABEL_FILES = {"train": "labels.csv", "holdout": "labels_holdout.csv"}  # label set -> file name
+
+
+def write_labels(root: Path, plan: spec.CorpusPlan) -> dict[str, Path]:
+    """Write ``labels.csv`` and ``labels_holdout.csv``; returns their paths by label set. They depend on the
+    plan alone (no rendered file), so tests can check the full corpus' label files without rendering it."""
+    paths = {}
+    for label_set, name in LABEL_FILES.items():
+        paths[label_set] = root / name
+        _write(paths[label_set], _csv_text([lab.to_dict() for lab in labels(plan, label_set)], list(LABEL_FIELDS)))
+    return paths
+
+
 def write_all(root: Path, plan: spec.CorpusPlan, results: dict[str, RenderResult]) -> None:
     rows = catalog_rows(plan)
     _write(root / "catalog.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     fields = list(CATALOG_FIELDS) + sorted({k for r in rows for k in r} - set(CATALOG_FIELDS))
     _write(root / "catalog.csv", _csv_text(rows, fields))
-    for name, label_set in (("labels.csv", "train"), ("labels_holdout.csv", "holdout")):
-        _write(root / name, _csv_text([lab.to_dict() for lab in labels(plan, label_set)], list(LABEL_FIELDS)))
+    write_labels(root, plan)
     _write(root / "corpus.json", json.dumps(manifest(plan, results), ensure_ascii=False, indent=1) + "\n")

@@ -9,6 +9,9 @@ Other fields are kept verbatim in ``CandidateVideo.extra``.
 
 A row that cannot be parsed becomes a ``failed`` Outcome (``bad_catalog_row``) naming the file and line,
 and the rest of the file is still read; a file that cannot be read at all becomes one ``search_error``.
+Text must be valid UTF-8 all the way to the record: an undecodable JSON line or CSV row, and a JSON string
+with a lone surrogate escape (``"\\ud800"``, which decodes to a Python str that no UTF-8 writer accepts), are
+bad rows here, not crashes in the Parquet and shard writers at the end of the run.
 """
 
 from __future__ import annotations
@@ -85,6 +88,15 @@ def _duration(value: Any) -> float | None:
     return duration
 
 
+def _unencodable(text: str) -> str:
+    """'' when ``text`` has a UTF-8 form, else where it fails (a lone surrogate from a ``"\\ud800"`` escape)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return f"lone surrogate {text[exc.start:exc.end]!r} at character {exc.start}"
+    return ""
+
+
 def _jsonable(value: Any) -> Any:
     """Extra fields as JSON can hold them (Parquet timestamps and the like become strings)."""
     return json.loads(json.dumps(value, default=str, ensure_ascii=False))
@@ -95,6 +107,10 @@ def row_to_candidate(row: Any, base_dir: str, source: str = "catalog") -> Candid
     if not isinstance(row, dict):
         raise CatalogRowError(f"expected an object with 'id' and 'url', got {type(row).__name__}")
     row = {_ALIASES.get(k, k): v for k, v in row.items()}
+    for key, value in row.items():  # before any path handling: os.fsencode would raise on a lone surrogate
+        for text in (key, value):
+            if isinstance(text, str) and _unencodable(text):
+                raise CatalogRowError(f"{key!r} is not encodable as UTF-8 ({_unencodable(text)}), got {text!r}")
     video_id = row.get("id")
     if isinstance(video_id, int) and not isinstance(video_id, bool):
         video_id = str(video_id)
@@ -139,9 +155,31 @@ def _jsonl_rows(stream) -> Iterator[tuple[int, Any]]:
             yield number, CatalogRowError(f"not valid JSON ({exc})")
 
 
+_UNDECODED = re.compile("[\udc80-\udcff]")  # how ``surrogateescape`` keeps a byte that is not UTF-8
+
+
+def _undecodable(text: str) -> str:
+    """'' when ``text`` came from valid UTF-8, else which byte did not (``surrogateescape`` kept it as U+DCxx)."""
+    found = _UNDECODED.search(text)
+    return f"byte 0x{ord(found.group()) - 0xDC00:02x} at character {found.start()}" if found else ""
+
+
 def _csv_rows(stream) -> Iterator[tuple[int, Any]]:
-    text = io.TextIOWrapper(stream, encoding="utf-8", errors="replace", newline="")
+    """Rows of a CSV file with their (last) physical line number.
+
+    Bytes that are not UTF-8 are kept aside (``surrogateescape``) instead of replaced, so the row holding them
+    becomes a ``bad_catalog_row`` like an undecodable JSON line, not a candidate with a silently mangled title
+    or id. A header that does not decode makes the whole file unreadable (every row's keys would be wrong).
+    """
+    text = io.TextIOWrapper(stream, encoding="utf-8", errors="surrogateescape", newline="")
     reader = csv.DictReader(text)
+    try:
+        header = reader.fieldnames or []
+    except csv.Error as exc:
+        raise ValueError(f"the header line is not valid CSV ({exc})") from None
+    for name in header:
+        if _undecodable(name):
+            raise ValueError(f"the header line is not valid UTF-8 ({_undecodable(name)} of column {name!r})")
     while True:
         try:
             row = next(reader)
@@ -152,6 +190,10 @@ def _csv_rows(stream) -> Iterator[tuple[int, Any]]:
             continue
         if None in row:  # more cells than header columns
             yield reader.line_num, CatalogRowError(f"{len(row[None])} cell(s) beyond the header's columns")
+            continue
+        bad = next(((k, _undecodable(v)) for k, v in row.items() if v is not None and _undecodable(v)), None)
+        if bad is not None:
+            yield reader.line_num, CatalogRowError(f"not valid UTF-8 ({bad[1]} of column {bad[0]!r})")
             continue
         yield reader.line_num, {k: v for k, v in row.items() if v is not None}
 
@@ -174,6 +216,7 @@ class CatalogSource(Source):
 
     def read(self, task: str) -> Iterator[CandidateVideo | Outcome]:
         name = task.rstrip("/").rsplit("/", 1)[-1]
+        name = name if name.strip() else "catalog"  # an Outcome needs a non-blank item id
         kind = FORMATS.get(os.path.splitext(name)[1].lower())
         if kind is None:
             yield search_failure(name, reasons.SEARCH_ERROR,
@@ -188,9 +231,13 @@ class CatalogSource(Source):
                     try:
                         if isinstance(row, CatalogRowError):
                             raise row
-                        yield row_to_candidate(row, base_dir, self.name)
+                        candidate = row_to_candidate(row, base_dir, self.name)
                     except CatalogRowError as exc:
-                        yield search_failure(f"{name}:{unit}{number}", reasons.BAD_CATALOG_ROW,
-                                             f"{task} {unit} {number}: {exc}")
+                        candidate = search_failure(f"{name}:{unit}{number}", reasons.BAD_CATALOG_ROW,
+                                                   f"{task} {unit} {number}: {exc}")
+                    except Exception as exc:  # noqa: BLE001 - one odd row must not cost the rest of the file
+                        candidate = search_failure(f"{name}:{unit}{number}", reasons.BAD_CATALOG_ROW,
+                                                   f"{task} {unit} {number}: {type(exc).__name__}: {exc}")
+                    yield candidate
         except Exception as exc:  # noqa: BLE001 - a missing/unreadable file is a recorded failure, not a crash
             yield search_failure(name, reasons.SEARCH_ERROR, f"cannot read catalog {task}: {type(exc).__name__}: {exc}")
