@@ -65,16 +65,19 @@ def probe_file(path: str, read_rotation: bool = True) -> StreamFacts:
     Raises ``ProbeError`` with ``empty_file`` (0 bytes), ``corrupt_video`` (FFmpeg cannot open it) or
     ``no_video_stream`` (audio only, subtitles, an HTML error page...).
     """
+    # Messages name the file by its base name: the caller probes a staging copy under a random directory,
+    # and outcome details must not change from run to run (reruns reproduce outcomes.parquet byte for byte).
+    name = os.path.basename(path)
     if os.path.getsize(path) == 0:
-        raise ProbeError(reasons.EMPTY_FILE, f"{path} is empty")
+        raise ProbeError(reasons.EMPTY_FILE, f"{name} is empty")
     try:
         container = av.open(path)
     except (av.FFmpegError, ValueError, OSError) as exc:
-        raise ProbeError(reasons.CORRUPT_VIDEO, f"FFmpeg cannot open {path}: {exc}") from exc
+        raise ProbeError(reasons.CORRUPT_VIDEO, f"FFmpeg cannot open {name}: {str(exc).replace(path, name)}") from exc
     with container:
         if not container.streams.video:
             kinds = sorted({s.type for s in container.streams}) or ["none"]
-            raise ProbeError(reasons.NO_VIDEO_STREAM, f"{path} has no video stream (streams: {', '.join(kinds)})")
+            raise ProbeError(reasons.NO_VIDEO_STREAM, f"{name} has no video stream (streams: {', '.join(kinds)})")
         stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate
         fps = float(rate) if rate and float(rate) > 0 else None

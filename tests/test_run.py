@@ -185,8 +185,6 @@ def test_rerun_reproduces_identical_outputs_without_decoding_again(rerun):
     assert page[0] == page[1]  # the report embeds no time
 
 
-@pytest.mark.xfail(strict=True, reason="download stage puts its random temp dir in no_video_stream details "
-                                       "(probe of videos/.partial/dl-*/); outcomes/report differ in that text")
 def test_rerun_writes_byte_identical_outcomes_and_report(rerun):
     before, after, _ = rerun
     assert after[Path("outcomes.parquet")] == before[Path("outcomes.parquet")]
