@@ -36,6 +36,10 @@ class SegmentConfig:
     skip_end_s: float = 0.0  # outro to skip
     fit: str = "crop"  # "crop": cover 160x90 and crop the centre; "pad": fit inside and pad with black
     decoder: str = "decord"  # "decord" (PyAV still decodes what decord cannot open) or "pyav" for everything
+    # decord's demuxer reads ahead into an unbounded packet queue: its memory grows to about the FILE SIZE
+    # (measured: +660 MB for a 660 MB file, docs/pipeline.md "Memory"), so bigger files are decoded by PyAV,
+    # which streams in flat memory at about the same speed. 0 sends every file to PyAV.
+    decord_max_mb: float = 256.0
     crf: int = clip_codec.DEFAULT_CRF  # x264 quality of the stored clips (docs/pipeline.md has the table)
     isolate: bool = True  # decode in a child process (a decoder segfault fails one video, not the worker)
     video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
@@ -57,6 +61,8 @@ class SegmentConfig:
             raise ValueError(f"fit must be 'crop' or 'pad', got {self.fit!r}")
         if self.decoder not in ("decord", "pyav"):
             raise ValueError(f"decoder must be 'decord' or 'pyav', got {self.decoder!r}")
+        if not math.isfinite(self.decord_max_mb) or self.decord_max_mb < 0:
+            raise ValueError(f"decord_max_mb must be a finite number >= 0, got {self.decord_max_mb!r}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be within x264's 0..51, got {self.crf!r}")
         if not self.video_timeout_s > 0:
@@ -76,7 +82,7 @@ class SegmentConfig:
         return cls(clip_frames=seconds_to_frames(ns.clip_seconds),
                    stride_frames=seconds_to_frames(ns.clip_stride_s) if ns.clip_stride_s is not None else None,
                    skip_start_s=ns.skip_start_s, skip_end_s=ns.skip_end_s, fit=ns.fit, decoder=ns.decoder, crf=ns.crf,
-                   isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
+                   decord_max_mb=ns.decord_max_mb, isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
 
 
 def seconds_to_frames(seconds: float) -> int:
@@ -202,7 +208,8 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
     """The decoder used and each window's 160x90 RGB frames (T, 90, 160, 3), one window at a time.
 
     Frames are picked on the 10 FPS grid by presentation time, decoded by decord (PyAV when decord cannot open
-    the file, e.g. AV1) and cropped or padded to 160x90: exactly the frames ``segment_video`` encodes.
+    the file, e.g. AV1, or when the file is over ``config.decord_max_mb``) and cropped or padded to 160x90:
+    exactly the frames ``segment_video`` encodes.
     """
     source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
     frame_lists = [frame_times.frames_for_ticks(source_ticks, range(w.first_tick, w.first_tick + w.num_frames))
@@ -210,7 +217,7 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
     if not frame_lists:
         return config.decoder, iter(())
     size = decoders.decode_size(index, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
-    backend = config.decoder
+    backend = decoder_for(path, config)
     if backend == "decord":
         try:
             batches = decoders.decode_windows_decord(path, index, frame_lists, size)
@@ -223,6 +230,13 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
         first = next(batches)
     return backend, (decoders.to_output(frames, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
                      for frames in _chain_first(first, batches))
+
+
+def decoder_for(path: str, config: SegmentConfig) -> str:
+    """The decoder to try first: ``config.decoder``, except PyAV for files decord would hold in memory whole."""
+    if config.decoder == "decord" and os.path.getsize(path) > config.decord_max_mb * 1024 * 1024:
+        return "pyav"
+    return config.decoder
 
 
 def _chain_first(first, rest):

@@ -48,15 +48,23 @@ def _frames_arg(text: str) -> float:
     return value
 
 
-def _seconds_arg(text: str) -> float:
-    """argparse type for a finite, non-negative number of seconds."""
+def _non_negative_arg(text: str, unit: str) -> float:
+    """argparse type body for a finite, non-negative number of ``unit``."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+        raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
     if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of seconds >= 0, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must be a finite number of {unit} >= 0, got {text!r}")
     return value
+
+
+def _seconds_arg(text: str) -> float:
+    return _non_negative_arg(text, "seconds")
+
+
+def _megabytes_arg(text: str) -> float:
+    return _non_negative_arg(text, "MB")
 
 
 def _positive_seconds_arg(text: str) -> float:
@@ -88,6 +96,9 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--decoder", choices=("decord", "pyav"), default="decord",
                    help="decord (default; PyAV takes over for codecs decord cannot open, e.g. AV1) or pyav "
                         "for every video")
+    g.add_argument("--decord-max-mb", type=_megabytes_arg, default=256.0, metavar="MB",
+                   help="decode files larger than this with PyAV (decord's memory grows to about the file size; "
+                        "PyAV streams in flat memory); default 256, 0 = PyAV for every file")
     g.add_argument("--crf", type=_crf_arg, default=clip_codec.DEFAULT_CRF, help="x264 CRF of the stored clips")
     g.add_argument("--no-isolation", action="store_true",
                    help="decode (and probe downloads) in the worker process itself (faster to start; a decoder "

@@ -7,7 +7,10 @@ import json
 import os
 import pickle
 import signal
+import subprocess
+import sys
 from fractions import Fraction
+from pathlib import Path
 
 import apache_beam as beam
 import numpy as np
@@ -16,7 +19,7 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import clip_codec, frame_times, run, segment, stage
+from pipeline import clip_codec, cut, frame_times, run, segment, stage
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.segment import (
     Segment,
@@ -31,6 +34,7 @@ from pipeline.segment import (
 from schemas import CandidateVideo, DownloadedVideo, Outcome, from_table, ids, reasons
 from tests import media
 
+ROOT = Path(__file__).resolve().parents[1]
 SHORT = SegmentConfig(clip_frames=10, isolate=False)  # 1 s clips keep test videos tiny
 needs_ffmpeg = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary (references, remuxing)")
 # As in tests/test_frame_exactness.py: the right source frame through the stored H.264 clip scores above
@@ -448,3 +452,68 @@ def test_max_calls_one_gives_every_call_a_fresh_child():
         assert len({reused.call(os.getpid) for _ in range(3)}) == 1
     finally:
         reused.close()
+
+
+# Peak memory of one segment_video call in a fresh interpreter, after warming both decoders on a small file.
+# Linux's VmHWM (peak RSS of this process image), reset to the current RSS just before the call through
+# /proc/self/clear_refs; ru_maxrss would not do: it carries the forking parent's peak across exec.
+_PEAK_MEMORY = """
+import json, sys
+from pathlib import Path
+from pipeline.cut import SegmentConfig, segment_video
+from schemas import CandidateVideo, DownloadedVideo
+
+def video(path):
+    path = Path(path)
+    return DownloadedVideo(candidate=CandidateVideo(video_id=path.stem, source="t", url=path.as_uri()),
+                           path=str(path), size_bytes=path.stat().st_size, sha256="0" * 64)
+
+def status_kb(field):
+    return next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(field + ":"))
+
+for decoder in ("decord", "pyav"):
+    segment_video(video(sys.argv[2]), SegmentConfig(clip_frames=10, isolate=False, decoder=decoder))
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+before = status_kb("VmRSS")
+result = segment_video(video(sys.argv[1]), SegmentConfig(isolate=False, decord_max_mb=float(sys.argv[3])))
+print(json.dumps([len(result.clips), (status_kb("VmHWM") - before) * 1024]))
+"""
+
+
+def _noisy_video(path, seconds: float):
+    """High-bitrate 640x360 source (noise defeats compression): ~2.4 MB per second, like a long video's bulk."""
+    subprocess.run([media.FFMPEG, "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    "testsrc2=size=640x360:rate=30,noise=alls=20:allf=t", "-t", str(seconds), "-c:v", "libx264",
+                    "-preset", "ultrafast", "-g", "60", "-pix_fmt", "yuv420p", str(path)], check=True)
+    return path
+
+
+@needs_ffmpeg
+def test_memory_stays_flat_however_long_the_video(tmp_path):
+    """Three times the video (and file) must not cost memory in proportion: decord would hold the whole file
+    (its read-ahead), so files over ``decord_max_mb`` go to PyAV, which streams."""
+    small = media.write_video(tmp_path / "warm.mp4", duration_s=1.5)
+    peaks = {}
+    for seconds in (16.5, 49.5):
+        path = _noisy_video(tmp_path / f"v{seconds:g}.mp4", seconds)
+        out = subprocess.run([sys.executable, "-c", _PEAK_MEMORY, str(path), str(small), "8"], cwd=ROOT,
+                             capture_output=True, text=True, timeout=300, check=True)
+        clips, grown = json.loads(out.stdout)
+        peaks[seconds] = (clips, grown, path.stat().st_size)
+    (short_clips, short_grown, short_size), (long_clips, long_grown, long_size) = peaks[16.5], peaks[49.5]
+    assert (short_clips, long_clips) == (1, 3)
+    assert long_size - short_size > 50e6  # the long file really is much bigger
+    # Measured: PyAV +16 MB peak from 1 to 3 clips (allocator slack, bounded: +40 MB for 60 clips), decord
+    # +87 MB (the extra 80 MB of file); a quarter of the extra file size separates the two.
+    assert long_grown - short_grown < 0.25 * (long_size - short_size), peaks
+
+
+def test_files_over_the_decord_limit_go_to_pyav(tmp_path):
+    path = media.write_video(tmp_path / "v.mp4", duration_s=1.0)
+    size_mb = path.stat().st_size / 2**20
+    assert cut.decoder_for(str(path), SegmentConfig(decord_max_mb=size_mb * 2)) == "decord"
+    assert cut.decoder_for(str(path), SegmentConfig(decord_max_mb=size_mb / 2)) == "pyav"
+    assert cut.decoder_for(str(path), SegmentConfig(decoder="pyav", decord_max_mb=1e6)) == "pyav"
+    with pytest.raises(ValueError, match="decord_max_mb"):
+        SegmentConfig(decord_max_mb=-1)
