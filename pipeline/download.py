@@ -285,6 +285,33 @@ def ytdlp_params(config: DownloadConfig, logger: Any) -> dict[str, Any]:
     return params
 
 
+STALE_STAGING_S = 6 * 3600  # a staging directory this old belongs to no live download (socket timeouts ~30 s)
+
+
+def remove_stale_staging(root: str, max_age_s: float = STALE_STAGING_S) -> list[str]:
+    """Delete ``dl-*`` staging directories that a killed worker left under ``root``; returns them.
+
+    Other workers share ``root`` and stage there right now, so only directories in which nothing (neither the
+    directory nor a file in it) has changed for ``max_age_s`` go: a live transfer keeps its file's mtime fresh.
+    """
+    removed = []
+    now = time.time()
+    for entry in os.scandir(root) if os.path.isdir(root) else ():
+        try:
+            if entry.name.startswith("dl-") and entry.is_dir() and now - _newest_mtime(entry.path) > max_age_s:
+                shutil.rmtree(entry.path, ignore_errors=True)
+                removed.append(entry.path)
+        except OSError:  # vanished meanwhile: another worker's cleanup
+            continue
+    if removed:
+        log.info("removed %d stale staging directories under %s", len(removed), root)
+    return removed
+
+
+def _newest_mtime(path: str) -> float:
+    return max([os.stat(path).st_mtime] + [f.stat().st_mtime for f in os.scandir(path)])
+
+
 class Downloader:
     """Downloads candidates one at a time with one ``YoutubeDL`` (created once, reused per video)."""
 
@@ -301,6 +328,7 @@ class Downloader:
         else:
             self._staging_root = os.path.join(tempfile.gettempdir(), "genie-partial")
         os.makedirs(self._staging_root, exist_ok=True)
+        remove_stale_staging(self._staging_root)
 
     def close(self) -> None:
         self._ydl.close()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -43,6 +44,9 @@ class SearchConfig:
     youtube_date_sorted: bool = False  # newest first instead of relevance
     youtube_max_queries: int | None = None  # use only the first N generated queries
     youtube_query_template: str = "{game} {action}"
+    # Seconds between one worker's search requests (yt-dlp's sleep_interval_requests, also before each query):
+    # hundreds of back-to-back queries invite YouTube's bot check.
+    youtube_sleep_s: float = 1.0
     min_duration_s: float | None = None  # overrides the YAML's bound when set
     max_duration_s: float | None = None
     # Network settings shared with the download stage's flags (bot checks hit searches too).
@@ -71,12 +75,23 @@ class SearchConfig:
             youtube_date_sorted=ns.youtube_date_sorted,
             youtube_max_queries=ns.youtube_max_queries,
             youtube_query_template=ns.youtube_query_template,
+            youtube_sleep_s=ns.youtube_sleep_s,
             min_duration_s=ns.min_duration_s,
             max_duration_s=ns.max_duration_s,
             cookies=getattr(ns, "cookies", None),
             proxy=getattr(ns, "proxy", None),
             socket_timeout_s=getattr(ns, "socket_timeout", None) or 30.0,
         )
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
+    return value
 
 
 def add_search_args(parser: argparse.ArgumentParser) -> None:
@@ -94,6 +109,8 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                    help="use only the first N generated queries (default: all games x actions)")
     g.add_argument("--youtube-query-template", default=d.youtube_query_template,
                    help="query pattern over the word lists (default '{game} {action}')")
+    g.add_argument("--youtube-sleep-s", type=_non_negative_float, default=d.youtube_sleep_s,
+                   help=f"pause between a worker's search requests, in seconds (default {d.youtube_sleep_s:g})")
     g.add_argument("--min-duration-s", type=float, default=None,
                    help="drop videos declared shorter (default: the keywords file's, 16)")
     g.add_argument("--max-duration-s", type=float, default=None,

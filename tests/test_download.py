@@ -10,8 +10,10 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import apache_beam as beam
@@ -608,3 +610,17 @@ def test_remote_download_dir_goes_through_filesystems(server, media, tmp_path):
     assert set(_MemoryFileSystem.files) == {result.path, "memtest://bucket/videos/vid.json"}  # no temp names left
     requests = len(server.log("/v.mp4"))
     assert download_one(candidate(url), cfg) == result and len(server.log("/v.mp4")) == requests  # reused
+
+
+def test_stale_staging_directories_are_removed_and_live_ones_kept(tmp_path):
+    """A killed worker's staging directory goes at the next start; one with a fresh file (a live transfer of
+    another worker, however old its directory) stays."""
+    old, live, other = tmp_path / "dl-old", tmp_path / "dl-live", tmp_path / "keep-me"
+    for d in (old, live, other):
+        d.mkdir()
+        (d / "video.mp4.part").write_bytes(b"x")
+    day_ago = time.time() - 86400
+    for path in (old, old / "video.mp4.part", live, other, other / "video.mp4.part"):
+        os.utime(path, (day_ago, day_ago))
+    assert download.remove_stale_staging(str(tmp_path)) == [str(old)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dl-live", "keep-me"]

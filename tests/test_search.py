@@ -152,7 +152,8 @@ def test_command_line_options_build_both_configs(catalog):
     add_download_args(parser)  # the two stages' flags must not collide
     ns = parser.parse_args(["--catalog", str(catalog), "--catalog", "b.csv", "--youtube", "--youtube-per-query", "3",
                             "--youtube-date-sorted", "--max-duration-s", "600", "--retries", "5",
-                            "--max-filesize", "50M", "--rate-limit", "1.5M", "--cookies", "c.txt"])
+                            "--max-filesize", "50M", "--rate-limit", "1.5M", "--cookies", "c.txt",
+                            "--youtube-sleep-s", "2.5"])
     search, download = SearchConfig.from_args(ns), DownloadConfig.from_args(ns)
     assert search.catalogs == (str(catalog), "b.csv") and search.youtube and search.youtube_per_query == 3
     assert search.rules().max_duration_s == 600 and search.rules().min_duration_s == 16
@@ -163,6 +164,12 @@ def test_command_line_options_build_both_configs(catalog):
     sources = build_sources(search)
     assert [s.name for s in sources] == ["catalog", "youtube"]
     assert sources[1].tasks()[0] == f"{search.rules().games[0]} {search.rules().actions[0]}"
+    # searches are paced: before each query, and between its pages inside yt-dlp
+    assert sources[1].sleep_s == 2.5 and sources[1].search.keywords["params"]["sleep_interval_requests"] == 2.5
+    assert sources[1].search.keywords["params"]["cookiefile"] == "c.txt"
+    assert SearchConfig.from_args(parser.parse_args([])).youtube_sleep_s == 1.0
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--youtube-sleep-s", "-1"])
     defaults = parser.parse_args([])
     assert DownloadConfig.from_args(defaults).max_duration_s == SearchConfig.from_args(defaults).rules().max_duration_s
     with pytest.raises(ValueError, match="no candidate source"):

@@ -26,5 +26,6 @@ def build_sources(config: SearchConfig) -> list[Source]:
             per_query=config.youtube_per_query,
             date_sorted=config.youtube_date_sorted,
             ydl_params=config.ytdlp_params(),
+            sleep_s=config.youtube_sleep_s,
         ))
     return sources

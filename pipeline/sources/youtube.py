@@ -7,12 +7,15 @@ the results page itself: one request per query instead of one per video. ``ytsea
 date (newest first), which finds different videos than relevance order on re-crawls.
 
 A query that fails (network, bot check) becomes one ``search_error`` Outcome naming the query; a result
-entry without an id becomes a ``search_error`` of its own.
+entry without an id becomes a ``search_error`` of its own. ``sleep_s`` paces a worker's requests (before each
+query, and between the result pages of one through yt-dlp's ``sleep_interval_requests``): the default run
+sends hundreds of queries, and back-to-back ones invite YouTube's bot check.
 """
 
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -79,19 +82,26 @@ class YoutubeSource(Source):
     name = "youtube"
 
     def __init__(self, queries: list[str], per_query: int = 20, date_sorted: bool = False,
-                 ydl_params: dict[str, Any] | None = None, search: SearchFn | None = None) -> None:
+                 ydl_params: dict[str, Any] | None = None, search: SearchFn | None = None,
+                 sleep_s: float = 0.0) -> None:
         if per_query < 1:
             raise ValueError(f"per-query limit must be >= 1, got {per_query}")
+        if sleep_s < 0:
+            raise ValueError(f"sleep between searches must be >= 0 s, got {sleep_s}")
         self.queries = list(queries)
         self.per_query = per_query
         self.date_sorted = date_sorted
-        self.search = search or functools.partial(ytdlp_search, params=dict(ydl_params or {}))
+        self.sleep_s = sleep_s
+        params = {**({"sleep_interval_requests": sleep_s} if sleep_s else {}), **dict(ydl_params or {})}
+        self.search = search or functools.partial(ytdlp_search, params=params)
 
     def tasks(self) -> list[str]:
         return list(self.queries)
 
     def read(self, task: str) -> Iterator[CandidateVideo | Outcome]:
         url = search_url(task, self.per_query, self.date_sorted)
+        if self.sleep_s:
+            time.sleep(self.sleep_s)
         try:
             result = self.search(url)
         except Exception as exc:  # noqa: BLE001 - a failed query is recorded, the others still run
