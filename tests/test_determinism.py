@@ -105,7 +105,7 @@ def test_two_runs_from_scratch_write_identical_outputs(tmp_path):
                                 "duration_s": 20}) + "\n")
     outputs = []
     for name in ("a", "b"):  # separate output directories: nothing is reused from the first run
-        # Tiny shards: several of them, written in parallel into a fresh output directory.
+        # Tiny shards: several of them into a fresh output (parallel writers: tests/test_shards.py).
         argv = ["--catalog", str(tmp_path / "catalog.jsonl"), "--output", str(tmp_path / name), "--in-process",
                 "--shard-size-mb", "0.05"]
         assert run.main(argv) == 0
