@@ -38,7 +38,7 @@ demo: demo-corpus
 	$(PY) -m classifiers train --labels $(DEMO_DIR)/corpus/labels.csv --clips $(DEMO_DIR)/run-unfiltered \
 	  --out $(DEMO_DIR)/classifier
 	$(PY) -m classifiers evaluate --model $(DEMO_DIR)/classifier --labels $(DEMO_DIR)/corpus/labels_holdout.csv \
-	  --clips $(DEMO_DIR)/run-unfiltered --out $(DEMO_DIR)/classifier/evaluation
+	  --clips $(DEMO_DIR)/run-unfiltered --out $(DEMO_DIR)/classifier/evaluation --min-roc-auc 0.9
 	$(PY) -m pipeline run --catalog $(DEMO_DIR)/corpus/catalog.jsonl --output $(DEMO_DIR)/run \
 	  --download-dir $(DEMO_DIR)/run-unfiltered/videos --classifier $(DEMO_DIR)/classifier
 

@@ -8,6 +8,11 @@ held-out numbers describe exactly what the pipeline will do with that model.
 The binary metrics use the clips whose hand score the model's label policy maps to good/bad (5 vs 1 by
 default). The score histograms show every hand score 1-5 present in the labels, one panel each: the 2-4
 clips are scored too, because where the model puts the in-between clips is what a threshold change moves.
+
+``--min-roc-auc X`` makes the command a quality gate (the demo uses 0.9): after the report is written, a
+held-out ROC-AUC below X -- or an undefined one, when the held-out clips hold one class only -- ends the
+command with exit status 1 and a message naming the measured value, so a regression stops ``make demo``
+instead of passing unnoticed. The report is written first so the failure can be investigated.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ import argparse
 import base64
 import html
 import io
+import math
 import sys
 from pathlib import Path
 
@@ -190,13 +196,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="report directory (default: MODEL/evaluation)")
     parser.add_argument("--threshold", type=float, default=None, help="override the model's threshold")
     parser.add_argument("--allow-unknown", action="store_true", help="skip labels for ids absent from --clips")
+    parser.add_argument("--min-roc-auc", type=float, default=None, metavar="X",
+                        help="exit with status 1 (after writing the report) when the held-out ROC-AUC is "
+                             "below X or undefined")
+
+
+def roc_auc_shortfall(report: dict, minimum: float) -> str | None:
+    """Why ``report`` fails the ``--min-roc-auc`` gate, or None when it passes. An undefined ROC-AUC (one
+    class in the held-out labels) fails: a gate that cannot be measured must not pass silently."""
+    auc = report.get("roc_auc")
+    n = f"{report.get('n_good')} good and {report.get('n_bad')} bad clips"
+    if auc is None or not math.isfinite(auc):
+        return f"held-out ROC-AUC is undefined ({n}: both classes are needed), required >= {minimum}"
+    if auc < minimum:
+        return f"held-out ROC-AUC {auc:.4f} is below the required {minimum} ({n})"
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m classifiers evaluate", description=__doc__.split("\n")[0])
     add_arguments(parser)
     a = parser.parse_args(argv)
-    evaluate(a.model, a.labels, a.clips, a.out, a.threshold, a.allow_unknown)
+    if a.min_roc_auc is not None and not 0.0 <= a.min_roc_auc <= 1.0:
+        parser.error(f"--min-roc-auc must be in [0, 1], got {a.min_roc_auc}")
+    report = evaluate(a.model, a.labels, a.clips, a.out, a.threshold, a.allow_unknown)
+    if a.min_roc_auc is not None:
+        shortfall = roc_auc_shortfall(report, a.min_roc_auc)
+        if shortfall:
+            print(f"{parser.prog}: error: {shortfall} (--min-roc-auc)", file=sys.stderr)
+            return 1
+        print(f"evaluate: held-out ROC-AUC {report['roc_auc']:.4f} >= {a.min_roc_auc} (--min-roc-auc)",
+              file=sys.stderr)
     return 0
 
 

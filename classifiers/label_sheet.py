@@ -3,13 +3,20 @@
 The paper's labels took "about ten hours" for 10k videos; the page is built for that pace: every clip plays as
 an animated preview (every 4th frame, so 16 s play in 4 s), keys 1-5 score the focused clip and move on,
 arrows/j/k move, 0 clears, and "Save labels" downloads a CSV that ``classifiers.labels`` loads as is
-(``item_kind=clip``). Labels also survive a reload (localStorage). No server, no network: images are
-embedded as data URLs, so the file can be mailed to a labeller.
+(``item_kind=clip``). Labels also survive a reload (localStorage, under a key naming the sheet: a hash of its
+clip keys, so two sheets never share saved labels while a rebuilt identical sheet finds them). No server, no
+network: images are embedded as data URLs, so the file can be mailed to a labeller.
 
 Sampling is stratified so a small sheet still covers the data: at most ``per_video`` clips per video, spread
 over its length (videos are the unit the junk comes in), videos drawn at random (seeded); with ``--model``
 the clips are also spread evenly over score bins, so the labeller sees the uncertain middle, not only the
 obvious ends.
+
+Memory and time go to the clips on the sheet only: the first read of the shards keeps each sample's
+metadata (key, video, start, title) and drops its mp4 bytes -- a run's clips can be far larger than memory --
+and only the picked clips are read again and decoded for their previews. With ``--model`` the candidates
+(the <= ``per_video`` clips of each video the sample is drawn from: their scores decide the strata) are
+decoded once each, reduced to the model's input as they are read, and scored in one batch.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from __future__ import annotations
 import argparse
 import base64
 import dataclasses
+import hashlib
 import html
 import io
 import json
@@ -48,9 +56,9 @@ class SheetConfig:
     labeller: str = ""  # prefilled labeller name
 
 
-def stratified_sample(clips: list[Clip], n: int, per_video: int, seed: int,
-                      scores: dict[str, float] | None = None, bins: int = 5) -> list[Clip]:
-    """Pick up to ``n`` clips: <= ``per_video`` per video, evenly spread in time, and over score bins."""
+def spread_candidates(clips: list[Clip], per_video: int, seed: int) -> list[Clip]:
+    """The clips a sheet is drawn from, in a seeded random order: <= ``per_video`` per video, evenly spread
+    over its length."""
     rng = np.random.default_rng(seed)
     by_video: dict[str, list[Clip]] = {}
     for c in clips:
@@ -61,7 +69,14 @@ def stratified_sample(clips: list[Clip], n: int, per_video: int, seed: int,
         take = np.unique(np.linspace(0, len(vc) - 1, min(per_video, len(vc))).round().astype(int))
         candidates.extend(vc[i] for i in take)
     order = rng.permutation(len(candidates))
-    candidates = [candidates[i] for i in order]
+    return [candidates[i] for i in order]
+
+
+def stratified_sample(clips: list[Clip], n: int, per_video: int, seed: int,
+                      scores: dict[str, float] | None = None, bins: int = 5) -> list[Clip]:
+    """Pick up to ``n`` clips: <= ``per_video`` per video, evenly spread in time, and over score bins.
+    ``scores`` needs the clips of ``spread_candidates(clips, per_video, seed)`` only."""
+    candidates = spread_candidates(clips, per_video, seed)
     if scores:
         edges = np.linspace(0, 1, bins + 1)
         strata: list[list[Clip]] = [[] for _ in range(bins)]
@@ -87,29 +102,52 @@ def preview_webp(frames: np.ndarray) -> bytes:
     return buf.getvalue()
 
 
+def sheet_id(keys: list[str]) -> str:
+    """Names a sheet by its clips (the page's localStorage key): same clips, same id."""
+    return hashlib.sha256(json.dumps(keys).encode("utf-8")).hexdigest()[:16]
+
+
 def render_sheet(items: list[dict], labeller: str = "", title: str = "Clip quality labels") -> str:
-    """The page: the template with the items (key, video, start, preview) embedded as JSON."""
-    data = json.dumps({"items": items, "labeller": labeller}, ensure_ascii=True)
+    """The page: the template with the items (key, video, start, preview) and the sheet id embedded as JSON."""
+    data = json.dumps({"items": items, "labeller": labeller, "sheet": sheet_id([it["key"] for it in items])},
+                      ensure_ascii=True)
     # no markup can leave the JSON script block, whatever a (hostile) video title holds
     data = data.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     page = TEMPLATE.read_text(encoding="utf-8")
     return page.replace("__TITLE__", html.escape(title)).replace("__DATA__", data)
 
 
+def _mp4s(source: str, keys: set[str]) -> dict[str, bytes]:
+    """The encoded bytes of the clips ``keys`` (another read of the shards, keeping only those)."""
+    return {s.clip.clip_key: s.clip.mp4 for s in iter_samples(source) if s.clip.clip_key in keys}
+
+
+def score_clips(model_dir: str, source: str, keys: set[str]) -> dict[str, float]:
+    """P(good) of the clips ``keys`` by a model directory: each clip is decoded and reduced to the model's
+    input as it is read (its frames are not kept), then all are scored in one ``predict_proba`` call."""
+    from classifiers.artifact import load_classifier
+
+    model = load_classifier(model_dir).model
+    prepared = {s.clip.clip_key: model.prepare(decode_clip(s.clip.mp4))
+                for s in iter_samples(source) if s.clip.clip_key in keys}
+    if not prepared:
+        return {}
+    probs = model.predict_proba(np.stack(list(prepared.values())))
+    return {key: float(p) for key, p in zip(prepared, probs, strict=True)}
+
+
 def build_sheet(config: SheetConfig, log=sys.stderr) -> Path:
-    samples = {s.clip.clip_key: s.clip for s in iter_samples(config.clips)}
-    clips = [c.replace(mp4=None) for c in samples.values()]
+    # metadata only (last sample wins for a repeated key); the mp4 bytes are read again for the picked clips
+    clips = list({s.clip.clip_key: s.clip.replace(mp4=None) for s in iter_samples(config.clips)}.values())
     scores = None
     if config.model:
-        from classifiers.artifact import load_classifier
-        clf = load_classifier(config.model)
-        scores = {}
-        for key, clip in samples.items():
-            scores[key] = float(clf.score_frames([decode_clip(clip.mp4)])[0])
+        candidates = {c.clip_key for c in spread_candidates(clips, config.per_video, config.seed)}
+        scores = score_clips(config.model, config.clips, candidates)
     picked = stratified_sample(clips, config.n, config.per_video, config.seed, scores, config.score_bins)
+    mp4 = _mp4s(config.clips, {c.clip_key for c in picked})
     items = []
     for c in picked:
-        frames = decode_clip(samples[c.clip_key].mp4)
+        frames = decode_clip(mp4[c.clip_key])
         items.append({"key": c.clip_key, "video": c.video_id, "start_s": c.start_s,
                       "title": c.video.title if c.video else "",
                       "score": None if scores is None else round(scores[c.clip_key], 4),

@@ -37,6 +37,7 @@ class TrainConfig:
     family: str = "sklearn"
     preset: str | None = None  # CNN size: resnet18 (default), small, tiny
     epochs: int | None = None  # CNN epochs override
+    device: str | None = None  # CNN device: cpu or cuda (default: cuda when available)
     folds: int = 5
     target_precision: float = 0.95
     decision: DecisionRule = DecisionRule()
@@ -102,6 +103,10 @@ def train(config: TrainConfig, log=sys.stderr) -> dict:
     overrides = {"seed": config.seed}
     if config.epochs is not None:
         overrides["epochs"] = config.epochs
+    if config.device is not None:
+        if config.family != "cnn":
+            raise ValueError("--device applies to the cnn family only")
+        overrides["device"] = config.device
     model = make_model(config.family, config.preset, overrides)
     print(f"train: {config.family} model; preparing labelled clips from {config.clips}", file=log)
     data, labels = load_labelled_clips(config.clips, config.labels, model, config.policy, config.allow_unknown)
@@ -156,6 +161,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="sklearn: boosted trees on clip features (default); cnn: ResNet on frames")
     parser.add_argument("--preset", default=None, help="CNN size: resnet18 (default, 11M params), small, tiny")
     parser.add_argument("--epochs", type=int, default=None, help="CNN training epochs (overrides the preset)")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default=None,
+                        help="CNN device (default: cuda when available, else cpu)")
     parser.add_argument("--folds", type=int, default=5, help="cross-validation folds, grouped by video")
     parser.add_argument("--target-precision", type=float, default=0.95,
                         help="pick the lowest threshold whose cross-validated precision reaches this")
@@ -173,9 +180,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    if args.family != "cnn":
+        given = [flag for flag, value in (("--preset", args.preset), ("--epochs", args.epochs),
+                                          ("--device", args.device)) if value is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} apply to --family cnn only")
     return TrainConfig(
         labels=args.labels, clips=args.clips, out=args.out, family=args.family, preset=args.preset,
-        epochs=args.epochs, folds=args.folds, target_precision=args.target_precision,
+        epochs=args.epochs, device=args.device, folds=args.folds, target_precision=args.target_precision,
         decision=DecisionRule(args.decision, args.margin),
         policy=LabelPolicy.parse(args.positive, args.negative, args.max_disagreement),
         allow_unknown=args.allow_unknown, seed=args.seed)

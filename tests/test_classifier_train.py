@@ -374,3 +374,95 @@ def test_cli_error_from_a_real_process(tmp_path):
     assert result.returncode == 2, result.stderr
     assert "Traceback" not in result.stderr
     assert "line 1: item 'v': score 0 is out of range 1..5" in result.stderr and "line 2: not valid JSON" in result.stderr
+
+
+def test_evaluate_min_roc_auc_gates_on_the_measured_value(corpus, trained, tmp_path, capsys):
+    """``--min-roc-auc`` (the demo's 0.9 gate): the report is always written; the exit status is 0 when the
+    held-out ROC-AUC reaches the minimum, 1 with the measured value in the message when it does not, and 1
+    when it is undefined (one class only)."""
+    flip = {"clean00": 1, "black00": 5}  # two contradicted videos: the ROC-AUC is measurably below 1
+    labels = write_labels(tmp_path / "contradicting.csv", [
+        (vid, "video", flip.get(vid, 3 if vid == "clean05" else 5 if kind == "clean" else 1), "t", "")
+        for vid, kind, _ in corpus["videos"]])
+    base = ["evaluate", "--model", str(trained), "--labels", labels, "--clips", str(corpus["root"])]
+    rc, err = run_cli(capsys, [*base, "--out", str(tmp_path / "pass"), "--min-roc-auc", "0.5"])
+    auc = strict_json(tmp_path / "pass" / "metrics.json")["roc_auc"]
+    assert rc == 0 and 0.5 <= auc < 1.0, (auc, err)
+    assert f"held-out ROC-AUC {auc:.4f} >= 0.5" in err
+    rc, err = run_cli(capsys, [*base, "--out", str(tmp_path / "at"), "--min-roc-auc", repr(auc)])
+    assert rc == 0, err  # the minimum itself passes
+
+    above = round(min(1.0, auc + 0.01), 4)
+    rc, err = run_cli(capsys, [*base, "--out", str(tmp_path / "fail"), "--min-roc-auc", str(above)])
+    assert rc == 1
+    assert (f"python -m classifiers evaluate: error: held-out ROC-AUC {auc:.4f} is below the required {above}"
+            in err)
+    assert (tmp_path / "fail" / "report.html").is_file()  # written before the gate fails, for the post-mortem
+
+    good_only = write_labels(tmp_path / "good_only.csv", [(v, "video", 5, "t", "") for v, kind, _ in corpus["videos"]
+                                                          if kind == "clean" and v != "clean05"])
+    rc, err = run_cli(capsys, ["evaluate", "--model", str(trained), "--labels", good_only, "--clips",
+                               str(corpus["root"]), "--out", str(tmp_path / "undef"), "--min-roc-auc", "0.9"])
+    assert rc == 1 and "held-out ROC-AUC is undefined (10 good and 0 bad clips" in err
+    with pytest.raises(SystemExit) as info:
+        cli([*base, "--min-roc-auc", "1.5"])
+    assert info.value.code == 2 and "--min-roc-auc must be in [0, 1], got 1.5" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def cnn_inputs():
+    """8 short clips (gameplay and menus) prepared for the tiny CNN, with 0/1 targets."""
+    from classifiers.models import make_model
+    frames = [synthetic.gameplay(i, 40) if i % 2 else synthetic.menu(i)[:40] for i in range(8)]
+    model = make_model("cnn", "tiny", {"epochs": 1, "device": "cpu"})
+    return np.stack([model.prepare(f) for f in frames]), np.array([i % 2 for i in range(8)])
+
+
+def test_cnn_training_is_deterministic_and_leaves_torch_global_rng_alone(cnn_inputs):
+    """Two trainings give identical predictions, whatever the global RNG holds, and neither moves it: the
+    model draws from its own seeded generators, so it does not reseed other code's randomness."""
+    from classifiers.models import make_model
+    x, y = cnn_inputs
+    torch.manual_seed(1234)
+    before = torch.random.get_rng_state()
+    first = make_model("cnn", "tiny", {"epochs": 1, "device": "cpu"})
+    first.fit(x, y)
+    assert torch.equal(torch.random.get_rng_state(), before)  # neither building nor training touched it
+    torch.rand(5)  # a different global state: the second model must not care
+    second = make_model("cnn", "tiny", {"epochs": 1, "device": "cpu"})
+    second.fit(x, y)
+    np.testing.assert_array_equal(first.predict_proba(x), second.predict_proba(x))
+    other_seed = make_model("cnn", "tiny", {"epochs": 1, "device": "cpu", "seed": 1})
+    other_seed.fit(x, y)
+    assert not np.array_equal(first.predict_proba(x), other_seed.predict_proba(x))  # the seed is what decides
+
+
+def test_cnn_device_option_and_cpu_loading(cnn_inputs, tmp_path):
+    """``device`` is validated; a model whose metadata says it was trained on "cuda" loads on this machine's
+    default device (the CPU here) with the same predictions."""
+    from classifiers.models.cnn_model import CNNClipModel, CNNConfig, default_device
+    x, y = cnn_inputs
+    assert CNNConfig().device == default_device() == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match=r"CNN device must be one of \('cpu', 'cuda'\), got 'tpu'"):
+        CNNConfig(device="tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
+            CNNClipModel(CNNConfig(device="cuda"))
+    model = CNNClipModel.from_config({**CNNClipModel(CNNConfig()).config_dict(), "width": 4,
+                                      "blocks": [1, 1, 1, 1], "epochs": 1, "device": "cpu"})
+    model.fit(x, y)
+    model.save(tmp_path)
+    assert all(t.device.type == "cpu" for t in torch.load(tmp_path / "model.pt", weights_only=True).values())
+    loaded = CNNClipModel.load(tmp_path, {**model.config_dict(), "device": "cuda"})
+    assert loaded.config.device == default_device()
+    assert next(loaded.net.parameters()).device.type == default_device()
+    np.testing.assert_allclose(loaded.predict_proba(x), model.predict_proba(x), rtol=1e-5)
+
+
+def test_cnn_only_flags_are_usage_errors_for_the_sklearn_family(capsys):
+    from classifiers.train import main as train_main
+
+    with pytest.raises(SystemExit) as stop:
+        train_main(["--labels", "l.csv", "--clips", "c", "--out", "o", "--device", "cpu", "--epochs", "2"])
+    assert stop.value.code == 2
+    assert "--epochs, --device apply to --family cnn only" in capsys.readouterr().err

@@ -8,7 +8,8 @@ import json
 import decord
 import pytest
 
-from pipeline.demo_corpus import build, games, spec
+from classifiers.labels import load_labels
+from pipeline.demo_corpus import build, catalog, cli, games, spec
 from schemas import CandidateVideo, HandLabel
 
 
@@ -23,6 +24,65 @@ def test_plan_has_every_junk_kind_and_filter_row():
         assert spec.expect_search_drop(reason) in expects
     assert {spec.EXPECT_SEGMENT_TOO_SHORT, spec.EXPECT_SEGMENT_FAILED, spec.EXPECT_DOWNLOAD_FAILED} <= expects
     assert not {e.fault for e in spec.plan_corpus(faults=False).entries} - {""}
+
+
+def kinds_by_label_set(plan: spec.CorpusPlan) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {"train": set(), "holdout": set()}
+    for v in plan.videos:
+        if v.label is not None:
+            out[v.label_set].add(v.kind)
+    return out
+
+
+def test_full_plan_label_files_load_with_the_classifier_loader(tmp_path):
+    """The label files of the default corpus, as shipped, through the classifier's own loader: every row
+    valid, every id a catalog row that is expected to reach the classifier, scores as planned, train and
+    holdout disjoint by video, and both sets holding clean gameplay and every junk kind."""
+    plan = spec.plan_corpus()
+    paths = catalog.write_labels(tmp_path, plan)
+    assert {p.name for p in paths.values()} == {"labels.csv", "labels_holdout.csv"}
+    reaching = {e.video_id for e in plan.entries if e.expect == spec.EXPECT_CLIPS}
+    loaded = {name: load_labels(path, known_ids={"video": reaching, "clip": ()}) for name, path in paths.items()}
+    ids = {name: {item_id for _, item_id in ls.items} for name, ls in loaded.items()}
+    assert not ids["train"] & ids["holdout"]
+    labelled = {v.video_id: v for v in plan.videos if v.label is not None}
+    assert ids["train"] | ids["holdout"] == set(labelled)
+    for name, label_set in loaded.items():
+        assert not label_set.notes  # one labeller, one row per video: nothing to resolve
+        for (kind, item_id), resolved in label_set.items.items():
+            assert kind == "video" and resolved.score == labelled[item_id].label
+            assert labelled[item_id].label_set == name
+    kinds = {name: {labelled[i].kind for i in found} for name, found in ids.items()}
+    for name in ("train", "holdout"):
+        assert {spec.CLEAN, *spec.JUNK_KINDS} <= kinds[name], (name, kinds[name])
+    assert set(spec.MIXED_KINDS) <= kinds["train"]
+    assert len(ids["train"]) > len(ids["holdout"]) > 0  # about a third held out
+
+
+@pytest.mark.parametrize("scale", [0.01, 0.3, 0.5, 1.0, 2.5])
+def test_every_scale_keeps_every_kind_in_both_label_sets(scale):
+    """At any scale each clean/junk kind has >= 2 videos and one in each label set (at 0.3 the every-third
+    split alone left 5 junk kinds out of the holdout and 2 out of training)."""
+    plan = spec.plan_corpus(scale=scale)
+    kinds = kinds_by_label_set(plan)
+    for name in ("train", "holdout"):
+        assert set(spec.SPLIT_KINDS) <= kinds[name], (scale, name, set(spec.SPLIT_KINDS) - kinds[name])
+    counts = {k: sum(v.kind == k for v in plan.videos) for k in spec.SPLIT_KINDS}
+    assert counts[spec.CLEAN] == max(2, round(spec.BASE_CLEAN * scale))
+    assert all(counts[k] == max(2, round(spec.BASE_PER_JUNK_KIND * scale)) for k in spec.JUNK_KINDS)
+    assert len({v.video_id for v in plan.videos}) == len(plan.videos)
+
+
+def test_scale_multiplies_videos_and_is_validated():
+    assert cli.parse_args(["out", "--scale", "0.3"]).scale == 0.3
+    with pytest.raises(SystemExit):
+        cli.parse_args(["out", "--scale", "0"])
+    with pytest.raises(ValueError, match="scale must be > 0"):
+        spec.plan_corpus(scale=-1)
+    one, two = spec.plan_corpus(scale=1), spec.plan_corpus(scale=2)
+    labelled = [sum(v.label is not None for v in p.videos) for p in (one, two)]
+    assert labelled == [12 + 7 * 3 + 3 * 2, 24 + 7 * 6 + 3 * 4]
+    assert kinds_by_label_set(two)["holdout"] >= set(spec.MIXED_KINDS)  # enough mixed videos to hold some out
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,15 @@ import time
 import pytest
 from PIL import Image
 
-from classifiers import synthetic
-from classifiers.label_sheet import PREVIEW_STEP, SheetConfig, build_sheet, stratified_sample
+from classifiers import label_sheet, synthetic
+from classifiers.label_sheet import (
+    PREVIEW_STEP,
+    SheetConfig,
+    build_sheet,
+    sheet_id,
+    spread_candidates,
+    stratified_sample,
+)
 from classifiers.labels import load_labels
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
@@ -51,6 +58,62 @@ def test_stratified_sample_limits_per_video_and_spreads(shards):
     scores = {c.clip_key: (i % 5) / 5 + 0.1 for i, c in enumerate(bare)}
     by_score = stratified_sample(bare, n=5, per_video=3, seed=0, scores=scores, bins=5)
     assert len({int(scores[c.clip_key] * 5) for c in by_score}) == 5  # one clip from each score bin
+
+
+def sheet_data(page) -> dict:
+    text = page.read_text()
+    return json.loads(text.split('<script id="sheet-data" type="application/json">')[1].split("</script>")[0])
+
+
+@pytest.fixture
+def decoded(shards, monkeypatch):
+    """The clip keys the label sheet decodes, in order (``decode_clip`` wrapped; mp4 bytes name the clip)."""
+    _, clips = shards
+    key_of = {c.mp4: c.clip_key for c in clips}
+    assert len(key_of) == len(clips)
+    seen: list[str] = []
+    real = label_sheet.decode_clip
+    monkeypatch.setattr(label_sheet, "decode_clip", lambda mp4: seen.append(key_of[mp4]) or real(mp4))
+    return seen
+
+
+def test_sheet_decodes_only_the_picked_clips(shards, tmp_path, decoded):
+    root, _ = shards
+    data = sheet_data(build_sheet(SheetConfig(clips=str(root), out=str(tmp_path / "s.html"), n=4, seed=3)))
+    keys = [it["key"] for it in data["items"]]
+    assert len(keys) == 4 and decoded == keys  # each picked clip once, for its preview; nothing else
+    assert data["sheet"] == sheet_id(keys) and len(data["sheet"]) == 16
+
+
+def test_sheet_with_model_scores_the_candidates_in_one_batch(shards, tmp_path, decoded, monkeypatch):
+    """With --model: the candidates (<= per_video per video) are decoded once to be scored, in one
+    predict_proba call, and the sheet shows the same scores as scoring each clip on its own."""
+    from classifiers.artifact import load_classifier
+    from classifiers.models.sklearn_model import SklearnClipModel
+    from classifiers.train import TrainConfig, train
+
+    root, clips = shards
+    labels = tmp_path / "labels.csv"
+    labels.write_text("item_id,score\n" + "".join(f"vid{v},{5 if v % 2 == 0 else 1}\n" for v in range(5)))
+    train(TrainConfig(labels=str(labels), clips=str(root), out=str(tmp_path / "m"), folds=2))
+    decoded.clear()
+    batches: list[int] = []
+    real = SklearnClipModel.predict_proba
+    monkeypatch.setattr(SklearnClipModel, "predict_proba", lambda self, x: batches.append(len(x)) or real(self, x))
+    config = SheetConfig(clips=str(root), out=str(tmp_path / "s.html"), n=4, per_video=2, seed=3,
+                         model=str(tmp_path / "m"))
+    data = sheet_data(build_sheet(config))
+    keys = [it["key"] for it in data["items"]]
+    bare = [c.replace(mp4=None) for c in clips]
+    candidates = [c.clip_key for c in spread_candidates(bare, 2, 3)]
+    assert len(candidates) == 10 and batches == [10]
+    assert sorted(decoded) == sorted(candidates + keys)  # candidates to score, then the picked for previews
+    monkeypatch.setattr(SklearnClipModel, "predict_proba", real)
+    one_by_one = load_classifier(tmp_path / "m")
+    by_key = {c.clip_key: c for c in clips}
+    for it in data["items"]:
+        alone = one_by_one.score_frames([label_sheet.decode_clip(by_key[it["key"]].mp4)])[0]
+        assert it["score"] == round(float(alone), 4)
 
 
 class DevTools:
@@ -126,6 +189,19 @@ class DevTools:
         os.close(self._resp_r)
 
 
+def wait_ready(browser: DevTools, page) -> None:
+    """Navigate to ``page`` and wait until it (not the page before it) has built its cards and decoded every
+    preview."""
+    url = page.resolve().as_uri()
+    browser.send("Page.navigate", {"url": url})
+    deadline = time.monotonic() + 30
+    while not browser.evaluate(f"location.href === {json.dumps(url)} && !!(window.labelSheet && "
+                               "window.labelSheet.ready && "
+                               "Array.from(document.images).every(i => i.complete && i.naturalWidth === 160))"):
+        assert time.monotonic() < deadline, "the page did not load"
+        time.sleep(0.2)
+
+
 def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (Debian package `chromium`); the labelling page is untested here")
@@ -148,12 +224,7 @@ def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
                                        session=False)["sessionId"]
         browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)},
                      session=False)
-        browser.send("Page.navigate", {"url": page.resolve().as_uri()})
-        deadline = time.monotonic() + 30
-        while not browser.evaluate("!!(window.labelSheet && window.labelSheet.ready && "
-                                   "Array.from(document.images).every(i => i.complete && i.naturalWidth === 160))"):
-            assert time.monotonic() < deadline, "the page did not load"
-            time.sleep(0.2)
+        wait_ready(browser, page)
         assert browser.evaluate("window.labelSheet.items") == keys
         assert browser.evaluate("document.images.length") == 6
         assert browser.evaluate("document.querySelector('friends') === null")  # a title is text, not markup
@@ -162,6 +233,21 @@ def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
             browser.key(key)
         assert browser.evaluate("window.labelSheet.labels()") == {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}
         assert browser.evaluate("document.getElementById('progress').textContent") == "4 / 6 labelled"
+        # another sheet of as many clips starting with the same one (what the old storage key, joined
+        # length + first key, could not tell apart) starts empty; this sheet, reloaded, finds its labels
+        bare = [c.replace(mp4=None) for c in clips]
+
+        def picked(seed):
+            return [c.clip_key for c in stratified_sample(bare, 6, 2, seed)]
+        seed = next(s for s in range(4, 200) if picked(s)[0] == keys[0] and picked(s) != keys
+                    and len(",".join(picked(s))) == len(",".join(keys)))
+        other = build_sheet(SheetConfig(clips=str(root), out=str(tmp_path / "other.html"), n=6, per_video=2,
+                                        seed=seed))
+        wait_ready(browser, other)
+        assert browser.evaluate("window.labelSheet.items") == picked(seed)
+        assert browser.evaluate("window.labelSheet.labels()") == {}
+        wait_ready(browser, page)
+        assert browser.evaluate("window.labelSheet.labels()") == {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}
         # the labeller types a name (with characters CSV must quote), then clicks Save with the mouse
         browser.evaluate("document.getElementById('labeller').focus()")
         browser.send("Input.insertText", {"text": 'ann, "the labeller"'})

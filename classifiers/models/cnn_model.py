@@ -10,11 +10,20 @@ What differs from the paper: each input sample stacks two frames half a second a
 looks like gameplay frame by frame. A clip's score is the mean probability of its ``samples`` instants.
 Presets ``small`` and ``tiny`` exist for CPU demos and tests; ``augment`` (random flips and shifts) is
 off by default: on the demo corpus it did not help (held-out ROC-AUC 0.67 with it, 0.75 without).
+
+``device`` ("cuda" when torch sees a GPU, else "cpu") is where the net trains and scores; it is where the
+model runs, not part of the model: weights are saved as CPU tensors and ``load`` puts them on the loading
+machine's default device, so a model trained on a GPU scores on a CPU-only pipeline worker.
+
+Randomness comes from generators seeded with ``seed`` -- one for the initial weights, one for shuffling and
+augmentation -- never from torch's global RNG: training twice gives the same model, and training leaves the
+global RNG state (other code's randomness) untouched.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +34,13 @@ from torch.nn import functional as F
 
 from classifiers.features import SAMPLES_PER_CLIP, sample_frames
 from classifiers.models.base import ClipModel
+
+DEVICES = ("cpu", "cuda")
+
+
+def default_device() -> str:
+    """"cuda" when torch sees a GPU, else "cpu"."""
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +57,11 @@ class CNNConfig:
     threads: int = 0  # torch intra-op threads while training/scoring (0: leave torch's setting)
     augment: bool = False  # random horizontal flips and shifts while training (see module docstring)
     max_shift: int = 12  # pixels, for the random shifts
+    device: str = dataclasses.field(default_factory=default_device)  # "cpu" or "cuda" (see module docstring)
+
+    def __post_init__(self) -> None:
+        if self.device not in DEVICES:
+            raise ValueError(f"CNN device must be one of {DEVICES}, got {self.device!r}")
 
 
 PRESETS: dict[str, CNNConfig] = {
@@ -91,6 +112,20 @@ class ResNet(nn.Module):
         return self.head(x.mean(dim=(2, 3))).squeeze(-1)
 
 
+def _init_parameters(net: nn.Module, gen: torch.Generator) -> None:
+    """PyTorch's default initialisation of every layer (what each ``reset_parameters`` draws), taken from
+    ``gen`` in module order instead of the global RNG: the weights are those ``torch.manual_seed(seed)``
+    followed by building the net would give, without touching the global state."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.kaiming_uniform_(m.weight, a=math.sqrt(5), generator=gen)
+            if m.bias is not None:
+                bound = 1 / math.sqrt(m.weight[0].numel())  # 1 / sqrt(fan_in)
+                nn.init.uniform_(m.bias, -bound, bound, generator=gen)
+        elif isinstance(m, nn.BatchNorm2d):
+            m.reset_parameters()  # ones, zeros and fresh running statistics: no randomness
+
+
 def _to_tensor(samples: np.ndarray) -> torch.Tensor:
     """(N, H, W, C) uint8 -> (N, C, H, W) float32 centred on 0."""
     return torch.from_numpy(np.ascontiguousarray(samples)).permute(0, 3, 1, 2).float().div_(255.0).sub_(0.5)
@@ -113,8 +148,20 @@ class CNNClipModel(ClipModel):
 
     def __init__(self, config: CNNConfig | None = None):
         self.config = config or PRESETS["resnet18"]
-        torch.manual_seed(self.config.seed)
-        self.net = ResNet(self.config)
+        if self.config.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError("CNN device 'cuda' asked for, but torch sees no CUDA GPU "
+                             f"(torch {torch.__version__}); use device 'cpu'")
+        self.device = torch.device(self.config.device)
+        self.net = self._new_net()
+
+    def _new_net(self) -> ResNet:
+        """A freshly initialised net on ``device``: built on the meta device (no memory, no random draws),
+        then given real CPU storage and the seeded initial weights (``_init_parameters``), then moved."""
+        with torch.device("meta"):
+            net = ResNet(self.config)
+        net.to_empty(device="cpu")
+        _init_parameters(net, torch.Generator().manual_seed(self.config.seed))
+        return net.to(self.device)
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
@@ -131,12 +178,11 @@ class CNNClipModel(ClipModel):
         targets = np.asarray(targets, dtype=np.float32)
         n, s = inputs.shape[:2]
         flat = inputs.reshape(n * s, *inputs.shape[2:])
-        flat_y = torch.from_numpy(np.repeat(targets, s))
+        flat_y = torch.from_numpy(np.repeat(targets, s)).to(self.device)
         pos = float(targets.sum())
-        pos_weight = torch.tensor((len(targets) - pos) / pos if pos else 1.0)
-        gen = torch.Generator().manual_seed(c.seed)
-        torch.manual_seed(c.seed)
-        self.net = ResNet(c)
+        pos_weight = torch.tensor((len(targets) - pos) / pos if pos else 1.0, device=self.device)
+        gen = torch.Generator().manual_seed(c.seed)  # shuffling and augmentation (CPU; batches move after)
+        self.net = self._new_net()
         opt = torch.optim.AdamW(self.net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         steps = c.epochs * max(1, -(-len(flat) // c.batch_size))
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=steps)
@@ -151,7 +197,9 @@ class CNNClipModel(ClipModel):
                     x = _to_tensor(flat[idx.numpy()])
                     if c.augment:
                         x = _augment(x, c.max_shift, gen)
-                    loss = F.binary_cross_entropy_with_logits(self.net(x), flat_y[idx], pos_weight=pos_weight)
+                    logits = self.net(x.to(self.device))
+                    loss = F.binary_cross_entropy_with_logits(logits, flat_y[idx.to(self.device)],
+                                                              pos_weight=pos_weight)
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
@@ -165,7 +213,8 @@ class CNNClipModel(ClipModel):
         self.net.eval()
         with self._threads():
             flat = inputs.reshape(n * s, *inputs.shape[2:])
-            probs = [torch.sigmoid(self.net(_to_tensor(flat[i:i + 64]))) for i in range(0, len(flat), 64)]
+            probs = [torch.sigmoid(self.net(_to_tensor(flat[i:i + 64]).to(self.device))).cpu()
+                     for i in range(0, len(flat), 64)]
         p = torch.cat(probs).reshape(n, s).mean(dim=1) if probs else torch.zeros(0)
         return p.double().numpy()
 
@@ -181,12 +230,17 @@ class CNNClipModel(ClipModel):
         return cls(CNNConfig(**config))
 
     def save(self, directory: Path) -> None:
-        torch.save(self.net.state_dict(), Path(directory) / self.file_name)
+        """The state dict as CPU tensors, whatever the device: the file loads anywhere."""
+        state = {k: v.detach().cpu() for k, v in self.net.state_dict().items()}
+        torch.save(state, Path(directory) / self.file_name)
 
     @classmethod
     def load(cls, directory: Path, config: dict[str, Any]) -> CNNClipModel:
-        model = cls.from_config(config)
-        model.net.load_state_dict(torch.load(Path(directory) / cls.file_name, map_location="cpu", weights_only=True))
+        """The saved net on this machine's default device; the training device in ``config`` is ignored
+        (a model trained on a GPU must load on a CPU-only worker)."""
+        model = cls.from_config({**config, "device": default_device()})
+        state = torch.load(Path(directory) / cls.file_name, map_location="cpu", weights_only=True)
+        model.net.load_state_dict(state)
         model.net.eval()
         return model
 
