@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -24,6 +23,7 @@ from urllib.parse import urlsplit, urlunsplit
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
+from pipeline import cli_types
 from pipeline.keywords import KeywordRules, default_keywords_path, load_rules
 from pipeline.sources import Source, build_sources
 from pipeline.stage import MAIN, OUTCOMES
@@ -84,16 +84,6 @@ class SearchConfig:
         )
 
 
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number >= 0, got {text!r}")
-    return value
-
-
 def add_search_args(parser: argparse.ArgumentParser) -> None:
     d = SearchConfig()
     g = parser.add_argument_group("search")
@@ -109,7 +99,7 @@ def add_search_args(parser: argparse.ArgumentParser) -> None:
                    help="use only the first N generated queries (default: all games x actions)")
     g.add_argument("--youtube-query-template", default=d.youtube_query_template,
                    help="query pattern over the word lists (default '{game} {action}')")
-    g.add_argument("--youtube-sleep-s", type=_non_negative_float, default=d.youtube_sleep_s,
+    g.add_argument("--youtube-sleep-s", type=cli_types.seconds, default=d.youtube_sleep_s,
                    help=f"pause between a worker's search requests, in seconds (default {d.youtube_sleep_s:g})")
     g.add_argument("--min-duration-s", type=float, default=None,
                    help="drop videos declared shorter (default: the keywords file's, 16)")

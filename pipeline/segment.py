@@ -16,14 +16,13 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
-import math
 import time
 from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import clip_codec, stage, tables
+from pipeline import cli_types, clip_codec, stage, tables
 from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video functions
     SegmentConfig,
     SegmentResult,
@@ -42,35 +41,9 @@ log = logging.getLogger(__name__)
 def _frames_arg(text: str) -> float:
     """argparse type for --clip-seconds/--clip-stride-s: at least one 10 FPS frame (0 or less would make the
     window planner loop forever; refusing it here names the flag instead of hanging the run)."""
-    value = _seconds_arg(text)
+    value = cli_types.seconds(text)
     if seconds_to_frames(value) < 1:
         raise argparse.ArgumentTypeError(f"must be at least 0.1 s (one frame at 10 FPS), got {text!r}")
-    return value
-
-
-def _non_negative_arg(text: str, unit: str) -> float:
-    """argparse type body for a finite, non-negative number of ``unit``."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
-    if not math.isfinite(value) or value < 0:
-        raise argparse.ArgumentTypeError(f"must be a finite number of {unit} >= 0, got {text!r}")
-    return value
-
-
-def _seconds_arg(text: str) -> float:
-    return _non_negative_arg(text, "seconds")
-
-
-def _megabytes_arg(text: str) -> float:
-    return _non_negative_arg(text, "MB")
-
-
-def _positive_seconds_arg(text: str) -> float:
-    value = _seconds_arg(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be > 0 s, got {text!r}")
     return value
 
 
@@ -89,21 +62,21 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--clip-seconds", type=_frames_arg, default=16.0, help="clip length (default 16 s = 160 frames)")
     g.add_argument("--clip-stride-s", type=_frames_arg, default=None,
                    help="start a clip every N s (default: the clip length, i.e. non-overlapping)")
-    g.add_argument("--skip-start-s", type=_seconds_arg, default=0.0, help="skip this much of every video (intros)")
-    g.add_argument("--skip-end-s", type=_seconds_arg, default=0.0, help="skip this much at the end (outros)")
+    g.add_argument("--skip-start-s", type=cli_types.seconds, default=0.0, help="skip this much of every video (intros)")
+    g.add_argument("--skip-end-s", type=cli_types.seconds, default=0.0, help="skip this much at the end (outros)")
     g.add_argument("--fit", choices=("crop", "pad"), default="crop",
                    help="crop: cover 160x90 and centre-crop (default); pad: fit inside and pad")
     g.add_argument("--decoder", choices=("decord", "pyav"), default="decord",
                    help="decord (default; PyAV takes over for codecs decord cannot open, e.g. AV1) or pyav "
                         "for every video")
-    g.add_argument("--decord-max-mb", type=_megabytes_arg, default=256.0, metavar="MB",
+    g.add_argument("--decord-max-mb", type=cli_types.non_negative("MB"), default=256.0, metavar="MB",
                    help="decode files larger than this with PyAV (decord's memory grows to about the file size; "
                         "PyAV streams in flat memory); default 256, 0 = PyAV for every file")
     g.add_argument("--crf", type=_crf_arg, default=clip_codec.DEFAULT_CRF, help="x264 CRF of the stored clips")
     g.add_argument("--no-isolation", action="store_true",
                    help="decode (and probe downloads) in the worker process itself (faster to start; a decoder "
                         "crash kills it)")
-    g.add_argument("--video-timeout-s", type=_positive_seconds_arg, default=3600.0,
+    g.add_argument("--video-timeout-s", type=cli_types.positive("s"), default=3600.0,
                    help="fail a video whose segmentation takes longer than this")
 
 

@@ -1,0 +1,42 @@
+"""argparse types for the pipeline's numeric flags, in one place.
+
+A bad value then ends as argparse's usage error naming the flag ("argument --skip-start-s: must be ..."),
+at launch, instead of a ValueError on every worker (or a window planner that never finishes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Callable
+
+
+def non_negative(unit: str) -> Callable[[str], float]:
+    """A type accepting finite numbers >= 0 of ``unit`` (named in the error)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not a number of {unit}: {text!r}") from None
+        if not math.isfinite(value) or value < 0:
+            raise argparse.ArgumentTypeError(f"must be a finite number of {unit} >= 0, got {text!r}")
+        return value
+
+    return parse
+
+
+def positive(unit: str) -> Callable[[str], float]:
+    """A type accepting finite numbers > 0 of ``unit``."""
+    at_least_zero = non_negative(unit)
+
+    def parse(text: str) -> float:
+        value = at_least_zero(text)
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be > 0 {unit}, got {text!r}")
+        return value
+
+    return parse
+
+
+seconds = non_negative("seconds")
