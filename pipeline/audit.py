@@ -22,6 +22,7 @@ import collections
 import dataclasses
 import json
 import logging
+import os
 import time
 from collections.abc import Iterable
 
@@ -265,7 +266,8 @@ class CountOutcomes(beam.DoFn):
 
     def _log(self) -> None:
         self._last, self._unlogged = time.monotonic(), False
-        log.info("progress: %s", progress_line(self._seen))
+        # Each worker counts its own share: say so, or two workers' lines read like totals that jump about.
+        log.info("progress: %s (this worker, pid %d)", progress_line(self._seen), os.getpid())
 
 
 def progress_line(seen: collections.Counter) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
 import re
 
@@ -123,7 +124,10 @@ def test_outcome_counters_and_progress_lines_per_stage(caplog):
                         "outcomes/segment/videos_dropped": 1, "outcomes/segment/videos_dropped/too_short": 1,
                         "outcomes/segment/videos_kept": 1, "outcomes/segment/clips_dropped": 1,
                         "outcomes/segment/clips_dropped/short_tail": 1, "outcomes/shard/clips_kept": 2}
-    lines = sorted(r.getMessage() for r in caplog.records if r.getMessage().startswith("progress: "))
+    lines = sorted(r.getMessage().split(" (this worker")[0] for r in caplog.records
+                   if r.getMessage().startswith("progress: "))
+    assert all(r.getMessage().endswith(f"(this worker, pid {os.getpid()})") for r in caplog.records
+               if r.getMessage().startswith("progress: "))
     # the first outcome at once (then throttled: every_s is an hour here), and the bundle's end with the rest
     assert "progress: shard: 2 clips kept" in lines and "progress: search: 1 videos dropped, 1 videos failed" in lines
     assert "progress: segment: 1 clips dropped, 1 videos dropped, 1 videos kept" in lines
