@@ -128,7 +128,7 @@ def _quality_section(q: dict) -> str:
     if not q.get("classifier"):
         return (f"<p class=bad>No quality classifier (run without --classifier): {q['clips_unscored']} clip(s) "
                 f"passed unscored; nothing was filtered for quality.</p>")
-    rows = [["classifier", q["classifier"]], ["threshold", q["threshold"]], ["decision rule", q["rule"]],
+    rows = [["classifier", q["classifier"]], ["threshold", f"{q['threshold']:.4f}"], ["decision rule", q["rule"]],
             ["margin", q["margin"]], ["clips reaching the stage", q["clips_in"]], ["scored", q["clips_scored"]],
             ["dropped low_quality", q["clips_dropped_low_quality"]], ["failed (quality_error)", q["clips_failed"]],
             ["unscored", q["clips_unscored"]]]
