@@ -41,6 +41,7 @@ class SegmentConfig:
     # which streams in flat memory at about the same speed. 0 sends every file to PyAV.
     decord_max_mb: float = 256.0
     crf: int = clip_codec.DEFAULT_CRF  # x264 quality of the stored clips (docs/pipeline.md has the table)
+    x264_preset: str = clip_codec.DEFAULT_PRESET  # x264 speed/size trade-off of the stored clips
     isolate: bool = True  # decode in a child process (a decoder segfault fails one video, not the worker)
     video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
     cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables)
@@ -65,6 +66,8 @@ class SegmentConfig:
             raise ValueError(f"decord_max_mb must be a finite number >= 0, got {self.decord_max_mb!r}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be within x264's 0..51, got {self.crf!r}")
+        if self.x264_preset not in clip_codec.X264_PRESETS:
+            raise ValueError(f"x264 preset must be one of {clip_codec.X264_PRESETS}, got {self.x264_preset!r}")
         if not self.video_timeout_s > 0:
             raise ValueError(f"video timeout must be > 0 s, got {self.video_timeout_s!r}")
 
@@ -82,6 +85,7 @@ class SegmentConfig:
         return cls(clip_frames=seconds_to_frames(ns.clip_seconds),
                    stride_frames=seconds_to_frames(ns.clip_stride_s) if ns.clip_stride_s is not None else None,
                    skip_start_s=ns.skip_start_s, skip_end_s=ns.skip_end_s, fit=ns.fit, decoder=ns.decoder, crf=ns.crf,
+                   x264_preset=ns.x264_preset,
                    decord_max_mb=ns.decord_max_mb, isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
 
 
@@ -187,7 +191,7 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
             clip_key=ids.clip_key(vid, window.start_s), video_id=vid, clip_index=window.index,
             start_s=window.start_s, end_s=window.end_s, num_frames=window.num_frames,
             fps=float(frame_times.CLIP_FPS), width=clip_codec.CLIP_WIDTH, height=clip_codec.CLIP_HEIGHT,
-            mp4=clip_codec.encode_clip(frames, crf=config.crf),
+            mp4=clip_codec.encode_clip(frames, crf=config.crf, preset=config.x264_preset),
             actions=clip_actions(actions, window.first_tick, window.num_frames) if actions is not None else None,
             video=candidate))
     outcomes = []

@@ -246,8 +246,16 @@ def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
         wait_ready(browser, other)
         assert browser.evaluate("window.labelSheet.items") == picked(seed)
         assert browser.evaluate("window.labelSheet.labels()") == {}
-        wait_ready(browser, page)
-        assert browser.evaluate("window.labelSheet.labels()") == {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}
+        # Chromium commits localStorage writes in batches, after a delay that grows under load: a page opened
+        # right after another's writes may read the store before they land. Reload until they have (10 s).
+        expected, deadline = {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}, time.monotonic() + 10
+        while True:
+            wait_ready(browser, page)
+            restored = browser.evaluate("window.labelSheet.labels()")
+            if restored == expected or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert restored == expected
         # the labeller types a name (with characters CSV must quote), then clicks Save with the mouse
         browser.evaluate("document.getElementById('labeller').focus()")
         browser.send("Input.insertText", {"text": 'ann, "the labeller"'})

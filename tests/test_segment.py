@@ -87,7 +87,7 @@ def test_plan_windows_refuses_steps_that_never_advance(kwargs):
 @pytest.mark.parametrize(("kwargs", "word"), [
     (dict(clip_frames=0), "clip length"), (dict(stride_frames=0), "stride"), (dict(stride_frames=-5), "stride"),
     (dict(skip_start_s=-2.0), "skip_start_s"), (dict(fit="stretch"), "fit"), (dict(decoder="opencv"), "decoder"),
-    (dict(crf=60), "crf"), (dict(video_timeout_s=0), "timeout"),
+    (dict(crf=60), "crf"), (dict(video_timeout_s=0), "timeout"), (dict(x264_preset="quick"), "x264 preset"),
 ])
 def test_segment_config_refuses_impossible_settings(kwargs, word):
     with pytest.raises(ValueError, match=word):
@@ -97,7 +97,7 @@ def test_segment_config_refuses_impossible_settings(kwargs, word):
 @pytest.mark.parametrize(("flags", "flag"), [
     (["--clip-seconds", "0"], "--clip-seconds"), (["--clip-seconds", "0.04"], "--clip-seconds"),  # 0 frames
     (["--clip-stride-s", "-1"], "--clip-stride-s"), (["--clip-stride-s", "0"], "--clip-stride-s"),
-    (["--skip-end-s", "-3"], "--skip-end-s"), (["--crf", "70"], "--crf"),
+    (["--skip-end-s", "-3"], "--skip-end-s"), (["--crf", "70"], "--crf"), (["--x264-preset", "quick"], "--x264-preset"),
 ])
 def test_bad_clip_options_are_an_argparse_error_on_the_cli(tmp_path, capsys, flags, flag):
     with pytest.raises(SystemExit) as info:
@@ -517,3 +517,18 @@ def test_files_over_the_decord_limit_go_to_pyav(tmp_path):
     assert cut.decoder_for(str(path), SegmentConfig(decoder="pyav", decord_max_mb=1e6)) == "pyav"
     with pytest.raises(ValueError, match="decord_max_mb"):
         SegmentConfig(decord_max_mb=-1)
+
+
+def test_x264_preset_changes_the_encoding_not_the_frames(tmp_path):
+    path = media.write_video(tmp_path / "v.mp4", fps=30, duration_s=2.2, width=320, height=180)
+    medium_config = SegmentConfig(clip_frames=10, isolate=False, x264_preset="medium")
+    faster_config = SegmentConfig(clip_frames=10, isolate=False, x264_preset="faster")
+    medium, faster = segment_video(downloaded(path), medium_config), segment_video(downloaded(path), faster_config)
+    assert len(medium.clips) == len(faster.clips) == 2
+    assert medium_config.fingerprint() != faster_config.fingerprint()  # a cached result is not reused
+    for a, b in zip(medium.clips, faster.clips, strict=True):
+        assert a.mp4 != b.mp4
+        fa, fb = clip_codec.decode_clip(a.mp4), clip_codec.decode_clip(b.mp4)
+        assert fa.shape == fb.shape == (10, 90, 160, 3)
+        mse = np.mean((fa.astype(float) - fb) ** 2)
+        assert 10 * np.log10(255 ** 2 / max(mse, 1e-10)) > 35  # the same frames, encoded two ways
