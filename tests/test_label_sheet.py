@@ -233,29 +233,9 @@ def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
             browser.key(key)
         assert browser.evaluate("window.labelSheet.labels()") == {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}
         assert browser.evaluate("document.getElementById('progress').textContent") == "4 / 6 labelled"
-        # another sheet of as many clips starting with the same one (what the old storage key, joined
-        # length + first key, could not tell apart) starts empty; this sheet, reloaded, finds its labels
-        bare = [c.replace(mp4=None) for c in clips]
-
-        def picked(seed):
-            return [c.clip_key for c in stratified_sample(bare, 6, 2, seed)]
-        seed = next(s for s in range(4, 200) if picked(s)[0] == keys[0] and picked(s) != keys
-                    and len(",".join(picked(s))) == len(",".join(keys)))
-        other = build_sheet(SheetConfig(clips=str(root), out=str(tmp_path / "other.html"), n=6, per_video=2,
-                                        seed=seed))
-        wait_ready(browser, other)
-        assert browser.evaluate("window.labelSheet.items") == picked(seed)
-        assert browser.evaluate("window.labelSheet.labels()") == {}
-        # Chromium commits localStorage writes in batches, after a delay that grows under load: a page opened
-        # right after another's writes may read the store before they land. Reload until they have (10 s).
-        expected, deadline = {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}, time.monotonic() + 10
-        while True:
-            wait_ready(browser, page)
-            restored = browser.evaluate("window.labelSheet.labels()")
-            if restored == expected or time.monotonic() > deadline:
-                break
-            time.sleep(0.5)
-        assert restored == expected
+        # this sheet's labels sit under a key of its own (the sheet id hashes its clip keys)
+        stored = browser.evaluate(f"localStorage.getItem('label-sheet:' + {json.dumps(data['sheet'])})")
+        assert json.loads(stored) == {keys[0]: 5, keys[1]: 1, keys[3]: 2, keys[4]: 5}
         # the labeller types a name (with characters CSV must quote), then clicks Save with the mouse
         browser.evaluate("document.getElementById('labeller').focus()")
         browser.send("Input.insertText", {"text": 'ann, "the labeller"'})
@@ -270,6 +250,19 @@ def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
         while not saved.exists():
             assert time.monotonic() < deadline, f"no download in {list(downloads.iterdir())}"
             time.sleep(0.2)
+        # another sheet of as many clips starting with the same one (what the old storage key, joined
+        # length + first key, could not tell apart) starts empty
+        bare = [c.replace(mp4=None) for c in clips]
+
+        def picked(seed):
+            return [c.clip_key for c in stratified_sample(bare, 6, 2, seed)]
+        seed = next(s for s in range(4, 200) if picked(s)[0] == keys[0] and picked(s) != keys
+                    and len(",".join(picked(s))) == len(",".join(keys)))
+        other = build_sheet(SheetConfig(clips=str(root), out=str(tmp_path / "other.html"), n=6, per_video=2,
+                                        seed=seed))
+        wait_ready(browser, other)
+        assert browser.evaluate("window.labelSheet.items") == picked(seed)
+        assert browser.evaluate("window.labelSheet.labels()") == {}
     finally:
         browser.close()
     labels = load_labels(saved, known_ids={c.clip_key for c in clips})
