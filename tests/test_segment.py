@@ -505,8 +505,8 @@ def test_memory_stays_flat_however_long_the_video(tmp_path):
     assert (short_clips, long_clips) == (1, 3)
     assert long_size - short_size > 50e6  # the long file really is much bigger
     # Measured: PyAV +16 MB peak from 1 to 3 clips (allocator slack, bounded: +40 MB for 60 clips), decord
-    # +87 MB (the extra 80 MB of file); a quarter of the extra file size separates the two.
-    assert long_grown - short_grown < 0.25 * (long_size - short_size), peaks
+    # +87 MB (the extra 80 MB of file); half the extra file size separates the two with room on both sides.
+    assert long_grown - short_grown < 0.5 * (long_size - short_size), peaks
 
 
 def test_files_over_the_decord_limit_go_to_pyav(tmp_path):
