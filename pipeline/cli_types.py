@@ -39,4 +39,20 @@ def positive(unit: str) -> Callable[[str], float]:
     return parse
 
 
+def integer(low: int, high: int | None = None, what: str = "") -> Callable[[str], int]:
+    """A type accepting integers from ``low`` to ``high`` (no upper bound when None); ``what`` names the range."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low}" if high is None else f"within {what}{low}..{high}"
+            raise argparse.ArgumentTypeError(f"must be {bounds}, got {value}")
+        return value
+
+    return parse
+
+
 seconds = non_negative("seconds")

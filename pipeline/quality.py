@@ -26,7 +26,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.utils import shared
 
-from pipeline import stage
+from pipeline import cli_types, stage
 from pipeline.clip_codec import decode_clip
 from schemas import Clip, Outcome, reasons
 
@@ -43,7 +43,7 @@ def add_quality_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--quality-threshold", type=threshold_arg, default=None, metavar="T",
                        help="keep clips scoring at least T, a probability in [0, 1] (default: the threshold "
                             "stored with the model)")
-    group.add_argument("--quality-batch-size", type=_positive_int, default=DEFAULT_BATCH_SIZE,
+    group.add_argument("--quality-batch-size", type=cli_types.integer(1), default=DEFAULT_BATCH_SIZE,
                        help="clips per model call")
 
 
@@ -62,16 +62,6 @@ def threshold_arg(text: str) -> float:
     except ValueError as exc:
         msg = str(exc) if "quality threshold" in str(exc) else f"not a number: {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def quality_from_args(args: argparse.Namespace) -> Quality:

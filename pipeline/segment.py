@@ -47,16 +47,6 @@ def _frames_arg(text: str) -> float:
     return value
 
 
-def _crf_arg(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if not 0 <= value <= 51:
-        raise argparse.ArgumentTypeError(f"must be within x264's 0..51, got {value}")
-    return value
-
-
 def add_segment_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("segmentation (16 s clips at 10 FPS, 160x90)")
     g.add_argument("--clip-seconds", type=_frames_arg, default=16.0, help="clip length (default 16 s = 160 frames)")
@@ -75,7 +65,7 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--x264-preset", choices=clip_codec.X264_PRESETS, default=clip_codec.DEFAULT_PRESET,
                    help=f"x264 preset of the stored clips (default {clip_codec.DEFAULT_PRESET}: half medium's "
                         "encode time at the same bytes, -0.2 dB)")
-    g.add_argument("--crf", type=_crf_arg, default=clip_codec.DEFAULT_CRF, help="x264 CRF of the stored clips")
+    g.add_argument("--crf", type=cli_types.integer(0, 51, "x264's "), default=clip_codec.DEFAULT_CRF, help="x264 CRF of the stored clips")
     g.add_argument("--no-isolation", action="store_true",
                    help="decode (and probe downloads) in the worker process itself (faster to start; a decoder "
                         "crash kills it)")

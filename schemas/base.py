@@ -56,12 +56,19 @@ def check_schema_version(found: Any, record: str) -> None:
                           f"(schema {SCHEMA_VERSION}); convert the data or use a matching release")
 
 
-def _check_utf8(where: str, text: str) -> None:
+def utf8_problem(text: str) -> str:
+    """'' when ``text`` has a UTF-8 form, else what stops it (a lone surrogate from a ``"\\ud800"`` escape)."""
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as exc:
-        raise RecordError(f"{where}: not encodable as UTF-8 ({exc.reason} at position {exc.start}: "
-                          f"{text[exc.start:exc.end]!r}), got {_short(text)}") from None
+        return f"{exc.reason} at position {exc.start}: {text[exc.start:exc.end]!r}"
+    return ""
+
+
+def _check_utf8(where: str, text: str) -> None:
+    problem = utf8_problem(text)
+    if problem:
+        raise RecordError(f"{where}: not encodable as UTF-8 ({problem}), got {_short(text)}")
 
 
 def _short(value: Any) -> str:

@@ -32,6 +32,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline.sources.base import Source, search_failure
 from schemas import CandidateVideo, Outcome, RecordError, reasons
+from schemas.base import utf8_problem
 
 _SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 _ALIASES = {"video_id": "id", "actions_url": "actions", "duration": "duration_s"}
@@ -88,15 +89,6 @@ def _duration(value: Any) -> float | None:
     return duration
 
 
-def _unencodable(text: str) -> str:
-    """'' when ``text`` has a UTF-8 form, else where it fails (a lone surrogate from a ``"\\ud800"`` escape)."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        return f"lone surrogate {text[exc.start:exc.end]!r} at character {exc.start}"
-    return ""
-
-
 def _jsonable(value: Any) -> Any:
     """Extra fields as JSON can hold them (Parquet timestamps and the like become strings)."""
     return json.loads(json.dumps(value, default=str, ensure_ascii=False))
@@ -109,8 +101,8 @@ def row_to_candidate(row: Any, base_dir: str, source: str = "catalog") -> Candid
     row = {_ALIASES.get(k, k): v for k, v in row.items()}
     for key, value in row.items():  # before any path handling: os.fsencode would raise on a lone surrogate
         for text in (key, value):
-            if isinstance(text, str) and _unencodable(text):
-                raise CatalogRowError(f"{key!r} is not encodable as UTF-8 ({_unencodable(text)}), got {text!r}")
+            if isinstance(text, str) and utf8_problem(text):
+                raise CatalogRowError(f"{key!r} is not encodable as UTF-8 ({utf8_problem(text)}), got {text!r}")
     video_id = row.get("id")
     if isinstance(video_id, int) and not isinstance(video_id, bool):
         video_id = str(video_id)
