@@ -1,4 +1,5 @@
-"""``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset."""
+"""``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset,
+``audit`` re-renders a run's stats and report from its stored tables."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 COMMANDS = {
     "demo-corpus": ("pipeline.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
     "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
+    "audit": ("pipeline.audit_command", "Re-render stats.json and report.html from a run's stored tables."),
 }
 
 

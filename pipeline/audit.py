@@ -5,6 +5,14 @@ each item where it is born (a video when the search stage proposes or drops it, 
 stage cuts or drops it) and notes each stage an item enters; the audit compares, per item id, the number of
 births with the number of outcomes (a multiset, so a catalog listing one id twice is two items). Any
 difference is a violation naming the item and the last stage it was seen in; the run fails loudly on one.
+At scale this is a keyed sum (``ItemBalanceFn`` under ``CombinePerKey``): each birth +1, each outcome -1 per
+(kind, id); only the count of violations and a bounded sample of them reach one process.
+
+Everything else in ``stats.json`` comes from combiners with bounded accumulators (``OutcomeStatsFn``:
+counts and durations per (kind, stage, outcome, reason) cell and fixed-bin histograms; ``GroupSampleFn``:
+the n smallest per group, for failure examples and thumbnail picks; ``KeyCountsFn``: births by kind), so
+the run's memory per worker does not grow with the number of items. The same functions run in memory for
+tests and stream over a finished run's tables for ``python -m pipeline audit``.
 
 Search failures (an unreadable catalog row or file, a failed query) are items of the law too, with one
 ``failed`` outcome each, but they were never candidate videos: ``stats.json`` counts them apart
@@ -18,8 +26,10 @@ the same file.
 
 from __future__ import annotations
 
+import bisect
 import collections
 import dataclasses
+import heapq
 import json
 import logging
 import os
@@ -27,6 +37,7 @@ import time
 from collections.abc import Iterable
 
 import apache_beam as beam
+import numpy as np
 
 from schemas import SCHEMA_VERSION, Outcome, reasons
 
@@ -35,6 +46,18 @@ log = logging.getLogger(__name__)
 VIDEO_STAGES = (reasons.STAGE_SEARCH, reasons.STAGE_DOWNLOAD, reasons.STAGE_SEGMENT)
 CLIP_STAGES = (reasons.STAGE_SEGMENT, reasons.STAGE_QUALITY, reasons.STAGE_SHARD)
 MAX_LISTED_VIOLATIONS = 50
+FAILURE_EXAMPLES_PER_REASON = 10  # failed outcomes listed per (kind, stage, reason): the smallest item ids
+DETAIL_CHARS = 300  # of each listed failure's detail
+# The report's histograms: fixed bins, so workers count into them and partial counts add up.
+VIDEO_MINUTES = "video_minutes"
+QUALITY_SCORE = "quality_score"
+HISTOGRAMS = {
+    VIDEO_MINUTES: (tuple(float(x) for x in np.logspace(-1, 3, 25)), ("kept", "dropped/failed")),
+    QUALITY_SCORE: (tuple(float(x) for x in np.linspace(0, 1, 21)), ("kept", "dropped")),
+}
+# outcomes/ parts are sorted on every field (nulls first): the order of ``outcome_sort_key``
+OUTCOME_SORT_COLUMNS = ["item_kind", "video_id", "item_id", "stage", "outcome", "reason", "detail", "duration_s",
+                        "quality_score"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,51 +98,223 @@ def outcome_sort_key(o: Outcome) -> tuple:
             num(o.quality_score))
 
 
-# ---- conservation ------------------------------------------------------------------------------------------
+# ---- conservation: a keyed sum ------------------------------------------------------------------------
+def conservation_event(item: Registration | Outcome) -> tuple[tuple[str, str], tuple]:
+    """``((kind, id), (births, outcomes, stage reached, "stage:outcome" or None))`` for one record: a birth
+    counts +1 item, an outcome +1 decision; the law holds for a key when the two sums are equal."""
+    if isinstance(item, Registration):
+        return (item.item_kind, item.item_id), (1 if item.born else 0, 0, stage_index(item.stage), None)
+    return (item.item_kind, item.item_id), (0, 1, -1, f"{item.stage}:{item.outcome}")
+
+
+class ItemBalanceFn(beam.CombineFn):
+    """Per item key: births, outcomes, the furthest stage it was seen entering, and (a few of) its outcome
+    labels for the message. Bounded per key whatever the input (the labels list is capped)."""
+
+    MAX_LABELS = 8
+
+    def create_accumulator(self):
+        return 0, 0, -1, ()
+
+    def add_input(self, acc, event):
+        born, decided, stage, label = event
+        labels = acc[3] if label is None or len(acc[3]) >= self.MAX_LABELS else acc[3] + (label,)
+        return acc[0] + born, acc[1] + decided, max(acc[2], stage), labels
+
+    def merge_accumulators(self, accs):
+        born = decided = 0
+        stage, labels = -1, ()
+        for acc in accs:
+            born, decided, stage = born + acc[0], decided + acc[1], max(stage, acc[2])
+            labels = tuple(sorted(labels + acc[3]))[:self.MAX_LABELS]
+        return born, decided, stage, labels
+
+    def extract_output(self, acc):
+        return acc[0], acc[1], acc[2], tuple(sorted(acc[3]))
+
+
+def violation(key: tuple[str, str], balance: tuple) -> str | None:
+    """The message for an item whose outcome count differs from its birth count; None when the law holds."""
+    kind, item = key
+    born, decided, stage, labels = balance
+    if born == decided:
+        return None
+    if decided == 0:
+        reached = reasons.STAGES[stage] if stage >= 0 else "?"
+        return f"{kind} {item!r}: reached stage '{reached}' and no stage gave it an outcome"
+    if born == 0:
+        return f"{kind} {item!r}: outcome(s) {list(labels)} but no stage registered it"
+    return f"{kind} {item!r}: {decided} outcomes {list(labels)} for {born} item(s)"
+
+
+def conservation_block(num_violations: int, listed: Iterable[str]) -> dict:
+    listed = list(listed)[:MAX_LISTED_VIOLATIONS]
+    return {"ok": num_violations == 0, "num_violations": num_violations, "violations": listed}
+
+
 def conservation_violations(registrations: Iterable[Registration], outcomes: Iterable[Outcome]) -> list[str]:
-    """One message per item whose outcome count differs from its birth count (empty when the law holds)."""
-    born: collections.Counter = collections.Counter()
-    last_stage: dict[tuple[str, str], str] = {}
-    for r in registrations:
-        key = (r.item_kind, r.item_id)
-        if r.born:
-            born[key] += 1
-        if key not in last_stage or stage_index(r.stage) > stage_index(last_stage[key]):
-            last_stage[key] = r.stage
-    decided: collections.Counter = collections.Counter()
-    stages_of: dict[tuple[str, str], list[str]] = collections.defaultdict(list)
+    """Every violation message, sorted by item (in memory: tests and small runs; the run uses ``Conservation``)."""
+    balances: dict = collections.defaultdict(ItemBalanceFn().create_accumulator)
+    fn = ItemBalanceFn()
+    for item in [*registrations, *outcomes]:
+        key, event = conservation_event(item)
+        balances[key] = fn.add_input(balances[key], event)
+    return [m for key in sorted(balances) if (m := violation(key, fn.extract_output(balances[key])))]
+
+
+# ---- aggregates over outcomes (combiners: bounded accumulators, exact and order-free) ---------------------
+def _micro(seconds: float | None) -> int:
+    """Durations are summed as integer microseconds: a float sum would depend on the order Beam merges in."""
+    return round((seconds or 0.0) * 1_000_000)
+
+
+def _hours(micro_s: int) -> float:
+    return round(micro_s / 1_000_000 / 3600.0, 6)
+
+
+def _bin(edges: tuple[float, ...], value: float) -> int:
+    """The histogram bin of ``value``; values outside the edges count in the first or last bin."""
+    return min(max(bisect.bisect_right(edges, value) - 1, 0), len(edges) - 2)
+
+
+class OutcomeStatsFn(beam.CombineFn):
+    """Outcomes -> count and duration per (kind, stage, outcome, reason, search failure?, scored?) cell, and
+    the report's two histograms on fixed bins. Everything in ``stats.json`` about outcomes derives from it."""
+
+    def create_accumulator(self):
+        return {"cells": {}, **{name: {group: [0] * (len(edges) - 1) for group in groups}
+                                for name, (edges, groups) in HISTOGRAMS.items()}}
+
+    def add_input(self, acc, o: Outcome):
+        cell = (o.item_kind, o.stage, o.outcome, o.reason, is_search_failure(o), o.quality_score is not None)
+        counts = acc["cells"].setdefault(cell, [0, 0])
+        counts[0] += 1
+        counts[1] += _micro(o.duration_s)
+        if o.item_kind == reasons.ITEM_VIDEO and o.duration_s and not is_search_failure(o):
+            group = "kept" if o.outcome == reasons.KEPT else "dropped/failed"
+            acc[VIDEO_MINUTES][group][_bin(HISTOGRAMS[VIDEO_MINUTES][0], o.duration_s / 60)] += 1
+        if o.item_kind == reasons.ITEM_CLIP and o.quality_score is not None:
+            group = "kept" if o.outcome == reasons.KEPT else "dropped"
+            acc[QUALITY_SCORE][group][_bin(HISTOGRAMS[QUALITY_SCORE][0], o.quality_score)] += 1
+        return acc
+
+    def merge_accumulators(self, accs):
+        accs = iter(accs)
+        out = next(accs)
+        for acc in accs:
+            for cell, (n, micro) in acc["cells"].items():
+                counts = out["cells"].setdefault(cell, [0, 0])
+                counts[0] += n
+                counts[1] += micro
+            for name in HISTOGRAMS:
+                for group, bins in acc[name].items():
+                    out[name][group] = [a + b for a, b in zip(out[name][group], bins, strict=True)]
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+def outcome_aggregates(outcomes: Iterable[Outcome]) -> dict:
+    """``OutcomeStatsFn`` over an in-memory or streamed iterable: the same code the run's combiner runs."""
+    fn = OutcomeStatsFn()
+    acc = fn.create_accumulator()
     for o in outcomes:
-        key = (o.item_kind, o.item_id)
-        decided[key] += 1
-        stages_of[key].append(f"{o.stage}:{o.outcome}")
-    violations = []
-    for key in sorted(set(born) | set(decided)):
-        kind, item = key
-        if born[key] == decided[key]:
-            continue
-        if decided[key] == 0:
-            violations.append(f"{kind} {item!r}: reached stage '{last_stage.get(key, '?')}' and no stage "
-                              f"gave it an outcome")
-        elif born[key] == 0:
-            violations.append(f"{kind} {item!r}: outcome(s) {stages_of[key]} but no stage registered it")
-        else:
-            violations.append(f"{kind} {item!r}: {decided[key]} outcomes {stages_of[key]} for "
-                              f"{born[key]} item(s)")
-    return violations
+        acc = fn.add_input(acc, o)
+    return fn.extract_output(acc)
 
 
-# ---- funnel --------------------------------------------------------------------------------------------
-def _hours(items: Iterable[Outcome]) -> float:
-    return round(sum(o.duration_s or 0.0 for o in items) / 3600.0, 6)
+class GroupSampleFn(beam.CombineFn):
+    """``(group, rank, value)`` -> ``{group: [value, ...]}``: the ``n`` values of smallest rank per group.
+
+    A deterministic, bounded sample (n per group; groups are reason codes or outcome groups, a bounded set):
+    failure examples and the report's thumbnail picks. Ranks must be totally ordered (ties only between equal
+    values)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, item):
+        group, rank, value = item
+        kept = acc.setdefault(group, [])
+        kept.append((rank, value))
+        if len(kept) > 2 * self.n:
+            acc[group] = heapq.nsmallest(self.n, kept, key=lambda rv: rv[0])
+        return acc
+
+    def merge_accumulators(self, accs):
+        out: dict = {}
+        for acc in accs:
+            for group, kept in acc.items():
+                out[group] = heapq.nsmallest(self.n, out.get(group, []) + kept, key=lambda rv: rv[0])
+        return out
+
+    def extract_output(self, acc):
+        return {group: [v for _, v in heapq.nsmallest(self.n, kept, key=lambda rv: rv[0])]
+                for group, kept in sorted(acc.items())}
 
 
-def funnel(outcomes: list[Outcome]) -> list[dict]:
+def sample_locally(n: int, items: Iterable[tuple]) -> dict:
+    fn = GroupSampleFn(n)
+    acc = fn.create_accumulator()
+    for item in items:
+        acc = fn.add_input(acc, item)
+    return fn.extract_output(fn.merge_accumulators([acc]))
+
+
+def failure_example(o: Outcome):
+    """``(reason group, rank, row)`` for a failed outcome: the report's failure table samples these."""
+    if o.outcome == reasons.FAILED:
+        yield (f"{o.item_kind}:{o.stage}:{o.reason}", (o.item_id, outcome_sort_key(o)),
+               {"item_kind": o.item_kind, "item_id": o.item_id, "stage": o.stage, "reason": o.reason,
+                "detail": o.detail[:DETAIL_CHARS]})
+
+
+class KeyCountsFn(beam.CombineFn):
+    """Keys -> ``{key: count}`` over a small key set (births by kind)."""
+
+    def create_accumulator(self):
+        return collections.Counter()
+
+    def add_input(self, acc, key):
+        acc[key] += 1
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = collections.Counter()
+        for acc in accs:
+            out.update(acc)
+        return out
+
+    def extract_output(self, acc):
+        return dict(sorted(acc.items()))
+
+
+def birth_kind(r: Registration) -> str | None:
+    """What a born registration counts as in stats.json: a candidate video, a search failure or a cut clip."""
+    if not r.born:
+        return None
+    if r.search_failure:
+        return "search_failure"
+    return r.item_kind
+
+
+# ---- stats.json ------------------------------------------------------------------------------------------
+def _cells(agg: dict) -> list[tuple[tuple, int, int]]:
+    return [(cell, n, micro) for cell, (n, micro) in sorted(agg["cells"].items())]
+
+
+def funnel(agg: dict) -> list[dict]:
     """Per stage: items in and out, hours in and out, and the count per (outcome, reason) decided there.
 
     An item is *in* a stage when its final outcome was decided there or later, and *out* when it went on
     (decided later, or kept there). Videos are followed to segmentation, clips from segmentation on. Search
     failures are not videos: the search row counts them as ``search_failures`` (and under ``reasons``).
     """
+    cells = _cells(agg)
     rows = []
     for stage in reasons.STAGES:
         row: dict = {"stage": stage}
@@ -127,75 +322,102 @@ def funnel(outcomes: list[Outcome]) -> list[dict]:
         for kind, stages in ((reasons.ITEM_VIDEO, VIDEO_STAGES), (reasons.ITEM_CLIP, CLIP_STAGES)):
             if stage not in stages:
                 continue
-            items = [o for o in outcomes if o.item_kind == kind and stage_index(o.stage) >= here
-                     and not is_search_failure(o)]
-            out = [o for o in items if stage_index(o.stage) > here or o.outcome == reasons.KEPT]
-            row.update({f"{kind}s_in": len(items), f"{kind}s_out": len(out),
-                        f"{kind}_hours_in": _hours(items), f"{kind}_hours_out": _hours(out)})
-        decided = collections.Counter(f"{o.item_kind}:{o.outcome}:{o.reason}" for o in outcomes
-                                      if o.stage == stage and o.outcome != reasons.KEPT)
+            items = [(c, n, m) for c, n, m in cells if c[0] == kind and stage_index(c[1]) >= here and not c[4]]
+            out = [(c, n, m) for c, n, m in items if stage_index(c[1]) > here or c[2] == reasons.KEPT]
+            row.update({f"{kind}s_in": sum(n for _, n, _ in items), f"{kind}s_out": sum(n for _, n, _ in out),
+                        f"{kind}_hours_in": _hours(sum(m for _, _, m in items)),
+                        f"{kind}_hours_out": _hours(sum(m for _, _, m in out))})
+        decided: collections.Counter = collections.Counter()
+        for c, n, _ in cells:
+            if c[1] == stage and c[2] != reasons.KEPT:
+                decided[f"{c[0]}:{c[2]}:{c[3]}"] += n
         row["reasons"] = dict(sorted(decided.items()))
         if stage == reasons.STAGE_SEARCH:
-            row["search_failures"] = sum(1 for o in outcomes if is_search_failure(o))
+            row["search_failures"] = sum(n for c, n, _ in cells if c[4])
         rows.append(row)
     return rows
 
 
-def quality_stats(outcomes: list[Outcome], settings: dict | None = None) -> dict:
+def quality_stats(agg: dict, settings: dict | None = None) -> dict:
     """What the quality stage did: which model and threshold, and how many clips it scored, passed unscored,
     failed or dropped. A run without ``--classifier`` says so here (``classifier`` null, every clip that
     reached the stage ``clips_unscored``) instead of only in a Beam counter."""
     settings = settings or {}
     here = stage_index(reasons.STAGE_QUALITY)
-    reached = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP and stage_index(o.stage) >= here]
-    scored = sum(1 for o in reached if o.quality_score is not None)
-    failed = sum(1 for o in reached if o.stage == reasons.STAGE_QUALITY and o.outcome == reasons.FAILED)
+    reached = [(c, n) for c, n, _ in _cells(agg) if c[0] == reasons.ITEM_CLIP and stage_index(c[1]) >= here]
+    at_quality = [(c, n) for c, n in reached if c[1] == reasons.STAGE_QUALITY]
+    scored = sum(n for c, n in reached if c[5])
+    failed = sum(n for c, n in at_quality if c[2] == reasons.FAILED)
     return {
         "classifier": settings.get("classifier"),
         "threshold": settings.get("threshold"),
         "rule": settings.get("rule"),
         "margin": settings.get("margin"),
-        "clips_in": len(reached),
+        "clips_in": sum(n for _, n in reached),
         "clips_scored": scored,
-        "clips_unscored": len(reached) - scored - failed,
+        "clips_unscored": sum(n for _, n in reached) - scored - failed,
         "clips_failed": failed,
-        "clips_dropped_low_quality": sum(1 for o in reached if o.stage == reasons.STAGE_QUALITY
-                                         and reasons.reason_family(o.reason) == reasons.LOW_QUALITY),
+        "clips_dropped_low_quality": sum(n for c, n in at_quality
+                                         if reasons.reason_family(c[3]) == reasons.LOW_QUALITY),
     }
+
+
+def assemble_stats(agg: dict, births: dict, conservation: dict, failure_examples: dict, thumbnails: dict,
+                   num_shards: int, quality: dict | None = None, tables: dict | None = None) -> dict:
+    """``stats.json`` from the aggregates only: ``agg`` (``OutcomeStatsFn``), ``births`` (``KeyCountsFn`` of
+    ``birth_kind``), the conservation verdict, the bounded samples, the shard count, the quality stage's
+    settings (``Quality.settings``; None: no classifier) and the per-item tables' part counts."""
+    cells = _cells(agg)
+    totals: dict = {reasons.ITEM_VIDEO: collections.Counter(), reasons.ITEM_CLIP: collections.Counter()}
+    by_reason: collections.Counter = collections.Counter()
+    failures: collections.Counter = collections.Counter()
+    video_micro = kept_clip_micro = 0
+    for (kind, stage, outcome, reason, search_failure, _), n, micro in cells:
+        if search_failure:
+            failures[reasons.reason_family(reason)] += n
+        else:
+            totals[kind][outcome] += n
+        if kind == reasons.ITEM_VIDEO and not search_failure:
+            video_micro += micro
+        if kind == reasons.ITEM_CLIP and outcome == reasons.KEPT:
+            kept_clip_micro += micro
+        if outcome != reasons.KEPT:
+            by_reason[f"{kind}:{stage}:{outcome}:{reasons.reason_family(reason)}"] += n
+    histograms = {name: {"edges": list(edges), **{g: agg[name][g] for g in groups}}
+                  for name, (edges, groups) in HISTOGRAMS.items()}
+    stats = {
+        "schema_version": SCHEMA_VERSION,
+        "videos": {"candidates": births.get(reasons.ITEM_VIDEO, 0), **dict(sorted(totals[reasons.ITEM_VIDEO].items()))},
+        "search_failures": {"count": births.get("search_failure", 0), "by_reason": dict(sorted(failures.items()))},
+        "clips": {"cut": births.get(reasons.ITEM_CLIP, 0), **dict(sorted(totals[reasons.ITEM_CLIP].items()))},
+        "hours": {"candidate_video": _hours(video_micro), "kept_clips": _hours(kept_clip_micro)},
+        "shards": num_shards,
+        "funnel": funnel(agg),
+        "quality": quality_stats(agg, quality),
+        "reason_counts": dict(sorted(by_reason.items())),
+        "histograms": histograms,
+        "failure_examples": failure_examples,
+        "thumbnails": thumbnails,
+        "conservation": conservation,
+    }
+    if tables is not None:
+        stats["tables"] = tables
+    return stats
 
 
 def compute_stats(outcomes: list[Outcome], registrations: list[Registration], num_shards: int,
-                  quality: dict | None = None) -> dict:
-    """``stats.json``. ``quality``: the quality stage's settings (``Quality.settings``; None: no classifier)."""
+                  quality: dict | None = None, per_group: int | None = None) -> dict:
+    """``stats.json`` of in-memory records through the same combiners the run uses (tests, small tools)."""
+    from pipeline import report
+
+    per_group = report.SAMPLES_PER_GROUP if per_group is None else per_group
+    births = collections.Counter(k for r in registrations if (k := birth_kind(r)))
     violations = conservation_violations(registrations, outcomes)
-    failures = [o for o in outcomes if is_search_failure(o)]
-    videos = [o for o in outcomes if o.item_kind == reasons.ITEM_VIDEO and not is_search_failure(o)]
-    clips = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP]
-    totals = {kind: dict(sorted(collections.Counter(o.outcome for o in items).items()))
-              for kind, items in ((reasons.ITEM_VIDEO, videos), (reasons.ITEM_CLIP, clips))}
-    by_reason = collections.Counter(f"{o.item_kind}:{o.stage}:{o.outcome}:{reasons.reason_family(o.reason)}"
-                                    for o in outcomes if o.outcome != reasons.KEPT)
-    kept_clips = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP and o.outcome == reasons.KEPT]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "videos": {"candidates": sum(1 for r in registrations if r.born and r.item_kind == reasons.ITEM_VIDEO
-                                     and not r.search_failure),
-                   **totals[reasons.ITEM_VIDEO]},
-        "search_failures": {
-            "count": sum(1 for r in registrations if r.born and r.search_failure),
-            "by_reason": dict(sorted(collections.Counter(reasons.reason_family(o.reason) for o in failures).items())),
-        },
-        "clips": {"cut": sum(1 for r in registrations if r.born and r.item_kind == reasons.ITEM_CLIP),
-                  **totals[reasons.ITEM_CLIP]},
-        "hours": {"candidate_video": _hours(videos),
-                  "kept_clips": _hours(kept_clips)},
-        "shards": num_shards,
-        "funnel": funnel(outcomes),
-        "quality": quality_stats(outcomes, quality),
-        "reason_counts": dict(sorted(by_reason.items())),
-        "conservation": {"ok": not violations, "num_violations": len(violations),
-                         "violations": violations[:MAX_LISTED_VIOLATIONS]},
-    }
+    return assemble_stats(
+        outcome_aggregates(outcomes), dict(births), conservation_block(len(violations), violations),
+        sample_locally(FAILURE_EXAMPLES_PER_REASON, (x for o in outcomes for x in failure_example(o))),
+        sample_locally(per_group, (x for o in outcomes for x in report.thumbnail_pick(o))),
+        num_shards, quality)
 
 
 def stats_json(stats: dict) -> bytes:

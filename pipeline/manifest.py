@@ -1,34 +1,39 @@
-"""``manifest.parquet``: one row per kept clip, for finding clips without opening shards.
+"""``manifest/``: one row per kept clip, for finding clips without opening shards.
 
 The row is the ``Clip`` record itself (one definition of a clip's fields) with the bytes left out and
 ``location`` naming the shard (``shards/shard-00003.tar``): key, video id, start/end, frames, quality score,
-ground-truth actions and the source video's metadata (``video`` struct). Rows are sorted by clip key, so
-the file is identical on every run with the same inputs.
+ground-truth actions and the source video's metadata (``video`` struct). The table is a partitioned Parquet
+dataset (``manifest/part-00000-of-00004.parquet``, ``pipeline.partitioned``) written by the workers that
+hold the rows: parts by hash of the clip key, rows sorted by clip key within a part, so the files are
+identical on every run with the same inputs. Read it as one table with ``pd.read_parquet(out + "/manifest")``,
+``pyarrow.dataset.dataset(...)`` or DuckDB's ``read_parquet('out/manifest/*.parquet')``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import operator
+from collections.abc import Iterator
 
-import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import tables
-from schemas import Clip, from_table, to_table
+from pipeline import partitioned
+from schemas import Clip
 
-MANIFEST = "manifest.parquet"
-
-
-def manifest_table(clips: Iterable[Clip]) -> pa.Table:
-    rows = sorted((c.replace(mp4=None) for c in clips), key=lambda c: c.clip_key)
-    return to_table(rows, Clip)
+MANIFEST_DIR = "manifest"
 
 
-def write_manifest(output_dir: str, clips: Iterable[Clip]) -> str:
-    path = FileSystems.join(output_dir, MANIFEST)
-    tables.write_table(path, manifest_table(clips))
-    return path
+def manifest_dir(output_dir: str) -> str:
+    return FileSystems.join(output_dir, MANIFEST_DIR)
 
 
-def read_manifest(output_dir: str) -> list[Clip]:
-    return from_table(tables.read_table(FileSystems.join(output_dir, MANIFEST)), Clip)
+class WriteManifest(partitioned.WritePartitioned):
+    """Manifest Clips (no bytes) -> ``<output_dir>/manifest/part-*.parquet``; one (part, rows) per part."""
+
+    def __init__(self, output_dir: str, rows_per_part: int = partitioned.ROWS_PER_PART):
+        super().__init__(manifest_dir(output_dir), Clip, key=operator.attrgetter("clip_key"),
+                         sort_columns=["clip_key"], rows_per_part=rows_per_part)
+
+
+def read_manifest(output_dir: str) -> Iterator[Clip]:
+    """The manifest's rows, streamed part by part."""
+    return partitioned.read_dataset(manifest_dir(output_dir), Clip)

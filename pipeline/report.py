@@ -10,7 +10,6 @@ and a rare reason (``low_quality``, ``shard_error``) gets its strip like the com
 from __future__ import annotations
 
 import base64
-import collections
 import hashlib
 import html
 import io
@@ -18,6 +17,7 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from pipeline.audit import FAILURE_EXAMPLES_PER_REASON
 from pipeline.clip_codec import decode_clip
 from schemas import Clip, Outcome, reasons
 
@@ -35,11 +35,17 @@ def thumbnail_group(o: Outcome) -> str:
     return reasons.KEPT if o.outcome == reasons.KEPT else f"{o.outcome}: {reasons.reason_family(o.reason)}"
 
 
-def thumbnail_group_key(o: Outcome):
-    """``(group, clip key)`` for the per-group sample of clips to draw; none for videos and for short tails
+def thumbnail_pick(o: Outcome):
+    """``(group, rank, pick)`` for the per-group sample of clips to draw (``audit.GroupSampleFn``): ranked by
+    the hash of the clip key, so a rare reason gets its strip too; none for videos and for short tails
     (remainders are never encoded: there are no bytes to draw)."""
     if o.item_kind == reasons.ITEM_CLIP and reasons.reason_family(o.reason) != reasons.SHORT_TAIL:
-        yield thumbnail_group(o), o.item_id
+        yield thumbnail_group(o), thumbnail_rank(o.item_id), {"clip_key": o.item_id, "quality_score": o.quality_score}
+
+
+def picked_keys(picks: dict[str, list[dict]]) -> frozenset[str]:
+    """The clip keys of the thumbnail picks (``stats.json``'s ``thumbnails``): the clips to decode."""
+    return frozenset(p["clip_key"] for group in picks.values() for p in group)
 
 
 def thumbnail_strip(clip: Clip) -> tuple[str, bytes]:
@@ -91,21 +97,6 @@ def _funnel_plot(stats: dict) -> str:
     return _png(fig)
 
 
-def _histogram(groups: dict[str, list[float]], title: str, xlabel: str, bins, log_x: bool = False) -> str:
-    fig, ax = _figure()
-    if log_x:
-        ax.set_xscale("log")
-    for name, values in groups.items():
-        if values:
-            ax.hist(values, bins=bins, alpha=0.6, label=f"{name} ({len(values)})")
-    ax.set_title(title)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("count")
-    if any(groups.values()):
-        ax.legend()
-    return _png(fig)
-
-
 def _table(header: list[str], rows: Iterable[list]) -> str:
     head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
@@ -135,15 +126,35 @@ def _quality_section(q: dict) -> str:
     return _table(["quality stage", "value"], rows)
 
 
-def render_report(stats: dict, outcomes: list[Outcome], thumbs: dict[str, bytes],
-                  per_group: int = SAMPLES_PER_GROUP) -> str:
-    """The HTML page. ``thumbs`` maps clip keys to JPEG strips (the run samples up to ``per_group`` clips per
-    (outcome, reason) group by key hash; the page shows at most that many per group of what it is given)."""
+def _stairs(hist: dict, title: str, xlabel: str, log_x: bool = False) -> str:
+    """A histogram counted on fixed bins by the run's combiners (``stats.json`` ``histograms``)."""
+    fig, ax = _figure()
+    if log_x:
+        ax.set_xscale("log")
+    edges = hist["edges"]
+    for name, counts in hist.items():
+        if name != "edges" and sum(counts):
+            ax.stairs(counts, edges, fill=True, alpha=0.6, label=f"{name} ({sum(counts)})")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("count")
+    if any(sum(c) for n, c in hist.items() if n != "edges"):
+        ax.legend()
+    return _png(fig)
+
+
+def render_report(stats: dict, thumbs: dict[str, bytes], per_group: int = SAMPLES_PER_GROUP) -> str:
+    """The HTML page, from ``stats.json`` and the sampled clips' strips alone (``thumbs``: clip key -> JPEG):
+    nothing per item, so rendering costs the same for a demo run and for 60M outcomes."""
     c = stats["conservation"]
-    verdict = ("<p class=ok>Conservation law holds: every candidate video and every clip has exactly one "
-               "outcome.</p>" if c["ok"] else
-               "<p class=bad>CONSERVATION VIOLATED:</p><ul>"
-               + "".join(f"<li>{html.escape(v)}</li>" for v in c["violations"]) + "</ul>")
+    if c["ok"] is None:  # python -m pipeline audit without the run's stats.json
+        verdict = f"<p class=bad>Conservation not verified: {html.escape(c.get('note', ''))}</p>"
+    elif c["ok"]:
+        verdict = ("<p class=ok>Conservation law holds: every candidate video and every clip has exactly one "
+                   "outcome.</p>")
+    else:
+        verdict = ("<p class=bad>CONSERVATION VIOLATED:</p><ul>"
+                   + "".join(f"<li>{html.escape(v)}</li>" for v in c["violations"]) + "</ul>")
     funnel_rows = []
     for row in stats["funnel"]:
         for kind in ("video", "clip"):
@@ -151,40 +162,33 @@ def render_report(stats: dict, outcomes: list[Outcome], thumbs: dict[str, bytes]
                 funnel_rows.append([row["stage"], kind + "s", row[f"{kind}s_in"], row[f"{kind}s_out"],
                                     f"{row[f'{kind}_hours_in']:.3f}", f"{row[f'{kind}_hours_out']:.3f}"])
     reason_rows = [k.split(":", 3) + [n] for k, n in stats["reason_counts"].items()]
+    histograms = stats["histograms"]
+    problem_rows = [[e["item_kind"], e["item_id"], e["stage"], e["reason"], e["detail"]]
+                    for _, examples in sorted(stats["failure_examples"].items()) for e in examples]
 
-    videos = [o for o in outcomes if o.item_kind == reasons.ITEM_VIDEO]
-    clips = [o for o in outcomes if o.item_kind == reasons.ITEM_CLIP]
-    durations = {
-        "kept": [o.duration_s / 60 for o in videos if o.outcome == reasons.KEPT and o.duration_s],
-        "dropped/failed": [o.duration_s / 60 for o in videos if o.outcome != reasons.KEPT and o.duration_s],
-    }
-    scores = {
-        "kept": [o.quality_score for o in clips if o.outcome == reasons.KEPT and o.quality_score is not None],
-        "dropped": [o.quality_score for o in clips if o.outcome != reasons.KEPT and o.quality_score is not None],
-    }
-    problems = sorted((o for o in outcomes if o.outcome == reasons.FAILED), key=lambda o: (o.reason, o.item_id))
-    problem_rows = [[o.item_kind, o.item_id, o.stage, o.reason, o.detail[:300]] for o in problems[:200]]
-
-    notes = {o.item_id: (f"score {o.quality_score:.3f}" if o.quality_score is not None else "")
-             for o in clips}
-    groups: dict[str, list[str]] = collections.defaultdict(list)
-    for o in sorted(clips, key=lambda o: thumbnail_rank(o.item_id)):
-        label = thumbnail_group(o)
-        if o.item_id in thumbs and len(groups[label]) < per_group and o.item_id not in groups[label]:
-            groups[label].append(o.item_id)
-    clip_reasons = sorted({thumbnail_group(o) for o in clips if o.outcome != reasons.KEPT})
-    strips = [f"<h3>kept</h3>{_strips(groups['kept'], thumbs, notes)}"]
+    picks = stats["thumbnails"]
+    notes = {p["clip_key"]: (f"score {p['quality_score']:.3f}" if p["quality_score"] is not None else "")
+             for group in picks.values() for p in group}
+    groups = {label: [p["clip_key"] for p in group][:per_group] for label, group in picks.items()}
+    clip_reasons = sorted({f"{outcome}: {family}" for kind, _, outcome, family in
+                           (k.split(":", 3) for k in stats["reason_counts"]) if kind == reasons.ITEM_CLIP})
+    strips = [f"<h3>kept</h3>{_strips(groups.get('kept', []), thumbs, notes)}"]
     for label in clip_reasons:
         body = ("<p class=muted>remainders shorter than a clip are never decoded or encoded: nothing to show</p>"
-                if label.endswith(reasons.SHORT_TAIL) else _strips(groups[label], thumbs, notes))
+                if label.endswith(reasons.SHORT_TAIL) else _strips(groups.get(label, []), thumbs, notes))
         strips.append(f"<h3>{html.escape(label)}</h3>{body}")
 
     failures = stats.get("search_failures", {})
     search_failures = (f"{failures['count']} search input(s) could not be read and are not counted as videos ("
                        + html.escape(", ".join(f"{k} {n}" for k, n in failures["by_reason"].items())) + ")."
                        if failures.get("count") else "")
-    score_plot = (_histogram(scores, "Quality score of scored clips", "P(good)", np.linspace(0, 1, 21))
-                  if any(scores.values()) else "<p class=muted>no clip was scored (run without --classifier)</p>")
+    scores = histograms["quality_score"]
+    score_plot = (_stairs(scores, "Quality score of scored clips", "P(good)")
+                  if any(sum(v) for k, v in scores.items() if k != "edges")
+                  else "<p class=muted>no clip was scored (run without --classifier)</p>")
+    failure_note = (f"<p class=muted>Up to {FAILURE_EXAMPLES_PER_REASON} failed items "
+                    f"per reason (smallest ids); the counts per reason are above, every row is in outcomes/.</p>"
+                    if problem_rows else "")
     return f"""<!doctype html>
 <html><head><meta charset="utf-8"><title>Dataset build report</title><style>
 body{{font-family:sans-serif;margin:2em;max-width:1100px}} table{{border-collapse:collapse;margin:1em 0}}
@@ -205,9 +209,10 @@ figcaption{{font-size:12px;color:#444}} img{{image-rendering:pixelated}}
 <h2>Reasons</h2>
 {_table(["item", "stage", "outcome", "reason", "count"], reason_rows)}
 <h2>Distributions</h2>
-{_histogram(durations, "Video duration by outcome", "minutes (log scale)", np.logspace(-1, 3, 25), log_x=True)}
+{_stairs(histograms["video_minutes"], "Video duration by outcome", "minutes (log scale)", log_x=True)}
 {score_plot}
 <h2>Failures</h2>
+{failure_note}
 {_table(["item", "id", "stage", "reason", "detail"], problem_rows) if problem_rows else "<p>none</p>"}
 <h2>Sample clips</h2>
 <p class=muted>Frames {", ".join(map(str, STRIP_FRAMES))} of each clip; up to {per_group} per group, chosen

@@ -3,9 +3,14 @@
     Search -> Download -> Segment -> Quality -> Shard, then the manifest, outcomes, stats and report.
 
 Output layout (``--output``, a local directory or ``gs://`` prefix): ``shards/shard-*.tar``,
-``manifest.parquet``, ``outcomes.parquet``, ``stats.json``, ``report.html``; plus ``videos/`` (downloads,
-unless ``--download-dir``) and ``cache/segment/`` (per-video clip results: a rerun into the same output skips
-downloading and decoding what is done and rewrites byte-identical shards).
+``shard_index.json``, ``manifest/part-*.parquet`` and ``outcomes/part-*.parquet`` (partitioned Parquet
+datasets: read each directory as one table), ``stats.json``, ``report.html``, ``thumbnails.parquet``; plus
+``videos/`` (downloads, unless ``--download-dir``) and ``cache/segment/`` (per-video clip results: a rerun
+into the same output skips downloading and decoding what is done and rewrites byte-identical outputs).
+
+The end of the job is distributed like the rest (``pipeline.audit_stage``): workers write the per-item
+tables; only bounded aggregates reach the step that writes ``stats.json``; this launcher then reads only
+``stats.json`` and ``shard_index.json``.
 
 Flags this module does not know are Beam pipeline options (``--runner DataflowRunner --project ...``).
 Without ``--runner`` the run uses Beam's FnApiRunner with ``--workers`` SDK worker processes, chosen
@@ -31,23 +36,20 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, manifest, report, shards, tables
+from pipeline import audit, audit_stage, partitioned, report, shards, storage
 from pipeline.download import Download, DownloadConfig, add_download_args
 from pipeline.quality import Quality, add_quality_args, quality_from_args
 from pipeline.search import Search, SearchConfig, add_search_args
 from pipeline.segment import Segment, SegmentConfig, add_segment_args
 from pipeline.stage import MAIN, OUTCOMES
-from schemas import Outcome, reasons, to_table
+from schemas import reasons
 
 log = logging.getLogger("pipeline.run")
-OUTCOMES_FILE = "outcomes.parquet"
-STATS_FILE = "stats.json"
-REPORT_FILE = "report.html"
 STAGE_LABELS = {"Search": reasons.STAGE_SEARCH, "Download": reasons.STAGE_DOWNLOAD,
                 "Segment": reasons.STAGE_SEGMENT, "Quality": reasons.STAGE_QUALITY, "Shard": reasons.STAGE_SHARD,
                 "Audit": "audit"}
-# Steps build() adds around the stages (counting, registering, thumbnails, the final write): the audit's.
-AUDIT_HELPER_PREFIXES = ("AuditStart", "AllOutcomes", "AllBirths", "Count", "Reg", "Thumb")
+# Steps build() adds around the stages (counting, registering): the audit's.
+AUDIT_HELPER_PREFIXES = ("AllOutcomes", "AllBirths", "Count", "Reg")
 _STEP = re.compile(r"while running '([^']+)'")
 
 
@@ -59,6 +61,7 @@ class RunConfig:
     segment: SegmentConfig
     shards: shards.ShardConfig
     thumbnails_per_group: int = report.SAMPLES_PER_GROUP  # clips per (outcome, reason) with a report strip
+    table_part_rows: int = partitioned.ROWS_PER_PART  # rows per part of outcomes/ and manifest/, on average
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,6 +72,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, help="output directory or gs:// prefix")
     parser.add_argument("--shard-size-mb", type=float, default=256.0,
                         help="target clip bytes per shard (default 256 MB)")
+    parser.add_argument("--table-part-rows", type=int, default=partitioned.ROWS_PER_PART,
+                        help="rows per Parquet part of outcomes/ and manifest/, on average; the part count "
+                             f"follows from the row count (default {partitioned.ROWS_PER_PART})")
     parser.add_argument("--workers", type=int, default=None,
                         help="local SDK worker processes when no --runner is given (default: CPU count)")
     parser.add_argument("--in-process", action="store_true",
@@ -86,6 +92,8 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
     ns, beam_args = parser.parse_known_args(argv)
     if ns.shard_size_mb <= 0:
         parser.error(f"--shard-size-mb must be > 0, got {ns.shard_size_mb}")
+    if ns.table_part_rows < 1:
+        parser.error(f"--table-part-rows must be >= 1, got {ns.table_part_rows}")
     if ns.workers is not None and ns.workers < 1:
         parser.error(f"--workers must be >= 1, got {ns.workers}")
     if ns.in_process and has_runner(beam_args):
@@ -101,7 +109,8 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
         download = dataclasses.replace(download, download_dir=FileSystems.join(output, "videos"))
     segment = dataclasses.replace(SegmentConfig.from_args(ns), cache_dir=FileSystems.join(output, "cache", "segment"))
     config = RunConfig(output_dir=output, search=SearchConfig.from_args(ns), download=download, segment=segment,
-                       shards=shards.ShardConfig(output, int(ns.shard_size_mb * 1024 * 1024)))
+                       shards=shards.ShardConfig(output, int(ns.shard_size_mb * 1024 * 1024)),
+                       table_part_rows=ns.table_part_rows)
     return config, ns, beam_args
 
 
@@ -180,28 +189,10 @@ def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
         audit.register_outcomes(cut[OUTCOMES], reasons.ITEM_CLIP, "RegShortTails"),
         audit.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored"),
     ) | "AllBirths" >> beam.Flatten()
-    # Report strips: up to N clips per (outcome, reason) group, picked by key hash from the (small) outcome
-    # records, so a rare reason gets a strip too; only the picked clips' bytes are decoded.
-    sampled = (outcomes
-               | "ThumbGroups" >> beam.FlatMap(report.thumbnail_group_key)
-               | "ThumbSample" >> beam.combiners.Top.SmallestPerKey(config.thumbnails_per_group,
-                                                                    key=report.thumbnail_rank)
-               | "ThumbKeys" >> beam.FlatMap(lambda group: group[1]))
-    thumbs = cut[MAIN] | "Thumbnails" >> beam.FlatMap(_sampled_strip, keys=beam.pvalue.AsList(sampled))
-    (p
-     | "AuditStart" >> beam.Create([config.output_dir])
-     | "Audit" >> beam.Map(finalize, outcomes=beam.pvalue.AsList(outcomes),
-                           births=beam.pvalue.AsList(births),
-                           manifest_clips=beam.pvalue.AsList(written[MAIN]),
-                           thumbs=beam.pvalue.AsList(thumbs),
-                           quality=quality.settings,
-                           per_group=config.thumbnails_per_group))
-
-
-def _sampled_strip(clip, keys: list[str]):
-    """The clip's thumbnail strip when the sample picked it (``keys``: at most N per group, a short list)."""
-    if clip.clip_key in keys:
-        yield report.thumbnail_strip(clip)
+    _ = ({"outcomes": outcomes, "births": births, "manifest": written[MAIN], "shard_index": written[shards.INDEX],
+          "clips": cut[MAIN]}
+         | "Audit" >> audit_stage.Audit(config.output_dir, quality.settings, config.thumbnails_per_group,
+                                        config.table_part_rows))
 
 
 def run_pipeline(config: RunConfig, quality: Quality, options: PipelineOptions, runner=None):
@@ -214,27 +205,9 @@ def run_pipeline(config: RunConfig, quality: Quality, options: PipelineOptions, 
     return result
 
 
-def finalize(output_dir: str, outcomes, births, manifest_clips, thumbs, quality: dict | None = None,
-             per_group: int = report.SAMPLES_PER_GROUP) -> dict:
-    """Write manifest, outcomes, stats and report (runs once, on a worker: works the same on Dataflow).
-
-    Outcomes are sorted on every field (``audit.outcome_sort_key``) so the file never depends on arrival
-    order; ``quality`` (the stage's settings) goes into ``stats.json`` so an unscored run says so there.
-    """
-    outcomes = sorted(outcomes, key=audit.outcome_sort_key)
-    manifest.write_manifest(output_dir, manifest_clips)
-    tables.write_table(FileSystems.join(output_dir, OUTCOMES_FILE), to_table(outcomes, Outcome))
-    num_shards = len({c.location for c in manifest_clips})
-    stats = audit.compute_stats(outcomes, list(births), num_shards, quality)
-    tables.write_bytes(FileSystems.join(output_dir, STATS_FILE), audit.stats_json(stats))
-    page = report.render_report(stats, outcomes, dict(thumbs), per_group=per_group)
-    tables.write_bytes(FileSystems.join(output_dir, REPORT_FILE), page.encode("utf-8"))
-    return stats
-
-
 def stage_of_step(step: str) -> str | None:
     """The stage a step label belongs to: its top-level label (``Segment/Cut clips`` -> segment); the
-    helpers build() adds (``CountShard``, ``RegClips``, ``ThumbSample``, ``AuditStart``...) -> audit."""
+    helpers build() adds (``CountShard``, ``RegClips``, ``AllBirths``...) -> audit."""
     top = step.split("/", 1)[0]
     if top in STAGE_LABELS:
         return STAGE_LABELS[top]
@@ -275,13 +248,12 @@ def main(argv: list[str] | None = None) -> int:
     if options.view_as(TestOptions).dry_run:
         print("dry run: the job graph was built and not submitted")
         return 0
-    stats = json.loads(tables.read_bytes(FileSystems.join(config.output_dir, STATS_FILE)))
+    stats = json.loads(storage.read_bytes(FileSystems.join(config.output_dir, audit_stage.STATS_FILE)))
     if not stats["conservation"]["ok"]:
         print(audit.failure_message(stats), file=sys.stderr)
         return 1
-    kept = {c.location.rsplit("/", 1)[-1] for c in manifest.read_manifest(config.output_dir)}
-    stale = shards.remove_stale_shards(config.output_dir, kept)
-    print(summary(stats, time.monotonic() - started, config.output_dir, len(stale)))
+    stale = audit_stage.remove_stale_outputs(config.output_dir, stats)
+    print(summary(stats, time.monotonic() - started, config.output_dir, stale))
     return 0
 
 
@@ -297,8 +269,9 @@ def quality_line(q: dict) -> str:
             f"{q['clips_unscored']} unscored")
 
 
-def summary(stats: dict, elapsed_s: float, output_dir: str, stale: int) -> str:
-    lines = [f"done in {elapsed_s:.1f} s -> {output_dir}"]
+def summary(stats: dict, elapsed_s: float | None, output_dir: str, stale: int) -> str:
+    """The lines a run prints at the end (``elapsed_s`` None: ``python -m pipeline audit`` re-rendering it)."""
+    lines = [f"done in {elapsed_s:.1f} s -> {output_dir}" if elapsed_s is not None else f"audit of {output_dir}"]
     for row in stats["funnel"]:
         parts = [f"{k.split('_')[0]} {row[k]}->{row[k.replace('_in', '_out')]}" for k in ("videos_in", "clips_in")
                  if k in row]

@@ -8,7 +8,9 @@ a temporary name and renamed, so a reader never sees a half-written shard. Files
 ``FileSystems``, so ``--output gs://...`` works unchanged on Dataflow.
 
 Outcomes decided here: ``kept`` for every clip in a written shard; ``failed: shard_error`` for the clips of
-a shard that cannot be written; ``dropped: duplicate`` for a second clip with the same key.
+a shard that cannot be written; ``dropped: duplicate`` for a second clip with the same key. Each written
+shard also yields one small index entry (``INDEX``: name, clips, bytes): the run's ``shard_index.json``,
+which is what the launcher reads to find stale shards, instead of the manifest.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from pipeline import stage, storage
 from schemas import Clip, Outcome, ShardSample, reasons
 
 SHARD_DIR = "shards"
+INDEX = "index"  # the extra output of WriteShards: one {"name", "clips", "bytes"} per written shard
 TAR_MTIME = 0  # fixed tar header time: reruns reproduce the same bytes
 
 
@@ -76,8 +79,9 @@ def shard_paths(output_dir: str) -> list[str]:
 
 
 def remove_stale_shards(output_dir: str, keep: Iterable[str]) -> list[str]:
-    """Delete shard files an earlier run left that this run did not write (fewer shards this time)."""
-    keep = set(keep)
+    """Delete shard files an earlier run left that this run did not write (fewer shards this time).
+    ``keep``: the base names this run wrote (from its shard index)."""
+    keep = {name.rsplit("/", 1)[-1] for name in keep}
     stale = [p for p in shard_paths(output_dir) if p.rsplit("/", 1)[-1] not in keep]
     if stale:
         FileSystems.delete(stale)
@@ -110,6 +114,8 @@ class _WriteShardFn(beam.DoFn):
                     f"writing {name}: {type(exc).__name__}: {exc}"))
             return
         self.written.inc()
+        yield beam.pvalue.TaggedOutput(INDEX, {"name": f"{SHARD_DIR}/{name}", "clips": len(written),
+                                               "bytes": sum(len(c.mp4 or b"") for c in written)})
         for clip in written:
             yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
                 clip, reasons.STAGE_SHARD, reasons.KEPT, detail=f"{SHARD_DIR}/{name}"))
@@ -117,7 +123,8 @@ class _WriteShardFn(beam.DoFn):
 
 
 class WriteShards(beam.PTransform):
-    """Clip -> {MAIN: manifest Clips (no bytes, ``location`` = shard), OUTCOMES: kept/failed per clip}."""
+    """Clip -> {MAIN: manifest Clips (no bytes, ``location`` = shard), OUTCOMES: kept/failed per clip,
+    INDEX: one entry per written shard}."""
 
     def __init__(self, config: ShardConfig):
         super().__init__()
@@ -133,6 +140,6 @@ class WriteShards(beam.PTransform):
                    | "ChooseShard" >> beam.Map(lambda c, n: (shard_of(c.clip_key, n), c),
                                                n=beam.pvalue.AsSingleton(num_shards))
                    | "GroupByShard" >> beam.GroupByKey()
-                   | "Write" >> beam.ParDo(_WriteShardFn(self.config)).with_outputs(stage.OUTCOMES,
+                   | "Write" >> beam.ParDo(_WriteShardFn(self.config)).with_outputs(stage.OUTCOMES, INDEX,
                                                                                      main=stage.MAIN))
-        return {stage.MAIN: written[stage.MAIN], stage.OUTCOMES: written[stage.OUTCOMES]}
+        return {stage.MAIN: written[stage.MAIN], stage.OUTCOMES: written[stage.OUTCOMES], INDEX: written[INDEX]}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import random
@@ -87,7 +88,7 @@ def test_quality_block_says_what_the_stage_did_with_and_without_a_classifier():
     unscored = [o for o in outcomes if o.reason != reasons.LOW_QUALITY] + [
         clip_outcome("c3", QUALITY, "failed", reasons.QUALITY_ERROR)]
     unscored = [Outcome(**{**o.to_dict(), "quality_score": None}) for o in unscored]
-    q = audit.quality_stats(unscored)
+    q = audit.quality_stats(audit.outcome_aggregates(unscored))
     assert (q["classifier"], q["threshold"], q["clips_in"], q["clips_scored"], q["clips_unscored"],
             q["clips_failed"], q["clips_dropped_low_quality"]) == (None, None, 3, 0, 2, 1, 0)
 
@@ -172,7 +173,7 @@ def test_report_is_one_self_contained_page_with_plots_and_strips():
                 video=CandidateVideo(video_id="v1", source="t", url="file:///x"))
     key, strip = report.thumbnail_strip(clip)
     assert key == "c2" and strip[:2] == b"\xff\xd8"  # a JPEG
-    page = report.render_report(stats, outcomes, {"c2": strip, "c0": strip})
+    page = report.render_report(stats, {"c2": strip, "c0": strip})
     assert "Conservation law holds" in page
     assert "1 search input(s) could not be read and are not counted as videos (bad_catalog_row 1)" in page
     assert "No quality classifier" in page  # compute_stats without settings: an unscored run
@@ -181,10 +182,10 @@ def test_report_is_one_self_contained_page_with_plots_and_strips():
     assert "dropped: low_quality" in page and "http_404" in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing loads from elsewhere
     broken = audit.compute_stats(outcomes[:-1], births, 1)
-    assert "CONSERVATION VIOLATED" in report.render_report(broken, outcomes[:-1], {})
+    assert "CONSERVATION VIOLATED" in report.render_report(broken, {})
     scored = audit.compute_stats(outcomes, births, 1, {"classifier": "gs://b/q1", "threshold": 0.42, "rule": "clip",
                                                        "margin": 0.0})
-    page = report.render_report(scored, outcomes, {})
+    page = report.render_report(scored, {})
     assert "gs://b/q1" in page and "0.42" in page and "No quality classifier" not in page
 
 
@@ -195,13 +196,40 @@ def test_report_strips_are_bounded_per_outcome_and_reason():
     outcomes = kept + rare + [clip_outcome("tail", SEGMENT, "dropped", reasons.SHORT_TAIL)]
     groups = {}
     for o in outcomes:
-        for group, key in report.thumbnail_group_key(o):
-            groups.setdefault(group, []).append(key)
+        for group, _, pick in report.thumbnail_pick(o):
+            groups.setdefault(group, []).append(pick["clip_key"])
     assert set(groups) == {"kept", "failed: shard_error"}  # short tails have no bytes to draw
+    stats = audit.compute_stats(outcomes, [], 1, per_group=3)
+    assert {g: len(p) for g, p in stats["thumbnails"].items()} == {"kept": 3, "failed: shard_error": 1}
+    ranked = sorted((report.thumbnail_rank(k), k) for k in groups["kept"])  # the smallest key hashes
+    assert [p["clip_key"] for p in stats["thumbnails"]["kept"]] == [k for _, k in ranked[:3]]
     jpeg = b"\xff\xd8fake"
-    page = report.render_report(audit.compute_stats(outcomes, [], 1), outcomes, {o.item_id: jpeg for o in outcomes},
-                                per_group=3)
+    page = report.render_report(stats, {o.item_id: jpeg for o in outcomes}, per_group=3)
     sections = {m.group(1): m.group(2) for m in re.finditer(r"<h3>(.*?)</h3>(.*?)(?=<h3>|</body>)", page, re.S)}
     assert sections["kept"].count("data:image/jpeg") == 3
     assert sections["failed: shard_error"].count("data:image/jpeg") == 1
     assert "data:image/jpeg" not in sections["dropped: short_tail"]
+
+
+def _audit_with_beam(out_dir, births, outcomes) -> dict:
+    """The run's Audit transform on Beam's runner, fed the given records; returns its stats.json."""
+    from pipeline import audit_stage
+
+    with beam.Pipeline(runner=FnApiRunner()) as p:
+        inputs = {name: p | f"Create{name}" >> beam.Create(items, reshuffle=False) for name, items in
+                  (("outcomes", outcomes), ("births", births), ("manifest", []), ("shard_index", []), ("clips", []))}
+        _ = inputs | audit_stage.Audit(str(out_dir), None, rows_per_part=3)
+    return json.loads((out_dir / "stats.json").read_text())
+
+
+def test_the_keyed_sum_catches_a_dropped_and_a_doubled_record_on_beam(tmp_path):
+    births, outcomes = small_run()
+    whole = _audit_with_beam(tmp_path / "whole", births, outcomes)
+    assert whole["conservation"] == {"ok": True, "num_violations": 0, "violations": []}
+    assert whole == audit.compute_stats(outcomes, births, 0) | {"tables": whole["tables"]}  # same as in memory
+    lost = [o for o in outcomes if o.item_id != "c1"] + [video_outcome("v1", SEGMENT, "failed", reasons.CORRUPT_VIDEO)]
+    broken = _audit_with_beam(tmp_path / "broken", births, lost)["conservation"]
+    assert broken == {"ok": False, "num_violations": 2, "violations": [
+        "clip 'c1': reached stage 'shard' and no stage gave it an outcome",
+        "video 'v1': 2 outcomes ['segment:failed', 'segment:kept'] for 1 item(s)"]}
+    assert len(list((tmp_path / "broken" / "outcomes").glob("part-*-of-00003.parquet"))) == 3

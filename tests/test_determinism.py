@@ -110,7 +110,8 @@ def test_two_runs_from_scratch_write_identical_outputs(tmp_path):
                 "--shard-size-mb", "0.05"]
         assert run.main(argv) == 0
         out = tmp_path / name
-        files = sorted(out.glob("shards/*.tar")) + [out / "manifest.parquet", out / "stats.json"]
+        files = sorted(out.glob("shards/*.tar")) + sorted(out.glob("*/part-*.parquet"))
+        files += [out / name for name in ("stats.json", "report.html", "shard_index.json", "thumbnails.parquet")]
         outputs.append({p.relative_to(out): p.read_bytes() for p in files})
     assert len([p for p in outputs[0] if p.suffix == ".tar"]) >= 2
     assert json.loads(outputs[0][Path("stats.json")])["clips"] == {"cut": 5, "dropped": 2, "kept": 3}  # 2 short tails

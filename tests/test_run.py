@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import re
+import shutil
 from pathlib import Path
 
 import apache_beam as beam
@@ -17,7 +18,8 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import clip_codec, run, shards
+from pipeline import audit, clip_codec, run, shards
+from pipeline.__main__ import main as pipeline_main
 from schemas import Outcome, from_table, ids, reasons
 from tests import media
 
@@ -60,8 +62,9 @@ def corpus(tmp_path_factory):
 
 
 def run_once(corpus, out) -> int:
+    # Tiny shards and table parts: several of each, as at scale (18 outcomes, 4 manifest rows).
     return run.main(["--catalog", str(corpus / "catalog.jsonl"), "--output", str(out), "--in-process",
-                     "--shard-size-mb", "0.05"])
+                     "--shard-size-mb", "0.05", "--table-part-rows", "4"])
 
 
 class _Records(logging.Handler):
@@ -91,7 +94,7 @@ def first_run(corpus, tmp_path_factory, run_log):
 
 
 def final_outcomes(out) -> dict[str, Outcome]:
-    return {o.item_id: o for o in from_table(pq.read_table(out / "outcomes.parquet"), Outcome)}
+    return {o.item_id: o for o in from_table(pq.read_table(out / "outcomes"), Outcome)}
 
 
 def test_every_video_ends_in_its_documented_outcome(first_run):
@@ -137,7 +140,7 @@ def test_an_unscored_run_says_so_in_stats_report_and_summary(first_run):
 
 
 def test_shards_hold_every_kept_clip_with_actions_for_the_sidecar_video(first_run):
-    manifest = pq.read_table(first_run / "manifest.parquet").to_pylist()
+    manifest = pq.read_table(first_run / "manifest").to_pylist()
     samples = list(shards.read_samples(shards.shard_paths(str(first_run))))
     assert len(shards.shard_paths(str(first_run))) >= 2  # the tiny target size forces several shards
     assert sorted(s.key for s in samples) == sorted(r["clip_key"] for r in manifest)
@@ -160,7 +163,8 @@ PARTIAL_DIR = re.compile(r"/\.partial/dl-[^/]+/")
 def rerun(corpus, first_run):
     """(files before, files after, segment cache untouched) for a rerun into the first run's output."""
     names = [p.relative_to(first_run) for p in sorted(first_run.glob("shards/*.tar"))]
-    names += [Path(n) for n in ("manifest.parquet", "stats.json", "outcomes.parquet", "report.html")]
+    names += [p.relative_to(first_run) for p in sorted(first_run.glob("*/part-*.parquet"))]
+    names += [Path(n) for n in ("stats.json", "report.html", "shard_index.json", "thumbnails.parquet")]
     cache = first_run / "cache" / "segment"
     marks = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
     before = {n: (first_run / n).read_bytes() for n in names}
@@ -172,11 +176,13 @@ def rerun(corpus, first_run):
 def test_rerun_reproduces_identical_outputs_without_decoding_again(rerun):
     before, after, cache_untouched = rerun
     assert cache_untouched  # nothing re-segmented
+    assert len([n for n in before if n.parts[0] == "outcomes"]) >= 1 and Path("manifest") in {n.parent for n in before}
     for name in before:
-        if name.suffix == ".tar" or name.name in ("manifest.parquet", "stats.json"):
+        if name.suffix == ".tar" or name.parts[0] == "manifest" or name.suffix == ".json":
             assert after[name] == before[name], name
     # outcomes (sorted on every field) and the report: identical but for the download stage's temp dir
-    rows = [pq.read_table(pa.BufferReader(files[Path("outcomes.parquet")])).to_pylist() for files in (before, after)]
+    rows = [[r for n in sorted(files) if n.parts[0] == "outcomes"
+             for r in pq.read_table(pa.BufferReader(files[n])).to_pylist()] for files in (before, after)]
     assert rows[0] and len(rows[0]) == len(rows[1])
     for a, b in zip(*rows, strict=True):
         assert a == b or ({k for k in a if a[k] != b[k]} == {"detail"} and a["reason"] == reasons.NO_VIDEO_STREAM
@@ -187,8 +193,44 @@ def test_rerun_reproduces_identical_outputs_without_decoding_again(rerun):
 
 def test_rerun_writes_byte_identical_outcomes_and_report(rerun):
     before, after, _ = rerun
-    assert after[Path("outcomes.parquet")] == before[Path("outcomes.parquet")]
-    assert after[Path("report.html")] == before[Path("report.html")]
+    assert after == before  # every part of outcomes/ and manifest/, the report, stats, index and thumbnails
+
+
+def test_tables_are_partitioned_datasets_that_readers_take_as_one_table(first_run):
+    import pandas as pd
+    import pyarrow.dataset as ds
+
+    stats = json.loads((first_run / "stats.json").read_text())
+    parts = sorted(p.name for p in (first_run / "outcomes").iterdir())
+    assert stats["tables"] == {"outcomes": {"parts": 5, "rows": 18}, "manifest": {"parts": 1, "rows": 4}}
+    assert parts == [f"part-{i:05d}-of-00005.parquet" for i in range(5)]  # every part, empty ones too
+    frame = pd.read_parquet(first_run / "outcomes")
+    table = ds.dataset(first_run / "outcomes", format="parquet").to_table()
+    assert len(frame) == table.num_rows == 18 and set(frame["item_id"]) == set(final_outcomes(first_run))
+    for part in (first_run / "outcomes").iterdir():  # each part sorted on every field
+        rows = from_table(pq.read_table(part), Outcome)
+        assert rows == sorted(rows, key=audit.outcome_sort_key)
+    index = json.loads((first_run / "shard_index.json").read_text())["shards"]
+    assert [s["name"] for s in index] == [f"shards/{p.name}" for p in sorted(first_run.glob("shards/*.tar"))]
+    assert len(index) == stats["shards"] and sum(s["clips"] for s in index) == len(pd.read_parquet(first_run / "manifest"))
+
+
+def test_audit_command_rerenders_the_runs_stats_and_report_from_its_tables(first_run, tmp_path, capsys):
+    copy = tmp_path / "copy"
+    shutil.copytree(first_run, copy, ignore=shutil.ignore_patterns("videos", "cache"))
+    (copy / "report.html").unlink()
+    capsys.readouterr()
+    assert pipeline_main(["audit", str(copy)]) == 0
+    assert (copy / "stats.json").read_bytes() == (first_run / "stats.json").read_bytes()
+    assert (copy / "report.html").read_bytes() == (first_run / "report.html").read_bytes()
+    out = capsys.readouterr().out
+    assert f"audit of {copy}" in out and "kept 4 clips" in out
+    (copy / "stats.json").unlink()  # a job that died before its last step: the verdict is not known
+    assert pipeline_main(["audit", str(copy)]) == 1
+    assert "conservation verdict is unknown" in capsys.readouterr().err
+    assert "Conservation not verified" in (copy / "report.html").read_text()
+    assert json.loads((copy / "stats.json").read_text())["videos"]["candidates"] == 10
+    assert pipeline_main(["audit", str(tmp_path / "nothing")]) == 2
 
 
 def _explode(_):

@@ -72,7 +72,7 @@ def classified_run(model_and_corpus, tmp_path_factory):
 
 
 def outcomes(out) -> dict[str, Outcome]:
-    return {o.item_id: o for o in from_table(pq.read_table(out / "outcomes.parquet"), Outcome)}
+    return {o.item_id: o for o in from_table(pq.read_table(out / "outcomes"), Outcome)}
 
 
 def test_junk_is_dropped_with_its_score_and_clean_clips_are_kept(model_and_corpus, classified_run):
@@ -93,7 +93,7 @@ def test_junk_is_dropped_with_its_score_and_clean_clips_are_kept(model_and_corpu
 
 def test_manifest_and_shard_json_carry_the_score(classified_run):
     out, _ = classified_run
-    manifest = {r["clip_key"]: r for r in pq.read_table(out / "manifest.parquet").to_pylist()}
+    manifest = {r["clip_key"]: r for r in pq.read_table(out / "manifest").to_pylist()}
     kept = {o.item_id: o for o in outcomes(out).values() if o.item_kind == reasons.ITEM_CLIP and o.outcome == "kept"}
     assert set(manifest) == set(kept) and len(kept) == 2
     for key, row in manifest.items():

@@ -13,7 +13,7 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import clip_codec, shards, stage, storage
-from pipeline.manifest import read_manifest, write_manifest
+from pipeline.manifest import WriteManifest, read_manifest
 from schemas import CandidateVideo, Clip, ids
 from tests import media
 
@@ -35,10 +35,10 @@ def clips() -> list[Clip]:
 
 
 def write_with_beam(clip_list: list[Clip], out_dir, target_bytes: int) -> None:
-    """WriteShards on the Beam runner; its manifest records go to <out_dir>/manifest.parquet."""
+    """WriteShards on the Beam runner; its manifest records go to <out_dir>/manifest/ (two rows per part)."""
     with beam.Pipeline(runner=FnApiRunner()) as p:
         written = p | beam.Create(clip_list) | shards.WriteShards(shards.ShardConfig(str(out_dir), target_bytes))
-        _ = written[stage.MAIN] | beam.combiners.ToList() | beam.Map(lambda cs: write_manifest(str(out_dir), cs))
+        _ = written[stage.MAIN] | WriteManifest(str(out_dir), rows_per_part=2)
 
 
 def test_shard_bytes_do_not_depend_on_input_order(tmp_path, clips):
@@ -77,8 +77,9 @@ def test_shards_read_back_with_webdataset_and_decode_to_full_clips(tmp_path, cli
         original = by_key[sample.key]
         assert sample.clip.actions == original.actions and sample.clip.quality_score == original.quality_score
         assert sample.clip.video.title == "Celeste jump" and sample.clip.mp4 == original.mp4
-    rows = read_manifest(str(tmp_path))
-    assert [r.clip_key for r in rows] == sorted(by_key)
+    rows = list(read_manifest(str(tmp_path)))
+    assert len(list((tmp_path / "manifest").glob("part-*-of-00003.parquet"))) == 3  # 6 rows, 2 per part
+    assert sorted(r.clip_key for r in rows) == sorted(by_key)
     assert {r.location for r in rows} == {"shards/shard-00000.tar"} and all(r.mp4 is None for r in rows)
 
 
@@ -112,7 +113,8 @@ def test_parallel_shard_writers_into_a_new_output_all_succeed(tmp_path, clips):
         t.start()
     for t in threads:
         t.join()
-    outcomes = [o.value for out in results.values() for o in out if isinstance(o, beam.pvalue.TaggedOutput)]
+    outcomes = [o.value for out in results.values() for o in out
+                if isinstance(o, beam.pvalue.TaggedOutput) and o.tag == stage.OUTCOMES]
     assert sorted((o.outcome, o.reason) for o in outcomes) == [("kept", "")] * len(clips), outcomes
     assert len(shards.shard_paths(str(tmp_path / "fresh"))) == len(clips)
 
