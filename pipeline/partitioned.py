@@ -30,7 +30,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import storage
 from schemas import Record, to_table
 
-ROWS_PER_PART = 100_000
+ROWS_PER_PART = 20_000
 BATCH_ROWS = 10_000  # rows converted to Arrow at a time while a part is gathered
 _PART = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
 
