@@ -100,7 +100,15 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
     if not download.download_dir:
         download = dataclasses.replace(download, download_dir=FileSystems.join(output, "videos"))
     segment = dataclasses.replace(SegmentConfig.from_args(ns), cache_dir=FileSystems.join(output, "cache", "segment"))
-    config = RunConfig(output_dir=output, search=SearchConfig.from_args(ns), download=download, segment=segment,
+    from pipeline.site_access import CredentialsError, site_for_job  # local: keeps this change inside parse()
+
+    try:  # one site setting for both stages: the request budget split over the job's processes
+        site = site_for_job(download.site, beam_args, ns.workers, ns.in_process)
+    except CredentialsError as exc:
+        parser.error(str(exc))
+    download = dataclasses.replace(download, site=site)
+    search = dataclasses.replace(SearchConfig.from_args(ns), site=site)
+    config = RunConfig(output_dir=output, search=search, download=download, segment=segment,
                        shards=shards.ShardConfig(output, int(ns.shard_size_mb * 1024 * 1024)))
     return config, ns, beam_args
 
