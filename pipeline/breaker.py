@@ -59,20 +59,18 @@ class Breaker:
 
     def __init__(self, config: BreakerConfig) -> None:
         self.config = config
-        self._answers: collections.deque[bool] = collections.deque(maxlen=config.window)
+        # (blocked, Retry-After asked for) of the last `window` answers
+        self._answers: collections.deque[tuple[bool, float]] = collections.deque(maxlen=config.window)
         self._lock = threading.Lock()
         self._backoffs = 0  # pauses taken since the share last fell below backoff_share
-        self._retry_after_s = 0.0  # the longest Retry-After among the remembered blocks
         self._opened: str | None = None
 
     def record(self, blocked: bool, retry_after_s: float | None = None) -> None:
         """One answer from the site: blocked (bot check, 429, 403) or not."""
         with self._lock:
-            self._answers.append(blocked)
-            if blocked and retry_after_s:
-                self._retry_after_s = max(self._retry_after_s, retry_after_s)
+            self._answers.append((blocked, (retry_after_s or 0.0) if blocked else 0.0))
             if not self._hot(self.config.backoff_share):
-                self._backoffs, self._retry_after_s = 0, 0.0
+                self._backoffs = 0
             elif self._backoffs >= self.config.open_after_backoffs and self._hot(self.config.open_share):
                 self._opened = self._opened or f"breaker open: {self._summary()}"
 
@@ -83,7 +81,8 @@ class Breaker:
                 raise BreakerOpen(self._opened)
             if not self._hot(self.config.backoff_share):
                 return 0.0
-            pause = max(self.config.backoff_base_s * 2 ** self._backoffs, self._retry_after_s)
+            retry_after_s = max(asked for _, asked in self._answers)  # the longest wish still remembered
+            pause = max(self.config.backoff_base_s * 2 ** self._backoffs, retry_after_s)
             self._backoffs += 1
             return min(pause, self.config.max_backoff_s)
 
@@ -93,11 +92,14 @@ class Breaker:
 
     def blocked_share(self) -> float:
         with self._lock:
-            return sum(self._answers) / len(self._answers) if self._answers else 0.0
+            return self._blocked() / len(self._answers) if self._answers else 0.0
 
     def _hot(self, share: float) -> bool:
         n = len(self._answers)
-        return n >= self.config.min_answers and sum(self._answers) >= share * n
+        return n >= self.config.min_answers and self._blocked() >= share * n
+
+    def _blocked(self) -> int:
+        return sum(blocked for blocked, _ in self._answers)
 
     def _summary(self) -> str:
-        return f"{sum(self._answers)} of the last {len(self._answers)} requests blocked"
+        return f"{self._blocked()} of the last {len(self._answers)} requests blocked"

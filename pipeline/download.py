@@ -40,7 +40,7 @@ from pipeline.breaker import BLOCK_REASONS, BreakerOpen
 from pipeline.errors import Failure, classify, find_in_chain
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.probe import ProbeError, probe_file
-from pipeline.site_access import SiteAccess, SiteAccessConfig, add_site_access_args, site_access
+from pipeline.site_access import SiteAccess, SiteAccessConfig, add_site_access_args, is_site_url, site_access
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, reasons
 
@@ -351,15 +351,19 @@ class Downloader:
         if reused is not None:
             return reused
         attempt = 0
+        site = self._site if is_site_url(candidate.url) else None  # local files: no budget, no breaker
         while True:
-            proxy = self._ydl.proxy = self._site.proxies.pick()
+            proxy = self._ydl.proxy = site.proxies.pick() if site else None
             try:
-                self._site.before_attempt()
+                if site:
+                    site.before_attempt()
                 stored = self._attempt(candidate)
-                self._site.after_attempt(None, proxy)
+                if site:
+                    site.after_attempt(None, proxy)
                 return stored
             except _Reject as rejected:
-                self._site.after_attempt(None, proxy)
+                if site:
+                    site.after_attempt(None, proxy)
                 return Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, rejected.outcome, rejected.reason,
                                          rejected.detail)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
@@ -367,8 +371,9 @@ class Downloader:
                 if stopped is not None:
                     return deferred(candidate, reasons.STAGE_DOWNLOAD, stopped, attempt)
                 failure = classify(exc)
-                self._site.after_attempt(failure, proxy)
-            if self._site.breaker.open_reason and (failure.transient or failure.reason in BLOCK_REASONS):
+                if site:
+                    site.after_attempt(failure, proxy)
+            if site and site.breaker.open_reason and (failure.transient or failure.reason in BLOCK_REASONS):
                 # the process gave up on the site: this video was refused for who asked, not for what it is
                 return deferred(candidate, reasons.STAGE_DOWNLOAD, BreakerOpen(self._site.breaker.open_reason),
                                 attempt + 1)

@@ -210,6 +210,11 @@ class SiteAccess:
         self.proxies.record(proxy, failure is None or failure.reason not in PROXY_FAILURES)
 
 
+def is_site_url(url: str) -> bool:
+    """Requests to this URL count against the budget and the breaker (local files do not)."""
+    return not str(url).lower().startswith("file:")
+
+
 _PROCESS_STATE: dict[SiteAccessConfig, SiteAccess] = {}
 _PROCESS_LOCK = threading.Lock()
 
@@ -234,8 +239,7 @@ class GuardedYoutubeDL(YoutubeDL):
     def urlopen(self, req):
         if isinstance(req, str):
             req = Request(req)
-        url = getattr(req, "url", "")
-        if not str(url).lower().startswith("file:"):
+        if is_site_url(getattr(req, "url", "")):
             if self.site.breaker.open_reason:
                 raise BreakerOpen(self.site.breaker.open_reason)
             self.site.bucket.acquire()
