@@ -66,7 +66,8 @@ def test_a_blocked_run_defers_and_a_rerun_keeps_everything(corpus, tmp_path):
 
     # run 1: the breaker opened after WINDOW/2 answers + 3 paused ones; nothing else was sent
     assert sent <= WINDOW // 2 + 3, sent
-    web = {k: (o.stage, o.outcome, o.reason) for k, o in first.items() if k.startswith("web")}
+    web = {k: (o.stage, o.outcome, o.reason) for k, o in first.items() if o.item_kind == reasons.ITEM_VIDEO
+           and k.startswith("web")}
     deferred = [k for k, v in web.items() if v == ("download", "failed", reasons.DEFERRED)]
     # one request per video (--retries 0); the video whose answer opened the breaker is deferred too
     assert len(web) == VIDEOS and len(deferred) == VIDEOS - sent + 1
@@ -78,8 +79,9 @@ def test_a_blocked_run_defers_and_a_rerun_keeps_everything(corpus, tmp_path):
     assert first_rc in (0, exit_status.DEFERRED)  # 0 until run.main returns exit_status() (lead wires it)
 
     # run 2: everything deferred or transiently failed is retried and kept; the finished video is reused
-    assert {k: (o.stage, o.outcome) for k, o in second.items()} == {
+    assert {k: (o.stage, o.outcome) for k, o in second.items() if o.item_kind == reasons.ITEM_VIDEO} == {
         **{f"web{i}": ("segment", "kept") for i in range(VIDEOS)}, "local": ("segment", "kept")}
+    assert stats2["clips"]["kept"] == VIDEOS + 1  # one 16 s clip from each video
     assert marker.stat().st_mtime_ns == local_mtime
     assert stats2["conservation"]["ok"] and exit_status.exit_status(stats2) == (exit_status.OK, None)
     assert second_rc == 0
