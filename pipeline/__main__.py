@@ -1,4 +1,5 @@
-"""``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset."""
+"""``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset,
+``doctor`` checks the machine and credentials a YouTube run needs."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import sys
 COMMANDS = {
     "demo-corpus": ("pipeline.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
     "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
+    "doctor": ("pipeline.doctor", "Check what a YouTube run needs: yt-dlp age, JS runtime, ffmpeg, cookies, output."),
 }
 
 
