@@ -119,3 +119,18 @@ def test_the_site_answering_again_keeps_the_breaker_closed(video, tmp_path):
             server.add(f"/v{i}.mp4", video, script=[Fault.too_many_requests("0")] if i % 4 == 0 else [])
         results, _ = download_all(server, tmp_path, FAST)
     assert all(isinstance(r, DownloadedVideo) for r in results), [r for r in results if isinstance(r, Outcome)]
+
+
+def test_search_queries_feed_the_same_breaker_and_end_deferred_once_it_opens():
+    """YouTube is unreachable from tests: the injected search raises what yt-dlp raises for the bot check."""
+    from pipeline.sources import YoutubeSource
+    from tests.test_download import _yt_error
+
+    def bot_checked(url: str) -> dict:
+        raise _yt_error("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies")
+
+    site = SiteAccessConfig(breaker=BreakerConfig(window=4, min_answers=2, backoff_base_s=0.01, max_backoff_s=0.05))
+    source = YoutubeSource([f"q{i}" for i in range(8)], per_query=3, search=bot_checked, site=site)
+    outcomes = [o for task in source.tasks() for o in source.read(task)]
+    assert [o.reason for o in outcomes] == [reasons.SEARCH_ERROR] * 5 + [reasons.DEFERRED] * 3
+    assert "bot_check" in outcomes[0].detail and outcomes[-1].detail.startswith("ytsearch3:q7: breaker open")
