@@ -22,6 +22,10 @@ COPY modeling modeling
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir -c worker-constraints.txt ".[dataflow,youtube]" \
  && deno --version \
- && python -c "import decord, av, apache_beam, pipeline.run"
+ && python -c "import decord, av, apache_beam, pipeline.run" \
+ && python -m pipeline doctor
 
-# The base image's ENTRYPOINT (/opt/apache/beam/boot) starts the SDK harness; keep it.
+# The base image's ENTRYPOINT (/opt/apache/beam/boot) starts the SDK harness. Run the doctor's machine checks
+# (yt-dlp not too old, JS runtime + solver, ffmpeg) first on every worker start: an image whose yt-dlp has aged
+# past --max-ytdlp-age-days fails at start-up, before the job hammers YouTube with a broken extractor.
+ENTRYPOINT ["/bin/sh", "-c", "python -m pipeline doctor && exec /opt/apache/beam/boot \"$@\"", "boot"]

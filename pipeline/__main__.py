@@ -1,5 +1,6 @@
 """``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset,
-``audit`` re-renders a run's stats and report from its stored tables."""
+``audit`` re-renders a run's stats and report from its stored tables, ``doctor`` checks the machine and
+credentials a YouTube run needs."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ COMMANDS = {
     "demo-corpus": ("pipeline.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
     "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
     "audit": ("pipeline.audit_command", "Re-render stats.json and report.html from a run's stored tables."),
+    "doctor": ("pipeline.doctor", "Check what a YouTube run needs: yt-dlp age, JS runtime, ffmpeg, cookies, output."),
 }
 
 

@@ -362,6 +362,21 @@ def quality_stats(agg: dict, settings: dict | None = None) -> dict:
     }
 
 
+def deferred_counts(stats: dict) -> dict[str, int]:
+    """``{"videos": n, "search_queries": m}``: items that ended ``deferred``, from ``stats["reason_counts"]``
+    (keys ``kind:stage:outcome:reason_family``). Deferred search queries are search failures, not videos."""
+    videos = queries = 0
+    for key, count in stats.get("reason_counts", {}).items():
+        kind, stage, _outcome, family = key.split(":", 3)
+        if family != reasons.DEFERRED:
+            continue
+        if stage == reasons.STAGE_SEARCH:
+            queries += count
+        elif kind == reasons.ITEM_VIDEO:
+            videos += count
+    return {"videos": videos, "search_queries": queries}
+
+
 def assemble_stats(agg: dict, births: dict, conservation: dict, failure_examples: dict, thumbnails: dict,
                    num_shards: int, quality: dict | None = None, tables: dict | None = None) -> dict:
     """``stats.json`` from the aggregates only: ``agg`` (``OutcomeStatsFn``), ``births`` (``KeyCountsFn`` of
@@ -400,6 +415,7 @@ def assemble_stats(agg: dict, births: dict, conservation: dict, failure_examples
         "thumbnails": thumbnails,
         "conservation": conservation,
     }
+    stats["deferred"] = deferred_counts(stats)
     if tables is not None:
         stats["tables"] = tables
     return stats

@@ -33,13 +33,14 @@ from typing import Any
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
-from yt_dlp import YoutubeDL
 from yt_dlp.utils import parse_bytes
 
 from pipeline import storage
-from pipeline.errors import Failure, classify
+from pipeline.breaker import BLOCK_REASONS, BreakerOpen
+from pipeline.errors import Failure, classify, find_in_chain
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.probe import ProbeError, probe_file
+from pipeline.site_access import SiteAccess, SiteAccessConfig, add_site_access_args, is_site_url, site_access
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, reasons
 
@@ -70,8 +71,8 @@ class DownloadConfig:
     max_backoff_s: float = 60.0  # longest pause; a Retry-After asking for more fails the video instead
     rate_limit: int | None = None  # bytes per second per download
     sleep_interval_s: float = 0.0  # pause before each download (politeness towards one host)
-    cookies: str | None = None  # Netscape cookies.txt (YouTube's bot check, members/age-gated videos)
-    proxy: str | None = None  # e.g. socks5://127.0.0.1:1080
+    # Budget, breaker, cookies and proxies, shared with the search stage (pipeline.site_access).
+    site: SiteAccessConfig = dataclasses.field(default_factory=SiteAccessConfig)
     max_filesize: int | None = 2 * 1024**3  # bytes
     max_duration_s: float | None = None  # reject longer videos (metadata); shares --max-duration-s
     min_height: int = 360  # pick the smallest stream at least this tall (or the best below)
@@ -101,8 +102,7 @@ class DownloadConfig:
             max_backoff_s=ns.max_backoff_s,
             rate_limit=ns.rate_limit,
             sleep_interval_s=ns.sleep_interval,
-            cookies=ns.cookies,
-            proxy=ns.proxy,
+            site=SiteAccessConfig.from_args(ns),
             max_filesize=ns.max_filesize,
             max_duration_s=_shared_max_duration(ns),
             min_height=ns.min_height,
@@ -139,8 +139,6 @@ def add_download_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--rate-limit", type=_size_arg, default=None, help="bytes/s per download, e.g. 2M")
     g.add_argument("--sleep-interval", type=float, default=d.sleep_interval_s,
                    help="seconds to pause before each download (default 0)")
-    g.add_argument("--cookies", default=None, help="Netscape cookies.txt (YouTube bot checks, age gates)")
-    g.add_argument("--proxy", default=None, help="proxy URL, e.g. socks5://127.0.0.1:1080")
     g.add_argument("--max-filesize", type=_size_arg, default=d.max_filesize,
                    help="largest video to store, e.g. 500M (default 2G)")
     g.add_argument("--min-height", type=int, default=d.min_height,
@@ -149,6 +147,7 @@ def add_download_args(parser: argparse.ArgumentParser) -> None:
                    help="JavaScript runtime for YouTube's challenges: deno, node, bun, or name:/path")
     g.add_argument("--remote-components", action="append", default=None,
                    help="let yt-dlp fetch helper scripts, e.g. ejs:npm (when yt-dlp-ejs is not installed)")
+    add_site_access_args(parser)
 
 
 # ---- format choice ----------------------------------------------------------------------------------
@@ -273,8 +272,7 @@ def ytdlp_params(config: DownloadConfig, logger: Any) -> dict[str, Any]:
         "enable_file_urls": config.enable_file_urls,
         "format": functools.partial(_format_selector, min_height=config.min_height),
     }
-    optional = {"ratelimit": config.rate_limit, "cookiefile": config.cookies, "proxy": config.proxy,
-                "max_filesize": config.max_filesize,
+    optional = {"ratelimit": config.rate_limit, "max_filesize": config.max_filesize,
                 "sleep_interval": config.sleep_interval_s or None}
     params.update({k: v for k, v in optional.items() if v is not None})
     if config.js_runtime:
@@ -315,13 +313,15 @@ def _newest_mtime(path: str) -> float:
 class Downloader:
     """Downloads candidates one at a time with one ``YoutubeDL`` (created once, reused per video)."""
 
-    def __init__(self, config: DownloadConfig) -> None:
+    def __init__(self, config: DownloadConfig, site: SiteAccess | None = None) -> None:
+        """``site``: the process's shared budget and breaker (the Beam stage); default a private one."""
         if not config.download_dir:
             raise ValueError("DownloadConfig.download_dir is required (run.py defaults it to <output>/videos)")
         self.config = config
         self.root = config.download_dir.rstrip("/") or "/"
         self._log = _YtdlpLog()
-        self._ydl = YoutubeDL(ytdlp_params(config, self._log))
+        self._site = site or SiteAccess(config.site)
+        self._ydl = self._site.youtube_dl(ytdlp_params(config, self._log))
         self._prober: IsolatedWorker | None = None  # started on the first probe, reused, restarted after a crash
         if storage.is_local(self.root):
             self._staging_root = os.path.join(storage.local_path(self.root), ".partial")
@@ -351,14 +351,32 @@ class Downloader:
         if reused is not None:
             return reused
         attempt = 0
+        site = self._site if is_site_url(candidate.url) else None  # local files: no budget, no breaker
         while True:
+            proxy = self._ydl.proxy = site.proxies.pick() if site else None
             try:
-                return self._attempt(candidate)
+                if site:
+                    site.before_attempt()
+                stored = self._attempt(candidate)
+                if site:
+                    site.after_attempt(None, proxy)
+                return stored
             except _Reject as rejected:
+                if site:
+                    site.after_attempt(None, proxy)
                 return Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, rejected.outcome, rejected.reason,
                                          rejected.detail)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
+                stopped = find_in_chain(exc, BreakerOpen)
+                if stopped is not None:
+                    return deferred(candidate, reasons.STAGE_DOWNLOAD, stopped, attempt)
                 failure = classify(exc)
+                if site:
+                    site.after_attempt(failure, proxy)
+            if site and site.breaker.open_reason and (failure.transient or failure.reason in BLOCK_REASONS):
+                # the process gave up on the site: this video was refused for who asked, not for what it is
+                return deferred(candidate, reasons.STAGE_DOWNLOAD, BreakerOpen(self._site.breaker.open_reason),
+                                attempt + 1)
             pause = backoff_s(attempt, self.config.backoff_base_s, self.config.max_backoff_s,
                               failure.retry_after_s)
             if not failure.transient or attempt >= self.config.retries or pause is None:
@@ -482,6 +500,14 @@ class Downloader:
         return record
 
 
+def deferred(candidate: CandidateVideo, stage: str, why: BreakerOpen, attempts: int = 0) -> Outcome:
+    """``failed``/``deferred``: the breaker stopped this video before it was finished; a rerun retries it."""
+    tried = f" after {attempts} blocked attempt(s)" if attempts else ""
+    return Outcome.for_video(candidate, stage, reasons.FAILED, reasons.DEFERRED,
+                             f"{why}; this worker stopped contacting the site{tried}: rerun into the same "
+                             "--output to retry")
+
+
 def download_one(candidate: CandidateVideo, config: DownloadConfig) -> DownloadedVideo | Outcome:
     """Download one candidate with a fresh downloader (tests, scripts); the Beam stage reuses one."""
     with Downloader(config) as downloader:
@@ -495,7 +521,8 @@ class _DownloadFn(beam.DoFn):
         self._downloader: Downloader | None = None
 
     def setup(self) -> None:
-        self._downloader = Downloader(self.config)
+        # The process-wide budget and breaker; the cookies are read from their (gs://) path here, on the worker.
+        self._downloader = Downloader(self.config, site_access(self.config.site))
 
     def process(self, candidate: CandidateVideo):
         try:

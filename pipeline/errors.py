@@ -102,6 +102,11 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
                 todo.append(inner)
 
 
+def find_in_chain(exc: BaseException, kind: type[BaseException]) -> BaseException | None:
+    """The first exception of type ``kind`` in ``exc``'s chain (yt-dlp wraps what a request raised)."""
+    return next((e for e in _chain(exc) if isinstance(e, kind)), None)
+
+
 def clean_message(exc: BaseException | str) -> str:
     """yt-dlp's message without its ``ERROR:`` prefix and with apostrophes folded to ASCII."""
     text = exc if isinstance(exc, str) else (str(exc) or type(exc).__name__)

@@ -155,6 +155,11 @@ def render_report(stats: dict, thumbs: dict[str, bytes], per_group: int = SAMPLE
     else:
         verdict = ("<p class=bad>CONSERVATION VIOLATED:</p><ul>"
                    + "".join(f"<li>{html.escape(v)}</li>" for v in c["violations"]) + "</ul>")
+    deferred = stats.get("deferred", {})
+    if any(deferred.values()):
+        verdict += (f"<p class=bad>DEFERRED: {deferred['videos']} video(s) and {deferred['search_queries']} search "
+                    "query(ies) were not finished because the site was blocking (breaker open). Rerun into the "
+                    "same --output to finish them; the run exited with status 75.</p>")
     funnel_rows = []
     for row in stats["funnel"]:
         for kind in ("video", "clip"):

@@ -38,9 +38,11 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import audit, audit_stage, partitioned, report, shards, storage
 from pipeline.download import Download, DownloadConfig, add_download_args
+from pipeline.exit_status import exit_status
 from pipeline.quality import Quality, add_quality_args, quality_from_args
 from pipeline.search import Search, SearchConfig, add_search_args
 from pipeline.segment import Segment, SegmentConfig, add_segment_args
+from pipeline.site_access import CredentialsError, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import reasons
 
@@ -108,7 +110,13 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
     if not download.download_dir:
         download = dataclasses.replace(download, download_dir=FileSystems.join(output, "videos"))
     segment = dataclasses.replace(SegmentConfig.from_args(ns), cache_dir=FileSystems.join(output, "cache", "segment"))
-    config = RunConfig(output_dir=output, search=SearchConfig.from_args(ns), download=download, segment=segment,
+    try:  # one site setting for both stages: the request budget split over the job's processes
+        site = site_for_job(download.site, beam_args, ns.workers, ns.in_process)
+    except CredentialsError as exc:
+        parser.error(str(exc))
+    download = dataclasses.replace(download, site=site)
+    search = dataclasses.replace(SearchConfig.from_args(ns), site=site)
+    config = RunConfig(output_dir=output, search=search, download=download, segment=segment,
                        shards=shards.ShardConfig(output, int(ns.shard_size_mb * 1024 * 1024)),
                        table_part_rows=ns.table_part_rows)
     return config, ns, beam_args
@@ -254,7 +262,10 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     stale = audit_stage.remove_stale_outputs(config.output_dir, stats)
     print(summary(stats, time.monotonic() - started, config.output_dir, stale))
-    return 0
+    code, message = exit_status(stats)  # 66: no input could be read; 75: items deferred (pipeline.exit_status)
+    if message:
+        print(message, file=sys.stderr)
+    return code
 
 
 def quality_line(q: dict) -> str:
@@ -279,6 +290,10 @@ def summary(stats: dict, elapsed_s: float | None, output_dir: str, stale: int) -
             parts.append(f"{row['search_failures']} unreadable input(s) (search_failures)")
         lines.append(f"  {row['stage']:<9} " + ", ".join(parts))
     lines.append("  " + quality_line(stats["quality"]))
+    deferred = stats.get("deferred", {})
+    if any(deferred.values()):
+        lines.append(f"  DEFERRED: {deferred['videos']} video(s), {deferred['search_queries']} search query(ies) "
+                     "not finished (the site was blocking): rerun into the same --output")
     lines.append(f"  kept {stats['clips'].get('kept', 0)} clips ({stats['hours']['kept_clips']:.2f} h) in "
                  f"{stats['shards']} shard(s); conservation ok" + (f"; removed {stale} stale shard(s)" if stale else ""))
     return "\n".join(lines)

@@ -25,6 +25,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline import cli_types
 from pipeline.keywords import KeywordRules, default_keywords_path, load_rules
+from pipeline.site_access import SiteAccessConfig
 from pipeline.sources import Source, build_sources
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome, reasons
@@ -49,21 +50,15 @@ class SearchConfig:
     youtube_sleep_s: float = 1.0
     min_duration_s: float | None = None  # overrides the YAML's bound when set
     max_duration_s: float | None = None
-    # Network settings shared with the download stage's flags (bot checks hit searches too).
-    cookies: str | None = None
-    proxy: str | None = None
+    # Budget, breaker, cookies and proxies, shared with the download stage (bot checks hit searches too).
+    site: SiteAccessConfig = dataclasses.field(default_factory=SiteAccessConfig)
     socket_timeout_s: float = 30.0
 
     def rules(self) -> KeywordRules:
         return load_rules(self.keywords_path).with_durations(self.min_duration_s, self.max_duration_s)
 
     def ytdlp_params(self) -> dict[str, Any]:
-        params: dict[str, Any] = {"socket_timeout": self.socket_timeout_s}
-        if self.cookies:
-            params["cookiefile"] = self.cookies
-        if self.proxy:
-            params["proxy"] = self.proxy
-        return params
+        return {"socket_timeout": self.socket_timeout_s}
 
     @classmethod
     def from_args(cls, ns: argparse.Namespace) -> SearchConfig:
@@ -78,8 +73,7 @@ class SearchConfig:
             youtube_sleep_s=ns.youtube_sleep_s,
             min_duration_s=ns.min_duration_s,
             max_duration_s=ns.max_duration_s,
-            cookies=getattr(ns, "cookies", None),
-            proxy=getattr(ns, "proxy", None),
+            site=SiteAccessConfig.from_args(ns) if hasattr(ns, "youtube_qps") else SiteAccessConfig(),
             socket_timeout_s=getattr(ns, "socket_timeout", None) or 30.0,
         )
 
@@ -169,6 +163,10 @@ def search_candidates(sources: list[Source], rules: KeywordRules) -> tuple[list[
 class _ReadTaskFn(beam.DoFn):
     def __init__(self, sources: list[Source]) -> None:
         self.sources = sources
+
+    def setup(self) -> None:
+        for source in self.sources:
+            source.setup()
 
     def process(self, element: tuple[int, int, str]):
         s_index, t_index, task = element

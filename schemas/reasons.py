@@ -54,6 +54,9 @@ GEO_BLOCKED = "geo_blocked"
 AGE_RESTRICTED = "age_restricted"
 STORAGE_ERROR = "storage_error"
 DOWNLOAD_ERROR = "download_error"  # anything not recognised above; the detail has the message
+# Not tried (or given up) because the site was blocking this worker (the breaker was open): a rerun into the
+# same output tries it again. Used by the search and download stages; the detail says why.
+DEFERRED = "deferred"
 
 # ---- segment ---------------------------------------------------------------------------------------
 SHORT_TAIL = "short_tail"  # dropped clip-sized remainder at the end of a video

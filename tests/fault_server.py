@@ -14,6 +14,10 @@ Served ``OK`` responses honour single ``Range: bytes=a-b`` requests (206), as re
 clients can resume after a dropped connection. Faults: status codes (with headers such as ``Retry-After``),
 ``drop`` (cut the connection mid-body), ``stall`` (never answer), ``stall_body`` (answer, send part of the
 body, then go quiet with the connection open) and ``redirect_loop``.
+
+``block(fault)`` turns blocking on for every route at once, as a site does when it flags a client (a 429
+storm, YouTube's bot-check page, a sign-in 403), and ``block(None)`` turns it off again; blocked requests
+are logged like any other.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ class Fault:
     headers: tuple[tuple[str, str], ...] = ()
     fraction: float = 0.5  # drop, stall_body: share of the body sent before the connection is cut / goes quiet
     seconds: float = 0.0  # stall, stall_body: how long to hold the connection without sending more
+    body: bytes = b""  # status: the page sent with it (default "status N")
 
     @classmethod
     def ok(cls) -> Fault:
@@ -48,6 +53,17 @@ class Fault:
     @classmethod
     def too_many_requests(cls, retry_after: str = "1") -> Fault:
         return cls.status_code(429, Retry_After=retry_after)
+
+    @classmethod
+    def bot_check(cls) -> Fault:
+        """YouTube's bot-check refusal as a page: 403 with the text yt-dlp users meet at scale."""
+        return dataclasses.replace(cls.status_code(403), body=b"<html><body>Sign in to confirm you're not a bot. "
+                                                              b"This helps protect our community.</body></html>")
+
+    @classmethod
+    def sign_in_403(cls) -> Fault:
+        """A stream URL refused to a client that is not signed in: a bare 403."""
+        return dataclasses.replace(cls.status_code(403), body=b"Sign in to watch this video\n")
 
     @classmethod
     def drop(cls, fraction: float = 0.5) -> Fault:
@@ -108,6 +124,7 @@ class FaultServer:
         self._log: list[LoggedRequest] = []
         self._lock = threading.Lock()
         self._stopping = threading.Event()
+        self._block: Fault | None = None
         self._httpd = _QuietServer(("127.0.0.1", 0), self._handler_class())
         self._thread = threading.Thread(target=self._httpd.serve_forever, name="fault-server", daemon=True)
 
@@ -118,6 +135,11 @@ class FaultServer:
         with self._lock:
             self._routes[path] = Route(body, content_type, list(script), then or Fault.ok())
         return self.url(path)
+
+    def block(self, fault: Fault | None) -> None:
+        """Answer every request on every route with ``fault`` (None: serve the routes' scripts again)."""
+        with self._lock:
+            self._block = fault
 
     def url(self, path: str) -> str:
         host, port = self._httpd.server_address[:2]
@@ -150,6 +172,8 @@ class FaultServer:
             route = self._routes.get(path)
             if route is None:
                 fault = Fault.status_code(404)
+            elif self._block is not None:
+                fault = self._block
             else:
                 fault = route.script.pop(0) if route.script else route.then
             label = f"{fault.kind}:{fault.status}" if fault.kind == "status" else fault.kind
@@ -173,6 +197,8 @@ class FaultServer:
 
             def _serve(self, head: bool) -> None:
                 path = self.path.split("?", 1)[0]
+                if path.startswith("http://"):  # absolute form: this server is being used as an HTTP proxy
+                    path = "/" + path.split("/", 3)[3] if path.count("/") >= 3 else "/"
                 route, fault = server._next_fault(path, self.command, dict(self.headers.items()))
                 if fault.kind == "stall":
                     server._stopping.wait(fault.seconds)
@@ -228,7 +254,7 @@ class FaultServer:
                     self.close_connection = True
 
             def _send_status(self, fault: Fault) -> None:
-                body = f"status {fault.status}\n".encode()
+                body = fault.body or f"status {fault.status}\n".encode()
                 self.send_response(fault.status)
                 for key, value in fault.headers:
                     self.send_header(key, value)

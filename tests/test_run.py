@@ -264,6 +264,14 @@ def test_a_failing_final_write_fails_the_run_naming_the_audit_stage(tmp_path, ca
     assert "run FAILED in stage 'audit'" in err and "Is a directory" in err, err
 
 
+def test_a_run_that_could_read_no_input_exits_66_with_one_line(tmp_path, capsys):
+    """An orchestrator must not see success when nothing could be read (every catalog or query failed)."""
+    assert run.main(["--catalog", str(tmp_path / "missing.jsonl"), "--output", str(tmp_path / "out"),
+                     "--in-process"]) == 66
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("no input could be read: all 1 search queries/catalogs failed"), err
+
+
 def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), "--shard-size-mb", "0"])

@@ -157,7 +157,7 @@ def test_command_line_options_build_both_configs(catalog):
     search, download = SearchConfig.from_args(ns), DownloadConfig.from_args(ns)
     assert search.catalogs == (str(catalog), "b.csv") and search.youtube and search.youtube_per_query == 3
     assert search.rules().max_duration_s == 600 and search.rules().min_duration_s == 16
-    assert search.cookies == "c.txt" and download.cookies == "c.txt"
+    assert search.site.cookies == "c.txt" and download.site.cookies == "c.txt"  # a path: read on each worker
     assert download.max_duration_s == 600 and download.retries == 5
     assert download.max_filesize == 50 * 1024**2 and download.rate_limit == int(1.5 * 1024**2)
     assert download.download_dir is None  # run.py defaults it to <output>/videos
@@ -165,8 +165,8 @@ def test_command_line_options_build_both_configs(catalog):
     assert [s.name for s in sources] == ["catalog", "youtube"]
     assert sources[1].tasks()[0] == f"{search.rules().games[0]} {search.rules().actions[0]}"
     # searches are paced: before each query, and between its pages inside yt-dlp
-    assert sources[1].sleep_s == 2.5 and sources[1].search.keywords["params"]["sleep_interval_requests"] == 2.5
-    assert sources[1].search.keywords["params"]["cookiefile"] == "c.txt"
+    assert sources[1].sleep_s == 2.5 and sources[1].params["sleep_interval_requests"] == 2.5
+    assert sources[1].site == search.site  # the same budget, breaker and credentials as the downloads
     assert SearchConfig.from_args(parser.parse_args([])).youtube_sleep_s == 1.0
     with pytest.raises(SystemExit):
         parser.parse_args(["--youtube-sleep-s", "-1"])

@@ -27,5 +27,6 @@ def build_sources(config: SearchConfig) -> list[Source]:
             date_sorted=config.youtube_date_sorted,
             ydl_params=config.ytdlp_params(),
             sleep_s=config.youtube_sleep_s,
+            site=config.site,
         ))
     return sources

@@ -20,6 +20,9 @@ class Source(abc.ABC):
 
     name: ClassVar[str]
 
+    def setup(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
+        """Per-worker preparation (e.g. reading credentials), called in the reading DoFn's ``setup``."""
+
     @abc.abstractmethod
     def tasks(self) -> list[str]:
         """Independent units of reading, in a stable order (file paths, queries)."""

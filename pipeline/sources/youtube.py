@@ -7,20 +7,23 @@ the results page itself: one request per query instead of one per video. ``ytsea
 date (newest first), which finds different videos than relevance order on re-crawls.
 
 A query that fails (network, bot check) becomes one ``search_error`` Outcome naming the query; a result
-entry without an id becomes a ``search_error`` of its own. ``sleep_s`` paces a worker's requests (before each
+entry without an id becomes a ``search_error`` of its own. Queries draw from the job's request budget and
+feed the process's breaker (``pipeline.site_access``); once the breaker is open, the remaining queries end
+``failed``/``deferred`` without being sent. ``sleep_s`` paces a worker's requests (before each
 query, and between the result pages of one through yt-dlp's ``sleep_interval_requests``): the default run
 sends hundreds of queries, and back-to-back ones invite YouTube's bot check.
 """
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pipeline.errors import classify
+from pipeline.breaker import BreakerOpen
+from pipeline.errors import classify, find_in_chain
 from pipeline.keywords import KeywordRules
+from pipeline.site_access import SiteAccessConfig, site_access
 from pipeline.sources.base import Source, search_failure
 from schemas import CandidateVideo, Outcome, RecordError, reasons
 
@@ -43,13 +46,12 @@ def search_url(query: str, per_query: int, date_sorted: bool = False) -> str:
     return f"ytsearch{'date' if date_sorted else ''}{per_query}:{query}"
 
 
-def ytdlp_search(url: str, params: dict[str, Any]) -> dict:
-    """Run a flat yt-dlp search (network)."""
-    from yt_dlp import YoutubeDL
-
+def ytdlp_search(url: str, params: dict[str, Any], site: SiteAccessConfig, proxy: str | None = None) -> dict:
+    """Run a flat yt-dlp search (network), through the process's budget, breaker and credentials."""
     options = {"quiet": True, "no_warnings": True, "skip_download": True, "extract_flat": "in_playlist",
                "cachedir": False, **params}
-    with YoutubeDL(options) as ydl:
+    with site_access(site).youtube_dl(options) as ydl:
+        ydl.proxy = proxy
         return ydl.extract_info(url, download=False) or {}
 
 
@@ -83,7 +85,7 @@ class YoutubeSource(Source):
 
     def __init__(self, queries: list[str], per_query: int = 20, date_sorted: bool = False,
                  ydl_params: dict[str, Any] | None = None, search: SearchFn | None = None,
-                 sleep_s: float = 0.0) -> None:
+                 sleep_s: float = 0.0, site: SiteAccessConfig | None = None) -> None:
         if per_query < 1:
             raise ValueError(f"per-query limit must be >= 1, got {per_query}")
         if sleep_s < 0:
@@ -92,23 +94,38 @@ class YoutubeSource(Source):
         self.per_query = per_query
         self.date_sorted = date_sorted
         self.sleep_s = sleep_s
-        params = {**({"sleep_interval_requests": sleep_s} if sleep_s else {}), **dict(ydl_params or {})}
-        self.search = search or functools.partial(ytdlp_search, params=params)
+        self.params = {**({"sleep_interval_requests": sleep_s} if sleep_s else {}), **dict(ydl_params or {})}
+        self.site = site or SiteAccessConfig()
+        self.search = search  # None: yt-dlp (tests inject recorded results)
+
+    def setup(self) -> None:
+        site_access(self.site)  # stages the cookies on this worker; a bad file fails the setup, loudly
 
     def tasks(self) -> list[str]:
         return list(self.queries)
 
     def read(self, task: str) -> Iterator[CandidateVideo | Outcome]:
         url = search_url(task, self.per_query, self.date_sorted)
-        if self.sleep_s:
-            time.sleep(self.sleep_s)
+        access = site_access(self.site)
+        proxy = access.proxies.pick()
         try:
-            result = self.search(url)
+            access.before_attempt()
+            if self.sleep_s:
+                time.sleep(self.sleep_s)
+            result = self.search(url) if self.search else ytdlp_search(url, self.params, self.site, proxy)
         except Exception as exc:  # noqa: BLE001 - a failed query is recorded, the others still run
+            stopped = find_in_chain(exc, BreakerOpen)
+            if stopped is not None:
+                yield search_failure(f"youtube:{task}", reasons.DEFERRED,
+                                     f"{url}: {stopped}; this worker stopped contacting the site: rerun into "
+                                     "the same --output to retry")
+                return
             failure = classify(exc)
+            access.after_attempt(failure, proxy)
             yield search_failure(f"youtube:{task}", reasons.SEARCH_ERROR,
                                  f"{url}: {failure.reason}: {failure.detail}")
             return
+        access.after_attempt(None, proxy)
         for rank, entry in enumerate((result or {}).get("entries") or [], start=1):
             try:
                 yield entry_to_candidate(entry, task, rank)

@@ -1,0 +1,171 @@
+"""``python -m pipeline doctor``: check what a YouTube run needs before it starts paying for workers.
+
+One line per check (``ok``/``FAIL``/``warn``), exit status 1 when any check fails. Without options it checks
+the machine (yt-dlp recent enough, a JavaScript runtime and yt-dlp's challenge solver, ffmpeg): the worker
+image runs exactly that at start-up (Dockerfile). With the run's ``--cookies``, ``--proxy``/``--proxies-file``
+and ``--output`` it also checks those, reading them the way the run will (Beam ``FileSystems``, so ``gs://``
+paths work). yt-dlp is the part that ages: YouTube changes its player every few weeks and old versions fail
+every download, so a release older than ``--max-ytdlp-age-days`` fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime
+import importlib.util
+import os
+import shutil
+import socket
+import sys
+import uuid
+from urllib.parse import urlsplit
+
+from pipeline import storage
+from pipeline.credentials import CredentialsError, check_cookies, read_proxies
+
+DEFAULT_MAX_YTDLP_AGE_DAYS = 90
+JS_RUNTIMES = ("deno", "node", "bun")  # yt-dlp's order of preference
+
+
+@dataclasses.dataclass(frozen=True)
+class Check:
+    name: str
+    status: str  # ok | warn | FAIL
+    detail: str
+
+    def line(self) -> str:
+        return f"{self.status:<5} {self.name}: {self.detail}"
+
+
+def ytdlp_release_age(version: str, today: datetime.date) -> int | None:
+    """Days since a yt-dlp release (versions are dates: ``2026.11.23`` or ``2026.11.23.1``); None if not one."""
+    try:
+        year, month, day = (int(p) for p in version.split(".")[:3])
+        return (today - datetime.date(year, month, day)).days
+    except ValueError:
+        return None
+
+
+def check_ytdlp(max_age_days: int, today: datetime.date | None = None, version: str | None = None) -> Check:
+    if version is None:
+        from yt_dlp.version import __version__ as version
+    age = ytdlp_release_age(version, today or datetime.date.today())
+    if age is None:
+        return Check("yt-dlp", "warn", f"version {version} is not a release date; cannot tell its age")
+    if age > max_age_days:
+        return Check("yt-dlp", "FAIL", f"{version} is {age} days old (> {max_age_days}): YouTube changes often, "
+                                       "run pip install -U 'yt-dlp[default]'")
+    return Check("yt-dlp", "ok", f"{version} ({age} days old)")
+
+
+def check_js_runtime(js_runtime: str | None, remote_components: list[str] | None) -> Check:
+    """A runtime for YouTube's player challenges, and yt-dlp's solver (yt-dlp-ejs, or fetched remotely)."""
+    if js_runtime:
+        name, _, path = js_runtime.partition(":")
+        found = path if path and os.access(path, os.X_OK) else (None if path else shutil.which(name))
+    else:
+        name, found = next(((n, shutil.which(n)) for n in JS_RUNTIMES if shutil.which(n)), ("", None))
+    if not found:
+        wanted = js_runtime or " / ".join(JS_RUNTIMES)
+        return Check("js-runtime", "FAIL", f"no JavaScript runtime ({wanted}) found: YouTube's challenges cannot "
+                                           "be solved and most formats will be missing")
+    if importlib.util.find_spec("yt_dlp_ejs") is None and not any(c.startswith("ejs") for c in remote_components or []):
+        return Check("js-runtime", "FAIL", f"{name} at {found}, but yt-dlp's solver yt-dlp-ejs is not installed "
+                                           "(pip install 'yt-dlp[default]', or pass --remote-components ejs:npm)")
+    return Check("js-runtime", "ok", f"{name} at {found}")
+
+
+def check_ffmpeg() -> Check:
+    found = shutil.which("ffmpeg")
+    return Check("ffmpeg", "ok", found) if found else Check("ffmpeg", "FAIL", "ffmpeg not on PATH")
+
+
+def check_cookies_file(path: str) -> Check:
+    try:
+        facts = check_cookies(path)
+    except CredentialsError as exc:
+        return Check("cookies", "FAIL", str(exc))
+    if facts.site_count == 0:
+        return Check("cookies", "FAIL", f"{path}: {facts.count} cookies, none for youtube.com or google.com")
+    if facts.site_expired == facts.site_count:
+        return Check("cookies", "FAIL", f"{path}: all {facts.site_count} youtube.com/google.com cookies have "
+                                        "expired: export them again from a signed-in browser")
+    detail = f"{path}: {facts.site_count} youtube.com/google.com cookies"
+    if facts.site_expired:
+        return Check("cookies", "warn", f"{detail}, {facts.site_expired} expired")
+    if facts.earliest_site_expiry is not None:
+        days = (facts.earliest_site_expiry - datetime.datetime.now().timestamp()) / 86400
+        detail += f", the first expires in {days:.0f} days"
+    return Check("cookies", "ok", detail)
+
+
+def check_proxies(proxies: list[str], timeout_s: float = 5.0) -> Check:
+    """TCP reachability of each proxy (a connection, not a request through it); named by index, not URL:
+    proxy URLs may hold passwords."""
+    down = []
+    for index, proxy in enumerate(proxies):
+        parts = urlsplit(proxy)
+        try:
+            with socket.create_connection((parts.hostname, parts.port or 1080), timeout=timeout_s):
+                pass
+        except (OSError, ValueError):
+            down.append(index + 1)
+    if len(down) == len(proxies):
+        return Check("proxies", "FAIL", f"none of {len(proxies)} proxies accepts connections")
+    if down:
+        return Check("proxies", "warn", f"{len(proxies) - len(down)} of {len(proxies)} reachable; "
+                                        f"not: #{', #'.join(map(str, down))}")
+    return Check("proxies", "ok", f"all {len(proxies)} reachable")
+
+
+def check_output(output: str) -> Check:
+    probe = f"{output.rstrip('/')}/.doctor-{uuid.uuid4().hex[:12]}"
+    try:
+        storage.write_bytes(probe, b"ok\n")
+        storage.delete_quietly(probe)
+    except Exception as exc:  # noqa: BLE001 - any filesystem's refusal is the answer
+        return Check("output", "FAIL", f"cannot write to {output}: {type(exc).__name__}: {exc}")
+    return Check("output", "ok", f"{output} is writable")
+
+
+def run_checks(ns: argparse.Namespace) -> list[Check]:
+    checks = [check_ytdlp(ns.max_ytdlp_age_days), check_js_runtime(ns.js_runtime, ns.remote_components),
+              check_ffmpeg()]
+    if ns.cookies:
+        checks.append(check_cookies_file(ns.cookies))
+    if ns.proxy or ns.proxies_file:
+        try:
+            proxies = ([ns.proxy] if ns.proxy else []) + (read_proxies(ns.proxies_file) if ns.proxies_file else [])
+            checks.append(check_proxies(proxies))
+        except CredentialsError as exc:
+            checks.append(Check("proxies", "FAIL", str(exc)))
+    if ns.output:
+        checks.append(check_output(ns.output))
+    return checks
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m pipeline doctor", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--cookies", help="the run's cookies.txt (local or gs://)")
+    parser.add_argument("--proxy", help="the run's proxy URL")
+    parser.add_argument("--proxies-file", help="the run's proxies file (local or gs://)")
+    parser.add_argument("--output", help="the run's --output (checked writable)")
+    parser.add_argument("--js-runtime", help="the run's --js-runtime (default: any of deno, node, bun)")
+    parser.add_argument("--remote-components", action="append", help="the run's --remote-components")
+    parser.add_argument("--max-ytdlp-age-days", type=int, default=DEFAULT_MAX_YTDLP_AGE_DAYS,
+                        help=f"oldest acceptable yt-dlp release (default {DEFAULT_MAX_YTDLP_AGE_DAYS} days)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    checks = run_checks(build_parser().parse_args(argv))
+    for check in checks:
+        print(check.line())
+    failed = [c.name for c in checks if c.status == "FAIL"]
+    print(f"doctor: {len(failed)} check(s) failed: {', '.join(failed)}" if failed else "doctor: all checks passed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

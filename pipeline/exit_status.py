@@ -1,0 +1,45 @@
+"""The run's exit status, from its ``stats.json``: what an orchestrator needs to decide what to do next.
+
+| code | meaning | what to do |
+|---|---|---|
+| 0 | done: every input was read and nothing was deferred | nothing |
+| 1 | the run failed (a stage raised, or the conservation law does not hold) | look at the error |
+| 2 | bad command line (argparse) | fix the flags |
+| 66 | no input could be read: every search query or catalog failed, so there was not one candidate | fix the inputs or the network, then rerun |
+| 75 | some items were deferred (the site blocked a worker and its breaker opened) | rerun into the same ``--output`` later: it retries exactly what is unfinished |
+
+66 and 75 are ``EX_NOINPUT`` and ``EX_TEMPFAIL`` of BSD's ``sysexits.h``, which schedulers and shells
+already know ("temporary failure, try again later"). When every input failed *because* it was deferred,
+the code is 75: a rerun can fix it.
+"""
+
+from __future__ import annotations
+
+from pipeline.audit import deferred_counts
+
+OK = 0
+RUN_FAILED = 1
+USAGE = 2
+NO_INPUT = 66
+DEFERRED = 75
+
+
+def exit_status(stats: dict) -> tuple[int, str | None]:
+    """(exit code, one-line message or None) for a run that finished with the conservation law holding."""
+    failures = stats.get("search_failures", {}).get("count", 0)
+    candidates = stats.get("videos", {}).get("candidates", 0)
+    deferred = stats.get("deferred") or deferred_counts(stats)
+    rerun = "rerun into the same --output to retry them"
+    if candidates == 0 and failures > 0 and deferred["search_queries"] < failures:
+        return NO_INPUT, (f"no input could be read: all {failures} search queries/catalogs failed "
+                          f"({_reasons(stats)}), so there were no candidate videos")
+    if deferred["videos"] or deferred["search_queries"]:
+        parts = [f"{n} {what}" for what, n in (("video(s)", deferred["videos"]),
+                                                ("search query(ies)", deferred["search_queries"])) if n]
+        return DEFERRED, f"deferred: {' and '.join(parts)} not finished because the site was blocking; {rerun}"
+    return OK, None
+
+
+def _reasons(stats: dict) -> str:
+    by_reason = stats.get("search_failures", {}).get("by_reason", {})
+    return ", ".join(f"{n} {reason}" for reason, n in sorted(by_reason.items())) or "reasons not recorded"

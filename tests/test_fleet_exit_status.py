@@ -1,0 +1,48 @@
+"""The run's exit status from stats.json (pipeline.exit_status): success, no readable input, deferred items."""
+
+from __future__ import annotations
+
+from pipeline import exit_status
+from pipeline.exit_status import DEFERRED, NO_INPUT, OK
+
+
+def stats(candidates=3, search_failures=0, by_reason=None, reason_counts=None) -> dict:
+    """The keys of stats.json that exit_status reads, shaped as pipeline.audit.compute_stats writes them."""
+    return {"videos": {"candidates": candidates},
+            "search_failures": {"count": search_failures, "by_reason": by_reason or {}},
+            "clips": {"cut": 0}, "reason_counts": reason_counts or {}}
+
+
+def test_a_clean_run_exits_zero():
+    assert exit_status.exit_status(stats(reason_counts={"video:download:failed:http_404": 1})) == (OK, None)
+    # some inputs unreadable, others read: still a result, reported in the summary, not a failed run
+    assert exit_status.exit_status(stats(candidates=2, search_failures=1,
+                                         by_reason={"search_error": 1}))[0] == OK
+
+
+def test_a_run_that_read_no_input_exits_66_with_the_reasons():
+    """The offline case from the issue: both queries 'Unable to download API page', zero candidates."""
+    code, message = exit_status.exit_status(stats(candidates=0, search_failures=2, by_reason={"search_error": 2},
+                                                  reason_counts={"video:search:failed:search_error": 2}))
+    assert code == NO_INPUT == 66
+    assert message == ("no input could be read: all 2 search queries/catalogs failed (2 search_error), "
+                       "so there were no candidate videos")
+    assert "\n" not in message
+
+
+def test_deferred_items_exit_75_naming_the_counts():
+    counts = {"video:download:failed:deferred": 7, "video:download:failed:http_429": 3,
+              "video:search:failed:deferred": 2, "clip:segment:dropped:short_tail": 4}
+    assert exit_status.deferred_counts(stats(reason_counts=counts)) == {"videos": 7, "search_queries": 2}
+    code, message = exit_status.exit_status(stats(reason_counts=counts))
+    assert code == DEFERRED == 75
+    assert message.startswith("deferred: 7 video(s) and 2 search query(ies) not finished") and "rerun" in message
+
+
+def test_no_input_because_everything_was_deferred_is_a_rerun_not_a_dead_end():
+    counts = {"video:search:failed:deferred": 4}
+    code, _ = exit_status.exit_status(stats(candidates=0, search_failures=4, by_reason={"deferred": 4},
+                                            reason_counts=counts))
+    assert code == DEFERRED
+    mixed = {"video:search:failed:deferred": 1, "video:search:failed:search_error": 3}
+    assert exit_status.exit_status(stats(candidates=0, search_failures=4, reason_counts=mixed))[0] == NO_INPUT
