@@ -173,7 +173,8 @@ def _collect(genie: Genie, urls: list[str], opts: EvalOptions, length: int, feat
     """Run the models over the first ``opts.num_clips`` clips, batch by batch."""
     got, t, tok = _Collected(), opts.t, genie.tokenizer
     action_gen = torch.Generator().manual_seed(opts.seed)
-    loader = clip_windows(urls, window=length, batch_size=opts.batch_size, shuffle=False, num_workers=0)
+    loader = clip_windows(urls, window=length, batch_size=opts.batch_size, shuffle=False, num_workers=0,
+                          frame_size=genie.frame_size)
     for index, batch in enumerate(loader):
         keep = min(opts.num_clips - got.clips, len(batch["key"]))
         video = to_float_video(batch["video"][:keep]).to(genie.device)
@@ -262,7 +263,7 @@ def evaluate(genie: Genie, shards: str | list[str], options: EvalOptions | None 
         opts = replace(opts, sampling=genie.sampling)
     urls = expand_shards(shards)
     length = opts.clip_frames(genie)
-    check_first_clip(urls, window=length)  # a too-short clip is reported before any model runs
+    check_first_clip(urls, window=length, frame_size=genie.frame_size)  # before any model runs
     features = VideoFeatures.load(opts.i3d, genie.device) if opts.i3d else None
     got = _collect(genie, urls, opts, length, features, log)
     metrics = {"run_dir": str(run_dir) if run_dir is not None else None,

@@ -68,7 +68,8 @@ class RunningStandardize(nn.Module):
             dist.all_reduce(count)
             moments = moments / count
         mean, var = moments[0], (moments[1] - moments[0].pow(2)).clamp(min=0)
-        m = 1.0 if int(self.num_batches_tracked) == 0 else self.momentum
+        # The first batch sets the statistics; a tensor, not a Python branch, so no host sync (and meta works).
+        m = torch.where(self.num_batches_tracked == 0, 1.0, self.momentum).to(mean.dtype)
         self.running_mean.lerp_(mean, m)
         self.running_var.lerp_(var, m)
         self.num_batches_tracked += 1

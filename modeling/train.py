@@ -270,8 +270,8 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     out = Path(out)
     urls = expand_shards(shards)  # fails fast: "no shards matched ..."
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
-    if phase != PHASE_DYNAMICS:
-        check_first_clip(urls, cfg.tokenizer.num_frames)
+    if phase != PHASE_DYNAMICS:  # the data's frame size (sample metadata) must be the config's
+        check_first_clip(urls, cfg.tokenizer.num_frames, cfg.frame_size)
     else:  # token shards of another tokenizer are refused here, before any model is built
         TokenWindowDataset(urls[:1], cfg.tokenizer.num_frames, token_grid=cfg.dynamics.token_grid,
                            codebook_size=cfg.dynamics.vocab_size).check_first_sample()
@@ -328,7 +328,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
         make_loader: Any = token_windows
         extra = {"token_grid": cfg.dynamics.token_grid, "codebook_size": cfg.dynamics.vocab_size}
     else:
-        make_loader, extra = clip_windows, {}
+        make_loader, extra = clip_windows, {"frame_size": cfg.frame_size}
     loader = make_loader(urls, window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
                          resampled=True, seed=data_seed, shuffle_buffer=tcfg.shuffle_buffer, num_workers=workers,
                          start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda",
