@@ -124,7 +124,7 @@ class SamplingConfig:
     """MaskGIT sampling at inference (paper Section 2.2): part of a preset, as the paper's temperature differs."""
 
     steps: int = 25  # MaskGIT iterations per frame (paper: 25)
-    temperature: float = 2.0  # paper: 2.0 Platformers, 1.0 CoinRun; 0 = greedy (argmax)
+    temperature: float = 1.0  # each preset sets its own (paper: 2.0 Platformers, 1.0 CoinRun); 0 = greedy
     schedule: str = "cosine"  # unmasking schedule: cosine | linear | square (modeling.maskgit.SCHEDULES)
 
     def __post_init__(self) -> None:
