@@ -1,6 +1,9 @@
 """Typed configs for every Genie component, and the named presets (``tiny``, ``coinrun``, ``platformers-small``).
 
-One dataclass per component (nanoGPT style): sizes live here, never as literals in the model files.
+One dataclass per component (nanoGPT style): sizes live here, never as literals in the model files. The frame
+size is the data's (``modeling.data.shard_frame_size`` reads it from the shards; training refuses a mismatch):
+160x90 for the pipeline's default clips, 64x64 for Appendix F's CoinRun. ``precision`` and ``sampling`` are
+part of a run's config, so training, token extraction, evaluation and generation all use what the run used.
 ``get_config(name, overrides)`` returns a ``GenieConfig``; overrides are dotted keys
 (``{"tokenizer.enc_layers": 4, "train.lr": 1e-4}``) and an unknown key raises a ``KeyError`` naming it.
 """
@@ -11,8 +14,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-FRAME_HEIGHT = 90  # the pipeline's clip format (pipeline.clip_codec): 160x90 at 10 FPS
+FRAME_HEIGHT = 90  # the pipeline's default clip format (pipeline.clip_codec): 160x90 at 10 FPS
 FRAME_WIDTH = 160
+SCHEDULE_NAMES = ("cosine", "linear", "square")  # MaskGIT unmasking schedules (modeling.maskgit.SCHEDULES)
+PRECISIONS = ("bf16", "fp32")  # bf16: bf16 autocast on every device (VQ distances stay fp32); fp32: no autocast
 
 
 @dataclass
@@ -62,7 +67,8 @@ class LAMConfig:
     mlp_ratio: float = 4.0
     commitment_weight: float = 0.25
     normalize_codes: bool = True
-    batchnorm_latents: bool = True  # standardise latent actions over the batch before the VQ (anti-collapse)
+    batchnorm_latents: bool = True  # standardise latents with running statistics before the VQ (anti-collapse;
+    # lam.RunningStandardize: batch-independent, unlike the BatchNorm this name comes from)
     dead_code_threshold: float = 0.1  # tiny codebook: a code with < 10% of its uniform share is dead
     usage_decay: float = 0.99
 
@@ -114,22 +120,51 @@ class TrainConfig:
 
 
 @dataclass
+class SamplingConfig:
+    """MaskGIT sampling at inference (paper Section 2.2): part of a preset, as the paper's temperature differs."""
+
+    steps: int = 25  # MaskGIT iterations per frame (paper: 25)
+    temperature: float = 1.0  # each preset sets its own (paper: 2.0 Platformers, 1.0 CoinRun); 0 = greedy
+    schedule: str = "cosine"  # unmasking schedule: cosine | linear | square (modeling.maskgit.SCHEDULES)
+
+    def __post_init__(self) -> None:
+        if self.steps < 1:
+            raise ValueError(f"MaskGIT steps must be >= 1, got {self.steps}")
+        if self.temperature < 0:
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if self.schedule not in SCHEDULE_NAMES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULE_NAMES)}")
+
+
+@dataclass
 class GenieConfig:
-    """Everything a run needs: the three models, and one TrainConfig per phase."""
+    """Everything a run needs: the three models, one TrainConfig per phase, precision and sampling."""
 
     name: str = "custom"
+    # One precision policy for every forward pass of every phase and of inference (modeling.precision): the
+    # tokens and latent actions the dynamics model sees at evaluation are then those it was trained on.
+    precision: str = "bf16"
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     lam: LAMConfig = field(default_factory=LAMConfig)
     dynamics: DynamicsConfig = field(default_factory=DynamicsConfig)
     train_tokenizer: TrainConfig = field(default_factory=TrainConfig)
     train_lam_dynamics: TrainConfig = field(default_factory=lambda: TrainConfig(
         batch_size=36, lr=3e-5, min_lr=3e-6, warmup_steps=5000, max_steps=200_000))
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
 
     def __post_init__(self) -> None:
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         self.sync()
 
+    @property
+    def frame_size(self) -> tuple[int, int]:
+        """(height, width) of the frames every model of this config takes."""
+        return self.tokenizer.frame_height, self.tokenizer.frame_width
+
     def sync(self) -> GenieConfig:
-        """Make the dynamics model agree with the tokenizer and LAM it is trained on."""
+        """Make the LAM and dynamics model agree with the tokenizer (frame size, window) and each other."""
+        self.lam.frame_height, self.lam.frame_width = self.frame_size
         self.dynamics.vocab_size = self.tokenizer.codebook_size
         self.dynamics.token_grid = tuple(self.tokenizer.token_grid)
         self.dynamics.num_actions = self.lam.num_actions
@@ -143,8 +178,10 @@ class GenieConfig:
     def from_dict(cls, d: dict[str, Any]) -> GenieConfig:
         d = dict(d)
         kwargs: dict[str, Any] = {"name": d.pop("name", "custom")}
+        if "precision" in d:
+            kwargs["precision"] = d.pop("precision")
         for f in dataclasses.fields(cls):
-            if f.name == "name" or f.name not in d:
+            if f.name in ("name", "precision") or f.name not in d:
                 continue
             sub_cls = type(f.default_factory())
             kwargs[f.name] = _build(sub_cls, d.pop(f.name), f.name)
@@ -168,8 +205,11 @@ def _tiny() -> GenieConfig:
     # (patch 15 -> 6x11 tokens per frame; the paper's patch 4 gives 23x40).
     tiny_train = TrainConfig(batch_size=4, lr=3e-3, min_lr=3e-4, warmup_steps=5, max_steps=200, grad_clip=1.0,
                              log_every=10, image_every=100, ckpt_every=100, num_workers=0, shuffle_buffer=16)
+    # fp32: bf16 autocast on a CPU is slow and the CPU tests are what tiny is for.
     return GenieConfig(
         name="tiny",
+        precision="fp32",
+        sampling=SamplingConfig(temperature=1.0),
         tokenizer=TokenizerConfig(num_frames=4, patch_size=15, codebook_size=64, latent_dim=16, enc_layers=1,
                                   enc_dim=48, enc_heads=2, dec_layers=1, dec_dim=64, dec_heads=2, usage_decay=0.9),
         lam=LAMConfig(num_frames=4, patch_size=30, num_actions=4, latent_dim=16, enc_layers=1, enc_dim=48,
@@ -181,12 +221,15 @@ def _tiny() -> GenieConfig:
 
 
 def _coinrun() -> GenieConfig:
-    # Paper Appendix F: tokenizer 8+8 layers d512 (1024 codes, patch 4, latent 32), batch 48x16, 300k steps;
-    # LAM 8 layers d512 with 6 codes; dynamics 12 layers d512; LAM+dynamics batch 36x16, 200k steps.
+    # Paper Appendix F: 64x64 frames; tokenizer 8+8 layers d512 (1024 codes, patch 4 -> 16x16 tokens, latent 32),
+    # batch 48x16, 300k steps; LAM 8 layers d512 with 6 codes (patch 16 -> 4x4); dynamics 12 layers d512;
+    # LAM+dynamics batch 36x16, 200k steps; sampling at temperature 1.0 with 25 MaskGIT steps.
     return GenieConfig(
         name="coinrun",
-        tokenizer=TokenizerConfig(enc_layers=8, enc_dim=512, enc_heads=8, dec_layers=8, dec_dim=512, dec_heads=8),
-        lam=LAMConfig(num_actions=6),
+        sampling=SamplingConfig(steps=25, temperature=1.0),
+        tokenizer=TokenizerConfig(frame_height=64, frame_width=64, enc_layers=8, enc_dim=512, enc_heads=8,
+                                  dec_layers=8, dec_dim=512, dec_heads=8),
+        lam=LAMConfig(frame_height=64, frame_width=64, num_actions=6),
         dynamics=DynamicsConfig(layers=12, dim=512, heads=8),
         train_tokenizer=TrainConfig(batch_size=48, lr=3e-4, min_lr=3e-5, warmup_steps=10_000, max_steps=300_000,
                                     activation_checkpointing=True),
@@ -201,6 +244,7 @@ def _platformers_small() -> GenieConfig:
     # give ~7 h + ~16 h at an assumed 40% MFU; parameter counts are in docs/modeling.md.
     return GenieConfig(
         name="platformers-small",
+        sampling=SamplingConfig(steps=25, temperature=2.0),
         tokenizer=TokenizerConfig(enc_layers=8, enc_dim=512, enc_heads=8, dec_layers=12, dec_dim=768, dec_heads=12),
         lam=LAMConfig(num_actions=8),
         dynamics=DynamicsConfig(layers=16, dim=1024, heads=16),
@@ -226,6 +270,9 @@ def apply_overrides(cfg: GenieConfig, overrides: dict[str, Any] | None) -> Genie
     d = cfg.to_dict()
     for key, value in (overrides or {}).items():
         section, _, attr = key.partition(".")
+        if not attr and section in d and not isinstance(d[section], dict):  # a top-level field: precision
+            d[section] = value
+            continue
         if section not in d or (attr and not isinstance(d[section], dict)):
             raise KeyError(f"unknown config key {key!r}; sections are {sorted(k for k in d if k != 'name')}")
         if not attr:

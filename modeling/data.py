@@ -128,8 +128,8 @@ class ClipWindowDataset(IterableDataset):
 
     def __init__(self, urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
                  resampled: bool = False, seed: int = 0, shuffle_buffer: int = 256, windows_per_clip: int = 1,
-                 start_batch: int = 0, drop_last: bool = False, frame_size: tuple[int, int] = (CLIP_HEIGHT,
-                                                                                                  CLIP_WIDTH),
+                 start_batch: int = 0, drop_last: bool = False,
+                 frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH),
                  resume: dict[int, dict[str, Any]] | None = None):
         super().__init__()
         self.urls = expand_shards(urls)
@@ -264,9 +264,10 @@ class ClipWindowDataset(IterableDataset):
             clip = ShardSample.from_wds(raw).clip
         except Exception as e:  # a malformed sample makes the whole shard suspect: say which
             raise ShardError(f"shard {url}: sample {key!r} is not a valid ShardSample: {e}") from e
-        if (clip.height, clip.width) != tuple(self.frame_size):
-            raise ShardError(f"shard {url}: clip {key!r} is {clip.width}x{clip.height}, the models need "
-                             f"{self.frame_size[1]}x{self.frame_size[0]} (the pipeline's clip format)")
+        if self.frame_size is not None and (clip.height, clip.width) != tuple(self.frame_size):
+            raise ShardError(f"shard {url}: clip {key!r} is {clip.width}x{clip.height}, the model takes "
+                             f"{self.frame_size[1]}x{self.frame_size[0]} frames (config tokenizer.frame_width/"
+                             "frame_height; the coinrun preset is 64x64, the others 160x90)")
         if clip.num_frames < self.window:
             raise ShardError(f"shard {url}: clip {key!r} has {clip.num_frames} frames, fewer than the "
                              f"window of {self.window}")
@@ -283,7 +284,7 @@ class ClipWindowDataset(IterableDataset):
     def _decode(self, raw: dict[str, Any], start: int) -> dict[str, Any]:
         meta = ShardSample.from_wds(raw).clip
         frames = decode_clip(bytes(raw["mp4"]), start, self.window)
-        if frames.shape[1:3] != tuple(self.frame_size):
+        if self.frame_size is not None and frames.shape[1:3] != tuple(self.frame_size):
             raise ShardError(f"shard {raw.get('__url__', '?')}: clip {raw.get('__key__')!r} decodes to "
                              f"{frames.shape[2]}x{frames.shape[1]}, expected {self.frame_size[1]}x{self.frame_size[0]}")
         actions = np.full(self.window, -1, np.int64)
@@ -322,17 +323,34 @@ class ClipWindowDataset(IterableDataset):
             yield {**self._collate(batch), "position": asdict(pos)}
 
 
-def check_first_clip(urls: list[str], window: int = 16) -> None:
-    """``ClipWindowDataset.check_first_sample`` for clip shards: fail before any model is built."""
-    ClipWindowDataset(urls[:1], window=window, shuffle=False).check_first_sample()
+def shard_geometry(urls: str | list[str]) -> tuple[int, int, float]:
+    """(height, width, fps) of the clips, read from the first sample's metadata (the pipeline records the
+    geometry it was run with, ``--clip-size`` / ``--clip-fps``, in every sample)."""
+    url = expand_shards(urls)[0]
+    for raw in ClipWindowDataset._read_shard(url):
+        try:
+            clip = ShardSample.from_wds(raw).clip
+        except Exception as e:
+            raise ShardError(f"shard {url}: sample {raw.get('__key__')!r} is not a valid ShardSample: {e}") from e
+        return clip.height, clip.width, clip.fps
+    raise ShardError(f"shard {url} holds no samples")
+
+
+def check_first_clip(urls: list[str], window: int = 16,
+                     frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH)) -> None:
+    """``ClipWindowDataset.check_first_sample`` for clip shards: a clip size other than the model's
+    ``frame_size`` (height, width), or a clip shorter than ``window``, fails before any model is built."""
+    ClipWindowDataset(urls[:1], window=window, shuffle=False, frame_size=frame_size).check_first_sample()
 
 
 def clip_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
                  resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
                  windows_per_clip: int = 1, start_batch: int = 0, drop_last: bool = False,
-                 pin_memory: bool = False, resume: dict[int, dict[str, Any]] | None = None) -> DataLoader:
-    """A DataLoader of window batches (batching happens in the workers; see ``ClipWindowDataset``)."""
+                 pin_memory: bool = False, resume: dict[int, dict[str, Any]] | None = None,
+                 frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH)) -> DataLoader:
+    """A DataLoader of window batches (batching happens in the workers; see ``ClipWindowDataset``);
+    ``frame_size`` (height, width) is the model's: other clips are refused (None: any size)."""
     dataset = ClipWindowDataset(pattern_or_urls, window, batch_size, shuffle, resampled, seed, shuffle_buffer,
-                                windows_per_clip, start_batch, drop_last, resume=resume)
+                                windows_per_clip, start_batch, drop_last, frame_size=frame_size, resume=resume)
     return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
                       persistent_workers=False, prefetch_factor=4 if num_workers else None)

@@ -47,6 +47,13 @@ class DynamicsModel(nn.Module):
         self.transformer = STTransformer(cfg.dim, cfg.heads, cfg.layers, cfg.mlp_ratio, causal=True)
         self.head = nn.Linear(cfg.dim, cfg.vocab_size)
 
+    @torch.no_grad()
+    def forget_actions(self, indices: torch.Tensor) -> None:
+        """Make latent actions ``indices`` mean "no action" again: called when the LAM resets those codes
+        (dead-code reset), which gives them a new meaning the rows learned so far would contradict. Copying the
+        "no action" row is deterministic (exact resume) and identical on every DDP rank."""
+        self.action_emb.weight[indices] = self.action_emb.weight[self.no_action_id].clone()
+
     def _full_actions(self, actions: torch.Tensor | None, b: int, t: int, device: torch.device) -> torch.Tensor:
         """(B, T-1) actions -> (B, T) with "none" (-1) for frame 1; (B, T) passes through."""
         if actions is None:
@@ -98,7 +105,11 @@ class DynamicsModel(nn.Module):
 
     def loss(self, tokens: torch.Tensor, actions: torch.Tensor | None,
              generator: torch.Generator | None = None) -> dict[str, torch.Tensor]:
-        """MaskGIT training loss: per-example rate ~ U(min, max), cross-entropy on masked tokens of frames 2..T."""
+        """MaskGIT training loss: per-example rate ~ U(min, max), cross-entropy on masked tokens of frames 2..T.
+
+        Returns loss, accuracy and mask fraction, and ``predicted`` long (1, T, h, w): the first example's
+        argmax tokens (for sample images).
+        """
         mask = self.sample_mask(tokens.shape, tokens.device, generator)
         logits = self(tokens, actions, mask)
         target = tokens[mask]
@@ -106,7 +117,10 @@ class DynamicsModel(nn.Module):
         loss = F.cross_entropy(picked, target) if target.numel() else logits.sum() * 0.0
         with torch.no_grad():
             acc = (picked.argmax(-1) == target).float().mean() if target.numel() else torch.zeros(())
-        return {"loss": loss, "acc": acc, "mask_fraction": mask[:, 1:].float().mean(), "logits": logits.detach()}
+            predicted = logits[:1].argmax(-1)  # the first example's argmax tokens, for sample images
+        # Never the logits themselves: (B, T, h, w, V) is ~1.1 GB in bf16 for a 160x90 CoinRun-sized micro-batch,
+        # and a caller keeping the result (the training loop does, for logging) would hold it into the next step.
+        return {"loss": loss, "acc": acc, "mask_fraction": mask[:, 1:].float().mean(), "predicted": predicted}
 
     # --- inference: one frame at a time against a temporal KV cache -------------------------------------------
 

@@ -33,7 +33,7 @@ import io
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from string import Template
 from typing import Any
@@ -62,7 +62,7 @@ class EvalOptions:
     num_clips: int = 64  # clips evaluated (the first window of each, in shard order)
     batch_size: int = 8
     t: int = 4  # ΔtPSNR horizon: frames generated after the prompt frame (paper: 4)
-    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    sampling: SamplingConfig | None = None  # None: the run's own (GenieConfig.sampling: the preset's temperature)
     seed: int = 0
     grid_rows: int = 4  # starting frames (clips) in the consistency grid
     grid_steps: int = 1  # frames generated per cell of the consistency grid (the action repeated)
@@ -80,6 +80,13 @@ class EvalOptions:
         """Frames read per clip: enough for the tokenizer window, the ΔtPSNR horizon and FVD."""
         need = max(genie.tokenizer.cfg.num_frames, self.t + 1)
         return max(need, self.fvd_frames) if self.i3d else need
+
+
+def sampling_options(run: SamplingConfig, steps: int | None, temperature: float | None,
+                     schedule: str | None) -> SamplingConfig:
+    """The run's sampling config with the command-line options that were given (None = keep the run's)."""
+    given = {"steps": steps, "temperature": temperature, "schedule": schedule}
+    return replace(run, **{k: v for k, v in given.items() if v is not None})
 
 
 def load_genie_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Genie:
@@ -166,12 +173,14 @@ def _collect(genie: Genie, urls: list[str], opts: EvalOptions, length: int, feat
     """Run the models over the first ``opts.num_clips`` clips, batch by batch."""
     got, t, tok = _Collected(), opts.t, genie.tokenizer
     action_gen = torch.Generator().manual_seed(opts.seed)
-    loader = clip_windows(urls, window=length, batch_size=opts.batch_size, shuffle=False, num_workers=0)
+    loader = clip_windows(urls, window=length, batch_size=opts.batch_size, shuffle=False, num_workers=0,
+                          frame_size=genie.frame_size)
     for index, batch in enumerate(loader):
         keep = min(opts.num_clips - got.clips, len(batch["key"]))
         video = to_float_video(batch["video"][:keep]).to(genie.device)
         window = video[:, :tok.cfg.num_frames].flatten(0, 1)
-        recon = tok.decode(tok.encode(video[:, :tok.cfg.num_frames])).flatten(0, 1)
+        with genie.autocast():  # the run's precision: the tokens training saw
+            recon = tok.decode(tok.encode(video[:, :tok.cfg.num_frames])).float().flatten(0, 1)
         values = {"tok_psnr": psnr(recon, window, reduction="none"),
                   "tok_ssim": ssim(recon, window, reduction="none")}
 
@@ -250,9 +259,11 @@ def evaluate(genie: Genie, shards: str | list[str], options: EvalOptions | None 
     """Compute every metric (see the module docstring); with ``out``, write metrics.json, report.html and
     consistency_grid.png there. Returns the metrics dictionary (what metrics.json holds)."""
     opts = options or EvalOptions()
+    if opts.sampling is None:
+        opts = replace(opts, sampling=genie.sampling)
     urls = expand_shards(shards)
     length = opts.clip_frames(genie)
-    check_first_clip(urls, window=length)  # a too-short clip is reported before any model runs
+    check_first_clip(urls, window=length, frame_size=genie.frame_size)  # before any model runs
     features = VideoFeatures.load(opts.i3d, genie.device) if opts.i3d else None
     got = _collect(genie, urls, opts, length, features, log)
     metrics = {"run_dir": str(run_dir) if run_dir is not None else None,
@@ -392,10 +403,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--num-clips", type=int, default=d.num_clips, help=f"clips to evaluate ({d.num_clips})")
     p.add_argument("--batch-size", type=int, default=d.batch_size, help=f"clips per batch ({d.batch_size})")
     p.add_argument("--t", type=int, default=d.t, help=f"ΔtPSNR horizon: frames after the prompt ({d.t})")
-    p.add_argument("--steps", type=int, default=d.sampling.steps, help="MaskGIT steps per frame (25)")
-    p.add_argument("--temperature", type=float, default=d.sampling.temperature,
-                   help="sampling temperature (1.0; paper: 2.0 for Platformers; 0 = greedy)")
-    p.add_argument("--schedule", default=d.sampling.schedule, help=f"unmasking: {', '.join(SCHEDULES)}")
+    p.add_argument("--steps", type=int, help="MaskGIT steps per frame (default: the run's config, 25)")
+    p.add_argument("--temperature", type=float,
+                   help="sampling temperature (default: the run's preset; paper: 1.0 CoinRun, 2.0 Platformers; "
+                        "0 = greedy)")
+    p.add_argument("--schedule", choices=SCHEDULES, help="unmasking schedule (default: the run's, cosine)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds random actions and sampling (0)")
     p.add_argument("--grid-rows", type=int, default=d.grid_rows, help="starting frames in the grid (4)")
     p.add_argument("--grid-steps", type=int, default=d.grid_steps, help="frames generated per grid cell (1)")
@@ -409,15 +421,15 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     started = time.perf_counter()
     try:
-        sampling = SamplingConfig(args.steps, args.temperature, args.schedule)
         options = EvalOptions(num_clips=args.num_clips, batch_size=args.batch_size, t=args.t,
-                              sampling=sampling, seed=args.seed, grid_rows=args.grid_rows,
+                              seed=args.seed, grid_rows=args.grid_rows,
                               grid_steps=args.grid_steps, fvd_frames=args.fvd_frames, i3d=args.i3d)
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
         expand_shards(args.shards)  # a wrong pattern is reported before the model loads
         genie = load_genie_run(args.checkpoint, device)
+        options.sampling = sampling_options(genie.sampling, args.steps, args.temperature, args.schedule)
         metrics = evaluate(genie, args.shards, options, args.out, run_dir=args.checkpoint,
                            log=lambda line: print(line, file=sys.stderr))
     except (FileNotFoundError, ShardError, ValueError) as e:

@@ -37,7 +37,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modeling.evaluate import load_genie_run
+from modeling.configs import PRECISIONS
+from modeling.evaluate import load_genie_run, sampling_options
 from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.prompts import FITS, PromptError, load_prompt
@@ -189,13 +190,15 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="prompt frames (default 1; the model keeps at most its window - 1)")
     p.add_argument("--fit", choices=FITS, default="crop",
                    help="images/videos not 16:9: crop the centre (default, as the pipeline) or pad")
-    d = SamplingConfig()
-    p.add_argument("--steps", type=int, default=d.steps, help=f"MaskGIT steps per frame (default {d.steps})")
-    p.add_argument("--temperature", type=float, default=d.temperature,
-                   help="sampling temperature (default 1.0; paper: 2.0 for Platformers; 0 = greedy)")
-    p.add_argument("--schedule", choices=sorted(SCHEDULES), default=d.schedule, help="unmasking schedule")
+    p.add_argument("--steps", type=int, help="MaskGIT steps per frame (default: the run's config, 25)")
+    p.add_argument("--temperature", type=float,
+                   help="sampling temperature (default: the run's preset; paper: 1.0 CoinRun, 2.0 Platformers; "
+                        "0 = greedy)")
+    p.add_argument("--schedule", choices=sorted(SCHEDULES), help="unmasking schedule (default: the run's)")
     p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--amp", action="store_true", help="bf16 autocast (for GPUs; the training precision there)")
+    p.add_argument("--precision", choices=PRECISIONS,
+                   help="default: the run's own (config.json 'precision', what its tokens and actions were made "
+                        "in during training); another value makes inference differ from training")
     p.add_argument("--no-cache", action="store_true", help="recompute the whole window every step (reference path)")
     p.add_argument("--context", choices=CONTEXTS, default="window",
                    help="beyond the trained window: 'window' (default) predicts each frame from a fresh window of "
@@ -205,11 +208,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def load_model_args(args: argparse.Namespace) -> tuple[SamplingConfig, torch.Tensor, Genie]:
     """Sampling options, prompt and model of ``add_model_args``' options (cheap checks first, the model last)."""
-    sampling = SamplingConfig(args.steps, args.temperature, args.schedule)
     prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit)
     genie = load_genie_run(args.checkpoint, resolve_device(args.device))
-    genie.amp = args.amp
-    return sampling, prompt, genie
+    genie.precision = args.precision or genie.precision
+    return sampling_options(genie.sampling, args.steps, args.temperature, args.schedule), prompt, genie
 
 
 def resolve_device(name: str | None) -> str:
@@ -249,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     record = {"checkpoint": str(args.checkpoint), "prompt": str(args.prompt), "prompt_start": args.prompt_start,
               "prompt_frames": kept, "seed": args.seed, "sampling": asdict(sampling), "use_cache": not args.no_cache,
-              "context": args.context, "amp": args.amp,
+              "context": args.context, "precision": genie.precision,
               "grid_cols": cols, "actions": [",".join(map(str, a)) for a in actions.tolist()], "frames": int(videos.shape[1])}
     out.with_name(out.name + ".json").write_text(json.dumps(record, indent=1) + "\n")
     batch, steps = actions.shape

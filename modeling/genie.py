@@ -21,11 +21,13 @@ history with banded attention) and is the reference the cache is tested against.
 
 Actions between prompt frames are not known to the user: the LAM infers them, as the paper's model would
 have seen them in training.
+
+Precision and sampling default to the run's (``GenieConfig.precision``, ``GenieConfig.sampling``): the tokens
+and latent actions are then made exactly as in training, and each preset samples at the paper's temperature.
 """
 
 from __future__ import annotations
 
-import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ from modeling.configs import GenieConfig
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.maskgit import SamplingConfig, sample_frame
+from modeling.precision import autocast
 from modeling.st_transformer import CONTEXTS, TemporalKVCache
 from modeling.tokenizer import VideoTokenizer
 
@@ -44,9 +47,10 @@ class Genie:
     """A trained world model ready for inference (tokenizer + LAM + dynamics, eval mode, no gradients)."""
 
     def __init__(self, tokenizer: VideoTokenizer, lam: LatentActionModel, dynamics: DynamicsModel,
-                 cfg: GenieConfig, device: torch.device | str = "cpu", amp: bool = False):
+                 cfg: GenieConfig, device: torch.device | str = "cpu", precision: str | None = None):
         self.device = torch.device(device)
-        self.amp = amp  # bf16 autocast for generation (the models were trained under it on GPU)
+        self.precision = precision or cfg.precision  # the run's policy unless overridden (modeling.precision)
+        self.sampling = cfg.sampling  # the preset's MaskGIT steps and temperature unless a call passes others
         self.tokenizer = tokenizer.to(self.device).eval()
         self.lam = lam.to(self.device).eval()
         self.dynamics = dynamics.to(self.device).eval()
@@ -58,9 +62,9 @@ class Genie:
         tokenizer, lam, dynamics, cfg = load_genie(run_dir, map_location=str(device), which=which)
         return cls(tokenizer, lam, dynamics, cfg, device)
 
-    def precision(self) -> contextlib.AbstractContextManager:
-        """bf16 autocast on this device when ``amp`` is set, else nothing."""
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else contextlib.nullcontext()
+    def autocast(self):
+        """The precision policy's autocast on this device (see ``modeling.precision``)."""
+        return autocast(self.precision, self.device)
 
     @property
     def num_actions(self) -> int:
@@ -85,10 +89,11 @@ class Genie:
         video = video.to(self.device, torch.float32)
         length, window = video.shape[1], self.window
         parts, start = [], 0
-        while start < length - 1:
-            parts.append(self.lam.infer_actions(video[:, start:start + window]))
-            start += window - 1
-        return torch.cat(parts, 1) if parts else self.lam.infer_actions(video)
+        with self.autocast():
+            while start < length - 1:
+                parts.append(self.lam.infer_actions(video[:, start:start + window]))
+                start += window - 1
+            return torch.cat(parts, 1) if parts else self.lam.infer_actions(video)
 
     def start(self, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0, context: str = "window") -> Session:
         """A batch of rollouts from ``prompt`` float (B, P, 3, H, W) in [0, 1]; ``seed`` seeds its sampler."""
@@ -136,7 +141,7 @@ class Session:
         self.actions: list[torch.Tensor] = []  # action that produced each frame; -1 for the first prompt frame
         self._dyn_cache: TemporalKVCache | None = None
         self._dec_cache: TemporalKVCache | None = None
-        with torch.no_grad(), genie.precision():
+        with torch.no_grad(), genie.autocast():
             tokens = genie.tokenizer.encode(prompt)
             none = torch.full((self.batch_size, 1), -1, dtype=torch.long, device=genie.device)
             acts = torch.cat([none, genie.infer_actions(prompt)], 1) if prompt.shape[1] > 1 else none
@@ -198,13 +203,14 @@ class Session:
     @torch.no_grad()
     def step(self, actions: Any, sampling: SamplingConfig | None = None,
              generator: torch.Generator | None = None) -> torch.Tensor:
-        """Generate the next frame of every rollout for ``actions`` (an int for all, or one per rollout).
+        """Generate the next frame of every rollout for ``actions`` (an int for all, or one per rollout);
+        ``sampling`` defaults to the run's (``Genie.sampling``).
 
         Returns the new frames float (B, 3, H, W) in [0, 1]; they are also appended to ``frames``.
         """
         action = self._action_tensor(actions)
-        sampling = sampling or SamplingConfig()
-        with self.genie.precision():
+        sampling = sampling or self.genie.sampling
+        with self.genie.autocast():
             tokens = sample_frame(self._logits_fn(action), self.batch_size,
                                   tuple(self.genie.dynamics.cfg.token_grid), sampling, generator or self.generator,
                                   self.genie.device)

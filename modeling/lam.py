@@ -11,13 +11,17 @@ Implementation notes:
   transition t -> t+1.
 - The decoder embeds x_1..x_{T-1}, ADDS the action embedding of transition t to frame t's patches (the paper's
   additive conditioning) and predicts frame t+1 through a sigmoid (inputs and outputs in [0, 1]).
-- Against collapse to one action: cosine VQ + dead-code reset (``modeling.vq``), and code usage / perplexity are
-  returned every step so the trainer logs them.
+- Against collapse to one action: cosine VQ + dead-code reset (``modeling.vq``), latents standardised with running
+  statistics (``RunningStandardize``), and code usage / perplexity returned every step so the trainer logs them.
+- An example's action depends on that example alone, in training as at inference: the standardisation uses
+  running statistics, never the statistics of the current batch, so the action the dynamics model is trained on
+  is the one ``infer_actions`` gives for the same clip (tests/test_lam.py checks both).
 """
 
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
@@ -25,6 +29,50 @@ from modeling.configs import LAMConfig
 from modeling.patches import patchify, unpatchify
 from modeling.st_transformer import STTransformer
 from modeling.vq import VectorQuantizer
+
+
+class RunningStandardize(nn.Module):
+    """Standardise vectors with running (EMA) mean and variance, in training and inference alike.
+
+    BatchNorm would standardise with the current batch's statistics in training: an example's latent action then
+    depends on its batch mates, and differs from the one inferred at inference (running statistics). Here the
+    statistics in use are the running ones, updated only AFTER the batch is standardised (the first training
+    batch initialises them), so each example's output depends on itself and the model state alone. The
+    anti-collapse effect is kept: when the encoder's outputs are nearly identical the running variance is tiny,
+    and dividing by it spreads the latents apart so the VQ still tells them apart.
+
+    Buffer names are BatchNorm1d's, so checkpoints of the earlier BatchNorm LAM load unchanged.
+    """
+
+    def __init__(self, dim: int, momentum: float = 0.1, eps: float = 1e-5):
+        super().__init__()
+        self.momentum, self.eps = momentum, eps
+        self.register_buffer("running_mean", torch.zeros(dim))
+        self.register_buffer("running_var", torch.ones(dim))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """x (N, dim) -> standardised x (N, dim), float32."""
+        y = (x.float() - self.running_mean) * torch.rsqrt(self.running_var + self.eps)
+        if self.training:
+            self._update(x.detach().float())
+        return y
+
+    @torch.no_grad()
+    def _update(self, x: torch.Tensor) -> None:
+        moments = torch.stack([x.mean(0), x.pow(2).mean(0)])
+        count = torch.tensor(float(x.shape[0]), device=x.device)
+        if dist.is_available() and dist.is_initialized():  # every rank keeps the same statistics
+            moments = moments * count
+            dist.all_reduce(moments)
+            dist.all_reduce(count)
+            moments = moments / count
+        mean, var = moments[0], (moments[1] - moments[0].pow(2)).clamp(min=0)
+        # The first batch sets the statistics; a tensor, not a Python branch, so no host sync (and meta works).
+        m = torch.where(self.num_batches_tracked == 0, 1.0, self.momentum).to(mean.dtype)
+        self.running_mean.lerp_(mean, m)
+        self.running_var.lerp_(var, m)
+        self.num_batches_tracked += 1
 
 
 class LatentActionModel(nn.Module):
@@ -39,9 +87,9 @@ class LatentActionModel(nn.Module):
         self.action_query = nn.Parameter(torch.randn(cfg.enc_dim) * 0.02)
         self.encoder = STTransformer(cfg.enc_dim, cfg.enc_heads, cfg.enc_layers, cfg.mlp_ratio, causal=True)
         self.to_latent = nn.Linear(cfg.enc_dim, cfg.latent_dim)
-        # Standardising latents over the batch keeps them spread out even when the encoder's outputs are
-        # nearly identical (the start of the usual collapse), so the VQ still tells transitions apart.
-        self.latent_norm = nn.BatchNorm1d(cfg.latent_dim, affine=False) if cfg.batchnorm_latents else None
+        # Standardised latents stay spread out even when the encoder's outputs are nearly identical (the start
+        # of the usual collapse), so the VQ still tells transitions apart.
+        self.latent_norm = RunningStandardize(cfg.latent_dim) if cfg.batchnorm_latents else None
         self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, cfg.commitment_weight, cfg.normalize_codes,
                                   cfg.dead_code_threshold, cfg.usage_decay)
         self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
@@ -64,7 +112,7 @@ class LatentActionModel(nn.Module):
         x = torch.cat([self.action_query.expand(b, t, 1, -1), x], dim=2)
         latent = self.to_latent(self.encoder(x)[:, 1:, 0])  # outputs at frames 2..T: one per transition
         if self.latent_norm is not None:
-            latent = self.latent_norm(latent.flatten(0, 1)).view(latent.shape)
+            latent = self.latent_norm(latent.flatten(0, 1)).view(latent.shape).to(latent.dtype)
         out = self.vq(latent)
         out["latent"] = latent
         return out
@@ -95,7 +143,7 @@ class LatentActionModel(nn.Module):
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, T, 3, H, W) -> actions long (B, T-1); action t is the transition x_t -> x_{t+1}."""
         was_training = self.training
-        self.eval()  # no side effects: neither code usage nor the latent norm's running statistics move
+        self.eval()  # no side effects: neither code usage nor the running statistics move (same actions)
         try:
             return self._encode(video)["indices"]
         finally:

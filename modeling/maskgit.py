@@ -2,7 +2,7 @@
 
 Genie (Bruce et al. 2024), Section 2.2: each new frame starts fully masked; at each of ``steps`` iterations
 (paper: 25) the dynamics model predicts every masked token, a candidate is sampled per token (temperature 1.0 for
-CoinRun, 2.0 for Platformers; 0 means greedy), and the most confident candidates are kept while the rest are
+CoinRun, 2.0 for Platformers: ``GenieConfig.sampling`` of each preset; 0 means greedy), and the most confident candidates are kept while the rest are
 masked again, following a schedule of how many stay masked (MaskGIT's cosine schedule by default).
 
 Sampling noise comes only from the ``torch.Generator`` passed in (Gumbel-max sampling), so a seed fixes the
@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import torch
+
+from modeling.configs import SCHEDULE_NAMES, SamplingConfig
 
 SCHEDULES: dict[str, Callable[[float], float]] = {
     # fraction of the frame's tokens still masked after a fraction r of the steps
@@ -23,21 +24,9 @@ SCHEDULES: dict[str, Callable[[float], float]] = {
     "linear": lambda r: 1.0 - r,
     "square": lambda r: 1.0 - r * r,
 }
+assert tuple(SCHEDULES) == SCHEDULE_NAMES  # SamplingConfig (modeling.configs) validates against the names
 
-
-@dataclass
-class SamplingConfig:
-    steps: int = 25  # MaskGIT iterations per frame (paper: 25)
-    temperature: float = 1.0  # paper: 1.0 CoinRun, 2.0 Platformers; 0 = greedy (argmax)
-    schedule: str = "cosine"  # unmasking schedule: cosine | linear | square
-
-    def __post_init__(self) -> None:
-        if self.steps < 1:
-            raise ValueError(f"MaskGIT steps must be >= 1, got {self.steps}")
-        if self.temperature < 0:
-            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
-        if self.schedule not in SCHEDULES:
-            raise ValueError(f"unknown schedule {self.schedule!r}; choose from {sorted(SCHEDULES)}")
+__all__ = ["SCHEDULES", "SamplingConfig", "masked_counts", "sample_frame"]
 
 
 def masked_counts(num_tokens: int, cfg: SamplingConfig) -> list[int]:

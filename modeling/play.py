@@ -58,7 +58,7 @@ class PlayState:
 
     def __init__(self, genie: Genie, prompt: torch.Tensor, sampling: SamplingConfig | None = None, seed: int = 0,
                  use_cache: bool = True, label: str = "prompt", context: str = "window"):
-        self.genie, self.sampling = genie, sampling or SamplingConfig()
+        self.genie, self.sampling = genie, sampling or genie.sampling
         self.seed, self.use_cache, self.label, self.context = seed, use_cache, label, context
         self.lock = threading.Lock()
         self.prompt = prompt

@@ -37,6 +37,7 @@ import webdataset as wds
 
 from modeling.checkpoint import load_genie, load_tokenizer, read_run_config
 from modeling.data import ClipWindowDataset, ShardError, expand_shards, to_float_video
+from modeling.precision import autocast as precision_autocast
 from pipeline.clip_codec import decode_clip
 from schemas.records import ShardSample
 
@@ -66,8 +67,7 @@ def extract_tokens(shards: str | list[str], tokenizer_run: str, out: str | Path,
         raise ValueError(f"codebook of {tokenizer.codebook_size} codes does not fit uint16 token shards")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else torch.autocast("cpu",
-                                                                                                       enabled=False)
+    autocast = precision_autocast(read_run_config(tokenizer_run)[0].precision, dev)  # as in training
     clips = frames_total = shard_index = 0
     sink = None
     samples = wds.DataPipeline(wds.SimpleShardList(expand_shards(shards)), wds.tarfile_to_samples())

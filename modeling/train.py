@@ -5,8 +5,9 @@
         --out runs/genie
     torchrun --nproc_per_node 8 -m modeling train ...          # DDP: one process per GPU
 
-What a run does: AdamW (decay on matrices only) with linear warm-up and cosine decay, gradient clipping, bf16
-autocast on CUDA (fp32 on CPU), DDP under ``torchrun``, VQ dead-code resets after each step, TensorBoard
+What a run does: AdamW (decay on matrices only) with linear warm-up and cosine decay, gradient clipping, the
+run's precision policy (``GenieConfig.precision``, ``modeling.precision``: bf16 autocast by default, on every device),
+DDP under ``torchrun``, VQ dead-code resets after each step, TensorBoard
 scalars and image grids plus a ``metrics.jsonl`` a person can read, and checkpoints that resume EXACTLY: the
 model, optimizer, step and every loader worker's stream position are saved, and the loader continues from
 there without replaying the data consumed so far (``modeling.data``). Exactness also needs the same data
@@ -50,6 +51,7 @@ from modeling.data import ShardError, check_first_clip, clip_windows, expand_sha
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.metrics import psnr
+from modeling.precision import autocast as precision_autocast
 from modeling.schedule import lr_at
 from modeling.st_transformer import STTransformer
 from modeling.token_shards import TokenWindowDataset, token_windows
@@ -73,6 +75,9 @@ class TokenizerObjective(nn.Module):
 
     def trained(self) -> dict[str, nn.Module]:
         return {"tokenizer": self.tokenizer}
+
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
+        return reset_codes(self.tokenizer.vq, optimizer).numel()
 
 
 class LamDynamicsObjective(nn.Module):
@@ -105,12 +110,21 @@ class LamDynamicsObjective(nn.Module):
             "pred": lam_out["pred"],
             "actions": lam_out["actions"],
             "tokens": tokens,
-            "dynamics_logits": dyn_out["logits"],
+            "dynamics_predicted": dyn_out["predicted"],
             "video": video,
         }
 
     def trained(self) -> dict[str, nn.Module]:
         return {"lam": self.lam, "dynamics": self.dynamics}
+
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
+        """Reset dead LAM codes, and make the dynamics model forget those action indices: a reset code now
+        stands for other transitions, and the dynamics row learned for its old meaning would contradict it."""
+        dead = reset_codes(self.lam.vq, optimizer)
+        if dead.numel():
+            self.dynamics.forget_actions(dead)
+            forget_optimizer_rows(optimizer, self.dynamics.action_emb.weight, dead)
+        return dead.numel()
 
 
 class DynamicsObjective(nn.Module):
@@ -138,6 +152,25 @@ class DynamicsObjective(nn.Module):
 
     def trained(self) -> dict[str, nn.Module]:
         return {"dynamics": self.dynamics}
+
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
+        return 0  # the LAM is frozen: its codes keep their meaning
+
+
+def reset_codes(vq: VectorQuantizer, optimizer: torch.optim.Optimizer) -> torch.Tensor:
+    """Reset ``vq``'s dead codes and their optimizer state; returns the reset indices."""
+    dead = vq.reset_dead_codes()
+    if dead.numel():
+        forget_optimizer_rows(optimizer, vq.codebook.weight, dead)
+    return dead
+
+
+def forget_optimizer_rows(optimizer: torch.optim.Optimizer, param: torch.Tensor, rows: torch.Tensor) -> None:
+    """Zero AdamW's moments for ``rows`` of ``param``: a re-initialised row must not keep its old momentum."""
+    state = optimizer.state.get(param, {})
+    for name in ("exp_avg", "exp_avg_sq"):
+        if name in state:
+            state[name][rows] = 0
 
 
 @dataclass
@@ -219,7 +252,8 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
         tok_cfg, tok_phase, _ = read_run_config(tokenizer_run)
         if tok_phase != PHASE_TOKENIZER:
             raise ValueError(f"--tokenizer {tokenizer_run} is a {tok_phase!r} run, not a tokenizer run")
-        cfg.tokenizer = tok_cfg.tokenizer  # the frozen tokenizer decides vocabulary, grid and window
+        cfg.tokenizer = tok_cfg.tokenizer  # the frozen tokenizer decides vocabulary, grid, window, frame size
+        cfg.precision = tok_cfg.precision  # and the precision its tokens are made in, here and at inference
         cfg.sync()
     return cfg, tokenizer_run, False
 
@@ -236,8 +270,8 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     out = Path(out)
     urls = expand_shards(shards)  # fails fast: "no shards matched ..."
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
-    if phase != PHASE_DYNAMICS:
-        check_first_clip(urls, cfg.tokenizer.num_frames)
+    if phase != PHASE_DYNAMICS:  # the data's frame size (sample metadata) must be the config's
+        check_first_clip(urls, cfg.tokenizer.num_frames, cfg.frame_size)
     else:  # token shards of another tokenizer are refused here, before any model is built
         TokenWindowDataset(urls[:1], cfg.tokenizer.num_frames, token_grid=cfg.dynamics.token_grid,
                            codebook_size=cfg.dynamics.vocab_size).check_first_sample()
@@ -260,8 +294,6 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
         _, lam, dynamics, _ = load_genie(init_run, map_location=dev)
         objective = DynamicsObjective(cfg, lam, dynamics.train(), tcfg.seed, ddp.rank)
     objective.to(dev)
-    if ddp.world > 1 and dev.type == "cuda":  # the LAM's batch-standardised latents see the global batch
-        objective = nn.SyncBatchNorm.convert_sync_batchnorm(objective)
     for module in objective.modules():
         if isinstance(module, STTransformer):
             module.checkpointing = tcfg.activation_checkpointing
@@ -296,7 +328,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
         make_loader: Any = token_windows
         extra = {"token_grid": cfg.dynamics.token_grid, "codebook_size": cfg.dynamics.vocab_size}
     else:
-        make_loader, extra = clip_windows, {}
+        make_loader, extra = clip_windows, {"frame_size": cfg.frame_size}
     loader = make_loader(urls, window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
                          resampled=True, seed=data_seed, shuffle_buffer=tcfg.shuffle_buffer, num_workers=workers,
                          start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda",
@@ -307,7 +339,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
         from torch.utils.tensorboard import SummaryWriter
 
         writer = SummaryWriter(str(out / "tb"))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if dev.type == "cuda" else nullcontext()
+    autocast = precision_autocast(cfg.precision, dev)
     stop = min(tcfg.max_steps, until_step if until_step is not None else tcfg.max_steps)
     vqs = [m for module in trained.values() for m in module.modules() if isinstance(m, VectorQuantizer)]
     metrics: dict[str, float] = {}
@@ -353,7 +385,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             grad_norm = torch.nn.utils.clip_grad_norm_([p for m in trained.values() for p in m.parameters()],
                                                        tcfg.grad_clip)
             optimizer.step()
-            total_resets += sum(vq.reset_dead_codes() for vq in vqs)
+            total_resets += objective.reset_dead_codes(optimizer)
             step += 1
             windows_since += micro_batch * ddp.world * accum
 
@@ -422,7 +454,7 @@ def _log_images(writer, out: Path, phase: str, objective: nn.Module, result: dic
         rows = [video[0], result["recon"][0]]
     else:
         tokenizer = objective.tokenizer[0]
-        predicted = result["dynamics_logits"][:1].argmax(-1)
+        predicted = result["dynamics_predicted"].clone()
         predicted[:, 0] = result["tokens"][:1, 0]
         dyn_frames = tokenizer.decode(predicted)[0]
         rows = [video[0, 1:], result["pred"][0], dyn_frames[1:]]

@@ -80,10 +80,12 @@ class VectorQuantizer(nn.Module):
         }
 
     @torch.no_grad()
-    def reset_dead_codes(self) -> int:
-        """Re-initialise dead codes from the last training batch's worst-quantised latents; returns how many."""
+    def reset_dead_codes(self) -> torch.Tensor:
+        """Re-initialise dead codes from the last training batch's worst-quantised latents; returns their indices
+        (long, possibly empty): a model keyed on these indices (the dynamics model's action table) must forget
+        what it learned for them (``modeling.train``)."""
         if not hasattr(self, "_last_latents"):
-            return 0
+            return torch.zeros(0, dtype=torch.long, device=self.usage.device)
         dead = (self.usage < self.dead_code_threshold / self.num_codes).nonzero().squeeze(1)
         if dead.numel():
             order = self._last_error.argsort(descending=True)
@@ -93,7 +95,7 @@ class VectorQuantizer(nn.Module):
         if dist.is_available() and dist.is_initialized():
             dist.broadcast(self.codebook.weight.data, src=0)
             dist.broadcast(self.usage, src=0)
-        return int(dead.numel())
+        return dead
 
     def usage_fraction(self) -> float:
         """Share of codes whose EMA usage is above the dead threshold (1.0 = no dead code)."""

@@ -26,15 +26,21 @@ from schemas import Clip, DownloadedVideo, Outcome, ids, reasons
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 3  # bump when the clip bytes for the same input and config would change
+DEFAULT_GEOMETRY = (clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, frame_times.CLIP_FPS)  # 160x90 at 10 FPS
 
 
 @dataclasses.dataclass(frozen=True)
 class SegmentConfig:
-    clip_frames: int = 160  # 16 s at 10 FPS
+    clip_frames: int = 160  # 16 s at 10 FPS (frames at clip_fps)
     stride_frames: int | None = None  # None: non-overlapping windows
     skip_start_s: float = 0.0  # intro to skip
     skip_end_s: float = 0.0  # outro to skip
-    fit: str = "crop"  # "crop": cover 160x90 and crop the centre; "pad": fit inside and pad with black
+    fit: str = "crop"  # "crop": cover the clip size and crop the centre; "pad": fit inside and pad with black
+    # Clip geometry: the paper's Platformers clips by default; Appendix F's CoinRun is 64x64. Recorded in every
+    # Clip (width, height, fps), hence in each shard sample's JSON and in the manifest.
+    clip_width: int = clip_codec.CLIP_WIDTH
+    clip_height: int = clip_codec.CLIP_HEIGHT
+    clip_fps: int = frame_times.CLIP_FPS
     decoder: str = "decord"  # "decord" (PyAV still decodes what decord cannot open) or "pyav" for everything
     # decord's demuxer reads ahead into an unbounded packet queue: its memory grows to about the FILE SIZE
     # (measured: +660 MB for a 660 MB file, docs/pipeline.md "Memory"), so bigger files are decoded by PyAV,
@@ -50,10 +56,16 @@ class SegmentConfig:
         """Refuse settings that cannot cut clips, here rather than per video: a zero clip length or a
         non-positive stride would make ``frame_times.plan_windows`` loop forever on every video."""
         if not isinstance(self.clip_frames, int) or self.clip_frames < 1:
-            raise ValueError(f"clip length must be at least 1 frame (0.1 s at {frame_times.CLIP_FPS} FPS), "
+            raise ValueError(f"clip length must be at least 1 frame (at {self.clip_fps} FPS), "
                              f"got {self.clip_frames!r} frames")
+        if not isinstance(self.clip_fps, int) or self.clip_fps < 1:
+            raise ValueError(f"clip fps must be a whole number >= 1, got {self.clip_fps!r}")
+        for name in ("clip_width", "clip_height"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 2 or value % 2:
+                raise ValueError(f"{name} must be an even number of pixels >= 2 (H.264 yuv420p), got {value!r}")
         if self.stride_frames is not None and (not isinstance(self.stride_frames, int) or self.stride_frames < 1):
-            raise ValueError(f"clip stride must be at least 1 frame (0.1 s), got {self.stride_frames!r} frames")
+            raise ValueError(f"clip stride must be at least 1 frame, got {self.stride_frames!r} frames")
         for name in ("skip_start_s", "skip_end_s"):
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
@@ -75,23 +87,34 @@ class SegmentConfig:
         """What the clip bytes depend on (not isolation, timeout or the cache location)."""
         fields = {k: v for k, v in dataclasses.asdict(self).items()
                   if k not in ("isolate", "video_timeout_s", "cache_dir")}
+        if self.clip_geometry == DEFAULT_GEOMETRY:  # the default geometry keeps the keys cached before the flags
+            for name in ("clip_width", "clip_height", "clip_fps"):
+                del fields[name]
         fields["version"] = CACHE_VERSION
         return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
+
+    @property
+    def clip_geometry(self) -> tuple[int, int, int]:
+        """(width, height, fps) of the clips this config cuts."""
+        return self.clip_width, self.clip_height, self.clip_fps
 
     @classmethod
     def from_args(cls, ns: argparse.Namespace) -> SegmentConfig:
         """The config for parsed flags (``segment.add_segment_args`` already refused impossible values with an
         argparse error; a namespace built another way gets ``ValueError`` from ``__post_init__``)."""
-        return cls(clip_frames=seconds_to_frames(ns.clip_seconds),
-                   stride_frames=seconds_to_frames(ns.clip_stride_s) if ns.clip_stride_s is not None else None,
+        fps = getattr(ns, "clip_fps", frame_times.CLIP_FPS)
+        width, height = getattr(ns, "clip_size", (clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT))
+        return cls(clip_frames=seconds_to_frames(ns.clip_seconds, fps),
+                   stride_frames=seconds_to_frames(ns.clip_stride_s, fps) if ns.clip_stride_s is not None else None,
+                   clip_width=width, clip_height=height, clip_fps=fps,
                    skip_start_s=ns.skip_start_s, skip_end_s=ns.skip_end_s, fit=ns.fit, decoder=ns.decoder, crf=ns.crf,
                    x264_preset=ns.x264_preset,
                    decord_max_mb=ns.decord_max_mb, isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
 
 
-def seconds_to_frames(seconds: float) -> int:
-    """A duration in seconds as a whole number of 10 FPS frames (0.04 s rounds to 0: not a usable length)."""
-    return round(seconds * frame_times.CLIP_FPS)
+def seconds_to_frames(seconds: float, fps: int = frame_times.CLIP_FPS) -> int:
+    """A duration in seconds as a whole number of frames at ``fps`` (0.04 s at 10 FPS rounds to 0: not usable)."""
+    return round(seconds * fps)
 
 
 @dataclasses.dataclass
@@ -106,14 +129,15 @@ def read_sidecar(url: str) -> bytes:
     return _read(url[len("file://"):] if url.startswith("file://") else url)
 
 
-def load_actions(url: str) -> list[int]:
-    """The ``actions`` list of a sidecar JSON (local path, file:// or any Beam filesystem URL)."""
+def load_actions(url: str, fps: int = frame_times.CLIP_FPS) -> list[int]:
+    """The ``actions`` list of a sidecar JSON (local path, file:// or any Beam filesystem URL); its steps must be
+    at the clips' ``fps``."""
     data = json.loads(read_sidecar(url))
     actions = data["actions"]
     if not isinstance(actions, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
         raise ValueError("'actions' must be a list of integers")
-    if data.get("step_fps", frame_times.CLIP_FPS) != frame_times.CLIP_FPS:
-        raise ValueError(f"step_fps is {data.get('step_fps')}, clips are {frame_times.CLIP_FPS} FPS")
+    if data.get("step_fps", frame_times.CLIP_FPS) != fps:
+        raise ValueError(f"step_fps is {data.get('step_fps', frame_times.CLIP_FPS)}, clips are {fps} FPS")
     return actions
 
 
@@ -165,15 +189,16 @@ def segment_video(video: DownloadedVideo, config: SegmentConfig) -> SegmentResul
 def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> SegmentResult:
     candidate = video.candidate
     index = decoders.index_video(path)
+    fps = config.clip_fps
     plan = frame_times.plan_windows(index.duration_s, config.clip_frames, config.stride_frames,
-                                    config.skip_start_s, config.skip_end_s)
+                                    config.skip_start_s, config.skip_end_s, fps)
     seg, vid = reasons.STAGE_SEGMENT, video.video_id
     if not plan.windows:
-        clip_s = config.clip_frames / frame_times.CLIP_FPS
+        clip_s = config.clip_frames / fps
         if index.duration_s < clip_s:
             reason, detail = reasons.TOO_SHORT, f"{index.duration_s:.2f} s is shorter than one {clip_s:g} s clip"
         else:
-            reason, detail = reasons.NO_CLIPS, (f"{plan.usable_ticks / frame_times.CLIP_FPS:.1f} s left after "
+            reason, detail = reasons.NO_CLIPS, (f"{plan.usable_ticks / fps:.1f} s left after "
                                                 f"skipping {config.skip_start_s:g} s + {config.skip_end_s:g} s")
         return SegmentResult([], [Outcome.for_video(candidate, seg, reasons.DROPPED, reason, detail,
                                                     duration_s=index.duration_s)])
@@ -181,7 +206,7 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
     actions = None
     if candidate.actions_url:
         try:
-            actions = load_actions(candidate.actions_url)
+            actions = load_actions(candidate.actions_url, fps)
         except Exception as exc:  # the clips are still good; the missing ground truth is noted on the video
             notes.append(f"actions sidecar unreadable ({type(exc).__name__}: {exc})")
     backend, clip_frames = decode_clips(path, index, plan.windows, config)
@@ -190,8 +215,8 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
         clips.append(Clip(
             clip_key=ids.clip_key(vid, window.start_s), video_id=vid, clip_index=window.index,
             start_s=window.start_s, end_s=window.end_s, num_frames=window.num_frames,
-            fps=float(frame_times.CLIP_FPS), width=clip_codec.CLIP_WIDTH, height=clip_codec.CLIP_HEIGHT,
-            mp4=clip_codec.encode_clip(frames, crf=config.crf, preset=config.x264_preset),
+            fps=float(fps), width=config.clip_width, height=config.clip_height,
+            mp4=clip_codec.encode_clip(frames, fps=fps, crf=config.crf, preset=config.x264_preset),
             actions=clip_actions(actions, window.first_tick, window.num_frames) if actions is not None else None,
             video=candidate))
     outcomes = []
@@ -199,8 +224,8 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
         tail = plan.tail
         outcomes.append(Outcome(
             item_id=ids.clip_key(vid, tail.start_s), item_kind=reasons.ITEM_CLIP, stage=seg,
-            outcome=reasons.DROPPED, reason=reasons.SHORT_TAIL, video_id=vid, duration_s=tail.num_frames / 10,
-            detail=f"{tail.num_frames / 10:.1f} s after the last full clip (needs {config.clip_frames / 10:g} s)"))
+            outcome=reasons.DROPPED, reason=reasons.SHORT_TAIL, video_id=vid, duration_s=tail.num_frames / fps,
+            detail=f"{tail.num_frames / fps:.1f} s after the last full clip (needs {config.clip_frames / fps:g} s)"))
     detail = "; ".join([f"{len(clips)} clips via {backend} ({index.codec} {index.width}x{index.height}, "
                         f"rotation {index.rotation})", *notes])
     outcomes.append(Outcome.for_video(candidate, seg, reasons.KEPT, detail=detail, duration_s=index.duration_s))
@@ -209,18 +234,19 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
 
 def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_times.Window],
                  config: SegmentConfig) -> tuple[str, Iterator[np.ndarray]]:
-    """The decoder used and each window's 160x90 RGB frames (T, 90, 160, 3), one window at a time.
+    """The decoder used and each window's RGB frames (T, clip_height, clip_width, 3), one window at a time.
 
-    Frames are picked on the 10 FPS grid by presentation time, decoded by decord (PyAV when decord cannot open
-    the file, e.g. AV1, or when the file is over ``config.decord_max_mb``) and cropped or padded to 160x90:
+    Frames are picked on the ``clip_fps`` grid by presentation time, decoded by decord (PyAV when decord cannot
+    open the file, e.g. AV1, or when the file is over ``config.decord_max_mb``) and cropped or padded to the clip
+    size (160x90 by default):
     exactly the frames ``segment_video`` encodes.
     """
-    source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
+    source_ticks = [frame_times.tick_of(p, index.time_base, config.clip_fps) for p in index.pts]
     frame_lists = [frame_times.frames_for_ticks(source_ticks, range(w.first_tick, w.first_tick + w.num_frames))
                    for w in windows]
     if not frame_lists:
         return config.decoder, iter(())
-    size = decoders.decode_size(index, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
+    size = decoders.decode_size(index, config.clip_width, config.clip_height, config.fit)
     backend = decoder_for(path, config)
     if backend == "decord":
         try:
@@ -232,7 +258,7 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
     if backend == "pyav":
         batches = decoders.decode_windows_pyav(path, index, frame_lists, size)
         first = next(batches)
-    return backend, (decoders.to_output(frames, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, config.fit)
+    return backend, (decoders.to_output(frames, config.clip_width, config.clip_height, config.fit)
                      for frames in _chain_first(first, batches))
 
 

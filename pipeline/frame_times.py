@@ -37,19 +37,20 @@ def frames_for_ticks(source_ticks: Sequence[int], ticks: Sequence[int]) -> list[
 
 @dataclasses.dataclass(frozen=True)
 class Window:
-    """One clip window on the 10 FPS grid: ticks ``first_tick .. first_tick + num_frames - 1``."""
+    """One clip window on the ``fps`` grid (10 FPS by default): ticks ``first_tick .. first_tick + num_frames - 1``."""
 
     index: int
     first_tick: int
     num_frames: int
+    fps: int = CLIP_FPS
 
     @property
     def start_s(self) -> float:
-        return self.first_tick / CLIP_FPS
+        return self.first_tick / self.fps
 
     @property
     def end_s(self) -> float:
-        return (self.first_tick + self.num_frames) / CLIP_FPS
+        return (self.first_tick + self.num_frames) / self.fps
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,10 +61,11 @@ class WindowPlan:
 
 
 def plan_windows(duration_s: float, clip_frames: int = 160, stride_frames: int | None = None,
-                 skip_start_s: float = 0.0, skip_end_s: float = 0.0) -> WindowPlan:
-    """Full clip windows covering ``[skip_start, duration - skip_end)`` (non-overlapping unless a stride is set).
+                 skip_start_s: float = 0.0, skip_end_s: float = 0.0, fps: int = CLIP_FPS) -> WindowPlan:
+    """Full clip windows covering ``[skip_start, duration - skip_end)`` (non-overlapping unless a stride is set),
+    on the ``fps`` grid (clip_frames and stride_frames count frames at that rate).
 
-    A window needs all of its ticks inside the video: tick t is inside when ``(t + 1)/10 <= duration``
+    A window needs all of its ticks inside the video: tick t is inside when ``(t + 1)/fps <= duration``
     (a 15.99 s video has no full 16 s clip). Non-positive clip lengths or strides are refused: the loop below
     would never advance past ``end`` (``SegmentConfig`` refuses them too; this guards every other caller).
     """
@@ -73,16 +75,18 @@ def plan_windows(duration_s: float, clip_frames: int = 160, stride_frames: int |
         raise ValueError(f"stride_frames must be >= 1 (or None for non-overlapping), got {stride_frames!r}")
     if not (math.isfinite(skip_start_s) and math.isfinite(skip_end_s)) or skip_start_s < 0 or skip_end_s < 0:
         raise ValueError(f"skips must be finite and >= 0 s, got {skip_start_s!r} and {skip_end_s!r}")
+    if not isinstance(fps, int) or fps < 1:
+        raise ValueError(f"fps must be a whole number >= 1, got {fps!r}")
     stride = stride_frames or clip_frames
-    first = round(skip_start_s * CLIP_FPS)
+    first = round(skip_start_s * fps)
     # limit_denominator undoes binary float noise (16.1 s is 161 ticks, not 161.0000000000000142)
-    end = max(math.floor(Fraction(duration_s - skip_end_s).limit_denominator(10**6) * CLIP_FPS), 0)
+    end = max(math.floor(Fraction(duration_s - skip_end_s).limit_denominator(10**6) * fps), 0)
     usable = max(end - first, 0)
     windows: list[Window] = []
     tick = first
     while tick + clip_frames <= end:
-        windows.append(Window(len(windows), tick, clip_frames))
+        windows.append(Window(len(windows), tick, clip_frames, fps))
         tick += stride
     tail_start = windows[-1].first_tick + clip_frames if windows else first
-    tail = Window(len(windows), tail_start, end - tail_start) if end - tail_start > 0 else None
+    tail = Window(len(windows), tail_start, end - tail_start, fps) if end - tail_start > 0 else None
     return WindowPlan(windows, tail, usable)

@@ -22,7 +22,7 @@ from collections.abc import Callable
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import cli_types, clip_codec, stage, tables
+from pipeline import cli_types, clip_codec, frame_times, stage, tables
 from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video functions
     SegmentConfig,
     SegmentResult,
@@ -47,15 +47,31 @@ def _frames_arg(text: str) -> float:
     return value
 
 
+def _clip_size(text: str) -> tuple[int, int]:
+    """argparse type for --clip-size: 'WxH', both even (H.264 yuv420p) and >= 2."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"must look like WIDTHxHEIGHT (e.g. 160x90 or 64x64), got {text!r}")
+    size = int(width), int(height)
+    if min(size) < 2 or size[0] % 2 or size[1] % 2:
+        raise argparse.ArgumentTypeError(f"width and height must be even and >= 2 (H.264 yuv420p), got {text!r}")
+    return size
+
+
 def add_segment_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("segmentation (16 s clips at 10 FPS, 160x90)")
+    g = parser.add_argument_group("segmentation (16 s clips at 10 FPS, 160x90 by default)")
+    g.add_argument("--clip-size", type=_clip_size, default=(clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT),
+                   metavar="WxH", help="clip frame size (default 160x90, the paper's Platformers clips; its CoinRun "
+                                       "case study uses 64x64); recorded in every clip's metadata")
+    g.add_argument("--clip-fps", type=cli_types.integer(1, 240, "clip "), default=frame_times.CLIP_FPS,
+                   help="clip frame rate (default 10); --clip-seconds and --clip-stride-s stay in seconds")
     g.add_argument("--clip-seconds", type=_frames_arg, default=16.0, help="clip length (default 16 s = 160 frames)")
     g.add_argument("--clip-stride-s", type=_frames_arg, default=None,
                    help="start a clip every N s (default: the clip length, i.e. non-overlapping)")
     g.add_argument("--skip-start-s", type=cli_types.seconds, default=0.0, help="skip this much of every video (intros)")
     g.add_argument("--skip-end-s", type=cli_types.seconds, default=0.0, help="skip this much at the end (outros)")
     g.add_argument("--fit", choices=("crop", "pad"), default="crop",
-                   help="crop: cover 160x90 and centre-crop (default); pad: fit inside and pad")
+                   help="crop: cover the clip size and centre-crop (default); pad: fit inside and pad")
     g.add_argument("--decoder", choices=("decord", "pyav"), default="decord",
                    help="decord (default; PyAV takes over for codecs decord cannot open, e.g. AV1) or pyav "
                         "for every video")

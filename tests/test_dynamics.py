@@ -88,6 +88,28 @@ def test_loss_is_cross_entropy_on_masked_tokens_of_later_frames():
     logits = model(tokens, actions, mask)
     expected = torch.nn.functional.cross_entropy(logits[mask], tokens[mask])
     torch.testing.assert_close(out["loss"], expected)
+    # The result holds no logits (B, T, h, w, V): only the first example's argmax tokens, for sample images.
+    assert torch.equal(out["predicted"], logits[:1].argmax(-1))
+    held = max(v.numel() for v in out.values() if torch.is_tensor(v))
+    assert held == tokens[:1].numel() and held * model.cfg.vocab_size * tokens.shape[0] == logits.numel()
+
+
+def test_forgotten_actions_mean_no_action():
+    """After the LAM resets a code, the dynamics row of that action is the "no action" row: the model then
+    predicts for it exactly what it predicts without an action, and other actions are untouched."""
+    model = make()
+    tokens, _ = random_batch(model, b=1)
+    with torch.no_grad():
+        model.action_emb.weight.normal_()  # rows as after training: all different
+    before = model.action_emb.weight.clone()
+    model.forget_actions(torch.tensor([2]))
+    after = model.action_emb.weight
+    assert torch.equal(after[2], after[model.no_action_id]) and not torch.equal(before[2], after[2])
+    kept = [i for i in range(model.cfg.num_actions + 1) if i != 2]
+    assert torch.equal(before[kept], after[kept])
+    none = model(tokens, torch.full((1, 3), -1))
+    torch.testing.assert_close(model(tokens, torch.full((1, 3), 2)), none)
+    assert not torch.allclose(model(tokens, torch.full((1, 3), 1)), none)
 
 
 @pytest.mark.parametrize("mode", MODES)

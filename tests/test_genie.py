@@ -151,9 +151,22 @@ def test_a_trained_run_loads_and_generates(trained_run):
     torch.testing.assert_close(frames[:, -1], last, atol=1e-4, rtol=0)
 
 
+def test_sampling_defaults_to_the_presets_temperature():
+    """The paper samples at temperature 1.0 for CoinRun and 2.0 for Platformers: a rollout without explicit
+    sampling options uses the run's preset, not one global default."""
+    assert (get_config("coinrun").sampling.temperature, get_config("platformers-small").sampling.temperature) == (
+        1.0, 2.0)
+    genie = random_genie()
+    genie.sampling = SamplingConfig(steps=3, temperature=2.0)
+    prompt, actions = prompt_video(batch=2, frames=1), torch.tensor([[0, 1, 2], [3, 2, 1]])
+    default = genie.rollout(prompt, actions, seed=3)["tokens"]
+    assert torch.equal(default, genie.rollout(prompt, actions, SamplingConfig(3, 2.0), seed=3)["tokens"])
+    assert not torch.equal(default, genie.rollout(prompt, actions, SamplingConfig(3, 1.0), seed=3)["tokens"])
+
+
 def test_bf16_autocast_generation_runs_and_returns_float_frames():
     genie = random_genie(layers=2)
-    genie.amp = True
+    genie.precision = "bf16"
     out = genie.rollout(prompt_video(batch=1, frames=2), torch.tensor([[0, 1, 2, 3, 0]]), SamplingConfig(steps=2))
     assert out["frames"].dtype == torch.float32 and out["frames"].shape == (1, 7, 3, 90, 160)
     assert float(out["frames"].min()) >= 0 and float(out["frames"].max()) <= 1

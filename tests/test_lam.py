@@ -1,7 +1,10 @@
-"""Latent action model: shapes, what each prediction may see, gradients through the VQ, and the guard against
-collapse to a single action (dead-code reset) on real clips with known actions."""
+"""Latent action model: shapes, what each prediction may see, gradients through the VQ, batch independence of the
+actions (training = inference), and the guard against collapse to a single action (dead-code reset) on real
+clips with known actions."""
 
 from __future__ import annotations
+
+import copy
 
 import pytest
 import torch
@@ -61,11 +64,30 @@ def test_gradients_flow_through_the_action_bottleneck(lam):
     assert lam.action_query.grad.abs().sum() > 0
 
 
+def test_an_action_depends_on_its_clip_alone_in_training_and_inference(lam):
+    """The actions the dynamics model is trained on (training-mode forward, here a batch of 8) are those of each
+    clip alone, and those ``infer_actions`` gives at inference. (With the earlier BatchNorm, a third of one clip's
+    actions changed with its batch, and two thirds differed between training and inference.)"""
+    video = torch.rand(8, 4, 3, 90, 160, generator=torch.Generator().manual_seed(1))
+    warm = lam.train()
+    for _ in range(3):  # running statistics past their first-batch initialisation
+        warm(torch.rand(8, 4, 3, 90, 160))
+    alone, batch = copy.deepcopy(warm)._encode(video[:1]), copy.deepcopy(warm)._encode(video)  # as forward does
+    torch.testing.assert_close(alone["indices"], batch["indices"][:1], rtol=0, atol=0)
+    torch.testing.assert_close(alone["latent"], batch["latent"][:1])
+    torch.testing.assert_close(copy.deepcopy(warm)(video)["actions"], batch["indices"], rtol=0, atol=0)
+    inferred = copy.deepcopy(warm).infer_actions(video)
+    torch.testing.assert_close(inferred, batch["indices"], rtol=0, atol=0)
+    assert inferred.unique().numel() >= 2  # not trivially equal: the actions differ between transitions
+
+
 @pytest.mark.parametrize("batchnorm", [True, False])
 def test_collapse_guards_keep_action_codes_alive(tmp_path, batchnorm):
     """Early in training the encoder maps every transition to nearly the same latent. Dead-code reset revives
-    starved codes; batch-standardised latents (default) keep the latents apart, so every code gets used. Without
-    it the resets still happen but identical latents stay on one or two codes (documented in docs/modeling.md)."""
+    starved codes; standardised latents (default) let the revived codes win transitions, so every code gets used
+    over training. Without it the resets still happen but identical latents stay on one or two codes
+    (docs/modeling.md). The standardisation uses running statistics (batch-independent actions), which lag this
+    fast-moving probe: per step it is mostly one code (batch statistics kept two), so no per-step claim here."""
     write_tiny_shards(tmp_path, n_clips=4, frames=16)
     video = to_float_video(next(iter(clip_windows(str(tmp_path), window=4, batch_size=4, seed=0)))["video"])
     torch.manual_seed(0)
@@ -79,11 +101,10 @@ def test_collapse_guards_keep_action_codes_alive(tmp_path, batchnorm):
         optimizer.zero_grad()
         out["loss"].backward()
         optimizer.step()
-        resets += lam.vq.reset_dead_codes()
+        resets += lam.vq.reset_dead_codes().numel()
     assert resets > 0
     assert float(out["recon_loss"]) < 0.5 * first_loss
     if batchnorm:
         assert used == set(range(lam.num_actions))
-        assert lam.infer_actions(video).unique().numel() >= 2
     else:
         assert len(used) < lam.num_actions

@@ -106,7 +106,7 @@ def test_dead_codes_are_reset_to_the_worst_served_latents():
     z = torch.tensor([[0.0, 0.1], [0.1, 0.1], [5.0, 0.0], [0.05, 0.0]])
     vq(z)  # codes 2 and 3 get nothing: dead (usage_decay=0 -> usage is this batch's share)
     assert vq.usage_fraction() == 0.5
-    assert vq.reset_dead_codes() == 2
+    assert vq.reset_dead_codes().numel() == 2
     # The two worst-quantised latents are [5, 0] (far from all) and [0, 0.1]/[0.1, 0.1] (next largest error).
     assert torch.equal(vq.codebook.weight[2], torch.tensor([5.0, 0.0]))
     assert vq.usage_fraction() == 1.0

@@ -14,7 +14,7 @@ import torch
 from modeling.__main__ import main
 from modeling.checkpoint import load_checkpoint, load_genie, load_tokenizer, read_run_config
 from modeling.configs import GenieConfig, TrainConfig, get_config
-from modeling.data import ShardError, clip_windows, to_float_video
+from modeling.data import ShardError, clip_windows, shard_geometry, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.schedule import lr_at
@@ -267,6 +267,23 @@ def test_token_shards_must_match_the_model(shards, tokenizer_run, genie_run, lat
         next(iter(token_windows(str(tmp_path / "old.tar"), window=4, batch_size=1)))
 
 
+def test_frame_size_comes_from_the_data(tmp_path, capsys):
+    """64x64 clips (Appendix F's CoinRun geometry, recorded in each sample by the pipeline): read back from the
+    shard, refused in one line by a 160x90 config, and trained on by a config of their size."""
+    square = write_tiny_shards(tmp_path / "square", n_clips=2, frames=8, height=64, width=64)
+    assert shard_geometry(square) == (64, 64, 10.0)
+    assert main(["train", "tokenizer", "--shards", square[0], "--config", "tiny", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "64x64" in err[0] and "160x90" in err[0]
+    size = ["--set", "tokenizer.frame_height=64", "--set", "tokenizer.frame_width=64"]
+    assert main(["train", "tokenizer", "--shards", square[0], "--config", "tiny", "--out", str(tmp_path / "b"),
+                 *size, "--set", "train_tokenizer.max_steps=1", "--set", "train_tokenizer.batch_size=2"]) == 0
+    tokenizer = load_tokenizer(tmp_path / "b")
+    assert (tokenizer.cfg.frame_height, tokenizer.cfg.frame_width) == (64, 64)
+    video = to_float_video(next(iter(clip_windows(square, window=4, batch_size=2, frame_size=(64, 64))))["video"])
+    assert tokenizer.decode(tokenizer.encode(video)).shape == (2, 4, 3, 64, 64)
+
+
 def test_clear_cli_errors(shards, tmp_path, capsys):
     assert main(["train", "tokenizer", "--shards", str(tmp_path / "none-*.tar"), "--out", str(tmp_path / "a")]) == 2
     assert "no shards matched" in capsys.readouterr().err
@@ -295,9 +312,13 @@ def test_configs():
         get_config("tiny", {"optimizer.lr": 3})
     cfg = get_config("coinrun", {"lam.num_actions": 7})
     assert cfg.dynamics.num_actions == 7  # the dynamics model follows the LAM and the tokenizer
-    assert cfg.dynamics.vocab_size == 1024 and cfg.dynamics.token_grid == (23, 40)
+    assert cfg.dynamics.vocab_size == 1024 and cfg.dynamics.token_grid == (16, 16)  # 64x64 frames, patch 4
     assert GenieConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     coinrun = get_config("coinrun")
+    assert coinrun.frame_size == (64, 64) and (coinrun.lam.frame_height, coinrun.lam.frame_width) == (64, 64)
+    assert coinrun.lam.token_grid == (4, 4) and coinrun.sampling.temperature == 1.0
+    assert get_config("platformers-small").frame_size == (90, 160)
+    assert get_config("tiny", {"tokenizer.frame_width": 64}).lam.frame_width == 64  # one frame size per Genie
     assert (coinrun.tokenizer.enc_layers, coinrun.tokenizer.dec_layers, coinrun.tokenizer.enc_dim) == (8, 8, 512)
     assert (coinrun.lam.enc_layers, coinrun.lam.num_actions, coinrun.dynamics.layers) == (8, 6, 12)
     assert (coinrun.train_tokenizer.batch_size, coinrun.train_lam_dynamics.batch_size) == (48, 36)

@@ -1,0 +1,182 @@
+"""One GPU check of the whole model stack, as a table (``benchmarks/device_check.sh`` runs it).
+
+Rows: bf16 MFU of tokenizer and LAM+dynamics training steps at a preset (default ``coinrun``, Appendix F's
+64x64 setting; FLOPs counted on the meta device by ``train_throughput.count_flops``), generation frames/s
+(batch 1, the preset's MaskGIT steps, KV cache, both contexts), loader windows/s on freshly written shards of the
+preset's frame size, and a short convergence check (LAM+dynamics on those shards: the dynamics loss must fall
+below half its first value). Results also go to ``$OUT/device_check.{txt,json}`` when ``OUT`` is set.
+
+``--dry``: the tiny preset, a few steps, seconds on a CPU (tests/test_device_check.py runs it): it proves the
+script works, not the numbers.
+
+    bash benchmarks/device_check.sh                 # on one H100/H200, <= 8 minutes
+    python benchmarks/device_check.py --dry --device cpu
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from train_throughput import build, count_flops, sync, synthetic_video  # noqa: E402
+
+from modeling.configs import get_config  # noqa: E402
+from modeling.data import clip_windows  # noqa: E402
+from modeling.dynamics import DynamicsModel  # noqa: E402
+from modeling.genie import Genie  # noqa: E402
+from modeling.lam import LatentActionModel  # noqa: E402
+from modeling.precision import autocast  # noqa: E402
+from modeling.tokenizer import VideoTokenizer  # noqa: E402
+from modeling.train import make_optimizer  # noqa: E402
+from tests.modeling_helpers import write_tiny_shards  # noqa: E402
+
+PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, SXM
+
+
+def peak_tflops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
+
+
+def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device) -> dict:
+    """Timed full training steps (forward, backward, AdamW) on synthetic video under the run's precision."""
+    model = build(phase, cfg, device).train()
+    tcfg = cfg.train_tokenizer if phase == "tokenizer" else cfg.train_lam_dynamics
+    optimizer = make_optimizer(model.trained(), tcfg, device)
+    video = synthetic_video(cfg, batch, device)
+
+    def step(i: int) -> None:
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(cfg.precision, device):
+            loss = model({"video": video}, i)["loss"]
+        loss.backward()
+        optimizer.step()
+
+    step(0)
+    sync(device)
+    start = time.perf_counter()
+    for i in range(steps):
+        step(i + 1)
+    sync(device)
+    seconds = (time.perf_counter() - start) / steps
+    flops = count_flops(phase, cfg, batch)
+    peak = peak_tflops(device)
+    return {"batch": batch, "s_per_step": seconds, "tflops": flops / seconds / 1e12,
+            "mfu": flops / seconds / (peak * 1e12) if peak else None}
+
+
+def generation_fps(cfg, frames: int, device: torch.device) -> dict:
+    torch.manual_seed(0)
+    genie = Genie(VideoTokenizer(cfg.tokenizer), LatentActionModel(cfg.lam), DynamicsModel(cfg.dynamics), cfg,
+                  device)
+    prompt = torch.rand(1, 1, 3, *cfg.frame_size)
+    out = {}
+    for context in ("window", "stream"):
+        session = genie.start(prompt, context=context)
+        session.step(0)  # warm-up
+        sync(device)
+        start = time.perf_counter()
+        for i in range(frames):
+            session.step(i % genie.num_actions)
+        sync(device)
+        out[context] = frames / (time.perf_counter() - start)
+    return out
+
+
+def loader_rate(shards: str, cfg, batch: int, batches: int, workers: int) -> float:
+    loader = clip_windows(shards, window=cfg.tokenizer.num_frames, batch_size=batch, resampled=True,
+                          num_workers=workers, frame_size=cfg.frame_size)
+    it = iter(loader)
+    next(it)
+    start = time.perf_counter()
+    for _ in range(batches):
+        next(it)
+    return batches * batch / (time.perf_counter() - start)
+
+
+def convergence(shards: str, cfg, steps: int, batch: int, device: torch.device) -> dict:
+    """LAM+dynamics on real (rendered, known-action) shards: the dynamics loss must halve."""
+    torch.manual_seed(0)
+    model = build("lam-dynamics", cfg, device).train()
+    optimizer = make_optimizer(model.trained(), cfg.train_lam_dynamics, device)
+    for group in optimizer.param_groups:
+        group["lr"] = 1e-3
+    loader = iter(clip_windows(shards, window=cfg.tokenizer.num_frames, batch_size=batch, resampled=True,
+                               frame_size=cfg.frame_size))
+    losses = []
+    for i in range(steps):
+        video = next(loader)["video"].to(device)
+        optimizer.zero_grad(set_to_none=True)
+        with autocast(cfg.precision, device):
+            out = model({"video": video}, i)
+        out["loss"].backward()
+        optimizer.step()
+        model.reset_dead_codes(optimizer)
+        losses.append(float(out["dynamics_loss"]))
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    return {"steps": steps, "first": first, "last": last, "ok": last < 0.5 * first}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--config", default="coinrun")
+    p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    p.add_argument("--dry", action="store_true", help="tiny preset, a few steps: seconds on a CPU")
+    args = p.parse_args(argv)
+    device = torch.device(args.device)
+    dry = args.dry
+    cfg = get_config("tiny" if dry else args.config)
+    small = get_config("tiny", {"tokenizer.frame_height": cfg.frame_size[0],
+                                "tokenizer.frame_width": cfg.frame_size[1]})
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+    rows, results = [], {"config": cfg.name, "device": str(device), "precision": cfg.precision,
+                         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
+    started = time.perf_counter()
+    for phase, batch in (("tokenizer", 2 if dry else 48), ("lam-dynamics", 2 if dry else 36)):
+        r = results[phase] = train_mfu(phase, cfg, batch, 2 if dry else 10, device)
+        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (no known peak)"
+        rows.append((f"{phase} training, batch {batch}", f"{r['s_per_step']:.3f} s/step, {r['tflops']:.1f} "
+                     f"TFLOP/s, MFU {mfu}"))
+        torch.cuda.empty_cache() if device.type == "cuda" else None
+    gen = results["generation_fps"] = generation_fps(cfg, 2 if dry else 48, device)
+    rows.append((f"generation, batch 1, {cfg.sampling.steps} MaskGIT steps",
+                 f"window {gen['window']:.2f} frames/s, stream {gen['stream']:.2f} frames/s"))
+    with tempfile.TemporaryDirectory() as tmp:
+        h, w = cfg.frame_size
+        write_tiny_shards(tmp, n_clips=8 if dry else 32, frames=32, clips_per_shard=4, height=h, width=w)
+        shards = str(Path(tmp) / "shard-*.tar")
+        rate = results["loader_windows_per_s"] = loader_rate(shards, cfg, 4 if dry else 36, 2 if dry else 20,
+                                                             0 if dry else min(8, os.cpu_count() or 1))
+        rows.append(("loader", f"{rate:.1f} windows/s ({cfg.tokenizer.num_frames}-frame, {w}x{h})"))
+        conv = results["convergence"] = convergence(shards, small, 6 if dry else 300, 4 if dry else 16, device)
+        rows.append((f"convergence (tiny models, {w}x{h} shards)",
+                     f"dynamics loss {conv['first']:.3f} -> {conv['last']:.3f} in {conv['steps']} steps: "
+                     f"{'ok' if conv['ok'] else 'NOT halved'}"))
+    results["seconds"] = time.perf_counter() - started
+    width = max(len(r[0]) for r in rows)
+    table = "\n".join([f"device check: {cfg.name} on {results['gpu'] or device} ({cfg.precision}), "
+                       f"{results['seconds']:.0f} s", *(f"{a:<{width}}  {b}" for a, b in rows)])
+    print(table)
+    out = os.environ.get("OUT")
+    if out:
+        Path(out).mkdir(parents=True, exist_ok=True)
+        (Path(out) / "device_check.txt").write_text(table + "\n")
+        (Path(out) / "device_check.json").write_text(json.dumps(results, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
