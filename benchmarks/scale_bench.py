@@ -167,9 +167,12 @@ def main() -> int:
     rows = []
     for n in (int(x) for x in ns.sizes.split(",")):
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--workers", str(ns.workers)],
-                              capture_output=True, text=True, check=True)
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            print(f"size {n} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
+            return 1
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
-        print(f"measured {n} outcomes", file=sys.stderr)
+        print(f"measured {n} outcomes: {rows[-1]}", file=sys.stderr)
     print(f"{'outcomes':>10} {'parts':>6} {'wall s':>8} {'s/100k':>8} {'worker peak MB':>15} {'launcher peak MB':>17}")
     for r in rows:
         print(f"{r['n']:>10} {r['outcome_parts']:>6} {r['wall_s']:>8.1f} {r['wall_s'] / r['n'] * 1e5:>8.2f} "
