@@ -9,7 +9,7 @@ DEMO_DIR ?= demo
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-corpus demo-model test lint clean system-deps
+.PHONY: setup demo demo-corpus demo-model test lint clean system-deps coinrun-cpu
 
 setup: $(STAMP)
 
@@ -56,6 +56,14 @@ demo-model: setup
 	  --out $(DEMO_DIR)/model/evaluation --num-clips 16
 	$(PY) -m modeling generate --checkpoint $(DEMO_DIR)/model/genie --prompt $(firstword $(wildcard $(DEMO_SHARDS))) \
 	  --actions 0,1,2,3,0,1,2,3,0,1,2,3 --batch 2 --out $(DEMO_DIR)/model/rollout.gif --scale 2
+
+# The CoinRun case study on CPU within BUDGET_MIN minutes (data, tokenizer, LAM + dynamics, held-out evaluation,
+# report in $(COINRUN_DIR)/report.md). COINRUN_ARGS=--smoke checks the harness in a few minutes.
+BUDGET_MIN ?= 60
+COINRUN_DIR ?= runs/coinrun-cpu
+COINRUN_ARGS ?=
+coinrun-cpu: setup
+	$(PY) benchmarks/coinrun_cpu.py --out $(COINRUN_DIR) --budget-min $(BUDGET_MIN) $(COINRUN_ARGS)
 
 test: setup system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

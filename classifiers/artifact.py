@@ -13,6 +13,9 @@ still produces numbers -- silently wrong ones. ``load_classifier`` refuses a mod
 ``feature_version`` differs from this code's ``FEATURE_VERSION``, and says which is which. For the same
 reason it refuses a threshold outside [0, 1], stored or overridden (scores are probabilities: such a
 threshold silently keeps everything or nothing). ``metadata.json`` is strict JSON (undefined metrics null).
+It also records the training clips' geometry (``clip_geometry``: width, height, fps; absent in older
+directories, which mean 160x90 @ 10 FPS): a loaded classifier refuses clips of another geometry
+(``classifiers.geometry``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from classifiers.features import FEATURE_NAMES, FEATURE_VERSION
+from classifiers.geometry import LEGACY_GEOMETRY, ClipGeometry
 from classifiers.metrics import DecisionRule, to_json
 from classifiers.models import ClipModel, family_class
 
@@ -62,21 +66,28 @@ class LoadedClassifier:
     metadata: dict[str, Any]
     threshold: float
     decision: DecisionRule
+    geometry: ClipGeometry = LEGACY_GEOMETRY  # of the training clips; others are refused
 
     @property
     def family(self) -> str:
         return self.model.family
 
+    def check_clip(self, clip) -> None:
+        """Raise ``GeometryError`` (one line) when ``clip`` (a ``schemas.Clip``) has another size or frame rate
+        than the training clips. Call before decoding: the rate is in the record, not in the frames."""
+        self.geometry.check_clip(clip)
+
     def score_frames(self, clips: list[np.ndarray]) -> np.ndarray:
-        """P(good) for each clip's decoded frames."""
+        """P(good) for each clip's decoded frames (frames of another size raise ``GeometryError``)."""
         if not clips:
             return np.zeros(0)
         return self.model.predict_proba(np.stack([self.model.prepare(f) for f in clips]))
 
 
 def save_classifier(model_dir: str | Path, model: ClipModel, threshold: float, decision: DecisionRule,
-                    extra: dict[str, Any]) -> Path:
-    """Write the model file and ``metadata.json`` (``extra``: labels, metrics, policy, source...)."""
+                    extra: dict[str, Any], geometry: ClipGeometry = LEGACY_GEOMETRY) -> Path:
+    """Write the model file and ``metadata.json`` (``extra``: labels, metrics, policy, source...;
+    ``geometry``: of the training clips)."""
     path = Path(model_dir)
     path.mkdir(parents=True, exist_ok=True)
     model.save(path)
@@ -87,6 +98,7 @@ def save_classifier(model_dir: str | Path, model: ClipModel, threshold: float, d
         "feature_names": list(FEATURE_NAMES) if model.family == "sklearn" else [],
         "threshold": float(threshold),
         "decision": dataclasses.asdict(decision),
+        "clip_geometry": dataclasses.asdict(geometry),
         "versions": library_versions(),
         "created_utc": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         **extra,
@@ -166,7 +178,12 @@ def load_classifier(model_dir: str | Path, threshold: float | None = None) -> Lo
         model = cls.load(path, metadata.get("model_config", {}))
     except Exception as exc:  # a truncated or foreign model file: say which file, not a library traceback
         raise ModelDirError(f"{path / cls.file_name}: cannot load the model ({type(exc).__name__}: {exc})") from None
-    return LoadedClassifier(model=model, metadata=metadata, threshold=chosen, decision=decision)
+    try:
+        geometry = ClipGeometry.from_metadata(metadata)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelDirError(f"{path / METADATA}: bad clip_geometry {metadata.get('clip_geometry')!r} ({exc})") from None
+    model.geometry = geometry
+    return LoadedClassifier(model=model, metadata=metadata, threshold=chosen, decision=decision, geometry=geometry)
 
 
 def _threshold(value: Any, what: str) -> float:

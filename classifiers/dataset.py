@@ -17,6 +17,7 @@ import time
 import numpy as np
 
 from classifiers.clip_source import SourceProblem, iter_clips, iter_samples
+from classifiers.geometry import LEGACY_GEOMETRY, ClipGeometry
 from classifiers.labels import LabelPolicy, LabelSet, load_labels
 from classifiers.models import ClipModel
 from pipeline.clip_codec import decode_clip
@@ -41,6 +42,7 @@ class LabelledClips:
     inputs: np.ndarray  # the model family's prepared inputs, stacked
     counts: dict[str, int]  # clips seen / labelled / left out by the policy / unlabelled / unreadable
     problems: list[SourceProblem]
+    geometry: ClipGeometry = LEGACY_GEOMETRY  # the one frame size and rate of the clips (recorded in the model)
 
     def __len__(self) -> int:
         return len(self.clip_keys)
@@ -94,9 +96,15 @@ def load_labelled_clips(source: str, labels_path: str, model: ClipModel, policy:
     keys, videos, scores, targets, inputs = [], [], [], [], []
     counts = {"clips_read": 0, "labelled": 0, "left_out_by_policy": 0, "unlabelled": 0}
     problems: list[SourceProblem] = []
+    geometries: set[ClipGeometry] = set()
     start = time.monotonic()
     for clip, frames in iter_clips(source, problems):
         counts["clips_read"] += 1
+        geometries.add(ClipGeometry.of(clip))
+        if len(geometries) > 1:  # a model learns one geometry (classifiers/geometry.py)
+            raise LabelCoverageError(f"clips of several geometries in {source}: "
+                                     f"{', '.join(sorted(g.describe() for g in geometries))}; train one "
+                                     "classifier per geometry")
         score = labels.clip_score(clip.clip_key, clip.video_id)
         if score is None:
             counts["unlabelled"] += 1
@@ -121,5 +129,5 @@ def load_labelled_clips(source: str, labels_path: str, model: ClipModel, policy:
         print(f"clips: skipped unreadable sample {p.key!r} in {p.shard}: {p.error}", file=log)
     data = LabelledClips(keys, videos, np.array(scores, dtype=int), np.array(targets, dtype=int),
                          np.stack(inputs) if inputs else np.zeros((0,)),
-                         counts, problems)
+                         counts, problems, next(iter(geometries), LEGACY_GEOMETRY))
     return data, labels

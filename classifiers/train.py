@@ -141,7 +141,7 @@ def train(config: TrainConfig, log=sys.stderr) -> dict:
         "metrics": metrics,
         "fit_seconds": round(fit_s, 2),
     }
-    out = save_classifier(config.out, model, threshold, config.decision, extra)
+    out = save_classifier(config.out, model, threshold, config.decision, extra, geometry=data.geometry)
     (out / "metrics.json").write_text(to_json(metrics))
     with open(out / "cv_predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)

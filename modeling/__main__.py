@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
     train.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.FIELD=VALUE",
                        help="override a config field, e.g. train_tokenizer.max_steps=1000 (repeatable)")
     train.add_argument("--until-step", type=int, help="stop at this step (schedule unchanged; resume later)")
+    train.add_argument("--max-minutes", type=float,
+                       help="stop (and checkpoint) once this many minutes of training steps have passed")
     train.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     train.add_argument("--num-workers", type=int, help="loader workers per rank (default: from the config)")
 
@@ -67,7 +69,8 @@ def main(argv: list[str] | None = None) -> int:
 
             train(args.phase, args.shards, args.out, args.config, parse_overrides(args.overrides),
                   tokenizer_run=args.tokenizer, until_step=args.until_step, device=args.device,
-                  num_workers=args.num_workers, init_run=args.init)
+                  num_workers=args.num_workers, init_run=args.init,
+                  max_wall_s=None if args.max_minutes is None else args.max_minutes * 60)
         elif args.command == "extract-tokens":
             from modeling.token_shards import extract_tokens
 

@@ -238,6 +238,29 @@ def _coinrun() -> GenieConfig:
     )
 
 
+def _coinrun_cpu() -> GenieConfig:
+    # The CoinRun case study shrunk to a 60-minute budget on 2 CPU cores (benchmarks/coinrun_cpu.py): 64x64
+    # frames as Appendix F, but patch 8 (8x8 tokens), 256 codes, 2-layer d64 tokenizer and LAM, d128 dynamics,
+    # 8-frame windows and batch 8 (d128 everywhere measured ~8 s per tokenizer step on 2 busy cores).
+    # max_steps is a ceiling: the harness sets it from a measured step time so the cosine schedule ends with
+    # the budget. fp32: bf16 autocast is slow on CPUs.
+    train = TrainConfig(batch_size=8, lr=1e-3, min_lr=1e-4, warmup_steps=50, max_steps=2000, log_every=10,
+                        image_every=500, ckpt_every=500, num_workers=1, shuffle_buffer=64)
+    return GenieConfig(
+        name="coinrun-cpu",
+        precision="fp32",
+        sampling=SamplingConfig(steps=8, temperature=1.0),
+        tokenizer=TokenizerConfig(frame_height=64, frame_width=64, num_frames=8, patch_size=8, codebook_size=256,
+                                  latent_dim=32, enc_layers=2, enc_dim=64, enc_heads=4, dec_layers=2, dec_dim=64,
+                                  dec_heads=4),
+        lam=LAMConfig(frame_height=64, frame_width=64, num_frames=8, patch_size=16, num_actions=6, latent_dim=32,
+                      enc_layers=2, enc_dim=64, enc_heads=4, dec_layers=2, dec_dim=64, dec_heads=4),
+        dynamics=DynamicsConfig(num_frames=8, layers=2, dim=128, heads=4),
+        train_tokenizer=train,
+        train_lam_dynamics=dataclasses.replace(train),
+    )
+
+
 def _platformers_small() -> GenieConfig:
     # About one H100-day: the paper's tokenizer shape scaled down (8+12 layers), LAM as in the paper (8 codes),
     # dynamics at the bottom of the paper's sweep. Counted FLOPs (benchmarks/train_throughput.py --count-only)
@@ -255,7 +278,7 @@ def _platformers_small() -> GenieConfig:
     )
 
 
-PRESETS = {"tiny": _tiny, "coinrun": _coinrun, "platformers-small": _platformers_small}
+PRESETS = {"tiny": _tiny, "coinrun": _coinrun, "coinrun-cpu": _coinrun_cpu, "platformers-small": _platformers_small}
 
 
 def get_config(name: str, overrides: dict[str, Any] | None = None) -> GenieConfig:

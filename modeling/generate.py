@@ -37,11 +37,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from modeling.checkpoint import read_run_config
 from modeling.configs import PRECISIONS
 from modeling.evaluate import load_genie_run, sampling_options
 from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
-from modeling.prompts import FITS, PromptError, load_prompt
+from modeling.prompts import CLIP_SIZE, FITS, PromptError, load_prompt
 from modeling.st_transformer import CONTEXTS
 from pipeline.clip_codec import CLIP_FPS, encode_clip
 
@@ -207,11 +208,23 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def load_model_args(args: argparse.Namespace) -> tuple[SamplingConfig, torch.Tensor, Genie]:
-    """Sampling options, prompt and model of ``add_model_args``' options (cheap checks first, the model last)."""
-    prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit)
+    """Sampling options, prompt and model of ``add_model_args``' options (cheap checks first, the model last).
+    The prompt is loaded at the run's frame size (read from its config.json, before any weights)."""
+    prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit,
+                         size=run_frame_size(args.checkpoint))
     genie = load_genie_run(args.checkpoint, resolve_device(args.device))
     genie.precision = args.precision or genie.precision
     return sampling_options(genie.sampling, args.steps, args.temperature, args.schedule), prompt, genie
+
+
+def run_frame_size(run_dir: str | Path) -> tuple[int, int]:
+    """(height, width) of a run's models from its config.json; the clip default when there is none to read
+    (loading the run then says what is wrong with it)."""
+    try:
+        cfg, _, _ = read_run_config(run_dir)
+    except (OSError, ValueError, KeyError):
+        return CLIP_SIZE
+    return cfg.frame_size
 
 
 def resolve_device(name: str | None) -> str:

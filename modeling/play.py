@@ -167,7 +167,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 self.state.reset(seed=seed)
                 self._json(200, self.state.state())
             elif path == "/prompt":
-                frames = load_image_bytes(self._body())
+                frames = load_image_bytes(self._body(), size=self.state.genie.frame_size)
                 self.state.reset(prompt=frames_to_prompt(frames), label=self.headers.get("X-Prompt-Name"))
                 self._json(200, self.state.state())
             else:

@@ -1,17 +1,21 @@
-"""Prompts for generation: frames the world model starts from, as float (1, P, 3, 90, 160) in [0, 1].
+"""Prompts for generation: frames the world model starts from, as float (1, P, 3, H, W) in [0, 1].
+
+Every loader takes ``size`` = (height, width), the model's frame size (``Genie.frame_size``, the run config's
+``tokenizer.frame_height/width``): 90x160 (the pipeline's clips, the default) or e.g. 64x64 for ``coinrun``.
 
 Genie (Bruce et al. 2024, Section 3) prompts its model with a single image -- a game screenshot, a photo, a
 hand-drawn sketch -- or with frames of a real clip. A prompt source is one of:
 
 - an image file of any size and aspect ratio (PNG, JPEG, WebP, GIF, ...; grayscale, palette, RGBA): brought to
-  160x90 with the dataset pipeline's own geometry (``pipeline.decoders.scaled_size`` + ``to_output``: scale to
+  ``size`` with the dataset pipeline's own geometry (``pipeline.decoders.scaled_size`` + ``to_output``: scale to
   cover, then crop the centre; ``fit="pad"`` scales to fit and pads with black instead). EXIF orientation is
   applied; transparent pixels are laid over ``background`` (white: a sketch drawn on a transparent canvas reads
   as strokes on paper). An animated image gives one frame per image frame.
 - a video file (mp4, webm, ...): resampled to 10 FPS and scaled exactly as the pipeline cuts clips
   (``pipeline.frame_times`` picks the source frame of each 10 FPS tick, ``pipeline.decoders`` decodes and crops).
 - a clip in a dataset shard: ``shard.tar#<sample key>``, or ``shard.tar`` for its first sample, decoded with
-  ``pipeline.clip_codec.decode_clip`` (clips are already 160x90 at 10 FPS).
+  ``pipeline.clip_codec.decode_clip``; a clip of another size than ``size`` is refused (a model sees its
+  training geometry only; resizing a clip would blur it).
 
 ``start`` picks the first frame (a 10 FPS frame index for videos and clips) and ``num_frames`` how many
 consecutive frames the prompt holds (``None``: all from ``start``). Mistakes a user can fix raise
@@ -38,6 +42,7 @@ from schemas.records import ShardSample
 
 FITS = ("crop", "pad")
 WHITE = (255, 255, 255)
+CLIP_SIZE = (CLIP_HEIGHT, CLIP_WIDTH)  # (height, width) of the pipeline's clips: the default prompt size
 
 
 class PromptError(ValueError):
@@ -45,9 +50,9 @@ class PromptError(ValueError):
 
 
 def load_prompt(source: str | os.PathLike, start: int = 0, num_frames: int | None = 1, fit: str = "crop",
-                background: tuple[int, int, int] = WHITE) -> torch.Tensor:
-    """The prompt ``source`` names (see the module docstring) as float (1, P, 3, 90, 160) in [0, 1]."""
-    frames = load_prompt_frames(source, start, num_frames, fit, background)
+                background: tuple[int, int, int] = WHITE, size: tuple[int, int] = CLIP_SIZE) -> torch.Tensor:
+    """The prompt ``source`` names (see the module docstring) as float (1, P, 3, H, W) in [0, 1]."""
+    frames = load_prompt_frames(source, start, num_frames, fit, background, size)
     return frames_to_prompt(frames)
 
 
@@ -57,8 +62,8 @@ def frames_to_prompt(frames: np.ndarray) -> torch.Tensor:
 
 
 def load_prompt_frames(source: str | os.PathLike, start: int = 0, num_frames: int | None = 1, fit: str = "crop",
-                       background: tuple[int, int, int] = WHITE) -> np.ndarray:
-    """The prompt ``source`` names as uint8 (P, 90, 160, 3) RGB frames."""
+                       background: tuple[int, int, int] = WHITE, size: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
+    """The prompt ``source`` names as uint8 (P, H, W, 3) RGB frames, (H, W) = ``size``."""
     if fit not in FITS:
         raise PromptError(f"fit must be one of {FITS}, got {fit!r}")
     if start < 0 or (num_frames is not None and num_frames < 1):
@@ -66,7 +71,7 @@ def load_prompt_frames(source: str | os.PathLike, start: int = 0, num_frames: in
     source = str(source)
     path, key = _split_shard_spec(source)
     if path is not None:
-        return _clip_frames(path, key, start, num_frames)
+        return _clip_frames(path, key, start, num_frames, size)
     if not os.path.exists(source):
         raise PromptError(f"prompt file not found: {source}")
     if not os.path.isfile(source):
@@ -76,15 +81,16 @@ def load_prompt_frames(source: str | os.PathLike, start: int = 0, num_frames: in
     try:
         image = Image.open(source)
     except UnidentifiedImageError:
-        return _video_frames(source, start, num_frames, fit)
+        return _video_frames(source, start, num_frames, fit, size)
     except OSError as exc:
         raise PromptError(f"cannot read {source}: {exc}") from None
     with image:
-        return image_frames(image, start, num_frames, fit, background, name=source)
+        return image_frames(image, start, num_frames, fit, background, name=source, size=size)
 
 
-def load_image_bytes(data: bytes, fit: str = "crop", background: tuple[int, int, int] = WHITE) -> np.ndarray:
-    """An uploaded image (its file bytes) as one uint8 (1, 90, 160, 3) frame: the play page's uploads and sketches."""
+def load_image_bytes(data: bytes, fit: str = "crop", background: tuple[int, int, int] = WHITE,
+                     size: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
+    """An uploaded image (its file bytes) as one uint8 (1, H, W, 3) frame: the play page's uploads and sketches."""
     try:
         image = Image.open(io.BytesIO(data))
     except UnidentifiedImageError:
@@ -92,13 +98,14 @@ def load_image_bytes(data: bytes, fit: str = "crop", background: tuple[int, int,
     except OSError as exc:
         raise PromptError(f"not a readable image ({len(data)} bytes): {exc}") from None
     with image:
-        return image_frames(image, 0, 1, fit, background, name="the uploaded image")
+        return image_frames(image, 0, 1, fit, background, name="the uploaded image", size=size)
 
 
 # ---- images ----------------------------------------------------------------------------------------------
 def image_frames(image: Image.Image, start: int = 0, num_frames: int | None = 1, fit: str = "crop",
-                 background: tuple[int, int, int] = WHITE, name: str = "the image") -> np.ndarray:
-    """Frames ``start ..`` of a PIL image (one frame unless animated) as uint8 (P, 90, 160, 3)."""
+                 background: tuple[int, int, int] = WHITE, name: str = "the image",
+                 size: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
+    """Frames ``start ..`` of a PIL image (one frame unless animated) as uint8 (P, H, W, 3)."""
     count = getattr(image, "n_frames", 1)
     stop = count if num_frames is None else start + num_frames
     if stop > count:
@@ -107,14 +114,15 @@ def image_frames(image: Image.Image, start: int = 0, num_frames: int | None = 1,
     try:
         for i, frame in enumerate(ImageSequence.Iterator(image)):
             if start <= i < stop:
-                out.append(image_to_frame(frame, fit, background))
+                out.append(image_to_frame(frame, fit, background, size))
     except (OSError, SyntaxError, ValueError) as exc:  # truncated or corrupt data surfaces on decode, not open
         raise PromptError(f"cannot decode {name}: {exc}") from None
     return np.stack(out)
 
 
-def image_to_frame(image: Image.Image, fit: str = "crop", background: tuple[int, int, int] = WHITE) -> np.ndarray:
-    """One image of any mode and size -> uint8 (90, 160, 3) with the pipeline's scale-then-crop (or pad) geometry.
+def image_to_frame(image: Image.Image, fit: str = "crop", background: tuple[int, int, int] = WHITE,
+                   size: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
+    """One image of any mode and size -> uint8 (H, W, 3) with the pipeline's scale-then-crop (or pad) geometry.
 
     Resampling is PIL's bicubic with antialiasing (a large photo shrinks without aliasing); the geometry is the
     pipeline's, so a screenshot and a frame of the same game's video land on the same pixels.
@@ -123,13 +131,15 @@ def image_to_frame(image: Image.Image, fit: str = "crop", background: tuple[int,
     rgba = image.convert("RGBA")  # palette transparency, LA and grayscale all go through RGBA
     canvas = Image.new("RGBA", rgba.size, (*background, 255))
     rgb = Image.alpha_composite(canvas, rgba).convert("RGB")
-    size = decoders.scaled_size(rgb.width, rgb.height, CLIP_WIDTH, CLIP_HEIGHT, fit)
-    scaled = np.asarray(rgb.resize(size, Image.Resampling.BICUBIC))
-    return decoders.to_output(scaled[None], CLIP_WIDTH, CLIP_HEIGHT, fit)[0]
+    height, width = size
+    scaled_size = decoders.scaled_size(rgb.width, rgb.height, width, height, fit)
+    scaled = np.asarray(rgb.resize(scaled_size, Image.Resampling.BICUBIC))
+    return decoders.to_output(scaled[None], width, height, fit)[0]
 
 
 # ---- videos ----------------------------------------------------------------------------------------------
-def _video_frames(path: str, start: int, num_frames: int | None, fit: str) -> np.ndarray:
+def _video_frames(path: str, start: int, num_frames: int | None, fit: str,
+                  size: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
     """10 FPS frames of a video file, chosen, scaled and cropped as the pipeline cuts clips."""
     try:
         index = decoders.index_video(path)
@@ -142,12 +152,13 @@ def _video_frames(path: str, start: int, num_frames: int | None, fit: str) -> np
                           f"asked for frames {start}..{stop - 1}")
     source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
     chosen = frame_times.frames_for_ticks(source_ticks, range(start, stop))
-    size = decoders.decode_size(index, CLIP_WIDTH, CLIP_HEIGHT, fit)
+    height, width = size
+    decode_size = decoders.decode_size(index, width, height, fit)
     try:
-        frames = next(decoders.decode_windows_pyav(path, index, [chosen], size))
+        frames = next(decoders.decode_windows_pyav(path, index, [chosen], decode_size))
     except decoders.DecodeError as exc:
         raise PromptError(f"cannot decode {path}: {exc.detail}") from None
-    return decoders.to_output(frames, CLIP_WIDTH, CLIP_HEIGHT, fit)
+    return decoders.to_output(frames, width, height, fit)
 
 
 # ---- shard clips -----------------------------------------------------------------------------------------
@@ -161,7 +172,8 @@ def _split_shard_spec(source: str) -> tuple[str | None, str | None]:
     return None, None
 
 
-def _clip_frames(shard: str, key: str | None, start: int, num_frames: int | None) -> np.ndarray:
+def _clip_frames(shard: str, key: str | None, start: int, num_frames: int | None,
+                 size: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
     local = "://" not in shard and not shard.startswith("pipe:")
     if local and not os.path.isfile(shard):
         raise PromptError(f"shard not found: {shard}")
@@ -187,9 +199,9 @@ def _clip_frames(shard: str, key: str | None, start: int, num_frames: int | None
         frames = decode_clip(sample.clip.mp4, start, stop - start)
     except (ValueError, av.error.FFmpegError) as exc:
         raise PromptError(f"cannot decode clip {sample.key} of {shard}: {exc}") from None
-    if frames.shape[1:3] != (CLIP_HEIGHT, CLIP_WIDTH):
-        raise PromptError(f"clip {sample.key} is {frames.shape[2]}x{frames.shape[1]}, "
-                          f"not {CLIP_WIDTH}x{CLIP_HEIGHT}")
+    if frames.shape[1:3] != tuple(size):
+        raise PromptError(f"clip {sample.key} is {frames.shape[2]}x{frames.shape[1]}, the model takes "
+                          f"{size[1]}x{size[0]} frames")
     return frames
 
 

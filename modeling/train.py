@@ -258,14 +258,24 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
     return cfg, tokenizer_run, False
 
 
+def _past(deadline: float, ddp, device) -> bool:
+    """Whether ``deadline`` has passed, agreed by all ranks (rank 0's clock decides, so all stop together)."""
+    passed = torch.tensor([time.perf_counter() >= deadline], dtype=torch.int32, device=device)
+    if ddp.world > 1:
+        dist.broadcast(passed, 0)
+    return bool(passed.item())
+
+
 def train(phase: str, shards: str | list[str], out: str | Path, config_name: str | None = "tiny",
           overrides: dict[str, Any] | None = None, tokenizer_run: str | None = None, until_step: int | None = None,
           device: str | None = None, num_workers: int | None = None, init_run: str | None = None,
-          log=print) -> dict[str, float]:
+          log=print, max_wall_s: float | None = None) -> dict[str, float]:
     """Train (or resume) one phase into run directory ``out``; stops at ``until_step`` or the config's max_steps.
 
     Returns the metrics of the last step. ``until_step`` stops early WITHOUT changing the schedule, so a run
-    stopped and resumed follows exactly the uninterrupted run.
+    stopped and resumed follows exactly the uninterrupted run. ``max_wall_s`` does the same once that many
+    seconds of training steps have passed (a fixed compute budget, e.g. benchmarks/coinrun_cpu.py): the step
+    it ends on is logged and checkpointed like the last one.
     """
     out = Path(out)
     urls = expand_shards(shards)  # fails fast: "no shards matched ..."
@@ -363,6 +373,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
 
     data_iter = iter(loader)
+    deadline = None if max_wall_s is None else time.perf_counter() + max_wall_s
     try:
         while step < stop:
             lr = lr_at(step, tcfg)
@@ -388,6 +399,8 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             total_resets += objective.reset_dead_codes(optimizer)
             step += 1
             windows_since += micro_batch * ddp.world * accum
+            if deadline is not None and _past(deadline, ddp, dev):
+                stop = step  # the wall budget is spent: finish this step as the last one (log, checkpoint)
 
             if step % tcfg.log_every == 0 or step == stop or step == 1:
                 now = time.perf_counter()

@@ -1,6 +1,6 @@
 """``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset,
 ``audit`` re-renders a run's stats and report from its stored tables, ``doctor`` checks the machine and
-credentials a YouTube run needs."""
+credentials a YouTube run needs, ``procgen-dataset`` writes the CoinRun case-study dataset (Appendix F)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ COMMANDS = {
     "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
     "audit": ("pipeline.audit_command", "Re-render stats.json and report.html from a run's stored tables."),
     "doctor": ("pipeline.doctor", "Check what a YouTube run needs: yt-dlp age, JS runtime, ffmpeg, cookies, output."),
+    "procgen-dataset": ("pipeline.procgen_dataset", "Write the CoinRun case-study dataset (Procgen, random policy)."),
 }
 
 
@@ -19,7 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         print("usage: python -m pipeline <command> [options]\n\ncommands:")
         for name, (_, help_text) in COMMANDS.items():
-            print(f"  {name:<12} {help_text}")
+            print(f"  {name:<16} {help_text}")
         return 0 if argv and argv[0] in ("-h", "--help") else 2
     import importlib
 

@@ -21,15 +21,18 @@ def _fast(section: str, steps: int) -> list[str]:
 
 
 def train_tiny_genie(root: str | Path, steps: int = 4, n_clips: int = 6, frames: int = 16,
-                     extra: list[str] | None = None) -> tuple[str, Path]:
+                     extra: list[str] | None = None, height: int = 90, width: int = 160) -> tuple[str, Path]:
     """Write tiny shards under ``root/shards`` and train a tiny Genie; returns (shard pattern, lam-dynamics run).
 
-    ``extra`` adds ``--set`` overrides to both phases (e.g. ``["--set", "dynamics.action_conditioning=token"]``).
+    ``extra`` adds ``--set`` overrides to both phases (e.g. ``["--set", "dynamics.action_conditioning=token"]``);
+    ``height`` x ``width``: the clips' and the models' frame size.
     """
     root = Path(root)
-    write_tiny_shards(root / "shards", n_clips=n_clips, frames=frames, clips_per_shard=3)
+    write_tiny_shards(root / "shards", n_clips=n_clips, frames=frames, clips_per_shard=3, height=height, width=width)
     pattern = str(root / "shards" / "shard-*.tar")
     extra = list(extra or [])
+    if (height, width) != (90, 160):
+        extra += ["--set", f"tokenizer.frame_height={height}", "--set", f"tokenizer.frame_width={width}"]
     tok, genie = root / "tokenizer", root / "genie"
     if main(["train", "tokenizer", "--shards", pattern, "--config", "tiny", "--out", str(tok),
              *_fast("train_tokenizer", steps), *extra]) != 0:

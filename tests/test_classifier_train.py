@@ -466,3 +466,47 @@ def test_cnn_only_flags_are_usage_errors_for_the_sklearn_family(capsys):
         train_main(["--labels", "l.csv", "--clips", "c", "--out", "o", "--device", "cpu", "--epochs", "2"])
     assert stop.value.code == 2
     assert "--epochs, --device apply to --family cnn only" in capsys.readouterr().err
+
+
+def test_classifier_refuses_clips_of_another_geometry(corpus, trained, tmp_path):
+    from classifiers.dataset import LabelCoverageError
+    from classifiers.geometry import GeometryError
+    from pipeline.quality import score_clips
+
+    loaded = load_classifier(trained)
+    assert strict_json(trained / "metadata.json")["clip_geometry"] == {"width": 160, "height": 90, "fps": 10.0}
+    clip = corpus["clips"][0]
+    loaded.check_clip(clip)  # the training geometry passes
+    with pytest.raises(GeometryError, match=r"is 160x90 @ 30 FPS; .* trained on 160x90 @ 10 FPS clips"):
+        loaded.check_clip(clip.replace(fps=30.0))
+    # 64x64 clips (the CoinRun case study): decoded frames of another size are refused by prepare, so the
+    # pipeline's quality stage fails such a clip with the reason instead of scoring it
+    small = [synthetic.make_clip(vid, i, frames[:, :64, :64]) for vid, _, fs in corpus["videos"]
+             for i, frames in enumerate(fs)]
+    with pytest.raises(GeometryError, match="frames are 64x64; the quality classifier was trained on 160x90"):
+        loaded.score_frames([decode_clip(small[0].mp4)])
+    [(scored, outcome)] = list(score_clips(loaded, small[:1]))
+    assert scored is None and "GeometryError: frames are 64x64" in outcome.detail
+
+    # a model trained on 64x64 clips records it, accepts them and refuses the 160x90 ones
+    (tmp_path / "small" / "shards").mkdir(parents=True)
+    synthetic.write_shard(str(tmp_path / "small" / "shards" / "shard-00000.tar"), small)
+    train(TrainConfig(labels=str(corpus["labels"]), clips=str(tmp_path / "small"), out=str(tmp_path / "m64"),
+                      folds=2))
+    small_model = load_classifier(tmp_path / "m64")
+    assert (small_model.geometry.width, small_model.geometry.height) == (64, 64)
+    assert small_model.score_frames([decode_clip(small[0].mp4)]).shape == (1,)
+    with pytest.raises(GeometryError, match="frames are 160x90; .* trained on 64x64"):
+        small_model.score_frames([decode_clip(clip.mp4)])
+
+    # directories written before the field existed mean the pipeline's default clips
+    meta = json.loads((tmp_path / "m64" / "metadata.json").read_text())
+    del meta["clip_geometry"]
+    (tmp_path / "m64" / "metadata.json").write_text(json.dumps(meta))
+    assert load_classifier(tmp_path / "m64").geometry.describe() == "160x90 @ 10 FPS"
+
+    # one model learns one geometry: mixed training clips are refused
+    synthetic.write_shard(str(tmp_path / "small" / "shards" / "shard-00001.tar"), corpus["clips"][:2])
+    with pytest.raises(LabelCoverageError, match="several geometries in .*: 160x90 @ 10 FPS, 64x64 @ 10 FPS"):
+        train(TrainConfig(labels=str(corpus["labels"]), clips=str(tmp_path / "small"),
+                          out=str(tmp_path / "mixed"), folds=2))

@@ -204,3 +204,18 @@ def _run_main(argv: list[str]) -> int:
         return main(argv)
     except SystemExit as exit_:
         return int(exit_.code)
+
+
+def test_a_64x64_model_takes_prompts_at_its_own_frame_size(tmp_path):
+    """Prompts are loaded at the run's frame size (CoinRun's 64x64), from a shard clip and from an image."""
+    pattern, run = train_tiny_genie(tmp_path / "m64", steps=2, height=64, width=64)
+    shard = sorted((tmp_path / "m64" / "shards").glob("*.tar"))[0]
+    out = tmp_path / "r.npy"
+    assert generate("--checkpoint", run, "--prompt", shard, "--actions", "0,1", "--steps", 2, "--out", out) == 0
+    videos = np.load(out)
+    assert videos.shape == (1, 3, 64, 64, 3)
+    assert np.array_equal(videos[:, :1], reference_uint8(load_prompt(shard, size=(64, 64))))
+    image = tmp_path / "wide.png"
+    Image.fromarray(np.full((90, 300, 3), 200, np.uint8)).save(image)
+    assert generate("--checkpoint", run, "--prompt", image, "--actions", "2", "--steps", 2, "--out", out) == 0
+    assert np.load(out).shape == (1, 2, 64, 64, 3)

@@ -195,3 +195,22 @@ def _save(image: Image.Image, path, **kwargs):
 def _write(path, data: bytes):
     path.write_bytes(data)
     return path
+
+
+@needs_ffmpeg
+def test_prompts_load_at_the_models_frame_size(tmp_path):
+    """A 64x64 model (CoinRun): images are scaled and cropped to 64x64 like ffmpeg; shard clips of the model's
+    size load as they are, clips of another size are refused with both sizes named."""
+    path = tmp_path / "shot.png"
+    pattern_image(192, 128).save(path)  # covers 64x64 as 96x64, an exact size (no rounding to disagree on)
+    ref = media.ffmpeg_frames(path, "scale=64:64:force_original_aspect_ratio=increase:flags=bicubic,crop=64:64",
+                              width=64, height=64)[0]
+    frame = load_prompt_frames(path, size=(64, 64))[0]
+    assert frame.shape == (64, 64, 3) and media.psnr(frame, ref) >= MATCH_DB
+    assert load_image_bytes(_png(pattern_image(100, 40)), size=(64, 64)).shape == (1, 64, 64, 3)
+    shard = write_tiny_shards(tmp_path / "s", n_clips=1, frames=4, clips_per_shard=1, height=64, width=64)[0]
+    with tarfile.open(shard) as tar:
+        mp4 = tar.extractfile(next(n for n in tar.getnames() if n.endswith(".mp4"))).read()
+    assert np.array_equal(load_prompt_frames(shard, num_frames=None, size=(64, 64)), _plain_decode(mp4))
+    with pytest.raises(PromptError, match="is 64x64, the model takes 160x90 frames"):
+        load_prompt(shard)

@@ -14,16 +14,25 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from classifiers.geometry import ClipGeometry
+
 
 class ClipModel(abc.ABC):
     """A binary clip-quality model: ``fit`` on prepared inputs with 0/1 targets, ``predict_proba`` P(good)."""
 
     family: ClassVar[str]
     file_name: ClassVar[str]  # the model file inside a model directory
+    # The training clips' geometry, set by ``classifiers.artifact.load_classifier``: ``prepare`` then refuses
+    # frames of another size (GeometryError) instead of scoring them meaninglessly. None while training.
+    geometry: ClipGeometry | None = None
+
+    def check_frames(self, frames: np.ndarray) -> None:
+        if self.geometry is not None:
+            self.geometry.check_frames(frames)
 
     @abc.abstractmethod
     def prepare(self, frames: np.ndarray) -> np.ndarray:
-        """One clip's uint8 frames (T, 90, 160, 3) -> this model's input for that clip."""
+        """One clip's uint8 frames (T, H, W, 3) -> this model's input for that clip (calls ``check_frames``)."""
 
     @abc.abstractmethod
     def fit(self, inputs: np.ndarray, targets: np.ndarray) -> None:

@@ -167,6 +167,7 @@ class CNNClipModel(ClipModel):
         return sum(p.numel() for p in self.net.parameters())
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
+        self.check_frames(frames)
         return sample_frames(frames, self.config.samples)
 
     def _threads(self):

@@ -40,6 +40,7 @@ class SklearnClipModel(ClipModel):
         self.estimator: ExtraTreesClassifier | None = None
 
     def prepare(self, frames: np.ndarray) -> np.ndarray:
+        self.check_frames(frames)
         return clip_features(frames)
 
     def fit(self, inputs: np.ndarray, targets: np.ndarray) -> None:
