@@ -4,6 +4,9 @@ One element is one video. Per video:
 
 1. Reuse: when ``<download_dir>/<key>.json`` (the completion marker, written last) names a stored file of
    the recorded size, the video is not fetched again, so a rerun resumes where a crashed run stopped.
+   When ``<key>.failed`` (JSON) records a final failure (gone, private, not a video: ``errors.FINAL_REASONS``),
+   the rerun repeats that outcome without contacting the site (``--retry-failed`` asks again). So a rerun
+   retries exactly the videos that are unfinished: deferred, or failed for a transient or client-side reason.
 2. Extract metadata (``extract_info(download=False)``), pick one video-only-if-possible stream with
    ``choose_format`` and reject before any byte is fetched when the metadata already says the video is
    longer than ``max_duration_s`` or the chosen stream bigger than ``max_filesize``.
@@ -37,7 +40,7 @@ from yt_dlp.utils import parse_bytes
 
 from pipeline import storage
 from pipeline.breaker import BLOCK_REASONS, BreakerOpen
-from pipeline.errors import Failure, classify, find_in_chain
+from pipeline.errors import FINAL_REASONS, Failure, classify, find_in_chain
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.probe import ProbeError, probe_file
 from pipeline.site_access import SiteAccess, SiteAccessConfig, add_site_access_args, is_site_url, site_access
@@ -47,6 +50,7 @@ from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, 
 log = logging.getLogger(__name__)
 
 MARKER_EXTENSION = "json"
+FAILED_MARKER_EXTENSION = "failed"  # (JSON) a final failure (errors.FINAL_REASONS) recorded for reruns
 _H264 = ("avc1", "avc3", "h264")
 _AV1 = ("av01", "av1")
 
@@ -81,6 +85,7 @@ class DownloadConfig:
     enable_file_urls: bool = True  # file:// catalogs (the demo corpus)
     isolate_probe: bool = True  # probe in a child process (it decodes a frame); --no-isolation turns it off
     probe_timeout_s: float = 300.0  # a probe that hangs longer is abandoned (the file is still stored)
+    retry_failed: bool = False  # a rerun asks again for videos whose final failure an earlier run recorded
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.fragment_retries < 0:
@@ -109,6 +114,7 @@ class DownloadConfig:
             js_runtime=ns.js_runtime,
             remote_components=tuple(ns.remote_components or ()),
             isolate_probe=not getattr(ns, "no_isolation", False),  # the segment stage's flag covers both
+            retry_failed=ns.retry_failed,
         )
 
 
@@ -145,6 +151,9 @@ def add_download_args(parser: argparse.ArgumentParser) -> None:
                    help=f"pick the smallest stream at least this tall, else the best below (default {d.min_height})")
     g.add_argument("--js-runtime", default=None,
                    help="JavaScript runtime for YouTube's challenges: deno, node, bun, or name:/path")
+    g.add_argument("--retry-failed", action="store_true",
+                   help="on a rerun, try again the videos an earlier run found gone, private or not a video "
+                        "(by default their recorded outcome is repeated without asking the site)")
     g.add_argument("--remote-components", action="append", default=None,
                    help="let yt-dlp fetch helper scripts, e.g. ejs:npm (when yt-dlp-ejs is not installed)")
     add_site_access_args(parser)
@@ -350,6 +359,9 @@ class Downloader:
         reused = self._reuse(candidate)
         if reused is not None:
             return reused
+        recorded = None if self.config.retry_failed else self._recorded_failure(candidate)
+        if recorded is not None:
+            return recorded
         attempt = 0
         site = self._site if is_site_url(candidate.url) else None  # local files: no budget, no breaker
         while True:
@@ -389,6 +401,9 @@ class Downloader:
     def marker_path(self, candidate: CandidateVideo) -> str:
         return ids.storage_path(self.root, candidate.video_id, MARKER_EXTENSION)
 
+    def failed_marker_path(self, candidate: CandidateVideo) -> str:
+        return ids.storage_path(self.root, candidate.video_id, FAILED_MARKER_EXTENSION)
+
     # ---- steps ---------------------------------------------------------------------------------------
     def _failed(self, candidate: CandidateVideo, failure: Failure, attempts: int, retry_after_too_long: bool
                 ) -> Outcome:
@@ -398,7 +413,29 @@ class Downloader:
                       f"{self.config.max_backoff_s:g} s)"
         elif attempts > 1:
             detail += f" (after {attempts} attempts)"
-        return Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED, failure.reason, detail)
+        outcome = Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED, failure.reason, detail)
+        if failure.reason in FINAL_REASONS:
+            try:  # best effort: without the record a rerun just asks the site again
+                storage.write_bytes(self.failed_marker_path(candidate), outcome.to_json().encode("utf-8"))
+            except Exception as exc:  # noqa: BLE001
+                log.info("download %s: could not record the final failure (%s)", candidate.video_id, exc)
+        return outcome
+
+    def _recorded_failure(self, candidate: CandidateVideo) -> Outcome | None:
+        """The final failure an earlier run recorded for this video, repeated as it was."""
+        marker = self.failed_marker_path(candidate)
+        try:
+            if not storage.exists(marker):
+                return None
+            recorded = Outcome.from_json(storage.read_bytes(marker))
+        except (OSError, RecordError, ValueError) as exc:
+            log.info("download %s: ignoring unusable failure record %s (%s)", candidate.video_id, marker, exc)
+            return None
+        if recorded.item_id != candidate.video_id or recorded.reason not in FINAL_REASONS:
+            return None
+        log.info("download %s: %s recorded by an earlier run; not asking again (--retry-failed does)",
+                 candidate.video_id, recorded.reason)
+        return Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED, recorded.reason, recorded.detail)
 
     def _reuse(self, candidate: CandidateVideo) -> DownloadedVideo | None:
         """The record of an earlier complete download, if its marker and file are both intact."""

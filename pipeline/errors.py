@@ -34,6 +34,12 @@ from schemas import reasons
 
 # Failures worth another attempt after a pause; everything else is final for this run.
 TRANSIENT_REASONS = frozenset({reasons.HTTP_429, reasons.HTTP_5XX, reasons.TIMEOUT, reasons.CONNECTION_ERROR})
+# Failures that say what the video *is*, whoever asks and however: gone, private, not a video. A rerun into the
+# same output repeats the recorded outcome instead of asking the site again (``--retry-failed`` asks anyway).
+# Not here: blocks and sign-in/age/geo gates (they depend on the client, its cookies or its proxy), transient
+# faults, storage errors and anything unrecognised.
+FINAL_REASONS = frozenset({reasons.HTTP_404, reasons.PRIVATE, reasons.UNAVAILABLE, reasons.UNSUPPORTED_URL,
+                           reasons.NO_VIDEO_STREAM, reasons.EMPTY_FILE})
 
 # (reason, pattern) in priority order: the bot check and the age gate both start with "Sign in", so they
 # must be tried before the generic login rule.

@@ -624,3 +624,19 @@ def test_stale_staging_directories_are_removed_and_live_ones_kept(tmp_path):
         os.utime(path, (day_ago, day_ago))
     assert download.remove_stale_staging(str(tmp_path)) == [str(old)]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["dl-live", "keep-me"]
+
+
+def test_a_rerun_repeats_a_final_failure_without_asking_and_retries_the_rest(server, media, tmp_path):
+    """Gone (404) is what the video is: recorded, and a rerun repeats it without a request; a transient failure
+    is not recorded (the rerun asks again); --retry-failed asks again for the gone one too."""
+    body = media["video"].read_bytes()
+    gone = candidate(server.add("/gone.mp4", body, script=[Fault.status_code(404)]), "gone")
+    flaky = candidate(server.add("/flaky.mp4", body, script=[Fault.status_code(503)]), "flaky")
+    first = [download_one(c, config(tmp_path, retries=0)) for c in (gone, flaky)]
+    assert [(o.outcome, o.reason) for o in first] == [("failed", reasons.HTTP_404), ("failed", reasons.HTTP_5XX)]
+    sent = {path: len(server.log(path)) for path in ("/gone.mp4", "/flaky.mp4")}
+    again = [download_one(c, config(tmp_path, retries=0)) for c in (gone, flaky)]
+    assert again[0] == first[0] and len(server.log("/gone.mp4")) == sent["/gone.mp4"]  # not asked again
+    assert_stored(again[1], body, tmp_path)  # the transient failure was retried (and the site now answers)
+    assert_stored(download_one(gone, config(tmp_path, retry_failed=True)), body, tmp_path)
+    assert len(server.log("/gone.mp4")) > sent["/gone.mp4"]
