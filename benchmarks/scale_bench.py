@@ -124,10 +124,31 @@ def make_records(chunk: int, total: int):
             yield "birth", Registration("clip", key, "shard", False)
 
 
+def watch_runner_drops() -> list[int]:
+    """Count what Beam's local runner throws away when it merges buffers: ``GroupingBuffer.extend`` returns
+    without a word when handed a ``ListBuffer`` (fn_api_runner/execution.py). Diagnostic only: a non-empty
+    count means elements bound for a GroupByKey were dropped by the runner, not by the pipeline."""
+    from apache_beam.runners.portability.fn_api_runner import execution
+
+    dropped = [0, 0]  # (buffers, encoded chunks)
+    original = execution.GroupingBuffer.extend
+
+    def extend(self, input_buffer):
+        if isinstance(input_buffer, execution.ListBuffer) and input_buffer._inputs:
+            dropped[0] += 1
+            dropped[1] += len(input_buffer._inputs)
+        return original(self, input_buffer)
+
+    execution.GroupingBuffer.extend = extend
+    return dropped
+
+
 def run_one(n: int, workers: int) -> dict:
     import apache_beam as beam
 
     from pipeline import audit_stage, run
+
+    runner_drops = watch_runner_drops()
 
     watcher = PeakWatcher()
     watcher.start()
@@ -153,7 +174,8 @@ def run_one(n: int, workers: int) -> dict:
     return {"n": n, "wall_s": wall, "worker_peak_mb": max(watcher.workers.values(), default=0) / 1024,
             "workers_seen": len(watcher.workers), "launcher_peak_mb": _status_kb(os.getpid(), "VmHWM") / 1024,
             "outcome_parts": stats["tables"]["outcomes"]["parts"], "manifest_rows": stats["tables"]["manifest"]["rows"],
-            "violations": stats["conservation"]["num_violations"]}
+            "violations": stats["conservation"]["num_violations"], "runner_dropped_buffers": runner_drops[0],
+            "runner_dropped_chunks": runner_drops[1]}
 
 
 def main() -> int:

@@ -5,8 +5,8 @@ each item where it is born (a video when the search stage proposes or drops it, 
 stage cuts or drops it) and notes each stage an item enters; the audit compares, per item id, the number of
 births with the number of outcomes (a multiset, so a catalog listing one id twice is two items). Any
 difference is a violation naming the item and the last stage it was seen in; the run fails loudly on one.
-At scale this is a keyed sum (``ItemBalanceFn`` under ``CombinePerKey``): each birth +1, each outcome -1 per
-(kind, id); only the count of violations and a bounded sample of them reach one process.
+At scale this is a keyed sum (events grouped by (kind, id), folded by ``balance_of``): each birth +1, each
+outcome -1 per item; only the count of violations and a bounded sample of them reach one process.
 
 Everything else in ``stats.json`` comes from combiners with bounded accumulators (``OutcomeStatsFn``:
 counts and durations per (kind, stage, outcome, reason) cell and fixed-bin histograms; ``GroupSampleFn``:
@@ -107,30 +107,19 @@ def conservation_event(item: Registration | Outcome) -> tuple[tuple[str, str], t
     return (item.item_kind, item.item_id), (0, 1, -1, f"{item.stage}:{item.outcome}")
 
 
-class ItemBalanceFn(beam.CombineFn):
-    """Per item key: births, outcomes, the furthest stage it was seen entering, and (a few of) its outcome
-    labels for the message. Bounded per key whatever the input (the labels list is capped)."""
+MAX_LABELS = 8  # outcome labels kept per item for its violation message
 
-    MAX_LABELS = 8
 
-    def create_accumulator(self):
-        return 0, 0, -1, ()
-
-    def add_input(self, acc, event):
-        born, decided, stage, label = event
-        labels = acc[3] if label is None or len(acc[3]) >= self.MAX_LABELS else acc[3] + (label,)
-        return acc[0] + born, acc[1] + decided, max(acc[2], stage), labels
-
-    def merge_accumulators(self, accs):
-        born = decided = 0
-        stage, labels = -1, ()
-        for acc in accs:
-            born, decided, stage = born + acc[0], decided + acc[1], max(stage, acc[2])
-            labels = tuple(sorted(labels + acc[3]))[:self.MAX_LABELS]
-        return born, decided, stage, labels
-
-    def extract_output(self, acc):
-        return acc[0], acc[1], acc[2], tuple(sorted(acc[3]))
+def balance_of(events: Iterable[tuple]) -> tuple:
+    """An item's (births, outcomes, furthest stage it entered, its outcome labels) from its events
+    (``conservation_event``); the labels are capped, so the result is bounded whatever the input."""
+    born = decided = 0
+    stage, labels = -1, []
+    for b, d, s, label in events:
+        born, decided, stage = born + b, decided + d, max(stage, s)
+        if label is not None:
+            labels.append(label)
+    return born, decided, stage, tuple(sorted(labels)[:MAX_LABELS])
 
 
 def violation(key: tuple[str, str], balance: tuple) -> str | None:
@@ -154,12 +143,11 @@ def conservation_block(num_violations: int, listed: Iterable[str]) -> dict:
 
 def conservation_violations(registrations: Iterable[Registration], outcomes: Iterable[Outcome]) -> list[str]:
     """Every violation message, sorted by item (in memory: tests and small runs; the run uses ``Conservation``)."""
-    balances: dict = collections.defaultdict(ItemBalanceFn().create_accumulator)
-    fn = ItemBalanceFn()
+    events: dict = collections.defaultdict(list)
     for item in [*registrations, *outcomes]:
         key, event = conservation_event(item)
-        balances[key] = fn.add_input(balances[key], event)
-    return [m for key in sorted(balances) if (m := violation(key, fn.extract_output(balances[key])))]
+        events[key].append(event)
+    return [m for key in sorted(events) if (m := violation(key, balance_of(events[key])))]
 
 
 # ---- aggregates over outcomes (combiners: bounded accumulators, exact and order-free) ---------------------

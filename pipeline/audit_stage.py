@@ -68,10 +68,16 @@ class _PickedStrips(beam.DoFn):
             yield report.thumbnail_strip(clip)
 
 
-def _nonzero(kv):
-    message = audit.violation(*kv)
+def _nonzero(grouped):
+    """(item key, its events) -> (key, message) when the item's births and outcomes differ.
+
+    A GroupByKey, not a CombinePerKey: an item's few events (a birth, a stage entry or two, an outcome) come
+    from different stages, so a lifted combiner would rarely combine anything, and its per-worker table
+    (up to 100k keys in Beam's Python SDK) would make the workers' memory grow with the data."""
+    key, events = grouped
+    message = audit.violation(key, audit.balance_of(events))
     if message is not None:
-        yield kv[0], message
+        yield key, message
 
 
 def _birth_kind(r):
@@ -108,7 +114,7 @@ class Audit(beam.PTransform):
         violations = ((births, outcomes)
                       | "AllRecords" >> beam.Flatten()
                       | "Events" >> beam.Map(audit.conservation_event)
-                      | "Balance" >> beam.CombinePerKey(audit.ItemBalanceFn())
+                      | "Balance" >> beam.GroupByKey()  # no combiner lifting: see ``balance_of``
                       | "Violations" >> beam.FlatMap(_nonzero))
         num_violations = violations | "CountViolations" >> beam.combiners.Count.Globally()
         listed = violations | "ListViolations" >> beam.combiners.Top.Smallest(audit.MAX_LISTED_VIOLATIONS,

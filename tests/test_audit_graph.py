@@ -124,4 +124,4 @@ def test_no_side_input_or_gathered_list_is_per_item(target):
     labels = {pc.producer.full_label: c for pc, c in cls.items()}
     assert labels["Audit/OutcomeStats/InjectDefault"] == "bounded" and labels["Audit/Write"] == "bounded"
     assert labels["Audit/WriteOutcomes/Write"] == "group" and labels["Audit/WriteManifest/Write"] == "group"
-    assert labels["Audit/Balance/Combine/ParDo(CombineValuesDoFn)"] == "item"  # keyed by item: not gathered
+    assert labels["Audit/Violations"] == "item"  # grouped by item: not gathered
