@@ -74,12 +74,19 @@ class PeakWatcher(threading.Thread):
         super().__init__(daemon=True)
         self.every_s = every_s
         self.workers: dict[int, int] = {}
+        self.names: dict[int, str] = {}
         self.stop = threading.Event()
 
     def run(self):
         while not self.stop.is_set():
             for pid in _descendants(os.getpid()):
                 self.workers[pid] = max(self.workers.get(pid, 0), _status_kb(pid, "VmHWM"))
+                if pid not in self.names:
+                    try:
+                        with open(f"/proc/{pid}/cmdline", "rb") as f:
+                            self.names[pid] = f.read().replace(b"\0", b" ").decode()[-60:]
+                    except OSError:
+                        self.names[pid] = "?"
             self.stop.wait(self.every_s)
 
 
@@ -172,7 +179,9 @@ def run_one(n: int, workers: int) -> dict:
     stats = json.loads(Path(out, "stats.json").read_text())
     assert stats["tables"]["outcomes"]["rows"] == n, stats["tables"]
     return {"n": n, "wall_s": wall, "worker_peak_mb": max(watcher.workers.values(), default=0) / 1024,
-            "workers_seen": len(watcher.workers), "launcher_peak_mb": _status_kb(os.getpid(), "VmHWM") / 1024,
+            "workers_seen": len(watcher.workers),
+            "processes_mb": {f"{p} {watcher.names.get(p, '?')}": round(kb / 1024) for p, kb in watcher.workers.items()},
+            "launcher_peak_mb": _status_kb(os.getpid(), "VmHWM") / 1024,
             "outcome_parts": stats["tables"]["outcomes"]["parts"], "manifest_rows": stats["tables"]["manifest"]["rows"],
             "violations": stats["conservation"]["num_violations"], "runner_dropped_buffers": runner_drops[0],
             "runner_dropped_chunks": runner_drops[1]}
