@@ -22,10 +22,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from pipeline import clip_codec, decoders, frame_times
+from pipeline.clip_store import reference
 from schemas import Clip, DownloadedVideo, Outcome, ids, reasons
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 3  # bump when the clip bytes for the same input and config would change
+CACHE_VERSION = 4  # bump when the clip bytes or the entry format change (4: bytes in a pack, clips by reference)
 DEFAULT_GEOMETRY = (clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, frame_times.CLIP_FPS)  # 160x90 at 10 FPS
 
 
@@ -171,12 +172,20 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def segment_video(video: DownloadedVideo, config: SegmentConfig) -> SegmentResult:
-    """Clips and outcomes of one video. Never raises for a bad video: its failure is an Outcome."""
+def segment_video(video: DownloadedVideo, config: SegmentConfig, pack_path: str = "") -> SegmentResult:
+    """Clips and outcomes of one video. Never raises for a bad video: its failure is an Outcome.
+
+    With ``pack_path`` (a local file) each clip's mp4 is appended there as soon as it is encoded and the clip
+    comes back as a reference (``location`` ``#offset:size``, no bytes): memory stays one window's worth
+    however long the video (the clip store, ``pipeline.clip_store``). Without it the clips hold their bytes.
+    """
     candidate = video.candidate
     try:
         with tempfile.TemporaryDirectory(prefix="segment-") as workdir:
-            return _segment_local(video, _local_copy(video.path, workdir), config)
+            if not pack_path:
+                return _segment_local(video, _local_copy(video.path, workdir), config, None)
+            with open(pack_path, "wb") as pack:
+                return _segment_local(video, _local_copy(video.path, workdir), config, pack)
     except decoders.DecodeError as exc:
         return SegmentResult([], [Outcome.for_video(candidate, reasons.STAGE_SEGMENT, reasons.FAILED, exc.reason,
                                                     exc.detail, duration_s=video.duration_s)])
@@ -186,7 +195,16 @@ def segment_video(video: DownloadedVideo, config: SegmentConfig) -> SegmentResul
                                                     reasons.SEGMENT_ERROR, detail, duration_s=video.duration_s)])
 
 
-def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> SegmentResult:
+def _stored(clip: Clip, pack) -> Clip:
+    """``clip`` with its bytes appended to ``pack`` and replaced by a reference (unchanged without a pack)."""
+    if pack is None:
+        return clip
+    offset = pack.tell()
+    pack.write(clip.mp4)
+    return clip.replace(mp4=None, location=reference("", offset, len(clip.mp4)))
+
+
+def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig, pack) -> SegmentResult:
     candidate = video.candidate
     index = decoders.index_video(path)
     fps = config.clip_fps
@@ -212,13 +230,13 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
     backend, clip_frames = decode_clips(path, index, plan.windows, config)
     clips = []
     for window, frames in zip(plan.windows, clip_frames, strict=True):
-        clips.append(Clip(
+        clips.append(_stored(Clip(
             clip_key=ids.clip_key(vid, window.start_s), video_id=vid, clip_index=window.index,
             start_s=window.start_s, end_s=window.end_s, num_frames=window.num_frames,
             fps=float(fps), width=config.clip_width, height=config.clip_height,
             mp4=clip_codec.encode_clip(frames, fps=fps, crf=config.crf, preset=config.x264_preset),
             actions=clip_actions(actions, window.first_tick, window.num_frames) if actions is not None else None,
-            video=candidate))
+            video=candidate), pack))
     outcomes = []
     if plan.tail is not None:
         tail = plan.tail
