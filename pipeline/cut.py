@@ -51,7 +51,10 @@ class SegmentConfig:
     x264_preset: str = clip_codec.DEFAULT_PRESET  # x264 speed/size trade-off of the stored clips
     isolate: bool = True  # decode in a child process (a decoder segfault fails one video, not the worker)
     video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
-    cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables)
+    cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables); the clip store
+    # delete a video's downloaded file under this directory once its result is committed to the cache
+    # ("" keeps every download; pipeline.retention)
+    delete_sources_in: str = ""
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot cut clips, here rather than per video: a zero clip length or a
@@ -85,9 +88,9 @@ class SegmentConfig:
             raise ValueError(f"video timeout must be > 0 s, got {self.video_timeout_s!r}")
 
     def fingerprint(self) -> str:
-        """What the clip bytes depend on (not isolation, timeout or the cache location)."""
+        """What the clip bytes depend on (not isolation, timeout, the cache location or source retention)."""
         fields = {k: v for k, v in dataclasses.asdict(self).items()
-                  if k not in ("isolate", "video_timeout_s", "cache_dir")}
+                  if k not in ("isolate", "video_timeout_s", "cache_dir", "delete_sources_in")}
         if self.clip_geometry == DEFAULT_GEOMETRY:  # the default geometry keeps the keys cached before the flags
             for name in ("clip_width", "clip_height", "clip_fps"):
                 del fields[name]

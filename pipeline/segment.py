@@ -239,6 +239,23 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
     return _noted(result, "; ".join(notes)) if notes else result
 
 
+def delete_committed_source(video: DownloadedVideo, config: SegmentConfig) -> bool:
+    """With ``--delete-videos`` (``pipeline.retention``): delete the video's downloaded file once its result is
+    committed to the cache (the entry's completion marker exists). Only files under
+    ``config.delete_sources_in`` (the download directory) go, never a catalog's own file; the download's
+    marker stays, for the rerun to skip the download."""
+    root = config.delete_sources_in.rstrip("/") + "/"
+    if not config.cache_dir or not video.path.startswith(root):
+        return False
+    try:
+        if not FileSystems.exists(cache_paths(video, config)[1]):
+            return False
+    except Exception:  # noqa: BLE001 - not known to be committed: keep the source
+        return False
+    storage.delete_quietly(video.path)
+    return True
+
+
 # ---- Beam ------------------------------------------------------------------------------------------------
 class _SegmentFn(beam.DoFn):
     def __init__(self, config: SegmentConfig):
@@ -268,6 +285,8 @@ class _SegmentFn(beam.DoFn):
             log.exception("segment: %s failed outside the guarded call", video.video_id)
             result = _failed(video, reasons.SEGMENT_ERROR, f"{type(exc).__name__}: {exc}")
             final = result.outcomes[-1]
+        if self.config.delete_sources_in:
+            delete_committed_source(video, self.config)
         elapsed = time.monotonic() - started
         self.videos.inc()
         self.clips.inc(len(result.clips))
