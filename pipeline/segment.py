@@ -8,7 +8,10 @@ decoder crash or hang becomes a ``failed: decoder_crash`` outcome instead of a l
 Outcomes decided here: the video is ``kept`` (>= 1 clip cut), ``dropped`` (``too_short``; ``no_clips``
 when the intro/outro skips leave no full window) or ``failed`` (``empty_file``, ``corrupt_video``,
 ``truncated_video``, ``audio_only``, ``unsupported_codec:<codec>``, ``decoder_crash``, ``segment_error``);
-the remainder after the last full window is a clip ``dropped: short_tail``. Cut clips go on (MAIN).
+the remainder after the last full window is a clip ``dropped: short_tail``. Cut clips go on (MAIN) as
+references: their bytes are written once, into the per-video entry of the segment cache, which is also the
+clip store (``pipeline.clip_store``), streamed clip by clip from the child, so neither process holds a
+video's clips at once.
 """
 
 from __future__ import annotations
