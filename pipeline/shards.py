@@ -34,7 +34,7 @@ from pipeline import clip_store, stage, storage
 from schemas import Clip, Outcome, ShardSample, reasons
 
 SHARD_DIR = "shards"
-INDEX = "index"  # the extra output of WriteShards: one {"name", "clips", "bytes"} per written shard
+INDEX = "index"  # the extra output of WriteShards: one {"name", "clips", "bytes", "sha256"} per written shard
 TAR_MTIME = 0  # fixed tar header time: reruns reproduce the same bytes
 
 
@@ -65,13 +65,34 @@ def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
     """Write ``clips`` sorted by key to ``path`` (``storage.atomic_create``); return them in the written order.
 
     A clip holds its mp4 or a clip store reference (read here, one clip at a time, in key order)."""
+    return _write_shard(path, clips)[0]
+
+
+class _Hashing:
+    """A write stream that hashes what passes through (the shard's sha256, without reading it back)."""
+
+    def __init__(self, stream):
+        self._stream, self.digest = stream, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self._stream.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _write_shard(path: str, clips: Iterable[Clip]) -> tuple[list[Clip], str]:
+    """``write_shard``, also returning the written file's sha256 (for the shard index)."""
     ordered = sorted(clips, key=lambda c: c.clip_key)
-    with clip_store.Reader() as reader, storage.atomic_create(path) as f, wds.TarWriter(
-            f, encoder=False, mtime=TAR_MTIME, mode=0o444, user="genie", group="genie") as writer:
-        for clip in ordered:
-            data = reader.read(clip)
-            writer.write(ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
-    return ordered
+    with clip_store.Reader() as reader, storage.atomic_create(path) as f:
+        hashing = _Hashing(f)
+        with wds.TarWriter(hashing, encoder=False, mtime=TAR_MTIME, mode=0o444, user="genie",
+                           group="genie") as writer:
+            for clip in ordered:
+                data = reader.read(clip)
+                writer.write(ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
+    return ordered, hashing.digest.hexdigest()
 
 
 def _tie_break(clip: Clip) -> str:
@@ -122,7 +143,7 @@ class _WriteShardFn(beam.DoFn):
             else:
                 unique[clip.clip_key] = clip
         try:
-            written = write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
+            written, sha256 = _write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
         except Exception as exc:  # a permanent failure fails this shard's clips, not the run
             if storage.is_transient(exc):
                 raise  # the runner retries the bundle; the rewrite gives the same bytes
@@ -133,7 +154,8 @@ class _WriteShardFn(beam.DoFn):
             return
         self.written.inc()
         yield beam.pvalue.TaggedOutput(INDEX, {"name": f"{SHARD_DIR}/{name}", "clips": len(written),
-                                               "bytes": sum(clip_store.size_of(c) for c in written)})
+                                               "bytes": sum(clip_store.size_of(c) for c in written),
+                                               "sha256": sha256})
         for clip in written:
             yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
                 clip, reasons.STAGE_SHARD, reasons.KEPT, detail=f"{SHARD_DIR}/{name}"))
