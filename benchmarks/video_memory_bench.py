@@ -9,7 +9,9 @@ parent process:
 - ``by reference``: the clip store (this release): the child appends each clip to a local pack as it is
   encoded; the parent publishes the pack and keeps references;
 - ``inline (reference)``: the clips' bytes cross the pipe in the result and sit in the parent, as before the
-  clip store (``cache_dir`` empty: no store), measured in the same run as the baseline.
+  clip store (``cache_dir`` empty: no store), measured in the same run as the baseline. It writes no cache
+  entry; the code before the clip store also built an Arrow table and a Parquet buffer of those bytes for
+  the cache, so its real peak was higher than this row.
 
 Peak RSS is Linux's VmHWM of each process, reset through ``/proc/<pid>/clear_refs`` after a warm-up video, so
 start-up costs (Python, codecs) are in both numbers and the rows differ by what the video's length costs.
