@@ -262,11 +262,13 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
     size (160x90 by default):
     exactly the frames ``segment_video`` encodes.
     """
-    source_ticks = [frame_times.tick_of(p, index.time_base, config.clip_fps) for p in index.pts]
-    frame_lists = [frame_times.frames_for_ticks(source_ticks, range(w.first_tick, w.first_tick + w.num_frames))
-                   for w in windows]
-    if not frame_lists:
+    if not windows:
         return config.decoder, iter(())
+    # One int64 per source frame, and each window's frame list made when its turn comes: the per-frame
+    # bookkeeping of a 3-hour video is a few MB, not Python lists of every tick and every window's frames.
+    source_ticks = np.fromiter((frame_times.tick_of(p, index.time_base, config.clip_fps) for p in index.pts),
+                               dtype=np.int64, count=len(index.pts))
+    frame_lists = (_frames_for_window(source_ticks, w) for w in windows)
     size = decoders.decode_size(index, config.clip_width, config.clip_height, config.fit)
     backend = decoder_for(path, config)
     if backend == "decord":
@@ -281,6 +283,12 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
         first = next(batches)
     return backend, (decoders.to_output(frames, config.clip_width, config.clip_height, config.fit)
                      for frames in _chain_first(first, batches))
+
+
+def _frames_for_window(source_ticks: np.ndarray, window: frame_times.Window) -> list[int]:
+    """``frame_times.frames_for_ticks`` for one window on a sorted array (``searchsorted`` is its bisect)."""
+    ticks = np.arange(window.first_tick, window.first_tick + window.num_frames)
+    return np.maximum(np.searchsorted(source_ticks, ticks, side="right") - 1, 0).tolist()
 
 
 def decoder_for(path: str, config: SegmentConfig) -> str:

@@ -558,3 +558,13 @@ def test_x264_preset_changes_the_encoding_not_the_frames(tmp_path):
         assert fa.shape == fb.shape == (10, 90, 160, 3)
         mse = np.mean((fa.astype(float) - fb) ** 2)
         assert 10 * np.log10(255 ** 2 / max(mse, 1e-10)) > 35  # the same frames, encoded two ways
+
+
+def test_window_frames_on_an_array_match_the_bisect_rule():
+    """cut._frames_for_window (numpy, per window) against frame_times.frames_for_ticks (bisect on a list)."""
+    rng = np.random.default_rng(5)
+    source_ticks = np.sort(rng.integers(-3, 400, size=700))  # repeats, gaps and ticks before 0
+    for start in (0, 7, 150, 390):
+        window = frame_times.Window(index=0, first_tick=start, num_frames=25)
+        ticks = range(start, start + 25)
+        assert cut._frames_for_window(source_ticks, window) == frame_times.frames_for_ticks(list(source_ticks), ticks)
