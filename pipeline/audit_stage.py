@@ -10,7 +10,7 @@ only bounded aggregates gathered for ``stats.json`` and ``report.html``.
     births ─ BirthCounts (CombineGlobally: by kind) ─────────────────────────────────────────┤  thumbnails.parquet
     manifest clips ─ WriteManifest (manifest/part-*-of-M.parquet) ──────────────────────────┤
     shard index entries (one per shard) ─ ShardIndex ───────────────────────────────────────┤
-    clips ─ Thumbnails (decode only the picked clips; side input: the picks, bounded) ──────┘
+    clip refs ─ Thumbnails (read + decode only the picked clips; side input: the picks) ────┘
 
 What one process sees: the final ``Write`` step gets single values (the aggregates, the sample, the shard
 index: one entry per shard); every side input is such a value. The per-item costs at the paper's scale
@@ -30,7 +30,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import audit, manifest, partitioned, report, shards, storage
+from pipeline import audit, clip_store, manifest, partitioned, report, shards, storage
 from schemas import SCHEMA_VERSION, Outcome
 
 OUTCOMES_DIR = "outcomes"
@@ -55,8 +55,9 @@ class WriteOutcomes(partitioned.WritePartitioned):
 
 
 class _PickedStrips(beam.DoFn):
-    """Clips -> ``(clip key, JPEG strip)`` for the few clips the thumbnail sample picked; others pass by
-    undecoded. The picks are one small side-input value (at most n per outcome group)."""
+    """Clip references -> ``(clip key, JPEG strip)`` for the few clips the thumbnail sample picked: only their
+    bytes are read from the clip store and decoded; the others pass by as the small records they are. The
+    picks are one small side-input value (at most n per outcome group)."""
 
     def setup(self):
         self._picks_id, self._keys = None, frozenset()
@@ -65,7 +66,13 @@ class _PickedStrips(beam.DoFn):
         if id(picks) != self._picks_id:
             self._picks_id, self._keys = id(picks), report.picked_keys(picks)
         if clip.clip_key in self._keys:
-            yield report.thumbnail_strip(clip)
+            try:
+                data = clip_store.clip_bytes(clip)
+            except Exception as exc:  # noqa: BLE001 - a strip is decoration: an unreadable clip draws none
+                if storage.is_transient(exc):
+                    raise
+                data = b""
+            yield report.thumbnail_strip(clip.replace(mp4=data))
 
 
 def _nonzero(grouped):
@@ -90,8 +97,8 @@ class Audit(beam.PTransform):
     """``{"outcomes", "births", "manifest", "shard_index", "clips"}`` -> the run's audit files.
 
     ``outcomes``: every stage's Outcomes; ``births``: ``audit.Registration``s; ``manifest``: kept Clips
-    without bytes; ``shard_index``: one entry per written shard; ``clips``: cut clips with bytes, from which
-    only the picked thumbnails are decoded. ``quality``: the quality stage's settings for ``stats.json``.
+    without bytes; ``shard_index``: one entry per written shard; ``clips``: cut clips as clip store
+    references (or inline), of which only the picked thumbnails are read and decoded. ``quality``: the quality stage's settings for ``stats.json``.
     """
 
     def __init__(self, output_dir: str, quality: dict | None, per_group: int = report.SAMPLES_PER_GROUP,

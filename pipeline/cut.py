@@ -22,10 +22,11 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from pipeline import clip_codec, decoders, frame_times
+from pipeline.clip_store import reference
 from schemas import Clip, DownloadedVideo, Outcome, ids, reasons
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 3  # bump when the clip bytes for the same input and config would change
+CACHE_VERSION = 4  # bump when the clip bytes or the entry format change (4: bytes in a pack, clips by reference)
 DEFAULT_GEOMETRY = (clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, frame_times.CLIP_FPS)  # 160x90 at 10 FPS
 
 
@@ -50,7 +51,10 @@ class SegmentConfig:
     x264_preset: str = clip_codec.DEFAULT_PRESET  # x264 speed/size trade-off of the stored clips
     isolate: bool = True  # decode in a child process (a decoder segfault fails one video, not the worker)
     video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
-    cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables)
+    cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables); the clip store
+    # delete a video's downloaded file under this directory once its result is committed to the cache
+    # ("" keeps every download; pipeline.retention)
+    delete_sources_in: str = ""
 
     def __post_init__(self) -> None:
         """Refuse settings that cannot cut clips, here rather than per video: a zero clip length or a
@@ -84,9 +88,9 @@ class SegmentConfig:
             raise ValueError(f"video timeout must be > 0 s, got {self.video_timeout_s!r}")
 
     def fingerprint(self) -> str:
-        """What the clip bytes depend on (not isolation, timeout or the cache location)."""
+        """What the clip bytes depend on (not isolation, timeout, the cache location or source retention)."""
         fields = {k: v for k, v in dataclasses.asdict(self).items()
-                  if k not in ("isolate", "video_timeout_s", "cache_dir")}
+                  if k not in ("isolate", "video_timeout_s", "cache_dir", "delete_sources_in")}
         if self.clip_geometry == DEFAULT_GEOMETRY:  # the default geometry keeps the keys cached before the flags
             for name in ("clip_width", "clip_height", "clip_fps"):
                 del fields[name]
@@ -171,12 +175,20 @@ def _read(path: str) -> bytes:
         return f.read()
 
 
-def segment_video(video: DownloadedVideo, config: SegmentConfig) -> SegmentResult:
-    """Clips and outcomes of one video. Never raises for a bad video: its failure is an Outcome."""
+def segment_video(video: DownloadedVideo, config: SegmentConfig, pack_path: str = "") -> SegmentResult:
+    """Clips and outcomes of one video. Never raises for a bad video: its failure is an Outcome.
+
+    With ``pack_path`` (a local file) each clip's mp4 is appended there as soon as it is encoded and the clip
+    comes back as a reference (``location`` ``#offset:size``, no bytes): memory stays one window's worth
+    however long the video (the clip store, ``pipeline.clip_store``). Without it the clips hold their bytes.
+    """
     candidate = video.candidate
     try:
         with tempfile.TemporaryDirectory(prefix="segment-") as workdir:
-            return _segment_local(video, _local_copy(video.path, workdir), config)
+            if not pack_path:
+                return _segment_local(video, _local_copy(video.path, workdir), config, None)
+            with open(pack_path, "wb") as pack:
+                return _segment_local(video, _local_copy(video.path, workdir), config, pack)
     except decoders.DecodeError as exc:
         return SegmentResult([], [Outcome.for_video(candidate, reasons.STAGE_SEGMENT, reasons.FAILED, exc.reason,
                                                     exc.detail, duration_s=video.duration_s)])
@@ -186,7 +198,16 @@ def segment_video(video: DownloadedVideo, config: SegmentConfig) -> SegmentResul
                                                     reasons.SEGMENT_ERROR, detail, duration_s=video.duration_s)])
 
 
-def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> SegmentResult:
+def _stored(clip: Clip, pack) -> Clip:
+    """``clip`` with its bytes appended to ``pack`` and replaced by a reference (unchanged without a pack)."""
+    if pack is None:
+        return clip
+    offset = pack.tell()
+    pack.write(clip.mp4)
+    return clip.replace(mp4=None, location=reference("", offset, len(clip.mp4)))
+
+
+def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig, pack) -> SegmentResult:
     candidate = video.candidate
     index = decoders.index_video(path)
     fps = config.clip_fps
@@ -212,13 +233,13 @@ def _segment_local(video: DownloadedVideo, path: str, config: SegmentConfig) -> 
     backend, clip_frames = decode_clips(path, index, plan.windows, config)
     clips = []
     for window, frames in zip(plan.windows, clip_frames, strict=True):
-        clips.append(Clip(
+        clips.append(_stored(Clip(
             clip_key=ids.clip_key(vid, window.start_s), video_id=vid, clip_index=window.index,
             start_s=window.start_s, end_s=window.end_s, num_frames=window.num_frames,
             fps=float(fps), width=config.clip_width, height=config.clip_height,
             mp4=clip_codec.encode_clip(frames, fps=fps, crf=config.crf, preset=config.x264_preset),
             actions=clip_actions(actions, window.first_tick, window.num_frames) if actions is not None else None,
-            video=candidate))
+            video=candidate), pack))
     outcomes = []
     if plan.tail is not None:
         tail = plan.tail
@@ -241,11 +262,13 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
     size (160x90 by default):
     exactly the frames ``segment_video`` encodes.
     """
-    source_ticks = [frame_times.tick_of(p, index.time_base, config.clip_fps) for p in index.pts]
-    frame_lists = [frame_times.frames_for_ticks(source_ticks, range(w.first_tick, w.first_tick + w.num_frames))
-                   for w in windows]
-    if not frame_lists:
+    if not windows:
         return config.decoder, iter(())
+    # One int64 per source frame, and each window's frame list made when its turn comes: the per-frame
+    # bookkeeping of a 3-hour video is a few MB, not Python lists of every tick and every window's frames.
+    source_ticks = np.fromiter((frame_times.tick_of(p, index.time_base, config.clip_fps) for p in index.pts),
+                               dtype=np.int64, count=len(index.pts))
+    frame_lists = (_frames_for_window(source_ticks, w) for w in windows)
     size = decoders.decode_size(index, config.clip_width, config.clip_height, config.fit)
     backend = decoder_for(path, config)
     if backend == "decord":
@@ -260,6 +283,12 @@ def decode_clips(path: str, index: decoders.FrameIndex, windows: Sequence[frame_
         first = next(batches)
     return backend, (decoders.to_output(frames, config.clip_width, config.clip_height, config.fit)
                      for frames in _chain_first(first, batches))
+
+
+def _frames_for_window(source_ticks: np.ndarray, window: frame_times.Window) -> list[int]:
+    """``frame_times.frames_for_ticks`` for one window on a sorted array (``searchsorted`` is its bisect)."""
+    ticks = np.arange(window.first_tick, window.first_tick + window.num_frames)
+    return np.maximum(np.searchsorted(source_ticks, ticks, side="right") - 1, 0).tolist()
 
 
 def decoder_for(path: str, config: SegmentConfig) -> str:

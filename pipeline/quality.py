@@ -15,6 +15,11 @@ value outside would keep every clip or none, which is refused at launch rather t
 
 When the model was trained with the ``video`` decision rule, clips are grouped by video after scoring and
 kept when their video's mean score reaches threshold + margin (see ``classifiers.metrics.DecisionRule``).
+
+Bytes by reference: in a run the clips are clip store references (``pipeline.clip_store``). The scoring step
+follows Segment with no shuffle in between, so the runner fuses it into the worker that cut the clips; it
+reads each batch's bytes there, and what moves on (and what the ``video`` rule groups) is references with
+their scores, never bytes.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.utils import shared
 
-from pipeline import cli_types, stage
+from pipeline import cli_types, clip_store, stage, storage
 from pipeline.clip_codec import decode_clip
 from schemas import Clip, Outcome, reasons
 
@@ -85,19 +90,26 @@ def low_quality_detail(score: float, threshold: float, rule: str, video_score: f
 def score_clips(classifier, clips: list[Clip]) -> Iterator[tuple[Clip | None, Outcome | None]]:
     """Score a batch: ``(scored clip, None)`` or ``(None, failed outcome)`` per input clip, in order.
 
-    A plain function (no Beam) so it can be tested and reused directly. Decoding and preparing happen per
-    clip, so one broken clip fails alone; the model runs once on the batch of the others.
+    A plain function (no Beam) so it can be tested and reused directly. Clips hold their mp4 or a clip store
+    reference (read here, the batch's clips in order). Reading, decoding and preparing happen per clip, so one
+    broken clip fails alone; the model runs once on the batch of the others.
     """
-    prepared, ok = [], []
-    for clip in clips:
-        try:
-            if not clip.mp4:
-                raise ValueError("clip has no encoded bytes")
-            prepared.append(classifier.model.prepare(decode_clip(clip.mp4)))
-            ok.append(clip)
-        except Exception as exc:
-            yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED, reasons.QUALITY_ERROR,
-                                         f"{type(exc).__name__}: {exc}")
+    prepared, ok, failed = [], [], []
+    with clip_store.Reader() as reader:
+        for clip in clips:
+            try:
+                data = reader.read(clip)
+                if not data:
+                    raise ValueError("clip has no encoded bytes")
+                prepared.append(classifier.model.prepare(decode_clip(data)))
+                ok.append(clip)
+            except Exception as exc:
+                if storage.is_transient(exc):
+                    raise  # the store will answer again: the runner retries the bundle
+                failed.append((clip, exc))
+    for clip, exc in failed:
+        yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED, reasons.QUALITY_ERROR,
+                                     f"{type(exc).__name__}: {exc}")
     if not ok:
         return
     try:

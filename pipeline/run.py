@@ -5,8 +5,10 @@
 Output layout (``--output``, a local directory or ``gs://`` prefix): ``shards/shard-*.tar``,
 ``shard_index.json``, ``manifest/part-*.parquet`` and ``outcomes/part-*.parquet`` (partitioned Parquet
 datasets: read each directory as one table), ``stats.json``, ``report.html``, ``thumbnails.parquet``; plus
-``videos/`` (downloads, unless ``--download-dir``) and ``cache/segment/`` (per-video clip results: a rerun
-into the same output skips downloading and decoding what is done and rewrites byte-identical outputs).
+``videos/`` (downloads, unless ``--download-dir``; ``--delete-videos`` removes each once its clips are
+committed) and ``cache/segment/`` (per-video clip results and the clip store, each video's encoded clips in
+one ``.clips.bin``: a rerun into the same output skips downloading and decoding what is done and rewrites
+byte-identical outputs).
 
 The end of the job is distributed like the rest (``pipeline.audit_stage``): workers write the per-item
 tables; only bounded aggregates reach the step that writes ``stats.json``; this launcher then reads only
@@ -36,10 +38,11 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, audit_stage, partitioned, report, shards, storage
+from pipeline import audit, audit_stage, manifest, partitioned, report, shards, storage
 from pipeline.download import Download, DownloadConfig, add_download_args
 from pipeline.exit_status import exit_status
 from pipeline.quality import Quality, add_quality_args, quality_from_args
+from pipeline.retention import DownloadUnlessCommitted
 from pipeline.search import Search, SearchConfig, add_search_args
 from pipeline.segment import Segment, SegmentConfig, add_segment_args
 from pipeline.site_access import CredentialsError, site_for_job
@@ -79,6 +82,10 @@ def build_parser() -> argparse.ArgumentParser:
                              f"follows from the row count (default {partitioned.ROWS_PER_PART})")
     parser.add_argument("--workers", type=int, default=None,
                         help="local SDK worker processes when no --runner is given (default: CPU count)")
+    parser.add_argument("--delete-videos", action="store_true",
+                        help="delete each downloaded video once its clips are committed to the clip store "
+                             "(cache/segment/); a rerun skips what is committed instead of downloading it "
+                             "again (default: keep the downloads)")
     parser.add_argument("--in-process", action="store_true",
                         help="run locally in this one process, one bundle at a time (Beam's FnApiRunner in "
                              "in_memory mode): easiest to debug (breakpoints, tracebacks); no --runner, --workers")
@@ -109,7 +116,8 @@ def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
     download = DownloadConfig.from_args(ns)
     if not download.download_dir:
         download = dataclasses.replace(download, download_dir=FileSystems.join(output, "videos"))
-    segment = dataclasses.replace(SegmentConfig.from_args(ns), cache_dir=FileSystems.join(output, "cache", "segment"))
+    segment = dataclasses.replace(SegmentConfig.from_args(ns), cache_dir=FileSystems.join(output, "cache", "segment"),
+                                  delete_sources_in=download.download_dir if ns.delete_videos else "")
     try:  # one site setting for both stages: the request budget split over the job's processes
         site = site_for_job(download.site, beam_args, ns.workers, ns.in_process)
     except CredentialsError as exc:
@@ -175,11 +183,18 @@ def _setup_logging() -> None:
 def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
     """Wire the stages. Every stage returns {MAIN, OUTCOMES}; the audit sees every outcome and birth.
 
+    From Segment on, clips are references into the clip store (``pipeline.clip_store``), a few hundred bytes
+    each: the bytes are written once by the worker that cuts them and read by the quality scorer (fused
+    into that worker), the shard writers and, for the report's few picked clips, the thumbnails.
+
     Outcomes are counted (Beam counters, progress lines) per stage before they are flattened: a consumer of
     the flatten of all stages runs only when every stage is done on the local runner.
     """
     found = p | "Search" >> Search(config.search)
-    fetched = found[MAIN] | "Download" >> Download(config.download)
+    if config.segment.delete_sources_in:  # downloads are deleted once committed: skip what is committed
+        fetched = found[MAIN] | "Download" >> DownloadUnlessCommitted(config.download, config.segment)
+    else:
+        fetched = found[MAIN] | "Download" >> Download(config.download)
     cut = fetched[MAIN] | "Segment" >> Segment(config.segment)
     scored = cut[MAIN] | "Quality" >> quality
     written = scored[MAIN] | "Shard" >> shards.WriteShards(config.shards)
@@ -261,6 +276,8 @@ def main(argv: list[str] | None = None) -> int:
         print(audit.failure_message(stats), file=sys.stderr)
         return 1
     stale = audit_stage.remove_stale_outputs(config.output_dir, stats)
+    for name in (shards.SHARD_DIR, audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR, ""):  # killed writers' leftovers
+        storage.sweep_temporaries(FileSystems.join(config.output_dir, name) if name else config.output_dir)
     print(summary(stats, time.monotonic() - started, config.output_dir, stale))
     code, message = exit_status(stats)  # 66: no input could be read; 75: items deferred (pipeline.exit_status)
     if message:

@@ -8,7 +8,10 @@ decoder crash or hang becomes a ``failed: decoder_crash`` outcome instead of a l
 Outcomes decided here: the video is ``kept`` (>= 1 clip cut), ``dropped`` (``too_short``; ``no_clips``
 when the intro/outro skips leave no full window) or ``failed`` (``empty_file``, ``corrupt_video``,
 ``truncated_video``, ``audio_only``, ``unsupported_codec:<codec>``, ``decoder_crash``, ``segment_error``);
-the remainder after the last full window is a clip ``dropped: short_tail``. Cut clips go on (MAIN).
+the remainder after the last full window is a clip ``dropped: short_tail``. Cut clips go on (MAIN) as
+references: their bytes are written once, into the per-video entry of the segment cache, which is also the
+clip store (``pipeline.clip_store``), streamed clip by clip from the child, so neither process holds a
+video's clips at once.
 """
 
 from __future__ import annotations
@@ -16,13 +19,15 @@ from __future__ import annotations
 import argparse
 import hashlib
 import logging
+import os
+import tempfile
 import time
 from collections.abc import Callable
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import cli_types, clip_codec, frame_times, stage, tables
+from pipeline import cli_types, clip_codec, clip_store, frame_times, stage, storage, tables
 from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video functions
     SegmentConfig,
     SegmentResult,
@@ -95,8 +100,8 @@ def _failed(video: DownloadedVideo, reason: str, detail: str) -> SegmentResult:
 
 
 def guarded_segment(video: DownloadedVideo, config: SegmentConfig, worker: IsolatedWorker | None,
-                    fn: Callable[[DownloadedVideo, SegmentConfig], SegmentResult] = segment_video) -> SegmentResult:
-    """``fn`` (in the isolated worker when given), never raising for one video.
+                    fn: Callable[..., SegmentResult] = segment_video, args: tuple = ()) -> SegmentResult:
+    """``fn(video, config, *args)`` (in the isolated worker when given), never raising for one video.
 
     A crash or timeout of the child is ``failed: decoder_crash``; anything else that goes wrong between here and
     the result (an exception ``fn`` let through, a result or exception that does not pickle or unpickle, a
@@ -104,7 +109,7 @@ def guarded_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isola
     video fails and the Beam worker, with the other videos of its bundle, carries on.
     """
     try:
-        result = fn(video, config) if worker is None else worker.call(fn, video, config)
+        result = fn(video, config, *args) if worker is None else worker.call(fn, video, config, *args)
     except (WorkerCrashed, WorkerTimeout) as exc:
         return _failed(video, reasons.DECODER_CRASH, str(exc))
     except Exception as exc:  # noqa: BLE001 - see the docstring
@@ -133,17 +138,29 @@ def sidecar_tag(video: DownloadedVideo) -> str:
 
 def cache_paths(video: DownloadedVideo, config: SegmentConfig) -> tuple[str, str]:
     """Where a video's results live: keyed by the file's content hash, the config's fingerprint and the actions
-    sidecar (URL and content hash), i.e. everything the cached clips depend on."""
+    sidecar (URL and content hash), i.e. everything the cached clips depend on. The clips' bytes are in the
+    pack beside them (``pack_path``)."""
     name = f"{ids.video_key(video.video_id)}-{video.sha256[:16]}-{config.fingerprint()}{sidecar_tag(video)}"
     base = FileSystems.join(config.cache_dir, name)
     return base + ".clips.parquet", base + ".outcomes.parquet"
 
 
-def _read_cache(video: DownloadedVideo, clips_path: str, outcomes_path: str) -> SegmentResult | None:
-    """The cached result, None on a miss; raises when the entry exists but cannot be used."""
+def pack_path(clips_path: str) -> str:
+    """The clip store file of a cache entry: its clips' mp4s back to back (``pipeline.clip_store``)."""
+    return clips_path[:-len(".clips.parquet")] + clip_store.PACK_SUFFIX
+
+
+def _read_cache(video: DownloadedVideo, config: SegmentConfig, clips_path: str,
+                outcomes_path: str) -> SegmentResult | None:
+    """The cached result (clips by reference into the pack), None on a miss; raises when the entry exists but
+    cannot be used."""
     if not (FileSystems.exists(outcomes_path) and FileSystems.exists(clips_path)):
         return None
-    clips = [c.replace(video=video.candidate) for c in from_table(tables.read_table(clips_path), Clip)]
+    clips = from_table(tables.read_table(clips_path), Clip)
+    if clips and not FileSystems.exists(pack_path(clips_path)):
+        raise ValueError("the entry's clip store file is missing")
+    clips = [c.replace(video=video.candidate, location=clip_store.resolve(c.location, config.cache_dir))
+             for c in clips]
     outcomes = from_table(tables.read_table(outcomes_path), Outcome)
     if not outcomes or (outcomes[-1].item_kind, outcomes[-1].item_id) != (reasons.ITEM_VIDEO, video.video_id):
         raise ValueError("the cached outcomes do not end with this video's outcome")
@@ -156,45 +173,90 @@ def _noted(result: SegmentResult, note: str) -> SegmentResult:
     return SegmentResult(result.clips, [*rest, video.replace(detail="; ".join(filter(None, [video.detail, note])))])
 
 
+def _commit(result: SegmentResult, clips_path: str, outcomes_path: str, local_pack: str) -> None:
+    """Store a video's result: the pack (streamed up, bytes written once), the clip references, then the
+    outcomes, which are the entry's completion marker."""
+    pack = pack_path(clips_path)
+    name = pack.rsplit("/", 1)[-1]
+    if result.clips:
+        storage.publish_file(local_pack, pack)
+    relative = [c.replace(location=clip_store.reference(name, *clip_store.parse(c.location)[1:]))
+                for c in result.clips]
+    tables.write_table(clips_path, to_table(relative, Clip))
+    tables.write_table(outcomes_path, to_table(result.outcomes, Outcome))
+
+
 def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: IsolatedWorker | None) -> SegmentResult:
     """Reuse an earlier run's result for the same file and config; otherwise segment and store the result.
 
+    With a cache directory (always, in a run) it is also the clip store: the isolated child appends each clip's
+    mp4 to a local pack as it is encoded, the pack is published into the cache once, and the clips come back as
+    references (``pipeline.clip_store``): no process holds a video's clips at once, whatever its length.
     The outcomes file is written last and is the completion marker. Cached clips get the current candidate
     metadata (titles may change between runs; the bytes depend only on the file, the config and the sidecar).
 
-    The cache only saves time, so its failures never cost a video: an entry that cannot be read (corrupt,
-    another schema major) is segmented again and overwritten, and a result that cannot be written (an
-    unwritable or full cache location) is still returned. Both are logged and noted in the video's outcome
-    detail. Failures of segmentation itself (``decoder_crash``, ``segment_error``) are not cached: they may be
-    transient (a crash, a timeout, a storage hiccup) and the next run tries again.
+    An entry that cannot be read (corrupt, another schema major) is segmented again and overwritten (logged and
+    noted in the video's outcome detail). Clips that cannot be stored fail their video as ``segment_error``
+    (their bytes have no other home); a result without clips that cannot be stored is returned with a note;
+    a transient storage error (``storage.is_transient``) raises instead, so the
+    runner retries the bundle. Failures of segmentation itself (``decoder_crash``, ``segment_error``) are not
+    cached: they may be transient (a crash, a timeout, a storage hiccup) and the next run tries again.
     """
     if not config.cache_dir:
         return guarded_segment(video, config, worker)
     notes = []
     try:
         clips_path, outcomes_path = cache_paths(video, config)
-    except Exception as exc:  # noqa: BLE001 - no key, no cache: segment without it
+    except Exception as exc:  # noqa: BLE001 - no key, no entry
         log.warning("segment cache: no key for %s (%s: %s)", video.video_id, type(exc).__name__, exc)
-        return _noted(guarded_segment(video, config, worker), f"not cached ({type(exc).__name__}: {exc})")
+        return _failed(video, reasons.SEGMENT_ERROR, f"no clip store entry ({type(exc).__name__}: {exc})")
     try:
-        cached = _read_cache(video, clips_path, outcomes_path)
+        cached = _read_cache(video, config, clips_path, outcomes_path)
     except Exception as exc:  # noqa: BLE001 - see the docstring
+        if storage.is_transient(exc):
+            raise
         log.warning("segment cache for %s unusable (%s: %s); segmenting again", video.video_id,
                     type(exc).__name__, exc)
         notes.append(f"cache entry unusable, segmented again ({type(exc).__name__}: {exc})")
         cached = None
     if cached is not None:
         return cached
-    result = guarded_segment(video, config, worker)
-    if any(o.reason in (reasons.DECODER_CRASH, reasons.SEGMENT_ERROR) for o in result.outcomes):
-        return _noted(result, "; ".join(notes)) if notes else result
-    try:
-        tables.write_table(clips_path, to_table(result.clips, Clip))
-        tables.write_table(outcomes_path, to_table(result.outcomes, Outcome))
-    except Exception as exc:  # noqa: BLE001 - see the docstring
-        log.warning("segment cache: cannot store %s's result (%s: %s)", video.video_id, type(exc).__name__, exc)
-        notes.append(f"result not cached ({type(exc).__name__}: {exc})")
+    with tempfile.TemporaryDirectory(prefix="clips-") as workdir:
+        local_pack = os.path.join(workdir, "pack" + clip_store.PACK_SUFFIX)
+        result = guarded_segment(video, config, worker, args=(local_pack,))
+        if any(o.reason in (reasons.DECODER_CRASH, reasons.SEGMENT_ERROR) for o in result.outcomes):
+            return _noted(result, "; ".join(notes)) if notes else result
+        try:
+            _commit(result, clips_path, outcomes_path, local_pack)
+        except Exception as exc:  # noqa: BLE001 - see the docstring
+            if storage.is_transient(exc):
+                raise
+            log.warning("segment cache: cannot store %s's result (%s: %s)", video.video_id, type(exc).__name__, exc)
+            if result.clips:  # clips without a home cannot go on
+                return _failed(video, reasons.SEGMENT_ERROR,
+                               f"clips not stored in {config.cache_dir} ({type(exc).__name__}: {exc})")
+            notes.append(f"result not cached ({type(exc).__name__}: {exc})")
+    clips = [c.replace(location=clip_store.reference(pack_path(clips_path), *clip_store.parse(c.location)[1:]))
+             for c in result.clips]
+    result = SegmentResult(clips, result.outcomes)
     return _noted(result, "; ".join(notes)) if notes else result
+
+
+def delete_committed_source(video: DownloadedVideo, config: SegmentConfig) -> bool:
+    """With ``--delete-videos`` (``pipeline.retention``): delete the video's downloaded file once its result is
+    committed to the cache (the entry's completion marker exists). Only files under
+    ``config.delete_sources_in`` (the download directory) go, never a catalog's own file; the download's
+    marker stays, for the rerun to skip the download."""
+    root = config.delete_sources_in.rstrip("/") + "/"
+    if not config.cache_dir or not video.path.startswith(root):
+        return False
+    try:
+        if not FileSystems.exists(cache_paths(video, config)[1]):
+            return False
+    except Exception:  # noqa: BLE001 - not known to be committed: keep the source
+        return False
+    storage.delete_quietly(video.path)
+    return True
 
 
 # ---- Beam ------------------------------------------------------------------------------------------------
@@ -221,9 +283,13 @@ class _SegmentFn(beam.DoFn):
             result = cached_segment(video, self.config, self._worker)
             final = result.outcomes[-1]
         except Exception as exc:  # noqa: BLE001 - a bug here fails this video, never the job
+            if storage.is_transient(exc):
+                raise  # the storage will answer again: the runner retries the bundle
             log.exception("segment: %s failed outside the guarded call", video.video_id)
             result = _failed(video, reasons.SEGMENT_ERROR, f"{type(exc).__name__}: {exc}")
             final = result.outcomes[-1]
+        if self.config.delete_sources_in:
+            delete_committed_source(video, self.config)
         elapsed = time.monotonic() - started
         self.videos.inc()
         self.clips.inc(len(result.clips))
@@ -236,7 +302,7 @@ class _SegmentFn(beam.DoFn):
 
 
 class Segment(beam.PTransform):
-    """DownloadedVideo -> {MAIN: Clip (mp4 inline), OUTCOMES: video outcomes and short-tail clip outcomes}."""
+    """DownloadedVideo -> {MAIN: Clip (by reference into the clip store; inline without a cache dir), OUTCOMES: video outcomes and short-tail clip outcomes}."""
 
     def __init__(self, config: SegmentConfig):
         super().__init__()

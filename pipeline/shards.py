@@ -3,14 +3,20 @@
 Determinism (the same inputs give byte-identical shards on every run, on any runner, however Beam orders
 elements): the number of shards comes from the total clip bytes and the target size; a clip's shard is a
 stable hash of its key (sha1, not Python's salted ``hash``) modulo that number; samples are sorted by key
-within a shard; tar headers carry fixed metadata (mtime 0, mode 0444, fixed owner); each file is written to
-a temporary name and renamed, so a reader never sees a half-written shard. Files go through Beam's
-``FileSystems``, so ``--output gs://...`` works unchanged on Dataflow.
+within a shard; tar headers carry fixed metadata (mtime 0, mode 0444, fixed owner); the sample JSON is the
+Clip without its bytes or store location. Files go through Beam's ``FileSystems`` (``--output gs://...``
+works unchanged on Dataflow) and ``storage.atomic_create``: a reader never sees a half-written shard.
+
+Bytes by reference: the clips arrive as references into the clip store (``pipeline.clip_store``); the
+shard count comes from the sum of their sizes (a number per clip), the shuffle groups references, and each
+writer reads its clips' bytes in key order, i.e. each video's pack front to back.
 
 Outcomes decided here: ``kept`` for every clip in a written shard; ``failed: shard_error`` for the clips of
-a shard that cannot be written; ``dropped: duplicate`` for a second clip with the same key. Each written
-shard also yields one small index entry (``INDEX``: name, clips, bytes): the run's ``shard_index.json``,
-which is what the launcher reads to find stale shards, instead of the manifest.
+a shard that cannot be written for a permanent reason (a clip's bytes missing, a refused write);
+``dropped: duplicate`` for a second clip with the same key. A transient storage error
+(``storage.is_transient``) is raised instead: the runner retries the bundle and the rewrite gives the same
+bytes. Each written shard also yields one small index entry (``INDEX``: name, clips, bytes): the run's
+``shard_index.json``, which is what the launcher reads to find stale shards, instead of the manifest.
 """
 
 from __future__ import annotations
@@ -24,11 +30,11 @@ import apache_beam as beam
 import webdataset as wds
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import stage, storage
+from pipeline import clip_store, stage, storage
 from schemas import Clip, Outcome, ShardSample, reasons
 
 SHARD_DIR = "shards"
-INDEX = "index"  # the extra output of WriteShards: one {"name", "clips", "bytes"} per written shard
+INDEX = "index"  # the extra output of WriteShards: one {"name", "clips", "bytes", "sha256"} per written shard
 TAR_MTIME = 0  # fixed tar header time: reruns reproduce the same bytes
 
 
@@ -56,13 +62,44 @@ def shard_name(index: int) -> str:
 
 
 def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
-    """Write ``clips`` sorted by key to ``path`` (temp name, then rename); return them in the written order."""
+    """Write ``clips`` sorted by key to ``path`` (``storage.atomic_create``); return them in the written order.
+
+    A clip holds its mp4 or a clip store reference (read here, one clip at a time, in key order)."""
+    return _write_shard(path, clips)[0]
+
+
+class _Hashing:
+    """A write stream that hashes what passes through (the shard's sha256, without reading it back)."""
+
+    def __init__(self, stream):
+        self._stream, self.digest = stream, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self._stream.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def _write_shard(path: str, clips: Iterable[Clip]) -> tuple[list[Clip], str]:
+    """``write_shard``, also returning the written file's sha256 (for the shard index)."""
     ordered = sorted(clips, key=lambda c: c.clip_key)
-    with storage.atomic_create(path) as f, wds.TarWriter(f, encoder=False, mtime=TAR_MTIME, mode=0o444,
-                                                        user="genie", group="genie") as writer:
-        for clip in ordered:
-            writer.write(ShardSample.from_clip(clip).to_wds())
-    return ordered
+    with clip_store.Reader() as reader, storage.atomic_create(path) as f:
+        hashing = _Hashing(f)
+        with wds.TarWriter(hashing, encoder=False, mtime=TAR_MTIME, mode=0o444, user="genie",
+                           group="genie") as writer:
+            for clip in ordered:
+                data = reader.read(clip)
+                writer.write(ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
+    return ordered, hashing.digest.hexdigest()
+
+
+def _tie_break(clip: Clip) -> str:
+    """Orders clips of one key whatever the output directory: their bytes' hash, or their place in the store."""
+    if clip.mp4 is not None:
+        return hashlib.sha1(clip.mp4).hexdigest()
+    return clip_store.relative(clip.location) if clip_store.is_reference(clip.location) else clip.location
 
 
 def read_samples(paths: str | list[str]) -> Iterator[ShardSample]:
@@ -98,7 +135,7 @@ class _WriteShardFn(beam.DoFn):
         index, clips = element
         name = shard_name(index)
         unique: dict[str, Clip] = {}
-        for clip in sorted(clips, key=lambda c: (c.clip_key, hashlib.sha1(c.mp4 or b"").hexdigest())):
+        for clip in sorted(clips, key=lambda c: (c.clip_key, _tie_break(c))):
             if clip.clip_key in unique:
                 yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
                     clip, reasons.STAGE_SHARD, reasons.DROPPED, reasons.DUPLICATE,
@@ -106,8 +143,10 @@ class _WriteShardFn(beam.DoFn):
             else:
                 unique[clip.clip_key] = clip
         try:
-            written = write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
-        except Exception as exc:  # a storage failure fails this shard's clips, not the run
+            written, sha256 = _write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
+        except Exception as exc:  # a permanent failure fails this shard's clips, not the run
+            if storage.is_transient(exc):
+                raise  # the runner retries the bundle; the rewrite gives the same bytes
             for clip in unique.values():
                 yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
                     clip, reasons.STAGE_SHARD, reasons.FAILED, reasons.SHARD_ERROR,
@@ -115,7 +154,8 @@ class _WriteShardFn(beam.DoFn):
             return
         self.written.inc()
         yield beam.pvalue.TaggedOutput(INDEX, {"name": f"{SHARD_DIR}/{name}", "clips": len(written),
-                                               "bytes": sum(len(c.mp4 or b"") for c in written)})
+                                               "bytes": sum(clip_store.size_of(c) for c in written),
+                                               "sha256": sha256})
         for clip in written:
             yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
                 clip, reasons.STAGE_SHARD, reasons.KEPT, detail=f"{SHARD_DIR}/{name}"))
@@ -123,7 +163,7 @@ class _WriteShardFn(beam.DoFn):
 
 
 class WriteShards(beam.PTransform):
-    """Clip -> {MAIN: manifest Clips (no bytes, ``location`` = shard), OUTCOMES: kept/failed per clip,
+    """Clip (by reference or inline) -> {MAIN: manifest Clips (no bytes, ``location`` = shard), OUTCOMES: kept/failed per clip,
     INDEX: one entry per written shard}."""
 
     def __init__(self, config: ShardConfig):
@@ -133,7 +173,7 @@ class WriteShards(beam.PTransform):
     def expand(self, clips):
         target = self.config.target_shard_bytes
         num_shards = (clips
-                      | "Bytes" >> beam.Map(lambda c: len(c.mp4 or b""))
+                      | "Bytes" >> beam.Map(clip_store.size_of)
                       | "TotalBytes" >> beam.CombineGlobally(sum)
                       | "NumShards" >> beam.Map(num_shards_for, target))
         written = (clips

@@ -1,10 +1,14 @@
 """Write-once storage through Beam's ``FileSystems``: local paths by default, ``gs://`` on Dataflow.
 
-A reader must never mistake a partial file for a complete one, so every file is written under a temporary
-name in the same directory and renamed into place when complete (atomic on POSIX; on object stores the
-rename is a copy + delete that publishes the object whole). Completion of a downloaded video is marked by a
-second file written after it (see ``pipeline.download``), following the completion-marker idea of
-img2dataset/datatrove.
+A reader must never mistake a partial file for a complete one. Locally every file is written under a
+temporary name in the same directory and renamed into place when complete (atomic on POSIX). On object stores
+(``gs://``, ``s3://``) the final name is written directly: an upload becomes visible only when it is
+finalized, whole, and an abandoned one (``terminate``) never appears; a rename there would be a copy plus a
+delete, i.e. a moment with the old object gone, and a killed worker would leave temporaries nobody matches.
+
+Errors: ``is_transient`` tells a storage hiccup (the runner should retry the bundle) from a permanent
+failure (recorded as an outcome). Completion of a downloaded video is marked by a second file written after
+it (see ``pipeline.download``), following the completion-marker idea of img2dataset/datatrove.
 """
 
 from __future__ import annotations
@@ -20,6 +24,33 @@ from typing import BinaryIO
 from apache_beam.io.filesystems import FileSystems
 
 CHUNK_BYTES = 1 << 20
+TEMP_INFIX = ".tmp-"  # temporaries are ``.<name>.tmp-<random>`` beside their destination
+# Exceptions of storage clients that say "try again" (google-api-core, boto, requests): matched by name so
+# that this module needs none of those libraries installed.
+TRANSIENT_ERRORS = frozenset({
+    "ServiceUnavailable", "TooManyRequests", "InternalServerError", "GatewayTimeout", "BadGateway",
+    "DeadlineExceeded", "RetryError", "ConnectionError", "ConnectTimeout", "ReadTimeout", "ChunkedEncodingError",
+    "TransientStorageError"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True for errors the same request may not hit again (timeouts, connection resets, 429/5xx answers),
+    looking through the causes Beam's wrappers (``BeamIOError``) keep. A transient error should reach the
+    runner, which retries the bundle; anything else becomes an outcome with a reason."""
+    seen = set()
+    todo = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, ConnectionError | TimeoutError) or type(err).__name__ in TRANSIENT_ERRORS:
+            return True
+        todo += [err.__cause__, err.__context__]
+        details = getattr(err, "exception_details", None)  # BeamIOError: {path: exception}
+        if isinstance(details, dict):
+            todo += [e for e in details.values() if isinstance(e, BaseException)]
+    return False
 
 
 def is_local(path: str) -> bool:
@@ -61,7 +92,7 @@ def sha256_file(path: str) -> tuple[str, int]:
 
 def _temp_name(dest: str) -> str:
     head, tail = dest.rsplit("/", 1) if "/" in dest else ("", dest)
-    name = f".{tail}.tmp-{uuid.uuid4().hex[:12]}"
+    name = f".{tail}{TEMP_INFIX}{uuid.uuid4().hex[:12]}"
     return f"{head}/{name}" if head else name
 
 
@@ -86,27 +117,57 @@ def publish_file(local_src: str, dest: str) -> None:
 def atomic_create(dest: str) -> Iterator[BinaryIO]:
     """A write stream whose bytes appear at ``dest`` only when the ``with`` block ends without error.
 
-    The stream goes to a temporary name unique to this writer beside ``dest`` (so concurrent or retried
-    writers of the same file never share one), which is renamed into place at the end; on error it is deleted
-    and ``dest`` keeps what it had. Parent directories need no creating first: Beam's local filesystem makes
-    them (``exist_ok``, so parallel writers into a new directory do not race) and object stores have none.
+    Locally: a temporary name unique to this writer beside ``dest`` (so concurrent or retried writers of the
+    same file never share one), renamed into place at the end; on error it is deleted and ``dest`` keeps what
+    it had. Beam's local filesystem makes parent directories (``exist_ok``: parallel writers into a new
+    directory do not race). On an object store: ``dest`` itself, finalized on success and abandoned
+    (``terminate``, as google-cloud-storage's writer does on error) otherwise, so ``dest`` keeps what it had.
     """
-    if is_local(dest):
-        dest = local_path(dest)
+    if not is_local(dest):
+        out = FileSystems.create(dest)
+        try:
+            yield out
+        except BaseException:
+            _abandon(out)
+            raise
+        out.close()
+        return
+    dest = local_path(dest)
     tmp = _temp_name(dest)
     try:
         with FileSystems.create(tmp) as out:
             yield out
-        if not is_local(dest) and FileSystems.exists(dest):  # a local rename replaces atomically
-            FileSystems.delete([dest])
         FileSystems.rename([tmp], [dest])
     except BaseException:
         delete_quietly(tmp)
         raise
 
 
+def _abandon(stream) -> None:
+    """Cancel an object-store upload without finalizing it (a plain ``close`` would publish the part)."""
+    for wrapped in (stream, getattr(stream, "raw", None), getattr(stream, "_file", None)):
+        terminate = getattr(wrapped, "terminate", None)
+        if callable(terminate):
+            with contextlib.suppress(Exception):  # the upload is abandoned either way
+                terminate()
+            return
+
+
+def sweep_temporaries(directory: str) -> list[str]:
+    """Delete the temporaries (``.<name>.tmp-*``) writers killed mid-write left in ``directory``. Call it when
+    no writer can be at work there (the end of a run)."""
+    pattern = FileSystems.join(directory, f".*{TEMP_INFIX}*")
+    try:
+        stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+    except Exception:  # noqa: BLE001 - nothing to sweep where nothing can be listed
+        return []
+    if stale:
+        FileSystems.delete(stale)
+    return stale
+
+
 def write_bytes(dest: str, data: bytes) -> None:
-    """Write a small file atomically (temporary name, then rename)."""
+    """Write a small file atomically (``atomic_create``)."""
     with atomic_create(dest) as out:
         out.write(data)
 

@@ -4,6 +4,7 @@ reproduces byte-identical outputs; the Dataflow job graph builds without submitt
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -212,6 +213,8 @@ def test_tables_are_partitioned_datasets_that_readers_take_as_one_table(first_ru
         assert rows == sorted(rows, key=audit.outcome_sort_key)
     index = json.loads((first_run / "shard_index.json").read_text())["shards"]
     assert [s["name"] for s in index] == [f"shards/{p.name}" for p in sorted(first_run.glob("shards/*.tar"))]
+    assert [s["sha256"] for s in index] == [hashlib.sha256((first_run / s["name"]).read_bytes()).hexdigest()
+                                            for s in index]
     assert len(index) == stats["shards"] and sum(s["clips"] for s in index) == len(pd.read_parquet(first_run / "manifest"))
 
 

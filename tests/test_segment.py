@@ -19,7 +19,7 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import clip_codec, cut, frame_times, run, segment, stage
+from pipeline import clip_codec, clip_store, cut, frame_times, run, segment, stage
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.segment import (
     Segment,
@@ -336,11 +336,16 @@ def test_cache_makes_a_rerun_skip_decoding(tmp_path):
     path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=1.2, width=160, height=90)
     video = downloaded(path)
     config = SegmentConfig(clip_frames=10, isolate=False, cache_dir=str(tmp_path / "cache"))
+    inline = segment_video(video, SHORT)  # the reference: the same cut with the bytes in the clips
     first = cached_segment(video, config, None)
-    assert len(list((tmp_path / "cache").iterdir())) == 2
+    assert sorted(p.name.split(".", 1)[1] for p in (tmp_path / "cache").iterdir()) == [
+        "clips.bin", "clips.parquet", "outcomes.parquet"]
+    assert all(c.mp4 is None for c in first.clips)  # by reference: the bytes are in the pack only
+    assert [clip_store.clip_bytes(c) for c in first.clips] == [c.mp4 for c in inline.clips]
+    assert [c.replace(location="") for c in first.clips] == [c.replace(mp4=None) for c in inline.clips]
     os.remove(path)  # the rerun must not need the video any more
     again = cached_segment(video, config, None)
-    assert [c.mp4 for c in again.clips] == [c.mp4 for c in first.clips] and again.outcomes == first.outcomes
+    assert again.clips == first.clips and again.outcomes == first.outcomes
     other = cached_segment(video, SegmentConfig(clip_frames=5, isolate=False, cache_dir=config.cache_dir), None)
     assert other.outcomes[-1].reason == reasons.SEGMENT_ERROR  # another config misses the cache
 
@@ -353,19 +358,37 @@ def test_unusable_cache_entry_is_segmented_again_and_replaced(tmp_path):
     with open(outcomes_path, "wb") as f:
         f.write(b"PAR1 not really parquet")
     again = cached_segment(downloaded(path), config, None)
-    assert [c.mp4 for c in again.clips] == [c.mp4 for c in first.clips] and again.outcomes[-1].outcome == "kept"
-    assert "cache entry unusable" in again.outcomes[-1].detail
+    assert [clip_store.clip_bytes(c) for c in again.clips] == [c.mp4 for c in segment_video(downloaded(path),
+                                                                                          SHORT).clips]
+    assert again.outcomes[-1].outcome == "kept" and "cache entry unusable" in again.outcomes[-1].detail
     assert from_table(pq.read_table(outcomes_path), Outcome) == first.outcomes  # the entry was rewritten
 
 
-def test_unwritable_cache_keeps_the_clips_and_says_so(tmp_path):
+def test_an_unwritable_clip_store_fails_the_video_and_says_why(tmp_path):
+    """The cache is the clip store: clips it cannot hold have no home, so the video fails (not cached: the
+    next run tries again) instead of passing on references to nothing."""
     path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=1.2, width=160, height=90)
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache directory should be")
     result = cached_segment(downloaded(path), SegmentConfig(clip_frames=10, isolate=False,
                                                             cache_dir=str(blocker / "segment")), None)
-    assert len(result.clips) == 1 and result.outcomes[-1].outcome == "kept"
-    assert "result not cached" in result.outcomes[-1].detail
+    assert result.clips == [] and (result.outcomes[-1].outcome, result.outcomes[-1].reason) == (
+        "failed", reasons.SEGMENT_ERROR)
+    assert "clips not stored" in result.outcomes[-1].detail
+
+
+def test_a_truncated_pack_is_an_unusable_entry(tmp_path):
+    path = media.write_video(tmp_path / "a.mp4", fps=25, duration_s=2.2, width=160, height=90)
+    config = SegmentConfig(clip_frames=10, isolate=False, cache_dir=str(tmp_path / "cache"))
+    first = cached_segment(downloaded(path), config, None)
+    pack = Path(segment.pack_path(cache_paths(downloaded(path), config)[0]))
+    assert pack.stat().st_size == sum(clip_store.size_of(c) for c in first.clips) and len(first.clips) == 2
+    pack.write_bytes(pack.read_bytes()[:-1])
+    with pytest.raises(ValueError, match="truncated pack"):
+        clip_store.clip_bytes(first.clips[-1])
+    os.remove(pack)
+    again = cached_segment(downloaded(path), config, None)  # the pack is gone: segmented again
+    assert "cache entry unusable" in again.outcomes[-1].detail and pack.exists()
 
 
 def test_segment_errors_are_not_cached(tmp_path):
@@ -425,7 +448,10 @@ def test_unwritable_cache_on_the_beam_runner_keeps_every_outcome(tmp_path):
         out = p | beam.Create(videos) | Segment(config)
         video_outcomes = (out[stage.OUTCOMES] | beam.Filter(lambda o: o.item_kind == "video")
                           | beam.Map(lambda o: (o.video_id, o.outcome, o.reason)))
-        assert_that(video_outcomes, equal_to([(n, *e) for n, e in inputs.items()]), label="videos")
+        # the clips of "good" have no store to go to: its video fails; the others keep their outcome
+        expected = {**inputs, "good": ("failed", reasons.SEGMENT_ERROR)}
+        assert_that(video_outcomes, equal_to([(n, *e) for n, e in expected.items()]), label="videos")
+        assert_that(out[stage.MAIN], equal_to([]), label="clips")
 
 
 def test_segment_transform_on_the_beam_runner(tmp_path):
@@ -532,3 +558,13 @@ def test_x264_preset_changes_the_encoding_not_the_frames(tmp_path):
         assert fa.shape == fb.shape == (10, 90, 160, 3)
         mse = np.mean((fa.astype(float) - fb) ** 2)
         assert 10 * np.log10(255 ** 2 / max(mse, 1e-10)) > 35  # the same frames, encoded two ways
+
+
+def test_window_frames_on_an_array_match_the_bisect_rule():
+    """cut._frames_for_window (numpy, per window) against frame_times.frames_for_ticks (bisect on a list)."""
+    rng = np.random.default_rng(5)
+    source_ticks = np.sort(rng.integers(-3, 400, size=700))  # repeats, gaps and ticks before 0
+    for start in (0, 7, 150, 390):
+        window = frame_times.Window(index=0, first_tick=start, num_frames=25)
+        ticks = range(start, start + 25)
+        assert cut._frames_for_window(source_ticks, window) == frame_times.frames_for_ticks(list(source_ticks), ticks)
