@@ -8,7 +8,6 @@ The server logs every request, so retries, resumption and waits are checked on t
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import shutil
@@ -20,7 +19,6 @@ import apache_beam as beam
 import av
 import numpy as np
 import pytest
-from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from yt_dlp.networking.exceptions import HTTPError
@@ -34,6 +32,7 @@ from pipeline.search import Search, SearchConfig
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, ids, reasons
 from tests.fault_server import Fault, FaultServer
+from tests.object_store import FakeObjectStore
 
 FFMPEG = shutil.which("ffmpeg")
 needs_ffmpeg = pytest.mark.skipif(FFMPEG is None, reason="needs the ffmpeg binary (HLS, audio fixtures)")
@@ -530,84 +529,29 @@ def test_probe_refuses_non_videos(media, tmp_path, content, reason):
 
 
 # ---- remote storage ---------------------------------------------------------------------------------------------
-class _MemoryFileSystem(FileSystem):
-    """A Beam FileSystem kept in a dict, standing in for gs:// (no cloud from the tests). Beam finds it by
-    its scheme, so ``pipeline.storage`` takes exactly the code path it takes for GCS."""
+class _MemoryFileSystem(FakeObjectStore):
+    """The fake object store (tests/object_store.py) under its own scheme, standing in for gs:// (no cloud
+    from the tests). Beam finds it by its scheme, so ``pipeline.storage`` takes the code path it takes for GCS."""
 
-    files: dict[str, bytes] = {}
+    objects: dict[str, bytes] = {}
+    log: list[tuple[str, str]] = []
+    faults: list[list] = []
 
     @classmethod
     def scheme(cls):
         return "memtest"
 
-    def join(self, basepath, *paths):
-        return "/".join([basepath.rstrip("/"), *paths])
-
-    def split(self, path):
-        return tuple(path.rsplit("/", 1))
-
-    def mkdirs(self, path):
-        pass
-
-    def has_dirs(self):
-        return False
-
-    def _list(self, dir_or_prefix):
-        for path, data in sorted(self.files.items()):
-            if path.startswith(dir_or_prefix):
-                yield FileMetadata(path, len(data))
-
-    def create(self, path, mime_type="application/octet-stream", compression_type=None):
-        files = self.files
-
-        class _Writer(io.BytesIO):
-            def close(self):
-                files[path] = self.getvalue()
-                super().close()
-
-        return _Writer()
-
-    def open(self, path, mime_type="application/octet-stream", compression_type=None):
-        return io.BytesIO(self.files[path])
-
-    def copy(self, source_file_names, destination_file_names):
-        for src, dst in zip(source_file_names, destination_file_names, strict=True):
-            self.files[dst] = self.files[src]
-
-    def rename(self, source_file_names, destination_file_names):
-        for src, dst in zip(source_file_names, destination_file_names, strict=True):
-            self.files[dst] = self.files.pop(src)
-
-    def exists(self, path):
-        return path in self.files
-
-    def size(self, path):
-        return len(self.files[path])
-
-    def last_updated(self, path):
-        return 0.0
-
-    def metadata(self, path):
-        return FileMetadata(path, len(self.files[path]), 0.0)
-
-    def checksum(self, path):
-        return hashlib.sha256(self.files[path]).hexdigest()
-
-    def delete(self, paths):
-        for path in paths:
-            self.files.pop(path)
-
 
 def test_remote_download_dir_goes_through_filesystems(server, media, tmp_path):
-    _MemoryFileSystem.files.clear()
+    _MemoryFileSystem.objects.clear()
     body = media["video"].read_bytes()
     url = server.add("/v.mp4", body)
     cfg = config(tmp_path, download_dir="memtest://bucket/videos")
     result = download_one(candidate(url), cfg)
     assert isinstance(result, DownloadedVideo), result
     assert result.path == "memtest://bucket/videos/vid.mp4" and result.codec == "h264"
-    assert _MemoryFileSystem.files[result.path] == body  # whole, under its final name
-    assert set(_MemoryFileSystem.files) == {result.path, "memtest://bucket/videos/vid.json"}  # no temp names left
+    assert _MemoryFileSystem.objects[result.path] == body  # whole, under its final name
+    assert set(_MemoryFileSystem.objects) == {result.path, "memtest://bucket/videos/vid.json"}  # no temp names left
     requests = len(server.log("/v.mp4"))
     assert download_one(candidate(url), cfg) == result and len(server.log("/v.mp4")) == requests  # reused
 

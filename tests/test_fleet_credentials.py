@@ -3,12 +3,10 @@ only a Beam filesystem can read (a scheme registered here, standing in for gs://
 
 from __future__ import annotations
 
-import io
 import pickle
 
 import apache_beam as beam
 import pytest
-from apache_beam.io.filesystem import FileMetadata, FileSystem
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
@@ -19,6 +17,7 @@ from pipeline.site_access import ProxyPool, SiteAccess, SiteAccessConfig
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo
 from tests.fault_server import FaultServer
+from tests.object_store import FakeObjectStore
 from tests.test_download import encode_mp4
 
 SECRET = "s3cr3t-session-value"
@@ -27,73 +26,25 @@ COOKIES = ("# Netscape HTTP Cookie File\n"
            ".youtube.com\tTRUE\t/\tTRUE\t4102444800\tLOGIN_INFO\tabc\n")
 
 
-class _SecretsFileSystem(FileSystem):
-    """A Beam FileSystem held in a dict under ``fleetsecrets://``: Beam finds it by scheme, the launcher's and
-    worker's disks do not have these files. (Defined at module level: in-process runs see it.)"""
+class _SecretsFileSystem(FakeObjectStore):
+    """The fake object store (tests/object_store.py) under ``fleetsecrets://``: Beam finds it by scheme, the
+    launcher's and worker's disks do not have these files. (Defined at module level: in-process runs see it.)"""
 
-    files: dict[str, bytes] = {}
+    objects: dict[str, bytes] = {}
+    log: list[tuple[str, str]] = []
+    faults: list[list] = []
 
     @classmethod
     def scheme(cls):
         return "fleetsecrets"
 
-    def join(self, basepath, *paths):
-        return "/".join([basepath.rstrip("/"), *paths])
-
-    def split(self, path):
-        return tuple(path.rsplit("/", 1))
-
-    def mkdirs(self, path):
-        pass
-
-    def has_dirs(self):
-        return False
-
-    def _list(self, dir_or_prefix):
-        for path, data in sorted(self.files.items()):
-            if path.startswith(dir_or_prefix):
-                yield FileMetadata(path, len(data))
-
-    def create(self, path, mime_type="application/octet-stream", compression_type=None):
-        raise NotImplementedError
-
-    def open(self, path, mime_type="application/octet-stream", compression_type=None):
-        if path not in self.files:
-            raise FileNotFoundError(path)
-        return io.BytesIO(self.files[path])
-
-    def copy(self, source_file_names, destination_file_names):
-        raise NotImplementedError
-
-    def rename(self, source_file_names, destination_file_names):
-        raise NotImplementedError
-
-    def exists(self, path):
-        return path in self.files
-
-    def size(self, path):
-        return len(self.files[path])
-
-    def last_updated(self, path):
-        return 0.0
-
-    def checksum(self, path):
-        return str(len(self.files[path]))
-
-    def metadata(self, path):
-        return FileMetadata(path, len(self.files[path]), 0.0)
-
-    def delete(self, paths):
-        for path in paths:
-            self.files.pop(path)
-
 
 @pytest.fixture
 def secrets():
-    _SecretsFileSystem.files = {"fleetsecrets://vault/cookies.txt": COOKIES.encode(),
+    _SecretsFileSystem.objects = {"fleetsecrets://vault/cookies.txt": COOKIES.encode(),
                                 "fleetsecrets://vault/garbage.txt": b"this is not a cookies file\n\x00\x01"}
-    yield _SecretsFileSystem.files
-    _SecretsFileSystem.files = {}
+    yield _SecretsFileSystem.objects
+    _SecretsFileSystem.objects = {}
 
 
 @pytest.fixture(scope="module")
