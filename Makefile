@@ -9,7 +9,7 @@ DEMO_DIR ?= demo
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-corpus demo-model test lint clean system-deps coinrun-cpu
+.PHONY: setup demo demo-corpus demo-model test lint clean system-deps coinrun-cpu bc-cpu
 
 setup: $(STAMP)
 
@@ -64,6 +64,14 @@ COINRUN_DIR ?= runs/coinrun-cpu
 COINRUN_ARGS ?=
 coinrun-cpu: setup
 	$(PY) benchmarks/coinrun_cpu.py --out $(COINRUN_DIR) --budget-min $(BUDGET_MIN) $(COINRUN_ARGS)
+
+# Agents from latent actions (Genie Fig. 15): expert data, LAM labels from the coinrun-cpu run's LAM, latent and
+# oracle policies, 100 held-out levels x 5 seeds x {easy, hard}; table in $(BC_DIR)/results/results.md.
+# Estimated ~3 h on 2 CPU cores (docs/modeling.md); BC_ARGS=--smoke checks the harness in a few minutes.
+BC_DIR ?= runs/bc-cpu
+BC_ARGS ?=
+bc-cpu: setup
+	$(PY) benchmarks/bc_cpu.py --out $(BC_DIR) --genie $(COINRUN_DIR)/genie $(BC_ARGS)
 
 test: setup system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -6,6 +6,7 @@
     train dynamics      --shards TOKEN_SHARDS --init LAM_DYNAMICS_RUN --out RUN [--set ...]
     params              [--config NAME]             parameter counts of the presets
     generate | play | evaluate ...                  (modeling.generate / play / evaluate)
+    bc {expert,label,train,evaluate} ...            agents from latent actions (modeling.bc, the paper's Fig. 15)
 
 Errors a user can fix (no shards matched or named shards missing, clips that are not 160x90, token shards or
 a LAM run made with another tokenizer, an unknown config key, a run directory of the wrong kind) are printed as
@@ -21,7 +22,8 @@ import sys
 from modeling.configs import PRESETS, get_config, parse_overrides
 from modeling.data import ShardError
 
-DISPATCHED = {"generate": "modeling.generate", "play": "modeling.play", "evaluate": "modeling.evaluate"}
+DISPATCHED = {"generate": "modeling.generate", "play": "modeling.play", "evaluate": "modeling.evaluate",
+              "bc": "modeling.bc.cli"}
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -107,16 +107,22 @@ def level_seed(seed: int, level: int) -> int:
     return int(np.random.SeedSequence([seed, level]).generate_state(1)[0] % (2**31 - 1))
 
 
+def make_env(config: ProcgenDatasetConfig, level: int):
+    """A one-environment Procgen stream of ``level`` alone (an episode that ends restarts the same level)."""
+    from procgen import ProcgenGym3Env  # imported here: importing gym prints a banner
+
+    native = (config.width, config.height) == (NATIVE_SIZE, NATIVE_SIZE)
+    return ProcgenGym3Env(num=1, env_name=config.game, distribution_mode=config.distribution_mode,
+                          start_level=level, num_levels=1, rand_seed=level_seed(config.seed, level),
+                          render_mode=None if native else "rgb_array")
+
+
 def play_level(config: ProcgenDatasetConfig, level: int) -> tuple[np.ndarray, np.ndarray, int]:
     """``config.steps`` frames of ``level`` under the policy: (frames (N, H, W, 3) uint8, actions (N,), episodes).
 
     ``actions[k]`` is taken after frame k; ``episodes`` counts the tries begun (1 + restarts)."""
-    from procgen import ProcgenGym3Env  # imported here: importing gym prints a banner
-
     native = (config.width, config.height) == (NATIVE_SIZE, NATIVE_SIZE)
-    env = ProcgenGym3Env(num=1, env_name=config.game, distribution_mode=config.distribution_mode,
-                         start_level=level, num_levels=1, rand_seed=level_seed(config.seed, level),
-                         render_mode=None if native else "rgb_array")
+    env = make_env(config, level)
     rng = np.random.default_rng([config.seed, level])
     sticky = StickyPolicy(rng, platformer=True) if config.policy == "sticky" else None
     frames = np.empty((config.steps, config.height, config.width, 3), np.uint8)
@@ -145,10 +151,16 @@ def level_video_id(game: str, level: int) -> str:
 def level_clips(config: ProcgenDatasetConfig, level: int) -> tuple[list[Clip], int]:
     """The encoded clips of one level's stream (and its episode count)."""
     frames, actions, episodes = play_level(config, level)
+    return stream_clips(config, level, frames, actions), episodes
+
+
+def stream_clips(config: ProcgenDatasetConfig, level: int, frames: np.ndarray, actions: np.ndarray) -> list[Clip]:
+    """One level's stream (frames (N, H, W, 3) uint8, ``actions[k]`` taken after frame k) cut into encoded clips
+    of ``config.clip_frames``; a last piece shorter than ``config.min_clip_frames`` is dropped."""
     video_id = level_video_id(config.game, level)
     clips = []
-    for index, start in enumerate(range(0, config.steps, config.clip_frames)):
-        stop = min(start + config.clip_frames, config.steps)
+    for index, start in enumerate(range(0, len(frames), config.clip_frames)):
+        stop = min(start + config.clip_frames, len(frames))
         if stop - start < config.min_clip_frames:
             break
         start_s = start / config.fps
@@ -157,7 +169,7 @@ def level_clips(config: ProcgenDatasetConfig, level: int) -> tuple[list[Clip], i
             end_s=stop / config.fps, num_frames=stop - start, fps=config.fps, width=config.width,
             height=config.height, mp4=encode_clip(frames[start:stop], fps=round(config.fps), lossless=True),
             actions=[int(a) for a in actions[start:stop]]))
-    return clips, episodes
+    return clips
 
 
 def split_dir(out: str, split: str) -> str:
