@@ -136,6 +136,23 @@ def violation(key: tuple[str, str], balance: tuple) -> str | None:
     return f"{kind} {item!r}: {decided} outcomes {list(labels)} for {born} item(s)"
 
 
+def table_violations(outcomes: int, kept_clips: int, tables: dict, shard_index: list[dict]) -> list[str]:
+    """What the written tables must hold, checked from their row counts: every outcome the run decided is a
+    row of outcomes/, every kept clip a row of manifest/ and a sample of a shard in the index. A difference
+    means rows were lost (or doubled) on their way to the files: the run fails as for any violation."""
+    problems = []
+    rows = tables.get("outcomes", {}).get("rows")
+    if rows is not None and rows != outcomes:
+        problems.append(f"table outcomes/: {rows} rows written for {outcomes} outcomes decided")
+    rows = tables.get("manifest", {}).get("rows")
+    if rows is not None and rows != kept_clips:
+        problems.append(f"table manifest/: {rows} rows written for {kept_clips} clips kept")
+    in_shards = sum(s["clips"] for s in shard_index)
+    if in_shards != kept_clips:
+        problems.append(f"shards: {in_shards} samples in the shard index for {kept_clips} clips kept")
+    return problems
+
+
 def conservation_block(num_violations: int, listed: Iterable[str]) -> dict:
     listed = list(listed)[:MAX_LISTED_VIOLATIONS]
     return {"ok": num_violations == 0, "num_violations": num_violations, "violations": listed}

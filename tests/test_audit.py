@@ -212,12 +212,18 @@ def test_report_strips_are_bounded_per_outcome_and_reason():
 
 
 def _audit_with_beam(out_dir, births, outcomes) -> dict:
-    """The run's Audit transform on Beam's runner, fed the given records; returns its stats.json."""
+    """The run's Audit transform on Beam's runner, fed the given records (and the manifest rows and shard index
+    of small_run's two kept clips); returns its stats.json."""
     from pipeline import audit_stage
 
+    manifest = [Clip(clip_key=f"c{i}", video_id="v1", clip_index=i, start_s=16.0 * i, end_s=16.0 * i + 16,
+                     num_frames=160, fps=10.0, width=160, height=90, location="shards/shard-00000.tar")
+                for i in (0, 1)]
+    index = [{"name": "shards/shard-00000.tar", "clips": 2, "bytes": 1}]
     with beam.Pipeline(runner=FnApiRunner()) as p:
         inputs = {name: p | f"Create{name}" >> beam.Create(items, reshuffle=False) for name, items in
-                  (("outcomes", outcomes), ("births", births), ("manifest", []), ("shard_index", []), ("clips", []))}
+                  (("outcomes", outcomes), ("births", births), ("manifest", manifest), ("shard_index", index),
+                   ("clips", []))}
         _ = inputs | audit_stage.Audit(str(out_dir), None, rows_per_part=3)
     return json.loads((out_dir / "stats.json").read_text())
 
@@ -226,10 +232,22 @@ def test_the_keyed_sum_catches_a_dropped_and_a_doubled_record_on_beam(tmp_path):
     births, outcomes = small_run()
     whole = _audit_with_beam(tmp_path / "whole", births, outcomes)
     assert whole["conservation"] == {"ok": True, "num_violations": 0, "violations": []}
-    assert whole == audit.compute_stats(outcomes, births, 0) | {"tables": whole["tables"]}  # same as in memory
+    assert whole == audit.compute_stats(outcomes, births, 1) | {"tables": whole["tables"]}  # same as in memory
     lost = [o for o in outcomes if o.item_id != "c1"] + [video_outcome("v1", SEGMENT, "failed", reasons.CORRUPT_VIDEO)]
     broken = _audit_with_beam(tmp_path / "broken", births, lost)["conservation"]
-    assert broken == {"ok": False, "num_violations": 2, "violations": [
+    assert broken == {"ok": False, "num_violations": 4, "violations": [
+        "table manifest/: 2 rows written for 1 clips kept", "shards: 2 samples in the shard index for 1 clips kept",
         "clip 'c1': reached stage 'shard' and no stage gave it an outcome",
         "video 'v1': 2 outcomes ['segment:failed', 'segment:kept'] for 1 item(s)"]}
     assert len(list((tmp_path / "broken" / "outcomes").glob("part-*-of-00003.parquet"))) == 3
+
+
+def test_rows_lost_on_the_way_to_the_tables_are_violations():
+    """The written tables are checked against the decisions by their row counts (a runner that drops rows
+    before a table's writer is caught like a lost record)."""
+    tables = {"outcomes": {"parts": 2, "rows": 9}, "manifest": {"parts": 1, "rows": 2}}
+    index = [{"name": "shards/shard-00000.tar", "clips": 2, "bytes": 10}]
+    assert audit.table_violations(9, 2, tables, index) == []
+    assert audit.table_violations(10, 3, tables, index) == [
+        "table outcomes/: 9 rows written for 10 outcomes decided", "table manifest/: 2 rows written for 3 clips kept",
+        "shards: 2 samples in the shard index for 3 clips kept"]
