@@ -136,6 +136,16 @@ def violation(key: tuple[str, str], balance: tuple) -> str | None:
     return f"{kind} {item!r}: {decided} outcomes {list(labels)} for {born} item(s)"
 
 
+def decided_and_kept(agg: dict) -> tuple[int, int]:
+    """(outcomes decided, clips kept) from ``OutcomeStatsFn``'s cells: what the written tables must hold."""
+    decided = kept = 0
+    for (kind, _, outcome, *_), (n, _) in agg["cells"].items():
+        decided += n
+        if kind == reasons.ITEM_CLIP and outcome == reasons.KEPT:
+            kept += n
+    return decided, kept
+
+
 def table_violations(outcomes: int, kept_clips: int, tables: dict, shard_index: list[dict]) -> list[str]:
     """What the written tables must hold, checked from their row counts: every outcome the run decided is a
     row of outcomes/, every kept clip a row of manifest/ and a sample of a shard in the index. A difference

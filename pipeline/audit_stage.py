@@ -156,10 +156,7 @@ def write_audit(output_dir: str, agg: dict, births: dict, num_violations: int, l
     """Write the small files from the aggregates (runs once, on a worker; stats.json last)."""
     index = sorted(index, key=operator.itemgetter("name"))
     tables = {OUTCOMES_DIR: outcome_table, manifest.MANIFEST_DIR: manifest_table}
-    decided = sum(n for n, _ in agg["cells"].values())
-    kept = sum(n for (kind, stage, outcome, *_), (n, _) in agg["cells"].items()
-               if kind == "clip" and stage == "shard" and outcome == "kept")
-    lost = audit.table_violations(decided, kept, tables, index)
+    lost = audit.table_violations(*audit.decided_and_kept(agg), tables, index)
     listed_messages = lost + [m for _, m in listed]
     stats = audit.assemble_stats(agg, births, audit.conservation_block(num_violations + len(lost), listed_messages),
                                  failures, picks, len(index), quality, tables)

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import storage
-from schemas import Record, to_table
+from schemas import Record, from_table, to_table
 
 ROWS_PER_PART = 20_000
 BATCH_ROWS = 10_000  # rows converted to Arrow at a time while a part is gathered
@@ -178,8 +178,6 @@ class WritePartitioned(beam.PTransform):
 
 def read_dataset(dataset_dir: str, record_type: type[Record]) -> Iterable[Record]:
     """The records of a dataset directory, streamed part by part (for tests and small tables)."""
-    from schemas import from_table
-
     for path in part_paths(dataset_dir):
         with FileSystems.open(path) as f:
             table = pq.read_table(io.BytesIO(f.read()))
