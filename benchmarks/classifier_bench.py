@@ -21,7 +21,7 @@ import torch
 
 from classifiers import synthetic
 from classifiers.models import make_model
-from pipeline.clip_codec import decode_clip, encode_clip
+from schemas.clip_codec import decode_clip, encode_clip
 
 
 def make_clips(n: int) -> tuple[list[bytes], np.ndarray]:

@@ -28,7 +28,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling.data import ClipWindowDataset, clip_windows  # noqa: E402
-from pipeline.clip_codec import decode_clip  # noqa: E402
+from schemas.clip_codec import decode_clip  # noqa: E402
 
 
 class FullClipDataset(ClipWindowDataset):

@@ -40,10 +40,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline import clip_codec, decoders, frame_times, run  # noqa: E402
+from pipeline import run  # noqa: E402
 from pipeline.isolation import IsolatedWorker  # noqa: E402
 from pipeline.segment import SegmentConfig, guarded_segment  # noqa: E402
-from schemas import CandidateVideo, DownloadedVideo  # noqa: E402
+from schemas import CandidateVideo, DownloadedVideo, clip_codec, clip_format, decoders, frame_times  # noqa: E402
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"
 
@@ -108,7 +108,7 @@ def decode_only(paths: list[Path]) -> None:
 
 
 def segment_all(paths: list[Path], isolated: bool, warm_up: Path | None = None,
-                preset: str = clip_codec.DEFAULT_PRESET) -> float:
+                preset: str = clip_format.DEFAULT_PRESET) -> float:
     """Segment every file (in-process, or through one reused isolated child as the stage does); returns the
     CPU seconds of the child's warm-up on ``warm_up`` (start, imports, first decode), which a long-running
     worker pays once, not per video: reported in its own row, so excluded here."""
@@ -267,8 +267,8 @@ def main() -> None:
     parser.add_argument("--encoding-table", action="store_true")
     parser.add_argument("--clips", type=int, default=4)
     parser.add_argument("--crfs", type=int, nargs="+", default=[18, 20, 23, 26, 28])
-    parser.add_argument("--presets", nargs="+", default=[clip_codec.DEFAULT_PRESET, "medium"],
-                        choices=clip_codec.X264_PRESETS, help="x264 presets to tabulate (default: faster medium)")
+    parser.add_argument("--presets", nargs="+", default=[clip_format.DEFAULT_PRESET, "medium"],
+                        choices=clip_format.X264_PRESETS, help="x264 presets to tabulate (default: faster medium)")
     parser.add_argument("--demo-corpus", default=None, help="also tabulate clips from this demo corpus dir")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -3,7 +3,7 @@
 ``--clips`` accepts a run output directory (its ``shards/*.tar`` are read), a glob (``out/shards/*.tar``),
 a single tar, or webdataset brace notation (``shard-{00000..00003}.tar``). Samples are parsed with
 ``ShardSample.from_wds`` -- the one definition of the shard format -- and decoded with
-``pipeline.clip_codec.decode_clip``. A sample that cannot be parsed or decoded is reported (``SourceProblem``)
+``schemas.clip_codec.decode_clip``. A sample that cannot be parsed or decoded is reported (``SourceProblem``)
 and skipped: one bad sample must not stop a training run.
 """
 
@@ -18,8 +18,8 @@ import braceexpand
 import numpy as np
 import webdataset as wds
 
-from pipeline.clip_codec import decode_clip
 from schemas import Clip, ShardSample
+from schemas.clip_codec import decode_clip
 
 
 class ClipSourceError(FileNotFoundError):

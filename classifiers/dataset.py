@@ -20,8 +20,8 @@ from classifiers.clip_source import SourceProblem, iter_clips, iter_samples
 from classifiers.geometry import LEGACY_GEOMETRY, ClipGeometry
 from classifiers.labels import LabelPolicy, LabelSet, load_labels
 from classifiers.models import ClipModel
-from pipeline.clip_codec import decode_clip
 from schemas import reasons
+from schemas.clip_codec import decode_clip
 
 THUMB_FRAMES = 3  # frames in a clip's thumbnail strip (evaluation report)
 LEFT_OUT = -1  # target of a clip whose hand score the policy leaves out of the binary task

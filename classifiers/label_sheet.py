@@ -35,8 +35,8 @@ import numpy as np
 from PIL import Image
 
 from classifiers.clip_source import iter_samples
-from pipeline.clip_codec import decode_clip
 from schemas import Clip
+from schemas.clip_codec import decode_clip
 
 TEMPLATE = Path(__file__).with_name("label_sheet.html")
 PREVIEW_STEP = 4  # every 4th frame

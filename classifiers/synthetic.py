@@ -14,8 +14,8 @@ import os
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.clip_codec import encode_clip
 from schemas import CandidateVideo, Clip, ShardSample, ids
+from schemas.clip_codec import encode_clip
 
 H, W = 90, 160
 PLATFORMERS = ("coinrun", "jumper", "ninja", "climber")

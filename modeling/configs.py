@@ -14,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-FRAME_HEIGHT = 90  # the pipeline's default clip format (pipeline.clip_codec): 160x90 at 10 FPS
+FRAME_HEIGHT = 90  # the pipeline's default clip format (schemas.clip_codec): 160x90 at 10 FPS
 FRAME_WIDTH = 160
 SCHEDULE_NAMES = ("cosine", "linear", "square")  # MaskGIT unmasking schedules (modeling.maskgit.SCHEDULES)
 PRECISIONS = ("bf16", "fp32")  # bf16: bf16 autocast on every device (VQ distances stay fp32); fp32: no autocast

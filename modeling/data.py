@@ -6,7 +6,7 @@ Stream per DataLoader worker::
       --> tar samples --> shuffle buffer --> (sample, window start) --> decode window --> batch
 
 - Each sample is a ``ShardSample`` (``<key>.mp4`` + ``<key>.json``). Only the needed window is decoded
-  (``pipeline.clip_codec.decode_clip`` seeks to the keyframe before it), so a 16-frame window costs at most
+  (``schemas.clip_codec.decode_clip`` seeks to the keyframe before it), so a 16-frame window costs at most
   16 + GOP frames of decoding instead of 160.
 - Everything random is a pure function of ``(seed, rank, worker, epoch, counter)`` and the shard split is plain
   arithmetic (a worker's j-th shard is computed, not found by listing), so the stream is reproducible.
@@ -45,7 +45,8 @@ import torch.distributed as dist
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.clip_codec import CLIP_HEIGHT, CLIP_WIDTH, decode_clip
+from schemas.clip_codec import decode_clip
+from schemas.clip_format import CLIP_HEIGHT, CLIP_WIDTH
 from schemas.records import ShardSample
 
 _SHUFFLE_STREAM = 1  # appended to the shuffle buffer's seeds so they never coincide with the window seeds

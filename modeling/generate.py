@@ -14,7 +14,7 @@ rollouts runs as one batch through the model:
 
 Outputs, by the ``--out`` suffix (frames are the kept prompt frames, then the generated ones):
 
-- ``.mp4`` (H.264 via ``pipeline.clip_codec.encode_clip``, deterministic) or ``.gif``: one video, the rollouts
+- ``.mp4`` (H.264 via ``schemas.clip_codec.encode_clip``, deterministic) or ``.gif``: one video, the rollouts
   side by side in a grid, rollout i at row ``i // cols``, column ``i % cols``; with several action sequences and
   ``--batch`` > 1 each row is one action sequence and its samples;
 - ``.png``: a strip, one row per rollout, one column per frame;
@@ -44,7 +44,8 @@ from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.prompts import CLIP_SIZE, FITS, PromptError, load_prompt
 from modeling.st_transformer import CONTEXTS
-from pipeline.clip_codec import CLIP_FPS, encode_clip
+from schemas.clip_codec import encode_clip
+from schemas.clip_format import CLIP_FPS
 
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png", ".npy")
 GRID_PAD = 2  # pixels between tiles (even: H.264 needs even frame sizes)

@@ -39,7 +39,7 @@ from modeling.generate import OneLineParser, UsageError, add_model_args, load_mo
 from modeling.genie import Genie
 from modeling.maskgit import SamplingConfig
 from modeling.prompts import PromptError, describe, frames_to_prompt, load_image_bytes
-from pipeline.clip_codec import encode_clip
+from schemas.clip_codec import encode_clip
 
 HOST = "127.0.0.1"
 FILMSTRIP = 16  # latest frames /state sends (a reloaded page shows these)

@@ -7,14 +7,14 @@ Genie (Bruce et al. 2024, Section 3) prompts its model with a single image -- a 
 hand-drawn sketch -- or with frames of a real clip. A prompt source is one of:
 
 - an image file of any size and aspect ratio (PNG, JPEG, WebP, GIF, ...; grayscale, palette, RGBA): brought to
-  ``size`` with the dataset pipeline's own geometry (``pipeline.decoders.scaled_size`` + ``to_output``: scale to
+  ``size`` with the dataset pipeline's own geometry (``schemas.decoders.scaled_size`` + ``to_output``: scale to
   cover, then crop the centre; ``fit="pad"`` scales to fit and pads with black instead). EXIF orientation is
   applied; transparent pixels are laid over ``background`` (white: a sketch drawn on a transparent canvas reads
   as strokes on paper). An animated image gives one frame per image frame.
 - a video file (mp4, webm, ...): resampled to 10 FPS and scaled exactly as the pipeline cuts clips
-  (``pipeline.frame_times`` picks the source frame of each 10 FPS tick, ``pipeline.decoders`` decodes and crops).
+  (``schemas.frame_times`` picks the source frame of each 10 FPS tick, ``schemas.decoders`` decodes and crops).
 - a clip in a dataset shard: ``shard.tar#<sample key>``, or ``shard.tar`` for its first sample, decoded with
-  ``pipeline.clip_codec.decode_clip``; a clip of another size than ``size`` is refused (a model sees its
+  ``schemas.clip_codec.decode_clip``; a clip of another size than ``size`` is refused (a model sees its
   training geometry only; resizing a clip would blur it).
 
 ``start`` picks the first frame (a 10 FPS frame index for videos and clips) and ``num_frames`` how many
@@ -36,8 +36,9 @@ import webdataset as wds
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from modeling.data import to_float_video
-from pipeline import decoders, frame_times
-from pipeline.clip_codec import CLIP_HEIGHT, CLIP_WIDTH, decode_clip
+from schemas import clip_format, decoders, frame_times
+from schemas.clip_codec import decode_clip
+from schemas.clip_format import CLIP_HEIGHT, CLIP_WIDTH
 from schemas.records import ShardSample
 
 FITS = ("crop", "pad")
@@ -145,10 +146,10 @@ def _video_frames(path: str, start: int, num_frames: int | None, fit: str,
         index = decoders.index_video(path)
     except decoders.DecodeError as exc:
         raise PromptError(f"cannot read {path} as an image or a video ({exc.detail})") from None
-    ticks_available = max(1, math.ceil(round(index.duration_s * frame_times.CLIP_FPS, 6)))
+    ticks_available = max(1, math.ceil(round(index.duration_s * clip_format.CLIP_FPS, 6)))
     stop = ticks_available if num_frames is None else start + num_frames
     if stop > ticks_available:
-        raise PromptError(f"{path} has {ticks_available} frame(s) at {frame_times.CLIP_FPS} FPS; "
+        raise PromptError(f"{path} has {ticks_available} frame(s) at {clip_format.CLIP_FPS} FPS; "
                           f"asked for frames {start}..{stop - 1}")
     source_ticks = [frame_times.tick_of(p, index.time_base) for p in index.pts]
     chosen = frame_times.frames_for_ticks(source_ticks, range(start, stop))

@@ -38,7 +38,7 @@ import webdataset as wds
 from modeling.checkpoint import load_genie, load_tokenizer, read_run_config
 from modeling.data import ClipWindowDataset, ShardError, expand_shards, to_float_video
 from modeling.precision import autocast as precision_autocast
-from pipeline.clip_codec import decode_clip
+from schemas.clip_codec import decode_clip
 from schemas.records import ShardSample
 
 TOKEN_SHARD_FORMAT = 2  # 2: latent_actions[k] is the action after frame k, like actions[k]

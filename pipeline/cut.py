@@ -21,13 +21,22 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from pipeline import clip_codec, decoders, frame_times
 from pipeline.clip_store import reference
-from schemas import Clip, DownloadedVideo, Outcome, ids, reasons
+from schemas import (
+    Clip,
+    DownloadedVideo,
+    Outcome,
+    clip_codec,
+    clip_format,
+    decoders,
+    frame_times,
+    ids,
+    reasons,
+)
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 4  # bump when the clip bytes or the entry format change (4: bytes in a pack, clips by reference)
-DEFAULT_GEOMETRY = (clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT, frame_times.CLIP_FPS)  # 160x90 at 10 FPS
+DEFAULT_GEOMETRY = (clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT, clip_format.CLIP_FPS)  # 160x90 at 10 FPS
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,16 +48,16 @@ class SegmentConfig:
     fit: str = "crop"  # "crop": cover the clip size and crop the centre; "pad": fit inside and pad with black
     # Clip geometry: the paper's Platformers clips by default; Appendix F's CoinRun is 64x64. Recorded in every
     # Clip (width, height, fps), hence in each shard sample's JSON and in the manifest.
-    clip_width: int = clip_codec.CLIP_WIDTH
-    clip_height: int = clip_codec.CLIP_HEIGHT
-    clip_fps: int = frame_times.CLIP_FPS
+    clip_width: int = clip_format.CLIP_WIDTH
+    clip_height: int = clip_format.CLIP_HEIGHT
+    clip_fps: int = clip_format.CLIP_FPS
     decoder: str = "decord"  # "decord" (PyAV still decodes what decord cannot open) or "pyav" for everything
     # decord's demuxer reads ahead into an unbounded packet queue: its memory grows to about the FILE SIZE
     # (measured: +660 MB for a 660 MB file, docs/pipeline.md "Memory"), so bigger files are decoded by PyAV,
     # which streams in flat memory at about the same speed. 0 sends every file to PyAV.
     decord_max_mb: float = 256.0
-    crf: int = clip_codec.DEFAULT_CRF  # x264 quality of the stored clips (docs/pipeline.md has the table)
-    x264_preset: str = clip_codec.DEFAULT_PRESET  # x264 speed/size trade-off of the stored clips
+    crf: int = clip_format.DEFAULT_CRF  # x264 quality of the stored clips (docs/pipeline.md has the table)
+    x264_preset: str = clip_format.DEFAULT_PRESET  # x264 speed/size trade-off of the stored clips
     isolate: bool = True  # decode in a child process (a decoder segfault fails one video, not the worker)
     video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
     cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables); the clip store
@@ -82,8 +91,8 @@ class SegmentConfig:
             raise ValueError(f"decord_max_mb must be a finite number >= 0, got {self.decord_max_mb!r}")
         if not 0 <= self.crf <= 51:
             raise ValueError(f"crf must be within x264's 0..51, got {self.crf!r}")
-        if self.x264_preset not in clip_codec.X264_PRESETS:
-            raise ValueError(f"x264 preset must be one of {clip_codec.X264_PRESETS}, got {self.x264_preset!r}")
+        if self.x264_preset not in clip_format.X264_PRESETS:
+            raise ValueError(f"x264 preset must be one of {clip_format.X264_PRESETS}, got {self.x264_preset!r}")
         if not self.video_timeout_s > 0:
             raise ValueError(f"video timeout must be > 0 s, got {self.video_timeout_s!r}")
 
@@ -106,8 +115,8 @@ class SegmentConfig:
     def from_args(cls, ns: argparse.Namespace) -> SegmentConfig:
         """The config for parsed flags (``segment.add_segment_args`` already refused impossible values with an
         argparse error; a namespace built another way gets ``ValueError`` from ``__post_init__``)."""
-        fps = getattr(ns, "clip_fps", frame_times.CLIP_FPS)
-        width, height = getattr(ns, "clip_size", (clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT))
+        fps = getattr(ns, "clip_fps", clip_format.CLIP_FPS)
+        width, height = getattr(ns, "clip_size", (clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT))
         return cls(clip_frames=seconds_to_frames(ns.clip_seconds, fps),
                    stride_frames=seconds_to_frames(ns.clip_stride_s, fps) if ns.clip_stride_s is not None else None,
                    clip_width=width, clip_height=height, clip_fps=fps,
@@ -116,7 +125,7 @@ class SegmentConfig:
                    decord_max_mb=ns.decord_max_mb, isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
 
 
-def seconds_to_frames(seconds: float, fps: int = frame_times.CLIP_FPS) -> int:
+def seconds_to_frames(seconds: float, fps: int = clip_format.CLIP_FPS) -> int:
     """A duration in seconds as a whole number of frames at ``fps`` (0.04 s at 10 FPS rounds to 0: not usable)."""
     return round(seconds * fps)
 
@@ -133,15 +142,15 @@ def read_sidecar(url: str) -> bytes:
     return _read(url[len("file://"):] if url.startswith("file://") else url)
 
 
-def load_actions(url: str, fps: int = frame_times.CLIP_FPS) -> list[int]:
+def load_actions(url: str, fps: int = clip_format.CLIP_FPS) -> list[int]:
     """The ``actions`` list of a sidecar JSON (local path, file:// or any Beam filesystem URL); its steps must be
     at the clips' ``fps``."""
     data = json.loads(read_sidecar(url))
     actions = data["actions"]
     if not isinstance(actions, list) or not all(isinstance(a, int) and not isinstance(a, bool) for a in actions):
         raise ValueError("'actions' must be a list of integers")
-    if data.get("step_fps", frame_times.CLIP_FPS) != fps:
-        raise ValueError(f"step_fps is {data.get('step_fps', frame_times.CLIP_FPS)}, clips are {fps} FPS")
+    if data.get("step_fps", clip_format.CLIP_FPS) != fps:
+        raise ValueError(f"step_fps is {data.get('step_fps', clip_format.CLIP_FPS)}, clips are {fps} FPS")
     return actions
 
 

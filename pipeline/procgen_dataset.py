@@ -28,7 +28,7 @@ per 1,000-step level, ~30 GB for the paper's 10,000 levels.
 Scale and determinism: a shard is a fixed range of ``--levels-per-shard`` consecutive levels, so a shard is
 rendered, encoded and written by one worker from its plan alone: no frame crosses a shuffle, and work is
 parallel over level ranges. Every random choice is seeded by (``--seed``, level), encoding is deterministic
-(``pipeline.clip_codec``) and shards go through ``pipeline.shards.write_shard`` (sorted, fixed tar headers),
+(``schemas.clip_codec``) and shards go through ``pipeline.shards.write_shard`` (sorted, fixed tar headers),
 so two runs write byte-identical shards and manifests.
 """
 
@@ -47,9 +47,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import manifest, shards, storage
 from pipeline.cli_types import integer
-from pipeline.clip_codec import encode_clip
 from pipeline.demo_corpus.games import NUM_ACTIONS, RENDER_SIZE, StickyPolicy
 from schemas import Clip, ids
+from schemas.clip_codec import encode_clip
 
 NATIVE_SIZE = 64  # Procgen's observation is 64x64 RGB
 POLICIES = ("random", "sticky")  # random: the paper's (no repeats); sticky: the demo corpus's held actions

@@ -32,8 +32,8 @@ import numpy as np
 from apache_beam.utils import shared
 
 from pipeline import cli_types, clip_store, stage, storage
-from pipeline.clip_codec import decode_clip
 from schemas import Clip, Outcome, reasons
+from schemas.clip_codec import decode_clip
 
 NAMESPACE = "quality"
 DEFAULT_BATCH_SIZE = 32

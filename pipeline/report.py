@@ -18,8 +18,8 @@ from collections.abc import Iterable
 import numpy as np
 
 from pipeline.audit import FAILURE_EXAMPLES_PER_REASON
-from pipeline.clip_codec import decode_clip
 from schemas import Clip, Outcome, reasons
+from schemas.clip_codec import decode_clip
 
 STRIP_FRAMES = (0, 53, 106, 159)  # frames shown per clip (start, thirds, end)
 SAMPLES_PER_GROUP = 6

@@ -27,7 +27,7 @@ from collections.abc import Callable
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import cli_types, clip_codec, clip_store, frame_times, stage, storage, tables
+from pipeline import cli_types, clip_store, stage, storage, tables
 from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video functions
     SegmentConfig,
     SegmentResult,
@@ -38,7 +38,7 @@ from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video f
     segment_video,
 )
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
-from schemas import Clip, DownloadedVideo, Outcome, from_table, ids, reasons, to_table
+from schemas import Clip, DownloadedVideo, Outcome, clip_format, from_table, ids, reasons, to_table
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,10 @@ def _clip_size(text: str) -> tuple[int, int]:
 
 def add_segment_args(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("segmentation (16 s clips at 10 FPS, 160x90 by default)")
-    g.add_argument("--clip-size", type=_clip_size, default=(clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT),
+    g.add_argument("--clip-size", type=_clip_size, default=(clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT),
                    metavar="WxH", help="clip frame size (default 160x90, the paper's Platformers clips; its CoinRun "
                                        "case study uses 64x64); recorded in every clip's metadata")
-    g.add_argument("--clip-fps", type=cli_types.integer(1, 240, "clip "), default=frame_times.CLIP_FPS,
+    g.add_argument("--clip-fps", type=cli_types.integer(1, 240, "clip "), default=clip_format.CLIP_FPS,
                    help="clip frame rate (default 10); --clip-seconds and --clip-stride-s stay in seconds")
     g.add_argument("--clip-seconds", type=_frames_arg, default=16.0, help="clip length (default 16 s = 160 frames)")
     g.add_argument("--clip-stride-s", type=_frames_arg, default=None,
@@ -83,10 +83,10 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--decord-max-mb", type=cli_types.non_negative("MB"), default=256.0, metavar="MB",
                    help="decode files larger than this with PyAV (decord's memory grows to about the file size; "
                         "PyAV streams in flat memory); default 256, 0 = PyAV for every file")
-    g.add_argument("--x264-preset", choices=clip_codec.X264_PRESETS, default=clip_codec.DEFAULT_PRESET,
-                   help=f"x264 preset of the stored clips (default {clip_codec.DEFAULT_PRESET}: half medium's "
+    g.add_argument("--x264-preset", choices=clip_format.X264_PRESETS, default=clip_format.DEFAULT_PRESET,
+                   help=f"x264 preset of the stored clips (default {clip_format.DEFAULT_PRESET}: half medium's "
                         "encode time at the same bytes, -0.2 dB)")
-    g.add_argument("--crf", type=cli_types.integer(0, 51, "x264's "), default=clip_codec.DEFAULT_CRF, help="x264 CRF of the stored clips")
+    g.add_argument("--crf", type=cli_types.integer(0, 51, "x264's "), default=clip_format.DEFAULT_CRF, help="x264 CRF of the stored clips")
     g.add_argument("--no-isolation", action="store_true",
                    help="decode (and probe downloads) in the worker process itself (faster to start; a decoder "
                         "crash kills it)")
@@ -270,7 +270,7 @@ class _SegmentFn(beam.DoFn):
 
     def setup(self):
         # one child per worker, reused for every video (restarted after a crash or timeout): encoding no longer
-        # depends on what ran before it in the process (clip_codec.X264_OPTIONS), so no fresh child is needed
+        # depends on what ran before it in the process (clip_format.X264_OPTIONS), so no fresh child is needed
         self._worker = IsolatedWorker(self.config.video_timeout_s) if self.config.isolate else None
 
     def teardown(self):

@@ -1,11 +1,12 @@
-"""Stage 5: write kept clips into WebDataset tar shards, deterministically, and read them back.
+"""Stage 5: write kept clips into WebDataset tar shards, deterministically.
 
 Determinism (the same inputs give byte-identical shards on every run, on any runner, however Beam orders
 elements): the number of shards comes from the total clip bytes and the target size; a clip's shard is a
-stable hash of its key (sha1, not Python's salted ``hash``) modulo that number; samples are sorted by key
-within a shard; tar headers carry fixed metadata (mtime 0, mode 0444, fixed owner); the sample JSON is the
-Clip without its bytes or store location. Files go through Beam's ``FileSystems`` (``--output gs://...``
-works unchanged on Dataflow) and ``storage.atomic_create``: a reader never sees a half-written shard.
+stable hash of its key (sha1, not Python's salted ``hash``) modulo that number; each shard is written by
+``schemas.shard_writer`` (samples sorted by key, fixed tar headers, the sample JSON being the Clip without its
+bytes or store location). Files go through Beam's ``FileSystems`` (``--output gs://...`` works unchanged on
+Dataflow) and ``storage.atomic_create``: a reader never sees a half-written shard. Shards are read back with
+``schemas.shard_source``.
 
 Bytes by reference: the clips arrive as references into the clip store (``pipeline.clip_store``); the
 shard count comes from the sum of their sizes (a number per clip), the shuffle groups references, and each
@@ -24,18 +25,16 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 
 import apache_beam as beam
-import webdataset as wds
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import clip_store, stage, storage
-from schemas import Clip, Outcome, ShardSample, reasons
+from schemas import Clip, Outcome, reasons, shard_writer
+from schemas.clip_format import SHARD_DIR, shard_name
 
-SHARD_DIR = "shards"
 INDEX = "index"  # the extra output of WriteShards: one {"name", "clips", "bytes", "sha256"} per written shard
-TAR_MTIME = 0  # fixed tar header time: reruns reproduce the same bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,42 +56,16 @@ def shard_of(clip_key: str, num_shards: int) -> int:
     return int(hashlib.sha1(clip_key.encode("utf-8")).hexdigest()[:16], 16) % num_shards
 
 
-def shard_name(index: int) -> str:
-    return f"shard-{index:05d}.tar"
-
-
 def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
-    """Write ``clips`` sorted by key to ``path`` (``storage.atomic_create``); return them in the written order.
-
-    A clip holds its mp4 or a clip store reference (read here, one clip at a time, in key order)."""
+    """Write ``clips`` sorted by key to ``path`` (``storage.atomic_create``: local or object store); return them
+    in the written order. A clip holds its mp4 or a clip store reference (read one clip at a time, in key order)."""
     return _write_shard(path, clips)[0]
-
-
-class _Hashing:
-    """A write stream that hashes what passes through (the shard's sha256, without reading it back)."""
-
-    def __init__(self, stream):
-        self._stream, self.digest = stream, hashlib.sha256()
-
-    def write(self, data) -> int:
-        self.digest.update(data)
-        return self._stream.write(data)
-
-    def __getattr__(self, name):
-        return getattr(self._stream, name)
 
 
 def _write_shard(path: str, clips: Iterable[Clip]) -> tuple[list[Clip], str]:
     """``write_shard``, also returning the written file's sha256 (for the shard index)."""
-    ordered = sorted(clips, key=lambda c: c.clip_key)
-    with clip_store.Reader() as reader, storage.atomic_create(path) as f:
-        hashing = _Hashing(f)
-        with wds.TarWriter(hashing, encoder=False, mtime=TAR_MTIME, mode=0o444, user="genie",
-                           group="genie") as writer:
-            for clip in ordered:
-                data = reader.read(clip)
-                writer.write(ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
-    return ordered, hashing.digest.hexdigest()
+    with clip_store.Reader() as reader:
+        return shard_writer.write_shard(path, clips, read=reader.read, create=storage.atomic_create)
 
 
 def _tie_break(clip: Clip) -> str:
@@ -102,15 +75,10 @@ def _tie_break(clip: Clip) -> str:
     return clip_store.relative(clip.location) if clip_store.is_reference(clip.location) else clip.location
 
 
-def read_samples(paths: str | list[str]) -> Iterator[ShardSample]:
-    """Samples of shard files (local paths or URLs webdataset opens), in stored order, parsed."""
-    dataset = wds.WebDataset(paths, shardshuffle=False, empty_check=False)
-    for sample in dataset:
-        yield ShardSample.from_wds(sample)
-
-
 def shard_paths(output_dir: str) -> list[str]:
-    """The shard files of a run output directory, sorted."""
+    """The shard files of a run output directory, sorted, listed through Beam's FileSystems (the run's own
+    output, local or on an object store: the stale-shard sweep). Readers open shards with
+    ``schemas.shard_source``."""
     pattern = FileSystems.join(output_dir, SHARD_DIR, "shard-*.tar")
     return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
 

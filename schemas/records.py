@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from schemas import ids, reasons
 from schemas.base import Record, RecordError, check_schema_version
+from schemas.clip_format import JSON_MEMBER, MP4_MEMBER
 from schemas.version import SCHEMA_VERSION
 
 MAX_ID_LEN = 2048
@@ -221,14 +222,14 @@ class ShardSample(Record):
         """The dict ``webdataset.TarWriter.write`` takes."""
         meta = self.clip.replace(mp4=None).to_dict()
         meta["schema_version"] = SCHEMA_VERSION
-        return {"__key__": self.key, "mp4": self.clip.mp4,
-                "json": json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")}
+        return {"__key__": self.key, MP4_MEMBER: self.clip.mp4,
+                JSON_MEMBER: json.dumps(meta, sort_keys=True, ensure_ascii=False).encode("utf-8")}
 
     @classmethod
     def from_wds(cls, sample: dict[str, Any]) -> ShardSample:
         """Parse a raw sample as ``webdataset`` yields it (``json`` may be bytes or already decoded)."""
-        meta = sample.get("json")
-        if meta is None or sample.get("mp4") is None:
+        meta = sample.get(JSON_MEMBER)
+        if meta is None or sample.get(MP4_MEMBER) is None:
             raise RecordError(f"ShardSample: sample {sample.get('__key__')!r} lacks its mp4 or json member")
         if isinstance(meta, bytes | str):
             meta = json.loads(meta)
@@ -236,5 +237,5 @@ class ShardSample(Record):
             raise RecordError(f"ShardSample: sample {sample.get('__key__')!r} json is not an object")
         meta = dict(meta)
         check_schema_version(meta.pop("schema_version", None), "ShardSample")
-        clip = Clip.from_dict(meta).replace(mp4=bytes(sample["mp4"]))
+        clip = Clip.from_dict(meta).replace(mp4=bytes(sample[MP4_MEMBER]))
         return cls(key=sample.get("__key__", clip.clip_key), clip=clip)

@@ -1,5 +1,5 @@
 """Tiny real WebDataset shards for the modeling tests: rendered clips with known actions, encoded with the
-pipeline's own codec (``pipeline.clip_codec.encode_clip``) and written by the pipeline's own shard writer
+pipeline's own codec (``schemas.clip_codec.encode_clip``) and written by the pipeline's own shard writer
 (``pipeline.shards.write_shard``: ``ShardSample`` records, sorted by key, deterministic tar headers).
 
 Each clip shows a bright square on a coloured background; action k (0..3 = right, left, down, up) taken after
@@ -13,9 +13,10 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.clip_codec import CLIP_FPS, encode_clip
 from pipeline.shards import shard_name, write_shard
 from schemas import ids
+from schemas.clip_codec import encode_clip
+from schemas.clip_format import CLIP_FPS
 from schemas.records import CandidateVideo, Clip, ShardSample
 
 MOVES = np.array([(0, 1), (0, -1), (1, 0), (-1, 0)])  # (dy, dx) of actions 0..3: right, left, down, up

@@ -13,9 +13,9 @@ import numpy as np
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, clip_codec, report
+from pipeline import audit, report
 from pipeline.audit import Registration
-from schemas import CandidateVideo, Clip, Outcome, reasons
+from schemas import CandidateVideo, Clip, Outcome, clip_codec, reasons
 
 SEARCH, DOWNLOAD, SEGMENT, QUALITY, SHARD = reasons.STAGES
 

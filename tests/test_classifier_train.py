@@ -25,7 +25,7 @@ from classifiers.features import FEATURE_VERSION
 from classifiers.labels import LabelFileError
 from classifiers.metrics import video_mean_scores
 from classifiers.train import TrainConfig, group_folds, train
-from pipeline.clip_codec import decode_clip
+from schemas.clip_codec import decode_clip
 
 torch.set_num_threads(1)
 

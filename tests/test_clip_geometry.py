@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import clip_codec, cut, segment
-from schemas import CandidateVideo, DownloadedVideo
+from pipeline import cut, segment
+from schemas import CandidateVideo, DownloadedVideo, clip_codec
 from schemas.records import ShardSample
 from tests import media
 

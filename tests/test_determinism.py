@@ -2,7 +2,7 @@
 
 Clips are decoded and encoded in worker processes that did other work first (earlier videos, earlier clips of
 the same video). x264's AVX-512 macroblock-tree code once made a clip's bytes depend on what earlier
-allocations had left in memory (``clip_codec.X264_OPTIONS``; docs/pipeline.md, "Determinism"): two runs from
+allocations had left in memory (``clip_format.X264_OPTIONS``; docs/pipeline.md, "Determinism"): two runs from
 scratch then differed in a clip or two. These tests compare bytes across fresh interpreters, one of them with
 its C heap deliberately left full of stale data, and across two from-scratch pipeline runs.
 
@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import clip_codec, cut, decoders, frame_times, run
+from pipeline import cut, run
+from schemas import clip_codec, clip_format, decoders, frame_times
 from tests import media
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 _ENCODE_AFTER_STALE_HEAP = """
 import ctypes, hashlib, sys
 import numpy as np
-from pipeline import clip_codec
+from schemas import clip_codec, clip_format
 frames, seed = np.load(sys.argv[1]), int(sys.argv[2])
 if seed:
     libc = ctypes.CDLL(None)
@@ -53,7 +54,8 @@ print(hashlib.sha1(clip_codec.encode_clip(frames)).hexdigest())
 
 _DECODE_CLIPS = """
 import hashlib, json, sys
-from pipeline import cut, decoders, frame_times
+from pipeline import cut
+from schemas import clip_format, decoders, frame_times
 path, decoder = sys.argv[1], sys.argv[2]
 config = cut.SegmentConfig(clip_frames=10, decoder=decoder)
 index = decoders.index_video(path)
@@ -72,7 +74,7 @@ def _python(code: str, *args) -> str:
 
 
 def test_clip_bytes_do_not_depend_on_stale_heap_memory(tmp_path):
-    frames = np.stack([media.pattern_frame(k / 10, clip_codec.CLIP_WIDTH, clip_codec.CLIP_HEIGHT)
+    frames = np.stack([media.pattern_frame(k / 10, clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT)
                        for k in range(160)])
     np.save(tmp_path / "frames.npy", frames)
     here = hashlib.sha1(clip_codec.encode_clip(frames)).hexdigest()  # this process has run other tests first

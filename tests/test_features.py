@@ -16,7 +16,7 @@ import pytest
 
 from classifiers import features, synthetic
 from classifiers.features import FEATURE_NAMES, FEATURE_VERSION, NUM_FEATURES, clip_features, sample_frames
-from pipeline.clip_codec import decode_clip, encode_clip
+from schemas.clip_codec import decode_clip, encode_clip
 
 IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg binary not installed")

@@ -14,9 +14,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from pipeline import clip_codec, decoders, frame_times
 from pipeline.segment import SegmentConfig, segment_video
-from schemas import CandidateVideo, DownloadedVideo
+from schemas import CandidateVideo, DownloadedVideo, clip_codec, decoders, frame_times
 from tests import media
 
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary")

@@ -15,9 +15,9 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import clip_codec, clip_store, run, segment, shards, stage, storage
+from pipeline import clip_store, run, segment, shards, stage, storage
 from pipeline.segment import SegmentConfig, cache_paths, cached_segment
-from schemas import CandidateVideo, Clip, DownloadedVideo, ids
+from schemas import CandidateVideo, Clip, DownloadedVideo, clip_codec, ids
 from tests import media
 from tests.object_store import Crash, FakeObjectStore, ServiceUnavailable
 

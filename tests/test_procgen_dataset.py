@@ -13,7 +13,7 @@ import pytest
 
 from pipeline import manifest, procgen_dataset, shards
 from pipeline.__main__ import main as pipeline_main
-from pipeline.clip_codec import decode_clip
+from schemas.clip_codec import decode_clip
 
 STEPS, CLIP_FRAMES = 40, 16  # 40 steps -> clips of 16, 16 and the last 8 (dropped: under 16 frames)
 ARGS = ["--levels", "3-4", "--holdout-levels", "9-9", "--steps", str(STEPS), "--clip-frames", str(CLIP_FRAMES),

@@ -18,9 +18,9 @@ from classifiers.artifact import FeatureVersionError, load_classifier
 from classifiers.metrics import DecisionRule
 from classifiers.train import TrainConfig, train
 from pipeline import stage
-from pipeline.clip_codec import decode_clip
 from pipeline.quality import Quality, _ScoreBatches, add_quality_args, quality_from_args
 from schemas import Clip, Outcome, reasons
+from schemas.clip_codec import decode_clip
 
 torch.set_num_threads(1)
 

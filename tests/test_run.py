@@ -19,9 +19,9 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, clip_codec, run, shards
+from pipeline import audit, run, shards
 from pipeline.__main__ import main as pipeline_main
-from schemas import Outcome, from_table, ids, reasons
+from schemas import Outcome, clip_codec, from_table, ids, reasons
 from tests import media
 
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary")

@@ -23,8 +23,8 @@ import torch
 from classifiers import synthetic
 from classifiers.artifact import read_metadata
 from classifiers.train import TrainConfig, train
-from pipeline import clip_codec, run, shards
-from schemas import Outcome, from_table, reasons
+from pipeline import run, shards
+from schemas import Outcome, clip_codec, from_table, reasons
 from tests import media
 
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary (yt-dlp's file:// download)")

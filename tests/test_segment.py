@@ -19,7 +19,7 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import clip_codec, clip_store, cut, frame_times, run, segment, stage
+from pipeline import clip_store, cut, run, segment, stage
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.segment import (
     Segment,
@@ -31,7 +31,16 @@ from pipeline.segment import (
     guarded_segment,
     segment_video,
 )
-from schemas import CandidateVideo, DownloadedVideo, Outcome, from_table, ids, reasons
+from schemas import (
+    CandidateVideo,
+    DownloadedVideo,
+    Outcome,
+    clip_codec,
+    frame_times,
+    from_table,
+    ids,
+    reasons,
+)
 from tests import media
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import clip_codec, shards, stage, storage
+from pipeline import shards, stage, storage
 from pipeline.manifest import WriteManifest, read_manifest
-from schemas import CandidateVideo, Clip, ids
+from schemas import CandidateVideo, Clip, clip_codec, ids
 from tests import media
 
 

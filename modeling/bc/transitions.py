@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline import shards
-from pipeline.clip_codec import decode_clip
+from schemas.clip_codec import decode_clip
 
 
 @dataclasses.dataclass

@@ -7,6 +7,9 @@ decoder's state however long the video is. decord cannot open some codecs (AV1 i
 are decoded by PyAV (libdav1d), streaming in presentation order. Decoding scales straight to the size that
 covers 160x90 with the source's aspect ratio (display aspect, after rotation), then crops the centre as
 ffmpeg's ``scale=...:force_original_aspect_ratio=increase,crop=160:90`` does.
+
+In ``schemas/`` because the pipeline's segmentation and the model's prompt loader (``modeling.prompts``: a
+prompt image or video lands on the same pixels as a clip of it) share this geometry and these decoders.
 """
 
 from __future__ import annotations

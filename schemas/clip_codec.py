@@ -1,8 +1,11 @@
 """Encode and decode the stored clip format: H.264 mp4, 160x90, 10 FPS, yuv420p.
 
 One module for the clip byte format, used by the pipeline (writing), the classifier and the model loaders
-(reading). Encoding is deterministic so that every run writes byte-identical shards: x264 runs single-threaded
-(its decisions depend on the thread count) with the macroblock tree off (see ``X264_OPTIONS``), and the mp4
+(reading): it lives in ``schemas/`` with the rest of the data contract (its settings are named in
+``schemas.clip_format``), so none of them imports another's package for it.
+
+Encoding is deterministic so that every run writes byte-identical shards: x264 runs single-threaded (its
+decisions depend on the thread count) with the macroblock tree off (``clip_format.X264_OPTIONS``), and the mp4
 carries no wall-clock metadata. The bytes are the same on every x86-64 CPU with AVX: x264's AVX, AVX2 and
 AVX-512 code paths agree once the macroblock tree is off. A short keyframe interval (``DEFAULT_GOP`` frames)
 bounds the cost of decoding a random 16-frame window: at most ``gop - 1`` extra frames are decoded before it.
@@ -21,22 +24,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-CLIP_FPS = 10
-CLIP_WIDTH = 160
-CLIP_HEIGHT = 90
-DEFAULT_CRF = 20
-DEFAULT_GOP = 16
-# x264's speed/size trade-off. "faster" encodes in about half medium's time at the same bytes (-0.24 dB on game
-# frames), which keeps segmentation within 1.3x of a plain ffmpeg decode (docs/pipeline.md, both tables).
-DEFAULT_PRESET = "faster"
-X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
-
-# mbtree 0: x264's AVX-512 macroblock-tree kernels (mbtree_propagate_*_avx512, 8 or 16 macroblocks per vector)
-# read past the 10 macroblocks of a 160-pixel row into parts of x264's own buffers that it never initialised.
-# Whatever an earlier allocation left there changes the quantiser of the bottom-right macroblock, so a clip
-# encoded after other work in the same process (the 2nd..nth clip of a video) could differ from run to run.
-# With the tree off the output no longer depends on that memory (docs/pipeline.md, "Determinism").
-X264_OPTIONS = {"sc_threshold": "0", "bf": "0", "threads": "1", "mbtree": "0"}
+from schemas.clip_format import CLIP_FPS, DEFAULT_CRF, DEFAULT_GOP, DEFAULT_PRESET, X264_OPTIONS
 
 
 def encode_clip(frames: np.ndarray, fps: int = CLIP_FPS, crf: int = DEFAULT_CRF, gop: int = DEFAULT_GOP,

@@ -11,6 +11,9 @@ Frame k of a clip starting at ``start_s`` (always on the 0.1 s grid) is output t
 If no frame is that early the first frame is used. Timestamps are exact rationals (``pts * time_base``, with
 the first frame at 0) because decord's float32 timestamps lose millisecond precision after ~2 hours and the
 rule has exact ties (a 60 fps frame at 0.05 s belongs to tick 1, not tick 0).
+
+In ``schemas/`` because the pipeline cuts clips with it and the model's prompt loader (``modeling.prompts``)
+resamples a prompt video with the same rule: both import it from the data contract, not from each other.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import math
 from collections.abc import Sequence
 from fractions import Fraction
 
-CLIP_FPS = 10
+from schemas.clip_format import CLIP_FPS, CLIP_FRAMES
 
 
 def tick_of(pts: int, time_base: Fraction, fps: int = CLIP_FPS) -> int:
@@ -60,7 +63,7 @@ class WindowPlan:
     usable_ticks: int  # ticks between the skips, on the 10 FPS grid
 
 
-def plan_windows(duration_s: float, clip_frames: int = 160, stride_frames: int | None = None,
+def plan_windows(duration_s: float, clip_frames: int = CLIP_FRAMES, stride_frames: int | None = None,
                  skip_start_s: float = 0.0, skip_end_s: float = 0.0, fps: int = CLIP_FPS) -> WindowPlan:
     """Full clip windows covering ``[skip_start, duration - skip_end)`` (non-overlapping unless a stride is set),
     on the ``fps`` grid (clip_frames and stride_frames count frames at that rate).

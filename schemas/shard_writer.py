@@ -1,0 +1,84 @@
+"""Write clips as one WebDataset tar shard, deterministically and atomically: the one shard writer.
+
+The pipeline's shard stage, ``python -m pipeline procgen-dataset``, the behaviour-cloning expert
+(``modeling.bc.expert``) and the tests all write shards here, so every shard has the same layout
+(``schemas.clip_format``: ``<key>.mp4`` + ``<key>.json``, fixed tar headers) and the same bytes for the same
+clips: samples sorted by clip key, tar headers with mtime 0, mode 0444 and a fixed owner, the sample JSON being
+the ``Clip`` without its bytes or store location (``ShardSample.to_wds``).
+
+Where the bytes go and where the clips' bytes come from are parameters: by default a local file written under
+a temporary name and renamed into place (a reader never sees a half-written shard), and clips carrying their
+mp4 inline; the pipeline passes ``pipeline.storage.atomic_create`` (object stores through Beam's FileSystems)
+and its clip store's reader, which keeps ``schemas/`` free of Beam.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import uuid
+from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
+
+import webdataset as wds
+
+from schemas.clip_format import TAR_MODE, TAR_MTIME, TAR_OWNER
+from schemas.records import Clip, ShardSample
+
+
+@contextlib.contextmanager
+def atomic_local_file(dest: str) -> Iterator[BinaryIO]:
+    """A write stream whose bytes appear at ``dest`` only when the ``with`` block ends without error (a
+    temporary name unique to this writer beside ``dest``, renamed into place; parent directories are made)."""
+    directory, name = os.path.split(os.path.abspath(dest))
+    os.makedirs(directory, exist_ok=True)
+    tmp = os.path.join(directory, f".{name}.tmp-{uuid.uuid4().hex}")
+    try:
+        with open(tmp, "wb") as out:
+            yield out
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(tmp)
+        raise
+
+
+def inline_bytes(clip: Clip) -> bytes:
+    """The clip's mp4 carried in the record (the default source of a shard's bytes)."""
+    if clip.mp4 is None:
+        raise ValueError(f"clip {clip.clip_key!r} has no encoded bytes (location {clip.location!r})")
+    return clip.mp4
+
+
+class _Hashing:
+    """A write stream that hashes what passes through (the shard's sha256, without reading it back)."""
+
+    def __init__(self, stream):
+        self._stream, self.digest = stream, hashlib.sha256()
+
+    def write(self, data) -> int:
+        self.digest.update(data)
+        return self._stream.write(data)
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def write_shard(path: str, clips: Iterable[Clip], read: Callable[[Clip], bytes] = inline_bytes,
+                create: Callable[[str], contextlib.AbstractContextManager[BinaryIO]] = atomic_local_file
+                ) -> tuple[list[Clip], str]:
+    """Write ``clips`` sorted by key to ``path``; return them in the written order and the file's sha256.
+
+    ``read`` gives a clip's mp4 (called one clip at a time, in key order, so memory holds one clip);
+    ``create`` opens the atomic write stream for ``path``.
+    """
+    ordered = sorted(clips, key=lambda c: c.clip_key)
+    with create(path) as f:
+        hashing = _Hashing(f)
+        with wds.TarWriter(hashing, encoder=False, mtime=TAR_MTIME, mode=TAR_MODE, user=TAR_OWNER,
+                           group=TAR_OWNER) as writer:
+            for clip in ordered:
+                data = read(clip)
+                writer.write(ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
+    return ordered, hashing.digest.hexdigest()
