@@ -50,10 +50,10 @@ def features_main(argv: list[str]) -> int:
 def user_errors() -> tuple[type[Exception], ...]:
     """The exceptions that mean "fix your input", not "bug" (imported late: ``--help`` stays fast)."""
     from classifiers.artifact import ModelDirError
-    from classifiers.clip_source import ClipSourceError
     from classifiers.dataset import LabelCoverageError
     from classifiers.labels import LabelFileError
-    return LabelFileError, ModelDirError, ClipSourceError, LabelCoverageError
+    from schemas.shard_source import ShardSourceError
+    return LabelFileError, ModelDirError, ShardSourceError, LabelCoverageError
 
 
 def main(argv: list[str] | None = None) -> int:

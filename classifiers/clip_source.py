@@ -1,29 +1,22 @@
-"""Where the classifier's clips come from: a pipeline run's output directory or WebDataset shard paths.
+"""Where the classifier's clips come from: ``--clips``, any shard spec ``schemas.shard_source`` resolves.
 
-``--clips`` accepts a run output directory (its ``shards/*.tar`` are read), a glob (``out/shards/*.tar``),
-a single tar, or webdataset brace notation (``shard-{00000..00003}.tar``). Samples are parsed with
-``ShardSample.from_wds`` -- the one definition of the shard format -- and decoded with
-``schemas.clip_codec.decode_clip``. A sample that cannot be parsed or decoded is reported (``SourceProblem``)
-and skipped: one bad sample must not stop a training run.
+``--clips`` accepts what every command accepts for shards: a run output directory (its ``shards/*.tar``), a
+shard directory, a glob (``out/shards/*.tar``), a single tar, a brace pattern (``shard-{00000..00003}.tar``),
+a ``::`` list or ``gs://`` URLs. Samples are parsed with ``ShardSample.from_wds`` -- the one definition of the
+shard format -- and decoded with ``schemas.clip_codec.decode_clip``. A sample that cannot be parsed or decoded
+is reported (``SourceProblem``) and skipped: one bad sample must not stop a training run.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import glob
-import os
 from collections.abc import Iterator
 
-import braceexpand
 import numpy as np
-import webdataset as wds
 
-from schemas import Clip, ShardSample
+from schemas import Clip, ShardSample, shard_source
 from schemas.clip_codec import decode_clip
-
-
-class ClipSourceError(FileNotFoundError):
-    """A ``--clips`` argument names no shards (a user error: reported without a traceback by the CLI)."""
+from schemas.shard_source import ShardSourceError
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,33 +28,19 @@ class SourceProblem:
     error: str
 
 
-def shard_paths(source: str) -> list[str]:
-    """The tar files a ``--clips`` argument names, sorted; raises ``ClipSourceError`` if none."""
-    if os.path.isdir(source):
-        base = os.path.join(source, "shards") if os.path.isdir(os.path.join(source, "shards")) else source
-        paths = sorted(glob.glob(os.path.join(base, "*.tar")))
-    else:
-        paths = sorted({p for pattern in braceexpand.braceexpand(source) for p in glob.glob(pattern)})
-    if not paths:
-        what = "directory has no *.tar (nor shards/*.tar)" if os.path.isdir(source) else "matches no *.tar file"
-        raise ClipSourceError(f"--clips {source!r}: {what}; give a pipeline output directory, a shard glob "
-                              f"or a brace pattern (shard-{{00000..00009}}.tar)")
-    return paths
-
-
 def iter_samples(source: str, problems: list[SourceProblem] | None = None) -> Iterator[ShardSample]:
-    """Every parseable ``ShardSample`` in the shards ``source`` names, in shard order."""
-    for path in shard_paths(source):
-        try:
-            for raw in wds.WebDataset(path, shardshuffle=False, empty_check=False):
-                try:
-                    yield ShardSample.from_wds(raw)
-                except Exception as exc:  # a malformed sample: record it, keep reading
-                    if problems is not None:
-                        problems.append(SourceProblem(path, str(raw.get("__key__")), f"{type(exc).__name__}: {exc}"))
-        except Exception as exc:  # an unreadable tar: record it, move to the next shard
-            if problems is not None:
-                problems.append(SourceProblem(path, "", f"{type(exc).__name__}: {exc}"))
+    """Every parseable ``ShardSample`` in the shards ``source`` names, in shard order; raises
+    ``ShardSourceError`` (a user error, naming ``--clips``) when it names no shards."""
+    try:
+        shard_source.resolve(source)  # fail on the spec before the first sample, naming the flag
+    except ShardSourceError as exc:
+        raise ShardSourceError(f"--clips {source!r}: {exc}") from None
+
+    def skip(shard: str, key: str, exc: Exception) -> None:
+        if problems is not None:
+            problems.append(SourceProblem(shard, key, f"{type(exc).__name__}: {exc}"))
+
+    yield from shard_source.read_samples(source, on_error=skip)
 
 
 def iter_clips(source: str, problems: list[SourceProblem] | None = None) -> Iterator[tuple[Clip, np.ndarray]]:

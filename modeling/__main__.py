@@ -20,7 +20,7 @@ import importlib
 import sys
 
 from modeling.configs import PRESETS, get_config, parse_overrides
-from modeling.data import ShardError
+from schemas.shard_source import ShardError
 
 DISPATCHED = {"generate": "modeling.generate", "play": "modeling.play", "evaluate": "modeling.evaluate",
               "bc": "modeling.bc.cli"}

@@ -24,71 +24,30 @@ Batches are dicts: ``video`` uint8 (B, T, H, W, 3) -- channels LAST, as decoded;
 models' float (B, T, 3, H, W) in [0, 1] --, ``actions`` long (B, T) (ground truth from the shard json,
 -1 where unknown), ``start`` long (B,), ``key`` list of clip keys, ``position`` (see above).
 
-URLs: local paths, globs, directories, brace patterns (``shard-{00000..00099}.tar``), and anything
-``webdataset.gopen`` opens (``http(s)://`` via curl, ``gs://`` via gsutil, ``pipe:...``).
+Shards: any spec ``schemas.shard_source`` resolves (a run directory, a shard directory, a glob, a brace pattern
+``shard-{00000..00099}.tar``, a ``::`` list, and anything ``webdataset.gopen`` opens: ``http(s)://`` via curl,
+``gs://`` via gsutil, ``pipe:...``), with its errors (``ShardSourceError``, ``ShardError``).
 """
 
 from __future__ import annotations
 
-import glob
-import os
 import random
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from itertools import islice
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 import torch.distributed as dist
-import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from schemas.clip_codec import decode_clip
 from schemas.clip_format import CLIP_HEIGHT, CLIP_WIDTH
 from schemas.records import ShardSample
+from schemas.shard_source import ShardError, raw_samples, resolve
 
 _SHUFFLE_STREAM = 1  # appended to the shuffle buffer's seeds so they never coincide with the window seeds
-
-
-class ShardError(ValueError):
-    """A shard does not hold what the models need (wrong frame size, too few frames, unreadable sample)."""
-
-
-def _is_remote(url: str) -> bool:
-    return "://" in url or url.startswith("pipe:")
-
-
-def expand_shards(pattern_or_urls: str | list[str]) -> list[str]:
-    """Shard URLs from a list, a glob, a directory, a brace pattern or URLs.
-
-    Raises when nothing matched, and also when only SOME local parts are missing (``a.tar::typo.tar``, a brace
-    range with absent files, a glob or directory that matches nothing): training on fewer shards than named
-    would otherwise go unnoticed. Remote URLs cannot be checked cheaply and are left to the loader.
-    """
-    parts = ([str(u) for u in pattern_or_urls] if isinstance(pattern_or_urls, list | tuple)
-             else list(wds.shardlists.expand_urls(str(pattern_or_urls))))
-    urls, missing = [], []
-    for part in parts:
-        if _is_remote(part):
-            found = [part]
-        elif os.path.isdir(part):
-            found = sorted(str(p) for p in Path(part).glob("*.tar"))
-        elif any(c in part for c in "*?["):
-            found = sorted(glob.glob(part))
-        else:
-            found = [part] if os.path.isfile(part) else []
-        urls.extend(found)
-        if not found:
-            missing.append(part)
-    if not urls:
-        raise FileNotFoundError(f"no shards matched {pattern_or_urls!r}")
-    if missing:
-        shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
-        raise FileNotFoundError(f"{len(missing)} of {len(parts)} shard paths in {pattern_or_urls!r} match no "
-                                f"file: {shown}")
-    return urls
 
 
 def to_float_video(video: torch.Tensor) -> torch.Tensor:
@@ -133,7 +92,7 @@ class ClipWindowDataset(IterableDataset):
                  frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH),
                  resume: dict[int, dict[str, Any]] | None = None):
         super().__init__()
-        self.urls = expand_shards(urls)
+        self.urls = resolve(urls)
         self.window, self.batch_size = window, batch_size
         self.shuffle, self.resampled, self.seed = shuffle, resampled, seed
         self.shuffle_buffer, self.windows_per_clip = shuffle_buffer, windows_per_clip
@@ -171,7 +130,7 @@ class ClipWindowDataset(IterableDataset):
     @staticmethod
     def _read_shard(url: str | None) -> Iterator[dict[str, Any]]:
         """Raw samples of one shard (bytes, nothing decoded)."""
-        return iter(wds.tarfile_to_samples()(iter([{"url": url}]))) if url is not None else iter(())
+        return raw_samples(url)
 
     def _restore(self, pos: StreamPosition, shard_url: Callable[[int], str | None]
                  ) -> tuple[dict[tuple[int, int], dict[str, Any]], Iterator[dict[str, Any]]]:
@@ -327,7 +286,7 @@ class ClipWindowDataset(IterableDataset):
 def shard_geometry(urls: str | list[str]) -> tuple[int, int, float]:
     """(height, width, fps) of the clips, read from the first sample's metadata (the pipeline records the
     geometry it was run with, ``--clip-size`` / ``--clip-fps``, in every sample)."""
-    url = expand_shards(urls)[0]
+    url = resolve(urls)[0]
     for raw in ClipWindowDataset._read_shard(url):
         try:
             clip = ShardSample.from_wds(raw).clip

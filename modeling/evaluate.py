@@ -43,11 +43,13 @@ import torch
 from PIL import Image, ImageDraw
 
 from modeling.checkpoint import PHASE_DYNAMICS, PHASE_LAM_DYNAMICS, read_run_config
-from modeling.data import ShardError, check_first_clip, clip_windows, expand_shards, to_float_video
+from modeling.data import check_first_clip, clip_windows, to_float_video
 from modeling.fvd import VideoFeatures, frechet_distance_features
 from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.metrics import action_agreement, code_usage, psnr, ssim
+from schemas import shard_source
+from schemas.shard_source import ShardError
 
 GRID_PAD = 4  # pixels between cells of the consistency grid
 GRID_HEADER = 16  # pixels of the label row above the grid
@@ -261,7 +263,7 @@ def evaluate(genie: Genie, shards: str | list[str], options: EvalOptions | None 
     opts = options or EvalOptions()
     if opts.sampling is None:
         opts = replace(opts, sampling=genie.sampling)
-    urls = expand_shards(shards)
+    urls = shard_source.resolve(shards)
     length = opts.clip_frames(genie)
     check_first_clip(urls, window=length, frame_size=genie.frame_size)  # before any model runs
     features = VideoFeatures.load(opts.i3d, genie.device) if opts.i3d else None
@@ -427,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
         device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
-        expand_shards(args.shards)  # a wrong pattern is reported before the model loads
+        shard_source.resolve(args.shards)  # a wrong pattern is reported before the model loads
         genie = load_genie_run(args.checkpoint, device)
         options.sampling = sampling_options(genie.sampling, args.steps, args.temperature, args.schedule)
         metrics = evaluate(genie, args.shards, options, args.out, run_dir=args.checkpoint,

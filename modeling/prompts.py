@@ -13,7 +13,8 @@ hand-drawn sketch -- or with frames of a real clip. A prompt source is one of:
   as strokes on paper). An animated image gives one frame per image frame.
 - a video file (mp4, webm, ...): resampled to 10 FPS and scaled exactly as the pipeline cuts clips
   (``schemas.frame_times`` picks the source frame of each 10 FPS tick, ``schemas.decoders`` decodes and crops).
-- a clip in a dataset shard: ``shard.tar#<sample key>``, or ``shard.tar`` for its first sample, decoded with
+- a clip in a dataset shard: ``shard.tar#<sample key>``, or ``shard.tar`` for its first sample (read with
+  ``schemas.shard_source``, local or a URL such as ``gs://...``), decoded with
   ``schemas.clip_codec.decode_clip``; a clip of another size than ``size`` is refused (a model sees its
   training geometry only; resizing a clip would blur it).
 
@@ -32,11 +33,10 @@ from pathlib import Path
 import av
 import numpy as np
 import torch
-import webdataset as wds
 from PIL import Image, ImageOps, ImageSequence, UnidentifiedImageError
 
 from modeling.data import to_float_video
-from schemas import clip_format, decoders, frame_times
+from schemas import clip_format, decoders, frame_times, shard_source
 from schemas.clip_codec import decode_clip
 from schemas.clip_format import CLIP_HEIGHT, CLIP_WIDTH
 from schemas.records import ShardSample
@@ -175,12 +175,11 @@ def _split_shard_spec(source: str) -> tuple[str | None, str | None]:
 
 def _clip_frames(shard: str, key: str | None, start: int, num_frames: int | None,
                  size: tuple[int, int] = CLIP_SIZE) -> np.ndarray:
-    local = "://" not in shard and not shard.startswith("pipe:")
-    if local and not os.path.isfile(shard):
+    if not shard_source.is_remote(shard) and not os.path.isfile(shard):
         raise PromptError(f"shard not found: {shard}")
     sample, seen = None, []
     try:
-        for raw in wds.WebDataset([shard], shardshuffle=False, empty_check=False):
+        for raw in shard_source.raw_samples(shard):
             seen.append(raw["__key__"])
             if key is None or raw["__key__"] == key:
                 sample = ShardSample.from_wds(raw)

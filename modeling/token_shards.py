@@ -36,10 +36,12 @@ import torch
 import webdataset as wds
 
 from modeling.checkpoint import load_genie, load_tokenizer, read_run_config
-from modeling.data import ClipWindowDataset, ShardError, expand_shards, to_float_video
+from modeling.data import ClipWindowDataset, to_float_video
 from modeling.precision import autocast as precision_autocast
+from schemas import shard_source
 from schemas.clip_codec import decode_clip
 from schemas.records import ShardSample
+from schemas.shard_source import ShardError
 
 TOKEN_SHARD_FORMAT = 2  # 2: latent_actions[k] is the action after frame k, like actions[k]
 
@@ -70,7 +72,7 @@ def extract_tokens(shards: str | list[str], tokenizer_run: str, out: str | Path,
     autocast = precision_autocast(read_run_config(tokenizer_run)[0].precision, dev)  # as in training
     clips = frames_total = shard_index = 0
     sink = None
-    samples = wds.DataPipeline(wds.SimpleShardList(expand_shards(shards)), wds.tarfile_to_samples())
+    samples = (raw for url in shard_source.resolve(shards) for raw in shard_source.raw_samples(url))
     try:
         for raw in samples:
             clip = ShardSample.from_wds(raw).clip

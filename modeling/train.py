@@ -47,7 +47,7 @@ from modeling.checkpoint import (
     write_run_config,
 )
 from modeling.configs import GenieConfig, TrainConfig, apply_overrides, get_config
-from modeling.data import ShardError, check_first_clip, clip_windows, expand_shards, to_float_video
+from modeling.data import check_first_clip, clip_windows, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.metrics import psnr
@@ -57,6 +57,8 @@ from modeling.st_transformer import STTransformer
 from modeling.token_shards import TokenWindowDataset, token_windows
 from modeling.tokenizer import VideoTokenizer
 from modeling.vq import VectorQuantizer
+from schemas import shard_source
+from schemas.shard_source import ShardError
 
 
 class TokenizerObjective(nn.Module):
@@ -278,7 +280,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     it ends on is logged and checkpointed like the last one.
     """
     out = Path(out)
-    urls = expand_shards(shards)  # fails fast: "no shards matched ..."
+    urls = shard_source.resolve(shards)  # fails fast: "no shards matched ..."
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
     if phase != PHASE_DYNAMICS:  # the data's frame size (sample metadata) must be the config's
         check_first_clip(urls, cfg.tokenizer.num_frames, cfg.frame_size)

@@ -48,7 +48,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import manifest, shards, storage
 from pipeline.cli_types import integer
 from pipeline.demo_corpus.games import NUM_ACTIONS, RENDER_SIZE, StickyPolicy
-from schemas import Clip, ids
+from schemas import Clip, clip_format, ids
 from schemas.clip_codec import encode_clip
 
 NATIVE_SIZE = 64  # Procgen's observation is 64x64 RGB
@@ -177,7 +177,7 @@ def split_dir(out: str, split: str) -> str:
 
 
 def shard_path(out: str, plan: ShardPlan) -> str:
-    return FileSystems.join(split_dir(out, plan.split), shards.SHARD_DIR, shards.shard_name(plan.index))
+    return FileSystems.join(split_dir(out, plan.split), clip_format.SHARD_DIR, clip_format.shard_name(plan.index))
 
 
 # ---- Beam --------------------------------------------------------------------------------------------------
@@ -201,7 +201,7 @@ class _RenderShardFn(beam.DoFn):
             self.levels.inc()
         written = shards.write_shard(shard_path(self.config.out, plan), clips)
         self.clips.inc(len(written))
-        location = f"{shards.SHARD_DIR}/{shards.shard_name(plan.index)}"
+        location = f"{clip_format.SHARD_DIR}/{clip_format.shard_name(plan.index)}"
         yield beam.pvalue.TaggedOutput(INDEX, {
             "split": plan.split, "name": location, "levels": [plan.first_level, plan.last_level],
             "clips": len(written), "frames": sum(c.num_frames for c in written), "episodes": episodes,

@@ -20,6 +20,9 @@ Bytes by reference: in a run the clips are clip store references (``pipeline.cli
 follows Segment with no shuffle in between, so the runner fuses it into the worker that cut the clips; it
 reads each batch's bytes there, and what moves on (and what the ``video`` rule groups) is references with
 their scores, never bytes.
+
+Imports point one way: this stage uses ``classifiers`` (``artifact`` loads the model, ``metrics`` holds the
+decision rule); ``classifiers`` imports nothing from ``pipeline`` (the clip format both read is in ``schemas``).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.utils import shared
 
+from classifiers.artifact import load_classifier, read_metadata
+from classifiers.metrics import DecisionRule
 from pipeline import cli_types, clip_store, stage, storage
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
@@ -139,8 +144,6 @@ class _ScoreBatches(beam.DoFn):
         self._loaded_here = False
 
     def setup(self):
-        from classifiers.artifact import load_classifier
-
         def load():
             self._loaded_here = True
             return _ModelHolder(load_classifier(self._model_dir, self._threshold))
@@ -231,8 +234,6 @@ class Quality(beam.PTransform):
         self._model_threshold = None
         if model_dir is not None:
             # read (and version-check) the metadata now: a bad --classifier fails at launch, not on workers
-            from classifiers.artifact import read_metadata
-            from classifiers.metrics import DecisionRule
             metadata = read_metadata(model_dir)
             self._decision = DecisionRule(**metadata.get("decision", {}))
             self._model_threshold = float(metadata["threshold"]) if threshold is None else float(threshold)

@@ -47,7 +47,7 @@ from pipeline.search import Search, SearchConfig, add_search_args
 from pipeline.segment import Segment, SegmentConfig, add_segment_args
 from pipeline.site_access import CredentialsError, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
-from schemas import reasons
+from schemas import clip_format, reasons
 
 log = logging.getLogger("pipeline.run")
 STAGE_LABELS = {"Search": reasons.STAGE_SEARCH, "Download": reasons.STAGE_DOWNLOAD,
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         print(audit.failure_message(stats), file=sys.stderr)
         return 1
     stale = audit_stage.remove_stale_outputs(config.output_dir, stats)
-    for name in (shards.SHARD_DIR, audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR, ""):  # killed writers' leftovers
+    for name in (clip_format.SHARD_DIR, audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR, ""):  # killed writers' leftovers
         storage.sweep_temporaries(FileSystems.join(config.output_dir, name) if name else config.output_dir)
     print(summary(stats, time.monotonic() - started, config.output_dir, stale))
     code, message = exit_status(stats)  # 66: no input could be read; 75: items deferred (pipeline.exit_status)

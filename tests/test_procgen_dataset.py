@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import manifest, procgen_dataset, shards
+from pipeline import manifest, procgen_dataset
 from pipeline.__main__ import main as pipeline_main
+from schemas import shard_source
 from schemas.clip_codec import decode_clip
 
 STEPS, CLIP_FRAMES = 40, 16  # 40 steps -> clips of 16, 16 and the last 8 (dropped: under 16 frames)
@@ -29,7 +30,7 @@ def runs(tmp_path_factory) -> tuple[Path, Path]:
 
 
 def _samples(out: Path, split: str) -> list:
-    return list(shards.read_samples(shards.shard_paths(str(out / split))))
+    return list(shard_source.read_samples(str(out / split)))
 
 
 def _replay(level: int, actions: list[int]) -> np.ndarray:
@@ -106,7 +107,7 @@ def test_model_loader_reads_the_shards(runs):
     from modeling.data import clip_windows, shard_geometry
 
     out, _ = runs
-    urls = shards.shard_paths(str(out / "train"))
+    urls = str(out / "train")  # the run directory itself: the loader finds its shards/*.tar
     assert shard_geometry(urls) == (64, 64, 10.0)
     batch = next(iter(clip_windows(urls, window=16, batch_size=2, shuffle=False, frame_size=(64, 64))))
     assert tuple(batch["video"].shape) == (2, 16, 64, 64, 3)

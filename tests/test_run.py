@@ -21,7 +21,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import audit, run, shards
 from pipeline.__main__ import main as pipeline_main
-from schemas import Outcome, clip_codec, from_table, ids, reasons
+from schemas import Outcome, clip_codec, from_table, ids, reasons, shard_source
 from tests import media
 
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary")
@@ -142,7 +142,7 @@ def test_an_unscored_run_says_so_in_stats_report_and_summary(first_run):
 
 def test_shards_hold_every_kept_clip_with_actions_for_the_sidecar_video(first_run):
     manifest = pq.read_table(first_run / "manifest").to_pylist()
-    samples = list(shards.read_samples(shards.shard_paths(str(first_run))))
+    samples = list(shard_source.read_samples(str(first_run)))
     assert len(shards.shard_paths(str(first_run))) >= 2  # the tiny target size forces several shards
     assert sorted(s.key for s in samples) == sorted(r["clip_key"] for r in manifest)
     assert len(samples) == 4

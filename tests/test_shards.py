@@ -14,7 +14,7 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
 from pipeline import shards, stage, storage
 from pipeline.manifest import WriteManifest, read_manifest
-from schemas import CandidateVideo, Clip, clip_codec, ids
+from schemas import CandidateVideo, Clip, clip_codec, ids, shard_source
 from tests import media
 
 
@@ -68,7 +68,7 @@ def test_tar_headers_are_fixed_and_members_follow_the_key_rules(tmp_path, clips)
 
 def test_shards_read_back_with_webdataset_and_decode_to_full_clips(tmp_path, clips):
     write_with_beam(clips, tmp_path, 1 << 30)
-    samples = list(shards.read_samples(shards.shard_paths(str(tmp_path))))
+    samples = list(shard_source.read_samples(str(tmp_path)))
     assert [s.key for s in samples] == sorted(c.clip_key for c in clips)
     by_key = {c.clip_key: c for c in clips}
     for sample in samples:

@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import procgen_dataset, shards
+from pipeline import procgen_dataset
 from pipeline.procgen_dataset import ProcgenDatasetConfig
+from schemas import clip_format, shard_writer
 
 # Procgen's combined action indices (procgen/env.py: buttons of each of the 15 actions); UP is jump in CoinRun.
 LEFT, LEFT_JUMP, NOOP, JUMP, RIGHT, RIGHT_JUMP = 1, 2, 4, 5, 7, 8
@@ -137,7 +138,8 @@ def write_expert_dataset(out: str | Path, mode: str, levels: tuple[int, int], co
             episode = play_episode(env_config, level, config)
             clips += procgen_dataset.stream_clips(env_config, level, episode.frames, episode.actions)
             per_level[level] = {"steps": len(episode.actions), "solved": episode.solved, "died": episode.died}
-        written += len(shards.write_shard(str(out / shards.SHARD_DIR / shards.shard_name(index)), clips))
+        path = out / clip_format.SHARD_DIR / clip_format.shard_name(index)
+        written += len(shard_writer.write_shard(str(path), clips)[0])
         log(f"bc expert: {mode}: levels {levels[0]}-{level}: {sum(v['solved'] for v in per_level.values())} of "
             f"{len(per_level)} solved ({time.perf_counter() - started:.0f} s)")
     summary = {

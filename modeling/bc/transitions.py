@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import shards
+from schemas import shard_source
 from schemas.clip_codec import decode_clip
 
 
@@ -26,7 +26,11 @@ class ExpertEpisode:
 def read_episodes(expert_dir: str | Path) -> list[ExpertEpisode]:
     """The episodes of an expert dataset, sorted by video id, read back with webdataset."""
     pieces = defaultdict(list)
-    for sample in shards.read_samples(shards.shard_paths(str(Path(expert_dir).resolve()))):
+    try:
+        urls = shard_source.resolve(str(Path(expert_dir).resolve()))  # its shards/*.tar
+    except shard_source.ShardSourceError:
+        raise FileNotFoundError(f"no expert shards under {expert_dir}") from None
+    for sample in shard_source.read_samples(urls):
         clip = sample.clip
         pieces[clip.video_id].append((clip.clip_index, decode_clip(clip.mp4), np.asarray(clip.actions, np.int64)))
     episodes = []
