@@ -37,6 +37,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from schemas.clip_format import CLIP_FPS
+
 FEATURE_VERSION = "1"
 
 # Thresholds on the 0..1 scale. They are part of FEATURE_VERSION: change one, bump the version.
@@ -124,7 +126,7 @@ def _blocks(a: np.ndarray, grid: int) -> list[np.ndarray]:
     return [a[..., ys[i]:ys[i + 1], xs[j]:xs[j + 1]] for i in range(grid) for j in range(grid)]
 
 
-def clip_features(frames: np.ndarray, fps: float = 10.0) -> np.ndarray:
+def clip_features(frames: np.ndarray, fps: float = float(CLIP_FPS)) -> np.ndarray:
     """The feature vector (float32, ``NUM_FEATURES``) of one clip's uint8 RGB frames (T, H, W, 3)."""
     frames = _check_frames(frames)
     t = frames.shape[0]

@@ -16,8 +16,9 @@ from PIL import Image, ImageDraw, ImageFont
 
 from schemas import CandidateVideo, Clip, ShardSample, ids
 from schemas.clip_codec import encode_clip
+from schemas.clip_format import CLIP_FPS, CLIP_HEIGHT, CLIP_SECONDS, CLIP_WIDTH
 
-H, W = 90, 160
+H, W = CLIP_HEIGHT, CLIP_WIDTH
 PLATFORMERS = ("coinrun", "jumper", "ninja", "climber")
 NON_PLATFORMERS = ("bigfish", "starpilot", "plunder", "fruitbot")
 JUNK_KINDS = ("facecam", "menu", "slideshow", "black", "text", "letterbox", "nonplatformer")
@@ -204,11 +205,11 @@ def junk(kind: str, seed: int, n: int = 160, base: np.ndarray | None = None) -> 
 
 def make_clip(video_id: str, clip_index: int, frames: np.ndarray, title: str = "") -> Clip:
     """A ``Clip`` record (with encoded bytes) as the segment stage would emit it."""
-    start = 16.0 * clip_index
+    start = float(CLIP_SECONDS * clip_index)
     video = CandidateVideo(video_id=video_id, source="synthetic", url=f"file:///synthetic/{video_id}.mp4",
                            title=title or video_id)
     return Clip(clip_key=ids.clip_key(video_id, start), video_id=video_id, clip_index=clip_index,
-                start_s=start, end_s=start + len(frames) / 10.0, num_frames=len(frames), fps=10.0,
+                start_s=start, end_s=start + len(frames) / CLIP_FPS, num_frames=len(frames), fps=float(CLIP_FPS),
                 width=frames.shape[2], height=frames.shape[1], mp4=encode_clip(frames), video=video)
 
 

@@ -14,8 +14,10 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-FRAME_HEIGHT = 90  # the pipeline's default clip format (schemas.clip_codec): 160x90 at 10 FPS
-FRAME_WIDTH = 160
+from schemas.clip_format import CLIP_HEIGHT, CLIP_WIDTH
+
+FRAME_HEIGHT = CLIP_HEIGHT  # the default clip format (schemas.clip_format): 160x90 at 10 FPS
+FRAME_WIDTH = CLIP_WIDTH
 SCHEDULE_NAMES = ("cosine", "linear", "square")  # MaskGIT unmasking schedules (modeling.maskgit.SCHEDULES)
 PRECISIONS = ("bf16", "fp32")  # bf16: bf16 autocast on every device (VQ distances stay fp32); fp32: no autocast
 

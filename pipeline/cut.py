@@ -41,7 +41,7 @@ DEFAULT_GEOMETRY = (clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT, clip_format
 
 @dataclasses.dataclass(frozen=True)
 class SegmentConfig:
-    clip_frames: int = 160  # 16 s at 10 FPS (frames at clip_fps)
+    clip_frames: int = clip_format.CLIP_FRAMES  # 16 s at 10 FPS (frames at clip_fps)
     stride_frames: int | None = None  # None: non-overlapping windows
     skip_start_s: float = 0.0  # intro to skip
     skip_end_s: float = 0.0  # outro to skip

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 
 from schemas import CandidateVideo, reasons
+from schemas.clip_format import CLIP_SECONDS
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'"})
 _YAML_KEYS = {"games", "actions", "exclude", "min_duration_s", "max_duration_s"}
@@ -48,7 +49,7 @@ class KeywordRules:
     games: tuple[str, ...]
     actions: tuple[str, ...]
     exclude: tuple[str, ...] = ()
-    min_duration_s: float | None = 16.0
+    min_duration_s: float | None = float(CLIP_SECONDS)  # one clip's length: a shorter video yields nothing
     max_duration_s: float | None = 4 * 3600.0
 
     def __post_init__(self) -> None:

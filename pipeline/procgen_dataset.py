@@ -67,8 +67,8 @@ class ProcgenDatasetConfig:
     steps: int = 1000  # environment steps (= frames) per level
     width: int = NATIVE_SIZE
     height: int = NATIVE_SIZE
-    fps: float = 10.0  # recorded frame rate (Procgen has no clock; 10 FPS is the pipeline's)
-    clip_frames: int = 160  # frames per stored clip
+    fps: float = float(clip_format.CLIP_FPS)  # recorded frame rate (Procgen has no clock; 10 FPS is the pipeline's)
+    clip_frames: int = clip_format.CLIP_FRAMES  # frames per stored clip
     min_clip_frames: int = 16  # a stream's last piece is kept when at least this long
     policy: str = "random"
     distribution_mode: str = "hard"
@@ -291,7 +291,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--size", type=frame_size, default=(NATIVE_SIZE, NATIVE_SIZE),
                         help="frame size WxH (default 64x64: Procgen's observation; others resize the 512 render)")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate recorded in the clips (default 10)")
-    parser.add_argument("--clip-frames", type=integer(1), default=160, help="frames per clip (default 160)")
+    parser.add_argument("--clip-frames", type=integer(1), default=clip_format.CLIP_FRAMES,
+                        help=f"frames per clip (default {clip_format.CLIP_FRAMES})")
     parser.add_argument("--min-clip-frames", type=integer(1), default=16,
                         help="keep a level's last, shorter clip when it has at least this many frames (16)")
     parser.add_argument("--policy", choices=POLICIES, default="random",

@@ -20,8 +20,9 @@ import numpy as np
 from pipeline.audit import FAILURE_EXAMPLES_PER_REASON
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
+from schemas.clip_format import CLIP_FRAMES
 
-STRIP_FRAMES = (0, 53, 106, 159)  # frames shown per clip (start, thirds, end)
+STRIP_FRAMES = tuple(round(i * (CLIP_FRAMES - 1) / 3) for i in range(4))  # (0, 53, 106, 159): start, thirds, end
 SAMPLES_PER_GROUP = 6
 
 

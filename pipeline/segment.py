@@ -70,7 +70,8 @@ def add_segment_args(parser: argparse.ArgumentParser) -> None:
                                        "case study uses 64x64); recorded in every clip's metadata")
     g.add_argument("--clip-fps", type=cli_types.integer(1, 240, "clip "), default=clip_format.CLIP_FPS,
                    help="clip frame rate (default 10); --clip-seconds and --clip-stride-s stay in seconds")
-    g.add_argument("--clip-seconds", type=_frames_arg, default=16.0, help="clip length (default 16 s = 160 frames)")
+    g.add_argument("--clip-seconds", type=_frames_arg, default=float(clip_format.CLIP_SECONDS),
+                   help=f"clip length (default {clip_format.CLIP_SECONDS} s = {clip_format.CLIP_FRAMES} frames)")
     g.add_argument("--clip-stride-s", type=_frames_arg, default=None,
                    help="start a clip every N s (default: the clip length, i.e. non-overlapping)")
     g.add_argument("--skip-start-s", type=cli_types.seconds, default=0.0, help="skip this much of every video (intros)")

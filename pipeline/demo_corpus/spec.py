@@ -14,12 +14,12 @@ import string
 import numpy as np
 
 from pipeline.demo_corpus import games, titles
+from schemas.clip_format import CLIP_FPS
 
 VIDEO_FPS = 30
-STEP_FPS = 10  # game steps per second of video
+STEP_FPS = CLIP_FPS  # game steps per second of video: the clip rate, so clip frame k shows step k
 FRAMES_PER_STEP = VIDEO_FPS // STEP_FPS
 WIDTH, HEIGHT = 640, 360
-CLIP_SECONDS = 16.0  # the pipeline's clip length: videos shorter than this yield no clip
 
 # Segment contents. GAME-like contents step the game (and record actions); the others record -1.
 GAME, FADE_OUT, FADE_IN, MENU, SLIDES, BLACK = "game", "fade_out", "fade_in", "menu", "slides", "black"
