@@ -1,6 +1,6 @@
 """Tiny real WebDataset shards for the modeling tests: rendered clips with known actions, encoded with the
 pipeline's own codec (``schemas.clip_codec.encode_clip``) and written by the pipeline's own shard writer
-(``pipeline.shards.write_shard``: ``ShardSample`` records, sorted by key, deterministic tar headers).
+(``schemas.shard_writer.write_shard``: ``ShardSample`` records, sorted by key, deterministic tar headers).
 
 Each clip shows a bright square on a coloured background; action k (0..3 = right, left, down, up) taken after
 frame t moves the square by ``STEP_PX`` pixels to produce frame t+1, so ``actions[t]`` is the ground truth the
@@ -13,11 +13,11 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.shards import shard_name, write_shard
 from schemas import ids
 from schemas.clip_codec import encode_clip
-from schemas.clip_format import CLIP_FPS
+from schemas.clip_format import CLIP_FPS, shard_name
 from schemas.records import CandidateVideo, Clip, ShardSample
+from schemas.shard_writer import write_shard
 
 MOVES = np.array([(0, 1), (0, -1), (1, 0), (-1, 0)])  # (dy, dx) of actions 0..3: right, left, down, up
 STEP_PX = 6

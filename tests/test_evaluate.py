@@ -35,7 +35,7 @@ from modeling.evaluate import (
     rollout_against,
 )
 from modeling.maskgit import SamplingConfig
-from pipeline.shards import write_shard
+from schemas.shard_writer import write_shard
 from tests.genie_fixtures import train_tiny_genie
 from tests.modeling_helpers import MOVES, make_sample
 

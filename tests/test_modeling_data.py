@@ -19,7 +19,9 @@ import torch
 import webdataset as wds
 
 from modeling import data
-from modeling.data import ClipWindowDataset, ShardError, clip_windows, expand_shards, to_float_video
+from modeling.data import ClipWindowDataset, clip_windows, to_float_video
+from schemas import shard_writer
+from schemas.shard_source import ShardError, resolve
 from tests.modeling_helpers import write_tiny_shards
 
 torch.set_num_threads(1)
@@ -133,15 +135,15 @@ def test_resume_from_positions_continues_exactly_without_reopening_finished_shar
 def test_named_shards_that_do_not_exist_are_an_error(shards, tmp_path):
     directory, paths = shards
     with pytest.raises(FileNotFoundError, match=r"3 of 6 shard paths .* match no file: .*shard-00003\.tar"):
-        expand_shards(str(directory / "shard-{00000..00005}.tar"))
+        resolve(str(directory / "shard-{00000..00005}.tar"))
     with pytest.raises(FileNotFoundError, match="typo.tar"):
-        expand_shards(f"{paths[0]}::{directory / 'typo.tar'}")
+        resolve(f"{paths[0]}::{directory / 'typo.tar'}")
     with pytest.raises(FileNotFoundError, match="none-"):  # a glob in a list that matches nothing
-        expand_shards(f"{paths[0]}::{directory / 'none-*.tar'}")
+        resolve(f"{paths[0]}::{directory / 'none-*.tar'}")
     with pytest.raises(FileNotFoundError, match="match no file"):
         clip_windows([paths[0], str(tmp_path / "gone.tar")])
-    assert expand_shards(f"{paths[0]}::http://127.0.0.1:9/a.tar") == [paths[0], "http://127.0.0.1:9/a.tar"]
-    assert expand_shards(str(directory / "shard-{00000..00002}.tar")) == paths
+    assert resolve(f"{paths[0]}::http://127.0.0.1:9/a.tar") == [paths[0], "http://127.0.0.1:9/a.tar"]
+    assert resolve(str(directory / "shard-{00000..00002}.tar")) == paths
 
 
 def test_http_urls(shards):
@@ -154,7 +156,7 @@ def test_http_urls(shards):
     try:
         port = server.server_address[1]
         url = f"http://127.0.0.1:{port}/shard-{{00000..00002}}.tar"
-        assert len(expand_shards(url)) == 3
+        assert len(resolve(url)) == 3
         keys = [k for b in clip_windows(url, window=4, batch_size=3, shuffle=False) for k in b["key"]]
         assert len(keys) == 6
     finally:
@@ -167,8 +169,7 @@ def test_clips_without_actions_get_minus_one(tmp_path):
 
     sample = make_sample(0, 20, np.random.default_rng(0))
     sample = type(sample).from_clip(sample.clip.replace(actions=None))
-    with wds.TarWriter(str(tmp_path / "a.tar")) as sink:
-        sink.write(sample.to_wds())
+    shard_writer.write_shard(str(tmp_path / "a.tar"), [sample.clip])
     batch = next(iter(clip_windows(str(tmp_path / "a.tar"), window=4, batch_size=1)))
     assert batch["actions"].tolist() == [[-1, -1, -1, -1]]
 

@@ -23,8 +23,9 @@ import torch
 from classifiers import synthetic
 from classifiers.artifact import read_metadata
 from classifiers.train import TrainConfig, train
-from pipeline import run, shards
-from schemas import Outcome, clip_codec, from_table, reasons
+from pipeline import run
+from schemas import Outcome, clip_codec, from_table, reasons, shard_source, shard_writer
+from schemas.clip_format import SHARD_DIR, shard_name
 from tests import media
 
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary (yt-dlp's file:// download)")
@@ -38,10 +39,9 @@ def model_and_corpus(tmp_path_factory):
     """A model trained on 11 one-clip renders (as tests/test_quality_stage.py), and a catalog of 4 videos whose
     files are 16 s encodes of 4 of those renders, plus one unreadable catalog row."""
     root = tmp_path_factory.mktemp("classified")
-    (root / "shards").mkdir()
     videos = synthetic.demo_videos(n_clean=4, n_junk_each=1, clips_per_video=1)
-    synthetic.write_shard(str(root / "shards" / "shard-00000.tar"),
-                          [synthetic.make_clip(vid, 0, fs[0]) for vid, _, fs in videos])
+    shard_writer.write_shard(str(root / SHARD_DIR / shard_name(0)),
+                             [synthetic.make_clip(vid, 0, fs[0]) for vid, _, fs in videos])
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(("item_id", "score"))
@@ -99,7 +99,7 @@ def test_manifest_and_shard_json_carry_the_score(classified_run):
     for key, row in manifest.items():
         assert row["quality_score"] is not None and row["quality_score"] == pytest.approx(kept[key].quality_score)
     in_shards = {}
-    for path in shards.shard_paths(str(out)):
+    for path in shard_source.resolve(str(out)):
         with tarfile.open(path) as tar:
             for member in tar.getmembers():
                 if member.name.endswith(".json"):

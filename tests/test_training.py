@@ -14,13 +14,14 @@ import torch
 from modeling.__main__ import main
 from modeling.checkpoint import load_checkpoint, load_genie, load_tokenizer, read_run_config
 from modeling.configs import GenieConfig, TrainConfig, get_config
-from modeling.data import ShardError, clip_windows, shard_geometry, to_float_video
+from modeling.data import clip_windows, shard_geometry, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.schedule import lr_at
 from modeling.token_shards import token_windows
 from modeling.tokenizer import VideoTokenizer
 from modeling.train import describe_params, resume_data
+from schemas.shard_source import ShardError
 from tests.modeling_helpers import write_tiny_shards
 
 torch.set_num_threads(1)
