@@ -42,7 +42,14 @@ from PIL import Image, ImageDraw
 
 from modeling.checkpoint import load_genie_run
 from modeling.cli_args import resolve_device, sampling_options
-from modeling.data import ShardError, check_first_clip, clip_windows, expand_shards, to_float_video
+from modeling.data import (
+    LoaderConfig,
+    ShardError,
+    check_first_clip,
+    clip_windows,
+    expand_shards,
+    to_float_video,
+)
 from modeling.fvd import VideoFeatures, frechet_distance_features
 from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
@@ -140,7 +147,7 @@ def _collect(genie: Genie, urls: list[str], opts: EvalOptions, length: int, feat
     """Run the models over the first ``opts.num_clips`` clips, batch by batch."""
     got, t, tok = _Collected(), opts.t, genie.tokenizer
     action_gen = torch.Generator().manual_seed(opts.seed)
-    loader = clip_windows(urls, window=length, batch_size=opts.batch_size, shuffle=False, num_workers=0,
+    loader = clip_windows(urls, LoaderConfig(window=length, batch_size=opts.batch_size, shuffle=False),
                           frame_size=genie.frame_size)
     for index, batch in enumerate(loader):
         keep = min(opts.num_clips - got.clips, len(batch["key"]))

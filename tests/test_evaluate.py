@@ -23,7 +23,7 @@ from PIL import Image
 
 from modeling.__main__ import main
 from modeling.checkpoint import load_genie_run
-from modeling.data import clip_windows, to_float_video
+from modeling.data import LoaderConfig, clip_windows, to_float_video
 from modeling.evaluate import (
     FRAME_GAP,
     GRID_HEADER,
@@ -136,7 +136,7 @@ def test_delta_psnr_is_exactly_zero_when_actions_are_ignored(tiny):
 
 
 def _first_clips(pattern: str, frames: int, n: int) -> dict:
-    return next(iter(clip_windows(pattern, window=frames, batch_size=n, shuffle=False)))
+    return next(iter(clip_windows(pattern, LoaderConfig(window=frames, batch_size=n, shuffle=False))))
 
 
 def test_rollout_psnr_pairs_generated_frame_k_with_real_frame_k(tiny):
