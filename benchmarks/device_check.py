@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from train_throughput import build, count_flops, sync, synthetic_video  # noqa: E402
 
 from modeling.configs import get_config  # noqa: E402
-from modeling.data import clip_windows  # noqa: E402
+from modeling.data import LoaderConfig, clip_windows  # noqa: E402
 from modeling.dynamics import DynamicsModel  # noqa: E402
 from modeling.genie import Genie  # noqa: E402
 from modeling.lam import LatentActionModel  # noqa: E402
@@ -96,8 +96,8 @@ def generation_fps(cfg, frames: int, device: torch.device) -> dict:
 
 
 def loader_rate(shards: str, cfg, batch: int, batches: int, workers: int) -> float:
-    loader = clip_windows(shards, window=cfg.tokenizer.num_frames, batch_size=batch, resampled=True,
-                          num_workers=workers, frame_size=cfg.frame_size)
+    loader = clip_windows(shards, LoaderConfig(window=cfg.tokenizer.num_frames, batch_size=batch, resampled=True,
+                                               num_workers=workers), cfg.frame_size)
     it = iter(loader)
     next(it)
     start = time.perf_counter()
@@ -113,8 +113,8 @@ def convergence(shards: str, cfg, steps: int, batch: int, device: torch.device) 
     optimizer = make_optimizer(model.trained(), cfg.train_lam_dynamics, device)
     for group in optimizer.param_groups:
         group["lr"] = 1e-3
-    loader = iter(clip_windows(shards, window=cfg.tokenizer.num_frames, batch_size=batch, resampled=True,
-                               frame_size=cfg.frame_size))
+    loader = iter(clip_windows(shards, LoaderConfig(window=cfg.tokenizer.num_frames, batch_size=batch,
+                                                    resampled=True), cfg.frame_size))
     losses = []
     for i in range(steps):
         video = next(loader)["video"].to(device)

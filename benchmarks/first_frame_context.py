@@ -18,9 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from modeling.checkpoint import load_genie_run  # noqa: E402
 from modeling.context_check import slot1_mismatch  # noqa: E402
-from modeling.data import clip_windows, to_float_video  # noqa: E402
-from modeling.evaluate import load_genie_run  # noqa: E402
+from modeling.data import LoaderConfig, clip_windows, to_float_video  # noqa: E402
 
 
 def main() -> int:
@@ -31,7 +31,7 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=16, help="frames per clip measured")
     ns = parser.parse_args()
     genie = load_genie_run(ns.run)
-    loader = clip_windows(ns.shards, window=ns.frames, batch_size=8, shuffle=False, frame_size=genie.frame_size)
+    loader = clip_windows(ns.shards, LoaderConfig(window=ns.frames, batch_size=8, shuffle=False), genie.frame_size)
     per_frame, seen = None, 0
     for batch in loader:
         video = to_float_video(batch["video"][: ns.clips - seen]).to(genie.device)

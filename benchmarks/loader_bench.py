@@ -27,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling.data import ClipWindowDataset, clip_windows  # noqa: E402
+from modeling.data import ClipWindowDataset, LoaderConfig, clip_windows  # noqa: E402
 from schemas.clip_codec import decode_clip  # noqa: E402
 
 
@@ -37,7 +37,7 @@ class FullClipDataset(ClipWindowDataset):
     def _decode(self, raw, start):
         item = super()._decode(raw, start)  # keeps the checks and json handling identical ...
         frames = decode_clip(bytes(raw["mp4"]))  # ... plus the full decode a naive loader does
-        item["video"] = frames[start:start + self.window]
+        item["video"] = frames[start:start + self.config.window]
         return item
 
 
@@ -68,9 +68,10 @@ def main(argv: list[str] | None = None) -> None:
             shards = f"{tmp}/shard-*.tar"
         rows = []
         for workers in args.workers:
-            common = dict(window=args.window, batch_size=args.batch_size, resampled=True, seed=0)
-            ours = measure(clip_windows(shards, num_workers=workers, **common), args.batches, args.batch_size)
-            full = FullClipDataset(shards, **common)
+            config = LoaderConfig(window=args.window, batch_size=args.batch_size, resampled=True, seed=0,
+                                  num_workers=workers)
+            ours = measure(clip_windows(shards, config), args.batches, args.batch_size)
+            full = FullClipDataset(shards, config)
             ref_loader = torch.utils.data.DataLoader(full, batch_size=None, num_workers=workers)
             ref = measure(ref_loader, args.batches, args.batch_size)
             per = max(workers, 1)

@@ -18,45 +18,36 @@ instead of passing unnoticed. The report is written first so the failure can be 
 from __future__ import annotations
 
 import argparse
-import base64
 import html
-import io
 import math
 import sys
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from sklearn.metrics import precision_recall_curve, roc_curve
 
-matplotlib.use("Agg")  # headless: the report is written to files
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from PIL import Image  # noqa: E402
-from sklearn.metrics import precision_recall_curve, roc_curve  # noqa: E402
-
-from classifiers.artifact import load_classifier  # noqa: E402
-from classifiers.dataset import (  # noqa: E402
+from classifiers.artifact import load_classifier
+from classifiers.dataset import (
     LEFT_OUT,
     LabelCoverageError,
     LabelledClips,
     load_labelled_clips,
     thumbnails,
 )
-from classifiers.labels import LabelPolicy  # noqa: E402
-from classifiers.metrics import binary_report, format_report, to_json  # noqa: E402
+from classifiers.labels import LabelPolicy
+from classifiers.metrics import binary_report, format_report, to_json
+from schemas.figures import encode_image, figure_png, img_tag, subplots
 
 WORST = 8  # mistakes shown per side
 HIST_BINS = np.linspace(0, 1, 21)  # P(good) bins of the per-hand-score histograms (figure and metrics.json)
 
 
 def _png(fig) -> bytes:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=100, bbox_inches="tight")
 
 
 def curves_png(targets: np.ndarray, scores: np.ndarray, threshold: float) -> bytes:
-    fig, (a, b) = plt.subplots(1, 2, figsize=(9, 4))
+    fig, (a, b) = subplots(1, 2, figsize=(9, 4))
     if 0 < targets.sum() < len(targets):
         fpr, tpr, _ = roc_curve(targets, scores)
         a.plot(fpr, tpr)
@@ -84,7 +75,7 @@ def by_hand_score(hand: np.ndarray, scores: np.ndarray, targets: np.ndarray, thr
 def histogram_png(per_score: dict, threshold: float) -> bytes:
     """One histogram panel per hand score, best score on top, sharing the P(good) axis."""
     rows = sorted(per_score, key=int, reverse=True)
-    fig, axes = plt.subplots(len(rows), 1, figsize=(7, 1.2 + 1.3 * len(rows)), sharex=True, squeeze=False)
+    fig, axes = subplots(len(rows), 1, figsize=(7, 1.2 + 1.3 * len(rows)), sharex=True, squeeze=False)
     for ax, h in zip(axes[:, 0], rows, strict=True):
         info = per_score[h]
         ax.stairs(info["histogram"], HIST_BINS, fill=True, alpha=0.7)
@@ -93,16 +84,6 @@ def histogram_png(per_score: dict, threshold: float) -> bytes:
         ax.set_title(f"hand score {h} ({info['target']}, {info['n']} clips)", fontsize=9, loc="left")
     axes[-1, 0].set_xlabel("P(good)   (dashed: threshold)")
     return _png(fig)
-
-
-def _img_tag(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
-def _thumb_png(strip: np.ndarray) -> bytes:
-    buf = io.BytesIO()
-    Image.fromarray(strip).save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
 
 
 def worst_mistakes(data: LabelledClips, scores: np.ndarray, keep: np.ndarray) -> list[tuple[str, int]]:
@@ -126,7 +107,8 @@ def write_report(out: Path, title: str, report: dict, data: LabelledClips, score
     strips = thumbnails(clips_source, {data.clip_keys[i] for _, i in worst}) if worst else {}
     for kind, i in worst:
         strip = strips.get(data.clip_keys[i])
-        thumb = _img_tag(_thumb_png(strip), data.clip_keys[i]) if strip is not None else "(unreadable)"
+        thumb = (img_tag(encode_image(strip, optimize=True), data.clip_keys[i]) if strip is not None
+                 else "(unreadable)")
         rows.append(f"<tr><td>{html.escape(kind)}</td><td>{thumb}</td><td>{html.escape(data.clip_keys[i])}</td>"
                     f"<td>{html.escape(data.video_ids[i])}</td><td>{data.scores[i]}</td><td>{scores[i]:.3f}</td></tr>")
     per_score = "".join(
@@ -146,11 +128,11 @@ table{{border-collapse:collapse}} img{{image-rendering:pixelated}}</style></head
 <h2>Confusion matrix</h2>
 <table><tr><th></th><th>dropped</th><th>kept</th></tr><tr><th>labelled bad</th><td>{c['tn']}</td><td>{c['fp']}</td></tr>
 <tr><th>labelled good</th><td>{c['fn']}</td><td>{c['tp']}</td></tr></table>
-<h2>Curves</h2>{_img_tag(curves, "ROC and precision-recall curves")}
+<h2>Curves</h2>{img_tag(curves, "ROC and precision-recall curves")}
 <h2>Scores by hand label</h2>
 <table><tr><th>hand score</th><th>binary target</th><th>clips</th><th>mean P(good)</th>
 <th>P(good) &gt;= threshold</th></tr>{per_score}</table>
-{_img_tag(hist, "score histograms by hand score")}
+{img_tag(hist, "score histograms by hand score")}
 <h2>Worst mistakes</h2>{mistakes}
 </body></html>"""
     path = out / "report.html"

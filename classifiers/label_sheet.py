@@ -26,7 +26,6 @@ import base64
 import dataclasses
 import hashlib
 import html
-import io
 import json
 import sys
 from pathlib import Path
@@ -37,6 +36,7 @@ from PIL import Image
 from classifiers.clip_source import iter_samples
 from schemas import Clip
 from schemas.clip_codec import decode_clip
+from schemas.figures import encode_image
 
 TEMPLATE = Path(__file__).with_name("label_sheet.html")
 PREVIEW_STEP = 4  # every 4th frame
@@ -96,10 +96,8 @@ def preview_webp(frames: np.ndarray) -> bytes:
     """An animated, looping WebP of every ``PREVIEW_STEP``-th frame (about a third of a GIF's size: a
     48-clip sheet stays a few MB)."""
     images = [Image.fromarray(f) for f in frames[::PREVIEW_STEP]]
-    buf = io.BytesIO()
-    images[0].save(buf, format="WEBP", save_all=True, append_images=images[1:], duration=PREVIEW_MS, loop=0,
-                   quality=PREVIEW_QUALITY, method=4)
-    return buf.getvalue()
+    return encode_image(images[0], "WEBP", save_all=True, append_images=images[1:], duration=PREVIEW_MS, loop=0,
+                        quality=PREVIEW_QUALITY, method=4)
 
 
 def sheet_id(keys: list[str]) -> str:

@@ -79,6 +79,30 @@ class StreamPosition:
     current: list[int] | None = None  # [shard, sample, windows already cut] of a sample cut only partly
 
 
+@dataclass(frozen=True)
+class LoaderConfig:
+    """How a window loader reads its shards, for the clip loader (``clip_windows``) and the token loader
+    (``modeling.token_shards.token_windows``) alike: one object instead of a dozen positional parameters.
+
+    Everything that decides WHICH windows come in which order is here (with the shards and ``resume``); the
+    DataLoader fields (workers, pinning, prefetch) change only speed and memory, except ``num_workers``, which
+    decides how the shards are split (see ``modeling.train``: the layout a resume needs)."""
+
+    window: int = 16  # frames per window (T)
+    batch_size: int = 8  # windows per batch (batched in the workers)
+    shuffle: bool = True  # shuffled shards, a shuffle buffer, random starts; False: shard order, windows from frame 0
+    resampled: bool = False  # endless epochs, each a fresh shuffle of the shard list
+    seed: int = 0  # every random choice is a function of (seed, rank, worker, epoch, counter)
+    shuffle_buffer: int = 256  # samples mixed before one is cut into windows
+    windows_per_clip: int = 1  # windows cut from each sample (clip loader only; token windows: 1)
+    start_batch: int = 0  # batches already consumed (resume; see ``ClipWindowDataset``)
+    drop_last: bool = False  # drop a last, short batch
+    num_workers: int = 0  # DataLoader worker processes (0: in the calling process)
+    pin_memory: bool = False
+    prefetch_factor: int = 4  # batches each worker keeps ready
+    persistent_workers: bool = False  # keep the workers alive between iterations of the loader
+
+
 class ClipWindowDataset(IterableDataset):
     """Batches of random ``window``-frame windows; see the module docstring for the stream and its guarantees.
 
@@ -86,24 +110,19 @@ class ClipWindowDataset(IterableDataset):
     start from the beginning); with ``resume`` given, ``start_batch`` only decides which worker goes first.
     """
 
-    def __init__(self, urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
-                 resampled: bool = False, seed: int = 0, shuffle_buffer: int = 256, windows_per_clip: int = 1,
-                 start_batch: int = 0, drop_last: bool = False,
+    def __init__(self, urls: str | list[str], config: LoaderConfig = LoaderConfig(),
                  frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH),
                  resume: dict[int, dict[str, Any]] | None = None):
         super().__init__()
         self.urls = resolve(urls)
-        self.window, self.batch_size = window, batch_size
-        self.shuffle, self.resampled, self.seed = shuffle, resampled, seed
-        self.shuffle_buffer, self.windows_per_clip = shuffle_buffer, windows_per_clip
-        self.start_batch, self.drop_last = start_batch, drop_last
+        self.config = config
         self.frame_size = frame_size
         self.resume = resume
 
     def _epoch_order(self, epoch: int) -> list[str]:
         order = list(self.urls)
-        if self.shuffle:
-            random.Random(self.seed * 1_000_003 + epoch).shuffle(order)
+        if self.config.shuffle:
+            random.Random(self.config.seed * 1_000_003 + epoch).shuffle(order)
         return order
 
     def _shard_sequence(self, rank: int, world: int, worker: int, num_workers: int) -> Callable[[int], str | None]:
@@ -117,7 +136,7 @@ class ClipWindowDataset(IterableDataset):
 
         def url(j: int) -> str | None:
             epoch, index = divmod(rank + world * (worker + num_workers * j), len(self.urls))
-            if epoch > 0 and not self.resampled:
+            if epoch > 0 and not self.config.resampled:
                 return None
             if epoch not in orders:
                 if len(orders) > 2:
@@ -175,7 +194,7 @@ class ClipWindowDataset(IterableDataset):
         """Take a random sample out of the shuffle buffer (``pos.buffer`` and the parallel ``raws``)."""
         i = 0
         if len(raws) > 1:
-            i = int(np.random.default_rng([self.seed, rank, pos.worker, pos.picks, _SHUFFLE_STREAM])
+            i = int(np.random.default_rng([self.config.seed, rank, pos.worker, pos.picks, _SHUFFLE_STREAM])
                     .integers(len(raws)))
         pos.picks += 1
         ref, raw = pos.buffer[i], raws[i]
@@ -188,11 +207,11 @@ class ClipWindowDataset(IterableDataset):
              ) -> Iterator[tuple[dict[str, Any], int]]:
         """Windows ``first..windows_per_clip-1`` of one sample; ``pos`` is up to date at every yield."""
         num_frames = self._check(raw)
-        for k in range(first, self.windows_per_clip):
-            rng = np.random.default_rng([self.seed, rank, pos.worker, pos.windows])
+        for k in range(first, self.config.windows_per_clip):
+            rng = np.random.default_rng([self.config.seed, rank, pos.worker, pos.windows])
             start = self._pick_start(rng, num_frames, k)
             pos.windows += 1
-            pos.current = [*ref, k + 1] if k + 1 < self.windows_per_clip else None
+            pos.current = [*ref, k + 1] if k + 1 < self.config.windows_per_clip else None
             yield raw, start
 
     def _windows(self, pos: StreamPosition, rank: int, world: int, num_workers: int
@@ -204,7 +223,7 @@ class ClipWindowDataset(IterableDataset):
         if pos.current is not None:
             shard, sample, done = pos.current
             yield from self._cut(pos, [shard, sample], found[(shard, sample)], done, rank)
-        size = max(self.shuffle_buffer, 1) if self.shuffle else 1
+        size = max(self.config.shuffle_buffer, 1) if self.config.shuffle else 1
         for ref, raw in self._samples(pos, shard_url, reader):
             pos.buffer.append(ref)
             raws.append(raw)
@@ -215,8 +234,8 @@ class ClipWindowDataset(IterableDataset):
 
     def _pick_start(self, rng: np.random.Generator, num_frames: int, k: int) -> int:
         """Window start: uniform when shuffling; otherwise consecutive windows from frame 0."""
-        hi = num_frames - self.window
-        return int(rng.integers(0, hi + 1)) if self.shuffle else min(k * self.window, hi)
+        hi = num_frames - self.config.window
+        return int(rng.integers(0, hi + 1)) if self.config.shuffle else min(k * self.config.window, hi)
 
     def _check(self, raw: dict[str, Any]) -> int:
         url, key = raw.get("__url__", "?"), raw.get("__key__", "?")
@@ -228,9 +247,9 @@ class ClipWindowDataset(IterableDataset):
             raise ShardError(f"shard {url}: clip {key!r} is {clip.width}x{clip.height}, the model takes "
                              f"{self.frame_size[1]}x{self.frame_size[0]} frames (config tokenizer.frame_width/"
                              "frame_height; the coinrun preset is 64x64, the others 160x90)")
-        if clip.num_frames < self.window:
+        if clip.num_frames < self.config.window:
             raise ShardError(f"shard {url}: clip {key!r} has {clip.num_frames} frames, fewer than the "
-                             f"window of {self.window}")
+                             f"window of {self.config.window}")
         return clip.num_frames
 
     def check_first_sample(self) -> None:
@@ -243,13 +262,13 @@ class ClipWindowDataset(IterableDataset):
 
     def _decode(self, raw: dict[str, Any], start: int) -> dict[str, Any]:
         meta = ShardSample.from_wds(raw).clip
-        frames = decode_clip(bytes(raw["mp4"]), start, self.window)
+        frames = decode_clip(bytes(raw["mp4"]), start, self.config.window)
         if self.frame_size is not None and frames.shape[1:3] != tuple(self.frame_size):
             raise ShardError(f"shard {raw.get('__url__', '?')}: clip {raw.get('__key__')!r} decodes to "
                              f"{frames.shape[2]}x{frames.shape[1]}, expected {self.frame_size[1]}x{self.frame_size[0]}")
-        actions = np.full(self.window, -1, np.int64)
+        actions = np.full(self.config.window, -1, np.int64)
         if meta.actions is not None:
-            actions[:] = meta.actions[start:start + self.window]
+            actions[:] = meta.actions[start:start + self.config.window]
         return {"video": frames, "actions": actions, "start": start, "key": meta.clip_key}
 
     def _collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
@@ -264,22 +283,22 @@ class ClipWindowDataset(IterableDataset):
         worker, num_workers = (info.id, info.num_workers) if info is not None else (0, 1)
         # The DataLoader takes batch b from worker b % num_workers and always starts at worker 0. On resume at
         # batch n, worker w therefore plays "virtual worker" (w + n) % num_workers of the uninterrupted run.
-        virtual = (worker + self.start_batch) % num_workers
+        virtual = (worker + self.config.start_batch) % num_workers
         skip = 0
         if self.resume is not None:
             pos = StreamPosition(**self.resume[virtual]) if virtual in self.resume else StreamPosition(virtual)
         else:  # legacy: replay the stream, dropping the windows of this worker's batches among the first n
             pos = StreamPosition(virtual)
-            skip = max(0, -(-(self.start_batch - virtual) // num_workers)) * self.batch_size
+            skip = max(0, -(-(self.config.start_batch - virtual) // num_workers)) * self.config.batch_size
         batch: list[dict[str, Any]] = []
         for i, (raw, start) in enumerate(self._windows(pos, rank, world, num_workers)):
             if i < skip:
                 continue
             batch.append(self._decode(raw, start))
-            if len(batch) == self.batch_size:
+            if len(batch) == self.config.batch_size:
                 yield {**self._collate(batch), "position": asdict(pos)}
                 batch = []
-        if batch and not self.drop_last:
+        if batch and not self.config.drop_last:
             yield {**self._collate(batch), "position": asdict(pos)}
 
 
@@ -300,17 +319,21 @@ def check_first_clip(urls: list[str], window: int = 16,
                      frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH)) -> None:
     """``ClipWindowDataset.check_first_sample`` for clip shards: a clip size other than the model's
     ``frame_size`` (height, width), or a clip shorter than ``window``, fails before any model is built."""
-    ClipWindowDataset(urls[:1], window=window, shuffle=False, frame_size=frame_size).check_first_sample()
+    ClipWindowDataset(urls[:1], LoaderConfig(window=window, shuffle=False), frame_size).check_first_sample()
 
 
-def clip_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
-                 resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
-                 windows_per_clip: int = 1, start_batch: int = 0, drop_last: bool = False,
-                 pin_memory: bool = False, resume: dict[int, dict[str, Any]] | None = None,
-                 frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH)) -> DataLoader:
-    """A DataLoader of window batches (batching happens in the workers; see ``ClipWindowDataset``);
-    ``frame_size`` (height, width) is the model's: other clips are refused (None: any size)."""
-    dataset = ClipWindowDataset(pattern_or_urls, window, batch_size, shuffle, resampled, seed, shuffle_buffer,
-                                windows_per_clip, start_batch, drop_last, frame_size=frame_size, resume=resume)
-    return DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory,
-                      persistent_workers=False, prefetch_factor=4 if num_workers else None)
+def window_loader(dataset: ClipWindowDataset) -> DataLoader:
+    """The DataLoader of a window dataset (clip or token windows), set up from its ``LoaderConfig``: batching
+    happens in the workers, so the DataLoader only moves whole batches."""
+    c = dataset.config
+    return DataLoader(dataset, batch_size=None, num_workers=c.num_workers, pin_memory=c.pin_memory,
+                      persistent_workers=c.persistent_workers and c.num_workers > 0,
+                      prefetch_factor=c.prefetch_factor if c.num_workers else None)
+
+
+def clip_windows(pattern_or_urls: str | list[str], config: LoaderConfig = LoaderConfig(),
+                 frame_size: tuple[int, int] | None = (CLIP_HEIGHT, CLIP_WIDTH),
+                 resume: dict[int, dict[str, Any]] | None = None) -> DataLoader:
+    """A DataLoader of window batches (see ``ClipWindowDataset``); ``frame_size`` (height, width) is the
+    model's: other clips are refused (None: any size)."""
+    return window_loader(ClipWindowDataset(pattern_or_urls, config, frame_size, resume))

@@ -27,9 +27,7 @@ Deterministic for a seed (and batch size: sampling noise is drawn per batch).
 from __future__ import annotations
 
 import argparse
-import base64
 import html
-import io
 import json
 import sys
 import time
@@ -42,13 +40,15 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from modeling.checkpoint import PHASE_DYNAMICS, PHASE_LAM_DYNAMICS, read_run_config
-from modeling.data import check_first_clip, clip_windows, to_float_video
+from modeling.checkpoint import load_genie_run
+from modeling.cli_args import resolve_device, sampling_options
+from modeling.data import LoaderConfig, check_first_clip, clip_windows, to_float_video
 from modeling.fvd import VideoFeatures, frechet_distance_features
 from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.metrics import action_agreement, code_usage, psnr, ssim
 from schemas import shard_source
+from schemas.figures import encode_image, figure_png, frame_strip, img_tag, subplots, to_uint8
 from schemas.shard_source import ShardError
 
 GRID_PAD = 4  # pixels between cells of the consistency grid
@@ -84,25 +84,6 @@ class EvalOptions:
         return max(need, self.fvd_frames) if self.i3d else need
 
 
-def sampling_options(run: SamplingConfig, steps: int | None, temperature: float | None,
-                     schedule: str | None) -> SamplingConfig:
-    """The run's sampling config with the command-line options that were given (None = keep the run's)."""
-    given = {"steps": steps, "temperature": temperature, "schedule": schedule}
-    return replace(run, **{k: v for k, v in given.items() if v is not None})
-
-
-def load_genie_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Genie:
-    """The Genie of a lam-dynamics (or dynamics) run, with one-line errors for anything else."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise FileNotFoundError(f"run directory {run} does not exist")
-    _, phase, _ = read_run_config(run)
-    if phase not in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
-        raise ValueError(f"{run} is a {phase} run; evaluate needs a {PHASE_LAM_DYNAMICS} (or "
-                         f"{PHASE_DYNAMICS}) run, which holds the LAM and dynamics model")
-    return Genie.load(run, device)
-
-
 @torch.no_grad()
 def rollout_against(genie: Genie, video: torch.Tensor, actions: torch.Tensor, sampling: SamplingConfig,
                     seed: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -115,17 +96,9 @@ def rollout_against(genie: Genie, video: torch.Tensor, actions: torch.Tensor, sa
             ssim(generated.flatten(0, 1), real.flatten(0, 1), reduction="none").view(b, n))
 
 
-def frames_to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """(..., 3, H, W) float [0, 1] -> uint8 (..., H, W, 3)."""
-    return (frames.clamp(0, 1).mul(255).round().byte().movedim(-3, -1)).cpu().numpy()
-
-
 def _strip(frames: torch.Tensor) -> np.ndarray:
     """(K, 3, H, W) -> uint8 (H, K W + (K - 1) FRAME_GAP, 3): frames side by side, white gaps between them."""
-    images = frames_to_uint8(frames)
-    gap = np.full((images.shape[1], FRAME_GAP, 3), 255, np.uint8)
-    parts = [part for image in images for part in (image, gap)][:-1]
-    return np.concatenate(parts, axis=1)
+    return frame_strip(to_uint8(frames), gap=FRAME_GAP)
 
 
 def consistency_grid(prompts: torch.Tensor, generated: list[torch.Tensor]) -> Image.Image:
@@ -146,12 +119,6 @@ def consistency_grid(prompts: torch.Tensor, generated: list[torch.Tensor]) -> Im
             image.paste(Image.fromarray(_strip(cells)), (x, GRID_HEADER + GRID_PAD + r * (h + GRID_PAD)))
         x += width + GRID_PAD
     return image
-
-
-def _png(image: Image.Image) -> bytes:
-    buf = io.BytesIO()
-    image.save(buf, format="PNG")
-    return buf.getvalue()
 
 
 @dataclass
@@ -175,7 +142,7 @@ def _collect(genie: Genie, urls: list[str], opts: EvalOptions, length: int, feat
     """Run the models over the first ``opts.num_clips`` clips, batch by batch."""
     got, t, tok = _Collected(), opts.t, genie.tokenizer
     action_gen = torch.Generator().manual_seed(opts.seed)
-    loader = clip_windows(urls, window=length, batch_size=opts.batch_size, shuffle=False, num_workers=0,
+    loader = clip_windows(urls, LoaderConfig(window=length, batch_size=opts.batch_size, shuffle=False),
                           frame_size=genie.frame_size)
     for index, batch in enumerate(loader):
         keep = min(opts.num_clips - got.clips, len(batch["key"]))
@@ -288,19 +255,10 @@ def evaluate(genie: Genie, shards: str | list[str], options: EvalOptions | None 
 # --- report ------------------------------------------------------------------------------------------------
 
 
-def _img(png: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(png).decode()}">'
-
-
 def _curves_png(metrics: dict) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     dyn, delta = metrics["dynamics"], metrics["delta_t_psnr"]
     ts = np.arange(1, len(delta["per_t"]) + 1)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(9, 3.2))
+    fig, (left, right) = subplots(1, 2, figsize=(9, 3.2))
     left.plot(ts, dyn["psnr_per_t"], "o-", label="LAM-inferred actions")
     left.plot(ts, dyn["random_actions_psnr_per_t"], "s--", label="random actions")
     left.set(xlabel="t (frames after the prompt)", ylabel="PSNR (dB)", title="Dynamics PSNR vs ground truth")
@@ -309,10 +267,7 @@ def _curves_png(metrics: dict) -> bytes:
     right.axhline(0, color="black", lw=0.8)
     right.set(xlabel="t", ylabel="dB", title="ΔtPSNR (controllability)")
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90)
-    plt.close(fig)
-    return buf.getvalue()
+    return figure_png(fig, dpi=90)
 
 
 def _samples_png(samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> bytes:
@@ -331,7 +286,7 @@ def _samples_png(samples: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> by
     draw = ImageDraw.Draw(image)
     for name, y in labels:
         draw.text((4, y + h // 2 - 6), name, fill=(0, 0, 0))
-    return _png(image)
+    return encode_image(image)
 
 
 def _html_table(rows: list[list[Any]], header: list[str] | None = None) -> str:
@@ -382,13 +337,13 @@ def render_report(metrics: dict, grid: Image.Image, samples: tuple[torch.Tensor,
         "seed": metrics["options"]["seed"],
         "t": metrics["delta_t_psnr"]["t"], "grid_steps": metrics["options"]["grid_steps"],
         "headline": _html_table(_headline(metrics)),
-        "curves": _img(_curves_png(metrics), "PSNR per t"),
+        "curves": img_tag(_curves_png(metrics), "PSNR per t"),
         "per_t": _html_table(per_t, ["t", "PSNR LAM", "PSNR random", "ΔPSNR", "SSIM LAM"]),
-        "samples": _img(_samples_png(samples), "rollouts"),
+        "samples": img_tag(_samples_png(samples), "rollouts"),
         "usage": _html_table([["inferred", *usage["counts"]]],
                              ["latent action", *map(str, range(usage["num_actions"]))]),
         "agreement": agreement,
-        "grid": _img(_png(grid), "consistency grid"),
+        "grid": img_tag(encode_image(grid), "consistency grid"),
     }
     return Template(REPORT_TEMPLATE.read_text(encoding="utf-8")).substitute(fields)
 
@@ -426,9 +381,7 @@ def main(argv: list[str] | None = None) -> int:
         options = EvalOptions(num_clips=args.num_clips, batch_size=args.batch_size, t=args.t,
                               seed=args.seed, grid_rows=args.grid_rows,
                               grid_steps=args.grid_steps, fvd_frames=args.fvd_frames, i3d=args.i3d)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {device}: CUDA is not available here; use --device cpu")
+        device = resolve_device(args.device)
         shard_source.resolve(args.shards)  # a wrong pattern is reported before the model loads
         genie = load_genie_run(args.checkpoint, device)
         options.sampling = sampling_options(genie.sampling, args.steps, args.temperature, args.schedule)

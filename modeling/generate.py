@@ -37,30 +37,17 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modeling.checkpoint import read_run_config
-from modeling.configs import PRECISIONS
-from modeling.evaluate import load_genie_run, sampling_options
+from modeling.cli_args import OneLineParser, UsageError, add_model_args, load_model_args
 from modeling.genie import Genie
-from modeling.maskgit import SCHEDULES, SamplingConfig
-from modeling.prompts import CLIP_SIZE, FITS, PromptError, load_prompt
-from modeling.st_transformer import CONTEXTS
+from modeling.maskgit import SamplingConfig
+from modeling.prompts import PromptError
 from schemas.clip_codec import encode_clip
 from schemas.clip_format import CLIP_FPS
+from schemas.figures import to_uint8
 
 OUTPUT_SUFFIXES = (".mp4", ".gif", ".png", ".npy")
 GRID_PAD = 2  # pixels between tiles (even: H.264 needs even frame sizes)
 PAD_VALUE = 24  # dark grey gutters
-
-
-class UsageError(ValueError):
-    """A command line that asks for something impossible (reported in one line, exit status 2)."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (``error: ...``, exit status 2) rather than the whole usage."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
 
 def parse_actions(text: str) -> list[int]:
@@ -111,11 +98,6 @@ def rollout_frames(genie: Genie, prompt: torch.Tensor, actions: torch.Tensor, sa
             log(f"frame {i + 1}/{steps} ({batch * (i + 1) / (now - started):.2f} frames/s)")
             last_log = now
     return to_uint8(torch.stack(session.frames, 1))
-
-
-def to_uint8(frames: torch.Tensor) -> np.ndarray:
-    """float (..., 3, H, W) in [0, 1] -> uint8 (..., H, W, 3)."""
-    return (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).movedim(-3, -1).cpu().numpy()
 
 
 def grid_video(videos: np.ndarray, cols: int) -> np.ndarray:
@@ -180,61 +162,6 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--fps", type=int, default=CLIP_FPS, help=f"output frame rate (default {CLIP_FPS})")
     p.add_argument("--scale", type=int, default=1, help="integer upscale of .mp4/.gif/.png outputs (default 1)")
     return p
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    """The options ``generate`` and ``play`` share: the run, the prompt, sampling, device and cache."""
-    p.add_argument("--checkpoint", required=True, help="lam-dynamics (or dynamics) run directory")
-    p.add_argument("--prompt", required=True,
-                   help="image/sketch file, video file, shard.tar (first clip) or shard.tar#<sample key>")
-    p.add_argument("--prompt-start", type=int, default=0, help="first prompt frame (10 FPS index; default 0)")
-    p.add_argument("--prompt-frames", type=int, default=1,
-                   help="prompt frames (default 1; the model keeps at most its window - 1)")
-    p.add_argument("--fit", choices=FITS, default="crop",
-                   help="images/videos not 16:9: crop the centre (default, as the pipeline) or pad")
-    p.add_argument("--steps", type=int, help="MaskGIT steps per frame (default: the run's config, 25)")
-    p.add_argument("--temperature", type=float,
-                   help="sampling temperature (default: the run's preset; paper: 1.0 CoinRun, 2.0 Platformers; "
-                        "0 = greedy)")
-    p.add_argument("--schedule", choices=sorted(SCHEDULES), help="unmasking schedule (default: the run's)")
-    p.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="default: the run's own (config.json 'precision', what its tokens and actions were made "
-                        "in during training); another value makes inference differ from training")
-    p.add_argument("--no-cache", action="store_true", help="recompute the whole window every step (reference path)")
-    p.add_argument("--context", choices=CONTEXTS, default="window",
-                   help="beyond the trained window: 'window' (default) predicts each frame from a fresh window of "
-                        "the last T-1 frames, as in training; 'stream' keeps a rolling cache (constant cost per "
-                        "frame; deeper layers see further back than in training)")
-
-
-def load_model_args(args: argparse.Namespace) -> tuple[SamplingConfig, torch.Tensor, Genie]:
-    """Sampling options, prompt and model of ``add_model_args``' options (cheap checks first, the model last).
-    The prompt is loaded at the run's frame size (read from its config.json, before any weights)."""
-    prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit,
-                         size=run_frame_size(args.checkpoint))
-    genie = load_genie_run(args.checkpoint, resolve_device(args.device))
-    genie.precision = args.precision or genie.precision
-    return sampling_options(genie.sampling, args.steps, args.temperature, args.schedule), prompt, genie
-
-
-def run_frame_size(run_dir: str | Path) -> tuple[int, int]:
-    """(height, width) of a run's models from its config.json; the clip default when there is none to read
-    (loading the run then says what is wrong with it)."""
-    try:
-        cfg, _, _ = read_run_config(run_dir)
-    except (OSError, ValueError, KeyError):
-        return CLIP_SIZE
-    return cfg.frame_size
-
-
-def resolve_device(name: str | None) -> str:
-    """``name`` or the best available device; a CUDA request without CUDA is a usage error."""
-    if name is None:
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    return name
 
 
 def main(argv: list[str] | None = None) -> int:

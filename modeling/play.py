@@ -20,9 +20,7 @@ listens on loopback only; from a remote GPU machine, forward the port (``ssh -L 
 from __future__ import annotations
 
 import argparse
-import base64
 import http.server
-import io
 import json
 import sys
 import threading
@@ -33,13 +31,13 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from modeling.generate import OneLineParser, UsageError, add_model_args, load_model_args, to_uint8
+from modeling.cli_args import OneLineParser, UsageError, add_model_args, load_model_args
 from modeling.genie import Genie
 from modeling.maskgit import SamplingConfig
 from modeling.prompts import PromptError, describe, frames_to_prompt, load_image_bytes
 from schemas.clip_codec import encode_clip
+from schemas.figures import data_url, encode_image, to_uint8
 
 HOST = "127.0.0.1"
 FILMSTRIP = 16  # latest frames /state sends (a reloaded page shows these)
@@ -48,9 +46,7 @@ MAX_UPLOAD_BYTES = 32 * 1024 * 1024
 
 def png_data_url(frame: torch.Tensor) -> str:
     """float (3, H, W) in [0, 1] -> ``data:image/png;base64,...`` (lossless: the page shows the exact frame)."""
-    buf = io.BytesIO()
-    Image.fromarray(to_uint8(frame)).save(buf, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return data_url(encode_image(to_uint8(frame)))
 
 
 class PlayState:

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import torch
 import webdataset as wds
 
 from modeling.checkpoint import load_genie, load_tokenizer, read_run_config
-from modeling.data import ClipWindowDataset, to_float_video
+from modeling.data import ClipWindowDataset, LoaderConfig, to_float_video, window_loader
 from modeling.precision import autocast as precision_autocast
 from schemas import shard_source
 from schemas.clip_codec import decode_clip
@@ -134,9 +135,10 @@ class TokenWindowDataset(ClipWindowDataset):
     refused instead of silently feeding it tokens of the wrong grid or vocabulary.
     """
 
-    def __init__(self, urls: str | list[str], *args: Any, token_grid: tuple[int, int] | None = None,
-                 codebook_size: int | None = None, **kwargs: Any):
-        super().__init__(urls, *args, **kwargs)
+    def __init__(self, urls: str | list[str], config: LoaderConfig = LoaderConfig(),
+                 token_grid: tuple[int, int] | None = None, codebook_size: int | None = None,
+                 resume: dict[int, dict[str, Any]] | None = None):
+        super().__init__(urls, replace(config, windows_per_clip=1), frame_size=None, resume=resume)
         self.token_grid, self.codebook_size = token_grid, codebook_size
 
     def _check(self, raw: dict[str, Any]) -> int:
@@ -145,8 +147,8 @@ class TokenWindowDataset(ClipWindowDataset):
             raise ShardError(f"{where} is not a token sample (needs tokens.npy and json; run "
                              "`python -m modeling extract-tokens`)")
         meta = json.loads(raw["json"])
-        if meta["window"] != self.window:
-            raise ShardError(f"{where} has window {meta['window']}, the model needs {self.window}")
+        if meta["window"] != self.config.window:
+            raise ShardError(f"{where} has window {meta['window']}, the model needs {self.config.window}")
         if self.token_grid is not None and tuple(meta["token_grid"]) != tuple(self.token_grid):
             raise ShardError(f"{where} has token grid {tuple(meta['token_grid'])}, the model needs "
                              f"{tuple(self.token_grid)}: extract tokens with the model's tokenizer")
@@ -159,18 +161,18 @@ class TokenWindowDataset(ClipWindowDataset):
         return int(meta["num_frames"])
 
     def _pick_start(self, rng: np.random.Generator, num_frames: int, k: int) -> int:
-        n_windows = num_frames // self.window
-        return self.window * (int(rng.integers(0, n_windows)) if self.shuffle else k % n_windows)
+        n_windows = num_frames // self.config.window
+        return self.config.window * (int(rng.integers(0, n_windows)) if self.config.shuffle else k % n_windows)
 
     def _decode(self, raw: dict[str, Any], start: int) -> dict[str, Any]:
         meta = json.loads(raw["json"])
-        tokens = np.load(io.BytesIO(raw["tokens.npy"]))[start:start + self.window].astype(np.int64)
-        actions = np.full(self.window, -1, np.int64)
-        latent = np.full(self.window, -1, np.int64)
+        tokens = np.load(io.BytesIO(raw["tokens.npy"]))[start:start + self.config.window].astype(np.int64)
+        actions = np.full(self.config.window, -1, np.int64)
+        latent = np.full(self.config.window, -1, np.int64)
         if meta.get("actions") is not None:
-            actions[:] = meta["actions"][start:start + self.window]
+            actions[:] = meta["actions"][start:start + self.config.window]
         if meta.get("latent_actions") is not None:
-            latent[:] = meta["latent_actions"][start:start + self.window]
+            latent[:] = meta["latent_actions"][start:start + self.config.window]
         return {"tokens": tokens, "actions": actions, "latent_actions": latent, "start": start,
                 "key": meta["clip_key"]}
 
@@ -182,13 +184,8 @@ class TokenWindowDataset(ClipWindowDataset):
                 "key": [i["key"] for i in items]}
 
 
-def token_windows(pattern_or_urls: str | list[str], window: int = 16, batch_size: int = 8, shuffle: bool = True,
-                  resampled: bool = False, seed: int = 0, num_workers: int = 0, shuffle_buffer: int = 256,
-                  start_batch: int = 0, drop_last: bool = False, pin_memory: bool = False,
-                  resume: dict[int, dict[str, Any]] | None = None, token_grid: tuple[int, int] | None = None,
-                  codebook_size: int | None = None) -> torch.utils.data.DataLoader:
-    """A DataLoader of token window batches (see ``TokenWindowDataset``; arguments as ``clip_windows``)."""
-    dataset = TokenWindowDataset(pattern_or_urls, window, batch_size, shuffle, resampled, seed, shuffle_buffer,
-                                 1, start_batch, drop_last, resume=resume, token_grid=token_grid,
-                                 codebook_size=codebook_size)
-    return torch.utils.data.DataLoader(dataset, batch_size=None, num_workers=num_workers, pin_memory=pin_memory)
+def token_windows(pattern_or_urls: str | list[str], config: LoaderConfig = LoaderConfig(),
+                  token_grid: tuple[int, int] | None = None, codebook_size: int | None = None,
+                  resume: dict[int, dict[str, Any]] | None = None) -> torch.utils.data.DataLoader:
+    """A DataLoader of token window batches (see ``TokenWindowDataset``; ``config`` as for ``clip_windows``)."""
+    return window_loader(TokenWindowDataset(pattern_or_urls, config, token_grid, codebook_size, resume))

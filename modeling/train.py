@@ -47,7 +47,7 @@ from modeling.checkpoint import (
     write_run_config,
 )
 from modeling.configs import GenieConfig, TrainConfig, apply_overrides, get_config
-from modeling.data import check_first_clip, clip_windows, to_float_video
+from modeling.data import LoaderConfig, check_first_clip, clip_windows, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.metrics import psnr
@@ -285,7 +285,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     if phase != PHASE_DYNAMICS:  # the data's frame size (sample metadata) must be the config's
         check_first_clip(urls, cfg.tokenizer.num_frames, cfg.frame_size)
     else:  # token shards of another tokenizer are refused here, before any model is built
-        TokenWindowDataset(urls[:1], cfg.tokenizer.num_frames, token_grid=cfg.dynamics.token_grid,
+        TokenWindowDataset(urls[:1], LoaderConfig(window=cfg.tokenizer.num_frames), token_grid=cfg.dynamics.token_grid,
                            codebook_size=cfg.dynamics.vocab_size).check_first_sample()
     if phase == PHASE_DYNAMICS and init_run is None:  # resuming a dynamics run: its init is in config.json
         init_run = json.loads((out / "config.json").read_text()).get("init_run")
@@ -341,9 +341,10 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
         extra = {"token_grid": cfg.dynamics.token_grid, "codebook_size": cfg.dynamics.vocab_size}
     else:
         make_loader, extra = clip_windows, {"frame_size": cfg.frame_size}
-    loader = make_loader(urls, window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
-                         resampled=True, seed=data_seed, shuffle_buffer=tcfg.shuffle_buffer, num_workers=workers,
-                         start_batch=step * accum, drop_last=True, pin_memory=dev.type == "cuda",
+    loader = make_loader(urls, LoaderConfig(window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
+                                            resampled=True, seed=data_seed, shuffle_buffer=tcfg.shuffle_buffer,
+                                            num_workers=workers, start_batch=step * accum, drop_last=True,
+                                            pin_memory=dev.type == "cuda"),
                          resume=positions, **extra)
     positions = dict(positions or {})  # worker -> position of its last consumed batch
     writer = None

@@ -9,10 +9,8 @@ and a rare reason (``low_quality``, ``shard_error``) gets its strip like the com
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import html
-import io
 from collections.abc import Iterable
 
 import numpy as np
@@ -21,6 +19,7 @@ from pipeline.audit import FAILURE_EXAMPLES_PER_REASON
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 from schemas.clip_format import CLIP_FRAMES
+from schemas.figures import encode_image, figure_png, frame_strip, img_tag, subplots
 
 STRIP_FRAMES = tuple(round(i * (CLIP_FRAMES - 1) / 3) for i in range(4))  # (0, 53, 106, 159): start, thirds, end
 SAMPLES_PER_GROUP = 6
@@ -51,33 +50,19 @@ def picked_keys(picks: dict[str, list[dict]]) -> frozenset[str]:
 
 def thumbnail_strip(clip: Clip) -> tuple[str, bytes]:
     """(clip key, JPEG of a few frames side by side). Empty bytes when the clip does not decode."""
-    from PIL import Image
-
     try:
         frames = [decode_clip(clip.mp4, start=min(i, clip.num_frames - 1), count=1)[0] for i in STRIP_FRAMES]
     except Exception:
         return clip.clip_key, b""
-    buf = io.BytesIO()
-    Image.fromarray(np.concatenate(frames, axis=1)).save(buf, format="JPEG", quality=80)
-    return clip.clip_key, buf.getvalue()
+    return clip.clip_key, encode_image(frame_strip(frames), "JPEG", quality=80)
 
 
 def _png(fig) -> str:
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight", metadata={"Software": None})
-    plt.close(fig)
-    return f'<img alt="plot" src="data:image/png;base64,{base64.b64encode(buf.getvalue()).decode()}">'
+    return img_tag(figure_png(fig, dpi=80, bbox_inches="tight", metadata={"Software": None}), "plot")
 
 
 def _figure(width: float = 7, height: float = 3):
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt.subplots(figsize=(width, height))
+    return subplots(figsize=(width, height))
 
 
 def _funnel_plot(stats: dict) -> str:
@@ -110,8 +95,7 @@ def _strips(keys: list[str], thumbs: dict[str, bytes], notes: dict[str, str]) ->
         data = thumbs.get(key)
         if not data:
             continue
-        src = f"data:image/jpeg;base64,{base64.b64encode(data).decode()}"
-        out.append(f'<figure><img alt="{html.escape(key)}" src="{src}"><figcaption>{html.escape(key)} '
+        out.append(f"<figure>{img_tag(data, key, 'image/jpeg')}<figcaption>{html.escape(key)} "
                    f"{html.escape(notes.get(key, ''))}</figcaption></figure>")
     return "".join(out) or "<p class=muted>no sampled clip in this group (samples are a hash-chosen subset)</p>"
 

@@ -9,7 +9,7 @@ import torch
 
 from modeling.checkpoint import read_run_config
 from modeling.configs import get_config
-from modeling.data import clip_windows
+from modeling.data import LoaderConfig, clip_windows
 from modeling.genie import Genie
 from modeling.precision import autocast
 from modeling.tokenizer import VideoTokenizer
@@ -34,7 +34,8 @@ def test_inference_sees_the_tokens_and_actions_training_saw(bf16_run):
     assert cfg.precision == "bf16"
     genie = Genie.load(run)
     assert genie.precision == "bf16"
-    batch = next(iter(clip_windows(pattern, window=cfg.tokenizer.num_frames, batch_size=4, shuffle=False)))
+    batch = next(iter(clip_windows(pattern, LoaderConfig(window=cfg.tokenizer.num_frames, batch_size=4,
+                                                         shuffle=False))))
     # Two training steps leave the tokenizer on a few codes, which no precision change flips; a random tokenizer
     # and noise added to the flat colours of the tiny clips make precision decide some argmins (the fp32 check).
     torch.manual_seed(0)

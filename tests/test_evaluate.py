@@ -22,7 +22,8 @@ import torch.nn as nn
 from PIL import Image
 
 from modeling.__main__ import main
-from modeling.data import clip_windows, to_float_video
+from modeling.checkpoint import load_genie_run
+from modeling.data import LoaderConfig, clip_windows, to_float_video
 from modeling.evaluate import (
     FRAME_GAP,
     GRID_HEADER,
@@ -30,11 +31,10 @@ from modeling.evaluate import (
     NO_TRUE_ACTIONS,
     EvalOptions,
     evaluate,
-    frames_to_uint8,
-    load_genie_run,
     rollout_against,
 )
 from modeling.maskgit import SamplingConfig
+from schemas.figures import to_uint8
 from schemas.shard_writer import write_shard
 from tests.genie_fixtures import train_tiny_genie
 from tests.modeling_helpers import MOVES, make_sample
@@ -98,10 +98,10 @@ def test_cli_writes_metrics_report_and_grid(tiny, tmp_path, capsys):
     pixels = np.asarray(grid)
     video = to_float_video(_first_clips(pattern, 5, rows)["video"])
     top = GRID_HEADER + GRID_PAD + (h + GRID_PAD)  # row 1
-    assert np.array_equal(pixels[top:top + h, GRID_PAD:GRID_PAD + w], frames_to_uint8(video[1, 0]))
+    assert np.array_equal(pixels[top:top + h, GRID_PAD:GRID_PAD + w], to_uint8(video[1, 0]))
     genie = load_genie_run(run)
     rollout = genie.rollout(video[:, :1], torch.full((rows, steps), 2), SamplingConfig(2, 1.5), seed=0)
-    cell = frames_to_uint8(rollout["frames"][1, 1:])  # row 1, action 2: two generated frames
+    cell = to_uint8(rollout["frames"][1, 1:])  # row 1, action 2: two generated frames
     left = GRID_PAD + (w + GRID_PAD) + 2 * (cell_w + GRID_PAD)
     assert np.array_equal(pixels[top:top + h, left:left + w], cell[0])
     assert np.array_equal(pixels[top:top + h, left + w + FRAME_GAP:left + 2 * w + FRAME_GAP], cell[1])
@@ -136,7 +136,7 @@ def test_delta_psnr_is_exactly_zero_when_actions_are_ignored(tiny):
 
 
 def _first_clips(pattern: str, frames: int, n: int) -> dict:
-    return next(iter(clip_windows(pattern, window=frames, batch_size=n, shuffle=False)))
+    return next(iter(clip_windows(pattern, LoaderConfig(window=frames, batch_size=n, shuffle=False))))
 
 
 def test_rollout_psnr_pairs_generated_frame_k_with_real_frame_k(tiny):

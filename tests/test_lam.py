@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from modeling.configs import LAMConfig, get_config
-from modeling.data import clip_windows, to_float_video
+from modeling.data import LoaderConfig, clip_windows, to_float_video
 from modeling.lam import LatentActionModel
 from tests.modeling_helpers import write_tiny_shards
 
@@ -89,7 +89,8 @@ def test_collapse_guards_keep_action_codes_alive(tmp_path, batchnorm):
     (docs/modeling.md). The standardisation uses running statistics (batch-independent actions), which lag this
     fast-moving probe: per step it is mostly one code (batch statistics kept two), so no per-step claim here."""
     write_tiny_shards(tmp_path, n_clips=4, frames=16)
-    video = to_float_video(next(iter(clip_windows(str(tmp_path), window=4, batch_size=4, seed=0)))["video"])
+    video = to_float_video(next(iter(clip_windows(str(tmp_path), LoaderConfig(window=4, batch_size=4,
+                                                                              seed=0))))["video"])
     torch.manual_seed(0)
     lam = LatentActionModel(get_config("tiny", {"lam.batchnorm_latents": batchnorm}).lam)
     optimizer = torch.optim.AdamW(lam.parameters(), lr=3e-3)

@@ -19,7 +19,7 @@ import torch
 import webdataset as wds
 
 from modeling import data
-from modeling.data import ClipWindowDataset, clip_windows, to_float_video
+from modeling.data import ClipWindowDataset, LoaderConfig, clip_windows, to_float_video
 from schemas import shard_writer
 from schemas.shard_source import ShardError, resolve
 from tests.modeling_helpers import write_tiny_shards
@@ -40,7 +40,7 @@ def _raw_clips(paths):
 def test_windows_match_an_independent_decoder_and_the_json_actions(shards):
     directory, paths = shards
     raw = _raw_clips(paths)
-    batch = next(iter(clip_windows(str(directory), window=5, batch_size=3, seed=0)))
+    batch = next(iter(clip_windows(str(directory), LoaderConfig(window=5, batch_size=3, seed=0))))
     assert batch["video"].dtype == torch.uint8 and batch["video"].shape == (3, 5, 90, 160, 3)
     assert batch["actions"].dtype == torch.long and batch["actions"].shape == (3, 5)
     for video, key, start, actions in zip(batch["video"], batch["key"], batch["start"], batch["actions"],
@@ -58,7 +58,7 @@ def test_windows_match_an_independent_decoder_and_the_json_actions(shards):
 
 def test_one_pass_over_workers_sees_every_clip_once(shards):
     directory, _ = shards
-    loader = clip_windows(str(directory), window=4, batch_size=2, shuffle=False, num_workers=2)
+    loader = clip_windows(str(directory), LoaderConfig(window=4, batch_size=2, shuffle=False, num_workers=2))
     keys = [k for batch in loader for k in batch["key"]]
     assert sorted(keys) == sorted(f"tiny{i:04d}_s000000000" for i in range(6))
 
@@ -67,7 +67,7 @@ def test_order_is_reproducible_and_depends_on_the_seed(shards):
     directory, _ = shards
 
     def first(seed, n=4):
-        loader = clip_windows(str(directory), window=4, batch_size=2, seed=seed, resampled=True)
+        loader = clip_windows(str(directory), LoaderConfig(window=4, batch_size=2, seed=seed, resampled=True))
         return [(tuple(b["key"]), tuple(b["start"].tolist())) for b in itertools.islice(loader, n)]
 
     assert first(0) == first(0)
@@ -79,8 +79,8 @@ def test_resume_skips_to_the_same_batches(shards, num_workers):
     directory, _ = shards
 
     def batches(start_batch, n):
-        loader = clip_windows(str(directory), window=4, batch_size=2, seed=3, resampled=True,
-                              num_workers=num_workers, start_batch=start_batch)
+        loader = clip_windows(str(directory), LoaderConfig(window=4, batch_size=2, seed=3, resampled=True,
+                                                           num_workers=num_workers, start_batch=start_batch))
         return [(tuple(b["key"]), tuple(b["start"].tolist())) for b in itertools.islice(loader, n)]
 
     reference = batches(0, 7)
@@ -103,9 +103,10 @@ def test_resume_from_positions_continues_exactly_without_reopening_finished_shar
     decode = data.decode_clip
     monkeypatch.setattr(data, "decode_clip", lambda *a: decoded.append(a[1:]) or decode(*a))
 
-    def loader(**kw):
-        return clip_windows(str(directory), window=4, batch_size=3, seed=5, resampled=True, shuffle_buffer=3,
-                            windows_per_clip=2, num_workers=num_workers, **kw)
+    def loader(start_batch=0, resume=None):
+        return clip_windows(str(directory), LoaderConfig(window=4, batch_size=3, seed=5, resampled=True, shuffle_buffer=3,
+                                                         windows_per_clip=2, num_workers=num_workers,
+                                                         start_batch=start_batch), resume=resume)
 
     reference = list(itertools.islice(loader(), 14))
     as_tuples = [(tuple(b["key"]), tuple(b["start"].tolist())) for b in reference]
@@ -157,7 +158,7 @@ def test_http_urls(shards):
         port = server.server_address[1]
         url = f"http://127.0.0.1:{port}/shard-{{00000..00002}}.tar"
         assert len(resolve(url)) == 3
-        keys = [k for b in clip_windows(url, window=4, batch_size=3, shuffle=False) for k in b["key"]]
+        keys = [k for b in clip_windows(url, LoaderConfig(window=4, batch_size=3, shuffle=False)) for k in b["key"]]
         assert len(keys) == 6
     finally:
         server.shutdown()
@@ -170,7 +171,7 @@ def test_clips_without_actions_get_minus_one(tmp_path):
     sample = make_sample(0, 20, np.random.default_rng(0))
     sample = type(sample).from_clip(sample.clip.replace(actions=None))
     shard_writer.write_shard(str(tmp_path / "a.tar"), [sample.clip])
-    batch = next(iter(clip_windows(str(tmp_path / "a.tar"), window=4, batch_size=1)))
+    batch = next(iter(clip_windows(str(tmp_path / "a.tar"), LoaderConfig(window=4, batch_size=1))))
     assert batch["actions"].tolist() == [[-1, -1, -1, -1]]
 
 
@@ -179,7 +180,7 @@ def test_clear_errors(tmp_path):
         clip_windows(str(tmp_path / "nothing-*.tar"))
     small = write_tiny_shards(tmp_path / "small", n_clips=1, frames=8, height=72, width=128)
     with pytest.raises(ShardError, match="128x72.*160x90"):
-        next(iter(clip_windows(small, window=4, batch_size=1)))
+        next(iter(clip_windows(small, LoaderConfig(window=4, batch_size=1))))
     short = write_tiny_shards(tmp_path / "short", n_clips=1, frames=8)
     with pytest.raises(ShardError, match="fewer than the window of 16"):
-        next(iter(clip_windows(short, window=16, batch_size=1)))
+        next(iter(clip_windows(short, LoaderConfig(window=16, batch_size=1))))

@@ -104,12 +104,12 @@ def test_two_runs_write_identical_files(runs):
 
 
 def test_model_loader_reads_the_shards(runs):
-    from modeling.data import clip_windows, shard_geometry
+    from modeling.data import LoaderConfig, clip_windows, shard_geometry
 
     out, _ = runs
     urls = str(out / "train")  # the run directory itself: the loader finds its shards/*.tar
     assert shard_geometry(urls) == (64, 64, 10.0)
-    batch = next(iter(clip_windows(urls, window=16, batch_size=2, shuffle=False, frame_size=(64, 64))))
+    batch = next(iter(clip_windows(urls, LoaderConfig(window=16, batch_size=2, shuffle=False), frame_size=(64, 64))))
     assert tuple(batch["video"].shape) == (2, 16, 64, 64, 3)
     assert (batch["actions"] >= 0).all()
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from modeling.configs import TokenizerConfig, get_config
-from modeling.data import clip_windows, to_float_video
+from modeling.data import LoaderConfig, clip_windows, to_float_video
 from modeling.patches import patchify, unpatchify
 from modeling.tokenizer import VideoTokenizer
 from modeling.train import psnr
@@ -115,7 +115,7 @@ def test_dead_codes_are_reset_to_the_worst_served_latents():
 
 def test_tiny_tokenizer_overfits_real_clips(tmp_path):
     write_tiny_shards(tmp_path, n_clips=4, frames=16)
-    batch = next(iter(clip_windows(str(tmp_path), window=4, batch_size=4, seed=0)))
+    batch = next(iter(clip_windows(str(tmp_path), LoaderConfig(window=4, batch_size=4, seed=0))))
     video = to_float_video(batch["video"])
     torch.manual_seed(0)
     model = VideoTokenizer(get_config("tiny").tokenizer)

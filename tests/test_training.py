@@ -14,7 +14,7 @@ import torch
 from modeling.__main__ import main
 from modeling.checkpoint import load_checkpoint, load_genie, load_tokenizer, read_run_config
 from modeling.configs import GenieConfig, TrainConfig, get_config
-from modeling.data import clip_windows, shard_geometry, to_float_video
+from modeling.data import LoaderConfig, clip_windows, shard_geometry, to_float_video
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.schedule import lr_at
@@ -149,7 +149,7 @@ def test_lam_dynamics_phase_learns_and_loads(shards, tokenizer_run, genie_run):
     reference = load_tokenizer(tokenizer_run)
     for a, b in zip(tokenizer.state_dict().values(), reference.state_dict().values(), strict=True):
         assert torch.equal(a, b)
-    video = to_float_video(next(iter(clip_windows(shards, window=4, batch_size=2)))["video"])
+    video = to_float_video(next(iter(clip_windows(shards, LoaderConfig(window=4, batch_size=2))))["video"])
     tokens = tokenizer.encode(video)
     logits = dynamics(tokens, lam.infer_actions(video))
     assert logits.shape == (*tokens.shape, cfg.dynamics.vocab_size)
@@ -172,13 +172,13 @@ def test_extract_tokens_round_trip(shards, tokenizer_run, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert summary["clips"] == 6 and summary["frames"] == 6 * 16 and summary["shards"] == 2
     tokenizer = load_tokenizer(tokenizer_run)
-    loader = clip_windows(shards, window=4, batch_size=6, shuffle=False, windows_per_clip=4)
+    loader = clip_windows(shards, LoaderConfig(window=4, batch_size=6, shuffle=False, windows_per_clip=4))
     videos = {}
     for batch in loader:
         for key, start, video in zip(batch["key"], batch["start"].tolist(), batch["video"], strict=True):
             videos[(key, start)] = video
     seen = 0
-    for batch in token_windows(str(out), window=4, batch_size=5, shuffle=False):
+    for batch in token_windows(str(out), LoaderConfig(window=4, batch_size=5, shuffle=False)):
         for key, start, tokens in zip(batch["key"], batch["start"].tolist(), batch["tokens"], strict=True):
             expected = tokenizer.encode(to_float_video(videos[(key, start)][None]))[0]
             assert torch.equal(tokens, expected)
@@ -200,13 +200,14 @@ DYNAMICS = ["--set", "train_lam_dynamics.max_steps=4", "--set", "train_lam_dynam
 def test_dynamics_phase_on_token_shards(shards, tokenizer_run, genie_run, latent_tokens, tmp_path):
     tokens = latent_tokens
     _, lam, _, _ = load_genie(genie_run)
-    batch = next(iter(token_windows(str(tokens), window=4, batch_size=2, shuffle=False)))
-    video = to_float_video(next(iter(clip_windows(shards, window=4, batch_size=2, shuffle=False)))["video"])
+    batch = next(iter(token_windows(str(tokens), LoaderConfig(window=4, batch_size=2, shuffle=False))))
+    video = to_float_video(next(iter(clip_windows(shards, LoaderConfig(window=4, batch_size=2,
+                                                                       shuffle=False))))["video"])
     # Both action lists hold the action AFTER frame k, as the clip shards do; the last frame has no latent one.
     assert torch.equal(batch["latent_actions"][:, :-1], lam.infer_actions(video))
     assert (batch["latent_actions"][:, -1] == -1).all()
-    assert torch.equal(batch["actions"], next(iter(clip_windows(shards, window=4, batch_size=2,
-                                                                shuffle=False)))["actions"])
+    assert torch.equal(batch["actions"], next(iter(clip_windows(shards, LoaderConfig(window=4, batch_size=2,
+                                                                                     shuffle=False))))["actions"])
 
     run = tmp_path / "dyn"
     argv = ["train", "dynamics", "--shards", str(tokens), "--init", str(genie_run), "--out", str(run), *DYNAMICS]
@@ -250,10 +251,10 @@ def test_token_shards_must_match_the_model(shards, tokenizer_run, genie_run, lat
     assert err.startswith("error: --lam") and f"trained on tokenizer {tokenizer_run.resolve()}" in err
     # Token shards of another grid or vocabulary than the model being trained are refused by the loader.
     with pytest.raises(ShardError, match=r"token grid \(6, 11\), the model needs \(5, 5\)"):
-        next(iter(token_windows(str(latent_tokens), window=4, batch_size=1, token_grid=(5, 5))))
+        next(iter(token_windows(str(latent_tokens), LoaderConfig(window=4, batch_size=1), token_grid=(5, 5))))
     with pytest.raises(ShardError, match="codebook size 64, the model needs 1024"):
-        next(iter(token_windows(str(latent_tokens), window=4, batch_size=1, codebook_size=1024)))
-    assert next(iter(token_windows(str(latent_tokens), window=4, batch_size=1, token_grid=(6, 11),
+        next(iter(token_windows(str(latent_tokens), LoaderConfig(window=4, batch_size=1), codebook_size=1024)))
+    assert next(iter(token_windows(str(latent_tokens), LoaderConfig(window=4, batch_size=1), token_grid=(6, 11),
                                    codebook_size=64)))["tokens"].shape == (1, 4, 6, 11)
     # Shards from before the action convention was unified (no "format") are refused, not misread.
     import webdataset as wds
@@ -265,7 +266,7 @@ def test_token_shards_must_match_the_model(shards, tokenizer_run, genie_run, lat
     with wds.TarWriter(str(tmp_path / "old.tar")) as sink:
         sink.write({"__key__": raw["__key__"], "tokens.npy": raw["tokens.npy"], "json": json.dumps(meta).encode()})
     with pytest.raises(ShardError, match="format 1"):
-        next(iter(token_windows(str(tmp_path / "old.tar"), window=4, batch_size=1)))
+        next(iter(token_windows(str(tmp_path / "old.tar"), LoaderConfig(window=4, batch_size=1))))
 
 
 def test_frame_size_comes_from_the_data(tmp_path, capsys):
@@ -281,7 +282,8 @@ def test_frame_size_comes_from_the_data(tmp_path, capsys):
                  *size, "--set", "train_tokenizer.max_steps=1", "--set", "train_tokenizer.batch_size=2"]) == 0
     tokenizer = load_tokenizer(tmp_path / "b")
     assert (tokenizer.cfg.frame_height, tokenizer.cfg.frame_width) == (64, 64)
-    video = to_float_video(next(iter(clip_windows(square, window=4, batch_size=2, frame_size=(64, 64))))["video"])
+    video = to_float_video(next(iter(clip_windows(square, LoaderConfig(window=4, batch_size=2),
+                                                  frame_size=(64, 64))))["video"])
     assert tokenizer.decode(tokenizer.encode(video)).shape == (2, 4, 3, 64, 64)
 
 
