@@ -330,7 +330,7 @@ def test_dataflow_job_graph_builds_without_submitting(corpus):
     config, ns, beam_args = run.parse(["--catalog", str(corpus / "catalog.jsonl"), "--output", "gs://bucket/out",
                                        "--runner", "DataflowRunner", "--project", "genie-worlds-test", "--region", "us-central1",
                                        "--temp_location", "gs://bucket/tmp", "--dry_run=True", "--no_auth"])
-    result = run.run_pipeline(config, run.quality_from_args(ns), run.local_options(beam_args, None))
+    result = run.run_pipeline(config, run.local_options(beam_args, None))
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
     for stage in ("Search", "Download", "Segment", "Quality", "Shard", "Audit"):
         assert stage in names
