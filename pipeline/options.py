@@ -52,8 +52,9 @@ def option(flag: str, help: str, *, default: Any = dataclasses.MISSING,
     if not kwargs.get("required"):
         if flag_default is not dataclasses.MISSING:
             kwargs["default"] = flag_default
-        elif action in ("store_true", "store_false"):
-            pass  # argparse's own default (False / True) is the field's
+        elif action in ("store_true", "store_false"):  # argparse's own default (False / True) must be the field's
+            if default is not dataclasses.MISSING and default != (action == "store_false"):
+                raise ValueError(f"{flag}: a {action} flag cannot fill a field defaulting to {default!r}")
         elif default is not dataclasses.MISSING:
             kwargs["default"] = default
         else:

@@ -121,3 +121,8 @@ def test_a_stage_builds_from_its_own_flags_only():
     assert (config.clip_frames, config.clip_fps) == (10, 5)
     with pytest.raises(AttributeError):  # the download's flags are not the segment's to read
         options.build(download.DownloadConfig, parser.parse_args([]))
+
+
+def test_a_switch_must_default_to_what_argparse_stores_without_it():
+    with pytest.raises(ValueError, match="store_true"):
+        options.option("--x", "a switch", action="store_true", default=True)
