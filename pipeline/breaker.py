@@ -23,6 +23,8 @@ import collections
 import dataclasses
 import threading
 
+from pipeline import cli_types
+from pipeline.options import derived, option
 from schemas import reasons
 
 # Failure reasons that say "this client is being refused", not "this video is bad".
@@ -37,13 +39,21 @@ class BreakerOpen(Exception):  # noqa: N818 - a state, raised to stop a request 
 class BreakerConfig:
     """When to slow down and when to stop (see the module docstring)."""
 
-    window: int = 20  # answers remembered
-    open_share: float = 0.8  # blocked share that opens the breaker (after the back-offs below)
-    backoff_share: float = 0.4  # blocked share from which every request waits first
-    min_answers: int = 10  # no decision on fewer answers than this
+    window: int = option(  # answers remembered
+        "--breaker-window", type=cli_types.integer(2), default=20,
+        help="answers each process remembers to judge how often it is blocked (default %(default)d)")
+    open_share: float = option(  # blocked share that opens the breaker (after the back-offs below)
+        "--breaker-open-share", type=cli_types.share, default=0.8,
+        help="blocked share that, after back-offs, stops the process contacting the site; the rest of its videos "
+             "end 'deferred' (default %(default)g)")
+    # blocked share from which every request waits first (0.4, or the open share when lower), and no
+    # decision on fewer answers than half the window: both follow the two flags above
+    backoff_share: float = derived(lambda f: min(0.4, f["--breaker-open-share"]), default=0.4)
+    min_answers: int = derived(lambda f: max(1, f["--breaker-window"] // 2), default=10)
     open_after_backoffs: int = 3  # pauses tried before opening
     backoff_base_s: float = 1.0
-    max_backoff_s: float = 60.0
+    # --max-backoff-s, the shared network option of the enclosing SiteAccessConfig (pipeline.site_access)
+    max_backoff_s: float = derived(lambda f: f["--max-backoff-s"], default=60.0)
 
     def __post_init__(self) -> None:
         if self.window < 1:

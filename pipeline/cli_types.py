@@ -55,4 +55,15 @@ def integer(low: int, high: int | None = None, what: str = "") -> Callable[[str]
     return parse
 
 
+def share(text: str) -> float:
+    """A type accepting a share above 0 and at most 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share above 0 and at most 1, got {text!r}")
+    return value
+
+
 seconds = non_negative("seconds")

@@ -21,7 +21,9 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from pipeline import cli_types
 from pipeline.clip_store import reference
+from pipeline.options import derived, option
 from schemas import (
     Clip,
     DownloadedVideo,
@@ -39,27 +41,82 @@ CACHE_VERSION = 4  # bump when the clip bytes or the entry format change (4: byt
 DEFAULT_GEOMETRY = (clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT, clip_format.CLIP_FPS)  # 160x90 at 10 FPS
 
 
+def _frames_arg(text: str) -> float:
+    """argparse type for --clip-seconds/--clip-stride-s: at least one 10 FPS frame (0 or less would make the
+    window planner loop forever; refusing it here names the flag instead of hanging the run)."""
+    value = cli_types.seconds(text)
+    if seconds_to_frames(value) < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 0.1 s (one frame at 10 FPS), got {text!r}")
+    return value
+
+
+def _clip_size(text: str) -> tuple[int, int]:
+    """argparse type for --clip-size: 'WxH', both even (H.264 yuv420p) and >= 2."""
+    width, sep, height = text.lower().partition("x")
+    if not sep or not width.isdigit() or not height.isdigit():
+        raise argparse.ArgumentTypeError(f"must look like WIDTHxHEIGHT (e.g. 160x90 or 64x64), got {text!r}")
+    size = int(width), int(height)
+    if min(size) < 2 or size[0] % 2 or size[1] % 2:
+        raise argparse.ArgumentTypeError(f"width and height must be even and >= 2 (H.264 yuv420p), got {text!r}")
+    return size
+
+
+def _frames(seconds: float | None, flags) -> int | None:
+    """A flag in seconds as frames at the clips' ``--clip-fps`` (None stays None)."""
+    return None if seconds is None else seconds_to_frames(seconds, flags["--clip-fps"])
+
+
 @dataclasses.dataclass(frozen=True)
 class SegmentConfig:
-    clip_frames: int = clip_format.CLIP_FRAMES  # 16 s at 10 FPS (frames at clip_fps)
-    stride_frames: int | None = None  # None: non-overlapping windows
-    skip_start_s: float = 0.0  # intro to skip
-    skip_end_s: float = 0.0  # outro to skip
-    fit: str = "crop"  # "crop": cover the clip size and crop the centre; "pad": fit inside and pad with black
+    """How videos are cut; each flag of the segment stage is declared on the field it sets (``pipeline.options``)."""
+
     # Clip geometry: the paper's Platformers clips by default; Appendix F's CoinRun is 64x64. Recorded in every
     # Clip (width, height, fps), hence in each shard sample's JSON and in the manifest.
-    clip_width: int = clip_format.CLIP_WIDTH
-    clip_height: int = clip_format.CLIP_HEIGHT
-    clip_fps: int = clip_format.CLIP_FPS
-    decoder: str = "decord"  # "decord" (PyAV still decodes what decord cannot open) or "pyav" for everything
+    clip_width: int = option(
+        "--clip-size", type=_clip_size, default=clip_format.CLIP_WIDTH,
+        flag_default=(clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT), to_field=lambda size, _: size[0],
+        metavar="WxH", help="clip frame size (default 160x90, the paper's Platformers clips; its CoinRun case study "
+                            "uses 64x64); recorded in every clip's metadata")
+    clip_height: int = derived(lambda flags: flags["--clip-size"][1], default=clip_format.CLIP_HEIGHT)
+    clip_fps: int = option("--clip-fps", type=cli_types.integer(1, 240, "clip "), default=clip_format.CLIP_FPS,
+                           help="clip frame rate (default 10); --clip-seconds and --clip-stride-s stay in seconds")
+    clip_frames: int = option(  # 16 s at 10 FPS (frames at clip_fps)
+        "--clip-seconds", type=_frames_arg, default=clip_format.CLIP_FRAMES, flag_default=float(clip_format.CLIP_SECONDS),
+        to_field=_frames,
+        help="clip length (default 16 s = 160 frames)")
+    stride_frames: int | None = option(  # None: non-overlapping windows
+        "--clip-stride-s", type=_frames_arg, default=None, to_field=_frames,
+        help="start a clip every N s (default: the clip length, i.e. non-overlapping)")
+    skip_start_s: float = option("--skip-start-s", type=cli_types.seconds, default=0.0,
+                                 help="skip this much of every video (intros)")
+    skip_end_s: float = option("--skip-end-s", type=cli_types.seconds, default=0.0,
+                               help="skip this much at the end (outros)")
+    fit: str = option(  # "crop": cover the clip size and crop the centre; "pad": fit inside and pad with black
+        "--fit", choices=("crop", "pad"), default="crop",
+        help="crop: cover the clip size and centre-crop (default); pad: fit inside and pad")
+    decoder: str = option(  # "decord" (PyAV still decodes what decord cannot open) or "pyav" for everything
+        "--decoder", choices=("decord", "pyav"), default="decord",
+        help="decord (default; PyAV takes over for codecs decord cannot open, e.g. AV1) or pyav for every video")
     # decord's demuxer reads ahead into an unbounded packet queue: its memory grows to about the FILE SIZE
     # (measured: +660 MB for a 660 MB file, docs/pipeline.md "Memory"), so bigger files are decoded by PyAV,
     # which streams in flat memory at about the same speed. 0 sends every file to PyAV.
-    decord_max_mb: float = 256.0
-    crf: int = clip_format.DEFAULT_CRF  # x264 quality of the stored clips (docs/pipeline.md has the table)
-    x264_preset: str = clip_format.DEFAULT_PRESET  # x264 speed/size trade-off of the stored clips
-    isolate: bool = True  # decode in a child process (a decoder segfault fails one video, not the worker)
-    video_timeout_s: float = 3600.0  # a video whose segmentation takes longer fails as decoder_crash
+    decord_max_mb: float = option(
+        "--decord-max-mb", type=cli_types.non_negative("MB"), default=256.0, metavar="MB",
+        help="decode files larger than this with PyAV (decord's memory grows to about the file size; PyAV streams "
+             "in flat memory); default 256, 0 = PyAV for every file")
+    x264_preset: str = option(  # x264 speed/size trade-off of the stored clips
+        "--x264-preset", choices=clip_format.X264_PRESETS, default=clip_format.DEFAULT_PRESET,
+        help="x264 preset of the stored clips (default %(default)s: half medium's encode time at the same bytes, "
+             "-0.2 dB)")
+    crf: int = option(  # x264 quality of the stored clips (docs/pipeline.md has the table)
+        "--crf", type=cli_types.integer(0, 51, "x264's "), default=clip_format.DEFAULT_CRF,
+        help="x264 CRF of the stored clips")
+    isolate: bool = option(  # decode in a child process (a decoder segfault fails one video, not the worker)
+        "--no-isolation", action="store_false", dest="isolate", default=True,
+        help="decode (and probe downloads) in the worker process itself (faster to start; a decoder crash kills it)")
+    video_timeout_s: float = option(  # a video whose segmentation takes longer fails as decoder_crash
+        "--video-timeout-s", type=cli_types.positive("s"), default=3600.0,
+        help="fail a video whose segmentation takes longer than this")
     cache_dir: str = ""  # per-video results kept here make reruns skip decoding ("" disables); the clip store
     # delete a video's downloaded file under this directory once its result is committed to the cache
     # ("" keeps every download; pipeline.retention)
@@ -110,19 +167,6 @@ class SegmentConfig:
     def clip_geometry(self) -> tuple[int, int, int]:
         """(width, height, fps) of the clips this config cuts."""
         return self.clip_width, self.clip_height, self.clip_fps
-
-    @classmethod
-    def from_args(cls, ns: argparse.Namespace) -> SegmentConfig:
-        """The config for parsed flags (``segment.add_segment_args`` already refused impossible values with an
-        argparse error; a namespace built another way gets ``ValueError`` from ``__post_init__``)."""
-        fps = getattr(ns, "clip_fps", clip_format.CLIP_FPS)
-        width, height = getattr(ns, "clip_size", (clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT))
-        return cls(clip_frames=seconds_to_frames(ns.clip_seconds, fps),
-                   stride_frames=seconds_to_frames(ns.clip_stride_s, fps) if ns.clip_stride_s is not None else None,
-                   clip_width=width, clip_height=height, clip_fps=fps,
-                   skip_start_s=ns.skip_start_s, skip_end_s=ns.skip_end_s, fit=ns.fit, decoder=ns.decoder, crf=ns.crf,
-                   x264_preset=ns.x264_preset,
-                   decord_max_mb=ns.decord_max_mb, isolate=not ns.no_isolation, video_timeout_s=ns.video_timeout_s)
 
 
 def seconds_to_frames(seconds: float, fps: int = clip_format.CLIP_FPS) -> int:

@@ -19,10 +19,12 @@ import shutil
 import socket
 import sys
 import uuid
+from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from pipeline import storage
+from pipeline import options, storage
 from pipeline.credentials import CredentialsError, check_cookies, read_proxies
+from pipeline.options import option
 
 DEFAULT_MAX_YTDLP_AGE_DAYS = 90
 JS_RUNTIMES = ("deno", "node", "bun")  # yt-dlp's order of preference
@@ -59,7 +61,7 @@ def check_ytdlp(max_age_days: int, today: datetime.date | None = None, version: 
     return Check("yt-dlp", "ok", f"{version} ({age} days old)")
 
 
-def check_js_runtime(js_runtime: str | None, remote_components: list[str] | None) -> Check:
+def check_js_runtime(js_runtime: str | None, remote_components: Sequence[str] | None) -> Check:
     """A runtime for YouTube's player challenges, and yt-dlp's solver (yt-dlp-ejs, or fetched remotely)."""
     if js_runtime:
         name, _, path = js_runtime.partition(":")
@@ -129,37 +131,48 @@ def check_output(output: str) -> Check:
     return Check("output", "ok", f"{output} is writable")
 
 
-def run_checks(ns: argparse.Namespace) -> list[Check]:
-    checks = [check_ytdlp(ns.max_ytdlp_age_days), check_js_runtime(ns.js_runtime, ns.remote_components),
+@dataclasses.dataclass(frozen=True)
+class DoctorConfig:
+    """What to check besides the machine: the run's credentials, JS runtime and output, as the run names them."""
+
+    cookies: str | None = option("--cookies", default=None, help="the run's cookies.txt (local or gs://)")
+    proxy: str | None = option("--proxy", default=None, help="the run's proxy URL")
+    proxies_file: str | None = option("--proxies-file", default=None, help="the run's proxies file (local or gs://)")
+    output: str | None = option("--output", default=None, help="the run's --output (checked writable)")
+    js_runtime: str | None = option("--js-runtime", default=None,
+                                    help="the run's --js-runtime (default: any of deno, node, bun)")
+    remote_components: tuple[str, ...] = option("--remote-components", action="append", default=(),
+                                                flag_default=None, to_field=lambda names, _: tuple(names or ()),
+                                                help="the run's --remote-components")
+    max_ytdlp_age_days: int = option("--max-ytdlp-age-days", type=int, default=DEFAULT_MAX_YTDLP_AGE_DAYS,
+                                     help="oldest acceptable yt-dlp release (default %(default)d days)")
+
+
+def run_checks(config: DoctorConfig) -> list[Check]:
+    checks = [check_ytdlp(config.max_ytdlp_age_days), check_js_runtime(config.js_runtime, config.remote_components),
               check_ffmpeg()]
-    if ns.cookies:
-        checks.append(check_cookies_file(ns.cookies))
-    if ns.proxy or ns.proxies_file:
+    if config.cookies:
+        checks.append(check_cookies_file(config.cookies))
+    if config.proxy or config.proxies_file:
         try:
-            proxies = ([ns.proxy] if ns.proxy else []) + (read_proxies(ns.proxies_file) if ns.proxies_file else [])
+            proxies = (([config.proxy] if config.proxy else [])
+                       + (read_proxies(config.proxies_file) if config.proxies_file else []))
             checks.append(check_proxies(proxies))
         except CredentialsError as exc:
             checks.append(Check("proxies", "FAIL", str(exc)))
-    if ns.output:
-        checks.append(check_output(ns.output))
+    if config.output:
+        checks.append(check_output(config.output))
     return checks
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m pipeline doctor", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--cookies", help="the run's cookies.txt (local or gs://)")
-    parser.add_argument("--proxy", help="the run's proxy URL")
-    parser.add_argument("--proxies-file", help="the run's proxies file (local or gs://)")
-    parser.add_argument("--output", help="the run's --output (checked writable)")
-    parser.add_argument("--js-runtime", help="the run's --js-runtime (default: any of deno, node, bun)")
-    parser.add_argument("--remote-components", action="append", help="the run's --remote-components")
-    parser.add_argument("--max-ytdlp-age-days", type=int, default=DEFAULT_MAX_YTDLP_AGE_DAYS,
-                        help=f"oldest acceptable yt-dlp release (default {DEFAULT_MAX_YTDLP_AGE_DAYS} days)")
+    options.add_options(parser, DoctorConfig)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    checks = run_checks(build_parser().parse_args(argv))
+    checks = run_checks(options.build(DoctorConfig, build_parser().parse_args(argv)))
     for check in checks:
         print(check.line())
     failed = [c.name for c in checks if c.status == "FAIL"]

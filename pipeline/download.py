@@ -42,8 +42,9 @@ from pipeline import storage
 from pipeline.breaker import BLOCK_REASONS, BreakerOpen
 from pipeline.errors import FINAL_REASONS, Failure, classify, find_in_chain
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
+from pipeline.options import option
 from pipeline.probe import ProbeError, probe_file
-from pipeline.site_access import SiteAccess, SiteAccessConfig, add_site_access_args, is_site_url, site_access
+from pipeline.site_access import SiteAccess, SiteAccessConfig, is_site_url, site_access
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, reasons
 
@@ -67,96 +68,47 @@ def _size_arg(text: str) -> int:
 class DownloadConfig:
     """How politely and how robustly videos are fetched, and where they are stored."""
 
-    download_dir: str | None = None  # local dir or gs:// prefix; run.py defaults it to <output>/videos
-    retries: int = 3  # per transfer (yt-dlp) and per video (whole attempts after 429/5xx/timeouts)
-    fragment_retries: int = 3  # per HLS/DASH fragment (yt-dlp's library default differs from the CLI's 10)
-    socket_timeout_s: float = 30.0
-    backoff_base_s: float = 1.0  # first pause before a repeated attempt; doubles each time
-    max_backoff_s: float = 60.0  # longest pause; a Retry-After asking for more fails the video instead
-    rate_limit: int | None = None  # bytes per second per download
-    sleep_interval_s: float = 0.0  # pause before each download (politeness towards one host)
-    # Budget, breaker, cookies and proxies, shared with the search stage (pipeline.site_access).
+    download_dir: str | None = option(  # local dir or gs:// prefix; run.py defaults it to <output>/videos
+        "--download-dir", default=None,
+        help="where videos are stored: a local directory or gs:// prefix (default: <output>/videos)")
+    retries: int = option(  # per transfer (yt-dlp) and per video (whole attempts after 429/5xx/timeouts)
+        "--retries", type=int, default=3,
+        help="retries per transfer and per video after 429/5xx/timeouts (default %(default)d)")
+    fragment_retries: int = option(  # per HLS/DASH fragment (yt-dlp's library default differs from the CLI's 10)
+        "--fragment-retries", type=int, default=3, help="retries per HLS/DASH fragment (default %(default)d)")
+    rate_limit: int | None = option(  # bytes per second per download
+        "--rate-limit", type=_size_arg, default=None, help="bytes/s per download, e.g. 2M")
+    sleep_interval_s: float = option(  # pause before each download (politeness towards one host)
+        "--sleep-interval", type=float, default=0.0, help="seconds to pause before each download (default 0)")
+    # Budget, breaker, cookies, proxies, socket timeout and back-off, shared with the search stage
+    # (pipeline.site_access): run.py hands both stages the same one.
     site: SiteAccessConfig = dataclasses.field(default_factory=SiteAccessConfig)
-    max_filesize: int | None = 2 * 1024**3  # bytes
-    max_duration_s: float | None = None  # reject longer videos (metadata); shares --max-duration-s
-    min_height: int = 360  # pick the smallest stream at least this tall (or the best below)
-    js_runtime: str | None = None  # "deno", "node", "bun" or "node:/path/to/node": YouTube's JS challenges
-    remote_components: tuple[str, ...] = ()  # e.g. ("ejs:npm",) when yt-dlp-ejs is not pip-installed
+    max_filesize: int | None = option(  # bytes
+        "--max-filesize", type=_size_arg, default=2 * 1024**3, help="largest video to store, e.g. 500M (default 2G)")
+    max_duration_s: float | None = None  # reject longer videos (metadata); run.py sets the search's bound
+    min_height: int = option(  # pick the smallest stream at least this tall (or the best below)
+        "--min-height", type=int, default=360,
+        help="pick the smallest stream at least this tall, else the best below (default %(default)d)")
+    js_runtime: str | None = option(  # "deno", "node", "bun" or "node:/path/to/node": YouTube's JS challenges
+        "--js-runtime", default=None,
+        help="JavaScript runtime for YouTube's challenges: deno, node, bun, or name:/path")
+    retry_failed: bool = option(  # a rerun asks again for videos whose final failure an earlier run recorded
+        "--retry-failed", action="store_true", default=False,
+        help="on a rerun, try again the videos an earlier run found gone, private or not a video "
+             "(by default their recorded outcome is repeated without asking the site)")
+    remote_components: tuple[str, ...] = option(  # e.g. ("ejs:npm",) when yt-dlp-ejs is not pip-installed
+        "--remote-components", action="append", default=(), flag_default=None,
+        to_field=lambda names, _: tuple(names or ()),
+        help="let yt-dlp fetch helper scripts, e.g. ejs:npm (when yt-dlp-ejs is not installed)")
     enable_file_urls: bool = True  # file:// catalogs (the demo corpus)
-    isolate_probe: bool = True  # probe in a child process (it decodes a frame); --no-isolation turns it off
+    isolate_probe: bool = True  # probe in a child process (it decodes a frame); run.py: the segment's isolation
     probe_timeout_s: float = 300.0  # a probe that hangs longer is abandoned (the file is still stored)
-    retry_failed: bool = False  # a rerun asks again for videos whose final failure an earlier run recorded
 
     def __post_init__(self) -> None:
         if self.retries < 0 or self.fragment_retries < 0:
             raise ValueError("retries must be >= 0")
-        if self.socket_timeout_s <= 0:
-            raise ValueError(f"socket timeout must be > 0 s, got {self.socket_timeout_s}")
-        if self.backoff_base_s < 0 or self.max_backoff_s < 0:
-            raise ValueError("back-off times must be >= 0")
         if self.probe_timeout_s <= 0:
             raise ValueError(f"probe timeout must be > 0 s, got {self.probe_timeout_s}")
-
-    @classmethod
-    def from_args(cls, ns: argparse.Namespace) -> DownloadConfig:
-        return cls(
-            download_dir=ns.download_dir,
-            retries=ns.retries,
-            fragment_retries=ns.fragment_retries,
-            socket_timeout_s=ns.socket_timeout,
-            max_backoff_s=ns.max_backoff_s,
-            rate_limit=ns.rate_limit,
-            sleep_interval_s=ns.sleep_interval,
-            site=SiteAccessConfig.from_args(ns),
-            max_filesize=ns.max_filesize,
-            max_duration_s=_shared_max_duration(ns),
-            min_height=ns.min_height,
-            js_runtime=ns.js_runtime,
-            remote_components=tuple(ns.remote_components or ()),
-            isolate_probe=not getattr(ns, "no_isolation", False),  # the segment stage's flag covers both
-            retry_failed=ns.retry_failed,
-        )
-
-
-def _shared_max_duration(ns: argparse.Namespace) -> float | None:
-    """``--max-duration-s`` is the search's flag; without it, the keyword file's bound applies here too."""
-    value = getattr(ns, "max_duration_s", None)
-    if value is None and hasattr(ns, "keywords"):
-        from pipeline.keywords import load_rules
-
-        value = load_rules(ns.keywords).max_duration_s
-    return value
-
-
-def add_download_args(parser: argparse.ArgumentParser) -> None:
-    d = DownloadConfig()
-    g = parser.add_argument_group("download (yt-dlp)")
-    g.add_argument("--download-dir", default=None,
-                   help="where videos are stored: a local directory or gs:// prefix (default: <output>/videos)")
-    g.add_argument("--retries", type=int, default=d.retries,
-                   help=f"retries per transfer and per video after 429/5xx/timeouts (default {d.retries})")
-    g.add_argument("--fragment-retries", type=int, default=d.fragment_retries,
-                   help=f"retries per HLS/DASH fragment (default {d.fragment_retries})")
-    g.add_argument("--socket-timeout", type=float, default=d.socket_timeout_s,
-                   help=f"seconds without data before a request fails (default {d.socket_timeout_s:g})")
-    g.add_argument("--max-backoff-s", type=float, default=d.max_backoff_s,
-                   help="longest pause between attempts; a Retry-After asking for more fails the video "
-                        f"(default {d.max_backoff_s:g})")
-    g.add_argument("--rate-limit", type=_size_arg, default=None, help="bytes/s per download, e.g. 2M")
-    g.add_argument("--sleep-interval", type=float, default=d.sleep_interval_s,
-                   help="seconds to pause before each download (default 0)")
-    g.add_argument("--max-filesize", type=_size_arg, default=d.max_filesize,
-                   help="largest video to store, e.g. 500M (default 2G)")
-    g.add_argument("--min-height", type=int, default=d.min_height,
-                   help=f"pick the smallest stream at least this tall, else the best below (default {d.min_height})")
-    g.add_argument("--js-runtime", default=None,
-                   help="JavaScript runtime for YouTube's challenges: deno, node, bun, or name:/path")
-    g.add_argument("--retry-failed", action="store_true",
-                   help="on a rerun, try again the videos an earlier run found gone, private or not a video "
-                        "(by default their recorded outcome is repeated without asking the site)")
-    g.add_argument("--remote-components", action="append", default=None,
-                   help="let yt-dlp fetch helper scripts, e.g. ejs:npm (when yt-dlp-ejs is not installed)")
-    add_site_access_args(parser)
 
 
 # ---- format choice ----------------------------------------------------------------------------------
@@ -274,10 +226,11 @@ def ytdlp_params(config: DownloadConfig, logger: Any) -> dict[str, Any]:
         "fragment_retries": config.fragment_retries,
         "extractor_retries": config.retries,
         "retry_sleep_functions": {
-            kind: functools.partial(_retry_sleep, base_s=config.backoff_base_s, max_s=config.max_backoff_s)
+            kind: functools.partial(_retry_sleep, base_s=config.site.backoff_base_s,
+                                     max_s=config.site.max_backoff_s)
             for kind in ("http", "fragment", "extractor")
         },
-        "socket_timeout": config.socket_timeout_s,
+        "socket_timeout": config.site.socket_timeout_s,
         "enable_file_urls": config.enable_file_urls,
         "format": functools.partial(_format_selector, min_height=config.min_height),
     }
@@ -389,7 +342,7 @@ class Downloader:
                 # the process gave up on the site: this video was refused for who asked, not for what it is
                 return deferred(candidate, reasons.STAGE_DOWNLOAD, BreakerOpen(self._site.breaker.open_reason),
                                 attempt + 1)
-            pause = backoff_s(attempt, self.config.backoff_base_s, self.config.max_backoff_s,
+            pause = backoff_s(attempt, self.config.site.backoff_base_s, self.config.site.max_backoff_s,
                               failure.retry_after_s)
             if not failure.transient or attempt >= self.config.retries or pause is None:
                 return self._failed(candidate, failure, attempt + 1, failure.transient and pause is None)
@@ -410,7 +363,7 @@ class Downloader:
         detail = failure.detail
         if retry_after_too_long:
             detail += f" (server asked to retry after {failure.retry_after_s:g} s > max back-off " \
-                      f"{self.config.max_backoff_s:g} s)"
+                      f"{self.config.site.max_backoff_s:g} s)"
         elif attempts > 1:
             detail += f" (after {attempts} attempts)"
         outcome = Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED, failure.reason, detail)

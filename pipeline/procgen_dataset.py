@@ -45,9 +45,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import manifest, shards, storage
+from pipeline import manifest, options, shards, storage
 from pipeline.cli_types import integer
 from pipeline.demo_corpus.games import NUM_ACTIONS, RENDER_SIZE, StickyPolicy
+from pipeline.options import derived, option
 from schemas import Clip, clip_format, ids
 from schemas.clip_codec import encode_clip
 
@@ -58,23 +59,65 @@ TRAIN, HOLDOUT = "train", "holdout"
 DATASET_JSON = "dataset.json"
 
 
+# ---- the settings and their flags ---------------------------------------------------------------------------
+def level_range(text: str) -> tuple[int, int]:
+    """``A-B`` (inclusive) or a single level ``A``."""
+    first, sep, last = text.partition("-")
+    try:
+        lo, hi = int(first), int(last) if sep else int(first)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a level range A-B, got {text!r}") from None
+    if lo < 0 or hi < lo or hi >= 2**31 - 1:
+        raise argparse.ArgumentTypeError(f"expected levels 0 <= A <= B < 2^31-1, got {text!r}")
+    return lo, hi
+
+
+def frame_size(text: str) -> tuple[int, int]:
+    width, sep, height = text.lower().partition("x")
+    try:
+        w, h = int(width), int(height)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 64x64, got {text!r}") from None
+    if not sep or not (2 <= w <= RENDER_SIZE and 2 <= h <= RENDER_SIZE):
+        raise argparse.ArgumentTypeError(f"expected WxH within 2..{RENDER_SIZE}, got {text!r}")
+    return w, h
+
+
 @dataclasses.dataclass(frozen=True)
 class ProcgenDatasetConfig:
-    out: str  # output directory (local or gs://)
-    game: str = "coinrun"
-    levels: tuple[int, int] = (0, 9999)  # first and last level seed of the training split, inclusive
-    holdout_levels: tuple[int, int] | None = None  # the same for the held-out split (None: no held-out split)
-    steps: int = 1000  # environment steps (= frames) per level
-    width: int = NATIVE_SIZE
-    height: int = NATIVE_SIZE
-    fps: float = float(clip_format.CLIP_FPS)  # recorded frame rate (Procgen has no clock; 10 FPS is the pipeline's)
-    clip_frames: int = clip_format.CLIP_FRAMES  # frames per stored clip
-    min_clip_frames: int = 16  # a stream's last piece is kept when at least this long
-    policy: str = "random"
-    distribution_mode: str = "hard"
-    levels_per_shard: int = 50  # ~330 clips, ~150 MB per shard at 1,000 steps and 64x64
-    seed: int = 0
-    table_part_rows: int = 20_000  # manifest rows per Parquet part
+    """The dataset's settings (all but ``out`` are written to dataset.json); each flag is declared on its field."""
+
+    out: str = option("out", help="output directory or gs:// prefix")  # local or gs://
+    game: str = option("--game", default="coinrun", help="Procgen game (default coinrun)")
+    levels: tuple[int, int] = option(  # first and last level seed of the training split, inclusive
+        "--levels", type=level_range, default=(0, 9999),
+        help="training level seeds A-B, inclusive (default 0-9999: the paper's 10,000 levels)")
+    holdout_levels: tuple[int, int] | None = option(  # the same for the held-out split (None: no held-out split)
+        "--holdout-levels", type=level_range, default=None,
+        help="held-out level seeds C-D for evaluation, written to OUT/holdout (default: none)")
+    steps: int = option("--steps", type=integer(1), default=1000,  # environment steps (= frames) per level
+                        help="steps (frames) per level (default 1000)")
+    width: int = option("--size", type=frame_size, default=NATIVE_SIZE, flag_default=(NATIVE_SIZE, NATIVE_SIZE),
+                        to_field=lambda size, _: size[0],
+                        help="frame size WxH (default 64x64: Procgen's observation; others resize the 512 render)")
+    height: int = derived(lambda flags: flags["--size"][1], default=NATIVE_SIZE)
+    fps: float = option(  # recorded frame rate (Procgen has no clock; 10 FPS is the pipeline's)
+        "--fps", type=float, default=float(clip_format.CLIP_FPS), help="frame rate recorded in the clips (default 10)")
+    clip_frames: int = option("--clip-frames", type=integer(1), default=clip_format.CLIP_FRAMES,  # frames per clip
+                              help="frames per clip (default 160)")
+    min_clip_frames: int = option(  # a stream's last piece is kept when at least this long
+        "--min-clip-frames", type=integer(1), default=16,
+        help="keep a level's last, shorter clip when it has at least this many frames (16)")
+    policy: str = option("--policy", choices=POLICIES, default="random",
+                         help="random: a uniformly random action every step (the paper's, default); "
+                              "sticky: actions held for 2-8 steps, biased right/jump (the demo corpus's)")
+    distribution_mode: str = option("--distribution-mode", choices=DISTRIBUTION_MODES, default="hard",
+                                    help="(default hard)")
+    levels_per_shard: int = option(  # ~330 clips, ~150 MB per shard at 1,000 steps and 64x64
+        "--levels-per-shard", type=integer(1), default=50, help="levels per shard (default 50)")
+    seed: int = option("--seed", type=integer(0), default=0, help="seeds the policy and Procgen (default 0)")
+    table_part_rows: int = option("--table-part-rows", type=integer(1), default=20_000,  # manifest rows per part
+                                  help="manifest rows per part")
 
     def split_levels(self) -> dict[str, tuple[int, int]]:
         splits = {TRAIN: self.levels}
@@ -254,89 +297,50 @@ def write_dataset_json(entries: list[dict], config: ProcgenDatasetConfig) -> Non
 
 
 # ---- command line ------------------------------------------------------------------------------------------
-def level_range(text: str) -> tuple[int, int]:
-    """``A-B`` (inclusive) or a single level ``A``."""
-    first, sep, last = text.partition("-")
-    try:
-        lo, hi = int(first), int(last) if sep else int(first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a level range A-B, got {text!r}") from None
-    if lo < 0 or hi < lo or hi >= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"expected levels 0 <= A <= B < 2^31-1, got {text!r}")
-    return lo, hi
+@dataclasses.dataclass(frozen=True)
+class LaunchOptions:
+    """How the job runs (not a dataset setting)."""
 
-
-def frame_size(text: str) -> tuple[int, int]:
-    width, sep, height = text.lower().partition("x")
-    try:
-        w, h = int(width), int(height)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WxH, e.g. 64x64, got {text!r}") from None
-    if not sep or not (2 <= w <= RENDER_SIZE and 2 <= h <= RENDER_SIZE):
-        raise argparse.ArgumentTypeError(f"expected WxH within 2..{RENDER_SIZE}, got {text!r}")
-    return w, h
+    workers: int | None = option("--workers", type=integer(1), default=None,
+                                 help="local SDK worker processes when no --runner is given (default: CPU count)")
+    in_process: bool = option("--in-process", action="store_true", default=False,
+                              help="run locally in this one process")
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline procgen-dataset", description=__doc__.split("\n\n")[0],
         epilog="Any other flag is passed to Beam (e.g. --runner DataflowRunner ...). See docs/pipeline.md.")
-    parser.add_argument("out", help="output directory or gs:// prefix")
-    parser.add_argument("--game", default="coinrun", help="Procgen game (default coinrun)")
-    parser.add_argument("--levels", type=level_range, default=(0, 9999),
-                        help="training level seeds A-B, inclusive (default 0-9999: the paper's 10,000 levels)")
-    parser.add_argument("--holdout-levels", type=level_range, default=None,
-                        help="held-out level seeds C-D for evaluation, written to OUT/holdout (default: none)")
-    parser.add_argument("--steps", type=integer(1), default=1000, help="steps (frames) per level (default 1000)")
-    parser.add_argument("--size", type=frame_size, default=(NATIVE_SIZE, NATIVE_SIZE),
-                        help="frame size WxH (default 64x64: Procgen's observation; others resize the 512 render)")
-    parser.add_argument("--fps", type=float, default=10.0, help="frame rate recorded in the clips (default 10)")
-    parser.add_argument("--clip-frames", type=integer(1), default=clip_format.CLIP_FRAMES,
-                        help=f"frames per clip (default {clip_format.CLIP_FRAMES})")
-    parser.add_argument("--min-clip-frames", type=integer(1), default=16,
-                        help="keep a level's last, shorter clip when it has at least this many frames (16)")
-    parser.add_argument("--policy", choices=POLICIES, default="random",
-                        help="random: a uniformly random action every step (the paper's, default); "
-                             "sticky: actions held for 2-8 steps, biased right/jump (the demo corpus's)")
-    parser.add_argument("--distribution-mode", choices=DISTRIBUTION_MODES, default="hard", help="(default hard)")
-    parser.add_argument("--levels-per-shard", type=integer(1), default=50, help="levels per shard (default 50)")
-    parser.add_argument("--seed", type=integer(0), default=0, help="seeds the policy and Procgen (default 0)")
-    parser.add_argument("--table-part-rows", type=integer(1), default=20_000, help="manifest rows per part")
-    parser.add_argument("--workers", type=integer(1), default=None,
-                        help="local SDK worker processes when no --runner is given (default: CPU count)")
-    parser.add_argument("--in-process", action="store_true", help="run locally in this one process")
+    options.add_options(parser, ProcgenDatasetConfig)
+    options.add_options(parser, LaunchOptions)
     return parser
 
 
-def parse(argv: list[str]) -> tuple[ProcgenDatasetConfig, argparse.Namespace, list[str]]:
+def parse(argv: list[str]) -> tuple[ProcgenDatasetConfig, LaunchOptions, list[str]]:
     from procgen.env import ENV_NAMES
 
     parser = build_parser()
     ns, beam_args = parser.parse_known_args(argv)
-    if ns.game not in ENV_NAMES:
-        parser.error(f"--game must be one of {', '.join(ENV_NAMES)}, got {ns.game!r}")
-    if ns.holdout_levels is not None and not (ns.holdout_levels[1] < ns.levels[0]
-                                              or ns.holdout_levels[0] > ns.levels[1]):
-        parser.error(f"--holdout-levels {ns.holdout_levels[0]}-{ns.holdout_levels[1]} overlap --levels "
-                     f"{ns.levels[0]}-{ns.levels[1]}")
-    if ns.fps <= 0 or ns.fps != round(ns.fps):
-        parser.error(f"--fps must be a positive whole number, got {ns.fps}")
-    out = ns.out.rstrip("/")
-    config = ProcgenDatasetConfig(
-        out=out if "://" in out else os.path.abspath(out), game=ns.game, levels=ns.levels,
-        holdout_levels=ns.holdout_levels, steps=ns.steps, width=ns.size[0], height=ns.size[1], fps=ns.fps,
-        clip_frames=ns.clip_frames, min_clip_frames=ns.min_clip_frames, policy=ns.policy,
-        distribution_mode=ns.distribution_mode, levels_per_shard=ns.levels_per_shard, seed=ns.seed,
-        table_part_rows=ns.table_part_rows)
-    return config, ns, beam_args
+    config = options.build(ProcgenDatasetConfig, ns)
+    out = config.out.rstrip("/")
+    config = dataclasses.replace(config, out=out if "://" in out else os.path.abspath(out))
+    if config.game not in ENV_NAMES:
+        parser.error(f"--game must be one of {', '.join(ENV_NAMES)}, got {config.game!r}")
+    levels, holdout = config.levels, config.holdout_levels
+    if holdout is not None and not (holdout[1] < levels[0] or holdout[0] > levels[1]):
+        parser.error(f"--holdout-levels {holdout[0]}-{holdout[1]} overlap --levels {levels[0]}-{levels[1]}")
+    if config.fps <= 0 or config.fps != round(config.fps):
+        parser.error(f"--fps must be a positive whole number, got {config.fps}")
+    return config, options.build(LaunchOptions, ns), beam_args
 
 
 def main(argv: list[str]) -> int:
     from pipeline.run import local_options, local_runner
 
-    config, ns, beam_args = parse(argv)
+    config, launch, beam_args = parse(argv)
     started = time.perf_counter()
-    p = beam.Pipeline(runner=local_runner(beam_args), options=local_options(beam_args, ns.workers, ns.in_process))
+    p = beam.Pipeline(runner=local_runner(beam_args),
+                      options=local_options(beam_args, launch.workers, launch.in_process))
     build(p, config)
     p.run().wait_until_finish()
     with FileSystems.open(FileSystems.join(config.out, DATASET_JSON)) as f:

@@ -28,6 +28,7 @@ decision rule); ``classifiers`` imports nothing from ``pipeline`` (the clip form
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Iterable, Iterator
 
 import apache_beam as beam
@@ -37,24 +38,12 @@ from apache_beam.utils import shared
 from classifiers.artifact import load_classifier, read_metadata
 from classifiers.metrics import DecisionRule
 from pipeline import cli_types, clip_store, stage, storage
+from pipeline.options import option
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 
 NAMESPACE = "quality"
 DEFAULT_BATCH_SIZE = 32
-
-
-def add_quality_args(parser: argparse.ArgumentParser) -> None:
-    """The quality stage's command-line flags (``pipeline run`` adds them)."""
-    group = parser.add_argument_group("quality classifier")
-    group.add_argument("--classifier", metavar="MODEL_DIR", default=None,
-                       help="model directory from `python -m classifiers train`; without it clips pass "
-                            "unscored (counted as quality/unscored)")
-    group.add_argument("--quality-threshold", type=threshold_arg, default=None, metavar="T",
-                       help="keep clips scoring at least T, a probability in [0, 1] (default: the threshold "
-                            "stored with the model)")
-    group.add_argument("--quality-batch-size", type=cli_types.integer(1), default=DEFAULT_BATCH_SIZE,
-                       help="clips per model call")
 
 
 def check_threshold(value: float) -> float:
@@ -74,9 +63,19 @@ def threshold_arg(text: str) -> float:
         raise argparse.ArgumentTypeError(msg) from None
 
 
-def quality_from_args(args: argparse.Namespace) -> Quality:
-    return Quality(args.classifier, threshold=args.quality_threshold,
-                   batch_size=getattr(args, "quality_batch_size", DEFAULT_BATCH_SIZE))
+@dataclasses.dataclass(frozen=True)
+class QualityConfig:
+    """Which classifier scores the clips and how; its flags are declared here once (``pipeline.options``)."""
+
+    classifier: str | None = option(  # model directory; None: clips pass unscored
+        "--classifier", metavar="MODEL_DIR", default=None,
+        help="model directory from `python -m classifiers train`; without it clips pass unscored (counted as "
+             "quality/unscored)")
+    threshold: float | None = option(  # None: the threshold stored with the model
+        "--quality-threshold", type=threshold_arg, default=None, metavar="T",
+        help="keep clips scoring at least T, a probability in [0, 1] (default: the threshold stored with the model)")
+    batch_size: int = option("--quality-batch-size", type=cli_types.integer(1), default=DEFAULT_BATCH_SIZE,
+                             help="clips per model call")
 
 
 class _ModelHolder:
@@ -268,3 +267,7 @@ class Quality(beam.PTransform):
                 stage.OUTCOMES, main=stage.MAIN)
         outcomes = (scored[stage.OUTCOMES], decided[stage.OUTCOMES]) | "MergeOutcomes" >> beam.Flatten()
         return {stage.MAIN: decided[stage.MAIN], stage.OUTCOMES: outcomes}
+
+    @classmethod
+    def from_config(cls, config: QualityConfig) -> Quality:
+        return cls(config.classifier, threshold=config.threshold, batch_size=config.batch_size)

@@ -38,14 +38,15 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, audit_stage, manifest, partitioned, report, shards, storage
-from pipeline.download import Download, DownloadConfig, add_download_args
+from pipeline import audit, audit_stage, manifest, options, partitioned, report, shards, storage
+from pipeline.download import Download, DownloadConfig
 from pipeline.exit_status import exit_status
-from pipeline.quality import Quality, add_quality_args, quality_from_args
+from pipeline.options import option
+from pipeline.quality import Quality, QualityConfig
 from pipeline.retention import DownloadUnlessCommitted
-from pipeline.search import Search, SearchConfig, add_search_args
-from pipeline.segment import Segment, SegmentConfig, add_segment_args
-from pipeline.site_access import CredentialsError, site_for_job
+from pipeline.search import Search, SearchConfig
+from pipeline.segment import Segment, SegmentConfig
+from pipeline.site_access import CredentialsError, SiteAccessConfig, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import clip_format, reasons
 
@@ -59,14 +60,45 @@ _STEP = re.compile(r"while running '([^']+)'")
 
 
 @dataclasses.dataclass(frozen=True)
+class LaunchOptions:
+    """The run's own flags: where the output goes, how it is cut into files, how the job runs."""
+
+    output: str = option("--output", required=True, help="output directory or gs:// prefix")
+    shard_size_mb: float = option("--shard-size-mb", type=float, default=256.0,
+                                  help="target clip bytes per shard (default 256 MB)")
+    table_part_rows: int = option(
+        "--table-part-rows", type=int, default=partitioned.ROWS_PER_PART,
+        help="rows per Parquet part of outcomes/ and manifest/, on average; the part count follows from the row "
+             "count (default %(default)d)")
+    workers: int | None = option("--workers", type=int, default=None,
+                                 help="local SDK worker processes when no --runner is given (default: CPU count)")
+    delete_videos: bool = option(
+        "--delete-videos", action="store_true", default=False,
+        help="delete each downloaded video once its clips are committed to the clip store (cache/segment/); a "
+             "rerun skips what is committed instead of downloading it again (default: keep the downloads)")
+    in_process: bool = option(
+        "--in-process", action="store_true", default=False,
+        help="run locally in this one process, one bundle at a time (Beam's FnApiRunner in in_memory mode): "
+             "easiest to debug (breakpoints, tracebacks); no --runner, --workers")
+
+
+@dataclasses.dataclass(frozen=True)
 class RunConfig:
     output_dir: str
     search: SearchConfig
     download: DownloadConfig
     segment: SegmentConfig
+    quality: QualityConfig
     shards: shards.ShardConfig
     thumbnails_per_group: int = report.SAMPLES_PER_GROUP  # clips per (outcome, reason) with a report strip
     table_part_rows: int = partitioned.ROWS_PER_PART  # rows per part of outcomes/ and manifest/, on average
+
+
+# Each config's flags, in --help order, under its group title (None: the run's own, ungrouped).
+OPTION_GROUPS = ((LaunchOptions, None), (SearchConfig, "search"), (DownloadConfig, "download (yt-dlp)"),
+                 (SiteAccessConfig, "site access (YouTube at scale; see docs/search_download.md)"),
+                 (SegmentConfig, "segmentation (16 s clips at 10 FPS, 160x90 by default)"),
+                 (QualityConfig, "quality classifier"))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,60 +106,56 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m pipeline run", description=__doc__.split("\n\n")[0],
         epilog="Any other flag is passed to Beam, e.g. --runner DataflowRunner --project P --region R "
                "--temp_location gs://B/tmp --sdk_container_image IMAGE (see docs/pipeline.md).")
-    parser.add_argument("--output", required=True, help="output directory or gs:// prefix")
-    parser.add_argument("--shard-size-mb", type=float, default=256.0,
-                        help="target clip bytes per shard (default 256 MB)")
-    parser.add_argument("--table-part-rows", type=int, default=partitioned.ROWS_PER_PART,
-                        help="rows per Parquet part of outcomes/ and manifest/, on average; the part count "
-                             f"follows from the row count (default {partitioned.ROWS_PER_PART})")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="local SDK worker processes when no --runner is given (default: CPU count)")
-    parser.add_argument("--delete-videos", action="store_true",
-                        help="delete each downloaded video once its clips are committed to the clip store "
-                             "(cache/segment/); a rerun skips what is committed instead of downloading it "
-                             "again (default: keep the downloads)")
-    parser.add_argument("--in-process", action="store_true",
-                        help="run locally in this one process, one bundle at a time (Beam's FnApiRunner in "
-                             "in_memory mode): easiest to debug (breakpoints, tracebacks); no --runner, --workers")
-    add_search_args(parser)
-    add_download_args(parser)
-    add_segment_args(parser)
-    add_quality_args(parser)
+    for config_class, title in OPTION_GROUPS:
+        options.add_options(parser, config_class, title)
     return parser
 
 
-def parse(argv: list[str]) -> tuple[RunConfig, argparse.Namespace, list[str]]:
+def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
+    """The run's config, its launch options and the flags left for Beam. Each stage's config is built from its
+    own flags only; what stages share is decided here: one ``SiteAccessConfig`` (budget, credentials,
+    timeouts) for search and download, the search's duration bound and the segment's isolation for the
+    download."""
     parser = build_parser()
     ns, beam_args = parser.parse_known_args(argv)
-    if ns.shard_size_mb <= 0:
-        parser.error(f"--shard-size-mb must be > 0, got {ns.shard_size_mb}")
-    if ns.table_part_rows < 1:
-        parser.error(f"--table-part-rows must be >= 1, got {ns.table_part_rows}")
-    if ns.workers is not None and ns.workers < 1:
-        parser.error(f"--workers must be >= 1, got {ns.workers}")
-    if ns.in_process and has_runner(beam_args):
+    launch = options.build(LaunchOptions, ns)
+    if launch.shard_size_mb <= 0:
+        parser.error(f"--shard-size-mb must be > 0, got {launch.shard_size_mb}")
+    if launch.table_part_rows < 1:
+        parser.error(f"--table-part-rows must be >= 1, got {launch.table_part_rows}")
+    if launch.workers is not None and launch.workers < 1:
+        parser.error(f"--workers must be >= 1, got {launch.workers}")
+    if launch.in_process and has_runner(beam_args):
         parser.error("--in-process runs locally on Beam's FnApiRunner; it cannot be combined with --runner")
-    if ns.in_process and ns.workers not in (None, 1):
-        parser.error(f"--in-process runs one worker in this process; drop --workers {ns.workers} "
-                     f"(or drop --in-process to run {ns.workers} worker processes)")
-    output = ns.output.rstrip("/")
+    if launch.in_process and launch.workers not in (None, 1):
+        parser.error(f"--in-process runs one worker in this process; drop --workers {launch.workers} "
+                     f"(or drop --in-process to run {launch.workers} worker processes)")
+    output = launch.output.rstrip("/")
     if "://" not in output:
         output = os.path.abspath(output)
-    download = DownloadConfig.from_args(ns)
-    if not download.download_dir:
-        download = dataclasses.replace(download, download_dir=FileSystems.join(output, "videos"))
-    segment = dataclasses.replace(SegmentConfig.from_args(ns), cache_dir=FileSystems.join(output, "cache", "segment"),
-                                  delete_sources_in=download.download_dir if ns.delete_videos else "")
+    search = options.build(SearchConfig, ns)
+    download = options.build(DownloadConfig, ns)
+    download_dir = download.download_dir or FileSystems.join(output, "videos")
+    segment = options.build(SegmentConfig, ns, cache_dir=FileSystems.join(output, "cache", "segment"),
+                            delete_sources_in=download_dir if launch.delete_videos else "")
     try:  # one site setting for both stages: the request budget split over the job's processes
-        site = site_for_job(download.site, beam_args, ns.workers, ns.in_process)
+        site = site_for_job(options.build(SiteAccessConfig, ns), beam_args, launch.workers, launch.in_process)
     except CredentialsError as exc:
         parser.error(str(exc))
-    download = dataclasses.replace(download, site=site)
-    search = dataclasses.replace(SearchConfig.from_args(ns), site=site)
-    config = RunConfig(output_dir=output, search=search, download=download, segment=segment,
-                       shards=shards.ShardConfig(output, int(ns.shard_size_mb * 1024 * 1024)),
-                       table_part_rows=ns.table_part_rows)
-    return config, ns, beam_args
+    download = dataclasses.replace(download, download_dir=download_dir, site=site,
+                                   max_duration_s=longest_video_s(search), isolate_probe=segment.isolate)
+    config = RunConfig(output_dir=output, search=dataclasses.replace(search, site=site), download=download,
+                       segment=segment, quality=options.build(QualityConfig, ns),
+                       shards=shards.ShardConfig(output, int(launch.shard_size_mb * 1024 * 1024)),
+                       table_part_rows=launch.table_part_rows)
+    return config, launch, beam_args
+
+
+def longest_video_s(search: SearchConfig) -> float | None:
+    """The download refuses what the search drops as too long: ``--max-duration-s``, else the keywords file's."""
+    if search.max_duration_s is not None:
+        return search.max_duration_s
+    return search.rules().max_duration_s
 
 
 def has_runner(beam_args: list[str]) -> bool:
@@ -180,7 +208,7 @@ def _setup_logging() -> None:
 
 
 # ---- the pipeline ------------------------------------------------------------------------------------------
-def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
+def build(p: beam.Pipeline, config: RunConfig) -> None:
     """Wire the stages. Every stage returns {MAIN, OUTCOMES}; the audit sees every outcome and birth.
 
     From Segment on, clips are references into the clip store (``pipeline.clip_store``), a few hundred bytes
@@ -190,6 +218,7 @@ def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
     Outcomes are counted (Beam counters, progress lines) per stage before they are flattened: a consumer of
     the flatten of all stages runs only when every stage is done on the local runner.
     """
+    quality = Quality.from_config(config.quality)
     found = p | "Search" >> Search(config.search)
     if config.segment.delete_sources_in:  # downloads are deleted once committed: skip what is committed
         fetched = found[MAIN] | "Download" >> DownloadUnlessCommitted(config.download, config.segment)
@@ -218,11 +247,11 @@ def build(p: beam.Pipeline, config: RunConfig, quality: Quality) -> None:
                                         config.table_part_rows))
 
 
-def run_pipeline(config: RunConfig, quality: Quality, options: PipelineOptions, runner=None):
+def run_pipeline(config: RunConfig, options: PipelineOptions, runner=None):
     """Build, run and wait; returns Beam's result: ``metrics()`` holds the ``outcomes/<stage>`` counters,
     and a dry run's carries the job it would submit."""
     p = beam.Pipeline(runner=runner, options=options)
-    build(p, config, quality)
+    build(p, config)
     result = p.run()
     result.wait_until_finish()
     return result
@@ -255,12 +284,12 @@ def failed_stage(exc: BaseException) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     _setup_logging()
-    config, ns, beam_args = parse(list(sys.argv[1:] if argv is None else argv))
-    options = local_options(beam_args, ns.workers, ns.in_process)
+    config, launch, beam_args = parse(list(sys.argv[1:] if argv is None else argv))
+    beam_options = local_options(beam_args, launch.workers, launch.in_process)
     runner = local_runner(beam_args)
     started = time.monotonic()
     try:
-        run_pipeline(config, quality_from_args(ns), options, runner)
+        run_pipeline(config, beam_options, runner)
     except Exception as exc:
         stage = failed_stage(exc)
         message = str(exc).strip().splitlines()
@@ -268,7 +297,7 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         log.debug("full error", exc_info=True)
         return 1
-    if options.view_as(TestOptions).dry_run:
+    if beam_options.view_as(TestOptions).dry_run:
         print("dry run: the job graph was built and not submitted")
         return 0
     stats = json.loads(storage.read_bytes(FileSystems.join(config.output_dir, audit_stage.STATS_FILE)))

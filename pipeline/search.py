@@ -14,7 +14,6 @@ every video of one catalog file on one worker, one after another.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -25,6 +24,7 @@ from apache_beam.metrics import Metrics
 
 from pipeline import cli_types
 from pipeline.keywords import KeywordRules, default_keywords_path, load_rules
+from pipeline.options import option
 from pipeline.site_access import SiteAccessConfig
 from pipeline.sources import Source, build_sources
 from pipeline.stage import MAIN, OUTCOMES
@@ -38,67 +38,44 @@ Keyed = tuple[OrderKey, CandidateVideo]
 class SearchConfig:
     """Where candidates come from and which survive the keyword rules."""
 
-    keywords_path: str | None = None  # YAML word lists; None: the shipped pipeline/data/platformers.yaml
-    catalogs: tuple[str, ...] = ()  # JSONL/CSV/Parquet catalog files (local or gs://)
-    youtube: bool = False  # search YouTube with yt-dlp (network)
-    youtube_per_query: int = 20  # results per query
-    youtube_date_sorted: bool = False  # newest first instead of relevance
-    youtube_max_queries: int | None = None  # use only the first N generated queries
-    youtube_query_template: str = "{game} {action}"
+    keywords_path: str | None = option(  # YAML word lists; None: the shipped pipeline/data/platformers.yaml
+        "--keywords", default=None,
+        help=f"YAML with games/actions/exclude word lists (default: {default_keywords_path()})")
+    catalogs: tuple[str, ...] = option(  # JSONL/CSV/Parquet catalog files (local or gs://)
+        "--catalog", action="append", default=(), flag_default=None, to_field=lambda paths, _: tuple(paths or ()),
+        help="catalog of candidate videos (.jsonl/.csv/.parquet); repeatable")
+    youtube: bool = option("--youtube", action="store_true", default=False,
+                           help="search YouTube with yt-dlp (needs the network)")
+    youtube_per_query: int = option("--youtube-per-query", type=int, default=20,
+                                    help="results per YouTube query (default %(default)d)")
+    youtube_date_sorted: bool = option(  # newest first instead of relevance
+        "--youtube-date-sorted", action="store_true", default=False, help="newest results first (ytsearchdate)")
+    youtube_max_queries: int | None = option(
+        "--youtube-max-queries", type=int, default=None,
+        help="use only the first N generated queries (default: all games x actions)")
+    youtube_query_template: str = option(
+        "--youtube-query-template", default="{game} {action}",
+        help="query pattern over the word lists (default '%(default)s')")
     # Seconds between one worker's search requests (yt-dlp's sleep_interval_requests, also before each query):
     # hundreds of back-to-back queries invite YouTube's bot check.
-    youtube_sleep_s: float = 1.0
-    min_duration_s: float | None = None  # overrides the YAML's bound when set
-    max_duration_s: float | None = None
-    # Budget, breaker, cookies and proxies, shared with the download stage (bot checks hit searches too).
+    youtube_sleep_s: float = option(
+        "--youtube-sleep-s", type=cli_types.seconds, default=1.0,
+        help="pause between a worker's search requests, in seconds (default %(default)g)")
+    min_duration_s: float | None = option(  # overrides the YAML's bound when set
+        "--min-duration-s", type=float, default=None,
+        help="drop videos declared shorter (default: the keywords file's, 16)")
+    max_duration_s: float | None = option(
+        "--max-duration-s", type=float, default=None,
+        help="drop videos declared longer, and refuse longer downloads (default: keywords file's, 14400)")
+    # Budget, breaker, cookies, proxies and timeouts, shared with the download stage (bot checks hit searches
+    # too): run.py hands both stages the same one.
     site: SiteAccessConfig = dataclasses.field(default_factory=SiteAccessConfig)
-    socket_timeout_s: float = 30.0
 
     def rules(self) -> KeywordRules:
         return load_rules(self.keywords_path).with_durations(self.min_duration_s, self.max_duration_s)
 
     def ytdlp_params(self) -> dict[str, Any]:
-        return {"socket_timeout": self.socket_timeout_s}
-
-    @classmethod
-    def from_args(cls, ns: argparse.Namespace) -> SearchConfig:
-        return cls(
-            keywords_path=ns.keywords,
-            catalogs=tuple(ns.catalog or ()),
-            youtube=ns.youtube,
-            youtube_per_query=ns.youtube_per_query,
-            youtube_date_sorted=ns.youtube_date_sorted,
-            youtube_max_queries=ns.youtube_max_queries,
-            youtube_query_template=ns.youtube_query_template,
-            youtube_sleep_s=ns.youtube_sleep_s,
-            min_duration_s=ns.min_duration_s,
-            max_duration_s=ns.max_duration_s,
-            site=SiteAccessConfig.from_args(ns) if hasattr(ns, "youtube_qps") else SiteAccessConfig(),
-            socket_timeout_s=getattr(ns, "socket_timeout", None) or 30.0,
-        )
-
-
-def add_search_args(parser: argparse.ArgumentParser) -> None:
-    d = SearchConfig()
-    g = parser.add_argument_group("search")
-    g.add_argument("--keywords", default=None,
-                   help=f"YAML with games/actions/exclude word lists (default: {default_keywords_path()})")
-    g.add_argument("--catalog", action="append", default=None,
-                   help="catalog of candidate videos (.jsonl/.csv/.parquet); repeatable")
-    g.add_argument("--youtube", action="store_true", help="search YouTube with yt-dlp (needs the network)")
-    g.add_argument("--youtube-per-query", type=int, default=d.youtube_per_query,
-                   help=f"results per YouTube query (default {d.youtube_per_query})")
-    g.add_argument("--youtube-date-sorted", action="store_true", help="newest results first (ytsearchdate)")
-    g.add_argument("--youtube-max-queries", type=int, default=None,
-                   help="use only the first N generated queries (default: all games x actions)")
-    g.add_argument("--youtube-query-template", default=d.youtube_query_template,
-                   help="query pattern over the word lists (default '{game} {action}')")
-    g.add_argument("--youtube-sleep-s", type=cli_types.seconds, default=d.youtube_sleep_s,
-                   help=f"pause between a worker's search requests, in seconds (default {d.youtube_sleep_s:g})")
-    g.add_argument("--min-duration-s", type=float, default=None,
-                   help="drop videos declared shorter (default: the keywords file's, 16)")
-    g.add_argument("--max-duration-s", type=float, default=None,
-                   help="drop videos declared longer, and refuse longer downloads (default: keywords file's, 14400)")
+        return {"socket_timeout": self.site.socket_timeout_s}
 
 
 # ---- plain functions ------------------------------------------------------------------------------------

@@ -16,7 +16,6 @@ video's clips at once.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import logging
 import os
@@ -27,7 +26,7 @@ from collections.abc import Callable
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import cli_types, clip_store, stage, storage, tables
+from pipeline import clip_store, stage, storage, tables
 from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video functions
     SegmentConfig,
     SegmentResult,
@@ -38,61 +37,9 @@ from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video f
     segment_video,
 )
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
-from schemas import Clip, DownloadedVideo, Outcome, clip_format, from_table, ids, reasons, to_table
+from schemas import Clip, DownloadedVideo, Outcome, from_table, ids, reasons, to_table
 
 log = logging.getLogger(__name__)
-
-
-def _frames_arg(text: str) -> float:
-    """argparse type for --clip-seconds/--clip-stride-s: at least one 10 FPS frame (0 or less would make the
-    window planner loop forever; refusing it here names the flag instead of hanging the run)."""
-    value = cli_types.seconds(text)
-    if seconds_to_frames(value) < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 0.1 s (one frame at 10 FPS), got {text!r}")
-    return value
-
-
-def _clip_size(text: str) -> tuple[int, int]:
-    """argparse type for --clip-size: 'WxH', both even (H.264 yuv420p) and >= 2."""
-    width, sep, height = text.lower().partition("x")
-    if not sep or not width.isdigit() or not height.isdigit():
-        raise argparse.ArgumentTypeError(f"must look like WIDTHxHEIGHT (e.g. 160x90 or 64x64), got {text!r}")
-    size = int(width), int(height)
-    if min(size) < 2 or size[0] % 2 or size[1] % 2:
-        raise argparse.ArgumentTypeError(f"width and height must be even and >= 2 (H.264 yuv420p), got {text!r}")
-    return size
-
-
-def add_segment_args(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("segmentation (16 s clips at 10 FPS, 160x90 by default)")
-    g.add_argument("--clip-size", type=_clip_size, default=(clip_format.CLIP_WIDTH, clip_format.CLIP_HEIGHT),
-                   metavar="WxH", help="clip frame size (default 160x90, the paper's Platformers clips; its CoinRun "
-                                       "case study uses 64x64); recorded in every clip's metadata")
-    g.add_argument("--clip-fps", type=cli_types.integer(1, 240, "clip "), default=clip_format.CLIP_FPS,
-                   help="clip frame rate (default 10); --clip-seconds and --clip-stride-s stay in seconds")
-    g.add_argument("--clip-seconds", type=_frames_arg, default=float(clip_format.CLIP_SECONDS),
-                   help=f"clip length (default {clip_format.CLIP_SECONDS} s = {clip_format.CLIP_FRAMES} frames)")
-    g.add_argument("--clip-stride-s", type=_frames_arg, default=None,
-                   help="start a clip every N s (default: the clip length, i.e. non-overlapping)")
-    g.add_argument("--skip-start-s", type=cli_types.seconds, default=0.0, help="skip this much of every video (intros)")
-    g.add_argument("--skip-end-s", type=cli_types.seconds, default=0.0, help="skip this much at the end (outros)")
-    g.add_argument("--fit", choices=("crop", "pad"), default="crop",
-                   help="crop: cover the clip size and centre-crop (default); pad: fit inside and pad")
-    g.add_argument("--decoder", choices=("decord", "pyav"), default="decord",
-                   help="decord (default; PyAV takes over for codecs decord cannot open, e.g. AV1) or pyav "
-                        "for every video")
-    g.add_argument("--decord-max-mb", type=cli_types.non_negative("MB"), default=256.0, metavar="MB",
-                   help="decode files larger than this with PyAV (decord's memory grows to about the file size; "
-                        "PyAV streams in flat memory); default 256, 0 = PyAV for every file")
-    g.add_argument("--x264-preset", choices=clip_format.X264_PRESETS, default=clip_format.DEFAULT_PRESET,
-                   help=f"x264 preset of the stored clips (default {clip_format.DEFAULT_PRESET}: half medium's "
-                        "encode time at the same bytes, -0.2 dB)")
-    g.add_argument("--crf", type=cli_types.integer(0, 51, "x264's "), default=clip_format.DEFAULT_CRF, help="x264 CRF of the stored clips")
-    g.add_argument("--no-isolation", action="store_true",
-                   help="decode (and probe downloads) in the worker process itself (faster to start; a decoder "
-                        "crash kills it)")
-    g.add_argument("--video-timeout-s", type=cli_types.positive("s"), default=3600.0,
-                   help="fail a video whose segmentation takes longer than this")
 
 
 def _failed(video: DownloadedVideo, reason: str, detail: str) -> SegmentResult:

@@ -17,7 +17,6 @@ and all their threads, holds
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import logging
 import os
@@ -35,6 +34,7 @@ from pipeline import cli_types
 from pipeline.breaker import BLOCK_REASONS, Breaker, BreakerConfig, BreakerOpen
 from pipeline.credentials import CookieFacts, CredentialsError, check_cookies, read_proxies, stage_cookies
 from pipeline.errors import Failure
+from pipeline.options import nested, option
 from pipeline.request_budget import DEFAULT_JOB_QPS, TokenBucket, job_processes, per_process_qps
 from schemas import reasons
 
@@ -48,16 +48,30 @@ PROXY_FAILURES = BLOCK_REASONS | {reasons.CONNECTION_ERROR, reasons.TIMEOUT}
 
 @dataclasses.dataclass(frozen=True)
 class SiteAccessConfig:
-    """How hard the whole job may hit the site, and as whom. Holds paths, never file contents."""
+    """How hard the whole job may hit the site, as whom, and how long it waits: the network options the search
+    and download stages share (``run`` hands both the same one). Holds paths, never file contents."""
 
-    job_qps: float = DEFAULT_JOB_QPS  # requests per second for the whole job
+    job_qps: float = option(  # requests per second for the whole job
+        "--youtube-qps", type=cli_types.positive("requests per second"), default=DEFAULT_JOB_QPS,
+        help="requests per second for the whole job, split over its worker processes; searches, metadata and "
+             "downloads all count (default %(default)g)")
     processes: int = 1  # processes sharing the budget; run.py sets it from the runner options
-    cookies: str | None = None  # Netscape cookies.txt, local or gs://: read on each worker
-    proxy: str | None = None  # one proxy URL
-    proxies_file: str | None = None  # proxy URLs, one per line, local or gs://
+    cookies: str | None = option(  # Netscape cookies.txt, local or gs://: read on each worker
+        "--cookies", default=None, help="Netscape cookies.txt, local or gs:// (read on each worker; never logged)")
+    proxy: str | None = option("--proxy", default=None, help="proxy URL, e.g. socks5://127.0.0.1:1080")
+    proxies_file: str | None = option(  # proxy URLs, one per line, local or gs://
+        "--proxies-file", default=None,
+        help="proxy URLs, one per line, local or gs://; each worker process rotates through them")
     proxy_bench_after: int = 3  # consecutive failures that bench a proxy
     proxy_bench_s: float = 300.0  # how long a benched proxy rests
-    breaker: BreakerConfig = BreakerConfig()
+    breaker: BreakerConfig = nested(BreakerConfig)
+    socket_timeout_s: float = option(
+        "--socket-timeout", type=float, default=30.0,
+        help="seconds without data before a request fails (default %(default)g)")
+    backoff_base_s: float = 1.0  # first pause before a repeated download attempt; doubles each time
+    max_backoff_s: float = option(  # longest pause; also the breaker's (BreakerConfig.max_backoff_s)
+        "--max-backoff-s", type=float, default=60.0,
+        help="longest pause between attempts; a Retry-After asking for more fails the video (default %(default)g)")
     # Identifies one run's per-process state (bucket, breaker): two runs in one process (tests, notebooks)
     # must not share a breaker. Copies of the config on the workers keep the value.
     run_id: str = dataclasses.field(default_factory=lambda: uuid.uuid4().hex)
@@ -66,51 +80,18 @@ class SiteAccessConfig:
         per_process_qps(self.job_qps, self.processes)  # validates
         if self.processes < 1:
             raise ValueError(f"processes must be >= 1, got {self.processes}")
+        if self.socket_timeout_s <= 0:
+            raise ValueError(f"socket timeout must be > 0 s, got {self.socket_timeout_s}")
+        if self.backoff_base_s < 0 or self.max_backoff_s < 0:
+            raise ValueError("back-off times must be >= 0")
 
     @property
     def qps_per_process(self) -> float:
         return per_process_qps(self.job_qps, self.processes)
 
-    @classmethod
-    def from_args(cls, ns: argparse.Namespace) -> SiteAccessConfig:
-        breaker = BreakerConfig(window=ns.breaker_window, open_share=ns.breaker_open_share,
-                                backoff_share=min(BreakerConfig.backoff_share, ns.breaker_open_share),
-                                min_answers=max(1, ns.breaker_window // 2),
-                                max_backoff_s=getattr(ns, "max_backoff_s", BreakerConfig.max_backoff_s))
-        return cls(job_qps=ns.youtube_qps, cookies=ns.cookies, proxy=ns.proxy, proxies_file=ns.proxies_file,
-                   breaker=breaker)
-
     def proxies(self) -> list[str]:
         """The proxy pool (reads ``proxies_file``): ``[]`` means direct connections."""
         return ([self.proxy] if self.proxy else []) + (read_proxies(self.proxies_file) if self.proxies_file else [])
-
-
-def add_site_access_args(parser: argparse.ArgumentParser) -> None:
-    d, b = SiteAccessConfig(), BreakerConfig()
-    g = parser.add_argument_group("site access (YouTube at scale; see docs/search_download.md)")
-    g.add_argument("--youtube-qps", type=cli_types.positive("requests per second"), default=d.job_qps,
-                   help="requests per second for the whole job, split over its worker processes; searches, "
-                        f"metadata and downloads all count (default {d.job_qps:g})")
-    g.add_argument("--cookies", default=None,
-                   help="Netscape cookies.txt, local or gs:// (read on each worker; never logged)")
-    g.add_argument("--proxy", default=None, help="proxy URL, e.g. socks5://127.0.0.1:1080")
-    g.add_argument("--proxies-file", default=None,
-                   help="proxy URLs, one per line, local or gs://; each worker process rotates through them")
-    g.add_argument("--breaker-window", type=cli_types.integer(2), default=b.window,
-                   help=f"answers each process remembers to judge how often it is blocked (default {b.window})")
-    g.add_argument("--breaker-open-share", type=_share, default=b.open_share,
-                   help="blocked share that, after back-offs, stops the process contacting the site; the rest "
-                        f"of its videos end 'deferred' (default {b.open_share:g})")
-
-
-def _share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be a share above 0 and at most 1, got {text!r}")
-    return value
 
 
 def site_for_job(config: SiteAccessConfig, beam_args: list[str], local_workers: int | None,

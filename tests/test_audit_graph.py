@@ -91,9 +91,9 @@ def size_classes(p: beam.Pipeline) -> tuple[dict, list[str]]:
 
 
 def _built(argv: list[str]) -> beam.Pipeline:
-    config, ns, beam_args = run.parse(argv)
+    config, _, beam_args = run.parse(argv)
     p = beam.Pipeline(runner=run.local_runner(beam_args), options=run.local_options(beam_args, None))
-    run.build(p, config, run.quality_from_args(ns))
+    run.build(p, config)
     return p
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cut, segment
+from pipeline import cut, options
 from schemas import CandidateVideo, DownloadedVideo, clip_codec
 from schemas.records import ShardSample
 from tests import media
@@ -20,8 +20,8 @@ from tests import media
 
 def _config(argv: list[str]) -> cut.SegmentConfig:
     parser = argparse.ArgumentParser()
-    segment.add_segment_args(parser)
-    return cut.SegmentConfig.from_args(parser.parse_args(argv))
+    options.add_options(parser, cut.SegmentConfig)
+    return options.build(cut.SegmentConfig, parser.parse_args(argv))
 
 
 def test_geometry_flags_and_defaults(capsys):

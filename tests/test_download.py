@@ -29,6 +29,7 @@ from pipeline.download import Download, DownloadConfig, Downloader, backoff_s, c
 from pipeline.errors import classify, parse_retry_after
 from pipeline.probe import ProbeError, probe_file
 from pipeline.search import Search, SearchConfig
+from pipeline.site_access import SiteAccessConfig
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, ids, reasons
 from tests.fault_server import Fault, FaultServer
@@ -86,10 +87,12 @@ def server():
 
 
 def config(tmp_path: Path, **overrides) -> DownloadConfig:
-    settings = dict(download_dir=str(tmp_path / "videos"), retries=2, socket_timeout_s=1.0, backoff_base_s=0.05,
-                    max_backoff_s=5.0, max_filesize=200_000)
+    """A download config; the network overrides (timeout, back-off) go into its site-access config."""
+    network = dict(socket_timeout_s=1.0, backoff_base_s=0.05, max_backoff_s=5.0)
+    network.update({k: overrides.pop(k) for k in list(overrides) if k in network})
+    settings = dict(download_dir=str(tmp_path / "videos"), retries=2, max_filesize=200_000)
     settings.update(overrides)
-    return DownloadConfig(**settings)
+    return DownloadConfig(site=SiteAccessConfig(**network), **settings)
 
 
 def candidate(url: str, video_id: str = "vid") -> CandidateVideo:

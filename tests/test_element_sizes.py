@@ -61,10 +61,10 @@ def test_every_element_after_segment_is_a_small_reference(tmp_path):
         for name in ("long", "one", "garbage"):
             f.write(json.dumps({"id": name, "url": (videos / f"{name}.mp4").as_uri(),
                                 "title": "Celeste speedrun gameplay " + "x" * 500, "duration_s": 20}) + "\n")
-    config, ns, beam_args = run.parse(["--catalog", str(tmp_path / "catalog.jsonl"), "--output",
+    config, _, beam_args = run.parse(["--catalog", str(tmp_path / "catalog.jsonl"), "--output",
                                        str(tmp_path / "out"), "--in-process"])
     p = beam.Pipeline(runner=FnApiRunner(), options=run.local_options(beam_args, None, True))
-    run.build(p, config, run.quality_from_args(ns))
+    run.build(p, config)
     visitor = _Collections()
     p.visit(visitor)
     assert len(visitor.found) > 20

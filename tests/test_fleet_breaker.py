@@ -64,9 +64,9 @@ def video(tmp_path_factory) -> bytes:
 def download_all(server: FaultServer, tmp_path, breaker: BreakerConfig, job_qps: float = 50.0
                  ) -> tuple[list, float]:
     """Download VIDEOS candidates one after the other through one process's site access; (results, seconds)."""
-    site_config = SiteAccessConfig(job_qps=job_qps, breaker=breaker)
-    config = DownloadConfig(download_dir=str(tmp_path / "videos"), retries=3, socket_timeout_s=2.0,
-                            backoff_base_s=0.01, max_backoff_s=0.2, site=site_config)
+    site_config = SiteAccessConfig(job_qps=job_qps, breaker=breaker, socket_timeout_s=2.0, backoff_base_s=0.01,
+                                   max_backoff_s=0.2)
+    config = DownloadConfig(download_dir=str(tmp_path / "videos"), retries=3, site=site_config)
     started = time.monotonic()
     with Downloader(config, SiteAccess(site_config)) as downloader:
         results = [downloader.download(CandidateVideo(video_id=f"v{i:02d}", source="test", url=server.url(f"/v{i}.mp4"),

@@ -55,8 +55,8 @@ def video(tmp_path_factory) -> bytes:
 def test_cookies_staged_on_the_worker_reach_the_site_and_stay_out_of_the_job_graph(secrets, video, tmp_path):
     with FaultServer() as server:
         urls = [server.add(f"/v{i}.mp4", video) for i in range(2)]
-        config = DownloadConfig(download_dir=str(tmp_path / "videos"), socket_timeout_s=2.0,
-                                site=SiteAccessConfig(cookies="fleetsecrets://vault/cookies.txt"))
+        config = DownloadConfig(download_dir=str(tmp_path / "videos"),
+                                site=SiteAccessConfig(cookies="fleetsecrets://vault/cookies.txt", socket_timeout_s=2.0))
         p = beam.Pipeline(runner=FnApiRunner())
         found = p | beam.Create([CandidateVideo(video_id=f"v{i}", source="test", url=u, title="Mario speedrun")
                                  for i, u in enumerate(urls)])
@@ -121,9 +121,8 @@ def test_a_dead_proxy_is_benched_and_downloads_go_through_the_live_one(video, tm
         for i in range(6):
             origin.add(f"/v{i}.mp4", video)
             proxy.add(f"/v{i}.mp4", video)
-        site_config = SiteAccessConfig()
-        config = DownloadConfig(download_dir=str(tmp_path / "videos"), retries=3, socket_timeout_s=2.0,
-                                backoff_base_s=0.01, max_backoff_s=0.1, site=site_config)
+        site_config = SiteAccessConfig(socket_timeout_s=2.0, backoff_base_s=0.01, max_backoff_s=0.1)
+        config = DownloadConfig(download_dir=str(tmp_path / "videos"), retries=3, site=site_config)
         site = SiteAccess(site_config)
         site.proxies = ProxyPool([dead_url, proxy.url("")], seed="w", bench_after=3, bench_s=300.0)
         with Downloader(config, site) as downloader:

@@ -17,8 +17,8 @@ from classifiers import synthetic
 from classifiers.artifact import FeatureVersionError, load_classifier
 from classifiers.metrics import DecisionRule
 from classifiers.train import TrainConfig, train
-from pipeline import stage
-from pipeline.quality import Quality, _ScoreBatches, add_quality_args, quality_from_args
+from pipeline import options, stage
+from pipeline.quality import Quality, QualityConfig, _ScoreBatches
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 
@@ -93,19 +93,19 @@ def test_scores_every_clip_and_drops_below_threshold(setup, tmp_path):
 
 def test_threshold_override_and_flags(setup, tmp_path):
     parser = argparse.ArgumentParser()
-    add_quality_args(parser)
+    options.add_options(parser, QualityConfig)
     ns = parser.parse_args(["--classifier", str(setup["model"]), "--quality-threshold", "0"])
-    kept, outcomes, _ = run_stage(setup["clips"], quality_from_args(ns), tmp_path)
+    kept, outcomes, _ = run_stage(setup["clips"], Quality.from_config(options.build(QualityConfig, ns)), tmp_path)
     assert len(kept) == len(setup["clips"]) - 2 and all(o.outcome == reasons.FAILED for o in outcomes)
     assert parser.parse_args([]).classifier is None
-    assert quality_from_args(ns).settings == {"classifier": str(setup["model"]), "threshold": 0.0, "rule": "clip",
+    assert Quality.from_config(options.build(QualityConfig, ns)).settings == {"classifier": str(setup["model"]), "threshold": 0.0, "rule": "clip",
                                               "margin": 0.0}
     assert Quality(None).settings["classifier"] is None
 
 
 def test_a_threshold_outside_the_score_range_is_refused_at_launch(setup, capsys):
     parser = argparse.ArgumentParser()
-    add_quality_args(parser)
+    options.add_options(parser, QualityConfig)
     for bad in ("-0.1", "1.01", "nan", "inf"):
         with pytest.raises(SystemExit):
             parser.parse_args(["--classifier", str(setup["model"]), "--quality-threshold", bad])

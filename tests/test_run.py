@@ -287,8 +287,8 @@ def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
         with pytest.raises(SystemExit):
             run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path)] + bad)
         assert says in capsys.readouterr().err, bad
-    config, ns, _ = run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), "--quality-threshold", "1"])
-    assert ns.quality_threshold == 1.0
+    config, _, _ = run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), "--quality-threshold", "1"])
+    assert config.quality.threshold == 1.0
 
 
 def _count_pid(x):
@@ -327,10 +327,10 @@ def test_progress_lines_appear_while_the_stages_run(first_run, run_log):
 
 def test_dataflow_job_graph_builds_without_submitting(corpus):
     pytest.importorskip("google.cloud.storage", reason="needs apache-beam[gcp] (the 'dataflow' extra)")
-    config, ns, beam_args = run.parse(["--catalog", str(corpus / "catalog.jsonl"), "--output", "gs://bucket/out",
+    config, _, beam_args = run.parse(["--catalog", str(corpus / "catalog.jsonl"), "--output", "gs://bucket/out",
                                        "--runner", "DataflowRunner", "--project", "genie-worlds-test", "--region", "us-central1",
                                        "--temp_location", "gs://bucket/tmp", "--dry_run=True", "--no_auth"])
-    result = run.run_pipeline(config, run.quality_from_args(ns), run.local_options(beam_args, None))
+    result = run.run_pipeline(config, run.local_options(beam_args, None))
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
     for stage in ("Search", "Download", "Segment", "Quality", "Shard", "Audit"):
         assert stage in names

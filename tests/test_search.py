@@ -19,8 +19,10 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from yt_dlp.utils import DownloadError
 
-from pipeline.download import DownloadConfig, add_download_args
-from pipeline.search import Search, SearchConfig, add_search_args, search_candidates
+from pipeline import options, run
+from pipeline.download import DownloadConfig
+from pipeline.search import Search, SearchConfig, search_candidates
+from pipeline.site_access import SiteAccessConfig
 from pipeline.sources import CatalogSource, YoutubeSource, build_sources, generate_queries
 from pipeline.sources.youtube import search_url
 from pipeline.stage import MAIN, OUTCOMES
@@ -148,17 +150,18 @@ def test_queries_and_search_urls():
 
 def test_command_line_options_build_both_configs(catalog):
     parser = argparse.ArgumentParser()
-    add_search_args(parser)
-    add_download_args(parser)  # the two stages' flags must not collide
+    for config_class in (SearchConfig, DownloadConfig, SiteAccessConfig):  # the stages' flags must not collide
+        options.add_options(parser, config_class)
     ns = parser.parse_args(["--catalog", str(catalog), "--catalog", "b.csv", "--youtube", "--youtube-per-query", "3",
                             "--youtube-date-sorted", "--max-duration-s", "600", "--retries", "5",
                             "--max-filesize", "50M", "--rate-limit", "1.5M", "--cookies", "c.txt",
                             "--youtube-sleep-s", "2.5"])
-    search, download = SearchConfig.from_args(ns), DownloadConfig.from_args(ns)
+    site = options.build(SiteAccessConfig, ns)  # shared: run.py hands both stages the same one
+    search, download = options.build(SearchConfig, ns, site=site), options.build(DownloadConfig, ns, site=site)
     assert search.catalogs == (str(catalog), "b.csv") and search.youtube and search.youtube_per_query == 3
     assert search.rules().max_duration_s == 600 and search.rules().min_duration_s == 16
     assert search.site.cookies == "c.txt" and download.site.cookies == "c.txt"  # a path: read on each worker
-    assert download.max_duration_s == 600 and download.retries == 5
+    assert run.longest_video_s(search) == 600 and download.retries == 5  # run.py: the download's max_duration_s
     assert download.max_filesize == 50 * 1024**2 and download.rate_limit == int(1.5 * 1024**2)
     assert download.download_dir is None  # run.py defaults it to <output>/videos
     sources = build_sources(search)
@@ -167,11 +170,11 @@ def test_command_line_options_build_both_configs(catalog):
     # searches are paced: before each query, and between its pages inside yt-dlp
     assert sources[1].sleep_s == 2.5 and sources[1].params["sleep_interval_requests"] == 2.5
     assert sources[1].site == search.site  # the same budget, breaker and credentials as the downloads
-    assert SearchConfig.from_args(parser.parse_args([])).youtube_sleep_s == 1.0
+    assert options.build(SearchConfig, parser.parse_args([])).youtube_sleep_s == 1.0
     with pytest.raises(SystemExit):
         parser.parse_args(["--youtube-sleep-s", "-1"])
     defaults = parser.parse_args([])
-    assert DownloadConfig.from_args(defaults).max_duration_s == SearchConfig.from_args(defaults).rules().max_duration_s
+    assert run.longest_video_s(options.build(SearchConfig, defaults)) == SearchConfig().rules().max_duration_s
     with pytest.raises(ValueError, match="no candidate source"):
         Search(SearchConfig())
 
