@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from classifiers.clip_source import SourceProblem, iter_samples
-from modeling.data import ClipWindowDataset
+from modeling.data import ClipWindowDataset, LoaderConfig
 from schemas import shard_source, shard_writer
 from schemas.clip_format import SHARD_DIR, shard_name
 from schemas.shard_source import ShardError, ShardSourceError
@@ -86,7 +86,7 @@ def test_the_classifier_and_the_model_accept_the_same_specs(run_dir):
     assert len(keys) == 6
     for spec in (str(run_dir), str(shards), str(shards / "*.tar"), str(shards / "shard-{00000..00002}.tar"),
                  f"{shards / 'shard-00000.tar'}::{shards / 'shard-0000[12].tar'}"):
-        assert ClipWindowDataset(spec, window=4).urls == shard_source.resolve(spec), spec
+        assert ClipWindowDataset(spec, LoaderConfig(window=4)).urls == shard_source.resolve(spec), spec
         assert [s.key for s in iter_samples(spec)] == keys, spec
     with pytest.raises(ShardSourceError, match="--clips"):  # the classifier names its flag
         next(iter_samples(str(run_dir / "nowhere")))
