@@ -20,17 +20,17 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from classifiers import synthetic
 from classifiers.artifact import read_metadata
 from classifiers.train import TrainConfig, train
 from pipeline import clip_codec, run, shards
+from pipeline.demo_corpus import clips as synthetic
 from schemas import Outcome, from_table, reasons
 from tests import media
 
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary (yt-dlp's file:// download)")
 torch.set_num_threads(1)
 
-CORPUS = ("clean00", "clean01", "menu00", "black00")  # junk the model is trained to drop, clean it keeps
+CORPUS = ("clean00", "clean01", "static_menu00", "black_fade00")  # junk the model learnt to drop, clean it keeps
 
 
 @pytest.fixture(scope="module")
@@ -40,8 +40,8 @@ def model_and_corpus(tmp_path_factory):
     root = tmp_path_factory.mktemp("classified")
     (root / "shards").mkdir()
     videos = synthetic.demo_videos(n_clean=4, n_junk_each=1, clips_per_video=1)
-    synthetic.write_shard(str(root / "shards" / "shard-00000.tar"),
-                          [synthetic.make_clip(vid, 0, fs[0]) for vid, _, fs in videos])
+    shards.write_shard(str(root / "shards" / "shard-00000.tar"),
+                       [synthetic.make_clip(vid, 0, fs[0]) for vid, _, fs in videos])
     with open(root / "labels.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(("item_id", "score"))
@@ -80,7 +80,7 @@ def test_junk_is_dropped_with_its_score_and_clean_clips_are_kept(model_and_corpu
     threshold = float(read_metadata(model_and_corpus[0])["threshold"])
     clips = {o.video_id: o for o in outcomes(out).values() if o.item_kind == reasons.ITEM_CLIP}
     assert set(clips) == set(CORPUS)
-    for vid in ("menu00", "black00"):
+    for vid in ("static_menu00", "black_fade00"):
         o = clips[vid]
         assert (o.stage, o.outcome, o.reason) == (reasons.STAGE_QUALITY, reasons.DROPPED, reasons.LOW_QUALITY), o
         assert o.quality_score < threshold
