@@ -19,14 +19,15 @@ import time
 import numpy as np
 import torch
 
-from classifiers import synthetic
 from classifiers.models import make_model
+from pipeline.demo_corpus import clips as synthetic
+from pipeline.demo_corpus import spec
 from schemas.clip_codec import decode_clip, encode_clip
 
 
 def make_clips(n: int) -> tuple[list[bytes], np.ndarray]:
     n_clean = max(2, n // 2)
-    n_junk_each = max(1, -(-(n - n_clean) // len(synthetic.JUNK_KINDS)))
+    n_junk_each = max(1, -(-(n - n_clean) // len(spec.JUNK_KINDS)))
     videos = synthetic.demo_videos(n_clean=n_clean, n_junk_each=n_junk_each, clips_per_video=1)
     frames = [fs[0] for _, _, fs in videos][:n]
     targets = np.array([1 if kind == "clean" else 0 for _, kind, _ in videos][:n])

@@ -17,7 +17,6 @@ import torch
 from PIL import Image
 from sklearn.metrics import precision_score
 
-from classifiers import synthetic
 from classifiers.__main__ import main as cli
 from classifiers.artifact import FeatureVersionError, ModelDirError, load_classifier
 from classifiers.dataset import thumbnail
@@ -25,6 +24,8 @@ from classifiers.features import FEATURE_VERSION
 from classifiers.labels import LabelFileError
 from classifiers.metrics import video_mean_scores
 from classifiers.train import TrainConfig, group_folds, train
+from pipeline.demo_corpus import clips as synthetic
+from pipeline.shards import write_shard
 from schemas.clip_codec import decode_clip
 
 torch.set_num_threads(1)
@@ -37,8 +38,8 @@ def corpus(tmp_path_factory):
     (root / "shards").mkdir()
     videos = synthetic.demo_videos(n_clean=6, n_junk_each=1, clips_per_video=2)
     clips = [synthetic.make_clip(vid, i, frames) for vid, _, fs in videos for i, frames in enumerate(fs)]
-    synthetic.write_shard(str(root / "shards" / "shard-00000.tar"), clips[:13])
-    synthetic.write_shard(str(root / "shards" / "shard-00001.tar"), clips[13:])
+    write_shard(str(root / "shards" / "shard-00000.tar"), clips[:13])
+    write_shard(str(root / "shards" / "shard-00001.tar"), clips[13:])
     labels = root / "labels.csv"
     with open(labels, "w", newline="") as f:
         w = csv.writer(f)
@@ -138,7 +139,7 @@ def test_features_command_writes_one_row_per_clip(corpus, tmp_path):
     assert cli(["features", "--clips", str(corpus["root"]), "--out", str(tmp_path / "f.parquet")]) == 0
     df = pd.read_parquet(tmp_path / "f.parquet")
     assert list(df.columns) == ["clip_key", "video_id", *FEATURE_NAMES] and len(df) == 26
-    black = df[df.video_id == "black00"]
+    black = df[df.video_id == "black_fade00"]
     assert (black["black_frac"] == 1.0).all() and (df[df.video_id == "clean00"]["black_frac"] == 0).all()
 
 
@@ -183,7 +184,7 @@ def test_cnn_family_and_video_rule(corpus, tmp_path):
         kept_by_video.setdefault(r["video_id"], set()).add(r["kept"])
     assert all(len(v) == 1 for v in kept_by_video.values())  # the video rule decides per video
     clf = load_classifier(out)
-    frames = [synthetic.menu(3), synthetic.gameplay(78, 160)]
+    frames = [synthetic.junk_clip("static_menu", 3), synthetic.gameplay(78, 160)]
     scores = clf.score_frames(frames)
     again = load_classifier(out).score_frames(frames)
     np.testing.assert_allclose(scores, again)  # the saved weights are the ones used
@@ -220,7 +221,7 @@ def test_model_dir_behind_a_url_is_copied_locally(trained, tmp_path):
     local = load_classifier(out)
     remote = load_classifier(PrefixedLocalFileSystem.PREFIX + str(out))
     assert remote.threshold == local.threshold and remote.metadata == local.metadata
-    frames = [synthetic.menu(5), synthetic.drawn_platformer(6)]
+    frames = [synthetic.junk_clip("static_menu", 5), synthetic.drawn_platformer(6)]
     np.testing.assert_allclose(remote.score_frames(frames), local.score_frames(frames))
     with pytest.raises(ModelDirError, match="no metadata.json"):
         load_classifier(PrefixedLocalFileSystem.PREFIX + str(tmp_path / "nothing"))
@@ -253,7 +254,7 @@ def test_video_rule_threshold_is_picked_on_video_mean_scores(corpus, tmp_path):
 def test_evaluate_shows_worst_mistakes_and_every_hand_score(corpus, trained, tmp_path):
     """Labels that contradict the model on two videos: their clips must appear as mistakes with thumbnails.
     Every hand score present gets a histogram, the 3s too; the binary metrics use the 5s and 1s only."""
-    flip = {"clean00": 1, "black00": 5}  # the model (trained on the true labels) keeps clean00, drops black00
+    flip = {"clean00": 1, "black_fade00": 5}  # the model (trained on the true labels) keeps clean00, drops black_fade00
     rows = [(vid, "video", flip.get(vid, 3 if vid == "clean05" else 5 if kind == "clean" else 1), "t", "")
             for vid, kind, _ in corpus["videos"]]
     labels = write_labels(tmp_path / "contradicting.csv", rows)
@@ -266,7 +267,7 @@ def test_evaluate_shows_worst_mistakes_and_every_hand_score(corpus, trained, tmp
     by_video = {}
     for clip in corpus["clips"]:
         by_video.setdefault(clip.video_id, []).append(clip)
-    for vid, kind in (("clean00", "kept but labelled bad"), ("black00", "dropped but labelled good")):
+    for vid, kind in (("clean00", "kept but labelled bad"), ("black_fade00", "dropped but labelled good")):
         for clip in by_video[vid]:
             tag = f'<img alt="{clip.clip_key}" src="data:image/png;base64,'
             assert tag in page, (vid, clip.clip_key)
@@ -380,7 +381,7 @@ def test_evaluate_min_roc_auc_gates_on_the_measured_value(corpus, trained, tmp_p
     """``--min-roc-auc`` (the demo's 0.9 gate): the report is always written; the exit status is 0 when the
     held-out ROC-AUC reaches the minimum, 1 with the measured value in the message when it does not, and 1
     when it is undefined (one class only)."""
-    flip = {"clean00": 1, "black00": 5}  # two contradicted videos: the ROC-AUC is measurably below 1
+    flip = {"clean00": 1, "black_fade00": 5}  # two contradicted videos: the ROC-AUC is measurably below 1
     labels = write_labels(tmp_path / "contradicting.csv", [
         (vid, "video", flip.get(vid, 3 if vid == "clean05" else 5 if kind == "clean" else 1), "t", "")
         for vid, kind, _ in corpus["videos"]])
@@ -413,7 +414,7 @@ def test_evaluate_min_roc_auc_gates_on_the_measured_value(corpus, trained, tmp_p
 def cnn_inputs():
     """8 short clips (gameplay and menus) prepared for the tiny CNN, with 0/1 targets."""
     from classifiers.models import make_model
-    frames = [synthetic.gameplay(i, 40) if i % 2 else synthetic.menu(i)[:40] for i in range(8)]
+    frames = [synthetic.gameplay(i, 40) if i % 2 else synthetic.junk_clip("static_menu", i, 40) for i in range(8)]
     model = make_model("cnn", "tiny", {"epochs": 1, "device": "cpu"})
     return np.stack([model.prepare(f) for f in frames]), np.array([i % 2 for i in range(8)])
 
@@ -490,7 +491,7 @@ def test_classifier_refuses_clips_of_another_geometry(corpus, trained, tmp_path)
 
     # a model trained on 64x64 clips records it, accepts them and refuses the 160x90 ones
     (tmp_path / "small" / "shards").mkdir(parents=True)
-    synthetic.write_shard(str(tmp_path / "small" / "shards" / "shard-00000.tar"), small)
+    write_shard(str(tmp_path / "small" / "shards" / "shard-00000.tar"), small)
     train(TrainConfig(labels=str(corpus["labels"]), clips=str(tmp_path / "small"), out=str(tmp_path / "m64"),
                       folds=2))
     small_model = load_classifier(tmp_path / "m64")
@@ -506,7 +507,7 @@ def test_classifier_refuses_clips_of_another_geometry(corpus, trained, tmp_path)
     assert load_classifier(tmp_path / "m64").geometry.describe() == "160x90 @ 10 FPS"
 
     # one model learns one geometry: mixed training clips are refused
-    synthetic.write_shard(str(tmp_path / "small" / "shards" / "shard-00001.tar"), corpus["clips"][:2])
+    write_shard(str(tmp_path / "small" / "shards" / "shard-00001.tar"), corpus["clips"][:2])
     with pytest.raises(LabelCoverageError, match="several geometries in .*: 160x90 @ 10 FPS, 64x64 @ 10 FPS"):
         train(TrainConfig(labels=str(corpus["labels"]), clips=str(tmp_path / "small"),
                           out=str(tmp_path / "mixed"), folds=2))

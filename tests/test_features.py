@@ -14,8 +14,10 @@ import subprocess
 import numpy as np
 import pytest
 
-from classifiers import features, synthetic
+from classifiers import features
 from classifiers.features import FEATURE_NAMES, FEATURE_VERSION, NUM_FEATURES, clip_features, sample_frames
+from pipeline.demo_corpus import clips as synthetic
+from pipeline.demo_corpus import games
 from schemas.clip_codec import decode_clip, encode_clip
 
 IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}
@@ -45,7 +47,7 @@ def game() -> np.ndarray:
 
 @pytest.fixture(scope="module")
 def bright_game() -> np.ndarray:
-    return synthetic.gameplay(4, 160, "coinrun")
+    return synthetic.gameplay(6, 160, "coinrun")  # a level whose 16 s hold no death fade (dark frames)
 
 
 def test_vector_shape_names_and_determinism(game):
@@ -65,8 +67,8 @@ def test_vector_shape_names_and_determinism(game):
 @needs_ffmpeg
 def test_motion_matches_ffmpeg_signalstats_ydif(game, tmp_path):
     """motion_mean is the mean |luma difference| of consecutive frames: ffmpeg's YDIF, up to the luma range."""
-    clips = {"gameplay": game, "menu": synthetic.menu(1), "letterbox": synthetic.letterbox(game),
-             "text": synthetic.text_overlay(game, 1)}
+    clips = {"gameplay": game, "menu": synthetic.junk_clip("static_menu", 1),
+             "letterbox": synthetic.letterbox(game), "text": synthetic.text_overlay(game, 1)}
     for name, frames in clips.items():
         log = ffmpeg_log(frames, "signalstats,metadata=print:key=lavfi.signalstats.YDIF", tmp_path)
         ydif = [float(x) for x in re.findall(r"YDIF=([\d.]+)", log)][1:]  # frame 0 has no predecessor
@@ -103,7 +105,7 @@ def test_black_frames_match_ffmpeg_blackframe(bright_game, tmp_path):
 @needs_ffmpeg
 def test_scene_cuts_match_ffmpeg_scene_detection(tmp_path):
     """A slideshow of stills from different games: one cut per slide change, as ffmpeg's scene score sees."""
-    stills = [synthetic.gameplay(5, 3, g)[-1] for g in synthetic.PLATFORMERS + synthetic.NON_PLATFORMERS]
+    stills = [synthetic.gameplay(5, 3, g)[-1] for g in games.PLATFORMERS + games.NON_PLATFORMERS]
     show = np.stack([stills[i // 20] for i in range(160)])
     log = ffmpeg_log(show, "select='gt(scene,0.3)',showinfo", tmp_path)
     ffmpeg_cuts = len(re.findall(r"pts_time", log))
@@ -115,9 +117,9 @@ def test_scene_cuts_match_ffmpeg_scene_detection(tmp_path):
 
 def test_junk_kinds_move_their_features(game):
     clean = feats(game)
-    assert feats(synthetic.menu(2))["static_frac"] > 0.9 > clean["static_frac"]
-    assert feats(synthetic.black(2))["black_frac"] == 1.0
-    assert feats(synthetic.black(2))["blank_frac"] == 1.0
+    assert feats(synthetic.junk_clip("static_menu", 2))["static_frac"] > 0.9 > clean["static_frac"]
+    assert feats(synthetic.junk_clip("black_fade", 2))["black_frac"] == 1.0
+    assert feats(synthetic.junk_clip("black_fade", 2))["blank_frac"] == 1.0
     face = feats(synthetic.face_cam(game, 1))
     assert face["skin_block_max"] > 0.3 > clean["skin_block_max"]
     text = feats(synthetic.text_overlay(game, 1))

@@ -16,7 +16,7 @@ import time
 import pytest
 from PIL import Image
 
-from classifiers import label_sheet, synthetic
+from classifiers import label_sheet
 from classifiers.label_sheet import (
     PREVIEW_STEP,
     SheetConfig,
@@ -26,6 +26,8 @@ from classifiers.label_sheet import (
     stratified_sample,
 )
 from classifiers.labels import load_labels
+from pipeline.demo_corpus import clips as synthetic
+from pipeline.shards import write_shard
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 
@@ -38,9 +40,10 @@ def shards(tmp_path_factory):
     clips = []
     for v in range(5):
         for i in range(3):
-            frames = synthetic.drawn_platformer(10 * v + i) if v % 2 == 0 else synthetic.menu(10 * v + i)
+            seed = 10 * v + i
+            frames = synthetic.drawn_platformer(seed) if v % 2 == 0 else synthetic.junk_clip("static_menu", seed)
             clips.append(synthetic.make_clip(f"vid{v}", i, frames, title=f"Video {v} & <friends>"))
-    synthetic.write_shard(str(root / "shards" / "shard-00000.tar"), clips)
+    write_shard(str(root / "shards" / "shard-00000.tar"), clips)
     return root, clips
 
 

@@ -13,12 +13,13 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.utils import shared
 
-from classifiers import synthetic
 from classifiers.artifact import FeatureVersionError, load_classifier
 from classifiers.metrics import DecisionRule
 from classifiers.train import TrainConfig, train
 from pipeline import options, stage
+from pipeline.demo_corpus import clips as synthetic
 from pipeline.quality import Quality, QualityConfig, _ScoreBatches
+from pipeline.shards import write_shard
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 
@@ -32,7 +33,7 @@ def setup(tmp_path_factory):
     (root / "shards").mkdir()
     videos = synthetic.demo_videos(n_clean=4, n_junk_each=1, clips_per_video=1)
     clips = [synthetic.make_clip(vid, 0, fs[0]) for vid, _, fs in videos]
-    synthetic.write_shard(str(root / "shards" / "shard-00000.tar"), clips)
+    write_shard(str(root / "shards" / "shard-00000.tar"), clips)
     labels = root / "labels.csv"
     with open(labels, "w", newline="") as f:
         w = csv.writer(f)
@@ -44,7 +45,8 @@ def setup(tmp_path_factory):
     # a second video of clean gameplay with a broken middle clip, and a clip without bytes
     extra = [synthetic.make_clip("late", i, synthetic.gameplay(40 + i, 160)) for i in range(3)]
     extra[1] = extra[1].replace(mp4=b"\x00\x00\x00\x18ftypisom-not-a-real-mp4")
-    extra.append(synthetic.make_clip("nobytes", 0, synthetic.menu(9)).replace(mp4=None, location="elsewhere.tar"))
+    menu = synthetic.junk_clip("static_menu", 9)
+    extra.append(synthetic.make_clip("nobytes", 0, menu).replace(mp4=None, location="elsewhere.tar"))
     return {"root": root, "labels": labels, "model": model, "clips": clips + extra}
 
 
@@ -88,7 +90,7 @@ def test_scores_every_clip_and_drops_below_threshold(setup, tmp_path):
     assert counters["kept"] == len(kept) and counters["low_quality"] == len(dropped)
     assert counters["model_loads"] == 1  # once per worker, shared by every bundle and batch
     # the junk the model was trained on is filtered; the clean videos pass
-    assert {o.video_id for o in dropped} >= {f"{k}00" for k in ("menu", "black", "letterbox")}
+    assert {o.video_id for o in dropped} >= {f"{k}00" for k in ("static_menu", "black_fade", "letterbox")}
 
 
 def test_threshold_override_and_flags(setup, tmp_path):
@@ -145,7 +147,7 @@ def test_video_rule_decides_per_video(setup, tmp_path):
     train(TrainConfig(labels=str(setup["labels"]), clips=str(setup["root"]), out=str(model), folds=2,
                       decision=DecisionRule("video", 0.0)))
     late = [c for c in setup["clips"] if c.video_id == "late" and c.clip_index != 1]
-    junk = synthetic.make_clip("menu_video", 0, synthetic.menu(11))
+    junk = synthetic.make_clip("menu_video", 0, synthetic.junk_clip("static_menu", 11))
     kept, outcomes, _ = run_stage(late + [junk], Quality(str(model)), tmp_path)
     fate = {c.clip_key: "kept" for c in kept} | {o.item_id: o.outcome for o in outcomes}
     assert len({fate[c.clip_key] for c in late}) == 1  # both clips of the video share its decision

@@ -20,10 +20,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from classifiers import synthetic
 from classifiers.artifact import read_metadata
 from classifiers.train import TrainConfig, train
 from pipeline import run
+from pipeline.demo_corpus import clips as synthetic
 from schemas import Outcome, clip_codec, from_table, reasons, shard_source, shard_writer
 from schemas.clip_format import SHARD_DIR, shard_name
 from tests import media
@@ -31,7 +31,7 @@ from tests import media
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary (yt-dlp's file:// download)")
 torch.set_num_threads(1)
 
-CORPUS = ("clean00", "clean01", "menu00", "black00")  # junk the model is trained to drop, clean it keeps
+CORPUS = ("clean00", "clean01", "static_menu00", "black_fade00")  # junk the model learnt to drop, clean it keeps
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +80,7 @@ def test_junk_is_dropped_with_its_score_and_clean_clips_are_kept(model_and_corpu
     threshold = float(read_metadata(model_and_corpus[0])["threshold"])
     clips = {o.video_id: o for o in outcomes(out).values() if o.item_kind == reasons.ITEM_CLIP}
     assert set(clips) == set(CORPUS)
-    for vid in ("menu00", "black00"):
+    for vid in ("static_menu00", "black_fade00"):
         o = clips[vid]
         assert (o.stage, o.outcome, o.reason) == (reasons.STAGE_QUALITY, reasons.DROPPED, reasons.LOW_QUALITY), o
         assert o.quality_score < threshold

@@ -1,6 +1,6 @@
 """Write RGB frames as an H.264 mp4 the way internet video is stored (30 fps, yuv420p, faststart).
 
-Why a writer of our own rather than ``pipeline.clip_codec.encode_clip``: that codec holds a whole 16 s clip
+Why a writer of our own rather than ``schemas.clip_codec.encode_clip``: that codec holds a whole 16 s clip
 in memory and fixes the clip format (160x90, 10 fps). The demo corpus streams minutes of 640x360 video
 straight to disk, and shows each game step for several video frames, so the writer converts a step's
 picture to yuv420p once and encodes it ``repeat`` times.

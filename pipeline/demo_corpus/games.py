@@ -12,6 +12,7 @@ to the right) looks like someone playing and gives the latent action model varie
 from __future__ import annotations
 
 import numpy as np
+from PIL import Image
 
 PLATFORMERS = ("coinrun", "jumper", "ninja", "climber")
 NON_PLATFORMERS = ("starpilot", "bigfish", "fruitbot", "chaser")
@@ -71,3 +72,8 @@ def crop_16x9(frame: np.ndarray) -> np.ndarray:
     height = frame.shape[1] * 9 // 16
     top = (frame.shape[0] - height) // 2
     return frame[top:top + height]
+
+
+def to_frame(render: np.ndarray, width: int, height: int) -> np.ndarray:
+    """A square Procgen render -> a ``width`` x ``height`` frame (central 16:9 band, resized bilinearly)."""
+    return np.asarray(Image.fromarray(crop_16x9(render)).resize((width, height), Image.BILINEAR))

@@ -4,6 +4,11 @@ Each function draws one kind of defect seen in real gameplay uploads: a streamer
 title/menu screen, a slideshow of stills, fades to black, chat/subtitle text over the game, and a tiny
 letterboxed picture. They are drawn with Pillow from a seeded generator, so they are reproducible, and each
 is cheap enough to redraw at the corpus' 10 game steps per second.
+
+This module is the one implementation of each junk effect: the demo corpus draws them on its 640x360
+video frames, and ``pipeline.demo_corpus.clips`` draws the same effects on 160x90 clips for the classifier
+tests and benchmarks. Pixel sizes (fonts, margins, line heights) are written for a 360-pixel-high frame and
+scale with the frame's height (``px``), so at 640x360 every drawing is exactly what it was written as.
 """
 
 from __future__ import annotations
@@ -30,14 +35,26 @@ def font(size: int) -> ImageFont.FreeTypeFont:
     return ImageFont.load_default(size=size)
 
 
+FACECAM_SCALE = 0.4  # the face-cam box of the facecam kind, as a share of the frame's width
+FACECAM_SMALL_SCALE = 0.2  # ... of the mixed small_facecam kind
+LETTERBOX_SCALE = 0.25  # the tiny picture of the letterbox kind, as a share of the frame's width
+REFERENCE_HEIGHT = 360  # the demo corpus' frame height: the pixel sizes in this module are written for it
+
+
+def px(size: float, height: int) -> int:
+    """``size`` pixels of a ``REFERENCE_HEIGHT``-high frame, on a frame ``height`` pixels high (at least 1)."""
+    return max(1, round(size * height / REFERENCE_HEIGHT))
+
+
 def dim(frame: np.ndarray, alpha: float) -> np.ndarray:
     """Fade ``frame`` towards black: alpha 1 = unchanged, 0 = black."""
     return (frame.astype(np.float32) * max(0.0, min(1.0, alpha))).astype(np.uint8)
 
 
-def letterbox(frame: np.ndarray, inner_width: int) -> np.ndarray:
-    """Shrink ``frame`` to ``inner_width`` wide and centre it in a black frame of the original size."""
+def letterbox(frame: np.ndarray, scale: float) -> np.ndarray:
+    """Shrink ``frame`` to ``scale`` of its width and centre it in a black frame of the original size."""
     height, width = frame.shape[:2]
+    inner_width = round(width * scale) // 2 * 2
     inner_height = round(inner_width * height / width)
     small = Image.fromarray(frame).resize((inner_width, inner_height), Image.BILINEAR)
     canvas = Image.new("RGB", (width, height))
@@ -59,7 +76,7 @@ class FaceCam:
         self.mouth = rng.uniform(0, 1, size=4096)  # per-step mouth opening: talking
         self.blinks = set(int(s) for s in np.cumsum(rng.integers(20, 50, size=200)))
 
-    def _face(self, step: int) -> Image.Image:
+    def _face(self, step: int, border: int) -> Image.Image:
         w, h = self.w, self.h
         img = Image.new("RGB", (w, h), self.wall)
         d = ImageDraw.Draw(img)
@@ -80,7 +97,7 @@ class FaceCam:
                   fill=(120, 30, 40))
         d.arc([cx - fw * 1.25, cy - fh * 1.3, cx + fw * 1.25, cy + fh * 0.6], 180, 360, fill=(20, 20, 20),
               width=max(2, w // 40))  # headphones
-        d.rectangle([0, 0, w - 1, h - 1], outline=(145, 70, 255), width=3)
+        d.rectangle([0, 0, w - 1, h - 1], outline=(145, 70, 255), width=border)
         return img
 
     def draw(self, frame: np.ndarray, step: int) -> np.ndarray:
@@ -89,18 +106,21 @@ class FaceCam:
             x = (width - self.w) * (0.5 + 0.5 * math.sin(step / 37 + self.phase[0]))
             y = (height - self.h) * (0.5 + 0.5 * math.sin(step / 23 + self.phase[1]))
         else:  # bottom-right corner, as most streams place it
-            x, y = width - self.w - 8, height - self.h - 8
+            x, y = width - self.w - px(8, height), height - self.h - px(8, height)
         canvas = Image.fromarray(frame)
-        canvas.paste(self._face(step), (int(x), int(y)))
+        canvas.paste(self._face(step, px(3, height)), (int(x), int(y)))
         return np.asarray(canvas)
 
 
 class ChatOverlay:
-    """Heavy text: a scrolling chat panel over a third of the picture and large burnt-in subtitles."""
+    """Heavy text: a scrolling chat panel over the right of the picture and large burnt-in subtitles."""
 
     LINE_STEPS = 4  # a new chat line every 0.4 s
 
-    def __init__(self, rng: np.random.Generator, num_lines: int = 4096):
+    def __init__(self, rng: np.random.Generator, num_lines: int = 4096, text_scale: float = 1.0,
+                 panel_share: float = 0.4):
+        self.text_scale = text_scale  # text sizes relative to the frame (2: twice the corpus' size)
+        self.panel_share = panel_share  # the chat panel's share of the frame's width, at the right
         self.lines = [f"{CHAT_NAMES[rng.integers(len(CHAT_NAMES))]}: "
                       + " ".join(CHAT_WORDS[i] for i in rng.integers(len(CHAT_WORDS), size=rng.integers(1, 4)))
                       for _ in range(num_lines)]
@@ -110,25 +130,29 @@ class ChatOverlay:
 
     def draw(self, frame: np.ndarray, step: int) -> np.ndarray:
         height, width = frame.shape[:2]
+
+        def size(v: int) -> int:
+            return px(v * self.text_scale, height)
+
         canvas = Image.fromarray(frame)
         panel = Image.new("RGBA", canvas.size, (0, 0, 0, 0))
         d = ImageDraw.Draw(panel)
-        x0 = int(width * 0.6)
+        x0 = int(width * (1 - self.panel_share))
         d.rectangle([x0, 0, width, height], fill=(10, 10, 20, 190))
-        line_h = 26
+        line_h = size(26)
         newest = step // self.LINE_STEPS
         offset = (step % self.LINE_STEPS) * line_h // self.LINE_STEPS  # smooth scroll
         for row in range(height // line_h + 2):
             i = newest - row
             if i < 0:
                 break
-            y = height - 60 - row * line_h - offset + line_h
-            d.text((x0 + 8, y), self.lines[i % len(self.lines)], font=font(20),
+            y = height - size(60) - row * line_h - offset + line_h
+            d.text((x0 + size(8), y), self.lines[i % len(self.lines)], font=font(size(20)),
                    fill=self.colours[i % len(self.colours)] + (255,))
         sub = self.subtitles[(step // 20) % len(self.subtitles)]
-        d.rectangle([0, height - 56, width, height], fill=(0, 0, 0, 170))
-        d.text((width // 2, height - 28), sub, font=font(34), fill=(255, 255, 80, 255), anchor="mm",
-               stroke_width=2, stroke_fill=(0, 0, 0, 255))
+        d.rectangle([0, height - size(56), width, height], fill=(0, 0, 0, 170))
+        d.text((width // 2, height - size(28)), sub, font=font(size(34)), fill=(255, 255, 80, 255),
+               anchor="mm", stroke_width=size(2), stroke_fill=(0, 0, 0, 255))
         canvas = Image.alpha_composite(canvas.convert("RGBA"), panel).convert("RGB")
         return np.asarray(canvas)
 
@@ -139,8 +163,9 @@ class MenuScreen:
 
     ITEMS = ("NEW GAME", "CONTINUE", "OPTIONS", "EXTRAS")
 
-    def __init__(self, rng: np.random.Generator, title: str, background: np.ndarray):
+    def __init__(self, rng: np.random.Generator, title: str, background: np.ndarray, blink_steps: int = 8):
         self.title = title
+        self.blink_steps = blink_steps  # "PRESS START" shows and hides for this many steps each
         self.background = dim(background, 0.35)
         self.cursor_moves = set(int(s) for s in np.cumsum(rng.integers(40, 120, size=200)))
         self.accent = tuple(int(c) for c in rng.integers(150, 256, size=3))
@@ -152,7 +177,7 @@ class MenuScreen:
             if s in self.cursor_moves:
                 self._cursor = (self._cursor + 1) % len(self.ITEMS)
         self._last_step = step
-        blink = (step // 8) % 2 == 0
+        blink = (step // self.blink_steps) % 2 == 0
         key = (self._cursor, blink)
         if key not in self._cache:
             self._cache[key] = self._render(*key)
@@ -162,17 +187,18 @@ class MenuScreen:
         img = Image.fromarray(self.background)
         d = ImageDraw.Draw(img)
         width, height = img.size
-        d.text((width // 2, height * 0.22), self.title, font=font(56), fill=self.accent, anchor="mm",
-               stroke_width=3, stroke_fill=(0, 0, 0))
+        d.text((width // 2, height * 0.22), self.title, font=font(px(56, height)), fill=self.accent, anchor="mm",
+               stroke_width=px(3, height), stroke_fill=(0, 0, 0))
+        arrow_x, arrow_tip, arrow_h = width // 2 - px(110, height), width // 2 - px(96, height), px(8, height)
         for i, item in enumerate(self.ITEMS):
-            y = height * 0.45 + i * 34
+            y = height * 0.45 + i * px(34, height)
             colour = (255, 255, 255) if i == cursor else (150, 150, 150)
-            d.text((width // 2, y), item, font=font(26), fill=colour, anchor="mm")
+            d.text((width // 2, y), item, font=font(px(26, height)), fill=colour, anchor="mm")
             if i == cursor:
-                d.polygon([(width // 2 - 110, y - 8), (width // 2 - 110, y + 8), (width // 2 - 96, y)],
-                          fill=self.accent)
+                d.polygon([(arrow_x, y - arrow_h), (arrow_x, y + arrow_h), (arrow_tip, y)], fill=self.accent)
         if blink:
-            d.text((width // 2, height * 0.9), "PRESS START", font=font(22), fill=(255, 255, 255), anchor="mm")
+            d.text((width // 2, height * 0.9), "PRESS START", font=font(px(22, height)), fill=(255, 255, 255),
+                   anchor="mm")
         return np.asarray(img)
 
 
@@ -181,6 +207,7 @@ def caption_slide(still: np.ndarray, caption: str) -> np.ndarray:
     img = Image.fromarray(still)
     d = ImageDraw.Draw(img)
     width, height = img.size
-    d.rectangle([0, height - 44, width, height], fill=(245, 245, 235))
-    d.text((14, height - 22), caption, font=font(24), fill=(20, 20, 20), anchor="lm")
+    d.rectangle([0, height - px(44, height), width, height], fill=(245, 245, 235))
+    d.text((px(14, height), height - px(22, height)), caption, font=font(px(24, height)), fill=(20, 20, 20),
+           anchor="lm")
     return np.asarray(img)

@@ -15,13 +15,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline.demo_corpus import games, junk, spec
 from pipeline.demo_corpus.encode import H264Writer
 from schemas import ids
 
-LETTERBOX_WIDTH = 160  # the tiny picture of the letterboxed kind (a quarter of the frame's width)
 SLIDE_HOLD_S = (3.0, 5.5)  # each slideshow still is shown this long
 
 
@@ -46,8 +44,7 @@ def actions_relpath(video_id: str) -> str:
 
 def to_frame(render: np.ndarray) -> np.ndarray:
     """A 512x512 Procgen render -> the 640x360 video frame (central 16:9 band, scaled up)."""
-    band = games.crop_16x9(render)
-    return np.asarray(Image.fromarray(band).resize((spec.WIDTH, spec.HEIGHT), Image.BILINEAR))
+    return games.to_frame(render, spec.WIDTH, spec.HEIGHT)
 
 
 class _Slides:
@@ -83,8 +80,8 @@ def render_steps(video: spec.VideoSpec) -> Iterator[tuple[np.ndarray, int]]:
     slides = _Slides(rng, title.title())
     overlay = None
     if video.overlay in (spec.FACECAM, spec.FACECAM_SMALL):
-        overlay = junk.FaceCam(rng, box_width=256 if video.overlay == spec.FACECAM else 128,
-                               moving=video.overlay == spec.FACECAM)
+        scale = junk.FACECAM_SCALE if video.overlay == spec.FACECAM else junk.FACECAM_SMALL_SCALE
+        overlay = junk.FaceCam(rng, box_width=round(spec.WIDTH * scale), moving=video.overlay == spec.FACECAM)
     elif video.overlay == spec.CHAT:
         overlay = junk.ChatOverlay(rng)
 
@@ -111,7 +108,7 @@ def render_steps(video: spec.VideoSpec) -> Iterator[tuple[np.ndarray, int]]:
         else:
             raise ValueError(f"unknown segment content {content!r}")
         if video.overlay == spec.LETTERBOX:
-            frame = junk.letterbox(frame, LETTERBOX_WIDTH)
+            frame = junk.letterbox(frame, junk.LETTERBOX_SCALE)
         elif overlay is not None:
             frame = overlay.draw(frame, step)
         yield frame, action

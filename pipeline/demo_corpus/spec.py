@@ -29,6 +29,7 @@ GAME_CONTENTS = (GAME, FADE_OUT, FADE_IN)
 FACECAM, FACECAM_SMALL, CHAT, LETTERBOX = "facecam", "facecam_small", "chat", "letterbox"
 
 # Video kinds: clean gameplay, the junk the quality filter must reject (label 1), and mixed ones (2-4).
+# JUNK_KINDS is the project's one vocabulary of junk: the 160x90 test clips (``clips``) use the same names.
 CLEAN = "clean"
 JUNK_KINDS = ("facecam", "static_menu", "slideshow", "black_fade", "text_overlay", "letterbox",
               "non_platformer")
