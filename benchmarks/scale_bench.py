@@ -22,7 +22,7 @@ outcomes relative to it (linear time: about 1.0).
 What the local runner adds, and why the default measures without it (docs/pipeline.md, "The end of the job
 at scale"): Beam's FnApiRunner hands each of the N / workers worker shares of a stage's input to its SDK
 worker as one data-plane message, written before the bundle starts (a GroupByKey's share is one encoded
-blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, ~270 MB at 1M,
+blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, 263 MB at 1M,
 whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
 freed. By default the benchmark streams every bundle input in ~8 MB messages while the bundle runs (as a
 distributed runner streams a shuffle) and sets ``MALLOC_ARENA_MAX=2`` for the launcher and workers;
