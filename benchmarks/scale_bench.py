@@ -26,7 +26,9 @@ blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k out
 whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
 freed. By default the benchmark streams every bundle input in ~8 MB messages while the bundle runs (as a
 distributed runner streams a shuffle) and sets ``MALLOC_ARENA_MAX=2`` for the launcher and workers;
-``--runner-as-is`` measures Beam's runner unchanged.
+``--runner-as-is`` measures Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the
+workers inherit it) the JSON adds, for the worker that ran the last step, the peak of Python's own
+allocations next to its peak RSS (``python_traced``; tracemalloc slows the run and adds to the RSS).
 
 The local runner also passes every element between fused stages through the launcher process (it buffers
 each stage's output there until the consumer stage runs): the launcher's peak grows with N. That is the
@@ -262,6 +264,17 @@ def watch_stages(watcher: PeakWatcher) -> None:
     fn_runner.FnApiRunner._execute_bundle = _execute_bundle
 
 
+def traced_peak(_, path: str) -> None:
+    """With ``PYTHONTRACEMALLOC`` set: the peak of Python's own allocations in this worker (objects, bytes
+    buffers) next to its peak RSS, to tell them from the data plane's C buffers and the allocator's retention."""
+    import tracemalloc
+
+    current, peak = tracemalloc.get_traced_memory()
+    Path(path).write_text(json.dumps({"pid": os.getpid(), "traced_peak_mb": round(peak / 2**20),
+                                      "traced_now_mb": round(current / 2**20),
+                                      "rss_peak_mb": round(_status_kb(os.getpid(), "VmHWM") / 1024)}))
+
+
 def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
     import apache_beam as beam
 
@@ -286,12 +299,17 @@ def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
               "shard_index": p | "Index" >> beam.Create([{"name": "shards/shard-00000.tar", "clips": kept_clips(n),
                                                           "bytes": 1}]),
               "clips": p | "NoClips" >> beam.Create([])}
-    _ = inputs | "Audit" >> audit_stage.Audit(out, None)
+    stats_out = inputs | "Audit" >> audit_stage.Audit(out, None)
+    if os.environ.get("PYTHONTRACEMALLOC"):  # the workers inherit it: where the last step ran, report its peak
+        _ = stats_out | "TracedPeak" >> beam.Map(traced_peak, str(Path(out).parent / f"{Path(out).name}.traced"))
     p.run().wait_until_finish()
     wall = time.monotonic() - started
     watcher.stop.set()
     watcher.join()
     stats = json.loads(Path(out, "stats.json").read_text())
+    traced = Path(f"{out}.traced")
+    python_peak = json.loads(traced.read_text()) if traced.exists() else None
+    traced.unlink(missing_ok=True)
     shutil.rmtree(out, ignore_errors=True)
     assert stats["tables"]["outcomes"]["rows"] == n, stats["tables"]
     return {"n": n, "wall_s": wall, "worker_peak_mb": max(watcher.workers.values(), default=0) / 1024,
@@ -299,7 +317,7 @@ def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
             "processes_mb": {f"{p} {watcher.names.get(p, '?')}": round(kb / 1024) for p, kb in watcher.workers.items()},
             "launcher_peak_mb": _status_kb(os.getpid(), "VmHWM") / 1024,
             "outcome_parts": stats["tables"]["outcomes"]["parts"], "manifest_rows": stats["tables"]["manifest"]["rows"],
-            "violations": stats["conservation"]["num_violations"], "runner_dropped_buffers": runner_drops[0],
+            "violations": stats["conservation"]["num_violations"], "python_traced": python_peak, "runner_dropped_buffers": runner_drops[0],
             "runner_dropped_chunks": runner_drops[1], "stream_inputs": stream_inputs,
             "worker_rss_by_stage_mb": {short_stage(k): round(v / 1024) for k, v in watcher.by_stage.items()},
             "largest_bundle_input_mb": round(max(bundle_inputs.values(), default=0) / 2**20, 1),
