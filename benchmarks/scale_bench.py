@@ -28,7 +28,8 @@ freed. By default the benchmark streams every bundle input in ~8 MB messages whi
 distributed runner streams a shuffle) and sets ``MALLOC_ARENA_MAX=2`` for the launcher and workers;
 ``--runner-as-is`` measures Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the
 workers inherit it) the JSON adds, for the worker that ran the last step, the peak of Python's own
-allocations next to its peak RSS (``python_traced``; tracemalloc slows the run and adds to the RSS).
+allocations next to its peak RSS and pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run
+and adds to the RSS).
 
 The local runner also passes every element between fused stages through the launcher process (it buffers
 each stage's output there until the consumer stage runs): the launcher's peak grows with N. That is the
@@ -264,15 +265,21 @@ def watch_stages(watcher: PeakWatcher) -> None:
     fn_runner.FnApiRunner._execute_bundle = _execute_bundle
 
 
-def traced_peak(_, path: str) -> None:
-    """With ``PYTHONTRACEMALLOC`` set: the peak of Python's own allocations in this worker (objects, bytes
-    buffers) next to its peak RSS, to tell them from the data plane's C buffers and the allocator's retention."""
+def worker_peaks(_, path: str) -> None:
+    """In the worker that ran the audit's last step: its peak RSS, the peak of pyarrow's memory pool and, with
+    ``PYTHONTRACEMALLOC`` set (the workers inherit it), the peak of Python's own allocations (objects, bytes
+    buffers): to tell what grows apart from the data plane's C buffers and the allocator's retention."""
     import tracemalloc
 
-    current, peak = tracemalloc.get_traced_memory()
-    Path(path).write_text(json.dumps({"pid": os.getpid(), "traced_peak_mb": round(peak / 2**20),
-                                      "traced_now_mb": round(current / 2**20),
-                                      "rss_peak_mb": round(_status_kb(os.getpid(), "VmHWM") / 1024)}))
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool()
+    peaks = {"pid": os.getpid(), "rss_peak_mb": round(_status_kb(os.getpid(), "VmHWM") / 1024),
+             "arrow_pool": pool.backend_name, "arrow_pool_peak_mb": round(pool.max_memory() / 2**20)}
+    if tracemalloc.is_tracing():
+        current, peak = tracemalloc.get_traced_memory()
+        peaks.update(python_traced_peak_mb=round(peak / 2**20), python_traced_now_mb=round(current / 2**20))
+    Path(path).write_text(json.dumps(peaks))
 
 
 def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
@@ -300,8 +307,7 @@ def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
                                                           "bytes": 1}]),
               "clips": p | "NoClips" >> beam.Create([])}
     stats_out = inputs | "Audit" >> audit_stage.Audit(out, None)
-    if os.environ.get("PYTHONTRACEMALLOC"):  # the workers inherit it: where the last step ran, report its peak
-        _ = stats_out | "TracedPeak" >> beam.Map(traced_peak, str(Path(out).parent / f"{Path(out).name}.traced"))
+    _ = stats_out | "WorkerPeaks" >> beam.Map(worker_peaks, str(Path(out).parent / f"{Path(out).name}.traced"))
     p.run().wait_until_finish()
     wall = time.monotonic() - started
     watcher.stop.set()
@@ -317,7 +323,7 @@ def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
             "processes_mb": {f"{p} {watcher.names.get(p, '?')}": round(kb / 1024) for p, kb in watcher.workers.items()},
             "launcher_peak_mb": _status_kb(os.getpid(), "VmHWM") / 1024,
             "outcome_parts": stats["tables"]["outcomes"]["parts"], "manifest_rows": stats["tables"]["manifest"]["rows"],
-            "violations": stats["conservation"]["num_violations"], "python_traced": python_peak, "runner_dropped_buffers": runner_drops[0],
+            "violations": stats["conservation"]["num_violations"], "last_step_worker": python_peak, "runner_dropped_buffers": runner_drops[0],
             "runner_dropped_chunks": runner_drops[1], "stream_inputs": stream_inputs,
             "worker_rss_by_stage_mb": {short_stage(k): round(v / 1024) for k, v in watcher.by_stage.items()},
             "largest_bundle_input_mb": round(max(bundle_inputs.values(), default=0) / 2**20, 1),
