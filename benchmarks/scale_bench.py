@@ -48,6 +48,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -159,7 +160,8 @@ def kept_clips(total: int) -> int:
 def watch_runner_drops() -> list[int]:
     """Count what Beam's local runner throws away when it merges buffers: ``GroupingBuffer.extend`` returns
     without a word when handed a ``ListBuffer`` (fn_api_runner/execution.py). Diagnostic only: a non-empty
-    count means elements bound for a GroupByKey were dropped by the runner, not by the pipeline."""
+    count means elements bound for a GroupByKey were dropped by the runner, not by the pipeline. In this graph
+    only the runner's empty padding buffers can reach it (docs/pipeline.md): the count has always been 0."""
     from apache_beam.runners.portability.fn_api_runner import execution
 
     dropped = [0, 0]  # (buffers, encoded chunks)
@@ -207,10 +209,14 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
         out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
 
         def write():  # concurrently with the bundle: the SDK takes the messages as it processes them
-            for chunk in byte_streams:
-                out.write(chunk)
-                out.flush()
-            out.close()
+            try:
+                for chunk in byte_streams:
+                    out.write(chunk)
+                    out.flush()
+                out.close()
+            except BaseException:  # the bundle would wait for the rest for ever (or end short): fail loudly
+                traceback.print_exc()
+                os._exit(70)
 
         threading.Thread(target=write, name=f"input-{process_bundle_id}", daemon=True).start()
         return None
