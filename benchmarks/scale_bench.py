@@ -1,6 +1,6 @@
 """Memory and time of the run's audit (``pipeline.audit_stage.Audit``) as the number of items grows.
 
-    .venv/bin/python benchmarks/scale_bench.py [--sizes 10000,100000,1000000] [--workers 2]
+    .venv/bin/python benchmarks/scale_bench.py [--sizes 10000,100000,1000000] [--workers 2] [--runner-as-is]
 
 N synthetic outcomes (a candidate video per 30 clips; kept, dropped and failed clips with reasons, details,
 durations and scores, as a real run's), one birth per item plus the stage entries a run registers, and a
@@ -12,12 +12,26 @@ keyed conservation sum, stats.json and report.html.
 Each size runs in a fresh Python process (peak RSS is a high-water mark: one process per size keeps the
 sizes apart). Per size the table prints the peak RSS (``VmHWM``) of the largest SDK worker process, of the
 launcher process (the benchmark's own process, which hosts Beam's local runner), wall seconds and seconds
-per 100k outcomes, and the conservation violations the audit found (0 expected: the generated data is
-complete). The reference is the smallest size in the same run: the last lines give the worker peak
-ratio of the largest size to it (target <= 1.3) and the time per 100k outcomes relative to it (linear time:
-about 1.0).
+per 100k outcomes, the largest input the runner handed one worker for one bundle, and the violations the
+audit found (conservation and table row counts, plus elements the runner's ``GroupingBuffer.extend`` threw
+away; 0 expected: the generated data is complete). The JSON per size (on stderr) adds each worker's peak and
+the largest worker RSS seen while each fused stage ran. The reference is the smallest size in the same run:
+the last lines give the worker peak ratio of the largest size to it (target <= 1.3) and the time per 100k
+outcomes relative to it (linear time: about 1.0).
 
-The local FnApiRunner passes every element between fused stages through the launcher process (it buffers
+What the local runner adds, and why the default measures without it (docs/pipeline.md, "The end of the job
+at scale"): Beam's FnApiRunner hands each of the N / workers worker shares of a stage's input to its SDK
+worker as one data-plane message, written before the bundle starts (a GroupByKey's share is one encoded
+blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, 263 MB at 1M,
+whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
+freed. By default the benchmark streams every bundle input in ~8 MB messages while the bundle runs (as a
+distributed runner streams a shuffle) and sets ``MALLOC_ARENA_MAX=2`` for the launcher and workers;
+``--runner-as-is`` measures Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the
+workers inherit it) the JSON adds, for the worker that ran the last step, the peak of Python's own
+allocations next to its peak RSS and pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run
+and adds to the RSS).
+
+The local runner also passes every element between fused stages through the launcher process (it buffers
 each stage's output there until the consumer stage runs): the launcher's peak grows with N. That is the
 local runner's cost, not the pipeline's: on Dataflow the runner's shuffle service holds those elements.
 """
@@ -27,11 +41,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -76,11 +93,15 @@ class PeakWatcher(threading.Thread):
         self.workers: dict[int, int] = {}
         self.names: dict[int, str] = {}
         self.stop = threading.Event()
+        self.stage = "start"  # the stage the local runner is running (set by ``watch_stages``)
+        self.by_stage: dict[str, int] = {}  # stage -> the largest worker RSS seen while it ran (kB)
 
     def run(self):
         while not self.stop.is_set():
+            stage = self.stage
             for pid in _descendants(os.getpid()):
                 self.workers[pid] = max(self.workers.get(pid, 0), _status_kb(pid, "VmHWM"))
+                self.by_stage[stage] = max(self.by_stage.get(stage, 0), _status_kb(pid, "VmRSS"))
                 if pid not in self.names:
                     try:
                         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -131,10 +152,16 @@ def make_records(chunk: int, total: int):
             yield "birth", Registration("clip", key, "shard", False)
 
 
+def kept_clips(total: int) -> int:
+    """How many of ``make_records``' clips are kept (manifest rows; the one shard's samples)."""
+    return sum(1 for n in range(total) if n % (CLIPS_PER_VIDEO + 1) and n % 10 < 6)
+
+
 def watch_runner_drops() -> list[int]:
     """Count what Beam's local runner throws away when it merges buffers: ``GroupingBuffer.extend`` returns
     without a word when handed a ``ListBuffer`` (fn_api_runner/execution.py). Diagnostic only: a non-empty
-    count means elements bound for a GroupByKey were dropped by the runner, not by the pipeline."""
+    count means elements bound for a GroupByKey were dropped by the runner, not by the pipeline. In this graph
+    only the runner's empty padding buffers can reach it (docs/pipeline.md): the count has always been 0."""
     from apache_beam.runners.portability.fn_api_runner import execution
 
     dropped = [0, 0]  # (buffers, encoded chunks)
@@ -150,14 +177,127 @@ def watch_runner_drops() -> list[int]:
     return dropped
 
 
-def run_one(n: int, workers: int) -> dict:
+MALLOC_ARENA_MAX = 2  # glibc arenas per process (default 8 x cores): see ``main``
+INPUT_CHUNK_BYTES = 8 << 20  # a streamed bundle input's message size (Beam's own output flush is 10 MB)
+
+
+def watch_bundle_inputs(stream: bool) -> dict[str, int]:
+    """Record the largest input the local runner hands one SDK worker for one bundle, per read transform
+    (``{transform: bytes}``); with ``stream``, send it in messages of about ``INPUT_CHUNK_BYTES`` while the
+    bundle runs, as a distributed runner streams a bundle's input, instead of Beam's way.
+
+    Beam's FnApiRunner (``BundleManager._send_input_to_worker``) writes a worker's whole share of a stage's
+    input (N / workers elements) into one data-plane message, before it even starts the bundle, and a
+    GroupByKey's share is one encoded blob (``GroupingBuffer.partition``): the SDK worker holds that message
+    for the whole bundle, so its peak grows with N whatever the pipeline's code does. Streaming it in chunks
+    (element boundaries kept; the SDK's receive queue holds 5 messages) leaves what the workers' own code holds.
+    """
+    from apache_beam.coders.coder_impl import create_OutputStream
+    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
+    from apache_beam.transforms.window import GlobalWindow, GlobalWindows
+    from apache_beam.utils import windowed_value
+
+    largest: dict[str, int] = {}
+    send = fn_runner.BundleManager._send_input_to_worker
+    partition = execution.GroupingBuffer.partition
+
+    def send_input(self, process_bundle_id, read_transform_id, byte_streams):
+        byte_streams = list(byte_streams or [])
+        largest[read_transform_id] = max(largest.get(read_transform_id, 0), sum(map(len, byte_streams)))
+        if not stream:
+            return send(self, process_bundle_id, read_transform_id, byte_streams)
+        out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
+
+        def write():  # concurrently with the bundle: the SDK takes the messages as it processes them
+            try:
+                for chunk in byte_streams:
+                    out.write(chunk)
+                    out.flush()
+                out.close()
+            except BaseException:  # the bundle would wait for the rest for ever (or end short): fail loudly
+                traceback.print_exc()
+                os._exit(70)
+
+        threading.Thread(target=write, name=f"input-{process_bundle_id}", daemon=True).start()
+        return None
+
+    def grouped_in_chunks(self, n):
+        """``GroupingBuffer.partition`` (default windowing), each worker's share cut into chunks."""
+        if self._grouped_output or not self._windowing.is_default():
+            return partition(self, n)
+        window = GlobalWindows.windowed_value(None, timestamp=GlobalWindow().max_timestamp(),
+                                              pane_info=windowed_value.PaneInfo(
+                                                  is_first=True, is_last=True,
+                                                  timing=windowed_value.PaneInfoTiming.ON_TIME,
+                                                  index=0, nonspeculative_index=0)).with_value
+        coder_impl, key_coder_impl = self._post_grouped_coder.get_impl(), self._key_coder.get_impl()
+        output = [[] for _ in range(n)]
+        streams = [create_OutputStream() for _ in range(n)]
+        for idx, (encoded_key, values) in enumerate(self._table.items()):
+            out = streams[idx % n]
+            coder_impl.encode_to_stream(window((key_coder_impl.decode(encoded_key), values)), out, True)
+            if out.size() >= INPUT_CHUNK_BYTES:
+                output[idx % n].append(out.get())
+                streams[idx % n] = create_OutputStream()
+        for ix, out in enumerate(streams):
+            output[ix].append(out.get())
+        self._grouped_output = output
+        self._table.clear()
+        return output
+
+    fn_runner.BundleManager._send_input_to_worker = send_input
+    if stream:
+        execution.GroupingBuffer.partition = grouped_in_chunks
+    return largest
+
+
+def short_stage(name: str) -> str:
+    """A fused stage's name, ``((((a)+(b))+(c))``, as ``a .. c`` without Beam's reference prefixes."""
+    parts = [p.replace("ref_AppliedPTransform_", "").replace("ref_", "")
+             for p in re.findall(r"\(([^()]+)\)", name)] or [name]
+    return parts[0] if len(parts) == 1 else f"{parts[0]} .. {parts[-1]}"
+
+
+def watch_stages(watcher: PeakWatcher) -> None:
+    """Tell ``watcher`` which fused stage the local runner runs, for the per-stage worker RSS."""
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+
+    execute = fn_runner.FnApiRunner._execute_bundle
+
+    def _execute_bundle(self, runner_execution_context, bundle_context_manager, bundle_input):
+        watcher.stage = bundle_context_manager.stage.name
+        return execute(self, runner_execution_context, bundle_context_manager, bundle_input)
+
+    fn_runner.FnApiRunner._execute_bundle = _execute_bundle
+
+
+def worker_peaks(_, path: str) -> None:
+    """In the worker that ran the audit's last step: its peak RSS, the peak of pyarrow's memory pool and, with
+    ``PYTHONTRACEMALLOC`` set (the workers inherit it), the peak of Python's own allocations (objects, bytes
+    buffers): to tell what grows apart from the data plane's C buffers and the allocator's retention."""
+    import tracemalloc
+
+    import pyarrow as pa
+
+    pool = pa.default_memory_pool()
+    peaks = {"pid": os.getpid(), "rss_peak_mb": round(_status_kb(os.getpid(), "VmHWM") / 1024),
+             "arrow_pool": pool.backend_name, "arrow_pool_peak_mb": round(pool.max_memory() / 2**20)}
+    if tracemalloc.is_tracing():
+        current, peak = tracemalloc.get_traced_memory()
+        peaks.update(python_traced_peak_mb=round(peak / 2**20), python_traced_now_mb=round(current / 2**20))
+    Path(path).write_text(json.dumps(peaks))
+
+
+def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
     import apache_beam as beam
 
     from pipeline import audit_stage, run
 
     runner_drops = watch_runner_drops()
+    bundle_inputs = watch_bundle_inputs(stream_inputs)
 
     watcher = PeakWatcher()
+    watch_stages(watcher)
     watcher.start()
     out = tempfile.mkdtemp(prefix="scale_bench_")
     started = time.monotonic()
@@ -169,47 +309,67 @@ def run_one(n: int, workers: int) -> dict:
     kinds = {k: records | f"Only{k}" >> beam.Filter(lambda r, k=k: r[0] == k) | f"Strip{k}" >> beam.Map(lambda r: r[1])
              for k in ("outcome", "birth", "manifest")}
     inputs = {"outcomes": kinds["outcome"], "births": kinds["birth"], "manifest": kinds["manifest"],
-              "shard_index": p | "Index" >> beam.Create([{"name": "shards/shard-00000.tar", "clips": 1, "bytes": 1}]),
+              "shard_index": p | "Index" >> beam.Create([{"name": "shards/shard-00000.tar", "clips": kept_clips(n),
+                                                          "bytes": 1}]),
               "clips": p | "NoClips" >> beam.Create([])}
-    _ = inputs | "Audit" >> audit_stage.Audit(out, None)
+    stats_out = inputs | "Audit" >> audit_stage.Audit(out, None)
+    _ = stats_out | "WorkerPeaks" >> beam.Map(worker_peaks, str(Path(out).parent / f"{Path(out).name}.traced"))
     p.run().wait_until_finish()
     wall = time.monotonic() - started
     watcher.stop.set()
     watcher.join()
     stats = json.loads(Path(out, "stats.json").read_text())
+    traced = Path(f"{out}.traced")
+    python_peak = json.loads(traced.read_text()) if traced.exists() else None
+    traced.unlink(missing_ok=True)
+    shutil.rmtree(out, ignore_errors=True)
     assert stats["tables"]["outcomes"]["rows"] == n, stats["tables"]
     return {"n": n, "wall_s": wall, "worker_peak_mb": max(watcher.workers.values(), default=0) / 1024,
             "workers_seen": len(watcher.workers),
             "processes_mb": {f"{p} {watcher.names.get(p, '?')}": round(kb / 1024) for p, kb in watcher.workers.items()},
             "launcher_peak_mb": _status_kb(os.getpid(), "VmHWM") / 1024,
             "outcome_parts": stats["tables"]["outcomes"]["parts"], "manifest_rows": stats["tables"]["manifest"]["rows"],
-            "violations": stats["conservation"]["num_violations"], "runner_dropped_buffers": runner_drops[0],
-            "runner_dropped_chunks": runner_drops[1]}
+            "violations": stats["conservation"]["num_violations"], "last_step_worker": python_peak, "runner_dropped_buffers": runner_drops[0],
+            "runner_dropped_chunks": runner_drops[1], "stream_inputs": stream_inputs,
+            "worker_rss_by_stage_mb": {short_stage(k): round(v / 1024) for k, v in watcher.by_stage.items()},
+            "largest_bundle_input_mb": round(max(bundle_inputs.values(), default=0) / 2**20, 1),
+            "bundle_inputs_mb": {k: round(v / 2**20, 1) for k, v in sorted(bundle_inputs.items(), key=lambda kv: -kv[1])[:8]}}
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--sizes", default="10000,100000,1000000", help="outcome counts, comma-separated")
     parser.add_argument("--workers", type=int, default=2, help="SDK worker processes (default 2)")
+    parser.add_argument("--runner-as-is", action="store_true",
+                        help="Beam's local runner unchanged: each bundle's whole input in one message, glibc's "
+                             "default malloc arenas (default: inputs streamed in ~8 MB messages, MALLOC_ARENA_MAX=2)")
+    parser.add_argument("--stream-inputs", action="store_true", help=argparse.SUPPRESS)  # internal, with --one
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     ns = parser.parse_args()
     if ns.one is not None:
-        print(json.dumps(run_one(ns.one, ns.workers)))
+        print(json.dumps(run_one(ns.one, ns.workers, ns.stream_inputs)))
         return 0
+    env = dict(os.environ)
+    if not ns.runner_as_is:  # read at process start: the size's process and the SDK workers it starts
+        env["MALLOC_ARENA_MAX"] = str(MALLOC_ARENA_MAX)
+    print("local runner: " + ("as is" if ns.runner_as_is else
+                              f"bundle inputs streamed, MALLOC_ARENA_MAX={MALLOC_ARENA_MAX}"), file=sys.stderr)
     rows = []
     for n in (int(x) for x in ns.sizes.split(",")):
-        done = subprocess.run([sys.executable, __file__, "--one", str(n), "--workers", str(ns.workers)],
-                              capture_output=True, text=True, check=False)
+        done = subprocess.run([sys.executable, __file__, "--one", str(n), "--workers", str(ns.workers)]
+                              + ([] if ns.runner_as_is else ["--stream-inputs"]),
+                              capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             print(f"size {n} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
             return 1
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(f"measured {n} outcomes: {rows[-1]}", file=sys.stderr)
     print(f"{'outcomes':>10} {'parts':>6} {'wall s':>8} {'s/100k':>8} {'worker peak MB':>15} {'launcher peak MB':>17}"
-          f" {'violations':>11}")
+          f" {'largest bundle input MB':>24} {'violations':>11}")
     for r in rows:
         print(f"{r['n']:>10} {r['outcome_parts']:>6} {r['wall_s']:>8.1f} {r['wall_s'] / r['n'] * 1e5:>8.2f} "
-              f"{r['worker_peak_mb']:>15.0f} {r['launcher_peak_mb']:>17.0f} {r['violations']:>11}")
+              f"{r['worker_peak_mb']:>15.0f} {r['launcher_peak_mb']:>17.0f} {r['largest_bundle_input_mb']:>24.1f} "
+              f"{r['violations'] + r['runner_dropped_chunks']:>11}")
     ref, big = rows[0], rows[-1]
     ratio = big["worker_peak_mb"] / ref["worker_peak_mb"]
     print(f"worker peak at {big['n']} / at {ref['n']}: {ratio:.2f}x "
