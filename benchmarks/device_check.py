@@ -6,7 +6,7 @@ Rows: bf16 MFU of tokenizer and LAM+dynamics training steps at a preset (default
 preset's frame size, and a short convergence check (LAM+dynamics on those shards: the dynamics loss must fall
 below half its first value). Results also go to ``$OUT/device_check.{txt,json}`` when ``OUT`` is set.
 
-``--dry``: the tiny preset, a few steps, seconds on a CPU (tests/test_device_check.py runs it): it proves the
+``--dry``: the tiny preset, a few steps, seconds on a CPU (tests/modeling/test_device_check.py runs it): it proves the
 script works, not the numbers.
 
     bash benchmarks/device_check.sh                 # on one H100/H200, <= 8 minutes

@@ -15,7 +15,7 @@ Implementation notes:
   statistics (``RunningStandardize``), and code usage / perplexity returned every step so the trainer logs them.
 - An example's action depends on that example alone, in training as at inference: the standardisation uses
   running statistics, never the statistics of the current batch, so the action the dynamics model is trained on
-  is the one ``infer_actions`` gives for the same clip (tests/test_lam.py checks both).
+  is the one ``infer_actions`` gives for the same clip (tests/modeling/test_lam.py checks both).
 """
 
 from __future__ import annotations

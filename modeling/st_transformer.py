@@ -125,7 +125,7 @@ class TemporalKVCache:
 
     ``max_frames`` is the attention window in frames INCLUDING the frame being predicted (the training length
     T), so at most ``max_frames - 1`` committed frames are kept. What happens when a commit would exceed that is
-    the ``context`` (both are exact against a full forward pass; ``tests/test_genie.py`` checks them with
+    the ``context`` (both are exact against a full forward pass; ``tests/modeling/test_genie.py`` checks them with
     several layers, past the slide):
 
     - ``"window"`` (default): every new frame is computed exactly as in training, from a fresh forward pass

@@ -1,7 +1,7 @@
 """Which source frame becomes which clip frame: resampling to 10 FPS by presentation time, and clip windows.
 
 The rule is ffmpeg's ``fps`` filter with its default rounding (``round=near``), so a clip matches what
-``ffmpeg -vf fps=10`` produces from the same source (tests/test_frame_exactness.py checks this against the
+``ffmpeg -vf fps=10`` produces from the same source (tests/pipeline/test_frame_exactness.py checks this against the
 ffmpeg binary for 25, 29.97, 60 fps and variable-frame-rate inputs):
 
     output tick n (time n/10 s) shows the LAST source frame whose timestamp, rounded to the nearest tick

@@ -43,10 +43,10 @@ from schemas import (
 )
 from tests import media
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 SHORT = SegmentConfig(clip_frames=10, isolate=False)  # 1 s clips keep test videos tiny
 needs_ffmpeg = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary (references, remuxing)")
-# As in tests/test_frame_exactness.py: the right source frame through the stored H.264 clip scores above
+# As in tests/pipeline/test_frame_exactness.py: the right source frame through the stored H.264 clip scores above
 # CLIP_PSNR_DB against ffmpeg's own filters; a neighbouring or wrongly oriented frame scores below WRONG_FRAME_DB.
 COVER = "fps=10,scale=160:90:force_original_aspect_ratio=increase,crop=160:90"
 PAD = "fps=10,scale=160:90:force_original_aspect_ratio=decrease,pad=160:90:(ow-iw)/2:(oh-ih)/2"

@@ -36,7 +36,7 @@ CORPUS = ("clean00", "clean01", "static_menu00", "black_fade00")  # junk the mod
 
 @pytest.fixture(scope="module")
 def model_and_corpus(tmp_path_factory):
-    """A model trained on 11 one-clip renders (as tests/test_quality_stage.py), and a catalog of 4 videos whose
+    """A model trained on 11 one-clip renders (as tests/pipeline/test_quality_stage.py), and a catalog of 4 videos whose
     files are 16 s encodes of 4 of those renders, plus one unreadable catalog row."""
     root = tmp_path_factory.mktemp("classified")
     videos = synthetic.demo_videos(n_clean=4, n_junk_each=1, clips_per_video=1)

@@ -15,7 +15,7 @@ from pipeline.download import DownloadConfig, Downloader
 from pipeline.site_access import SiteAccess, SiteAccessConfig
 from schemas import CandidateVideo, DownloadedVideo, Outcome, reasons
 from tests.fault_server import Fault, FaultServer
-from tests.test_download import encode_mp4
+from tests.pipeline.test_download import encode_mp4
 
 VIDEOS = 30
 
@@ -124,7 +124,7 @@ def test_the_site_answering_again_keeps_the_breaker_closed(video, tmp_path):
 def test_search_queries_feed_the_same_breaker_and_end_deferred_once_it_opens():
     """YouTube is unreachable from tests: the injected search raises what yt-dlp raises for the bot check."""
     from pipeline.sources import YoutubeSource
-    from tests.test_download import _yt_error
+    from tests.pipeline.test_download import _yt_error
 
     def bot_checked(url: str) -> dict:
         raise _yt_error("Sign in to confirm you\u2019re not a bot. Use --cookies-from-browser or --cookies")

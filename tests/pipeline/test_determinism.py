@@ -25,7 +25,7 @@ from pipeline import cut, run
 from schemas import clip_codec, clip_format, decoders, frame_times
 from tests import media
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 # Frees ~18 MB of C-heap blocks holding small int16 values (like motion vectors and costs, some with x264's
 # list bits set) before encoding, so x264's allocations reuse memory holding plausible stale data, as they do
@@ -107,7 +107,7 @@ def test_two_runs_from_scratch_write_identical_outputs(tmp_path):
                                 "duration_s": 20}) + "\n")
     outputs = []
     for name in ("a", "b"):  # separate output directories: nothing is reused from the first run
-        # Tiny shards: several of them into a fresh output (parallel writers: tests/test_shards.py).
+        # Tiny shards: several of them into a fresh output (parallel writers: tests/pipeline/test_shards.py).
         argv = ["--catalog", str(tmp_path / "catalog.jsonl"), "--output", str(tmp_path / name), "--in-process",
                 "--shard-size-mb", "0.05"]
         assert run.main(argv) == 0

@@ -18,7 +18,7 @@ from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo
 from tests.fault_server import FaultServer
 from tests.object_store import FakeObjectStore
-from tests.test_download import encode_mp4
+from tests.pipeline.test_download import encode_mp4
 
 SECRET = "s3cr3t-session-value"
 COOKIES = ("# Netscape HTTP Cookie File\n"

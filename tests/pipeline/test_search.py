@@ -28,7 +28,7 @@ from pipeline.sources.youtube import search_url
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome, reasons
 
-FIXTURES = Path(__file__).parent / "fixtures" / "youtube_search"
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "youtube_search"
 RECORDED = {"ytsearch5:celeste speedrun": "celeste_speedrun.json", "ytsearch5:mario speedrun": "mario_speedrun.json"}
 QUERIES = ["celeste speedrun", "mario speedrun", "kirby speedrun"]  # the last one "fails" like a network error
 

@@ -27,8 +27,8 @@ from modeling.genie import Genie
 from modeling.maskgit import SamplingConfig
 from modeling.play import PlayState, make_server
 from modeling.prompts import load_prompt
+from tests.classifiers.test_label_sheet import CHROMIUM, DevTools
 from tests.genie_fixtures import train_tiny_genie
-from tests.test_label_sheet import CHROMIUM, DevTools
 
 torch.set_num_threads(1)
 SAMPLING = SamplingConfig(steps=2)

@@ -378,7 +378,7 @@ def test_counted_training_flops_agree_with_the_6nd_rule():
     import importlib.util
     from pathlib import Path
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "train_throughput.py"
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "train_throughput.py"
     spec = importlib.util.spec_from_file_location("train_throughput", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
