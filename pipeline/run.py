@@ -171,7 +171,8 @@ def local_options(beam_args: list[str], workers: int | None, in_process: bool = 
     if in_process:
         return PipelineOptions(beam_args, direct_running_mode="in_memory", direct_num_workers=1)
     # The SDK worker processes inherit this: two malloc arenas instead of glibc's 8 per core, so memory that
-    # bundle threads freed goes back between stages (docs/pipeline.md, "The end of the job at scale"; the worker image sets it too).
+    # bundle threads freed goes back between stages (docs/pipeline.md, "The end of the job at scale"; the
+    # worker image sets it too).
     os.environ.setdefault("MALLOC_ARENA_MAX", "2")
     return PipelineOptions(beam_args, direct_running_mode="multi_processing",
                            direct_num_workers=workers or os.cpu_count() or 2)
