@@ -22,6 +22,7 @@ from classifiers.labels import LabelPolicy, LabelSet, load_labels
 from classifiers.models import ClipModel
 from schemas import reasons
 from schemas.clip_codec import decode_clip
+from schemas.figures import frame_strip
 
 THUMB_FRAMES = 3  # frames in a clip's thumbnail strip (evaluation report)
 LEFT_OUT = -1  # target of a clip whose hand score the policy leaves out of the binary task
@@ -68,7 +69,7 @@ def known_ids(source: str) -> dict[str, set[str]]:
 def thumbnail(frames: np.ndarray, n: int = THUMB_FRAMES) -> np.ndarray:
     """``n`` evenly spaced frames side by side."""
     pick = np.linspace(0, len(frames) - 1, n).round().astype(int)
-    return np.concatenate(list(frames[pick]), axis=1)
+    return frame_strip(frames[pick])
 
 
 def thumbnails(source: str, keys: set[str]) -> dict[str, np.ndarray]:

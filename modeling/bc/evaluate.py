@@ -27,6 +27,7 @@ from modeling.bc.mapping import fit_mapping, sample_labelled
 from modeling.bc.policy import NUM_REAL_ACTIONS, CNNPolicy, PolicyConfig, train_policy
 from modeling.bc.transitions import read_episodes, stack_transitions
 from pipeline import procgen_dataset
+from schemas.figures import figure_png, subplots
 
 LAM, ORACLE, RANDOM = "lam", "oracle", "random"
 
@@ -184,13 +185,8 @@ def markdown_table(results: dict) -> str:
 
 def plot(results: dict, path: Path) -> None:
     """Fig. 15's layout: % solved against k for the LAM policy, the oracle and random as bands, one panel per mode."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     modes = list(results["experts"])
-    fig, axes = plt.subplots(1, len(modes), figsize=(4.5 * len(modes), 3.5), squeeze=False)
+    fig, axes = subplots(1, len(modes), figsize=(4.5 * len(modes), 3.5), squeeze=False)
     for ax, mode in zip(axes[0], modes, strict=True):
         mine = [s for s in results["summary"] if s["mode"] == mode]
         lam = sorted((s for s in mine if s["agent"] == LAM), key=lambda s: s["k"])
@@ -209,5 +205,4 @@ def plot(results: dict, path: Path) -> None:
         ax.set_title(f"CoinRun {mode}")
         ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    path.write_bytes(figure_png(fig, dpi=100))
