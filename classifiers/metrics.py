@@ -13,7 +13,6 @@ import math
 from typing import Any
 
 import numpy as np
-from sklearn.metrics import average_precision_score, precision_recall_curve, roc_auc_score
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,6 +82,8 @@ def pick_threshold(targets: np.ndarray, scores: np.ndarray, target_precision: fl
     fallback = max(0.5, float(minimum))
     if targets.min(initial=1) == targets.max(initial=0):
         return fallback, False
+    from sklearn.metrics import precision_recall_curve  # imported here: see binary_report
+
     precision, recall, thresholds = precision_recall_curve(targets, scores)
     # precision[i]/recall[i] belong to thresholds[i]; the final (1, 0) point has no threshold
     precision, recall = precision[:-1], recall[:-1]
@@ -107,6 +108,10 @@ def binary_report(targets: np.ndarray, scores: np.ndarray, threshold: float,
     fn = int(np.sum(~pred & (y == 1)))
     tn = int(np.sum(~pred & (y == 0)))
     both = 0 < y.sum() < len(y)
+    # sklearn is imported here, not at the top: the quality stage imports this module (DecisionRule) in every
+    # pipeline process and SDK worker, and sklearn costs about a second to import there
+    from sklearn.metrics import average_precision_score, roc_auc_score
+
     precision = tp / (tp + fp) if tp + fp else float("nan")
     recall = tp / (tp + fn) if tp + fn else float("nan")
     return {
