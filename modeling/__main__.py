@@ -1,6 +1,7 @@
 """Command line of the model stack: ``python -m modeling <command> ...`` (also installed as ``genie-modeling``).
 
     train tokenizer     --shards PATTERN --config NAME --out RUN [--set section.field=value ...]
+    train lam           --shards PATTERN --config NAME --out RUN [--set ...]   the LAM alone (labels for bc)
     train lam-dynamics  --shards PATTERN --config NAME --tokenizer TOKENIZER_RUN --out RUN [--set ...]
     extract-tokens      --shards PATTERN --tokenizer RUN [--lam LAM_DYNAMICS_RUN] --out DIR
     train dynamics      --shards TOKEN_SHARDS --init LAM_DYNAMICS_RUN --out RUN [--set ...]
@@ -30,9 +31,10 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m modeling", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
-    train = sub.add_parser("train", help="train the tokenizer, or the LAM and dynamics model together")
-    train.add_argument("phase", choices=["tokenizer", "lam-dynamics", "dynamics"],
-                       help="dynamics = dynamics-only on token shards (extract-tokens --lam), from --init")
+    train = sub.add_parser("train", help="train the tokenizer, the LAM alone, or the LAM and dynamics together")
+    train.add_argument("phase", choices=["tokenizer", "lam", "lam-dynamics", "dynamics"],
+                       help="lam = the LAM alone on pixels (what bc label needs); dynamics = dynamics-only on "
+                            "token shards (extract-tokens --lam), from --init")
     train.add_argument("--shards", required=True, help="shard glob, directory, brace pattern or URL(s) ('::'-joined)")
     train.add_argument("--config", default="tiny", help=f"preset: {', '.join(sorted(PRESETS))} (default tiny)")
     train.add_argument("--out", required=True, help="run directory (an existing one is resumed)")

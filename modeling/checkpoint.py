@@ -32,9 +32,10 @@ if TYPE_CHECKING:
     from modeling.genie import Genie
 
 PHASE_TOKENIZER = "tokenizer"
+PHASE_LAM = "lam"  # the LAM alone on pixels (no tokenizer, no dynamics): labels for behaviour cloning
 PHASE_LAM_DYNAMICS = "lam-dynamics"
 PHASE_DYNAMICS = "dynamics"  # dynamics-only training on token shards, from a lam-dynamics run (LAM frozen)
-PHASES = (PHASE_TOKENIZER, PHASE_LAM_DYNAMICS, PHASE_DYNAMICS)
+PHASES = (PHASE_TOKENIZER, PHASE_LAM, PHASE_LAM_DYNAMICS, PHASE_DYNAMICS)
 
 
 def write_run_config(run_dir: str | Path, cfg: GenieConfig, phase: str, tokenizer_run: str | None = None,
@@ -97,9 +98,24 @@ def load_tokenizer(run_dir: str | Path, map_location: Any = "cpu", which: str | 
         if tokenizer_run is None:
             raise ValueError(f"{run_dir}/config.json does not name its tokenizer run")
         return load_tokenizer(tokenizer_run, map_location)
+    if phase == PHASE_LAM:
+        raise ValueError(f"{run_dir} is a {PHASE_LAM!r} run: it holds a LAM, no tokenizer")
     model = VideoTokenizer(cfg.tokenizer)
     model.load_state_dict(load_checkpoint(run_dir, which, map_location)["models"]["tokenizer"])
     return model.to(map_location if isinstance(map_location, str | torch.device) else "cpu").eval()
+
+
+def load_lam(run_dir: str | Path, map_location: Any = "cpu", which: str | int = "latest"
+             ) -> tuple[LatentActionModel, GenieConfig]:
+    """(lam, config) of any run that trained a LAM (lam, lam-dynamics or dynamics), in eval mode."""
+    cfg, phase, _ = read_run_config(run_dir)
+    if phase == PHASE_TOKENIZER:
+        raise ValueError(f"{run_dir} is a {phase!r} run: it has no LAM (train a {PHASE_LAM!r} or "
+                         f"{PHASE_LAM_DYNAMICS!r} run)")
+    lam = LatentActionModel(cfg.lam)
+    lam.load_state_dict(load_checkpoint(run_dir, which, map_location)["models"]["lam"])
+    device = map_location if isinstance(map_location, str | torch.device) else "cpu"
+    return lam.to(device).eval(), cfg
 
 
 def load_genie(run_dir: str | Path, map_location: Any = "cpu", which: str | int = "latest"

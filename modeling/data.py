@@ -207,6 +207,8 @@ class ClipWindowDataset(IterableDataset):
              ) -> Iterator[tuple[dict[str, Any], int]]:
         """Windows ``first..windows_per_clip-1`` of one sample; ``pos`` is up to date at every yield."""
         num_frames = self._check(raw)
+        if num_frames < self.config.window:
+            return  # a short tail piece of a longer video (see ``_check``): no window fits in it
         for k in range(first, self.config.windows_per_clip):
             rng = np.random.default_rng([self.config.seed, rank, pos.worker, pos.windows])
             start = self._pick_start(rng, num_frames, k)
@@ -247,7 +249,10 @@ class ClipWindowDataset(IterableDataset):
             raise ShardError(f"shard {url}: clip {key!r} is {clip.width}x{clip.height}, the model takes "
                              f"{self.frame_size[1]}x{self.frame_size[0]} frames (config tokenizer.frame_width/"
                              "frame_height; the coinrun preset is 64x64, the others 160x90)")
-        if clip.num_frames < self.config.window:
+        # A video longer than a clip is cut into clip-length pieces, so its last piece can be short (procgen and
+        # bc expert episodes end where the game ends): such a tail holds no window and is skipped. A FIRST piece
+        # shorter than the window means the window does not fit the data: that fails, as it would train on nothing.
+        if clip.num_frames < self.config.window and clip.clip_index == 0:
             raise ShardError(f"shard {url}: clip {key!r} has {clip.num_frames} frames, fewer than the "
                              f"window of {self.config.window}")
         return clip.num_frames

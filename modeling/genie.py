@@ -83,17 +83,10 @@ class Genie:
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
         """video float (B, L, 3, H, W) in [0, 1] -> LAM actions long (B, L-1); action t is x_t -> x_{t+1}.
 
-        Clips of any length: the LAM sees windows of at most its trained T frames, consecutive windows sharing
-        one frame, so every transition is inferred in-distribution.
+        Clips of any length, in windows of the LAM's trained T (``LatentActionModel.infer_clip_actions``).
         """
-        video = video.to(self.device, torch.float32)
-        length, window = video.shape[1], self.window
-        parts, start = [], 0
         with self.autocast():
-            while start < length - 1:
-                parts.append(self.lam.infer_actions(video[:, start:start + window]))
-                start += window - 1
-            return torch.cat(parts, 1) if parts else self.lam.infer_actions(video)
+            return self.lam.infer_clip_actions(video.to(self.device, torch.float32))
 
     def start(self, prompt: torch.Tensor, use_cache: bool = True, seed: int = 0, context: str = "window") -> Session:
         """A batch of rollouts from ``prompt`` float (B, P, 3, H, W) in [0, 1]; ``seed`` seeds its sampler."""

@@ -140,6 +140,21 @@ class LatentActionModel(nn.Module):
         return torch.sigmoid(unpatchify(patches, self.cfg.patch_size, self.cfg.frame_height, self.cfg.frame_width))
 
     @torch.no_grad()
+    def infer_clip_actions(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, L, 3, H, W) of any length L >= 2 -> actions long (B, L-1).
+
+        The LAM sees windows of at most its trained T frames, consecutive windows sharing one frame, so every
+        transition is inferred in-distribution (a longer window would put the encoder's causal attention where
+        it was never trained).
+        """
+        length, window = video.shape[1], self.cfg.num_frames
+        parts, start = [], 0
+        while start < length - 1:
+            parts.append(self.infer_actions(video[:, start:start + window]))
+            start += window - 1
+        return torch.cat(parts, 1) if parts else self.infer_actions(video)
+
+    @torch.no_grad()
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, T, 3, H, W) -> actions long (B, T-1); action t is the transition x_t -> x_{t+1}."""
         was_training = self.training

@@ -1,6 +1,7 @@
 """Training loops for the two phases of the Genie paper: the tokenizer first, then LAM + dynamics together.
 
     python -m modeling train tokenizer    --shards 'run/shards/*.tar' --config coinrun --out runs/tok
+    python -m modeling train lam          --shards 'run/shards/*.tar' --config coinrun --out runs/lam   # LAM alone
     python -m modeling train lam-dynamics --shards 'run/shards/*.tar' --config coinrun --tokenizer runs/tok \
         --out runs/genie
     torchrun --nproc_per_node 8 -m modeling train ...          # DDP: one process per GPU
@@ -14,7 +15,9 @@ there without replaying the data consumed so far (``modeling.data``). Exactness 
 layout (world size, loader workers, shuffle buffer, micro-batch), which is saved and checked: a change is
 warned about (``resume_data``). Running the same command again on an existing run directory resumes it.
 
-In the lam-dynamics phase the tokenizer is frozen (loaded from ``--tokenizer``); the dynamics model is
+The ``lam`` phase trains the LAM alone on pixels (no tokenizer, no dynamics model; the ``train_lam_dynamics``
+section's settings): what behaviour cloning from latent actions needs (``modeling.bc``), at a fraction of the
+cost. In the lam-dynamics phase the tokenizer is frozen (loaded from ``--tokenizer``); the dynamics model is
 conditioned on the LAM's discrete actions for the same batch (no gradient flows from dynamics into the LAM,
 as the actions are indices), so both are trained by one optimizer on the sum of their losses.
 """
@@ -36,6 +39,7 @@ import torch.nn as nn
 
 from modeling.checkpoint import (
     PHASE_DYNAMICS,
+    PHASE_LAM,
     PHASE_LAM_DYNAMICS,
     PHASE_TOKENIZER,
     PHASES,
@@ -82,6 +86,39 @@ class TokenizerObjective(nn.Module):
         return reset_codes(self.tokenizer.vq, optimizer).numel()
 
 
+def lam_results(lam_out: dict[str, torch.Tensor], video: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The LAM's loss, logged metrics and outputs, as the lam and lam-dynamics phases both report them."""
+    return {
+        "loss": lam_out["loss"],
+        "lam_loss": lam_out["recon_loss"],
+        "lam_vq_loss": lam_out["vq_loss"],
+        "lam_psnr": psnr(lam_out["pred"].detach(), video[:, 1:]),
+        "lam_perplexity": lam_out["perplexity"],
+        "lam_codes_used": lam_out["codes_used"],
+        "pred": lam_out["pred"],
+        "actions": lam_out["actions"],
+        "video": video,
+    }
+
+
+class LamObjective(nn.Module):
+    """The LAM alone on pixels: video -> its loss and metrics (no tokenizer, no dynamics model)."""
+
+    def __init__(self, cfg: GenieConfig):
+        super().__init__()
+        self.lam = LatentActionModel(cfg.lam)
+
+    def forward(self, inputs: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
+        video = to_float_video(inputs["video"])
+        return lam_results(self.lam(video), video)
+
+    def trained(self) -> dict[str, nn.Module]:
+        return {"lam": self.lam}
+
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
+        return reset_codes(self.lam.vq, optimizer).numel()
+
+
 class LamDynamicsObjective(nn.Module):
     """LAM + dynamics co-training on a frozen tokenizer: video -> summed loss and metrics."""
 
@@ -101,19 +138,12 @@ class LamDynamicsObjective(nn.Module):
         gen = torch.Generator(device=video.device).manual_seed((self.seed * 1_000_003 + micro_step) * 1009 + self.rank)
         dyn_out = self.dynamics.loss(tokens, lam_out["actions"], generator=gen)
         return {
+            **lam_results(lam_out, video),
             "loss": lam_out["loss"] + dyn_out["loss"],
-            "lam_loss": lam_out["recon_loss"],
-            "lam_vq_loss": lam_out["vq_loss"],
-            "lam_psnr": psnr(lam_out["pred"].detach(), video[:, 1:]),
-            "lam_perplexity": lam_out["perplexity"],
-            "lam_codes_used": lam_out["codes_used"],
             "dynamics_loss": dyn_out["loss"].detach(),
             "dynamics_acc": dyn_out["acc"],
-            "pred": lam_out["pred"],
-            "actions": lam_out["actions"],
             "tokens": tokens,
             "dynamics_predicted": dyn_out["predicted"],
-            "video": video,
         }
 
     def trained(self) -> dict[str, nn.Module]:
@@ -300,6 +330,8 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     torch.manual_seed(tcfg.seed)  # identical initial weights on every rank and on every fresh start
     if phase == PHASE_TOKENIZER:
         objective: nn.Module = TokenizerObjective(cfg)
+    elif phase == PHASE_LAM:
+        objective = LamObjective(cfg)
     elif phase == PHASE_LAM_DYNAMICS:
         objective = LamDynamicsObjective(cfg, load_tokenizer(tokenizer_run, map_location=dev), tcfg.seed, ddp.rank)
     else:
@@ -465,9 +497,11 @@ def resume_data(saved: dict[str, Any], layout: dict[str, int], rank: int, log=pr
 @torch.no_grad()
 def _log_images(writer, out: Path, phase: str, objective: nn.Module, result: dict[str, Any], video: torch.Tensor,
                 step: int) -> None:
-    """Real frames over reconstructions (tokenizer) or over LAM predictions and dynamics argmax decodes."""
+    """Real frames over reconstructions (tokenizer) or over LAM predictions (and dynamics argmax decodes)."""
     if phase == PHASE_TOKENIZER:
         rows = [video[0], result["recon"][0]]
+    elif phase == PHASE_LAM:
+        rows = [video[0, 1:], result["pred"][0]]
     else:
         tokenizer = objective.tokenizer[0]
         predicted = result["dynamics_predicted"].clone()

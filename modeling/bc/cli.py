@@ -1,7 +1,7 @@
 """``python -m modeling bc {expert,label,train,evaluate}``: the paper's Fig. 15 on CoinRun (see ``modeling.bc``).
 
     bc expert   OUT --mode easy --levels 0-499        expert episodes -> OUT/shards, OUT/expert.json
-    bc label    --expert OUT --genie RUN              the LAM's latent labels -> OUT/labels.json
+    bc label    --expert OUT --lam RUN                the LAM's latent labels -> OUT/labels.json
     bc train    --expert OUT --target latent --out P  one policy (latent labels or true actions)
     bc evaluate --expert easy=OUT_E --expert hard=OUT_H --out RESULTS    the whole comparison, table and plot
 """
@@ -76,7 +76,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     label = sub.add_parser("label", help="label expert episodes with a trained LAM's latent actions")
     label.add_argument("--expert", required=True, help="expert dataset directory (bc expert)")
-    label.add_argument("--genie", required=True, help="lam-dynamics run directory whose LAM labels the frames")
+    label.add_argument("--lam", "--genie", dest="lam", required=True,
+                       help="run whose LAM labels the frames: a lam run (modeling train lam) or a lam-dynamics run")
     label.add_argument("--device", default="cpu")
 
     train = sub.add_parser("train", help="train one policy: on latent labels, or on true actions (the oracle)")
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "label":
             from modeling.bc.label import label_episodes
 
-            doc = label_episodes(args.expert, args.genie, args.device)
+            doc = label_episodes(args.expert, args.lam, args.device)
             print(f"bc label: {sum(len(v) for v in doc['labels'].values())} transitions of {len(doc['labels'])} "
                   f"episodes labelled with {doc['num_latents']} latent actions")
         elif args.command == "train":

@@ -21,9 +21,8 @@ from modeling.bc.expert import dataset_config, read_expert_json
 from modeling.bc.mapping import fit_mapping
 from modeling.bc.policy import NUM_REAL_ACTIONS, PolicyConfig, train_policy
 from modeling.bc.transitions import read_episodes, stack_transitions
-from modeling.genie import Genie
+from modeling.checkpoint import load_lam
 from pipeline import procgen_dataset
-from tests.genie_fixtures import train_tiny_genie
 
 LEVELS = (0, 2)
 EVAL_LEVELS = "1000-1002"
@@ -38,8 +37,14 @@ def expert_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def genie_run(tmp_path_factory) -> Path:
-    return train_tiny_genie(tmp_path_factory.mktemp("lam"), steps=2, height=64, width=64)[1]
+def lam_run(expert_dir, tmp_path_factory) -> Path:
+    """A tiny LAM trained alone on the expert's frames (``train lam``, as make bc-cpu does), a few steps."""
+    run = tmp_path_factory.mktemp("lam") / "lam"
+    fast = [a for key, value in {"max_steps": 2, "warmup_steps": 1, "ckpt_every": 2, "log_every": 1,
+                                 "batch_size": 2}.items() for a in ("--set", f"train_lam_dynamics.{key}={value}")]
+    assert main(["train", "lam", "--shards", str(expert_dir / "shards"), "--config", "tiny", "--out", str(run),
+                 "--set", "tokenizer.frame_height=64", "--set", "tokenizer.frame_width=64", *fast]) == 0
+    return run
 
 
 def _replay(level: int, actions: np.ndarray) -> tuple[np.ndarray, bool | None]:
@@ -104,17 +109,18 @@ def test_oracle_policy_fits_the_expert_actions(expert_dir):
     assert accuracy > majority + 0.05, (accuracy, majority)
 
 
-def test_label_train_evaluate_end_to_end(expert_dir, genie_run, tmp_path):
+def test_label_train_evaluate_end_to_end(expert_dir, lam_run, tmp_path):
     assert main(["bc", "train", "--expert", str(expert_dir), "--out", str(tmp_path / "p")]) == 2  # not labelled
-    assert main(["bc", "label", "--expert", str(expert_dir), "--genie", str(genie_run)]) == 0
+    assert main(["bc", "label", "--expert", str(expert_dir), "--lam", str(lam_run)]) == 0
     labels = json.loads((expert_dir / "labels.json").read_text())
-    genie = Genie.load(genie_run)
+    lam, cfg = load_lam(lam_run)
+    window = cfg.lam.num_frames
     for episode in read_episodes(expert_dir):
         got = labels["labels"][episode.video_id]
         assert len(got) == len(episode.frames) - 1
         assert all(0 <= z < labels["num_latents"] for z in got)
-        first = torch.from_numpy(episode.frames[:genie.window]).permute(0, 3, 1, 2).float().div(255)[None]
-        assert got[:genie.window - 1] == genie.lam.infer_actions(first)[0].tolist()  # the LAM's own labels
+        first = torch.from_numpy(episode.frames[:window]).permute(0, 3, 1, 2).float().div(255)[None]
+        assert got[:window - 1] == lam.infer_actions(first)[0].tolist()  # the LAM's own labels
 
     assert main(["bc", "train", "--expert", str(expert_dir), "--out", str(tmp_path / "p"), "--epochs", "1"]) == 0
     assert (tmp_path / "p" / "policy.pt").exists()

@@ -184,3 +184,22 @@ def test_clear_errors(tmp_path):
     short = write_tiny_shards(tmp_path / "short", n_clips=1, frames=8)
     with pytest.raises(ShardError, match="fewer than the window of 16"):
         next(iter(clip_windows(short, LoaderConfig(window=16, batch_size=1))))
+
+
+def test_a_short_tail_piece_of_a_video_is_skipped_not_an_error(tmp_path):
+    """An episode longer than a clip ends in a short last piece (clip_index > 0): it holds no window, so the loader
+    skips it; the windows come from the full pieces only (each window's actions are one clip's actions)."""
+    import dataclasses
+
+    from schemas import ids
+    from tests.modeling_helpers import make_sample
+
+    rng = np.random.default_rng(3)
+    head = make_sample(0, 12, rng, video_id="episode").clip
+    tail = dataclasses.replace(make_sample(1, 3, rng, video_id="episode").clip, clip_index=1,
+                               clip_key=ids.clip_key("episode", 1.2))
+    path = str(tmp_path / "shard-00000.tar")
+    shard_writer.write_shard(path, [tail, head])
+    batches = list(clip_windows(path, LoaderConfig(window=8, batch_size=1, shuffle=False, windows_per_clip=1)))
+    assert len(batches) == 1
+    assert batches[0]["actions"][0].tolist() == head.actions[:8]

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from modeling.__main__ import main
-from modeling.checkpoint import load_checkpoint, load_genie, load_tokenizer, read_run_config
+from modeling.checkpoint import load_checkpoint, load_genie, load_lam, load_tokenizer, read_run_config
 from modeling.configs import GenieConfig, TrainConfig, get_config
 from modeling.data import LoaderConfig, clip_windows, shard_geometry, to_float_video
 from modeling.dynamics import DynamicsModel
@@ -163,6 +163,52 @@ def test_lam_dynamics_resume_reproduces_the_uninterrupted_run_exactly(shards, to
     assert main(["train", "lam-dynamics", "--shards", shards, "--out", str(run), "--until-step", "6"]) == 0
     reference = _metrics(genie_run)
     assert _metrics(run) == {step: reference[step] for step in range(1, 7)}  # LAM and dynamics losses, bit for bit
+
+
+LAM_ONLY = ["--set", "train_lam_dynamics.max_steps=24", "--set", "train_lam_dynamics.log_every=1",
+            "--set", "train_lam_dynamics.image_every=12"]
+
+
+def test_lam_phase_trains_the_lam_alone_and_resumes_exactly(shards, tmp_path):
+    """``train lam``: the LAM on pixels without a tokenizer (what bc label needs); it learns, loads through
+    ``load_lam`` (and so does a lam-dynamics run's), is refused as a tokenizer, and resumes bit for bit."""
+    run = tmp_path / "lam"
+    assert main(["train", "lam", "--shards", shards, "--config", "tiny", "--out", str(run), *LAM_ONLY]) == 0
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert {"lam_loss", "lam_psnr", "lam_codes_used", "lam_code_usage"} <= set(metrics[-1])
+    assert not any(k.startswith("dynamics") for k in metrics[-1])
+    mean = lambda rows: sum(m["lam_loss"] for m in rows) / len(rows)  # noqa: E731
+    assert mean(metrics[-3:]) < 0.5 * mean(metrics[:3])  # as the LAM's loss falls in the lam-dynamics phase
+    assert read_run_config(run)[1] == "lam" and read_run_config(run)[2] is None
+    assert set(load_checkpoint(run)["models"]) == {"lam"}
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-000000012.png", "step-000000024.png"]
+    lam, cfg = load_lam(run)
+    assert isinstance(lam, LatentActionModel) and not lam.training
+    video = to_float_video(next(iter(clip_windows(shards, LoaderConfig(window=16, batch_size=2))))["video"])
+    window = cfg.lam.num_frames
+    # A clip longer than the trained window: windows of T frames sharing one frame, each as the LAM sees it.
+    clip_actions = lam.infer_clip_actions(video)
+    assert clip_actions.shape == (2, 15)
+    assert torch.equal(clip_actions[:, :window - 1], lam.infer_actions(video[:, :window]))
+    assert torch.equal(clip_actions[:, window - 1:2 * (window - 1)],
+                       lam.infer_actions(video[:, window - 1:2 * window - 1]))
+    with pytest.raises(ValueError, match="holds a LAM, no tokenizer"):
+        load_tokenizer(run)
+    resumed = tmp_path / "lam-resumed"
+    assert main(["train", "lam", "--shards", shards, "--config", "tiny", "--out", str(resumed), *LAM_ONLY,
+                 "--until-step", "5"]) == 0
+    assert main(["train", "lam", "--shards", shards, "--out", str(resumed), "--until-step", "9"]) == 0
+    reference = _metrics(run)
+    assert _metrics(resumed) == {step: reference[step] for step in range(1, 10)}
+
+
+def test_load_lam_reads_every_run_that_trained_one(tokenizer_run, genie_run):
+    lam, _ = load_lam(genie_run)
+    _, reference, _, _ = load_genie(genie_run)
+    for a, b in zip(lam.state_dict().values(), reference.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="has no LAM"):
+        load_lam(tokenizer_run)
 
 
 def test_extract_tokens_round_trip(shards, tokenizer_run, tmp_path):
