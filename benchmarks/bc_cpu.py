@@ -6,8 +6,8 @@
 
 Steps, all through ``python -m modeling``:
 1. ``bc expert`` per mode (easy, hard): the look-ahead planner on training levels 0..N-1; its solve share.
-2. ``train lam`` (unless ``--lam`` names a run): the ``coinrun-cpu`` LAM trained alone on the expert videos of
-   both modes, frames only (the true actions stay in the shards, unread). Why not the case study's LAM: trained
+2. ``train lam`` per mode (unless ``--lam`` names a run): the ``coinrun-cpu`` LAM trained alone on that mode's
+   expert videos, frames only (the true actions stay in the shards, unread); it labels that mode. Why not the case study's LAM: trained
    on random-policy CoinRun on 2 CPU cores it collapsed, and no LAM variant measured on that data carried any
    action information (docs/modeling.md); on the expert's videos the same LAM's codes do.
 3. ``bc label``: the LAM labels every expert transition.
@@ -35,9 +35,9 @@ def bc(*args: str) -> None:
     subprocess.run([sys.executable, "-m", "modeling", "bc", *args], check=True)
 
 
-def train_lam(expert_dirs: list[Path], out: Path, steps: int, batch: int) -> Path:
-    """The coinrun-cpu LAM trained alone on the expert videos (frames only); an existing run is resumed."""
-    shards = "::".join(str(d / "shards") for d in expert_dirs)
+def train_lam(expert_dir: Path, out: Path, steps: int, batch: int) -> Path:
+    """The coinrun-cpu LAM trained alone on one mode's expert videos (frames only); an existing run is resumed."""
+    shards = str(expert_dir / "shards")
     fast = {"max_steps": steps, "batch_size": batch, "warmup_steps": min(50, steps), "ckpt_every": max(steps // 4, 1),
             "log_every": max(steps // 50, 1), "image_every": max(steps // 2, 1)}
     sets = [a for key, value in fast.items() for a in ("--set", f"train_lam_dynamics.{key}={value}")]
@@ -83,14 +83,15 @@ def main() -> int:
         t = time.perf_counter()
         bc("expert", str(expert), "--mode", mode, "--levels", f"0-{args.train_levels - 1}")
         timings[f"expert_{mode}"] = time.perf_counter() - t
-    lam = args.lam
-    if lam is None:
-        t = time.perf_counter()
-        lam = str(train_lam(experts, out / "lam", args.lam_steps, args.lam_batch))
-        timings["lam"] = time.perf_counter() - t
+    lams = {}
     for mode, expert in zip(MODES, experts, strict=True):
+        lams[mode] = args.lam
+        if args.lam is None:
+            t = time.perf_counter()
+            lams[mode] = str(train_lam(expert, out / f"lam-{mode}", args.lam_steps, args.lam_batch))
+            timings[f"lam_{mode}"] = time.perf_counter() - t
         t = time.perf_counter()
-        bc("label", "--expert", str(expert), "--lam", lam)
+        bc("label", "--expert", str(expert), "--lam", lams[mode])
         timings[f"label_{mode}"] = time.perf_counter() - t
     t = time.perf_counter()
     bc("evaluate", *[a for mode in MODES for a in ("--expert", f"{mode}={out / f'expert-{mode}'}")],
@@ -98,7 +99,7 @@ def main() -> int:
        "--ks", args.ks, "--epochs", str(args.epochs), "--max-steps", str(args.max_steps))
     timings["evaluate"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - started
-    (out / "timings.json").write_text(json.dumps({"smoke": args.smoke, "lam": lam, "seconds": timings}, indent=1))
+    (out / "timings.json").write_text(json.dumps({"smoke": args.smoke, "lam": lams, "seconds": timings}, indent=1))
     print(json.dumps(timings, indent=1))
     return 0
 

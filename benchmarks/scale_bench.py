@@ -251,6 +251,18 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     return largest
 
 
+# Beam's gRPC data channel (apache_beam.runners.worker.data_plane._GrpcDataChannel) keeps a staging and a send
+# queue of up to 100 MB each for a bundle's outputs, and up to 100 MB per instruction of received inputs: fixed
+# bounds, not per item, but a worker whose consumer is slower than its bundle fills them, so they show up in its
+# peak RSS once a bundle's output exceeds them. --data-queue-mb lowers the bounds in every process of the run.
+DATA_QUEUE_PATCH = """
+import os
+if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB"):
+    from apache_beam.runners.worker import data_plane
+    data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = int(os.environ["SCALE_BENCH_DATA_QUEUE_MB"]) << 20
+"""
+
+
 def short_stage(name: str) -> str:
     """A fused stage's name, ``((((a)+(b))+(c))``, as ``a .. c`` without Beam's reference prefixes."""
     parts = [p.replace("ref_AppliedPTransform_", "").replace("ref_", "")
@@ -343,6 +355,10 @@ def main() -> int:
     parser.add_argument("--runner-as-is", action="store_true",
                         help="Beam's local runner unchanged: each bundle's whole input in one message, glibc's "
                              "default malloc arenas (default: inputs streamed in ~8 MB messages, MALLOC_ARENA_MAX=2)")
+    parser.add_argument("--data-queue-mb", type=int,
+                        help="cap each of Beam's data-plane queues (send, staging, receive) at this many MB in the "
+                             "launcher and every SDK worker (Beam's default: 100 MB each): shows how much of a "
+                             "worker's peak is those bounded buffers")
     parser.add_argument("--stream-inputs", action="store_true", help=argparse.SUPPRESS)  # internal, with --one
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     ns = parser.parse_args()
@@ -352,6 +368,12 @@ def main() -> int:
     env = dict(os.environ)
     if not ns.runner_as_is:  # read at process start: the size's process and the SDK workers it starts
         env["MALLOC_ARENA_MAX"] = str(MALLOC_ARENA_MAX)
+    if ns.data_queue_mb is not None:  # every process of the run imports sitecustomize at start: workers too
+        site = Path(tempfile.mkdtemp(prefix="scale_bench_site_"))
+        (site / "sitecustomize.py").write_text(DATA_QUEUE_PATCH)
+        env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        env["SCALE_BENCH_DATA_QUEUE_MB"] = str(ns.data_queue_mb)
+        print(f"data-plane queues capped at {ns.data_queue_mb} MB", file=sys.stderr)
     print("local runner: " + ("as is" if ns.runner_as_is else
                               f"bundle inputs streamed, MALLOC_ARENA_MAX={MALLOC_ARENA_MAX}"), file=sys.stderr)
     rows = []
