@@ -255,11 +255,16 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
 # queue of up to 100 MB each for a bundle's outputs, and up to 100 MB per instruction of received inputs: fixed
 # bounds, not per item, but a worker whose consumer is slower than its bundle fills them, so they show up in its
 # peak RSS once a bundle's output exceeds them. --data-queue-mb lowers the bounds in every process of the run.
+# Each output of a bundle (one per consumer of a fused stage) also buffers up to 10 MB before it is sent
+# (``data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD``): --flush-mb lowers that too.
 DATA_QUEUE_PATCH = """
 import os
-if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB"):
+if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB") or os.environ.get("SCALE_BENCH_FLUSH_MB"):
     from apache_beam.runners.worker import data_plane
-    data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = int(os.environ["SCALE_BENCH_DATA_QUEUE_MB"]) << 20
+    if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB"):
+        data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = int(os.environ["SCALE_BENCH_DATA_QUEUE_MB"]) << 20
+    if os.environ.get("SCALE_BENCH_FLUSH_MB"):
+        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = int(os.environ["SCALE_BENCH_FLUSH_MB"]) << 20
 """
 
 
@@ -359,6 +364,9 @@ def main() -> int:
                         help="cap each of Beam's data-plane queues (send, staging, receive) at this many MB in the "
                              "launcher and every SDK worker (Beam's default: 100 MB each): shows how much of a "
                              "worker's peak is those bounded buffers")
+    parser.add_argument("--flush-mb", type=int,
+                        help="send each bundle output once it holds this many MB (Beam's default: 10 MB per "
+                             "output), in every process of the run")
     parser.add_argument("--stream-inputs", action="store_true", help=argparse.SUPPRESS)  # internal, with --one
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     ns = parser.parse_args()
@@ -368,12 +376,15 @@ def main() -> int:
     env = dict(os.environ)
     if not ns.runner_as_is:  # read at process start: the size's process and the SDK workers it starts
         env["MALLOC_ARENA_MAX"] = str(MALLOC_ARENA_MAX)
-    if ns.data_queue_mb is not None:  # every process of the run imports sitecustomize at start: workers too
+    if ns.data_queue_mb is not None or ns.flush_mb is not None:  # sitecustomize runs in every process: workers too
         site = Path(tempfile.mkdtemp(prefix="scale_bench_site_"))
         (site / "sitecustomize.py").write_text(DATA_QUEUE_PATCH)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        env["SCALE_BENCH_DATA_QUEUE_MB"] = str(ns.data_queue_mb)
-        print(f"data-plane queues capped at {ns.data_queue_mb} MB", file=sys.stderr)
+        for name, value in (("SCALE_BENCH_DATA_QUEUE_MB", ns.data_queue_mb), ("SCALE_BENCH_FLUSH_MB", ns.flush_mb)):
+            if value is not None:
+                env[name] = str(value)
+        print(f"data plane: queues capped at {ns.data_queue_mb or 100} MB, outputs flushed at {ns.flush_mb or 10} MB",
+              file=sys.stderr)
     print("local runner: " + ("as is" if ns.runner_as_is else
                               f"bundle inputs streamed, MALLOC_ARENA_MAX={MALLOC_ARENA_MAX}"), file=sys.stderr)
     rows = []
