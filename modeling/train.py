@@ -277,6 +277,8 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
         if init_phase not in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
             raise ValueError(f"--init {init_run} is a {init_phase!r} run, not a lam-dynamics run")
         return apply_overrides(init_cfg, overrides), init_tok, False
+    if phase == PHASE_LAM and tokenizer_run:
+        raise ValueError("train lam takes no --tokenizer: the LAM works on pixels (lam-dynamics uses one)")
     cfg = get_config(config_name or "tiny", overrides)
     if phase == PHASE_LAM_DYNAMICS:
         if not tokenizer_run:

@@ -194,6 +194,7 @@ def test_lam_phase_trains_the_lam_alone_and_resumes_exactly(shards, tmp_path):
                        lam.infer_actions(video[:, window - 1:2 * window - 1]))
     with pytest.raises(ValueError, match="holds a LAM, no tokenizer"):
         load_tokenizer(run)
+    assert main(["train", "lam", "--shards", shards, "--tokenizer", str(run), "--out", str(tmp_path / "x")]) == 2
     resumed = tmp_path / "lam-resumed"
     assert main(["train", "lam", "--shards", shards, "--config", "tiny", "--out", str(resumed), *LAM_ONLY,
                  "--until-step", "5"]) == 0
