@@ -169,6 +169,12 @@ class DevTools:
                     raise RuntimeError(f"{method}: {reply['error']}")
                 return reply.get("result", {})
 
+    def attach_to_page(self) -> None:
+        """Send later commands to the browser's (first) page, through a flattened session."""
+        target = next(t for t in self.send("Target.getTargets", session=False)["targetInfos"] if t["type"] == "page")
+        self.session = self.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
+                                 session=False)["sessionId"]
+
     def evaluate(self, expression: str):
         result = self.send("Runtime.evaluate", {"expression": expression, "returnByValue": True})
         return result["result"].get("value")
@@ -221,10 +227,7 @@ def test_sheet_in_headless_chromium_scores_and_saves_labels(shards, tmp_path):
     downloads.mkdir()
     browser = DevTools(str(tmp_path / "profile"))
     try:
-        target = next(t for t in browser.send("Target.getTargets", session=False)["targetInfos"]
-                      if t["type"] == "page")
-        browser.session = browser.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
-                                       session=False)["sessionId"]
+        browser.attach_to_page()
         browser.send("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)},
                      session=False)
         wait_ready(browser, page)

@@ -89,10 +89,7 @@ def test_page_in_headless_chromium_plays_exactly_the_keys_pressed(tiny, tmp_path
     url = f"http://127.0.0.1:{server.server_address[1]}/"
     browser = DevTools(str(tmp_path / "profile"))
     try:
-        target = next(t for t in browser.send("Target.getTargets", session=False)["targetInfos"]
-                      if t["type"] == "page")
-        browser.session = browser.send("Target.attachToTarget", {"targetId": target["targetId"], "flatten": True},
-                                       session=False)["sessionId"]
+        browser.attach_to_page()
         browser.send("Emulation.setDeviceMetricsOverride", {"width": 1400, "height": 900, "deviceScaleFactor": 1,
                                                             "mobile": False})
         browser.send("Page.navigate", {"url": url})
