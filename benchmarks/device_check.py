@@ -37,7 +37,7 @@ from modeling.genie import Genie  # noqa: E402
 from modeling.lam import LatentActionModel  # noqa: E402
 from modeling.precision import autocast  # noqa: E402
 from modeling.tokenizer import VideoTokenizer  # noqa: E402
-from modeling.train import make_optimizer  # noqa: E402
+from modeling.train import make_optimizer, set_activation_checkpointing  # noqa: E402
 from tests.modeling_helpers import write_tiny_shards  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, SXM
@@ -54,6 +54,7 @@ def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device) -> 
     """Timed full training steps (forward, backward, AdamW) on synthetic video under the run's precision."""
     model = build(phase, cfg, device).train()
     tcfg = cfg.train_tokenizer if phase == "tokenizer" else cfg.train_lam_dynamics
+    set_activation_checkpointing(model, tcfg.activation_checkpointing)  # as the trainer runs this preset
     optimizer = make_optimizer(model.trained(), tcfg, device)
     video = synthetic_video(cfg, batch, device)
 
@@ -64,6 +65,8 @@ def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device) -> 
         loss.backward()
         optimizer.step()
 
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
     step(0)
     sync(device)
     start = time.perf_counter()
@@ -74,7 +77,8 @@ def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device) -> 
     flops = count_flops(phase, cfg, batch)
     peak = peak_tflops(device)
     return {"batch": batch, "s_per_step": seconds, "tflops": flops / seconds / 1e12,
-            "mfu": flops / seconds / (peak * 1e12) if peak else None}
+            "mfu": flops / seconds / (peak * 1e12) if peak else None,
+            "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
 
 
 def generation_fps(cfg, frames: int, device: torch.device) -> dict:
@@ -145,11 +149,18 @@ def main(argv: list[str] | None = None) -> int:
     rows, results = [], {"config": cfg.name, "device": str(device), "precision": cfg.precision,
                          "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     started = time.perf_counter()
-    for phase, batch in (("tokenizer", 2 if dry else 48), ("lam-dynamics", 2 if dry else 36)):
-        r = results[phase] = train_mfu(phase, cfg, batch, 2 if dry else 10, device)
-        mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (no known peak)"
-        rows.append((f"{phase} training, batch {batch}", f"{r['s_per_step']:.3f} s/step, {r['tflops']:.1f} "
-                     f"TFLOP/s, MFU {mfu}"))
+    for phase, tcfg in (("tokenizer", cfg.train_tokenizer), ("lam-dynamics", cfg.train_lam_dynamics)):
+        batch = 2 if dry else tcfg.batch_size  # the preset's global batch on one GPU
+        label = f"{phase} training, batch {batch}{', act. ckpt' if tcfg.activation_checkpointing else ''}"
+        try:
+            r = results[phase] = train_mfu(phase, cfg, batch, 2 if dry else 10, device)
+        except torch.OutOfMemoryError as e:  # one row's failure must not cost the rest of the lease
+            results[phase] = {"batch": batch, "error": str(e).splitlines()[0]}
+            rows.append((label, "out of memory"))
+        else:
+            mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (no known peak)"
+            mem = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
+            rows.append((label, f"{r['s_per_step']:.3f} s/step, {r['tflops']:.1f} TFLOP/s, MFU {mfu}{mem}"))
         torch.cuda.empty_cache() if device.type == "cuda" else None
     gen = results["generation_fps"] = generation_fps(cfg, 2 if dry else 48, device)
     rows.append((f"generation, batch 1, {cfg.sampling.steps} MaskGIT steps",

@@ -231,6 +231,13 @@ def setup_distributed(device: str | None) -> tuple[Distributed, torch.device]:
     return Distributed(), torch.device(device)
 
 
+def set_activation_checkpointing(model: nn.Module, enabled: bool) -> None:
+    """Recompute every ST block in backward (or not): the presets that fit one GPU only with it turn it on."""
+    for module in model.modules():
+        if isinstance(module, STTransformer):
+            module.checkpointing = enabled
+
+
 def make_optimizer(modules: dict[str, nn.Module], tcfg: TrainConfig, device: torch.device) -> torch.optim.AdamW:
     """AdamW with weight decay on matrices and embeddings only (not on norms, biases, codebooks)."""
     decay, no_decay = [], []
@@ -340,9 +347,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
         _, lam, dynamics, _ = load_genie(init_run, map_location=dev)
         objective = DynamicsObjective(cfg, lam, dynamics.train(), tcfg.seed, ddp.rank)
     objective.to(dev)
-    for module in objective.modules():
-        if isinstance(module, STTransformer):
-            module.checkpointing = tcfg.activation_checkpointing
+    set_activation_checkpointing(objective, tcfg.activation_checkpointing)
     trained = objective.trained()
     optimizer = make_optimizer(trained, tcfg, dev)
 
