@@ -50,12 +50,14 @@ def peak_tflops(device: torch.device) -> float | None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
-def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device) -> dict:
-    """Timed full training steps (forward, backward, AdamW) on synthetic video under the run's precision."""
-    model = build(phase, cfg, device).train()
+def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device, compile: bool = False) -> dict:
+    """Timed full training steps (forward, backward, AdamW) on synthetic video under the run's precision;
+    ``compile``: through ``torch.compile`` as ``TrainConfig.compile`` runs it (two untimed steps compile)."""
+    objective = build(phase, cfg, device).train()
     tcfg = cfg.train_tokenizer if phase == "tokenizer" else cfg.train_lam_dynamics
-    set_activation_checkpointing(model, tcfg.activation_checkpointing)  # as the trainer runs this preset
-    optimizer = make_optimizer(model.trained(), tcfg, device)
+    set_activation_checkpointing(objective, tcfg.activation_checkpointing)  # as the trainer runs this preset
+    optimizer = make_optimizer(objective.trained(), tcfg, device)
+    model = torch.compile(objective) if compile else objective
     video = synthetic_video(cfg, batch, device)
 
     def step(i: int) -> None:
@@ -67,11 +69,13 @@ def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device) -> 
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    step(0)
+    warmup = 2 if compile else 1
+    for i in range(warmup):
+        step(i)
     sync(device)
     start = time.perf_counter()
-    for i in range(steps):
-        step(i + 1)
+    for i in range(warmup, warmup + steps):
+        step(i)
     sync(device)
     seconds = (time.perf_counter() - start) / steps
     flops = count_flops(phase, cfg, batch)
@@ -81,7 +85,7 @@ def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device) -> 
             "peak_gib": torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None}
 
 
-def generation_fps(cfg, frames: int, device: torch.device) -> dict:
+def generation_fps(cfg, frames: int, device: torch.device, profile: bool = False) -> dict:
     torch.manual_seed(0)
     genie = Genie(VideoTokenizer(cfg.tokenizer), LatentActionModel(cfg.lam), DynamicsModel(cfg.dynamics), cfg,
                   device)
@@ -96,6 +100,16 @@ def generation_fps(cfg, frames: int, device: torch.device) -> dict:
             session.step(i % genie.num_actions)
         sync(device)
         out[context] = frames / (time.perf_counter() - start)
+    if profile:  # where a generated frame's time goes: a few stream steps under torch.profiler
+        from torch.profiler import ProfilerActivity
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+        with torch.profiler.profile(activities=activities) as prof:
+            for i in range(2):
+                session.step(i % genie.num_actions)
+            sync(device)
+        key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
+        out["profile"] = "\n".join([prof.key_averages().table(sort_by="cpu_time_total", row_limit=15),
+                                    prof.key_averages().table(sort_by=key, row_limit=15)])
     return out
 
 
@@ -138,7 +152,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--config", default="coinrun")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dry", action="store_true", help="tiny preset, a few steps: seconds on a CPU")
+    p.add_argument("--compile", action="store_true", help="training rows through torch.compile")
+    p.add_argument("--only", default="training,generation,loader,convergence",
+                   help="comma-separated rows to run (default: all)")
+    p.add_argument("--gen-frames", type=int, default=48, help="frames generated per context (default 48)")
+    p.add_argument("--profile-generation", action="store_true",
+                   help="also profile two generated frames (tables printed, and in $OUT/generation_profile.txt)")
     args = p.parse_args(argv)
+    only = set(args.only.split(","))
     device = torch.device(args.device)
     dry = args.dry
     cfg = get_config("tiny" if dry else args.config)
@@ -149,33 +170,46 @@ def main(argv: list[str] | None = None) -> int:
     rows, results = [], {"config": cfg.name, "device": str(device), "precision": cfg.precision,
                          "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None}
     started = time.perf_counter()
+
+    def add(label: str, text: str) -> None:  # on stderr as it comes: a run cut short still shows its rows
+        rows.append((label, text))
+        print(f"{label}: {text}", file=sys.stderr, flush=True)
+
     for phase, tcfg in (("tokenizer", cfg.train_tokenizer), ("lam-dynamics", cfg.train_lam_dynamics)):
+        if "training" not in only:
+            break
         batch = 2 if dry else tcfg.batch_size  # the preset's global batch on one GPU
-        label = f"{phase} training, batch {batch}{', act. ckpt' if tcfg.activation_checkpointing else ''}"
+        label = (f"{phase} training, batch {batch}{', act. ckpt' if tcfg.activation_checkpointing else ''}"
+                 f"{', compiled' if args.compile else ''}")
         try:
-            r = results[phase] = train_mfu(phase, cfg, batch, 2 if dry else 10, device)
+            r = results[phase] = train_mfu(phase, cfg, batch, 2 if dry else 10, device, args.compile)
         except torch.OutOfMemoryError as e:  # one row's failure must not cost the rest of the lease
             results[phase] = {"batch": batch, "error": str(e).splitlines()[0]}
-            rows.append((label, "out of memory"))
+            add(label, "out of memory")
         else:
             mfu = f"{100 * r['mfu']:.1f}%" if r["mfu"] is not None else "n/a (no known peak)"
             mem = f", peak {r['peak_gib']:.1f} GiB" if r["peak_gib"] is not None else ""
-            rows.append((label, f"{r['s_per_step']:.3f} s/step, {r['tflops']:.1f} TFLOP/s, MFU {mfu}{mem}"))
+            add(label, f"{r['s_per_step']:.3f} s/step, {r['tflops']:.1f} TFLOP/s, MFU {mfu}{mem}")
         torch.cuda.empty_cache() if device.type == "cuda" else None
-    gen = results["generation_fps"] = generation_fps(cfg, 2 if dry else 48, device)
-    rows.append((f"generation, batch 1, {cfg.sampling.steps} MaskGIT steps",
-                 f"window {gen['window']:.2f} frames/s, stream {gen['stream']:.2f} frames/s"))
+    if "generation" in only:
+        gen = results["generation_fps"] = generation_fps(cfg, 2 if dry else args.gen_frames, device, args.profile_generation)
+        add(f"generation, batch 1, {cfg.sampling.steps} MaskGIT steps",
+                f"window {gen['window']:.2f} frames/s, stream {gen['stream']:.2f} frames/s")
+        if "profile" in gen:
+            print(gen["profile"], file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         h, w = cfg.frame_size
         write_tiny_shards(tmp, n_clips=8 if dry else 32, frames=32, clips_per_shard=4, height=h, width=w)
         shards = str(Path(tmp) / "shard-*.tar")
-        rate = results["loader_windows_per_s"] = loader_rate(shards, cfg, 4 if dry else 36, 2 if dry else 20,
-                                                             0 if dry else min(8, os.cpu_count() or 1))
-        rows.append(("loader", f"{rate:.1f} windows/s ({cfg.tokenizer.num_frames}-frame, {w}x{h})"))
-        conv = results["convergence"] = convergence(shards, small, 6 if dry else 300, 4 if dry else 16, device)
-        rows.append((f"convergence (tiny models, {w}x{h} shards)",
-                     f"dynamics loss {conv['first']:.3f} -> {conv['last']:.3f} in {conv['steps']} steps: "
-                     f"{'ok' if conv['ok'] else 'NOT halved'}"))
+        if "loader" in only:
+            rate = results["loader_windows_per_s"] = loader_rate(shards, cfg, 4 if dry else 36, 2 if dry else 20,
+                                                                 0 if dry else min(8, os.cpu_count() or 1))
+            add("loader", f"{rate:.1f} windows/s ({cfg.tokenizer.num_frames}-frame, {w}x{h})")
+        if "convergence" in only:
+            conv = results["convergence"] = convergence(shards, small, 6 if dry else 300, 4 if dry else 16, device)
+            add(f"convergence (tiny models, {w}x{h} shards)",
+                f"dynamics loss {conv['first']:.3f} -> {conv['last']:.3f} in {conv['steps']} steps: "
+                f"{'ok' if conv['ok'] else 'NOT halved'}")
     results["seconds"] = time.perf_counter() - started
     width = max(len(r[0]) for r in rows)
     table = "\n".join([f"device check: {cfg.name} on {results['gpu'] or device} ({cfg.precision}), "
@@ -185,6 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     if out:
         Path(out).mkdir(parents=True, exist_ok=True)
         (Path(out) / "device_check.txt").write_text(table + "\n")
+        profile = results.get("generation_fps", {}).pop("profile", None)
+        if profile:
+            (Path(out) / "generation_profile.txt").write_text(profile + "\n")
         (Path(out) / "device_check.json").write_text(json.dumps(results, indent=2) + "\n")
     return 0
 

@@ -268,6 +268,45 @@ if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB") or os.environ.get("SCALE_BENCH_FL
 """
 
 
+# --malloc-stats (diagnostic): in every SDK worker, a thread samples RSS and glibc's ``mallinfo2`` every 0.2 s
+# and keeps, per process, the peak RSS with what malloc held live (in use) and free-but-kept at that moment,
+# and the peak of live malloc memory. Run with ``PYTHONMALLOC=malloc`` to count Python's objects in it too:
+# growth that is live is held by some code; growth that is free-but-kept is the allocator's retention.
+MALLOC_STATS_PATCH = """
+import os
+def _is_sdk_worker():  # sys.argv is not set yet while site runs: read the command line
+    with open("/proc/self/cmdline", "rb") as f:
+        return b"sdk_worker_main" in f.read()
+if os.environ.get("SCALE_BENCH_MALLOC_STATS") and _is_sdk_worker():
+    import ctypes, json, threading, time
+
+    class _MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
+                     "fordblks", "keepcost")]
+
+    def _sample(path):
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        peak = {"rss_mb": 0, "live_mb_at_rss_peak": 0, "free_kept_mb_at_rss_peak": 0, "live_peak_mb": 0}
+        while True:
+            m = libc.mallinfo2()
+            with open("/proc/self/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+            live, kept = (m.uordblks + m.hblkhd) / 2**20, m.fordblks / 2**20
+            if rss > peak["rss_mb"]:
+                peak.update(rss_mb=round(rss), live_mb_at_rss_peak=round(live), free_kept_mb_at_rss_peak=round(kept))
+            peak["live_peak_mb"] = max(peak["live_peak_mb"], round(live))
+            with open(path + ".tmp", "w") as f:
+                json.dump(peak, f)
+            os.replace(path + ".tmp", path)
+            time.sleep(0.2)
+
+    _path = os.path.join(os.environ["SCALE_BENCH_MALLOC_STATS"], f"worker-{os.getpid()}.json")
+    threading.Thread(target=_sample, args=(_path,), daemon=True, name="malloc-stats").start()
+"""
+
+
 def short_stage(name: str) -> str:
     """A fused stage's name, ``((((a)+(b))+(c))``, as ``a .. c`` without Beam's reference prefixes."""
     parts = [p.replace("ref_AppliedPTransform_", "").replace("ref_", "")
@@ -367,6 +406,9 @@ def main() -> int:
     parser.add_argument("--flush-mb", type=int,
                         help="send each bundle output once it holds this many MB (Beam's default: 10 MB per "
                              "output), in every process of the run")
+    parser.add_argument("--malloc-stats", action="store_true",
+                        help="diagnostic: per SDK worker, the peak RSS with glibc's live and free-but-kept bytes "
+                             "at that moment (mallinfo2); add PYTHONMALLOC=malloc to count Python objects as live")
     parser.add_argument("--stream-inputs", action="store_true", help=argparse.SUPPRESS)  # internal, with --one
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     ns = parser.parse_args()
@@ -376,9 +418,9 @@ def main() -> int:
     env = dict(os.environ)
     if not ns.runner_as_is:  # read at process start: the size's process and the SDK workers it starts
         env["MALLOC_ARENA_MAX"] = str(MALLOC_ARENA_MAX)
-    if ns.data_queue_mb is not None or ns.flush_mb is not None:  # sitecustomize runs in every process: workers too
-        site = Path(tempfile.mkdtemp(prefix="scale_bench_site_"))
-        (site / "sitecustomize.py").write_text(DATA_QUEUE_PATCH)
+    if ns.data_queue_mb is not None or ns.flush_mb is not None or ns.malloc_stats:
+        site = Path(tempfile.mkdtemp(prefix="scale_bench_site_"))  # sitecustomize runs in every process: workers too
+        (site / "sitecustomize.py").write_text(DATA_QUEUE_PATCH + MALLOC_STATS_PATCH)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         for name, value in (("SCALE_BENCH_DATA_QUEUE_MB", ns.data_queue_mb), ("SCALE_BENCH_FLUSH_MB", ns.flush_mb)):
             if value is not None:
@@ -389,6 +431,8 @@ def main() -> int:
                               f"bundle inputs streamed, MALLOC_ARENA_MAX={MALLOC_ARENA_MAX}"), file=sys.stderr)
     rows = []
     for n in (int(x) for x in ns.sizes.split(",")):
+        if ns.malloc_stats:
+            env["SCALE_BENCH_MALLOC_STATS"] = stats_dir = tempfile.mkdtemp(prefix="scale_bench_malloc_")
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--workers", str(ns.workers)]
                               + ([] if ns.runner_as_is else ["--stream-inputs"]),
                               capture_output=True, text=True, check=False, env=env)
@@ -396,6 +440,9 @@ def main() -> int:
             print(f"size {n} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
             return 1
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+        if ns.malloc_stats:
+            rows[-1]["malloc"] = {f.stem: json.loads(f.read_text()) for f in sorted(Path(stats_dir).glob("*.json"))}
+            shutil.rmtree(stats_dir, ignore_errors=True)
         print(f"measured {n} outcomes: {rows[-1]}", file=sys.stderr)
     print(f"{'outcomes':>10} {'parts':>6} {'wall s':>8} {'s/100k':>8} {'worker peak MB':>15} {'launcher peak MB':>17}"
           f" {'largest bundle input MB':>24} {'violations':>11}")

@@ -38,6 +38,15 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1).to(x.dtype)
 
 
+class QKNorm(nn.RMSNorm):
+    """RMSNorm of queries or keys with its weight cast to their dtype: under bf16 autocast they come out of the
+    qkv projection in bf16, and ``torch.rms_norm`` with a float32 weight falls back from the fused kernel to a
+    chain of unfused ones. Same parameters (and checkpoint keys) as ``nn.RMSNorm``."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.rms_norm(x, self.normalized_shape, self.weight.to(x.dtype), self.eps)
+
+
 class SelfAttention(nn.Module):
     """Multi-head self-attention with QK-norm; optional RoPE, causal mask and past keys/values (inference)."""
 
@@ -48,8 +57,8 @@ class SelfAttention(nn.Module):
         self.heads, self.head_dim = heads, dim // heads
         self.qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.proj = nn.Linear(dim, dim, bias=False)
-        self.q_norm = nn.RMSNorm(self.head_dim)
-        self.k_norm = nn.RMSNorm(self.head_dim)
+        self.q_norm = QKNorm(self.head_dim)
+        self.k_norm = QKNorm(self.head_dim)
 
     def forward(self, x: torch.Tensor, causal: bool = False, rope: tuple[torch.Tensor, torch.Tensor] | None = None,
                 past: tuple[torch.Tensor, torch.Tensor] | None = None, window: int | None = None

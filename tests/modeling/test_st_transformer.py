@@ -89,3 +89,23 @@ def test_activation_checkpointing_gives_the_same_gradients(model):
     model(x).square().sum().backward()
     for a, p in zip(plain, model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, a)
+
+
+def test_qk_norm_matches_rmsnorm_in_every_dtype():
+    """QKNorm is nn.RMSNorm with the weight cast to the input's dtype (the fused kernel needs them equal): same
+    values as the float32 reference, bf16 out for bf16 in, gradients reaching the float32 weight, same keys."""
+    from modeling.st_transformer import QKNorm
+
+    torch.manual_seed(0)
+    ref, qk = torch.nn.RMSNorm(8), QKNorm(8)
+    with torch.no_grad():
+        ref.weight.uniform_(0.5, 1.5)
+    qk.load_state_dict(ref.state_dict())
+    x = torch.randn(3, 5, 8)
+    torch.testing.assert_close(qk(x), ref(x))
+    y = qk(x.bfloat16())
+    assert y.dtype == torch.bfloat16
+    torch.testing.assert_close(y.float(), ref(x), atol=3e-2, rtol=3e-2)
+    y.float().sum().backward()
+    assert qk.weight.grad is not None and qk.weight.grad.dtype == torch.float32
+    assert list(qk.state_dict()) == list(ref.state_dict()) == ["weight"]
