@@ -39,6 +39,7 @@ local runner's cost, not the pipeline's: on Dataflow the runner's shuffle servic
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import re
@@ -52,6 +53,9 @@ import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import worker_memory  # noqa: E402
 
 CHUNK = 10_000  # outcomes generated per element of the seed collection
 CLIPS_PER_VIDEO = 30
@@ -251,6 +255,63 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     return largest
 
 
+def bound_bundles() -> list[int]:
+    """Run each worker's share of a stage as a series of bundles of one input chunk each (~8-10 MB: a
+    ``GroupingBuffer`` share cut by ``grouped_in_chunks``, or the encoded blocks the producing bundles flushed),
+    one after the other on that worker, instead of Beam's one bundle per worker per stage.
+
+    Dataflow runs bundles of bounded size (a few MB of shuffle or source input each); the FnApiRunner runs
+    one bundle of N / workers elements per worker per stage, so anything the SDK harness keeps for a bundle's
+    life (its bundle processor's per-bundle state, the output streams' buffers, metrics) grows with N there
+    and nowhere else. Returns ``[largest number of bundles a worker ran for one stage]``. Semantics are
+    unchanged: every element goes to exactly one bundle; the graph has no timers and no splittable DoFn
+    (docs/pipeline.md), and lifted combiners merge any number of per-bundle accumulators.
+    """
+    from apache_beam.metrics import monitoring_infos
+    from apache_beam.portability.api import beam_fn_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.utils import thread_pool_executor
+
+    most = [0]
+    original = fn_runner.ParallelBundleManager.process_bundle
+
+    def process_bundle(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run=False):
+        if fired_timers or dry_run or self._num_workers < 1:
+            return original(self, inputs, expected_outputs, fired_timers, expected_output_timers, dry_run)
+        shares = [{} for _ in range(self._num_workers)]
+        for name, buffer in inputs.items():
+            for ix, part in enumerate(buffer.partition(self._num_workers)):
+                shares[ix][name] = part
+        runs = []  # per worker: its sub-bundles, chunk j of every input in sub-bundle j
+        for share in shares:
+            count = max([len(chunks) for chunks in share.values()] + [1])
+            runs.append([{name: chunks[j:j + 1] for name, chunks in share.items()} for j in range(count)])
+        most[0] = max([most[0]] + [len(r) for r in runs])
+
+        def execute(worker_runs):
+            results = []
+            for part_map in worker_runs:
+                manager = fn_runner.BundleManager(self.bundle_context_manager, self._progress_frequency,
+                                                  cache_token_generator=self._cache_token_generator)
+                results.append(manager.process_bundle(part_map, expected_outputs, {}, expected_output_timers))
+            return results
+
+        merged, splits = None, []
+        with thread_pool_executor.shared_unbounded_instance() as executor:
+            for worker_results in executor.map(execute, runs):
+                for result, split in worker_results:
+                    splits += split
+                    merged = result if merged is None else beam_fn_api_pb2.InstructionResponse(
+                        process_bundle=beam_fn_api_pb2.ProcessBundleResponse(
+                            monitoring_infos=monitoring_infos.consolidate(itertools.chain(
+                                result.process_bundle.monitoring_infos, merged.process_bundle.monitoring_infos))),
+                        error=result.error or merged.error)
+        return merged, splits
+
+    fn_runner.ParallelBundleManager.process_bundle = process_bundle
+    return most
+
+
 # Beam's gRPC data channel (apache_beam.runners.worker.data_plane._GrpcDataChannel) keeps a staging and a send
 # queue of up to 100 MB each for a bundle's outputs, and up to 100 MB per instruction of received inputs: fixed
 # bounds, not per item, but a worker whose consumer is slower than its bundle fills them, so they show up in its
@@ -264,46 +325,16 @@ if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB") or os.environ.get("SCALE_BENCH_FL
     if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB"):
         data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = int(os.environ["SCALE_BENCH_DATA_QUEUE_MB"]) << 20
     if os.environ.get("SCALE_BENCH_FLUSH_MB"):
-        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = int(os.environ["SCALE_BENCH_FLUSH_MB"]) << 20
-"""
-
-
-# --malloc-stats (diagnostic): in every SDK worker, a thread samples RSS and glibc's ``mallinfo2`` every 0.2 s
-# and keeps, per process, the peak RSS with what malloc held live (in use) and free-but-kept at that moment,
-# and the peak of live malloc memory. Run with ``PYTHONMALLOC=malloc`` to count Python's objects in it too:
-# growth that is live is held by some code; growth that is free-but-kept is the allocator's retention.
-MALLOC_STATS_PATCH = """
-import os
-def _is_sdk_worker():  # sys.argv is not set yet while site runs: read the command line
-    with open("/proc/self/cmdline", "rb") as f:
-        return b"sdk_worker_main" in f.read()
-if os.environ.get("SCALE_BENCH_MALLOC_STATS") and _is_sdk_worker():
-    import ctypes, json, threading, time
-
-    class _MallInfo2(ctypes.Structure):
-        _fields_ = [(name, ctypes.c_size_t) for name in
-                    ("arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks",
-                     "fordblks", "keepcost")]
-
-    def _sample(path):
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallinfo2.restype = _MallInfo2
-        peak = {"rss_mb": 0, "live_mb_at_rss_peak": 0, "free_kept_mb_at_rss_peak": 0, "live_peak_mb": 0}
-        while True:
-            m = libc.mallinfo2()
-            with open("/proc/self/statm") as f:
-                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-            live, kept = (m.uordblks + m.hblkhd) / 2**20, m.fordblks / 2**20
-            if rss > peak["rss_mb"]:
-                peak.update(rss_mb=round(rss), live_mb_at_rss_peak=round(live), free_kept_mb_at_rss_peak=round(kept))
-            peak["live_peak_mb"] = max(peak["live_peak_mb"], round(live))
-            with open(path + ".tmp", "w") as f:
-                json.dump(peak, f)
-            os.replace(path + ".tmp", path)
-            time.sleep(0.2)
-
-    _path = os.path.join(os.environ["SCALE_BENCH_MALLOC_STATS"], f"worker-{os.getpid()}.json")
-    threading.Thread(target=_sample, args=(_path,), daemon=True, name="malloc-stats").start()
+        import inspect
+        flush = int(os.environ["SCALE_BENCH_FLUSH_MB"]) << 20
+        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = flush  # read when a send batch is cut
+        # ... but the output streams took it as a default argument when the class was defined: set that too
+        for cls in (data_plane.SizeBasedBufferingClosableOutputStream,
+                    data_plane.TimeBasedBufferingClosableOutputStream):
+            names = [p.name for p in inspect.signature(cls.__init__).parameters.values() if p.default is not p.empty]
+            defaults = list(cls.__init__.__defaults__)
+            defaults[names.index("size_flush_threshold")] = flush
+            cls.__init__.__defaults__ = tuple(defaults)
 """
 
 
@@ -344,13 +375,14 @@ def worker_peaks(_, path: str) -> None:
     Path(path).write_text(json.dumps(peaks))
 
 
-def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
+def run_one(n: int, workers: int, stream_inputs: bool = False, bounded: bool = False) -> dict:
     import apache_beam as beam
 
     from pipeline import audit_stage, run
 
     runner_drops = watch_runner_drops()
     bundle_inputs = watch_bundle_inputs(stream_inputs)
+    bundles_per_stage = bound_bundles() if bounded else [1]
 
     watcher = PeakWatcher()
     watch_stages(watcher)
@@ -387,6 +419,7 @@ def run_one(n: int, workers: int, stream_inputs: bool = False) -> dict:
             "outcome_parts": stats["tables"]["outcomes"]["parts"], "manifest_rows": stats["tables"]["manifest"]["rows"],
             "violations": stats["conservation"]["num_violations"], "last_step_worker": python_peak, "runner_dropped_buffers": runner_drops[0],
             "runner_dropped_chunks": runner_drops[1], "stream_inputs": stream_inputs,
+            "bounded_bundles": bounded, "most_bundles_per_worker_and_stage": bundles_per_stage[0],
             "worker_rss_by_stage_mb": {short_stage(k): round(v / 1024) for k, v in watcher.by_stage.items()},
             "largest_bundle_input_mb": round(max(bundle_inputs.values(), default=0) / 2**20, 1),
             "bundle_inputs_mb": {k: round(v / 2**20, 1) for k, v in sorted(bundle_inputs.items(), key=lambda kv: -kv[1])[:8]}}
@@ -409,18 +442,26 @@ def main() -> int:
     parser.add_argument("--malloc-stats", action="store_true",
                         help="diagnostic: per SDK worker, the peak RSS with glibc's live and free-but-kept bytes "
                              "at that moment (mallinfo2); add PYTHONMALLOC=malloc to count Python objects as live")
+    parser.add_argument("--memray", action="store_true",
+                        help="diagnostic (needs memray installed): per SDK worker, its heap at the high-water mark "
+                             "by holder (Beam's output streams, data-plane messages, Python objects, ...); slow")
+    parser.add_argument("--bounded-bundles", action="store_true",
+                        help="run each worker's share of a stage as bundles of one ~8-10 MB input chunk each, in "
+                             "turn, as Dataflow bounds its bundles (Beam's local runner: one bundle per worker "
+                             "per stage, N / workers elements)")
     parser.add_argument("--stream-inputs", action="store_true", help=argparse.SUPPRESS)  # internal, with --one
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)  # internal: measure one size, print JSON
     ns = parser.parse_args()
     if ns.one is not None:
-        print(json.dumps(run_one(ns.one, ns.workers, ns.stream_inputs)))
+        print(json.dumps(run_one(ns.one, ns.workers, ns.stream_inputs, ns.bounded_bundles)))
         return 0
     env = dict(os.environ)
     if not ns.runner_as_is:  # read at process start: the size's process and the SDK workers it starts
         env["MALLOC_ARENA_MAX"] = str(MALLOC_ARENA_MAX)
-    if ns.data_queue_mb is not None or ns.flush_mb is not None or ns.malloc_stats:
+    if ns.data_queue_mb is not None or ns.flush_mb is not None or ns.malloc_stats or ns.memray:
         site = Path(tempfile.mkdtemp(prefix="scale_bench_site_"))  # sitecustomize runs in every process: workers too
-        (site / "sitecustomize.py").write_text(DATA_QUEUE_PATCH + MALLOC_STATS_PATCH)
+        (site / "sitecustomize.py").write_text(
+            DATA_QUEUE_PATCH + worker_memory.MALLOC_STATS_PATCH + worker_memory.MEMRAY_PATCH)
         env["PYTHONPATH"] = os.pathsep.join([str(site), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         for name, value in (("SCALE_BENCH_DATA_QUEUE_MB", ns.data_queue_mb), ("SCALE_BENCH_FLUSH_MB", ns.flush_mb)):
             if value is not None:
@@ -431,18 +472,23 @@ def main() -> int:
                               f"bundle inputs streamed, MALLOC_ARENA_MAX={MALLOC_ARENA_MAX}"), file=sys.stderr)
     rows = []
     for n in (int(x) for x in ns.sizes.split(",")):
-        if ns.malloc_stats:
-            env["SCALE_BENCH_MALLOC_STATS"] = stats_dir = tempfile.mkdtemp(prefix="scale_bench_malloc_")
+        diag = {name: tempfile.mkdtemp(prefix="scale_bench_worker_memory_") for name, on in
+                (("WORKER_MEMORY_MALLOC_STATS", ns.malloc_stats), ("WORKER_MEMORY_MEMRAY", ns.memray)) if on}
+        env.update(diag)
         done = subprocess.run([sys.executable, __file__, "--one", str(n), "--workers", str(ns.workers)]
-                              + ([] if ns.runner_as_is else ["--stream-inputs"]),
+                              + ([] if ns.runner_as_is else ["--stream-inputs"])
+                              + (["--bounded-bundles"] if ns.bounded_bundles else []),
                               capture_output=True, text=True, check=False, env=env)
         if done.returncode != 0:
             print(f"size {n} failed (exit {done.returncode}):\n{done.stderr[-3000:]}", file=sys.stderr)
             return 1
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         if ns.malloc_stats:
-            rows[-1]["malloc"] = {f.stem: json.loads(f.read_text()) for f in sorted(Path(stats_dir).glob("*.json"))}
-            shutil.rmtree(stats_dir, ignore_errors=True)
+            rows[-1]["malloc"] = worker_memory.malloc_stats(diag["WORKER_MEMORY_MALLOC_STATS"])
+        if ns.memray:
+            rows[-1]["memray_mb"] = worker_memory.memray_holders(diag["WORKER_MEMORY_MEMRAY"])
+        for directory in diag.values():
+            shutil.rmtree(directory, ignore_errors=True)
         print(f"measured {n} outcomes: {rows[-1]}", file=sys.stderr)
     print(f"{'outcomes':>10} {'parts':>6} {'wall s':>8} {'s/100k':>8} {'worker peak MB':>15} {'launcher peak MB':>17}"
           f" {'largest bundle input MB':>24} {'violations':>11}")

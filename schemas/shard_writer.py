@@ -10,18 +10,23 @@ Where the bytes go and where the clips' bytes come from are parameters: by defau
 a temporary name and renamed into place (a reader never sees a half-written shard), and clips carrying their
 mp4 inline; the pipeline passes ``pipeline.storage.atomic_create`` (object stores through Beam's FileSystems)
 and its clip store's reader, which keeps ``schemas/`` free of Beam.
+
+The tar is written with the standard library's ``tarfile``, header for header what ``webdataset.TarWriter``
+writes (tests/schemas/test_shard_writer.py compares the bytes): importing ``webdataset`` imports torch
+(``webdataset.pytorch``), about 180 MB of RSS and a second of start-up in every pipeline worker process that
+writes shards, for a writer this small. Shards are still read with ``webdataset`` (``schemas.shard_source``).
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import os
+import tarfile
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
-
-import webdataset as wds
 
 from schemas.clip_format import TAR_MODE, TAR_MTIME, TAR_OWNER
 from schemas.records import Clip, ShardSample
@@ -76,9 +81,21 @@ def write_shard(path: str, clips: Iterable[Clip], read: Callable[[Clip], bytes] 
     ordered = sorted(clips, key=lambda c: c.clip_key)
     with create(path) as f:
         hashing = _Hashing(f)
-        with wds.TarWriter(hashing, encoder=False, mtime=TAR_MTIME, mode=TAR_MODE, user=TAR_OWNER,
-                           group=TAR_OWNER) as writer:
+        with tarfile.open(fileobj=hashing, mode="w|") as tar:
             for clip in ordered:
                 data = read(clip)
-                writer.write(ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
+                write_sample(tar, ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
     return ordered, hashing.digest.hexdigest()
+
+
+def write_sample(tar: tarfile.TarFile, sample: dict) -> None:
+    """One WebDataset sample (``{"__key__": key, ext: bytes or str, ...}``) as ``<key>.<ext>`` members in
+    extension order, with the fixed headers of ``schemas.clip_format``."""
+    key = sample["__key__"]
+    for ext in sorted(k for k in sample if not k.startswith("_")):
+        value = sample[ext]
+        data = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+        info = tarfile.TarInfo(f"{key}.{ext}")
+        info.size, info.mtime, info.mode = len(data), TAR_MTIME, TAR_MODE
+        info.uname = info.gname = TAR_OWNER
+        tar.addfile(info, io.BytesIO(data))
