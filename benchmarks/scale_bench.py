@@ -31,6 +31,11 @@ workers inherit it) the JSON adds, for the worker that ran the last step, the pe
 allocations next to its peak RSS and pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run
 and adds to the RSS).
 
+Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
+data-plane buffers in every process, ``--bounded-bundles`` runs each worker's share of a stage as bundles of one
+~8-10 MB input chunk, ``--malloc-stats`` and ``--memray`` (``benchmarks/worker_memory.py``) say what holds a
+worker's peak.
+
 The local runner also passes every element between fused stages through the launcher process (it buffers
 each stage's output there until the consumer stage runs): the launcher's peak grows with N. That is the
 local runner's cost, not the pipeline's: on Dataflow the runner's shuffle service holds those elements.

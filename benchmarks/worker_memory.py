@@ -7,7 +7,8 @@ answer that at no cost when they are off:
 
 - ``--malloc-stats``: a thread samples RSS and glibc's ``mallinfo2`` every 0.2 s and keeps the peak RSS with
   what malloc held live and free-but-kept at that moment. With ``PYTHONMALLOC=malloc`` Python's objects count
-  as live too.
+  as live too; with ``WORKER_MEMORY_MALLOC_TRIM=1`` the thread also calls ``malloc_trim(0)`` at each sample,
+  which shows how much of the RSS is glibc keeping freed pages.
 - ``--memray``: memray (``pip install memray``; not a project dependency) records every allocation with its
   native and Python stack, aggregated at the worker's high-water mark; ``holders`` sorts that peak into the
   buffers that hold it (Beam's output streams, protobuf messages of the data plane, Python objects, ...).
@@ -40,7 +41,10 @@ if os.environ.get("WORKER_MEMORY_MALLOC_STATS") and _is_sdk_worker():
         libc = ctypes.CDLL("libc.so.6")
         libc.mallinfo2.restype = _MallInfo2
         peak = {"rss_mb": 0, "live_mb_at_rss_peak": 0, "free_kept_mb_at_rss_peak": 0, "live_peak_mb": 0}
+        trim = os.environ.get("WORKER_MEMORY_MALLOC_TRIM") == "1"  # give glibc's free pages back, each sample
         while True:
+            if trim:
+                libc.malloc_trim(0)
             m = libc.mallinfo2()
             with open("/proc/self/statm") as f:
                 rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20

@@ -3,7 +3,6 @@ runner, and its knobs of Beam's data plane really reach the processes they claim
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
