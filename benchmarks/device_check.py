@@ -50,14 +50,14 @@ def peak_tflops(device: torch.device) -> float | None:
     return next((v for k, v in PEAK_BF16_TFLOPS.items() if k in name), None)
 
 
-def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device, compile: bool = False) -> dict:
+def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device, compiled: bool = False) -> dict:
     """Timed full training steps (forward, backward, AdamW) on synthetic video under the run's precision;
-    ``compile``: through ``torch.compile`` as ``TrainConfig.compile`` runs it (two untimed steps compile)."""
+    ``compiled``: through ``torch.compile`` as ``TrainConfig.compile`` runs it (two untimed steps compile)."""
     objective = build(phase, cfg, device).train()
     tcfg = cfg.train_tokenizer if phase == "tokenizer" else cfg.train_lam_dynamics
     set_activation_checkpointing(objective, tcfg.activation_checkpointing)  # as the trainer runs this preset
     optimizer = make_optimizer(objective.trained(), tcfg, device)
-    model = torch.compile(objective) if compile else objective
+    model = torch.compile(objective) if compiled else objective
     video = synthetic_video(cfg, batch, device)
 
     def step(i: int) -> None:
@@ -69,7 +69,7 @@ def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device, com
 
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    warmup = 2 if compile else 1
+    warmup = 2 if compiled else 1
     for i in range(warmup):
         step(i)
     sync(device)
