@@ -32,7 +32,9 @@ allocations next to its peak RSS and pyarrow's pool peak (``last_step_worker``; 
 and adds to the RSS).
 
 Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
-data-plane buffers in every process, ``--bounded-bundles`` runs each worker's share of a stage as bundles of one
+data-plane buffers in every process (with ``--flush-mb`` the streamed inputs are cut at that size too),
+``--release-output-streams`` makes the workers drop each bundle's output buffers (Beam keeps them in the bundle
+processors it caches), ``--bounded-bundles`` runs each worker's share of a stage as bundles of one
 ~8-10 MB input chunk, ``--malloc-stats`` and ``--memray`` (``benchmarks/worker_memory.py``) say what holds a
 worker's peak.
 
@@ -190,6 +192,14 @@ MALLOC_ARENA_MAX = 2  # glibc arenas per process (default 8 x cores): see ``main
 INPUT_CHUNK_BYTES = 8 << 20  # a streamed bundle input's message size (Beam's own output flush is 10 MB)
 
 
+def input_chunk_bytes() -> int:
+    """The size of the messages a streamed bundle input is cut into: ``INPUT_CHUNK_BYTES``, or with
+    ``--flush-mb`` that size, as a runner's data plane cuts its own messages at its flush threshold (with 8 MB
+    messages the SDK's receive queue, 5 messages, would hold 40 MB of input however small the other buffers)."""
+    flush_mb = os.environ.get("SCALE_BENCH_FLUSH_MB")
+    return int(flush_mb) << 20 if flush_mb else INPUT_CHUNK_BYTES
+
+
 def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     """Record the largest input the local runner hands one SDK worker for one bundle, per read transform
     (``{transform: bytes}``); with ``stream``, send it in messages of about ``INPUT_CHUNK_BYTES`` while the
@@ -207,6 +217,7 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     from apache_beam.utils import windowed_value
 
     largest: dict[str, int] = {}
+    chunk_bytes = input_chunk_bytes()
     send = fn_runner.BundleManager._send_input_to_worker
     partition = execution.GroupingBuffer.partition
 
@@ -245,7 +256,7 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
         for idx, (encoded_key, values) in enumerate(self._table.items()):
             out = streams[idx % n]
             coder_impl.encode_to_stream(window((key_coder_impl.decode(encoded_key), values)), out, True)
-            if out.size() >= INPUT_CHUNK_BYTES:
+            if out.size() >= chunk_bytes:
                 output[idx % n].append(out.get())
                 streams[idx % n] = create_OutputStream()
         for ix, out in enumerate(streams):
@@ -325,6 +336,15 @@ def bound_bundles() -> list[int]:
 # (``data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD``): --flush-mb lowers that too.
 DATA_QUEUE_PATCH = """
 import os
+if os.environ.get("SCALE_BENCH_RELEASE_OUTPUT_STREAMS"):
+    # Beam's DataOutputOperation keeps its output stream after the bundle (close() sends the rest but keeps the
+    # malloc'd buffer, up to 16 MB), and the SDK caches the bundle processor for reuse: drop it at finish.
+    from apache_beam.runners.worker import bundle_processor
+    _finish = bundle_processor.DataOutputOperation.finish
+    def _finish_and_release(self):
+        _finish(self)
+        self.output_stream = None  # set again by process_bundle before the processor's next bundle
+    bundle_processor.DataOutputOperation.finish = _finish_and_release
 if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB") or os.environ.get("SCALE_BENCH_FLUSH_MB"):
     from apache_beam.runners.worker import data_plane
     if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB"):
@@ -444,6 +464,9 @@ def main() -> int:
     parser.add_argument("--flush-mb", type=int,
                         help="send each bundle output once it holds this many MB (Beam's default: 10 MB per "
                              "output), in every process of the run")
+    parser.add_argument("--release-output-streams", action="store_true",
+                        help="diagnostic: SDK workers drop each bundle's output buffers when the bundle finishes "
+                             "(Beam keeps them, up to 16 MB per output, in the bundle processors it caches)")
     parser.add_argument("--malloc-stats", action="store_true",
                         help="diagnostic: per SDK worker, the peak RSS with glibc's live and free-but-kept bytes "
                              "at that moment (mallinfo2); add PYTHONMALLOC=malloc to count Python objects as live")
@@ -463,7 +486,8 @@ def main() -> int:
     env = dict(os.environ)
     if not ns.runner_as_is:  # read at process start: the size's process and the SDK workers it starts
         env["MALLOC_ARENA_MAX"] = str(MALLOC_ARENA_MAX)
-    if ns.data_queue_mb is not None or ns.flush_mb is not None or ns.malloc_stats or ns.memray:
+    if (ns.data_queue_mb is not None or ns.flush_mb is not None or ns.release_output_streams or ns.malloc_stats
+            or ns.memray):
         site = Path(tempfile.mkdtemp(prefix="scale_bench_site_"))  # sitecustomize runs in every process: workers too
         (site / "sitecustomize.py").write_text(
             DATA_QUEUE_PATCH + worker_memory.MALLOC_STATS_PATCH + worker_memory.MEMRAY_PATCH)
@@ -471,7 +495,10 @@ def main() -> int:
         for name, value in (("SCALE_BENCH_DATA_QUEUE_MB", ns.data_queue_mb), ("SCALE_BENCH_FLUSH_MB", ns.flush_mb)):
             if value is not None:
                 env[name] = str(value)
-        print(f"data plane: queues capped at {ns.data_queue_mb or 100} MB, outputs flushed at {ns.flush_mb or 10} MB",
+        if ns.release_output_streams:
+            env["SCALE_BENCH_RELEASE_OUTPUT_STREAMS"] = "1"
+        print(f"data plane: queues capped at {ns.data_queue_mb or 100} MB, outputs flushed at {ns.flush_mb or 10} MB"
+              + (", output buffers released after each bundle" if ns.release_output_streams else ""),
               file=sys.stderr)
     print("local runner: " + ("as is" if ns.runner_as_is else
                               f"bundle inputs streamed, MALLOC_ARENA_MAX={MALLOC_ARENA_MAX}"), file=sys.stderr)

@@ -31,10 +31,22 @@ def test_flush_knob_reaches_the_output_streams(tmp_path):
     assert done.stdout.split() == [str(10 << 20), str(100 << 20)]  # Beam's defaults when not asked
 
 
+def test_streamed_inputs_are_cut_at_the_flush_size(monkeypatch):
+    """With ``--flush-mb`` the launcher's streamed bundle inputs come in messages of that size too (else 8 MB)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    import scale_bench
+
+    monkeypatch.delenv("SCALE_BENCH_FLUSH_MB", raising=False)
+    assert scale_bench.input_chunk_bytes() == scale_bench.INPUT_CHUNK_BYTES == 8 << 20
+    monkeypatch.setenv("SCALE_BENCH_FLUSH_MB", "1")
+    assert scale_bench.input_chunk_bytes() == 1 << 20
+
+
 def test_tiny_run_with_every_knob_accounts_for_every_outcome():
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run([sys.executable, str(BENCH), "--sizes", "1500,3000", "--flush-mb", "1",
-                           "--data-queue-mb", "8", "--bounded-bundles", "--malloc-stats"],
+                           "--data-queue-mb", "8", "--bounded-bundles", "--malloc-stats",
+                           "--release-output-streams"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     table = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
