@@ -9,9 +9,8 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
  && rm -rf /var/lib/apt/lists/*
 
-# Two malloc arenas: glibc's per-thread arenas keep what the SDK harness's bundle threads freed, so each
-# stage's transient buffers stayed in RSS (docs/pipeline.md, "The end of the job at scale": the worker peak
-# at 100k outcomes went from 823 to 695 MB).
+# glibc's tuning for the workers: the same values as pipeline/process_memory.py's ALLOCATOR_ENV (why there).
+# Two malloc arenas: the per-thread arenas kept what the SDK harness's bundle threads freed.
 ENV MALLOC_ARENA_MAX=2
 
 WORKDIR /opt/genie-worlds

@@ -25,10 +25,10 @@ worker as one data-plane message, written before the bundle starts (a GroupByKey
 blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, 263 MB at 1M,
 whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
 freed. By default the benchmark streams every bundle input in ~8 MB messages while the bundle runs (as a
-distributed runner streams a shuffle) and sets ``MALLOC_ARENA_MAX=2`` for the launcher and workers;
-``--runner-as-is`` measures Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the
-workers inherit it) the JSON adds, for the worker that ran the last step, the peak of Python's own
-allocations next to its peak RSS and pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run
+distributed runner streams a shuffle) and sets the glibc tuning the pipeline's workers get
+(``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers; ``--runner-as-is`` measures
+Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
+adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run
 and adds to the RSS).
 
 Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
@@ -63,6 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import worker_memory  # noqa: E402
+
+from pipeline import process_memory  # noqa: E402
 
 CHUNK = 10_000  # outcomes generated per element of the seed collection
 CLIPS_PER_VIDEO = 30
@@ -188,7 +190,6 @@ def watch_runner_drops() -> list[int]:
     return dropped
 
 
-MALLOC_ARENA_MAX = 2  # glibc arenas per process (default 8 x cores): see ``main``
 INPUT_CHUNK_BYTES = 8 << 20  # a streamed bundle input's message size (Beam's own output flush is 10 MB)
 
 
@@ -456,7 +457,8 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="SDK worker processes (default 2)")
     parser.add_argument("--runner-as-is", action="store_true",
                         help="Beam's local runner unchanged: each bundle's whole input in one message, glibc's "
-                             "default malloc arenas (default: inputs streamed in ~8 MB messages, MALLOC_ARENA_MAX=2)")
+                             "default allocator settings (default: inputs streamed in ~8 MB messages, glibc tuned as "
+                             "the pipeline's workers are: pipeline.process_memory.ALLOCATOR_ENV)")
     parser.add_argument("--data-queue-mb", type=int,
                         help="cap each of Beam's data-plane queues (send, staging, receive) at this many MB in the "
                              "launcher and every SDK worker (Beam's default: 100 MB each): shows how much of a "
@@ -485,7 +487,7 @@ def main() -> int:
         return 0
     env = dict(os.environ)
     if not ns.runner_as_is:  # read at process start: the size's process and the SDK workers it starts
-        env["MALLOC_ARENA_MAX"] = str(MALLOC_ARENA_MAX)
+        env.update(process_memory.ALLOCATOR_ENV)  # as local runs and the worker image set them
     if (ns.data_queue_mb is not None or ns.flush_mb is not None or ns.release_output_streams or ns.malloc_stats
             or ns.memray):
         site = Path(tempfile.mkdtemp(prefix="scale_bench_site_"))  # sitecustomize runs in every process: workers too
@@ -501,7 +503,7 @@ def main() -> int:
               + (", output buffers released after each bundle" if ns.release_output_streams else ""),
               file=sys.stderr)
     print("local runner: " + ("as is" if ns.runner_as_is else
-                              f"bundle inputs streamed, MALLOC_ARENA_MAX={MALLOC_ARENA_MAX}"), file=sys.stderr)
+                              "bundle inputs streamed, " + " ".join(f"{k}={v}" for k, v in process_memory.ALLOCATOR_ENV.items())), file=sys.stderr)
     rows = []
     for n in (int(x) for x in ns.sizes.split(",")):
         diag = {name: tempfile.mkdtemp(prefix="scale_bench_worker_memory_") for name, on in

@@ -38,7 +38,17 @@ from apache_beam.io.filesystems import FileSystems
 from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, audit_stage, manifest, options, partitioned, report, shards, storage
+from pipeline import (
+    audit,
+    audit_stage,
+    manifest,
+    options,
+    partitioned,
+    process_memory,
+    report,
+    shards,
+    storage,
+)
 from pipeline.download import Download, DownloadConfig
 from pipeline.exit_status import exit_status
 from pipeline.options import option
@@ -170,10 +180,8 @@ def local_options(beam_args: list[str], workers: int | None, in_process: bool = 
         return PipelineOptions(beam_args)
     if in_process:
         return PipelineOptions(beam_args, direct_running_mode="in_memory", direct_num_workers=1)
-    # The SDK worker processes inherit this: two malloc arenas instead of glibc's 8 per core, so memory that
-    # bundle threads freed goes back between stages (docs/pipeline.md, "The end of the job at scale"; the
-    # worker image sets it too).
-    os.environ.setdefault("MALLOC_ARENA_MAX", "2")
+    # The SDK worker processes inherit glibc's tuning (process_memory.ALLOCATOR_ENV; the worker image sets it too).
+    process_memory.set_allocator_env()
     return PipelineOptions(beam_args, direct_running_mode="multi_processing",
                            direct_num_workers=workers or os.cpu_count() or 2)
 
