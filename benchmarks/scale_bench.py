@@ -28,8 +28,8 @@ freed. By default the benchmark streams every bundle input in ~8 MB messages whi
 distributed runner streams a shuffle) and sets the glibc tuning the pipeline's workers get
 (``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers; ``--runner-as-is`` measures
 Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
-adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run
-and adds to the RSS).
+adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and
+pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run and adds to the RSS).
 
 Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
 data-plane buffers in every process (with ``--flush-mb`` the streamed inputs are cut at that size too),
@@ -503,7 +503,8 @@ def main() -> int:
               + (", output buffers released after each bundle" if ns.release_output_streams else ""),
               file=sys.stderr)
     print("local runner: " + ("as is" if ns.runner_as_is else
-                              "bundle inputs streamed, " + " ".join(f"{k}={v}" for k, v in process_memory.ALLOCATOR_ENV.items())), file=sys.stderr)
+                              "bundle inputs streamed, "
+                              + " ".join(f"{k}={v}" for k, v in process_memory.ALLOCATOR_ENV.items())), file=sys.stderr)
     rows = []
     for n in (int(x) for x in ns.sizes.split(",")):
         diag = {name: tempfile.mkdtemp(prefix="scale_bench_worker_memory_") for name, on in

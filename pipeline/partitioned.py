@@ -58,9 +58,9 @@ def part_paths(dataset_dir: str) -> list[str]:
 
 
 def encode_row(record: Record) -> bytes:
-    """A record as the shuffle carries it to its part writer: its row's values in schema order, pickled."""
-    row = record.to_row()
-    return pickle.dumps(tuple(row[name] for name in record.arrow_schema().names), protocol=pickle.HIGHEST_PROTOCOL)
+    """A record as the shuffle carries it to its part writer: its row's values, pickled. ``to_row`` and
+    ``arrow_schema`` both follow ``fields()``, so the values are in schema order."""
+    return pickle.dumps(tuple(record.to_row().values()), protocol=pickle.HIGHEST_PROTOCOL)
 
 
 def decode_rows(encoded: list[bytes], schema: pa.Schema) -> pa.Table:
