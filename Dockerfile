@@ -26,7 +26,7 @@ COPY modeling modeling
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir -c worker-constraints.txt ".[dataflow,youtube]" \
  && deno --version \
- && python -c "import decord, av, apache_beam, pipeline.run" \
+ && python -c "import decord, av, apache_beam, pipeline.run, pipeline.worker_start" \
  && python -m pipeline doctor
 
 # The base image's ENTRYPOINT (/opt/apache/beam/boot) starts the SDK harness. Run the doctor's machine checks

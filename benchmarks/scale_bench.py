@@ -24,18 +24,21 @@ at scale"): Beam's FnApiRunner hands each of the N / workers worker shares of a 
 worker as one data-plane message, written before the bundle starts (a GroupByKey's share is one encoded
 blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, 263 MB at 1M,
 whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
-freed. By default the benchmark streams every bundle input in ~8 MB messages while the bundle runs (as a
-distributed runner streams a shuffle) and sets the glibc tuning the pipeline's workers get
+freed. By default the benchmark streams every bundle input in ~1 MB messages while the bundle runs (as a
+distributed runner streams a shuffle; 1 MB is the runner side's message size in Beam's Java runners) and sets the glibc tuning the pipeline's workers get
 (``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers; ``--runner-as-is`` measures
 Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
 adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and
 pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run and adds to the RSS).
 
+The SDK workers send each bundle output at 1 MB, as the pipeline's do (its worker plugin,
+``pipeline.data_plane_buffers``); ``--beam-buffers`` measures them at Beam's own size (10 MB per output).
+
 Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
-data-plane buffers in every process (with ``--flush-mb`` the streamed inputs are cut at that size too),
+data-plane buffers in every process instead (with ``--flush-mb`` the streamed inputs are cut at that size too),
 ``--release-output-streams`` makes the workers drop each bundle's output buffers (Beam keeps them in the bundle
 processors it caches), ``--bounded-bundles`` runs each worker's share of a stage as bundles of one
-~8-10 MB input chunk, ``--malloc-stats`` and ``--memray`` (``benchmarks/worker_memory.py``) say what holds a
+input chunk, ``--malloc-stats`` and ``--memray`` (``benchmarks/worker_memory.py``) say what holds a
 worker's peak.
 
 The local runner also passes every element between fused stages through the launcher process (it buffers
@@ -64,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import worker_memory  # noqa: E402
 
-from pipeline import process_memory  # noqa: E402
+from pipeline import data_plane_buffers, process_memory  # noqa: E402
 
 CHUNK = 10_000  # outcomes generated per element of the seed collection
 CLIPS_PER_VIDEO = 30
@@ -190,20 +193,24 @@ def watch_runner_drops() -> list[int]:
     return dropped
 
 
-INPUT_CHUNK_BYTES = 8 << 20  # a streamed bundle input's message size (Beam's own output flush is 10 MB)
+# A streamed bundle input's message size: the runner side's in Beam's Java portable runners
+# (BeamFnDataOutboundAggregator.DEFAULT_BUFFER_LIMIT_BYTES). Dataflow's runner harness does not publish its own.
+INPUT_CHUNK_BYTES = 1_000_000
 
 
 def input_chunk_bytes() -> int:
-    """The size of the messages a streamed bundle input is cut into: ``INPUT_CHUNK_BYTES``, or with
-    ``--flush-mb`` that size, as a runner's data plane cuts its own messages at its flush threshold (with 8 MB
-    messages the SDK's receive queue, 5 messages, would hold 40 MB of input however small the other buffers)."""
-    flush_mb = os.environ.get("SCALE_BENCH_FLUSH_MB")
-    return int(flush_mb) << 20 if flush_mb else INPUT_CHUNK_BYTES
+    """The size of the messages a streamed bundle input is cut into: ``--input-chunk-mb``, else ``--flush-mb``
+    (a runner's data plane cuts its own messages at its flush threshold), else ``INPUT_CHUNK_BYTES``. The SDK
+    worker's receive queue holds up to 5 of them (Beam's cap: 100 MB; the pipeline's workers: 8 MB)."""
+    for name in ("SCALE_BENCH_INPUT_CHUNK_MB", "SCALE_BENCH_FLUSH_MB"):
+        if os.environ.get(name):
+            return int(os.environ[name]) << 20
+    return INPUT_CHUNK_BYTES
 
 
 def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     """Record the largest input the local runner hands one SDK worker for one bundle, per read transform
-    (``{transform: bytes}``); with ``stream``, send it in messages of about ``INPUT_CHUNK_BYTES`` while the
+    (``{transform: bytes}``); with ``stream``, send it in messages of about ``input_chunk_bytes()`` while the
     bundle runs, as a distributed runner streams a bundle's input, instead of Beam's way.
 
     Beam's FnApiRunner (``BundleManager._send_input_to_worker``) writes a worker's whole share of a stage's
@@ -214,6 +221,7 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     """
     from apache_beam.coders.coder_impl import create_OutputStream
     from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
+    from apache_beam.runners.worker import data_plane
     from apache_beam.transforms.window import GlobalWindow, GlobalWindows
     from apache_beam.utils import windowed_value
 
@@ -221,6 +229,8 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     chunk_bytes = input_chunk_bytes()
     send = fn_runner.BundleManager._send_input_to_worker
     partition = execution.GroupingBuffer.partition
+    if stream:  # the launcher's data channel batches queued messages into one gRPC message of up to its flush
+        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = chunk_bytes  # size (10 MB): send them at the chunk size
 
     def send_input(self, process_bundle_id, read_transform_id, byte_streams):
         byte_streams = list(byte_streams or [])
@@ -273,8 +283,8 @@ def watch_bundle_inputs(stream: bool) -> dict[str, int]:
 
 
 def bound_bundles() -> list[int]:
-    """Run each worker's share of a stage as a series of bundles of one input chunk each (~8-10 MB: a
-    ``GroupingBuffer`` share cut by ``grouped_in_chunks``, or the encoded blocks the producing bundles flushed),
+    """Run each worker's share of a stage as a series of bundles of one input chunk each (``input_chunk_bytes()``:
+    a ``GroupingBuffer`` share cut by ``grouped_in_chunks``, or the encoded blocks the producing bundles flushed),
     one after the other on that worker, instead of Beam's one bundle per worker per stage.
 
     Dataflow runs bundles of bounded size (a few MB of shuffle or source input each); the FnApiRunner runs
@@ -334,7 +344,8 @@ def bound_bundles() -> list[int]:
 # bounds, not per item, but a worker whose consumer is slower than its bundle fills them, so they show up in its
 # peak RSS once a bundle's output exceeds them. --data-queue-mb lowers the bounds in every process of the run.
 # Each output of a bundle (one per consumer of a fused stage) also buffers up to 10 MB before it is sent
-# (``data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD``): --flush-mb lowers that too.
+# (``data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD``): the pipeline's workers send at 1 MB
+# (``pipeline.data_plane_buffers``); --flush-mb sets that size in every process instead.
 DATA_QUEUE_PATCH = """
 import os
 if os.environ.get("SCALE_BENCH_RELEASE_OUTPUT_STREAMS"):
@@ -347,20 +358,10 @@ if os.environ.get("SCALE_BENCH_RELEASE_OUTPUT_STREAMS"):
         self.output_stream = None  # set again by process_bundle before the processor's next bundle
     bundle_processor.DataOutputOperation.finish = _finish_and_release
 if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB") or os.environ.get("SCALE_BENCH_FLUSH_MB"):
-    from apache_beam.runners.worker import data_plane
-    if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB"):
-        data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = int(os.environ["SCALE_BENCH_DATA_QUEUE_MB"]) << 20
-    if os.environ.get("SCALE_BENCH_FLUSH_MB"):
-        import inspect
-        flush = int(os.environ["SCALE_BENCH_FLUSH_MB"]) << 20
-        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = flush  # read when a send batch is cut
-        # ... but the output streams took it as a default argument when the class was defined: set that too
-        for cls in (data_plane.SizeBasedBufferingClosableOutputStream,
-                    data_plane.TimeBasedBufferingClosableOutputStream):
-            names = [p.name for p in inspect.signature(cls.__init__).parameters.values() if p.default is not p.empty]
-            defaults = list(cls.__init__.__defaults__)
-            defaults[names.index("size_flush_threshold")] = flush
-            cls.__init__.__defaults__ = tuple(defaults)
+    from pipeline import data_plane_buffers
+    def _mb(name):
+        return int(os.environ[name]) << 20 if os.environ.get(name) else None
+    assert data_plane_buffers.apply(_mb("SCALE_BENCH_FLUSH_MB"), _mb("SCALE_BENCH_DATA_QUEUE_MB"))
 """
 
 
@@ -415,7 +416,10 @@ def run_one(n: int, workers: int, stream_inputs: bool = False, bounded: bool = F
     watcher.start()
     out = tempfile.mkdtemp(prefix="scale_bench_")
     started = time.monotonic()
-    p = beam.Pipeline(runner=run.local_runner([]), options=run.local_options([], workers))
+    options = run.local_options([], workers)  # the pipeline's: its workers send outputs at 1 MB
+    if os.environ.get("SCALE_BENCH_BEAM_BUFFERS"):  # --beam-buffers, or the sizes --flush-mb etc. give
+        options = data_plane_buffers.without_worker_plugin(options)
+    p = beam.Pipeline(runner=run.local_runner([], options), options=options)
     records = (p
                | "Chunks" >> beam.Create(range((n + CHUNK - 1) // CHUNK))
                | "Spread" >> beam.Reshuffle()
@@ -457,8 +461,11 @@ def main() -> int:
     parser.add_argument("--workers", type=int, default=2, help="SDK worker processes (default 2)")
     parser.add_argument("--runner-as-is", action="store_true",
                         help="Beam's local runner unchanged: each bundle's whole input in one message, glibc's "
-                             "default allocator settings (default: inputs streamed in ~8 MB messages, glibc tuned as "
+                             "default allocator settings (default: inputs streamed in ~1 MB messages, glibc tuned as "
                              "the pipeline's workers are: pipeline.process_memory.ALLOCATOR_ENV)")
+    parser.add_argument("--beam-buffers", action="store_true",
+                        help="the SDK workers keep Beam's own output buffer size (10 MB per output; the "
+                             "pipeline's workers send at 1 MB: pipeline.data_plane_buffers)")
     parser.add_argument("--data-queue-mb", type=int,
                         help="cap each of Beam's data-plane queues (send, staging, receive) at this many MB in the "
                              "launcher and every SDK worker (Beam's default: 100 MB each): shows how much of a "
@@ -466,6 +473,9 @@ def main() -> int:
     parser.add_argument("--flush-mb", type=int,
                         help="send each bundle output once it holds this many MB (Beam's default: 10 MB per "
                              "output), in every process of the run")
+    parser.add_argument("--input-chunk-mb", type=int,
+                        help="with inputs streamed, send them in messages of this many MB (default: 1 MB, the "
+                             "runner side of Beam's Java runners; or the --flush-mb size)")
     parser.add_argument("--release-output-streams", action="store_true",
                         help="diagnostic: SDK workers drop each bundle's output buffers when the bundle finishes "
                              "(Beam keeps them, up to 16 MB per output, in the bundle processors it caches)")
@@ -476,7 +486,7 @@ def main() -> int:
                         help="diagnostic (needs memray installed): per SDK worker, its heap at the high-water mark "
                              "by holder (Beam's output streams, data-plane messages, Python objects, ...); slow")
     parser.add_argument("--bounded-bundles", action="store_true",
-                        help="run each worker's share of a stage as bundles of one ~8-10 MB input chunk each, in "
+                        help="run each worker's share of a stage as bundles of one input chunk each, in "
                              "turn, as Dataflow bounds its bundles (Beam's local runner: one bundle per worker "
                              "per stage, N / workers elements)")
     parser.add_argument("--stream-inputs", action="store_true", help=argparse.SUPPRESS)  # internal, with --one
@@ -499,9 +509,18 @@ def main() -> int:
                 env[name] = str(value)
         if ns.release_output_streams:
             env["SCALE_BENCH_RELEASE_OUTPUT_STREAMS"] = "1"
-        print(f"data plane: queues capped at {ns.data_queue_mb or 100} MB, outputs flushed at {ns.flush_mb or 10} MB"
-              + (", output buffers released after each bundle" if ns.release_output_streams else ""),
-              file=sys.stderr)
+    if ns.input_chunk_mb is not None:
+        env["SCALE_BENCH_INPUT_CHUNK_MB"] = str(ns.input_chunk_mb)
+    beam_buffers = ns.beam_buffers or ns.data_queue_mb is not None or ns.flush_mb is not None
+    if beam_buffers:
+        env["SCALE_BENCH_BEAM_BUFFERS"] = "1"
+    if beam_buffers:
+        sizes = f"queues capped at {ns.data_queue_mb or 100} MB, outputs flushed at {ns.flush_mb or 10} MB"
+    else:
+        sizes = (f"SDK workers' queues capped at {data_plane_buffers.QUEUE_BYTES >> 20} MB, outputs flushed at "
+                 f"{data_plane_buffers.FLUSH_BYTES >> 20} MB (the pipeline's worker plugin)")
+    print(f"data plane: {sizes}" + (", output buffers released after each bundle" if ns.release_output_streams
+                                    else ""), file=sys.stderr)
     print("local runner: " + ("as is" if ns.runner_as_is else
                               "bundle inputs streamed, "
                               + " ".join(f"{k}={v}" for k, v in process_memory.ALLOCATOR_ENV.items())), file=sys.stderr)

@@ -339,8 +339,8 @@ def main(argv: list[str]) -> int:
 
     config, launch, beam_args = parse(argv)
     started = time.perf_counter()
-    p = beam.Pipeline(runner=local_runner(beam_args),
-                      options=local_options(beam_args, launch.workers, launch.in_process))
+    beam_options = local_options(beam_args, launch.workers, launch.in_process)
+    p = beam.Pipeline(runner=local_runner(beam_args, beam_options), options=beam_options)
     build(p, config)
     p.run().wait_until_finish()
     with FileSystems.open(FileSystems.join(config.out, DATASET_JSON)) as f:

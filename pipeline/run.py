@@ -35,12 +35,15 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, TestOptions
+from apache_beam.portability.api import beam_provision_api_pb2
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
+from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
 
 from pipeline import (
     audit,
     audit_stage,
+    data_plane_buffers,
     manifest,
     options,
     partitioned,
@@ -173,23 +176,33 @@ def has_runner(beam_args: list[str]) -> bool:
 
 
 def local_options(beam_args: list[str], workers: int | None, in_process: bool = False) -> PipelineOptions:
-    """Beam options. With ``--runner`` given, exactly the Beam flags; otherwise the local FnApiRunner's
+    """Beam options. With ``--runner`` given, the Beam flags plus the worker plugin; otherwise the local FnApiRunner's
     settings: ``workers`` SDK worker processes (``multi_processing``), or with ``in_process`` one worker
     in this process (``in_memory``; the FnApiRunner would otherwise start processes from these options)."""
-    if has_runner(beam_args):
-        return PipelineOptions(beam_args)
+    if has_runner(beam_args):  # every SDK worker imports the worker plugin (data_plane_buffers: why)
+        return data_plane_buffers.with_worker_plugin(PipelineOptions(beam_args))
     if in_process:
         return PipelineOptions(beam_args, direct_running_mode="in_memory", direct_num_workers=1)
     # The SDK worker processes inherit glibc's tuning (process_memory.ALLOCATOR_ENV; the worker image sets it too).
     process_memory.set_allocator_env()
-    return PipelineOptions(beam_args, direct_running_mode="multi_processing",
-                           direct_num_workers=workers or os.cpu_count() or 2)
+    return data_plane_buffers.with_worker_plugin(PipelineOptions(
+        beam_args, direct_running_mode="multi_processing", direct_num_workers=workers or os.cpu_count() or 2))
 
 
-def local_runner(beam_args: list[str]):
+def local_runner(beam_args: list[str], options: PipelineOptions | None = None):
     """The runner object to use: Beam's FnApiRunner when no ``--runner`` is given, else None (Beam builds the
-    named runner from the options). Not the DirectRunner: it tries to download Prism from GitHub first."""
-    return None if has_runner(beam_args) else FnApiRunner()
+    named runner from the options). Not the DirectRunner: it tries to download Prism from GitHub first.
+
+    The FnApiRunner gives its worker processes no pipeline options, so they would not import the options'
+    ``--beam_plugins`` (the worker plugin: ``data_plane_buffers``): it is handed to them here, as a runner's
+    provisioning service hands a job's options to its workers."""
+    if has_runner(beam_args):
+        return None
+    info = beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused-retrieval-token")
+    plugins = options.view_as(SetupOptions).beam_plugins if options is not None else None
+    if plugins:
+        info.pipeline_options.update({"beam_plugins": list(plugins)})
+    return FnApiRunner(provision_info=ExtendedProvisionInfo(info))
 
 
 class _WorkerLogFilter(logging.Filter):
@@ -298,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
     _setup_logging()
     config, launch, beam_args = parse(list(sys.argv[1:] if argv is None else argv))
     beam_options = local_options(beam_args, launch.workers, launch.in_process)
-    runner = local_runner(beam_args)
+    runner = local_runner(beam_args, beam_options)
     started = time.monotonic()
     try:
         run_pipeline(config, beam_options, runner)

@@ -31,15 +31,19 @@ def test_flush_knob_reaches_the_output_streams(tmp_path):
     assert done.stdout.split() == [str(10 << 20), str(100 << 20)]  # Beam's defaults when not asked
 
 
-def test_streamed_inputs_are_cut_at_the_flush_size(monkeypatch):
-    """With ``--flush-mb`` the launcher's streamed bundle inputs come in messages of that size too (else 8 MB)."""
+def test_streamed_inputs_are_cut_at_the_asked_size(monkeypatch):
+    """The launcher's streamed bundle inputs come in ~1 MB messages, or ``--flush-mb``'s size, or
+    ``--input-chunk-mb``'s (which wins)."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import scale_bench
 
     monkeypatch.delenv("SCALE_BENCH_FLUSH_MB", raising=False)
-    assert scale_bench.input_chunk_bytes() == scale_bench.INPUT_CHUNK_BYTES == 8 << 20
-    monkeypatch.setenv("SCALE_BENCH_FLUSH_MB", "1")
-    assert scale_bench.input_chunk_bytes() == 1 << 20
+    monkeypatch.delenv("SCALE_BENCH_INPUT_CHUNK_MB", raising=False)
+    assert scale_bench.input_chunk_bytes() == scale_bench.INPUT_CHUNK_BYTES == 1_000_000
+    monkeypatch.setenv("SCALE_BENCH_FLUSH_MB", "2")
+    assert scale_bench.input_chunk_bytes() == 2 << 20
+    monkeypatch.setenv("SCALE_BENCH_INPUT_CHUNK_MB", "8")
+    assert scale_bench.input_chunk_bytes() == 8 << 20
 
 
 def test_tiny_run_with_every_knob_accounts_for_every_outcome():

@@ -1,0 +1,99 @@
+"""How much data an SDK worker buffers on Beam's data plane: outputs sent at 1 MB, queues capped at 8 MB.
+
+Why this exists: Beam's SDK harness sends a bundle's output to each consumer of a fused stage (a shuffle, a
+combiner, a side input) through one output stream per consumer, and a stream buffers encoded elements until
+it holds more than its flush threshold: 10 MB by default, so the buffer (which doubles as it grows) reaches
+16 MB. A stage with K outputs holds up to K x 16 MB per bundle thread while it runs, and Beam keeps the
+buffers afterwards in the bundle processors it caches. Its send, staging and receive queues hold up to 100 MB
+each. These are fixed bounds, but at scale the buffers fill to them. In ``benchmarks/scale_bench.py`` (the
+audit, 2 workers) the worker peak at 1M outcomes was 557 MB at Beam's sizes against 318 MB at 10k (1.75x), and
+352 MB against 313 MB (1.12x) with these sizes, at the same speed (7.0 vs 7.2 s per 100k outcomes); 349 MB at
+3M (docs/pipeline.md, "What holds a worker's peak"). On Dataflow the same bounds apply per SDK process and per
+bundle thread, to every stage with many per-item outputs, on top of the memory the work itself needs.
+
+How: Beam has no pipeline option for them. They are constants of ``apache_beam.runners.worker.data_plane``,
+and the output stream classes bind the flush threshold as a default argument when they are defined, so
+``apply`` sets both. It has to run in every SDK worker before it opens its data channels:
+``with_worker_plugin`` adds ``pipeline.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness
+imports at start-up (Dataflow; ``run.local_runner`` hands it to the local runner's worker processes). Where a
+Beam version no longer has these names, ``apply`` logs a warning and leaves Beam's sizes (a worker with bigger
+buffers, not a failed job); ``tests/pipeline/test_data_plane_buffers.py`` fails on such a version, so an
+upgrade says so.
+
+What it does not bound: the size of the messages the runner sends a worker, which is the runner's choice (Beam's
+Java runners send ~1 MB; Dataflow does not publish its size). A queue holds at least one message whatever its
+cap. With 8 MB input messages the benchmark's 1M worker peak was 438 MB (1.47x).
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions
+
+log = logging.getLogger(__name__)
+
+FLUSH_BYTES = 1 << 20  # per output stream of a bundle (Beam's default: 10 MB)
+QUEUE_BYTES = 8 << 20  # per data-plane queue: send, staging, and received per bundle (Beam's default: 100 MB)
+WORKER_PLUGIN = "pipeline.worker_start"  # every SDK worker imports it at start: it calls apply()
+
+
+def _output_stream_classes(data_plane) -> tuple[type, ...]:
+    return (data_plane.SizeBasedBufferingClosableOutputStream, data_plane.TimeBasedBufferingClosableOutputStream)
+
+
+def _set_default(function, name: str, value) -> None:
+    """Set the default value of ``function``'s keyword argument ``name`` (Beam binds its constant there)."""
+    with_defaults = [p.name for p in inspect.signature(function).parameters.values() if p.default is not p.empty]
+    defaults = list(function.__defaults__)
+    defaults[with_defaults.index(name)] = value
+    function.__defaults__ = tuple(defaults)
+
+
+def apply(flush_bytes: int | None = FLUSH_BYTES, queue_bytes: int | None = QUEUE_BYTES) -> bool:
+    """In this process, send each bundle output once it holds ``flush_bytes`` and cap each of Beam's data-plane
+    queues at ``queue_bytes`` (None: Beam's size). True when applied, False (with a warning) on a Beam without
+    these names."""
+    from apache_beam.runners.worker import data_plane
+
+    try:
+        classes = _output_stream_classes(data_plane)
+        for cls in classes:  # check every name before changing any
+            inspect.signature(cls.__init__).parameters["size_flush_threshold"]
+        if queue_bytes is not None:
+            data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES  # noqa: B018 - checked before it is set
+        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD  # noqa: B018
+    except (AttributeError, KeyError) as exc:
+        log.warning("this Beam's data plane has no %s: its output buffers stay at Beam's default size", exc)
+        return False
+    if flush_bytes is not None:
+        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = flush_bytes  # the channel's send batches are cut at it too
+        for cls in classes:
+            _set_default(cls.__init__, "size_flush_threshold", flush_bytes)
+    if queue_bytes is not None:
+        data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = queue_bytes  # read when a channel is created
+    return True
+
+
+def flush_bytes() -> int:
+    """The flush threshold an output stream created now gets, in this process."""
+    from apache_beam.runners.worker import data_plane
+
+    return data_plane.SizeBasedBufferingClosableOutputStream()._size_flush_threshold
+
+
+def with_worker_plugin(options: PipelineOptions) -> PipelineOptions:
+    """``options`` with ``WORKER_PLUGIN`` among Beam's ``--beam_plugins`` (kept once; the user's plugins stay)."""
+    setup = options.view_as(SetupOptions)
+    plugins = list(setup.beam_plugins or [])
+    if WORKER_PLUGIN not in plugins:
+        setup.beam_plugins = plugins + [WORKER_PLUGIN]
+    return options
+
+
+def without_worker_plugin(options: PipelineOptions) -> PipelineOptions:
+    """``options`` whose workers keep Beam's own buffer sizes (for measuring against them)."""
+    setup = options.view_as(SetupOptions)
+    setup.beam_plugins = [p for p in setup.beam_plugins or [] if p != WORKER_PLUGIN] or None
+    return options

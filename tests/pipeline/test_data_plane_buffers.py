@@ -1,0 +1,97 @@
+"""The SDK workers send each bundle output at ``data_plane_buffers.FLUSH_BYTES`` (not Beam's 10 MB) and cap their
+data-plane queues at ``QUEUE_BYTES`` (not 100 MB): set in the worker processes of a real local run through Beam's
+``--beam_plugins``, and asked for on Dataflow jobs."""
+
+import os
+import subprocess
+import sys
+
+import apache_beam as beam
+import pytest
+from apache_beam.options.pipeline_options import SetupOptions
+from apache_beam.runners.worker import data_plane
+
+from pipeline import data_plane_buffers, run
+
+BEAM_DEFAULT = 10 << 20  # Beam's output flush size
+BEAM_QUEUE = 100 << 20  # Beam's cap per data-plane queue
+
+
+def test_apply_sets_the_threshold_that_new_output_streams_flush_at():
+    """In a fresh process (this one's Beam stays as it is): a stream made as the SDK harness makes them sends
+    once it holds more than FLUSH_BYTES, and not before."""
+    code = """
+from apache_beam.runners.worker import data_plane
+from pipeline import data_plane_buffers
+assert data_plane_buffers.flush_bytes() == 10 << 20
+assert data_plane_buffers.apply()
+sent = []
+for time_limit_ms in (0, 60_000):  # size-based, and the time-based stream some runners ask for
+    stream = data_plane.ClosableOutputStream.create(None, sent.append, time_limit_ms)
+    for _ in range(9):
+        stream.write(b"x" * 100_000)
+        stream.maybe_flush()
+    assert not sent, "sent before the threshold"
+    stream.write(b"x" * 200_000)
+    stream.maybe_flush()
+    assert [len(m) for m in sent] == [1_100_000], sent
+    sent.clear()
+    stream.close()
+print(data_plane_buffers.flush_bytes(), data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD)
+print(data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES)
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(data_plane_buffers.FLUSH_BYTES)] * 2 + [str(data_plane_buffers.QUEUE_BYTES)]
+
+
+class _BuffersInWorker(beam.DoFn):
+    """Writes the worker's pid, output flush size and queue cap (read when its data channel was created)."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def process(self, _):
+        with open(self.path, "w") as f:
+            f.write(f"{os.getpid()} {data_plane_buffers.flush_bytes()} {data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES}")
+        yield 0
+
+
+def _worker_buffers(tmp_path, options) -> tuple[int, int]:
+    path = tmp_path / "worker.txt"
+    with beam.Pipeline(runner=run.local_runner([], options), options=options) as p:
+        _ = p | beam.Create([0]) | beam.ParDo(_BuffersInWorker(str(path)))
+    pid, flush, queue = map(int, path.read_text().split())
+    assert pid != os.getpid(), "ran in the launcher, not in an SDK worker process"
+    return flush, queue
+
+
+def test_local_runs_workers_use_the_pipelines_sizes(tmp_path):
+    assert _worker_buffers(tmp_path, run.local_options([], workers=1)) == (
+        data_plane_buffers.FLUSH_BYTES, data_plane_buffers.QUEUE_BYTES)
+    assert data_plane_buffers.flush_bytes() == BEAM_DEFAULT, "the launcher's own Beam was changed"
+    assert data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES == BEAM_QUEUE
+
+
+def test_without_the_plugin_workers_keep_beams_sizes(tmp_path):
+    options = data_plane_buffers.without_worker_plugin(run.local_options([], workers=1))
+    assert _worker_buffers(tmp_path, options) == (BEAM_DEFAULT, BEAM_QUEUE)
+
+
+@pytest.mark.parametrize("user_plugins", [[], ["--beam_plugins", "my.plugin"]])
+def test_dataflow_jobs_ask_their_workers_for_the_plugin(user_plugins):
+    args = ["--runner", "DataflowRunner", "--project", "p", "--region", "r", *user_plugins]
+    options = run.local_options(args, workers=None)
+    plugins = options.view_as(SetupOptions).beam_plugins
+    assert plugins.count(data_plane_buffers.WORKER_PLUGIN) == 1
+    assert set(plugins) == {data_plane_buffers.WORKER_PLUGIN, *user_plugins[1:]}
+    assert data_plane_buffers.with_worker_plugin(options).view_as(SetupOptions).beam_plugins == plugins
+
+
+def test_a_beam_without_these_names_keeps_its_defaults_and_says_so(monkeypatch, caplog):
+    monkeypatch.delattr(data_plane, "TimeBasedBufferingClosableOutputStream")
+    assert data_plane_buffers.apply() is False
+    assert data_plane_buffers.flush_bytes() == BEAM_DEFAULT
+    assert data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD == BEAM_DEFAULT
+    assert data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES == BEAM_QUEUE
+    assert "TimeBasedBufferingClosableOutputStream" in caplog.text
