@@ -65,7 +65,7 @@ def apply(flush_bytes: int | None = FLUSH_BYTES, queue_bytes: int | None = QUEUE
             data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES  # noqa: B018 - checked before it is set
         data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD  # noqa: B018
     except (AttributeError, KeyError) as exc:
-        log.warning("this Beam's data plane has no %s: its output buffers stay at Beam's default size", exc)
+        log.warning("this Beam's data plane has no %s: the worker's buffers stay at Beam's sizes", exc)
         return False
     if flush_bytes is not None:
         data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = flush_bytes  # the channel's send batches are cut at it too
