@@ -25,14 +25,15 @@ worker as one data-plane message, written before the bundle starts (a GroupByKey
 blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, 263 MB at 1M,
 whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
 freed. By default the benchmark streams every bundle input in ~1 MB messages while the bundle runs (as a
-distributed runner streams a shuffle; 1 MB is the runner side's message size in Beam's Java runners) and sets the glibc tuning the pipeline's workers get
-(``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers; ``--runner-as-is`` measures
+distributed runner streams a shuffle; 1 MB is the runner side's message size in Beam's Java runners) and sets
+the glibc tuning the pipeline's workers get (``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers; ``--runner-as-is`` measures
 Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
 adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and
 pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run and adds to the RSS).
 
-The SDK workers send each bundle output at 1 MB, as the pipeline's do (its worker plugin,
-``pipeline.data_plane_buffers``); ``--beam-buffers`` measures them at Beam's own size (10 MB per output).
+The SDK workers send each bundle output at 1 MB and cap their data-plane queues at 8 MB, as the pipeline's do
+(its worker plugin, ``pipeline.data_plane_buffers``); ``--beam-buffers`` measures them at Beam's own sizes
+(10 MB per output, 100 MB queues).
 
 Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
 data-plane buffers in every process instead (with ``--flush-mb`` the streamed inputs are cut at that size too),
@@ -465,8 +466,8 @@ def main() -> int:
                              "default allocator settings (default: inputs streamed in ~1 MB messages, glibc tuned as "
                              "the pipeline's workers are: pipeline.process_memory.ALLOCATOR_ENV)")
     parser.add_argument("--beam-buffers", action="store_true",
-                        help="the SDK workers keep Beam's own output buffer size (10 MB per output; the "
-                             "pipeline's workers send at 1 MB: pipeline.data_plane_buffers)")
+                        help="the SDK workers keep Beam's own buffer sizes (outputs sent at 10 MB, 100 MB "
+                             "queues; the pipeline's workers: 1 MB and 8 MB, pipeline.data_plane_buffers)")
     parser.add_argument("--data-queue-mb", type=int,
                         help="cap each of Beam's data-plane queues (send, staging, receive) at this many MB in the "
                              "launcher and every SDK worker (Beam's default: 100 MB each): shows how much of a "
@@ -512,10 +513,8 @@ def main() -> int:
             env["SCALE_BENCH_RELEASE_OUTPUT_STREAMS"] = "1"
     if ns.input_chunk_mb is not None:
         env["SCALE_BENCH_INPUT_CHUNK_MB"] = str(ns.input_chunk_mb)
-    beam_buffers = ns.beam_buffers or ns.data_queue_mb is not None or ns.flush_mb is not None
-    if beam_buffers:
-        env["SCALE_BENCH_BEAM_BUFFERS"] = "1"
-    if beam_buffers:
+    if ns.beam_buffers or ns.data_queue_mb is not None or ns.flush_mb is not None:
+        env["SCALE_BENCH_BEAM_BUFFERS"] = "1"  # the workers without the pipeline's worker plugin
         sizes = f"queues capped at {ns.data_queue_mb or 100} MB, outputs flushed at {ns.flush_mb or 10} MB"
     else:
         sizes = (f"SDK workers' queues capped at {data_plane_buffers.QUEUE_BYTES >> 20} MB, outputs flushed at "

@@ -60,3 +60,13 @@ def test_tiny_run_with_every_knob_accounts_for_every_outcome():
     measured = [line for line in done.stderr.splitlines() if line.startswith("measured ")]
     assert len(measured) == 2 and all("'malloc': {'worker-" in line for line in measured)
     assert all("'bounded_bundles': True" in line for line in measured)
+
+
+def test_default_run_measures_the_pipelines_workers():
+    """Without knobs the benchmark's workers run as the pipeline's do: with its worker plugin's buffer sizes."""
+    done = subprocess.run([sys.executable, str(BENCH), "--sizes", "1500"], capture_output=True, text=True,
+                          env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "outputs flushed at 1 MB (the pipeline's worker plugin)" in done.stderr
+    table = [line.split() for line in done.stdout.splitlines() if line.strip()[:1].isdigit()]
+    assert [(int(r[0]), int(r[-1])) for r in table] == [(1500, 0)]
