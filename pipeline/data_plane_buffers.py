@@ -37,10 +37,7 @@ log = logging.getLogger(__name__)
 FLUSH_BYTES = 1 << 20  # per output stream of a bundle (Beam's default: 10 MB)
 QUEUE_BYTES = 8 << 20  # per data-plane queue: send, staging, and received per bundle (Beam's default: 100 MB)
 WORKER_PLUGIN = "pipeline.worker_start"  # every SDK worker imports it at start: it calls apply()
-
-
-def _output_stream_classes(data_plane) -> tuple[type, ...]:
-    return (data_plane.SizeBasedBufferingClosableOutputStream, data_plane.TimeBasedBufferingClosableOutputStream)
+_STREAM_CLASSES = ("SizeBasedBufferingClosableOutputStream", "TimeBasedBufferingClosableOutputStream")
 
 
 def _set_default(function, name: str, value) -> None:
@@ -57,15 +54,14 @@ def apply(flush_bytes: int | None = FLUSH_BYTES, queue_bytes: int | None = QUEUE
     these names."""
     from apache_beam.runners.worker import data_plane
 
-    try:
-        classes = _output_stream_classes(data_plane)
-        for cls in classes:  # check every name before changing any
-            inspect.signature(cls.__init__).parameters["size_flush_threshold"]
-        if queue_bytes is not None:
-            data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES  # noqa: B018 - checked before it is set
-        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD  # noqa: B018
-    except (AttributeError, KeyError) as exc:
-        log.warning("this Beam's data plane has no %s: the worker's buffers stay at Beam's sizes", exc)
+    needed = [*_STREAM_CLASSES, "_DEFAULT_SIZE_FLUSH_THRESHOLD"]
+    needed += ["_DEFAULT_SEND_QUEUE_MAX_BYTES"] if queue_bytes is not None else []
+    missing = [name for name in needed if not hasattr(data_plane, name)]
+    classes = [getattr(data_plane, name) for name in _STREAM_CLASSES if name not in missing]
+    missing += [f"{cls.__name__}(size_flush_threshold=...)" for cls in classes
+                if "size_flush_threshold" not in inspect.signature(cls.__init__).parameters]
+    if missing:  # checked before anything is changed
+        log.warning("this Beam's data plane has no %s: the worker's buffers stay at Beam's sizes", ", ".join(missing))
         return False
     if flush_bytes is not None:
         data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = flush_bytes  # the channel's send batches are cut at it too
