@@ -34,8 +34,14 @@ def unknown_flag_message(flag: str, known: Iterable[str]) -> str:
 
 
 def option_strings(parser: argparse.ArgumentParser) -> list[str]:
-    """Every flag ``parser`` accepts (``--out``, ``-h``, ...)."""
-    return [s for action in parser._actions for s in action.option_strings]  # noqa: SLF001 (argparse's only listing)
+    """Every flag ``parser`` and its subcommands accept (``--out``, ``-h``, ...): argparse lists them nowhere else."""
+    found = []
+    for action in parser._actions:  # noqa: SLF001
+        found.extend(action.option_strings)
+        if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+            for sub in action.choices.values():
+                found.extend(option_strings(sub))
+    return found
 
 
 class StrictParser(argparse.ArgumentParser):
