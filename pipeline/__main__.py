@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import sys
 
+from schemas.cli import fail, unknown_flag_message
+
 COMMANDS = {
     "demo-corpus": ("pipeline.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
     "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
@@ -17,7 +19,10 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    if argv and argv[0] not in COMMANDS and argv[0] not in ("-h", "--help"):
+        message = unknown_flag_message(argv[0], COMMANDS).replace("argument", "command")
+        return fail("python -m pipeline", message)
+    if not argv or argv[0] in ("-h", "--help"):
         print("usage: python -m pipeline <command> [options]\n\ncommands:")
         for name, (_, help_text) in COMMANDS.items():
             print(f"  {name:<16} {help_text}")
@@ -25,7 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     import importlib
 
     module = importlib.import_module(COMMANDS[argv[0]][0])
-    return module.main(argv[1:]) or 0
+    return getattr(module, "cli_main", module.main)(argv[1:]) or 0
 
 
 if __name__ == "__main__":

@@ -32,13 +32,12 @@ import dataclasses
 import heapq
 import json
 import logging
-import os
-import time
 from collections.abc import Iterable
 
 import apache_beam as beam
 import numpy as np
 
+from pipeline import progress
 from schemas import SCHEMA_VERSION, Outcome, reasons
 
 log = logging.getLogger(__name__)
@@ -466,11 +465,24 @@ def failure_message(stats: dict) -> str:
 
 
 # ---- Beam ------------------------------------------------------------------------------------------------
-def register(items, kind: str, stage: str, born: bool, label: str):
+class _Register(beam.DoFn):
+    """Registration of each item handed to ``stage``, counted in the job's progress."""
+
+    def __init__(self, kind: str, stage: str, born: bool, progress_dir: str):
+        self.kind, self.stage, self.born, self.progress_dir = kind, stage, born, progress_dir
+
+    def process(self, item):
+        key = item.clip_key if self.kind == reasons.ITEM_CLIP else item.video_id
+        progress.count(self.progress_dir, f"pass/{self.kind}/{self.stage}")
+        yield Registration(self.kind, key, self.stage, self.born)
+
+    def finish_bundle(self):
+        progress.flush(self.progress_dir)
+
+
+def register(items, kind: str, stage: str, born: bool, label: str, progress_dir: str = ""):
     """A PCollection of Registrations for the items (Clips, CandidateVideos, ...) of one stage boundary."""
-    if kind == reasons.ITEM_CLIP:
-        return items | label >> beam.Map(lambda c: Registration(kind, c.clip_key, stage, born))
-    return items | label >> beam.Map(lambda v: Registration(kind, v.video_id, stage, born))
+    return items | label >> beam.ParDo(_Register(kind, stage, born, progress_dir))
 
 
 def register_outcomes(outcomes, kind: str, label: str):
@@ -483,23 +495,16 @@ def register_outcomes(outcomes, kind: str, label: str):
 
 
 class CountOutcomes(beam.DoFn):
-    """Beam counters per stage/kind/outcome/reason, and a progress line now and then, for one stage.
+    """Beam counters per stage/kind/outcome/reason, and the job's progress tally (``pipeline.progress``).
 
     Applied to each stage's own outcomes (not behind the flatten of all stages' outcomes, which a local
-    runner only runs once every stage is done), so it is fused into the step that decides and its counters
-    and lines grow while that stage works. A line shows what this worker has seen of ``stage`` so far
-    (Beam's counters ``outcomes/<stage>`` add up all workers): the first outcome at once, then at most one
-    line every ``every_s`` seconds, and one at the end of a bundle with news since the last line.
+    runner only runs once every stage is done), so it is fused into the step that decides and the counts
+    grow while that stage works.
     """
 
-    def __init__(self, stage: str, every_s: float = 5.0):
+    def __init__(self, stage: str, progress_dir: str = ""):
         self.stage = stage
-        self.every_s = every_s
-
-    def setup(self):
-        self._seen: collections.Counter = collections.Counter()
-        self._last = 0.0
-        self._unlogged = False
+        self.progress_dir = progress_dir
 
     def process(self, outcome: Outcome):
         ns = f"outcomes/{outcome.stage}"
@@ -507,27 +512,8 @@ class CountOutcomes(beam.DoFn):
         if outcome.reason:
             family = reasons.reason_family(outcome.reason)
             beam.metrics.Metrics.counter(ns, f"{outcome.item_kind}s_{outcome.outcome}/{family}").inc()
-        self._seen[(outcome.stage, outcome.item_kind, outcome.outcome)] += 1
-        self._unlogged = True
-        if time.monotonic() - self._last >= self.every_s:
-            self._log()
+        progress.count(self.progress_dir, f"out/{outcome.stage}/{outcome.item_kind}/{outcome.outcome}")
         yield outcome
 
     def finish_bundle(self):
-        if self._unlogged:
-            self._log()
-
-    def _log(self) -> None:
-        self._last, self._unlogged = time.monotonic(), False
-        # Each worker counts its own share: say so, or two workers' lines read like totals that jump about.
-        log.info("progress: %s (this worker, pid %d)", progress_line(self._seen), os.getpid())
-
-
-def progress_line(seen: collections.Counter) -> str:
-    """``download: 3 videos failed | segment: 2 videos kept, 1 videos failed`` from (stage, kind, outcome) counts."""
-    parts = []
-    for stage in reasons.STAGES:
-        counts = {f"{kind}s {outcome}": n for (s, kind, outcome), n in sorted(seen.items()) if s == stage}
-        if counts:
-            parts.append(f"{stage}: " + ", ".join(f"{n} {k}" for k, n in counts.items()))
-    return " | ".join(parts) or "no outcomes yet"
+        progress.flush(self.progress_dir)

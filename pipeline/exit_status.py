@@ -4,11 +4,13 @@
 |---|---|---|
 | 0 | done: every input was read and nothing was deferred | nothing |
 | 1 | the run failed (a stage raised, or the conservation law does not hold) | look at the error |
-| 2 | bad command line (argparse) | fix the flags |
+| 2 | usage error: a bad or unknown flag, an input that cannot be read, an output that cannot be written or holds another run's dataset, a classifier that does not fit the clips; found before any work, nothing written | fix what the one-line message names |
+| 65 | the run finished but kept no clip (every video or clip was dropped or failed); ``--allow-empty`` makes it 0 | read ``report.html`` for why |
 | 66 | no input could be read: every search query or catalog failed, so there was not one candidate | fix the inputs or the network, then rerun |
 | 75 | some items were deferred (the site blocked a worker and its breaker opened) | rerun into the same ``--output`` later: it retries exactly what is unfinished |
+| 130, 143 | interrupted by Ctrl-C (SIGINT) or SIGTERM: the workers were stopped | rerun the same command: it resumes |
 
-66 and 75 are ``EX_NOINPUT`` and ``EX_TEMPFAIL`` of BSD's ``sysexits.h``, which schedulers and shells
+65, 66 and 75 are ``EX_DATAERR``, ``EX_NOINPUT`` and ``EX_TEMPFAIL`` of BSD's ``sysexits.h``, which schedulers and shells
 already know ("temporary failure, try again later"). When every input failed *because* it was deferred,
 the code is 75: a rerun can fix it.
 """
@@ -20,11 +22,12 @@ from pipeline.audit import deferred_counts
 OK = 0
 RUN_FAILED = 1
 USAGE = 2
+EMPTY = 65
 NO_INPUT = 66
 DEFERRED = 75
 
 
-def exit_status(stats: dict) -> tuple[int, str | None]:
+def exit_status(stats: dict, allow_empty: bool = False) -> tuple[int, str | None]:
     """(exit code, one-line message or None) for a run that finished with the conservation law holding."""
     failures = stats.get("search_failures", {}).get("count", 0)
     candidates = stats.get("videos", {}).get("candidates", 0)
@@ -37,6 +40,9 @@ def exit_status(stats: dict) -> tuple[int, str | None]:
         parts = [f"{n} {what}" for what, n in (("video(s)", deferred["videos"]),
                                                 ("search query(ies)", deferred["search_queries"])) if n]
         return DEFERRED, f"deferred: {' and '.join(parts)} not finished because the site was blocking; {rerun}"
+    if not allow_empty and "clips" in stats and not stats["clips"].get("kept", 0):
+        return EMPTY, (f"the dataset is empty: no clip was kept ({candidates} candidate video(s); see report.html "
+                       "for why); --allow-empty accepts an empty dataset")
     return OK, None
 
 

@@ -30,7 +30,9 @@ import json
 import logging
 import os
 import re
+import shutil
 import sys
+import tempfile
 import time
 
 import apache_beam as beam
@@ -43,12 +45,19 @@ from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProv
 from pipeline import (
     audit,
     audit_stage,
+    beam_flags,
     data_plane_buffers,
+    interrupts,
+    job_process,
     manifest,
     options,
     partitioned,
+    preflight,
     process_memory,
+    progress,
     report,
+    run_inputs,
+    run_log,
     shards,
     storage,
 )
@@ -62,8 +71,10 @@ from pipeline.segment import Segment, SegmentConfig
 from pipeline.site_access import CredentialsError, SiteAccessConfig, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import clip_format, reasons
+from schemas.cli import StrictParser, fail, option_strings, unknown_flag_message
 
 log = logging.getLogger("pipeline.run")
+PROG = "python -m pipeline run"
 STAGE_LABELS = {"Search": reasons.STAGE_SEARCH, "Download": reasons.STAGE_DOWNLOAD,
                 "Segment": reasons.STAGE_SEGMENT, "Quality": reasons.STAGE_QUALITY, "Shard": reasons.STAGE_SHARD,
                 "Audit": "audit"}
@@ -93,6 +104,18 @@ class LaunchOptions:
         "--in-process", action="store_true", default=False,
         help="run locally in this one process, one bundle at a time (Beam's FnApiRunner in in_memory mode): "
              "easiest to debug (breakpoints, tracebacks); no --runner, --workers")
+    overwrite: bool = option(
+        "--overwrite", action="store_true", default=False,
+        help="write into an --output that holds a dataset made from other inputs (or other files), replacing "
+             "it; without it such a run is refused (same inputs always resume)")
+    allow_empty: bool = option(
+        "--allow-empty", action="store_true", default=False,
+        help="exit 0 when the run keeps no clip (default: exit 65, an empty dataset is usually a mistake)")
+    quiet: bool = option("--quiet", action="store_true", default=False,
+                         help="no progress line, no warnings: errors and the final summary only")
+    log_level: str = option("--log-level", choices=run_log.CONSOLE_LEVELS, default="warning",
+                            help="what the console shows besides progress (default %(default)s); the log file "
+                                 "under <output>/logs/ always holds everything")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +128,7 @@ class RunConfig:
     shards: shards.ShardConfig
     thumbnails_per_group: int = report.SAMPLES_PER_GROUP  # clips per (outcome, reason) with a report strip
     table_part_rows: int = partitioned.ROWS_PER_PART  # rows per part of outcomes/ and manifest/, on average
+    progress_dir: str = ""  # where workers tally progress for the launcher (pipeline.progress); "" = none
 
 
 # Each config's flags, in --help order, under its group title (None: the run's own, ungrouped).
@@ -115,10 +139,12 @@ OPTION_GROUPS = ((LaunchOptions, None), (SearchConfig, "search"), (DownloadConfi
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline run", description=__doc__.split("\n\n")[0],
-        epilog="Any other flag is passed to Beam, e.g. --runner DataflowRunner --project P --region R "
-               "--temp_location gs://B/tmp --sdk_container_image IMAGE (see docs/pipeline.md).")
+    parser = StrictParser(
+        prog=PROG, description="Build a dataset end to end, locally or on Dataflow.",
+        epilog="Beam's own pipeline options are accepted too, e.g. --runner DataflowRunner --project P --region R "
+               "--temp_location gs://B/tmp --sdk_container_image IMAGE (see docs/pipeline.md); any other flag is "
+               "refused. Exit codes: 0 done, 1 failed, 2 usage error, 65 no clip kept, 66 no input readable, "
+               "75 items deferred, 130/143 interrupted (README).")
     for config_class, title in OPTION_GROUPS:
         options.add_options(parser, config_class, title)
     return parser
@@ -131,6 +157,12 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
     download."""
     parser = build_parser()
     ns, beam_args = parser.parse_known_args(argv)
+    try:
+        unknown = beam_flags.unknown_args(beam_args)
+    except beam_flags.BeamFlagError as exc:
+        parser.error(str(exc))
+    if unknown:
+        parser.error(unknown_flag_message(unknown[0], option_strings(parser) + beam_flags.known_flags()))
     launch = options.build(LaunchOptions, ns)
     if launch.shard_size_mb <= 0:
         parser.error(f"--shard-size-mb must be > 0, got {launch.shard_size_mb}")
@@ -147,6 +179,8 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
     if "://" not in output:
         output = os.path.abspath(output)
     search = options.build(SearchConfig, ns)
+    if not search.catalogs and not search.youtube:
+        parser.error("no input: give --catalog FILE (repeatable) and/or --youtube")
     download = options.build(DownloadConfig, ns)
     download_dir = download.download_dir or FileSystems.join(output, "videos")
     segment = options.build(SegmentConfig, ns, cache_dir=FileSystems.join(output, "cache", "segment"),
@@ -205,33 +239,6 @@ def local_runner(beam_args: list[str], options: PipelineOptions | None = None):
     return FnApiRunner(provision_info=ExtendedProvisionInfo(info))
 
 
-class _WorkerLogFilter(logging.Filter):
-    """The local runner relays worker logs as one text blob per record: keep this project's lines (progress,
-    per-video results) and errors, reduced to their message; drop Beam's per-worker start-up chatter."""
-
-    _MESSAGE = re.compile(r'message: "(.*?)" (?:instruction_id|log_location|thread):', re.S)
-    _LOCATION = re.compile(r'log_location: "([^"]*)"')
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        match, where = self._MESSAGE.search(text), self._LOCATION.search(text)
-        if match is None:
-            return record.levelno >= logging.ERROR
-        message, location = match.group(1), where.group(1) if where else ""
-        if "/pipeline/" not in location and record.levelno < logging.ERROR:
-            return False
-        record.msg, record.args = message.replace("\\'", "'"), ()
-        return True
-
-
-def _setup_logging() -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
-    logging.getLogger("pipeline").setLevel(logging.INFO)
-    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
-    relay.setLevel(logging.INFO)
-    relay.addFilter(_WorkerLogFilter())
-
-
 # ---- the pipeline ------------------------------------------------------------------------------------------
 def build(p: beam.Pipeline, config: RunConfig) -> None:
     """Wire the stages. Every stage returns {MAIN, OUTCOMES}; the audit sees every outcome and birth.
@@ -255,16 +262,17 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
 
     per_stage = ((reasons.STAGE_SEARCH, found), (reasons.STAGE_DOWNLOAD, fetched), (reasons.STAGE_SEGMENT, cut),
                  (reasons.STAGE_QUALITY, scored), (reasons.STAGE_SHARD, written))
-    outcomes = ([out[OUTCOMES] | f"Count{name.capitalize()}" >> beam.ParDo(audit.CountOutcomes(name))
+    tally = config.progress_dir
+    outcomes = ([out[OUTCOMES] | f"Count{name.capitalize()}" >> beam.ParDo(audit.CountOutcomes(name, tally))
                  for name, out in per_stage]
                 | "AllOutcomes" >> beam.Flatten())
     births = (
-        audit.register(found[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_DOWNLOAD, True, "RegCandidates"),
+        audit.register(found[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_DOWNLOAD, True, "RegCandidates", tally),
         audit.register_outcomes(found[OUTCOMES], reasons.ITEM_VIDEO, "RegSearchDrops"),
-        audit.register(fetched[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_SEGMENT, False, "RegDownloaded"),
-        audit.register(cut[MAIN], reasons.ITEM_CLIP, reasons.STAGE_QUALITY, True, "RegClips"),
+        audit.register(fetched[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_SEGMENT, False, "RegDownloaded", tally),
+        audit.register(cut[MAIN], reasons.ITEM_CLIP, reasons.STAGE_QUALITY, True, "RegClips", tally),
         audit.register_outcomes(cut[OUTCOMES], reasons.ITEM_CLIP, "RegShortTails"),
-        audit.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored"),
+        audit.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored", tally),
     ) | "AllBirths" >> beam.Flatten()
     _ = ({"outcomes": outcomes, "births": births, "manifest": written[MAIN], "shard_index": written[shards.INDEX],
           "clips": cut[MAIN]}
@@ -307,24 +315,126 @@ def failed_stage(exc: BaseException) -> str:
     return "unknown"
 
 
-def main(argv: list[str] | None = None) -> int:
-    _setup_logging()
-    config, launch, beam_args = parse(list(sys.argv[1:] if argv is None else argv))
+def preflight_checks(config: RunConfig) -> tuple[list[preflight.Check], list[preflight.CatalogFacts]]:
+    """Every check ``run`` makes before any work (``pipeline.preflight``), with what the catalogs hold."""
+    checks, catalogs = [], []
+    for path in config.search.catalogs:
+        check, facts = preflight.check_catalog(path)
+        checks.append(check)
+        catalogs += [facts] if facts is not None else []
+    checks.append(preflight.check_keywords(config.search.keywords_path))
+    checks.append(preflight.check_writable_dir(config.output_dir, "--output"))
+    if config.download.download_dir != FileSystems.join(config.output_dir, "videos"):
+        checks.append(preflight.check_writable_dir(config.download.download_dir, "--download-dir"))
+    if config.quality.classifier:
+        seg = config.segment
+        checks.append(preflight.check_classifier(config.quality.classifier, seg.clip_width, seg.clip_height,
+                                                 seg.clip_fps))
+    return checks, catalogs
+
+
+def cached_videos(output_dir: str) -> int:
+    """Videos whose segmentation an earlier run committed to ``output_dir``'s cache (local outputs)."""
+    cache = os.path.join(storage.local_path(output_dir), "cache", "segment")
+    if not storage.is_local(output_dir) or not os.path.isdir(cache):
+        return 0
+    return sum(name.endswith(".outcomes.parquet") for name in os.listdir(cache))
+
+
+def interrupted_message(exc: interrupts.Interrupted, output_dir: str, log_file: str, remote: bool) -> str:
+    if not output_dir:
+        return f"interrupted ({exc}) before the run started; nothing was written"
+    where = ("the submitted job keeps running on its runner: cancel it there to stop it" if remote
+             else "the workers were stopped")
+    return (f"interrupted ({exc}): {where}. Rerun the same command to continue: finished downloads and clips "
+            f"are kept. Log: {log_file}")
+
+
+def main(argv: list[str] | None = None, guard_signals: bool = False) -> int:
+    """The run. With ``guard_signals`` (the command line; tests call this in their own process without it) a
+    local job runs in a session of its own and Ctrl-C / SIGTERM end the run quietly with 130 / 143
+    (``pipeline.interrupts``, ``pipeline.job_process``)."""
+    if guard_signals:
+        interrupts.raise_on_signals()
+    run_log.setup_console()
+    claimed = {"output_dir": "", "log_file": "", "remote": False}
+    try:
+        return _launch(list(sys.argv[1:] if argv is None else argv), guard_signals, claimed)
+    except interrupts.Interrupted as exc:
+        print(f"\n{interrupted_message(exc, **claimed)}", file=sys.stderr)
+        return exc.exit_code
+
+
+def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
+    config, launch, beam_args = parse(argv)
+    run_log.setup_console("error" if launch.quiet else launch.log_level)
     beam_options = local_options(beam_args, launch.workers, launch.in_process)
     runner = local_runner(beam_args, beam_options)
+    checks, catalogs = preflight_checks(config)
+    failed = preflight.first_failure(checks)
+    if failed is not None:
+        return fail(PROG, failed.detail)
+    if not launch.quiet:
+        for check in checks:
+            if check.status == "warn":
+                print(f"warning: {check.detail}", file=sys.stderr)
+    inputs = run_inputs.describe(config, catalogs)
+    try:
+        state = run_inputs.check(config.output_dir, inputs, launch.overwrite)
+    except run_inputs.OutputInUse as exc:
+        return fail(PROG, str(exc))
+    dry_run = beam_options.view_as(TestOptions).dry_run
+    if dry_run and runner is not None:  # a local dry run: checks and the graph, nothing run or written
+        p = beam.Pipeline(runner=runner, options=beam_options)
+        build(p, config)
+        steps = len(p.to_runner_api().components.transforms)
+        print(f"dry run: checks passed, the job graph has {steps} steps; nothing was run or written")
+        return 0
+    if dry_run:
+        run_pipeline(config, beam_options, runner)
+        print("dry run: checks passed, the job graph was built and not submitted; nothing was written")
+        return 0
+
+    log_file = run_log.log_path(config.output_dir)
+    log_handler = run_log.open_file(log_file)
+    run_inputs.record(config.output_dir, inputs)
+    claimed.update(output_dir=config.output_dir, log_file=log_file, remote=runner is None)
+    if state in ("resume", "adopt") and not launch.quiet:
+        print(f"resuming {config.output_dir} (same inputs as its last run): {cached_videos(config.output_dir)} "
+              "segmented video(s) come from its cache; finished downloads are not fetched again", file=sys.stderr)
+    elif state == "overwrite" and not launch.quiet:
+        print(f"--overwrite: replacing what {config.output_dir} holds", file=sys.stderr)
+    reporter, progress_dir = None, ""
+    if runner is not None and not launch.quiet:  # local runs: workers tally progress for the launcher
+        progress_dir = tempfile.mkdtemp(prefix="genie-progress-")
+        config = dataclasses.replace(config, progress_dir=progress_dir)
+        rows = sum(c.rows for c in catalogs) if not config.search.youtube else None
+        reporter = progress.Reporter(progress_dir, rows).start()
     started = time.monotonic()
     try:
-        run_pipeline(config, beam_options, runner)
-    except Exception as exc:
-        stage = failed_stage(exc)
-        message = str(exc).strip().splitlines()
-        print(f"run FAILED in stage '{stage}': {type(exc).__name__}: {message[-1] if message else ''}",
-              file=sys.stderr)
-        log.debug("full error", exc_info=True)
+        if separate_job and runner is not None:
+            job_process.run(config, beam_args, launch.workers, launch.in_process, log_file)
+        else:
+            run_pipeline(config, beam_options, runner)
+    except (job_process.JobFailed, Exception) as exc:
+        if reporter is not None:
+            reporter.stop()
+            reporter = None
+        log.error("the run failed", exc_info=not isinstance(exc, job_process.JobFailed))
+        if isinstance(exc, job_process.JobFailed):
+            stage, cause = exc.stage, str(exc)
+        else:
+            lines = str(exc).strip().splitlines()
+            stage, cause = failed_stage(exc), f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+        print(f"run FAILED in stage '{stage}': {cause} (full traceback in {log_file})", file=sys.stderr)
         return 1
-    if beam_options.view_as(TestOptions).dry_run:
-        print("dry run: the job graph was built and not submitted")
-        return 0
+    finally:
+        if reporter is not None:
+            reporter.show()
+            reporter.stop()
+        if progress_dir:
+            shutil.rmtree(progress_dir, ignore_errors=True)
+        run_log.close_file(log_handler)
     stats = json.loads(storage.read_bytes(FileSystems.join(config.output_dir, audit_stage.STATS_FILE)))
     if not stats["conservation"]["ok"]:
         print(audit.failure_message(stats), file=sys.stderr)
@@ -333,10 +443,19 @@ def main(argv: list[str] | None = None) -> int:
     for name in (clip_format.SHARD_DIR, audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR, ""):  # killed writers' leftovers
         storage.sweep_temporaries(FileSystems.join(config.output_dir, name) if name else config.output_dir)
     print(summary(stats, time.monotonic() - started, config.output_dir, stale))
-    code, message = exit_status(stats)  # 66: no input could be read; 75: items deferred (pipeline.exit_status)
+    bad_rows = sum(c.bad_count for c in catalogs)
+    if bad_rows and not launch.quiet:
+        print(f"  {bad_rows} catalog row(s) could not be read (failed: bad_catalog_row); the first: "
+              + "; ".join(row for c in catalogs for row in c.bad_rows[:1]), file=sys.stderr)
+    code, message = exit_status(stats, launch.allow_empty)  # pipeline.exit_status: the codes
     if message:
         print(message, file=sys.stderr)
     return code
+
+
+def cli_main(argv: list[str] | None = None) -> int:
+    """``python -m pipeline run``: ``main`` with Ctrl-C and SIGTERM handled quietly."""
+    return main(argv, guard_signals=True)
 
 
 def quality_line(q: dict) -> str:
@@ -371,4 +490,4 @@ def summary(stats: dict, elapsed_s: float | None, output_dir: str, stale: int) -
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli_main())

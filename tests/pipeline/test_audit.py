@@ -3,17 +3,17 @@
 from __future__ import annotations
 
 import json
-import logging
 import os
 import random
 import re
+import socket
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, report
+from pipeline import audit, progress, report
 from pipeline.audit import Registration
 from schemas import CandidateVideo, Clip, Outcome, clip_codec, reasons
 
@@ -106,17 +106,17 @@ def test_outcomes_sort_on_every_field():
     assert [(o.detail, o.quality_score) for o in orders.pop()] == [("", None), ("a", None), ("a", 0.5), ("b", None)]
 
 
-def test_outcome_counters_and_progress_lines_per_stage(caplog):
-    """Beam counters ``outcomes/<stage>`` per stage, and a progress line from each stage's own counter."""
+def test_outcome_counters_and_the_jobs_progress_tally_per_stage(tmp_path):
+    """Beam counters ``outcomes/<stage>`` per stage, and the progress tally the launcher sums (one file per
+    process in the progress directory, written by the end of each bundle at the latest)."""
     _, outcomes = small_run()
     p = beam.Pipeline(runner=FnApiRunner())
     for stage in (SEARCH, SEGMENT, SHARD):
         mine = [o for o in outcomes if o.stage == stage]
         _ = (p | f"Create{stage}" >> beam.Create(mine, reshuffle=False)
-             | f"Count{stage}" >> beam.ParDo(audit.CountOutcomes(stage, every_s=3600)))
-    with caplog.at_level(logging.INFO, logger="pipeline.audit"):
-        result = p.run()
-        result.wait_until_finish()
+             | f"Count{stage}" >> beam.ParDo(audit.CountOutcomes(stage, str(tmp_path))))
+    result = p.run()
+    result.wait_until_finish()
     counters = {f"{r.key.metric.namespace}/{r.key.metric.name}": r.committed
                 for r in result.metrics().query(MetricsFilter())["counters"]
                 if r.key.metric.namespace.startswith("outcomes/")}
@@ -125,13 +125,10 @@ def test_outcome_counters_and_progress_lines_per_stage(caplog):
                         "outcomes/segment/videos_dropped": 1, "outcomes/segment/videos_dropped/too_short": 1,
                         "outcomes/segment/videos_kept": 1, "outcomes/segment/clips_dropped": 1,
                         "outcomes/segment/clips_dropped/short_tail": 1, "outcomes/shard/clips_kept": 2}
-    lines = sorted(r.getMessage().split(" (this worker")[0] for r in caplog.records
-                   if r.getMessage().startswith("progress: "))
-    assert all(r.getMessage().endswith(f"(this worker, pid {os.getpid()})") for r in caplog.records
-               if r.getMessage().startswith("progress: "))
-    # the first outcome at once (then throttled: every_s is an hour here), and the bundle's end with the rest
-    assert "progress: shard: 2 clips kept" in lines and "progress: search: 1 videos dropped, 1 videos failed" in lines
-    assert "progress: segment: 1 clips dropped, 1 videos dropped, 1 videos kept" in lines
+    assert [p.name for p in tmp_path.iterdir()] == [f"{socket.gethostname()}-{os.getpid()}.json"]
+    assert progress.read_totals(str(tmp_path)) == {
+        "out/search/video/dropped": 1, "out/search/video/failed": 1, "out/segment/video/dropped": 1,
+        "out/segment/video/kept": 1, "out/segment/clip/dropped": 1, "out/shard/clip/kept": 2}
 
 
 def test_every_kind_of_loss_is_a_named_violation():

@@ -1,0 +1,79 @@
+"""Where a run's messages go: the console gets progress, warnings and one-line errors; a log file gets
+everything, tracebacks included, and its path is named whenever something failed.
+
+The log file is ``<output>/logs/run-<UTC time>.log`` for a local output (next to what it explains), else a
+file in the system's temporary directory (a ``gs://`` output is not a place to append to).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import os
+import re
+import sys
+import tempfile
+
+CONSOLE_LEVELS = ("debug", "info", "warning", "error")
+_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+class WorkerLogFilter(logging.Filter):
+    """The local runner relays worker logs as one text blob per record: keep this project's lines and errors,
+    reduced to their message; drop Beam's per-worker start-up chatter."""
+
+    _MESSAGE = re.compile(r'message: "(.*?)" (?:instruction_id|log_location|thread):', re.S)
+    _LOCATION = re.compile(r'log_location: "([^"]*)"')
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        match, where = self._MESSAGE.search(text), self._LOCATION.search(text)
+        if match is None:
+            return record.levelno >= logging.ERROR
+        message, location = match.group(1), where.group(1) if where else ""
+        if "/pipeline/" not in location and record.levelno < logging.ERROR:
+            return False
+        record.msg, record.args = message.replace("\\'", "'"), ()
+        return True
+
+
+def setup_console(level: str = "warning") -> None:
+    """Console logging at ``level``; this project's INFO lines and the workers' relayed lines reach the file
+    log (``open_file``) whatever the console shows."""
+    root = logging.getLogger()
+    root.setLevel(logging.INFO)
+    if not any(getattr(h, "_genie_console", False) for h in root.handlers):
+        console = logging.StreamHandler(sys.stderr)
+        console._genie_console = True  # type: ignore[attr-defined]
+        console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        root.addHandler(console)
+    for handler in root.handlers:
+        if getattr(handler, "_genie_console", False):
+            handler.setLevel(level.upper())
+    logging.getLogger("pipeline").setLevel(logging.INFO)
+    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    relay.setLevel(logging.INFO)
+    if not any(isinstance(f, WorkerLogFilter) for f in relay.filters):
+        relay.addFilter(WorkerLogFilter())
+
+
+def log_path(output_dir: str) -> str:
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    if "://" in output_dir and not output_dir.startswith("file://"):
+        return os.path.join(tempfile.gettempdir(), f"genie-pipeline-run-{stamp}-{os.getpid()}.log")
+    return os.path.join(output_dir.removeprefix("file://"), "logs", f"run-{stamp}.log")
+
+
+def open_file(path: str) -> logging.Handler:
+    """Send every INFO+ record (tracebacks included) to ``path``; returns the handler (``close_file``)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setLevel(logging.INFO)
+    handler.setFormatter(logging.Formatter(_FORMAT))
+    logging.getLogger().addHandler(handler)
+    return handler
+
+
+def close_file(handler: logging.Handler) -> None:
+    logging.getLogger().removeHandler(handler)
+    handler.close()
