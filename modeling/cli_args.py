@@ -1,6 +1,7 @@
 """Command-line pieces the model's commands share (``generate``, ``play``, ``evaluate``).
 
-- ``OneLineParser`` and ``UsageError``: a usage mistake is one line and exit status 2, not the whole usage;
+- ``StrictParser`` and ``UsageError`` (re-exported from ``schemas.cli``, their one home): a usage mistake is one
+  line and exit status 2, an unknown flag is named with a suggestion;
 - ``add_model_args`` / ``load_model_args``: the run, prompt, sampling, device and cache options of the commands
   that roll a trained Genie out from a prompt, and loading what they name;
 - ``sampling_options``: a run's sampling config with the options given on the command line;
@@ -24,17 +25,10 @@ from modeling.genie import Genie
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.prompts import CLIP_SIZE, FITS, load_prompt
 from modeling.st_transformer import CONTEXTS
+from schemas.cli import StrictParser, UsageError
 
-
-class UsageError(ValueError):
-    """A command line that asks for something impossible (reported in one line, exit status 2)."""
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage mistake is one line (``error: ...``, exit status 2) rather than the whole usage."""
-
-    def error(self, message: str):
-        self.exit(2, f"error: {message} (see {self.prog} --help)\n")
+__all__ = ["StrictParser", "UsageError", "add_model_args", "load_model_args", "resolve_device", "run_frame_size",
+           "sampling_options"]
 
 
 def resolve_device(name: str | None) -> str:

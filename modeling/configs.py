@@ -6,14 +6,20 @@ size is the data's (``modeling.data.shard_frame_size`` reads it from the shards;
 part of a run's config, so training, token extraction, evaluation and generation all use what the run used.
 ``get_config(name, overrides)`` returns a ``GenieConfig``; overrides are dotted keys
 (``{"tokenizer.enc_layers": 4, "train.lr": 1e-4}``) and an unknown key raises a ``KeyError`` naming it.
+``parse_overrides`` makes that dict from the command line's ``--set`` text, each value converted to the type its
+field declares.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import json
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+from schemas.cli import UsageError
 from schemas.clip_format import CLIP_HEIGHT, CLIP_WIDTH
 
 FRAME_HEIGHT = CLIP_HEIGHT  # the default clip format (schemas.clip_format): 160x90 at 10 FPS
@@ -308,17 +314,112 @@ def apply_overrides(cfg: GenieConfig, overrides: dict[str, Any] | None) -> Genie
     return GenieConfig.from_dict(d)
 
 
-def parse_overrides(items: list[str]) -> dict[str, Any]:
-    """``["train_tokenizer.lr=1e-4", "dynamics.action_conditioning=token"]`` -> dict with parsed values."""
-    import json
+# Fields that ``GenieConfig.sync`` derives from others: setting one on the command line would be overwritten.
+DERIVED_FIELDS = {
+    "lam.frame_height": "tokenizer.frame_height", "lam.frame_width": "tokenizer.frame_width",
+    "lam.num_frames": "tokenizer.num_frames", "dynamics.num_frames": "tokenizer.num_frames",
+    "dynamics.vocab_size": "tokenizer.codebook_size", "dynamics.token_grid": "tokenizer.patch_size",
+    "dynamics.num_actions": "lam.num_actions",
+}
+_TYPE_NAMES = {int: "an integer (int)", float: "a number (float)", bool: "true or false (bool)", str: "a string (str)"}
+_TRUE, _FALSE = ("true", "yes", "on", "1"), ("false", "no", "off", "0")
 
+
+def override_fields() -> dict[str, dict[str, Any]]:
+    """Every key ``--set`` accepts, as {section: {field: type}}; top-level fields (``precision``) sit under ""."""
+    top = typing.get_type_hints(GenieConfig)
+    fields = {"": {k: t for k, t in top.items() if not dataclasses.is_dataclass(t)}}
+    for section, cls in top.items():
+        if dataclasses.is_dataclass(cls):
+            fields[section] = typing.get_type_hints(cls)
+    return fields
+
+
+def _closest(word: str, known, prefix: str = "") -> str:
+    close = difflib.get_close_matches(word, sorted(known), n=1, cutoff=0.6)
+    return f" (did you mean {prefix}{close[0]}?)" if close else ""
+
+
+def _field_type(key: str) -> Any:
+    """The declared type of override ``key``; UsageError naming what exists when there is no such field."""
+    fields = override_fields()
+    section, _, attr = key.rpartition(".")
+    if section not in fields:
+        sections = sorted(s for s in fields if s)
+        raise UsageError(f"unknown config section {section!r}{_closest(section, sections)}; sections are "
+                         f"{', '.join(sections)} (or a top-level field: {', '.join(sorted(fields['']))})")
+    if attr not in fields[section]:
+        where = f"{section} has" if section else "top-level fields are"
+        hint = _closest(attr, fields[section], f"{section}." if section else "")
+        raise UsageError(f"unknown config key {key!r}{hint}; {where} {', '.join(sorted(fields[section]))}")
+    if key in DERIVED_FIELDS:
+        raise UsageError(f"{key} follows {DERIVED_FIELDS[key]} (set that instead)")
+    return fields[section][attr]
+
+
+def convert_value(raw: str, kind: Any) -> Any:
+    """``raw`` (command-line text) as a value of type ``kind``: int, float, bool, str, ``X | None`` or a tuple.
+    Raises ValueError (``describe_type`` says what was expected)."""
+    args = typing.get_args(kind)
+    if type(None) in args:  # Optional[X] / X | None
+        if raw.strip().lower() in ("none", "null"):
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return convert_value(raw, inner)
+    if typing.get_origin(kind) in (tuple, list):
+        text = raw.strip()
+        items = json.loads(text) if text.startswith("[") else text.split(",")
+        if not isinstance(items, list):
+            raise ValueError
+        types = [args[0]] * len(items) if Ellipsis in args or typing.get_origin(kind) is list else args
+        if len(types) != len(items):
+            raise ValueError
+        values = [convert_value(str(v), t) for v, t in zip(items, types, strict=True)]
+        return tuple(values) if typing.get_origin(kind) is tuple else values
+    text = raw.strip()
+    if kind is bool:
+        if text.lower() in _TRUE + _FALSE:
+            return text.lower() in _TRUE
+        raise ValueError
+    if kind is int:
+        return int(text)
+    if kind is float:
+        return float(text)
+    if kind is str:  # a JSON-quoted string ('"token"') is the string inside the quotes
+        return json.loads(text) if len(text) >= 2 and text[0] == text[-1] == '"' else raw
+    raise ValueError
+
+
+def describe_type(kind: Any) -> str:
+    """How an error names what ``convert_value`` expects of ``kind``."""
+    args = typing.get_args(kind)
+    if type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return f"{describe_type(inner)} or none"
+    if typing.get_origin(kind) in (tuple, list):
+        names = ", ".join(getattr(a, "__name__", str(a)) for a in args if a is not Ellipsis)
+        count = f"{len(args)} " if typing.get_origin(kind) is tuple and Ellipsis not in args else ""
+        return f"{count}comma-separated values ({names})"
+    return _TYPE_NAMES.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["train_tokenizer.lr=1e-4", "dynamics.action_conditioning=token"]`` -> {key: value}, each value
+    converted to its field's declared type. Everything is checked here, before a run directory exists: a bad
+    item would otherwise be written to a run's config.json and fail every resume of it. Raises UsageError naming
+    the item, the expected type and, for an unknown key, the keys that exist."""
     out: dict[str, Any] = {}
     for item in items:
         key, sep, raw = item.partition("=")
-        if not sep:
-            raise ValueError(f"override {item!r} must look like section.field=value")
+        key = key.strip()
+        if not sep or not key:
+            raise UsageError(f"--set {item!r} must look like section.field=value (e.g. train_tokenizer.lr=1e-4)")
         try:
-            out[key.strip()] = json.loads(raw)
-        except json.JSONDecodeError:
-            out[key.strip()] = raw
+            kind = _field_type(key)
+        except UsageError as e:
+            raise UsageError(f"--set {item}: {e}") from None
+        try:
+            out[key] = convert_value(raw, kind)
+        except ValueError:
+            raise UsageError(f"--set {item}: expected {describe_type(kind)}, got {raw!r}") from None
     return out

@@ -41,7 +41,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from modeling.checkpoint import load_genie_run
-from modeling.cli_args import resolve_device, sampling_options
+from modeling.cli_args import StrictParser, resolve_device, sampling_options
 from modeling.data import LoaderConfig, check_first_clip, clip_windows, to_float_video
 from modeling.fvd import VideoFeatures, frechet_distance_features
 from modeling.genie import Genie
@@ -352,7 +352,10 @@ def render_report(metrics: dict, grid: Image.Image, samples: tuple[torch.Tensor,
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m modeling evaluate", description=__doc__.split("\n")[0])
+    p = StrictParser(prog="python -m modeling evaluate", epilog="See docs/evaluation.md.",
+                     description="Measure how good and how controllable a trained Genie is on held-out shards: "
+                                 "tokenizer and dynamics PSNR/SSIM, ΔtPSNR, latent-action usage and agreement, a "
+                                 "consistency grid, and FVD with --i3d.")
     d = EvalOptions()
     p.add_argument("--checkpoint", required=True, help="lam-dynamics (or dynamics) run directory")
     p.add_argument("--shards", required=True, help="shard glob, directory, brace pattern or '::'-joined URLs")

@@ -37,7 +37,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from modeling.cli_args import OneLineParser, UsageError, add_model_args, load_model_args
+from modeling.cli_args import StrictParser, UsageError, add_model_args, load_model_args
 from modeling.genie import Genie
 from modeling.maskgit import SamplingConfig
 from modeling.prompts import PromptError
@@ -145,10 +145,11 @@ def write_output(path: Path, videos: np.ndarray, cols: int, fps: int = CLIP_FPS,
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m modeling generate",
-                      description="Rollouts of a trained Genie from a prompt and latent actions, to a file.",
-                      epilog="Outputs: .mp4/.gif (rollouts side by side in a grid), .png (a strip: one row per "
-                             "rollout, one column per frame), .npy (uint8 B x T x 90 x 160 x 3). docs/generation.md")
+    p = StrictParser(prog="python -m modeling generate",
+                     description="Roll a trained Genie out from a prompt and latent actions, to a file.",
+                     epilog="Outputs: .mp4/.gif (rollouts side by side in a grid), .png (a strip: one row per "
+                            "rollout, one column per frame), .npy (uint8 B x T x 90 x 160 x 3). See "
+                            "docs/generation.md.")
     add_model_args(p)
     acts = p.add_mutually_exclusive_group(required=True)
     acts.add_argument("--actions", action="append", type=parse_actions, metavar="A,B,C,...",

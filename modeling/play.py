@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from modeling.cli_args import OneLineParser, UsageError, add_model_args, load_model_args
+from modeling.cli_args import StrictParser, UsageError, add_model_args, load_model_args
 from modeling.genie import Genie
 from modeling.maskgit import SamplingConfig
 from modeling.prompts import PromptError, describe, frames_to_prompt, load_image_bytes
@@ -182,8 +182,8 @@ def make_server(state: PlayState, port: int = 0) -> http.server.ThreadingHTTPSer
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = OneLineParser(prog="python -m modeling play", epilog="docs/generation.md",
-                      description="Play a trained Genie in the browser (127.0.0.1), one latent action per key.")
+    p = StrictParser(prog="python -m modeling play", epilog="See docs/generation.md.",
+                     description="Play a trained Genie in the browser (127.0.0.1), one latent action per key press.")
     add_model_args(p)
     p.add_argument("--port", type=int, default=8000, help="port on 127.0.0.1 (default 8000; 0 picks a free one)")
     p.add_argument("--seed", type=int, default=0, help="sampling seed (default 0)")

@@ -43,6 +43,7 @@ from modeling.checkpoint import (
     PHASE_LAM_DYNAMICS,
     PHASE_TOKENIZER,
     PHASES,
+    checkpoint_path,
     load_checkpoint,
     load_genie,
     load_tokenizer,
@@ -56,12 +57,14 @@ from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
 from modeling.metrics import psnr
 from modeling.precision import autocast as precision_autocast
+from modeling.progress import finished_line, interrupted_line, progress_line
 from modeling.schedule import lr_at
 from modeling.st_transformer import STTransformer
 from modeling.token_shards import TokenWindowDataset, token_windows
 from modeling.tokenizer import VideoTokenizer
 from modeling.vq import VectorQuantizer
 from schemas import shard_source
+from schemas.cli import UsageError
 from schemas.shard_source import ShardError
 
 
@@ -269,27 +272,35 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
                    tokenizer_run: str | None, init_run: str | None = None) -> tuple[GenieConfig, str | None, bool]:
     """(config, tokenizer run, resuming) for a run directory: an existing run's own config wins."""
     if phase not in PHASES:
-        raise ValueError(f"unknown phase {phase!r}; phases are {PHASES}")
+        raise UsageError(f"unknown phase {phase!r}; phases are {PHASES}")
+    if phase != PHASE_DYNAMICS and init_run:
+        raise UsageError(f"train {phase} takes no --init: only train dynamics starts from a lam-dynamics run")
+    if phase in (PHASE_TOKENIZER, PHASE_DYNAMICS) and tokenizer_run:
+        raise UsageError(f"train {phase} takes no --tokenizer: "
+                         + ("it trains one" if phase == PHASE_TOKENIZER else "its --init run names its tokenizer"))
+    if Path(out).exists() and not Path(out).is_dir():
+        raise UsageError(f"--out {out} is a file, not a run directory")
     if (Path(out) / "config.json").is_file():
         cfg, saved_phase, saved_tok = read_run_config(out)
         if saved_phase != phase:
             raise ValueError(f"{out} is a {saved_phase!r} run, not {phase!r}")
         if overrides:
-            raise ValueError(f"{out} already exists: its config.json is used as is, overrides are not allowed")
+            raise UsageError(f"{out} already exists: its config.json is used as is, --set is not allowed (use a new "
+                             "--out to train with other settings)")
         return cfg, saved_tok, (Path(out) / "checkpoints" / "latest.pt").is_file()
     if phase == PHASE_DYNAMICS:
         if not init_run:
-            raise ValueError("train dynamics needs --init <lam-dynamics run dir>")
+            raise UsageError("train dynamics needs --init <lam-dynamics run dir>")
         init_cfg, init_phase, init_tok = read_run_config(init_run)
         if init_phase not in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
             raise ValueError(f"--init {init_run} is a {init_phase!r} run, not a lam-dynamics run")
         return apply_overrides(init_cfg, overrides), init_tok, False
     if phase == PHASE_LAM and tokenizer_run:
-        raise ValueError("train lam takes no --tokenizer: the LAM works on pixels (lam-dynamics uses one)")
+        raise UsageError("train lam takes no --tokenizer: the LAM works on pixels (lam-dynamics uses one)")
     cfg = get_config(config_name or "tiny", overrides)
     if phase == PHASE_LAM_DYNAMICS:
         if not tokenizer_run:
-            raise ValueError("train lam-dynamics needs --tokenizer <tokenizer run dir>")
+            raise UsageError("train lam-dynamics needs --tokenizer <tokenizer run dir>")
         tok_cfg, tok_phase, _ = read_run_config(tokenizer_run)
         if tok_phase != PHASE_TOKENIZER:
             raise ValueError(f"--tokenizer {tokenizer_run} is a {tok_phase!r} run, not a tokenizer run")
@@ -297,6 +308,33 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
         cfg.precision = tok_cfg.precision  # and the precision its tokens are made in, here and at inference
         cfg.sync()
     return cfg, tokenizer_run, False
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: the message says where a rerun resumes from; ``is_main`` whether to print it (under
+    torchrun every rank is interrupted, rank 0 speaks)."""
+
+    def __init__(self, message: str, is_main: bool = True):
+        super().__init__(message)
+        self.is_main = is_main
+
+
+def _finished(out: Path, max_steps: int, until_step: int | None) -> str | None:
+    """What to say when the run in ``out`` has nothing left to train, or None. Reads only the checkpoint's step
+    (memory-mapped: the weights stay on disk)."""
+    step = torch.load(checkpoint_path(out), map_location="cpu", mmap=True, weights_only=False)["step"]
+    if step >= max_steps:
+        return f"already complete at step {step}: {out}"
+    if until_step is not None and step >= until_step:
+        return f"already at step {step} (--until-step {until_step}; the run ends at {max_steps}): {out}"
+    return None
+
+
+def _last_metrics(out: Path) -> dict[str, float]:
+    """The last line of a run's metrics.jsonl (empty when it has none)."""
+    path = out / "metrics.jsonl"
+    lines = path.read_text().splitlines() if path.is_file() else []
+    return json.loads(lines[-1]) if lines else {}
 
 
 def _past(deadline: float, ddp, device) -> bool:
@@ -316,11 +354,30 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     Returns the metrics of the last step. ``until_step`` stops early WITHOUT changing the schedule, so a run
     stopped and resumed follows exactly the uninterrupted run. ``max_wall_s`` does the same once that many
     seconds of training steps have passed (a fixed compute budget, e.g. benchmarks/coinrun_cpu.py): the step
-    it ends on is logged and checkpointed like the last one.
+    it ends on is logged and checkpointed like the last one. A run that has already reached its last step (or
+    ``until_step``) is left as it is.
+
+    Everything that can be checked before training is checked before the run directory is created or changed
+    (UsageError, or the data's own errors), so a mistaken command leaves nothing behind to trip the next one.
     """
     out = Path(out)
+    if until_step is not None and until_step < 1:
+        raise UsageError(f"--until-step must be >= 1, got {until_step}")
+    if max_wall_s is not None and max_wall_s < 0:
+        raise UsageError(f"--max-minutes must be >= 0, got {max_wall_s / 60:g}")
+    if num_workers is not None and num_workers < 0:
+        raise UsageError(f"--num-workers must be >= 0, got {num_workers}")
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
     urls = shard_source.resolve(shards)  # fails fast: "no shards matched ..."
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
+    tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
+    if resuming:
+        done = _finished(out, tcfg.max_steps, until_step)
+        if done is not None:
+            if os.environ.get("RANK", "0") == "0":
+                log(done)
+            return _last_metrics(out)
     if phase != PHASE_DYNAMICS:  # the data's frame size (sample metadata) must be the config's
         check_first_clip(urls, cfg.tokenizer.num_frames, cfg.frame_size)
     else:  # token shards of another tokenizer are refused here, before any model is built
@@ -328,7 +385,11 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
                            codebook_size=cfg.dynamics.vocab_size).check_first_sample()
     if phase == PHASE_DYNAMICS and init_run is None:  # resuming a dynamics run: its init is in config.json
         init_run = json.loads((out / "config.json").read_text()).get("init_run")
-    tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
+    if not resuming:
+        try:  # the three models built on the meta device: a config they refuse stops here, not after config.json
+            describe_params(cfg)
+        except ValueError as e:
+            raise UsageError(f"config {cfg.name}: {e}") from None
     ddp, dev = setup_distributed(device)
     if tcfg.batch_size % (ddp.world * tcfg.grad_accum):
         raise ValueError(f"batch_size {tcfg.batch_size} is not divisible by {ddp.world} DDP ranks x "
@@ -397,8 +458,10 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     metrics: dict[str, float] = {}
     total_resets = state.get("dead_code_resets", 0) if resuming else 0
     last_log, windows_since = time.perf_counter(), 0
+    saved_step = step if resuming else None  # what a rerun would resume from
 
     def checkpoint() -> None:
+        nonlocal saved_step
         complete = not replayed or len(positions) == max(workers, 1)
         ranks = [positions if complete else None]
         if ddp.world > 1:  # each rank's loader has its own positions; rank 0 saves them all
@@ -413,9 +476,11 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             state = {"models": models, "optimizer": optimizer.state_dict(), "step": step, "data": data,
                      "config": cfg.to_dict(), "phase": phase, "dead_code_resets": total_resets}
             save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
+        saved_step = step
 
     data_iter = iter(loader)
     deadline = None if max_wall_s is None else time.perf_counter() + max_wall_s
+    started, first_step = time.perf_counter(), step
     try:
         while step < stop:
             lr = lr_at(step, tcfg)
@@ -460,18 +525,23 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
                             writer.add_scalar(f"{phase}/{k}", v, step)
                     with open(out / "metrics.jsonl", "a") as f:
                         f.write(json.dumps(metrics, sort_keys=True) + "\n")
+                    log(progress_line(step, stop, metrics["loss"], step - first_step, now - started))
                     log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                  for k, v in sorted(metrics.items())))
             if ddp.is_main and phase != PHASE_DYNAMICS and (step % tcfg.image_every == 0 or step == stop):
                 _log_images(writer, out, phase, objective, result, result["video"], step)
             if step % tcfg.ckpt_every == 0 or step == stop:
                 checkpoint()
+    except KeyboardInterrupt:
+        raise TrainingInterrupted(interrupted_line(step, saved_step), ddp.is_main) from None
     finally:
         if writer is not None:
             writer.close()
         if ddp.world > 1:
             dist.barrier()
             dist.destroy_process_group()
+    if ddp.is_main:
+        log(finished_line(out, step - first_step, time.perf_counter() - started, step, tcfg.max_steps))
     return metrics
 
 
@@ -530,4 +600,4 @@ def describe_params(cfg: GenieConfig) -> dict[str, int]:
     return counts
 
 
-__all__ = ["train", "psnr", "describe_params", "resume_data", "ShardError"]
+__all__ = ["train", "psnr", "describe_params", "resume_data", "ShardError", "TrainingInterrupted"]

@@ -14,6 +14,7 @@ import sys
 from modeling.bc.expert import ExpertConfig
 from modeling.bc.policy import TARGETS, PolicyConfig
 from pipeline.procgen_dataset import level_range
+from schemas.cli import StrictParser
 
 MODES = ("easy", "hard")
 
@@ -56,9 +57,10 @@ def _policy_config(args: argparse.Namespace, target: str = "latent", seed: int =
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m modeling bc", description=__doc__.split("\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.split("\n")[2:]))
+    parser = StrictParser(prog="python -m modeling bc", formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description="Train and evaluate agents from latent actions on CoinRun: the paper's Fig. 15 "
+                                      "(see modeling.bc).",
+                          epilog="\n".join(__doc__.split("\n")[2:]))
     sub = parser.add_subparsers(dest="command", required=True)
     d = ExpertConfig()
 
