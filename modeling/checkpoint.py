@@ -25,7 +25,7 @@ import torch
 
 from modeling.configs import GenieConfig
 from modeling.dynamics import DynamicsModel
-from modeling.lam import LatentActionModel
+from modeling.lam import LatentActionModel, lam_from_state
 from modeling.tokenizer import VideoTokenizer
 
 if TYPE_CHECKING:
@@ -112,8 +112,8 @@ def load_lam(run_dir: str | Path, map_location: Any = "cpu", which: str | int = 
     if phase == PHASE_TOKENIZER:
         raise ValueError(f"{run_dir} is a {phase!r} run: it has no LAM (train a {PHASE_LAM!r} or "
                          f"{PHASE_LAM_DYNAMICS!r} run)")
-    lam = LatentActionModel(cfg.lam)
-    lam.load_state_dict(load_checkpoint(run_dir, which, map_location)["models"]["lam"])
+    lam = lam_from_state(cfg.lam, load_checkpoint(run_dir, which, map_location)["models"]["lam"])
+    cfg.lam = lam.cfg  # a checkpoint from before the LAM's conv stem and pixel head: the config it was built with
     device = map_location if isinstance(map_location, str | torch.device) else "cpu"
     return lam.to(device).eval(), cfg
 
@@ -126,8 +126,8 @@ def load_genie(run_dir: str | Path, map_location: Any = "cpu", which: str | int 
         raise ValueError(f"{run_dir} is a {phase!r} run; load_genie needs a {PHASE_LAM_DYNAMICS!r} run")
     tokenizer = load_tokenizer(run_dir, map_location)
     state = load_checkpoint(run_dir, which, map_location)["models"]
-    lam, dynamics = LatentActionModel(cfg.lam), DynamicsModel(cfg.dynamics)
-    lam.load_state_dict(state["lam"])
+    lam, dynamics = lam_from_state(cfg.lam, state["lam"]), DynamicsModel(cfg.dynamics)
+    cfg.lam = lam.cfg
     dynamics.load_state_dict(state["dynamics"])
     device = map_location if isinstance(map_location, str | torch.device) else "cpu"
     return tokenizer, lam.to(device).eval(), dynamics.to(device).eval(), cfg

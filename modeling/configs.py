@@ -79,6 +79,17 @@ class LAMConfig:
     # lam.RunningStandardize: batch-independent, unlike the BatchNorm this name comes from)
     dead_code_threshold: float = 0.1  # tiny codebook: a code with < 10% of its uniform share is dead
     usage_decay: float = 0.99
+    # What makes the action necessary (lam.py's docstring). 0 in the next two: the paper's linear patch layers
+    # (what checkpoints written before these fields hold; modeling.checkpoint loads them so).
+    stem_channels: int = 32  # conv stem over [x_t, x_t - x_{t-1}] before both ST transformers (first conv width)
+    head_channels: int = 64  # conv pixel head, coarsest scale's width (halved per scale, >= 16): x_t + delta
+    kmeans_bank: int = 4096  # latest training latents kept for k-means codebook init and dead-code re-seeding
+    vq_warmup_steps: int = 200  # training forwards with the continuous latent before k-means sets the codebook
+    check_every: int = 100  # training steps between action-necessity checks (modeling.lam_check); 0: none
+
+    def __post_init__(self) -> None:
+        if self.vq_warmup_steps and not self.kmeans_bank:
+            raise ValueError("lam.vq_warmup_steps needs lam.kmeans_bank > 0 (the codebook's k-means init)")
 
     @property
     def token_grid(self) -> tuple[int, int]:
@@ -221,7 +232,8 @@ def _tiny() -> GenieConfig:
         tokenizer=TokenizerConfig(num_frames=4, patch_size=15, codebook_size=64, latent_dim=16, enc_layers=1,
                                   enc_dim=48, enc_heads=2, dec_layers=1, dec_dim=64, dec_heads=2, usage_decay=0.9),
         lam=LAMConfig(num_frames=4, patch_size=30, num_actions=4, latent_dim=16, enc_layers=1, enc_dim=48,
-                      enc_heads=2, dec_layers=1, dec_dim=48, dec_heads=2, usage_decay=0.9),
+                      enc_heads=2, dec_layers=1, dec_dim=48, dec_heads=2, usage_decay=0.9, stem_channels=8,
+                      head_channels=16, kmeans_bank=256, vq_warmup_steps=0, check_every=50),
         dynamics=DynamicsConfig(num_frames=4, layers=1, dim=48, heads=2),
         train_tokenizer=tiny_train,
         train_lam_dynamics=dataclasses.replace(tiny_train),
@@ -262,7 +274,8 @@ def _coinrun_cpu() -> GenieConfig:
                                   latent_dim=32, enc_layers=2, enc_dim=64, enc_heads=4, dec_layers=2, dec_dim=64,
                                   dec_heads=4),
         lam=LAMConfig(frame_height=64, frame_width=64, num_frames=8, patch_size=16, num_actions=6, latent_dim=32,
-                      enc_layers=2, enc_dim=64, enc_heads=4, dec_layers=2, dec_dim=64, dec_heads=4),
+                      enc_layers=2, enc_dim=64, enc_heads=4, dec_layers=2, dec_dim=64, dec_heads=4,
+                      stem_channels=16, head_channels=64, vq_warmup_steps=100, check_every=50),
         dynamics=DynamicsConfig(num_frames=8, layers=2, dim=128, heads=4),
         train_tokenizer=train,
         train_lam_dynamics=dataclasses.replace(train),

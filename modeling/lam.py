@@ -16,9 +16,29 @@ Implementation notes:
 - An example's action depends on that example alone, in training as at inference: the standardisation uses
   running statistics, never the statistics of the current batch, so the action the dynamics model is trained on
   is the one ``infer_actions`` gives for the same clip (tests/modeling/test_lam.py checks both).
+
+What differs from the paper, so that the decoder needs its action (CoinRun's per-step action moves a few pixels
+of a ~5x8 px sprite; a decoder that cannot draw them gains nothing from the code and the VQ collapses):
+- Encoder conv stem (``stem_channels > 0``): each frame enters as [x_t, x_t - x_{t-1}] (6 channels, the first
+  frame's difference zero) through a few strided convs, one token per patch; the change is an input, not
+  something two linear patch embeddings must subtract. Causality is kept: frame t's tokens see x_t, x_{t-1}.
+  The decoder's frames enter through a stem of the same shape (the velocity so far is then in plain view, so
+  the momentum a random policy leaves is explained by the past and the residual left for the code is a_t's).
+- Decoder pixel head (``head_channels > 0``): the transformer's patch grid is upsampled by convs, scale by
+  scale, to full resolution, each scale seeing [x_t, x_t - x_{t-1}] pooled to its size and the action as a
+  FiLM (scale and shift); the output is x_{t+1} = clip(x_t + delta, 0, 1) with delta's last conv near zero at
+  start. A linear 64 -> 768 head (the patch-16 presets' before) cannot even copy x_t; this one copies it from
+  step 0 and spends its capacity on the change.
+- The bottleneck (``modeling.vq``): a continuous warm-up (``vq_warmup_steps``), then a k-means codebook, and
+  dead codes re-seeded by k-means over a bank of recent latents.
+- Checkpoints from before (linear patch layers) still load: ``legacy_config`` rebuilds their architecture.
 """
 
 from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -26,7 +46,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modeling.configs import LAMConfig
-from modeling.patches import patchify, unpatchify
+from modeling.patches import padded_size, patchify, unpatchify
 from modeling.st_transformer import STTransformer
 from modeling.vq import VectorQuantizer
 
@@ -75,6 +95,97 @@ class RunningStandardize(nn.Module):
         self.num_batches_tracked += 1
 
 
+def with_change(video: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) in [0, 1] -> (B, T, 6, H, W): [x_t in [-1, 1], x_t - x_{t-1}] (zero change at t = 0)."""
+    change = torch.cat([torch.zeros_like(video[:, :1]), video[:, 1:] - video[:, :-1]], dim=1)
+    return torch.cat([video * 2 - 1, change], dim=2)
+
+
+class ConvStem(nn.Module):
+    """Frames with their change (B, T, 6, H, W) -> one token per patch (B, T, h*w, dim).
+
+    Up to two stride-2 convs (channels doubling), then a conv whose kernel and stride cover the rest of the patch;
+    frames are zero-padded to a multiple of the patch as ``patchify`` does, so the token grid is the same.
+    """
+
+    def __init__(self, patch: int, channels: int, dim: int, in_channels: int = 6):
+        super().__init__()
+        self.patch = patch
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.GELU()]
+        rest, width = patch, channels
+        while rest % 2 == 0 and len(layers) < 6:
+            layers += [nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.GELU()]
+            rest, width = rest // 2, 2 * width
+        layers.append(nn.Conv2d(width, dim, rest, stride=rest))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        b, t, c, height, width = frames.shape
+        hp, wp = padded_size(height, width, self.patch)
+        x = self.net(F.pad(frames.flatten(0, 1), (0, wp - width, 0, hp - height)))
+        return x.flatten(2).transpose(1, 2).reshape(b, t, -1, x.shape[1])
+
+
+class PixelHead(nn.Module):
+    """Decoder tokens (N, h*w, dim) + action (N, latent) + context [x_t, x_t - x_{t-1}] (N, 6, H, W) -> x_{t+1}.
+
+    ceil(log2(patch)) upsampling stages from the h x w grid to the padded frame; each stage interpolates,
+    concatenates the context pooled to its size, convolves, and applies the action as FiLM. Full rank at full
+    resolution, and residual: x_{t+1} = clip(x_t + delta, 0, 1), delta's conv initialised near zero (a copy at start).
+    """
+
+    def __init__(self, dim: int, channels: int, latent_dim: int, grid: tuple[int, int], patch: int):
+        super().__init__()
+        self.grid, self.patch = grid, patch
+        self.stages = max(1, math.ceil(math.log2(patch)))
+        widths = [max(16, channels >> i) for i in range(self.stages)]
+        self.convs = nn.ModuleList(nn.Conv2d(c_in + 6, c, 3, padding=1)
+                                   for c_in, c in zip([dim, *widths[:-1]], widths, strict=True))
+        self.films = nn.ModuleList(nn.Linear(latent_dim, 2 * c) for c in widths)
+        self.to_delta = nn.Conv2d(widths[-1], 3, 3, padding=1)
+        nn.init.normal_(self.to_delta.weight, std=1e-3)  # nearly a copy at start, but gradients reach everything
+        nn.init.zeros_(self.to_delta.bias)
+
+    def sizes(self, height: int, width: int) -> list[tuple[int, int]]:
+        """Each stage's (h, w): geometric from the token grid to the padded frame."""
+        (gh, gw), (hp, wp) = self.grid, padded_size(height, width, self.patch)
+        f = [(i + 1) / self.stages for i in range(self.stages)]
+        return [(round(gh * (hp / gh) ** e), round(gw * (wp / gw) ** e)) for e in f]
+
+    def forward(self, tokens: torch.Tensor, action: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
+        n, _, height, width = context.shape
+        hp, wp = padded_size(height, width, self.patch)
+        context = F.pad(context, (0, wp - width, 0, hp - height))
+        x = tokens.transpose(1, 2).reshape(n, -1, *self.grid)
+        for (h, w), conv, film in zip(self.sizes(height, width), self.convs, self.films, strict=True):
+            x = F.interpolate(x, size=(h, w), mode="nearest")
+            x = conv(torch.cat([x, F.adaptive_avg_pool2d(context, (h, w))], dim=1))
+            scale, shift = film(action).to(x.dtype)[:, :, None, None].chunk(2, dim=1)
+            x = F.gelu(x * (1 + scale) + shift)
+        pred = (context[:, :3] + 1) / 2 + self.to_delta(x)  # x_t (back in [0, 1]) + delta
+        # Clipped to [0, 1] with a straight-through gradient: a hard clip passes none to a pixel pushed past the
+        # range, and a head that once predicts black everywhere would stay there (measured on the drawing test).
+        return (pred + (pred.clamp(0, 1) - pred).detach())[..., :height, :width]
+
+
+def legacy_config(cfg: LAMConfig, state: dict[str, Any]) -> LAMConfig:
+    """The config that builds the architecture a LAM state dict was saved from: checkpoints written before the
+    conv stem, pixel head and latent bank (keys ``enc_in.*``, ``to_pixels.*``, no ``vq.bank``) lack those."""
+    if "enc_in.weight" in state or "to_pixels.weight" in state:
+        return dataclasses.replace(cfg, stem_channels=0, head_channels=0, kmeans_bank=0, vq_warmup_steps=0)
+    return cfg
+
+
+def lam_from_state(cfg: LAMConfig, state: dict[str, Any]) -> LatentActionModel:
+    """A LAM built for a saved state dict (``legacy_config``) with its weights; a mismatch is one ValueError."""
+    lam = LatentActionModel(legacy_config(cfg, state))
+    missing, unexpected = lam.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ValueError(f"the checkpoint's LAM does not match its config: missing {sorted(missing)[:4]}, "
+                         f"unexpected {sorted(unexpected)[:4]} (a checkpoint of another LAM architecture)")
+    return lam
+
+
 class LatentActionModel(nn.Module):
     def __init__(self, cfg: LAMConfig):
         super().__init__()
@@ -82,7 +193,10 @@ class LatentActionModel(nn.Module):
         p = cfg.patch_size
         h, w = cfg.token_grid
         patch_dim = 3 * p * p
-        self.enc_in = nn.Linear(patch_dim, cfg.enc_dim)
+        if cfg.stem_channels:
+            self.enc_stem = ConvStem(p, cfg.stem_channels, cfg.enc_dim)
+        else:
+            self.enc_in = nn.Linear(patch_dim, cfg.enc_dim)
         self.enc_pos = nn.Parameter(torch.randn(h * w, cfg.enc_dim) * 0.02)
         self.action_query = nn.Parameter(torch.randn(cfg.enc_dim) * 0.02)
         self.encoder = STTransformer(cfg.enc_dim, cfg.enc_heads, cfg.enc_layers, cfg.mlp_ratio, causal=True)
@@ -91,12 +205,18 @@ class LatentActionModel(nn.Module):
         # of the usual collapse), so the VQ still tells transitions apart.
         self.latent_norm = RunningStandardize(cfg.latent_dim) if cfg.batchnorm_latents else None
         self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, cfg.commitment_weight, cfg.normalize_codes,
-                                  cfg.dead_code_threshold, cfg.usage_decay)
-        self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
+                                  cfg.dead_code_threshold, cfg.usage_decay, cfg.kmeans_bank, cfg.vq_warmup_steps)
+        if cfg.stem_channels:
+            self.dec_stem = ConvStem(p, cfg.stem_channels, cfg.dec_dim)
+        else:
+            self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
         self.dec_pos = nn.Parameter(torch.randn(h * w, cfg.dec_dim) * 0.02)
         self.action_in = nn.Linear(cfg.latent_dim, cfg.dec_dim)
         self.decoder = STTransformer(cfg.dec_dim, cfg.dec_heads, cfg.dec_layers, cfg.mlp_ratio, causal=True)
-        self.to_pixels = nn.Linear(cfg.dec_dim, patch_dim)
+        if cfg.head_channels:
+            self.pixel_head = PixelHead(cfg.dec_dim, cfg.head_channels, cfg.latent_dim, (h, w), p)
+        else:
+            self.to_pixels = nn.Linear(cfg.dec_dim, patch_dim)
 
     @property
     def num_actions(self) -> int:
@@ -108,7 +228,10 @@ class LatentActionModel(nn.Module):
             raise ValueError(f"expected video (B, T>=2, {expected[0]}, {expected[1]}, {expected[2]}), "
                              f"got {tuple(video.shape)}")
         b, t = video.shape[:2]
-        x = self.enc_in(patchify(video * 2 - 1, self.cfg.patch_size)) + self.enc_pos
+        if self.cfg.stem_channels:
+            x = self.enc_stem(with_change(video)) + self.enc_pos
+        else:
+            x = self.enc_in(patchify(video * 2 - 1, self.cfg.patch_size)) + self.enc_pos
         x = torch.cat([self.action_query.expand(b, t, 1, -1), x], dim=2)
         latent = self.to_latent(self.encoder(x)[:, 1:, 0])  # outputs at frames 2..T: one per transition
         if self.latent_norm is not None:
@@ -134,10 +257,18 @@ class LatentActionModel(nn.Module):
 
     def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
         """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""
-        x = self.dec_in(patchify(past * 2 - 1, self.cfg.patch_size)) + self.dec_pos
-        x = x + self.action_in(action_latents)[:, :, None, :]
-        patches = self.to_pixels(self.decoder(x))
-        return torch.sigmoid(unpatchify(patches, self.cfg.patch_size, self.cfg.frame_height, self.cfg.frame_width))
+        context = with_change(past)
+        if self.cfg.stem_channels:
+            x = self.dec_stem(context)
+        else:
+            x = self.dec_in(patchify(past * 2 - 1, self.cfg.patch_size))
+        x = self.decoder(x + self.dec_pos + self.action_in(action_latents)[:, :, None, :])
+        if not self.cfg.head_channels:  # the paper's linear pixel layer and sigmoid
+            return torch.sigmoid(unpatchify(self.to_pixels(x), self.cfg.patch_size, self.cfg.frame_height,
+                                            self.cfg.frame_width))
+        b, t = past.shape[:2]
+        pred = self.pixel_head(x.flatten(0, 1), action_latents.flatten(0, 1), context.flatten(0, 1))
+        return pred.view(b, t, *pred.shape[1:])
 
     @torch.no_grad()
     def infer_clip_actions(self, video: torch.Tensor) -> torch.Tensor:

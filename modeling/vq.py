@@ -10,6 +10,13 @@ Choices, and why:
   current codebook (largest quantisation error). The choice is deterministic (no RNG), so exact resume holds,
   and under DDP rank 0's codebook is broadcast so all ranks stay identical. This is the guard against the
   well-known LAM collapse to one or two actions.
+- For a tiny codebook (the LAM's), ``bank_size > 0`` keeps a ring buffer of the latest training latents, and two
+  things follow (as LAPA/LAQ's early codebook replacement): ``warmup_steps`` training forwards pass the latent
+  through unquantised (the decoder learns to use a continuous action first), then the codebook is set by k-means
+  on the bank; a dead code is re-seeded by k-means over the last batch's latents with the live codes held fixed,
+  so it lands on a group of latents the live codes serve badly, not on one outlier (older latents than the last
+  batch come from an encoder that has moved on: re-seeded from the whole bank, codes were measured to stay dead). Deterministic (k-means starts
+  from fixed picks), so exact resume holds. ``bank_size = 0`` (the tokenizer) keeps the behaviour above.
 """
 
 from __future__ import annotations
@@ -22,8 +29,11 @@ import torch.nn.functional as F
 
 class VectorQuantizer(nn.Module):
     def __init__(self, num_codes: int, dim: int, commitment_weight: float = 0.25, normalize: bool = True,
-                 dead_code_threshold: float = 1e-3, usage_decay: float = 0.99):
+                 dead_code_threshold: float = 1e-3, usage_decay: float = 0.99, bank_size: int = 0,
+                 warmup_steps: int = 0):
         super().__init__()
+        if warmup_steps and not bank_size:
+            raise ValueError("a VQ warm-up needs a latent bank (bank_size > 0) to initialise the codebook from")
         self.num_codes, self.dim = num_codes, dim
         self.commitment_weight = commitment_weight
         self.normalize = normalize
@@ -33,6 +43,16 @@ class VectorQuantizer(nn.Module):
         nn.init.normal_(self.codebook.weight)
         # EMA of the share of assignments each code gets; starts uniform so no code is dead before it was tried.
         self.register_buffer("usage", torch.full((num_codes,), 1.0 / num_codes))
+        self.bank_size, self.warmup_steps = bank_size, warmup_steps
+        if bank_size:  # only then: the tokenizer's state dict (and its checkpoints) keep their keys
+            self.register_buffer("bank", torch.zeros(bank_size, dim))
+            self.register_buffer("bank_filled", torch.tensor(0, dtype=torch.long))  # latents ever pushed
+            self.register_buffer("updates", torch.tensor(0, dtype=torch.long))  # training forwards so far
+
+    @property
+    def warming_up(self) -> bool:
+        """True while training forwards still bypass the codebook (the continuous warm-up)."""
+        return self.bank_size > 0 and int(self.updates) < self.warmup_steps
 
     def codes(self) -> torch.Tensor:
         w = self.codebook.weight
@@ -53,6 +73,13 @@ class VectorQuantizer(nn.Module):
         flat = z.reshape(-1, self.dim).float()
         if self.normalize:
             flat = F.normalize(flat, dim=-1)
+        warming = False
+        if self.training and self.bank_size and flat.device.type != "meta":  # meta: FLOP counting, no values
+            if self.warmup_steps and int(self.updates) == self.warmup_steps:
+                self.init_codebook()  # the first quantised step: codes from k-means on the warm-up's latents
+            warming = self.warming_up
+            self._push(flat.detach())
+            self.updates += 1
         codes = self.codes().float()
         dist2 = flat.pow(2).sum(1, keepdim=True) - 2 * flat @ codes.t() + codes.pow(2).sum(1)[None]
         indices = dist2.argmin(dim=1)
@@ -60,8 +87,10 @@ class VectorQuantizer(nn.Module):
         codebook_loss = F.mse_loss(q, flat.detach())
         commitment_loss = F.mse_loss(flat, q.detach())
         quantized = flat + (q - flat).detach()  # straight-through: gradients pass to the encoder unchanged
+        if warming:  # continuous: the decoder gets the latent itself; the random codebook pulls on nothing
+            quantized, codebook_loss, commitment_loss = flat, flat.sum() * 0, flat.sum() * 0
         counts = torch.zeros(self.num_codes, device=z.device).scatter_add_(0, indices, torch.ones_like(flat[:, 0]))
-        if self.training:
+        if self.training and not warming:
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(counts)
             with torch.no_grad():
@@ -81,13 +110,20 @@ class VectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def reset_dead_codes(self) -> torch.Tensor:
-        """Re-initialise dead codes from the last training batch's worst-quantised latents; returns their indices
+        """Re-initialise dead codes (k-means over the bank when there is one, else the last training batch's
+        worst-quantised latents) unless the warm-up is still on; returns their indices
         (long, possibly empty): a model keyed on these indices (the dynamics model's action table) must forget
         what it learned for them (``modeling.train``)."""
-        if not hasattr(self, "_last_latents"):
+        if not hasattr(self, "_last_latents") or self.warming_up:
             return torch.zeros(0, dtype=torch.long, device=self.usage.device)
         dead = (self.usage < self.dead_code_threshold / self.num_codes).nonzero().squeeze(1)
-        if dead.numel():
+        if dead.numel() and self.bank_size and self._last_latents.shape[0] >= self.num_codes:
+            live = torch.ones(self.num_codes, dtype=torch.bool, device=dead.device)
+            live[dead] = False
+            centers = self._kmeans(self._last_latents, self.codes().detach().float(), live)
+            self.codebook.weight[dead] = centers[dead].to(self.codebook.weight.dtype)
+            self.usage[dead] = 1.0 / self.num_codes
+        elif dead.numel():
             order = self._last_error.argsort(descending=True)
             picks = order[torch.arange(dead.numel(), device=order.device) % order.numel()]
             self.codebook.weight[dead] = self._last_latents[picks].to(self.codebook.weight.dtype)
@@ -96,6 +132,53 @@ class VectorQuantizer(nn.Module):
             dist.broadcast(self.codebook.weight.data, src=0)
             dist.broadcast(self.usage, src=0)
         return dead
+
+    @torch.no_grad()
+    def init_codebook(self) -> None:
+        """Every code from k-means on the bank (the end of the warm-up); usage starts uniform again."""
+        if int(self.bank_filled) >= self.num_codes:
+            bank = self.bank[:min(int(self.bank_filled), self.bank_size)].float()
+            self.codebook.weight.copy_(self._kmeans(bank, self.codes().detach().float(),
+                                                    torch.zeros(self.num_codes, dtype=torch.bool)))
+        self.usage.fill_(1.0 / self.num_codes)
+        if dist.is_available() and dist.is_initialized():
+            dist.broadcast(self.codebook.weight.data, src=0)
+
+    @torch.no_grad()
+    def _push(self, latents: torch.Tensor) -> None:
+        """Add latents to the ring buffer (the newest ``bank_size`` are kept)."""
+        latents = latents[-self.bank_size:]
+        start = int(self.bank_filled) % self.bank_size
+        rows = (torch.arange(latents.shape[0], device=latents.device) + start) % self.bank_size
+        self.bank[rows] = latents.to(self.bank.dtype)
+        self.bank_filled += latents.shape[0]
+
+    def _kmeans(self, data: torch.Tensor, centers: torch.Tensor, fixed: torch.Tensor, iters: int = 20
+                ) -> torch.Tensor:
+        """Lloyd's k-means over ``data`` (N, dim) from ``centers`` (k, dim); rows where ``fixed`` stay put. Free centers
+        start at k-means++ picks (drawn with the squared distance to the centers placed so far, so mostly from
+        dense regions the placed centers serve badly, seldom an outlier), seeded by the bank's fill count:
+        deterministic, and exact on resume. On the unit sphere (cosine VQ) means are re-normalised."""
+        centers, fixed = centers.clone(), fixed.to(centers.device)
+        placed = fixed.clone()
+        gen = torch.Generator().manual_seed(int(self.bank_filled))
+        for i in (~placed).nonzero().squeeze(1).tolist():
+            if placed.any():
+                weight = torch.cdist(data, centers[placed]).min(1).values.pow(2).cpu() + 1e-12
+            else:
+                weight = torch.ones(data.shape[0])
+            centers[i] = data[int(torch.multinomial(weight, 1, generator=gen))]
+            placed[i] = True
+        for _ in range(iters):
+            assign = torch.cdist(data, centers).argmin(1)
+            sums = torch.zeros_like(centers).index_add_(0, assign, data)
+            counts = torch.bincount(assign, minlength=centers.shape[0]).to(data.dtype)
+            means = sums / counts.clamp(min=1)[:, None]
+            if self.normalize:
+                means = F.normalize(means, dim=-1)
+            move = (counts > 0) & ~fixed
+            centers[move] = means[move]
+        return centers
 
     def usage_fraction(self) -> float:
         """Share of codes whose EMA usage is above the dead threshold (1.0 = no dead code)."""

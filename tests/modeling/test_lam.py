@@ -104,7 +104,7 @@ def test_collapse_guards_keep_action_codes_alive(tmp_path, batchnorm):
         optimizer.step()
         resets += lam.vq.reset_dead_codes().numel()
     assert resets > 0
-    assert float(out["recon_loss"]) < 0.5 * first_loss
+    assert float(out["recon_loss"]) < 0.75 * first_loss  # the residual decoder starts at a copy of x_t
     if batchnorm:
         assert used == set(range(lam.num_actions))
     else:

@@ -131,14 +131,14 @@ def test_lam_dynamics_phase_learns_and_loads(shards, tokenizer_run, genie_run):
     assert {"lam_loss", "lam_psnr", "lam_codes_used", "lam_code_usage", "dynamics_loss", "dynamics_acc"} <= set(
         metrics[-1])
     # 24 steps on 6 clips: the dynamics loss starts at chance (ln 64 = 4.16 for the tiny codebook) and ends near
-    # 0.4 (measured with two seeds), the LAM's reconstruction error falls ~8x. The margins leave room for noise
-    # but not for a phase whose optimiser, masking or conditioning is broken.
+    # 0.4 (measured with two seeds), the LAM's reconstruction error falls below the copy of x_t it starts from.
+    # The margins leave room for noise but not for a phase whose optimiser, masking or conditioning is broken.
     first, last = metrics[:3], metrics[-3:]
     mean = lambda rows, key: sum(m[key] for m in rows) / len(rows)  # noqa: E731
     # the first logged step is near chance (measured 3.57-4.2: the logged loss already follows one update)
     assert metrics[0]["dynamics_loss"] > 0.6 * math.log(64)
     assert mean(last, "dynamics_loss") < 0.3 * mean(first, "dynamics_loss")
-    assert mean(last, "lam_loss") < 0.5 * mean(first, "lam_loss")
+    assert mean(last, "lam_loss") < 0.95 * mean(first, "lam_loss")  # the LAM's residual head starts at a copy of x_t
     config = json.loads((run / "config.json").read_text())
     assert config["phase"] == "lam-dynamics" and config["tokenizer_run"] == str(tokenizer_run.resolve())
     tokenizer, lam, dynamics, cfg = load_genie(run)
@@ -178,7 +178,7 @@ def test_lam_phase_trains_the_lam_alone_and_resumes_exactly(shards, tmp_path):
     assert {"lam_loss", "lam_psnr", "lam_codes_used", "lam_code_usage"} <= set(metrics[-1])
     assert not any(k.startswith("dynamics") for k in metrics[-1])
     mean = lambda rows: sum(m["lam_loss"] for m in rows) / len(rows)  # noqa: E731
-    assert mean(metrics[-3:]) < 0.5 * mean(metrics[:3])  # as the LAM's loss falls in the lam-dynamics phase
+    assert mean(metrics[-3:]) < 0.95 * mean(metrics[:3])  # as in the lam-dynamics phase (from a copy of x_t)
     assert read_run_config(run)[1] == "lam" and read_run_config(run)[2] is None
     assert set(load_checkpoint(run)["models"]) == {"lam"}
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step-000000012.png", "step-000000024.png"]
