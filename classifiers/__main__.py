@@ -1,8 +1,10 @@
 """``python -m classifiers <command>``: ``train``, ``evaluate``, ``label-sheet``, ``features``.
 
-User errors -- a label file with problems, a bad model directory, a ``--clips`` path without shards, too
-few labelled clips -- end with ``<prog>: error:`` and the message (one line per problem) on stderr and exit
-status 2, like argparse's own usage errors; a traceback would bury the line numbers the person needs.
+Each command has a parser of its own (``schemas.cli.StrictParser``): a mistaken flag is one line naming it (with
+the closest known flag) and exit status 2; ``python -m classifiers --help`` lists the commands. User errors -- a
+label file with problems, a bad model directory, a ``--clips`` path without shards, too few labelled clips --
+end with ``<prog>: error:`` and the message (one line per problem) on stderr and exit status 2; a traceback would
+bury the line numbers the person needs.
 """
 
 from __future__ import annotations
@@ -10,6 +12,16 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+
+from schemas.cli import USAGE, StrictParser, fail, unknown_flag_message
+
+PROG = "python -m classifiers"
+INTERRUPTED = 130  # the shell's status for a process stopped by Ctrl-C (128 + SIGINT)
+EXIT_CODES = """exit status:
+  0    done
+  1    evaluate --min-roc-auc: the held-out ROC-AUC is below the minimum (the report is written)
+  2    a usage or input mistake, on stderr
+  130  interrupted (Ctrl-C)"""
 
 COMMANDS = {
     "train": ("classifiers.train", "Cross-validate and train a quality classifier; write a model directory."),
@@ -26,7 +38,7 @@ def features_main(argv: list[str]) -> int:
     from classifiers.clip_source import iter_clips
     from classifiers.features import FEATURE_NAMES, FEATURE_VERSION, clip_features
 
-    parser = argparse.ArgumentParser(prog="python -m classifiers features", description=features_main.__doc__)
+    parser = StrictParser(prog=f"{PROG} features", description=features_main.__doc__)
     parser.add_argument("--clips", required=True, help="pipeline output dir, shard glob, or brace pattern")
     parser.add_argument("--out", required=True, help="output file: .parquet or .csv")
     a = parser.parse_args(argv)
@@ -56,20 +68,35 @@ def user_errors() -> tuple[type[Exception], ...]:
     return LabelFileError, ModelDirError, ShardSourceError, LabelCoverageError
 
 
+def listing() -> StrictParser:
+    """The top-level parser: only its ``--help`` is used, the listing of every command."""
+    commands = "\n".join(f"  {name:<14}{help_text}" for name, (_, help_text) in COMMANDS.items())
+    return StrictParser(prog=PROG, usage=f"{PROG} COMMAND [options]", epilog=EXIT_CODES,
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description="Train, evaluate and label the clip quality classifier.\n\n"
+                                    f"commands (COMMAND --help for its options):\n{commands}")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
-        print("usage: python -m classifiers <command> [options]\n\ncommands:")
-        for name, (_, help_text) in COMMANDS.items():
-            print(f"  {name:<12} {help_text}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    if not argv:
+        listing().print_help(sys.stderr)
+        return USAGE
+    if argv[0] in ("-h", "--help"):
+        listing().print_help()
+        return 0
+    if argv[0] not in COMMANDS:
+        return fail(PROG, unknown_flag_message(argv[0], ["--help", *COMMANDS]).replace("argument", "command", 1))
     try:
         if argv[0] == "features":
             return features_main(argv[1:])
         return importlib.import_module(COMMANDS[argv[0]][0]).main(argv[1:]) or 0
     except user_errors() as exc:
-        print(f"python -m classifiers {argv[0]}: error: {exc}", file=sys.stderr)
-        return 2
+        print(f"{PROG} {argv[0]}: error: {exc}", file=sys.stderr)
+        return USAGE
+    except KeyboardInterrupt:
+        print(f"interrupted ({argv[0]})", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

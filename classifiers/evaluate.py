@@ -36,6 +36,7 @@ from classifiers.dataset import (
 )
 from classifiers.labels import LabelPolicy
 from classifiers.metrics import binary_report, format_report, to_json
+from schemas.cli import StrictParser
 from schemas.figures import encode_image, figure_png, img_tag, subplots
 
 WORST = 8  # mistakes shown per side
@@ -196,7 +197,10 @@ def roc_auc_shortfall(report: dict, minimum: float) -> str | None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m classifiers evaluate", description=__doc__.split("\n")[0])
+    parser = StrictParser(prog="python -m classifiers evaluate", epilog="See docs/classifier.md.",
+                          description="Score held-out labelled clips with a model directory; print and write the "
+                                      "training metrics and an HTML report (ROC and PR curves, score histograms, "
+                                      "the worst mistakes).")
     add_arguments(parser)
     a = parser.parse_args(argv)
     if a.min_roc_auc is not None and not 0.0 <= a.min_roc_auc <= 1.0:

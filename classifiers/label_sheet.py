@@ -35,6 +35,7 @@ from PIL import Image
 
 from classifiers.clip_source import iter_samples
 from schemas import Clip
+from schemas.cli import StrictParser
 from schemas.clip_codec import decode_clip
 from schemas.figures import encode_image
 
@@ -168,7 +169,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m classifiers label-sheet", description=__doc__.split("\n")[0])
+    parser = StrictParser(prog="python -m classifiers label-sheet", epilog="See docs/classifier.md.",
+                          description="Write a self-contained HTML page for hand-labelling a stratified sample of "
+                                      "clips (keys 1-5 score a clip, \"Save labels\" downloads a label CSV).")
     add_arguments(parser)
     a = parser.parse_args(argv)
     build_sheet(SheetConfig(a.clips, a.out, a.n, a.per_video, a.seed, a.model, labeller=a.labeller))

@@ -27,6 +27,7 @@ from classifiers.dataset import LabelCoverageError, LabelledClips, load_labelled
 from classifiers.labels import LabelPolicy
 from classifiers.metrics import DecisionRule, binary_report, format_report, to_json, video_mean_scores
 from classifiers.models import FAMILIES, ClipModel, make_model
+from schemas.cli import StrictParser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -194,7 +195,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m classifiers train", description=__doc__.split("\n")[0])
+    parser = StrictParser(prog="python -m classifiers train", epilog="See docs/classifier.md.",
+                          description="Cross-validate a quality classifier grouped by video, pick the threshold "
+                                      "that reaches a target precision, and write the final model, fitted on every "
+                                      "labelled clip, as a model directory.")
     add_arguments(parser)
     args = parser.parse_args(argv)
     try:
