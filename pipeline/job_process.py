@@ -76,10 +76,12 @@ def _watch_parent(parent: int) -> None:
 
 
 def _main(spec_path: str, verdict_path: str) -> int:
-    from pipeline import run
+    from pipeline import run, run_log
 
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO, format=run_log.FILE_FORMAT)
+    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    relay.addFilter(run_log.WorkerLogFilter())  # the workers' lines as their messages, not gRPC blobs
     config, beam_args, workers, in_process = pickle.loads(Path(spec_path).read_bytes())
     options = run.local_options(beam_args, workers, in_process)
     try:

@@ -128,4 +128,6 @@ def load_rules(path: str | Path | None = None) -> KeywordRules:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise ValueError(f"{path}: not valid YAML ({exc})") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: cannot be read as a YAML text file ({exc})") from None
     return KeywordRules.from_mapping(data, str(path))

@@ -189,8 +189,12 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
         site = site_for_job(options.build(SiteAccessConfig, ns), beam_args, launch.workers, launch.in_process)
     except CredentialsError as exc:
         parser.error(str(exc))
+    try:
+        longest_s = longest_video_s(search)
+    except ValueError as exc:  # the keywords file: its own line at launch, not a traceback
+        parser.error(f"--keywords {search.keywords_path}: {exc}")
     download = dataclasses.replace(download, download_dir=download_dir, site=site,
-                                   max_duration_s=longest_video_s(search), isolate_probe=segment.isolate)
+                                   max_duration_s=longest_s, isolate_probe=segment.isolate)
     config = RunConfig(output_dir=output, search=dataclasses.replace(search, site=site), download=download,
                        segment=segment, quality=options.build(QualityConfig, ns),
                        shards=shards.ShardConfig(output, int(launch.shard_size_mb * 1024 * 1024)),
@@ -374,15 +378,15 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     failed = preflight.first_failure(checks)
     if failed is not None:
         return fail(PROG, failed.detail)
-    if not launch.quiet:
-        for check in checks:
-            if check.status == "warn":
-                print(f"warning: {check.detail}", file=sys.stderr)
     inputs = run_inputs.describe(config, catalogs)
     try:
         state = run_inputs.check(config.output_dir, inputs, launch.overwrite)
     except run_inputs.OutputInUse as exc:
         return fail(PROG, str(exc))
+    if not launch.quiet:
+        for check in checks:
+            if check.status == "warn":
+                print(f"warning: {check.detail}", file=sys.stderr)
     dry_run = beam_options.view_as(TestOptions).dry_run
     if dry_run and runner is not None:  # a local dry run: checks and the graph, nothing run or written
         p = beam.Pipeline(runner=runner, options=beam_options)

@@ -15,7 +15,7 @@ import sys
 import tempfile
 
 CONSOLE_LEVELS = ("debug", "info", "warning", "error")
-_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 class WorkerLogFilter(logging.Filter):
@@ -69,7 +69,7 @@ def open_file(path: str) -> logging.Handler:
     os.makedirs(os.path.dirname(path), exist_ok=True)
     handler = logging.FileHandler(path, encoding="utf-8")
     handler.setLevel(logging.INFO)
-    handler.setFormatter(logging.Formatter(_FORMAT))
+    handler.setFormatter(logging.Formatter(FILE_FORMAT))
     logging.getLogger().addHandler(handler)
     return handler
 
