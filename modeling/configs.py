@@ -82,7 +82,7 @@ class LAMConfig:
     # What makes the action necessary (lam.py's docstring). 0 in the next two: the paper's linear patch layers
     # (what checkpoints written before these fields hold; modeling.checkpoint loads them so).
     stem_channels: int = 32  # conv stem over [x_t, x_t - x_{t-1}] before both ST transformers (first conv width)
-    head_channels: int = 64  # conv pixel head, coarsest scale's width (halved per scale, >= 16): x_t + delta
+    head_channels: int = 64  # conv pixel head, coarsest scale's width (halved per scale, >= 8): x_t + delta
     kmeans_bank: int = 4096  # latest training latents kept for k-means codebook init and dead-code re-seeding
     vq_warmup_steps: int = 200  # training forwards with the continuous latent before k-means sets the codebook
     check_every: int = 100  # training steps between action-necessity checks (modeling.lam_check); 0: none
@@ -275,7 +275,7 @@ def _coinrun_cpu() -> GenieConfig:
                                   dec_heads=4),
         lam=LAMConfig(frame_height=64, frame_width=64, num_frames=8, patch_size=16, num_actions=6, latent_dim=32,
                       enc_layers=2, enc_dim=64, enc_heads=4, dec_layers=2, dec_dim=64, dec_heads=4,
-                      stem_channels=16, head_channels=64, vq_warmup_steps=100, check_every=50),
+                      stem_channels=16, head_channels=32, vq_warmup_steps=100, check_every=50),
         dynamics=DynamicsConfig(num_frames=8, layers=2, dim=128, heads=4),
         train_tokenizer=train,
         train_lam_dynamics=dataclasses.replace(train),

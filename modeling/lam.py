@@ -104,19 +104,23 @@ def with_change(video: torch.Tensor) -> torch.Tensor:
 class ConvStem(nn.Module):
     """Frames with their change (B, T, 6, H, W) -> one token per patch (B, T, h*w, dim).
 
-    Up to two stride-2 convs (channels doubling), then a conv whose kernel and stride cover the rest of the patch;
-    frames are zero-padded to a multiple of the patch as ``patchify`` does, so the token grid is the same.
+    Up to two stride-2 4x4 convs (the first straight from the 6 input channels: a full-resolution conv cost 3x the
+    rest on CPU), channels doubling, then a conv whose kernel and stride cover the rest of the patch (an odd patch:
+    a 3x3 conv first). Frames are zero-padded to a multiple of the patch as ``patchify`` does: same token grid.
     """
 
     def __init__(self, patch: int, channels: int, dim: int, in_channels: int = 6):
         super().__init__()
         self.patch = patch
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.GELU()]
-        rest, width = patch, channels
-        while rest % 2 == 0 and len(layers) < 6:
-            layers += [nn.Conv2d(width, 2 * width, 4, stride=2, padding=1), nn.GELU()]
-            rest, width = rest // 2, 2 * width
-        layers.append(nn.Conv2d(width, dim, rest, stride=rest))
+        layers: list[nn.Module] = []
+        rest, width_in, width = patch, in_channels, channels
+        while rest % 2 == 0 and len(layers) < 4:
+            layers += [nn.Conv2d(width_in, width, 4, stride=2, padding=1), nn.GELU()]
+            rest, width_in, width = rest // 2, width, 2 * width
+        if not layers:
+            layers = [nn.Conv2d(in_channels, channels, 3, padding=1), nn.GELU()]
+            width_in = channels
+        layers.append(nn.Conv2d(width_in, dim, rest, stride=rest))
         self.net = nn.Sequential(*layers)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
@@ -138,7 +142,7 @@ class PixelHead(nn.Module):
         super().__init__()
         self.grid, self.patch = grid, patch
         self.stages = max(1, math.ceil(math.log2(patch)))
-        widths = [max(16, channels >> i) for i in range(self.stages)]
+        widths = [max(8, channels >> i) for i in range(self.stages)]
         self.convs = nn.ModuleList(nn.Conv2d(c_in + 6, c, 3, padding=1)
                                    for c_in, c in zip([dim, *widths[:-1]], widths, strict=True))
         self.films = nn.ModuleList(nn.Linear(latent_dim, 2 * c) for c in widths)
