@@ -18,26 +18,18 @@ import os
 import shutil
 import socket
 import sys
-import uuid
 from collections.abc import Sequence
 from urllib.parse import urlsplit
 
-from pipeline import options, storage
+from pipeline import options, preflight
 from pipeline.credentials import CredentialsError, check_cookies, read_proxies
 from pipeline.options import option
+from pipeline.preflight import Check
+from schemas import clip_format
+from schemas.cli import StrictParser
 
 DEFAULT_MAX_YTDLP_AGE_DAYS = 90
 JS_RUNTIMES = ("deno", "node", "bun")  # yt-dlp's order of preference
-
-
-@dataclasses.dataclass(frozen=True)
-class Check:
-    name: str
-    status: str  # ok | warn | FAIL
-    detail: str
-
-    def line(self) -> str:
-        return f"{self.status:<5} {self.name}: {self.detail}"
 
 
 def ytdlp_release_age(version: str, today: datetime.date) -> int | None:
@@ -121,16 +113,6 @@ def check_proxies(proxies: list[str], timeout_s: float = 5.0) -> Check:
     return Check("proxies", "ok", f"all {len(proxies)} reachable")
 
 
-def check_output(output: str) -> Check:
-    probe = f"{output.rstrip('/')}/.doctor-{uuid.uuid4().hex[:12]}"
-    try:
-        storage.write_bytes(probe, b"ok\n")
-        storage.delete_quietly(probe)
-    except Exception as exc:  # noqa: BLE001 - any filesystem's refusal is the answer
-        return Check("output", "FAIL", f"cannot write to {output}: {type(exc).__name__}: {exc}")
-    return Check("output", "ok", f"{output} is writable")
-
-
 @dataclasses.dataclass(frozen=True)
 class DoctorConfig:
     """What to check besides the machine: the run's credentials, JS runtime and output, as the run names them."""
@@ -146,6 +128,13 @@ class DoctorConfig:
                                                 help="the run's --remote-components")
     max_ytdlp_age_days: int = option("--max-ytdlp-age-days", type=int, default=DEFAULT_MAX_YTDLP_AGE_DAYS,
                                      help="oldest acceptable yt-dlp release (default %(default)d days)")
+    catalogs: tuple[str, ...] = option("--catalog", action="append", default=(), flag_default=None,
+                                       to_field=lambda paths, _: tuple(paths or ()),
+                                       help="the run's catalog(s): readable, rows counted, bad rows named")
+    keywords: str | None = option("--keywords", default=None, help="the run's keywords file")
+    classifier: str | None = option("--classifier", default=None,
+                                    help="the run's classifier: loads, and was trained on 160x90 clips at 10 FPS "
+                                         "(the run itself checks its own --clip-size/--clip-fps)")
 
 
 def run_checks(config: DoctorConfig) -> list[Check]:
@@ -161,12 +150,21 @@ def run_checks(config: DoctorConfig) -> list[Check]:
         except CredentialsError as exc:
             checks.append(Check("proxies", "FAIL", str(exc)))
     if config.output:
-        checks.append(check_output(config.output))
+        checks.append(preflight.check_writable_dir(config.output, "--output"))
+    checks += [preflight.check_catalog(path)[0] for path in config.catalogs]
+    if config.keywords or config.catalogs:
+        checks.append(preflight.check_keywords(config.keywords))
+    if config.classifier:
+        checks.append(preflight.check_classifier(config.classifier, clip_format.CLIP_WIDTH,
+                                                 clip_format.CLIP_HEIGHT, clip_format.CLIP_FPS))
     return checks
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m pipeline doctor", description=__doc__.split("\n\n")[0])
+    parser = StrictParser(prog="python -m pipeline doctor",
+                          description="Check what a run needs before it starts paying for workers: yt-dlp's age, "
+                                      "a JavaScript runtime, ffmpeg, and the run's credentials, output, catalogs, "
+                                      "keywords and classifier (the same checks `run` makes at launch).")
     options.add_options(parser, DoctorConfig)
     return parser
 

@@ -55,10 +55,18 @@ class StrictParser(argparse.ArgumentParser):
         super().__init__(*args, **kwargs)
 
     def error(self, message: str):
+        # argparse reports missing required flags before leftovers: a misspelt required flag ("--lables") is
+        # both, and the misspelling is the one to name
+        unknown = [a for a in getattr(self, "_given", []) if a.startswith("--")
+                   and a.split("=", 1)[0] not in option_strings(self)]
+        if message.startswith("the following arguments are required") and unknown:
+            message = unknown_flag_message(unknown[0], option_strings(self))
         self.exit(USAGE, f"error: {message} (see {self.prog} --help)\n")
 
     def parse_args(self, args: Sequence[str] | None = None, namespace=None):
-        ns, rest = self.parse_known_args(list(sys.argv[1:] if args is None else args), namespace)
+        args = list(sys.argv[1:] if args is None else args)
+        self._given = args
+        ns, rest = self.parse_known_args(args, namespace)
         if rest:
             self.error(unknown_flag_message(rest[0], option_strings(self)))
         return ns

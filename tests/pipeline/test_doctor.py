@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime
 import time
 
-from pipeline import doctor
+from pipeline import doctor, preflight
 from pipeline.__main__ import main as pipeline_main
 from tests.fault_server import FaultServer
 
@@ -47,10 +47,23 @@ def test_proxies_reachable_and_output_writable(tmp_path):
         mixed = doctor.check_proxies([live.url(""), dead], timeout_s=2.0)
         assert mixed.status == "warn" and "1 of 2 reachable; not: #2" in mixed.detail
     assert doctor.check_proxies([dead], timeout_s=2.0).status == "FAIL"
-    assert doctor.check_output(str(tmp_path / "out")).status == "ok" and not list((tmp_path / "out").iterdir())
+    assert preflight.check_writable_dir(str(tmp_path / "out"), "--output").status == "ok"
+    assert not (tmp_path / "out").exists()  # checked, not created
     (tmp_path / "file").write_text("x")
-    blocked = doctor.check_output(str(tmp_path / "file" / "out"))  # a path under a regular file
-    assert blocked.status == "FAIL" and "cannot write" in blocked.detail
+    blocked = preflight.check_writable_dir(str(tmp_path / "file" / "out"), "--output")  # under a regular file
+    assert blocked.status == "FAIL" and "cannot be created" in blocked.detail
+
+
+def test_doctor_reports_the_runs_own_preflight_checks(tmp_path, capsys):
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text('{"id": "a", "url": "a.mp4"}\nnot json\n')
+    args = ["doctor", "--catalog", str(catalog), "--catalog", str(tmp_path / "missing.jsonl"),
+            "--max-ytdlp-age-days", "100000"]
+    assert pipeline_main(args) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert any(line.startswith("warn  catalog:") and "line 2: not valid JSON" in line for line in lines), lines
+    assert any(line.startswith("FAIL  catalog:") and "missing.jsonl" in line for line in lines), lines
+    assert any(line.startswith("ok    keywords:") for line in lines), lines
 
 
 def test_doctor_prints_one_line_per_check_and_fails_on_any_failure(tmp_path, capsys):
