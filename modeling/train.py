@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 
+from modeling import lam_check
 from modeling.checkpoint import (
     PHASE_DYNAMICS,
     PHASE_LAM,
@@ -530,6 +531,8 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
                                  for k, v in sorted(metrics.items())))
             if ddp.is_main and phase != PHASE_DYNAMICS and (step % tcfg.image_every == 0 or step == stop):
                 _log_images(writer, out, phase, objective, result, result["video"], step)
+            if ddp.is_main:  # every lam.check_every steps: does the LAM's decoder need its code (lam_check.py)
+                lam_check.after_step(objective, result, inputs, step, out, log)
             if step % tcfg.ckpt_every == 0 or step == stop:
                 checkpoint()
     except KeyboardInterrupt:
