@@ -9,10 +9,10 @@ bury the line numbers the person needs.
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
+from schemas import cli
 from schemas.cli import USAGE, StrictParser, fail, unknown_flag_message
 
 PROG = "python -m classifiers"
@@ -70,11 +70,8 @@ def user_errors() -> tuple[type[Exception], ...]:
 
 def listing() -> StrictParser:
     """The top-level parser: only its ``--help`` is used, the listing of every command."""
-    commands = "\n".join(f"  {name:<14}{help_text}" for name, (_, help_text) in COMMANDS.items())
-    return StrictParser(prog=PROG, usage=f"{PROG} COMMAND [options]", epilog=EXIT_CODES,
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="Train, evaluate and label the clip quality classifier.\n\n"
-                                    f"commands (COMMAND --help for its options):\n{commands}")
+    return cli.listing(PROG, "Train, evaluate and label the clip quality classifier.",
+                       {name: text for name, (_, text) in COMMANDS.items()}, EXIT_CODES)
 
 
 def main(argv: list[str] | None = None) -> int:

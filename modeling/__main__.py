@@ -26,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from modeling.configs import PRESETS
+from schemas import cli
 from schemas.cli import USAGE, StrictParser, UsageError, fail, unknown_flag_message
 from schemas.shard_source import ShardError
 
@@ -59,11 +60,8 @@ def positive(text: str) -> int:
 
 def listing() -> StrictParser:
     """The top-level parser: only its ``--help`` is used, the listing of every command."""
-    commands = "\n".join(f"  {name:<16}{description}" for name, (_, description) in COMMANDS.items())
-    return StrictParser(prog=PROG, usage=f"{PROG} COMMAND [options]", epilog=EXIT_CODES,
-                        formatter_class=argparse.RawDescriptionHelpFormatter,
-                        description="The Genie model stack: train its models, then generate, play and evaluate.\n\n"
-                                    f"commands (COMMAND --help for its options):\n{commands}")
+    return cli.listing(PROG, "The Genie model stack: train its models, then generate, play and evaluate.",
+                       {name: text for name, (_, text) in COMMANDS.items()}, EXIT_CODES)
 
 
 def train_parser() -> StrictParser:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import sys
 
-from schemas.cli import fail, unknown_flag_message
+from schemas.cli import fail, listing, unknown_flag_message
 
 COMMANDS = {
     "demo-corpus": ("pipeline.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
@@ -23,10 +23,12 @@ def main(argv: list[str] | None = None) -> int:
         message = unknown_flag_message(argv[0], COMMANDS).replace("argument", "command")
         return fail("python -m pipeline", message)
     if not argv or argv[0] in ("-h", "--help"):
-        print("usage: python -m pipeline <command> [options]\n\ncommands:")
-        for name, (_, help_text) in COMMANDS.items():
-            print(f"  {name:<16} {help_text}")
-        return 0 if argv and argv[0] in ("-h", "--help") else 2
+        parser = listing("python -m pipeline", "Build the dataset and the tools around it.",
+                         {name: text for name, (_, text) in COMMANDS.items()},
+                         "Exit codes: 0 done, 1 failed, 2 usage error, 65/66/75 see `run --help`, 130/143 "
+                         "interrupted.")
+        parser.print_help(sys.stdout if argv else sys.stderr)
+        return 0 if argv else 2
     import importlib
 
     module = importlib.import_module(COMMANDS[argv[0]][0])

@@ -14,7 +14,6 @@ Exit status: 0 when the conservation law held, 1 when it was violated or is unkn
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
@@ -23,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from pipeline import audit, audit_stage, manifest, partitioned, report, storage
 from schemas import Outcome, from_table, reasons
+from schemas.cli import StrictParser
 
 
 def stream_outcomes(output_dir: str):
@@ -73,7 +73,7 @@ def _births_from_outcomes(agg: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline audit", description=__doc__.split("\n\n")[0])
+    parser = StrictParser(prog="python -m pipeline audit", description=__doc__.split("\n\n")[0])
     parser.add_argument("output", help="a run's output directory or gs:// prefix")
     parser.add_argument("--thumbnails-per-group", type=int, default=report.SAMPLES_PER_GROUP,
                         help="clips shown per (outcome, reason) group in the report (default %(default)s)")

@@ -41,3 +41,16 @@ def unknown_args(args: list[str]) -> list[str]:
     ``BeamFlagError`` for a Beam flag with a bad value."""
     _, unknown = _beam_parser().parse_known_args(args)
     return unknown
+
+
+def refuse_unknown(parser: argparse.ArgumentParser, beam_args: list[str]) -> None:
+    """``parser.error`` (exit 2, one line) for the first of ``beam_args`` that Beam does not know either,
+    suggesting the closest flag of ``parser``'s or Beam's."""
+    from schemas.cli import option_strings, unknown_flag_message
+
+    try:
+        unknown = unknown_args(beam_args)
+    except BeamFlagError as exc:
+        parser.error(str(exc))
+    if unknown:
+        parser.error(unknown_flag_message(unknown[0], option_strings(parser) + known_flags()))

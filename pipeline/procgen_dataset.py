@@ -45,11 +45,12 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import manifest, options, shards, storage
+from pipeline import beam_flags, manifest, options, shards, storage
 from pipeline.cli_types import integer
 from pipeline.demo_corpus.games import NUM_ACTIONS, RENDER_SIZE, StickyPolicy
 from pipeline.options import derived, option
 from schemas import Clip, clip_format, ids
+from schemas.cli import StrictParser
 from schemas.clip_codec import encode_clip
 
 NATIVE_SIZE = 64  # Procgen's observation is 64x64 RGB
@@ -308,7 +309,7 @@ class LaunchOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = StrictParser(
         prog="python -m pipeline procgen-dataset", description=__doc__.split("\n\n")[0],
         epilog="Any other flag is passed to Beam (e.g. --runner DataflowRunner ...). See docs/pipeline.md.")
     options.add_options(parser, ProcgenDatasetConfig)
@@ -321,6 +322,7 @@ def parse(argv: list[str]) -> tuple[ProcgenDatasetConfig, LaunchOptions, list[st
 
     parser = build_parser()
     ns, beam_args = parser.parse_known_args(argv)
+    beam_flags.refuse_unknown(parser, beam_args)
     config = options.build(ProcgenDatasetConfig, ns)
     out = config.out.rstrip("/")
     config = dataclasses.replace(config, out=out if "://" in out else os.path.abspath(out))

@@ -71,7 +71,7 @@ from pipeline.segment import Segment, SegmentConfig
 from pipeline.site_access import CredentialsError, SiteAccessConfig, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import clip_format, reasons
-from schemas.cli import StrictParser, fail, option_strings, unknown_flag_message
+from schemas.cli import StrictParser, fail
 
 log = logging.getLogger("pipeline.run")
 PROG = "python -m pipeline run"
@@ -157,12 +157,7 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
     download."""
     parser = build_parser()
     ns, beam_args = parser.parse_known_args(argv)
-    try:
-        unknown = beam_flags.unknown_args(beam_args)
-    except beam_flags.BeamFlagError as exc:
-        parser.error(str(exc))
-    if unknown:
-        parser.error(unknown_flag_message(unknown[0], option_strings(parser) + beam_flags.known_flags()))
+    beam_flags.refuse_unknown(parser, beam_args)
     launch = options.build(LaunchOptions, ns)
     if launch.shard_size_mb <= 0:
         parser.error(f"--shard-size-mb must be > 0, got {launch.shard_size_mb}")

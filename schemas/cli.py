@@ -63,13 +63,25 @@ class StrictParser(argparse.ArgumentParser):
             message = unknown_flag_message(unknown[0], option_strings(self))
         self.exit(USAGE, f"error: {message} (see {self.prog} --help)\n")
 
+    def parse_known_args(self, args: Sequence[str] | None = None, namespace=None):
+        self._given = list(sys.argv[1:] if args is None else args)
+        return super().parse_known_args(self._given, namespace)
+
     def parse_args(self, args: Sequence[str] | None = None, namespace=None):
-        args = list(sys.argv[1:] if args is None else args)
-        self._given = args
         ns, rest = self.parse_known_args(args, namespace)
         if rest:
             self.error(unknown_flag_message(rest[0], option_strings(self)))
         return ns
+
+
+def listing(prog: str, description: str, commands: dict[str, str], epilog: str | None = None) -> StrictParser:
+    """A package's top-level parser, used for its ``--help``: ``description`` then every command with its
+    one-line description (``commands``: name -> description)."""
+    width = max(map(len, commands)) + 2
+    rows = "\n".join(f"  {name:<{width}}{text}" for name, text in commands.items())
+    return StrictParser(prog=prog, usage=f"{prog} COMMAND [options]", epilog=epilog,
+                        formatter_class=argparse.RawDescriptionHelpFormatter,
+                        description=f"{description}\n\ncommands (COMMAND --help for its options):\n{rows}")
 
 
 def fail(prog: str, message: str) -> int:

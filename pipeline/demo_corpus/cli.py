@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import os
 import time
 
 from pipeline.demo_corpus import build, spec
+from schemas.cli import StrictParser
 
 
 @dataclasses.dataclass(frozen=True)
@@ -21,7 +21,7 @@ class CorpusConfig:
 
 
 def parse_args(argv: list[str]) -> CorpusConfig:
-    parser = argparse.ArgumentParser(
+    parser = StrictParser(
         prog="python -m pipeline demo-corpus",
         description="Render the built-in demo corpus: Procgen platformer gameplay and low-quality kinds as "
                     "640x360 30 fps H.264 videos, with per-step action sidecars, a catalog and stand-in "

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from pipeline import exit_status
-from pipeline.exit_status import DEFERRED, NO_INPUT, OK
+from pipeline.exit_status import DEFERRED, EMPTY, NO_INPUT, OK
 
 
-def stats(candidates=3, search_failures=0, by_reason=None, reason_counts=None) -> dict:
+def stats(candidates=3, search_failures=0, by_reason=None, reason_counts=None, kept=2) -> dict:
     """The keys of stats.json that exit_status reads, shaped as pipeline.audit.compute_stats writes them."""
     return {"videos": {"candidates": candidates},
             "search_failures": {"count": search_failures, "by_reason": by_reason or {}},
-            "clips": {"cut": 0}, "reason_counts": reason_counts or {}}
+            "clips": {"cut": kept, "kept": kept}, "reason_counts": reason_counts or {}}
 
 
 def test_a_clean_run_exits_zero():
@@ -46,3 +46,12 @@ def test_no_input_because_everything_was_deferred_is_a_rerun_not_a_dead_end():
     assert code == DEFERRED
     mixed = {"video:search:failed:deferred": 1, "video:search:failed:search_error": 3}
     assert exit_status.exit_status(stats(candidates=0, search_failures=4, reason_counts=mixed))[0] == NO_INPUT
+
+
+def test_a_run_that_kept_no_clip_exits_65_unless_an_empty_dataset_is_allowed():
+    code, message = exit_status.exit_status(stats(kept=0))
+    assert code == EMPTY == 65 and message.startswith("the dataset is empty: no clip was kept (3 candidate")
+    assert exit_status.exit_status(stats(kept=0), allow_empty=True) == (OK, None)
+    # nothing readable and deferred items keep their own codes: they say more than "empty"
+    assert exit_status.exit_status(stats(candidates=0, search_failures=1, by_reason={"search_error": 1},
+                                         reason_counts={"video:search:failed:search_error": 1}, kept=0))[0] == NO_INPUT
