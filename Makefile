@@ -9,7 +9,7 @@ DEMO_DIR ?= demo
 TORCH_VERSION ?= 2.13.0
 PYTEST_ARGS ?=
 
-.PHONY: setup demo demo-corpus demo-model test lint clean system-deps coinrun-cpu bc-cpu
+.PHONY: setup demo demo-corpus demo-model test lint clean system-deps coinrun-cpu bc-cpu lam-cpu
 
 setup: $(STAMP)
 
@@ -73,6 +73,15 @@ BC_DIR ?= runs/bc-cpu
 BC_ARGS ?=
 bc-cpu: setup
 	$(PY) benchmarks/bc_cpu.py --out $(BC_DIR) $(BC_ARGS)
+
+# Latent actions that carry the action (issue 27) on 2 CPU cores within LAM_BUDGET_MIN minutes: CoinRun data with
+# held (sticky) and per-step random actions, a LAM trained on each from frames only, lam_probe (NMI, codes, the
+# decoder's action gap, the supervised ceiling); report in $(LAM_DIR)/report.md. LAM_ARGS=--smoke: harness check.
+LAM_BUDGET_MIN ?= 30
+LAM_DIR ?= runs/lam-cpu
+LAM_ARGS ?=
+lam-cpu: setup
+	$(PY) benchmarks/lam_cpu.py --out $(LAM_DIR) --budget-min $(LAM_BUDGET_MIN) $(LAM_ARGS)
 
 test: setup system-deps
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,60 +1,205 @@
 """Does a trained LAM's code say which action was taken? Its codes against the true actions of labelled shards.
 
     python benchmarks/lam_probe.py --lam runs/bc-cpu/lam --shards runs/bc-cpu/expert-easy
-    python benchmarks/lam_probe.py --lam runs/coinrun-cpu/genie --shards runs/coinrun-cpu/data/holdout
+    python benchmarks/lam_probe.py --lam runs/lam-cpu/sticky/lam --shards runs/lam-cpu/data/sticky/holdout \
+        --ceiling-train runs/lam-cpu/data/sticky/train --json out.json
 
 The LAM labels every transition of every video in ``--shards`` from frames alone (``infer_clip_actions``), then
 the labels are compared with the true actions kept in the shards (procgen-dataset and bc expert shards keep
 them): codes used, normalised mutual information, and many-to-one accuracy (each code read as the true action
 it most often goes with) against the majority-action baseline. CoinRun's 15 Procgen actions are also folded
 into the 6 it distinguishes (left, left+jump, no-op, jump, right, right+jump; down and the letter keys do
-nothing there), the classes a LAM could possibly tell apart. Prints a table; the numbers in docs/modeling.md.
+nothing there), the classes a LAM could possibly tell apart.
+
+Also, on up to 64 windows of the same videos, the action-necessity check (``modeling.lam_check``): the LAM
+decoder's PSNR with its inferred code, the best constant code and the true action's code, and the gaps in dB.
+
+``--ceiling-train SHARDS`` adds the supervised ceiling: an inverse-dynamics classifier with the LAM's own
+encoder (same inputs: the T-frame windows, stem and ST transformer, the action token's output through a linear
+layer to CoinRun's 6 classes) trained with the true actions of SHARDS for the LAM's budget (its steps and batch,
+unless ``--ceiling-steps`` / ``--ceiling-batch``), then probed like the LAM; the table gives the LAM's NMI as a
+share of the ceiling's. Prints a table; ``--json`` writes the numbers. Recorded figures: docs/measurements/.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
 import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
 
 from modeling.bc.transitions import read_episodes
-from modeling.checkpoint import load_lam
+from modeling.checkpoint import load_checkpoint, load_lam
+from modeling.configs import LAMConfig
+from modeling.data import LoaderConfig, clip_windows, to_float_video
+from modeling.lam import LatentActionModel
+from modeling.lam_check import action_necessity
+from schemas import shard_source
 
 # Procgen's 15 buttons -> CoinRun's 6 distinct effects.
 COINRUN_CLASSES = np.array([0, 0, 1, 2, 2, 3, 4, 4, 5, 2, 2, 2, 2, 2, 2])
+CHECK_WINDOWS = 64
 
 
 def scores(codes: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     from sklearn.metrics import normalized_mutual_info_score
 
     many_to_one = sum(np.bincount(truth[codes == c]).max() for c in np.unique(codes)) / len(codes)
-    return {"codes": len(np.unique(codes)), "nmi": normalized_mutual_info_score(truth, codes),
-            "many_to_one": many_to_one, "majority": np.bincount(truth).max() / len(truth)}
+    return {"codes": len(np.unique(codes)), "nmi": float(normalized_mutual_info_score(truth, codes)),
+            "many_to_one": float(many_to_one), "majority": float(np.bincount(truth).max() / len(truth))}
+
+
+class InverseDynamics(nn.Module):
+    """The supervised ceiling: a LAM encoder (same config, same inputs) whose action token is classified."""
+
+    def __init__(self, cfg: LAMConfig, num_classes: int):
+        super().__init__()
+        self.lam = LatentActionModel(cfg)
+        for name in ("dec_stem", "dec_in", "dec_pos", "action_in", "decoder", "pixel_head", "to_pixels", "vq",
+                     "to_latent", "latent_norm"):
+            if hasattr(self.lam, name):
+                delattr(self.lam, name)  # the encoder alone
+        self.head = nn.Linear(cfg.enc_dim, num_classes)
+
+    def forward(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, T, 3, H, W) -> logits (B, T-1, classes)."""
+        return self.head(self.lam.action_features(video))
+
+    @torch.no_grad()
+    def infer_clip_actions(self, video: torch.Tensor) -> torch.Tensor:
+        """As ``LatentActionModel.infer_clip_actions``: windows of T frames sharing one frame."""
+        length, window, parts, start = video.shape[1], self.lam.cfg.num_frames, [], 0
+        while start < length - 1:
+            parts.append(self(video[:, start:start + window]).argmax(-1))
+            start += window - 1
+        return torch.cat(parts, 1)
+
+
+def train_ceiling(cfg: LAMConfig, shards: str, steps: int, batch: int, log=print) -> InverseDynamics:
+    """The inverse-dynamics classifier trained on the true actions (CoinRun's 6 classes) of ``shards``."""
+    torch.manual_seed(0)
+    model = InverseDynamics(cfg, int(COINRUN_CLASSES.max()) + 1)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
+    classes = torch.from_numpy(COINRUN_CLASSES)
+    loader = clip_windows(shard_source.resolve(shards), LoaderConfig(
+        window=cfg.num_frames, batch_size=batch, shuffle=True, resampled=True, seed=0, shuffle_buffer=64,
+        drop_last=True), frame_size=(cfg.frame_height, cfg.frame_width))
+    started = time.perf_counter()
+    for step, data in zip(range(steps), loader, strict=False):
+        for group in optimizer.param_groups:  # warm-up, then cosine to 10%, as the LAM's schedule
+            warm = min(1.0, (step + 1) / max(1, min(50, steps // 10)))
+            group["lr"] = 1e-3 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        truth = classes[data["actions"][:, :-1].clamp(min=0)]
+        loss = F.cross_entropy(model(to_float_video(data["video"])).flatten(0, 1), truth.flatten())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        if (step + 1) % max(1, steps // 10) == 0:
+            log(f"ceiling step {step + 1}/{steps} loss {float(loss.detach()):.3f} ({time.perf_counter() - started:.0f} s)")
+    return model.eval()
+
+
+def label(model, episodes) -> tuple[np.ndarray, np.ndarray]:
+    codes, truth = [], []
+    for episode in episodes:
+        video = torch.from_numpy(episode.frames).permute(0, 3, 1, 2).float().div_(255.0)[None]
+        codes.append(model.infer_clip_actions(video)[0].numpy())
+        truth.append(episode.actions[:len(episode.frames) - 1])
+    return np.concatenate(codes), np.concatenate(truth)
+
+
+def check_batch(episodes, window: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Up to CHECK_WINDOWS windows of ``window`` frames, spread evenly over the episodes' frames."""
+    spans = [(i, s) for i, e in enumerate(episodes) for s in range(0, len(e.frames) - window + 1, window)]
+    picks = [spans[j] for j in np.linspace(0, len(spans) - 1, min(CHECK_WINDOWS, len(spans))).astype(int)]
+    video = np.stack([episodes[i].frames[s:s + window] for i, s in picks])
+    actions = np.stack([episodes[i].actions[s:s + window] for i, s in picks])
+    return to_float_video(torch.from_numpy(video)), torch.from_numpy(actions)
+
+
+def lam_budget(run: str) -> tuple[int, int]:
+    """(steps trained, batch) of a LAM run."""
+    from modeling.checkpoint import read_run_config
+
+    cfg, _, _ = read_run_config(run)
+    return int(load_checkpoint(run)["step"]), cfg.train_lam_dynamics.batch_size
 
 
 @torch.no_grad()
+def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str | None = None,
+          ceiling_steps: int | None = None, ceiling_batch: int | None = None, log=print) -> dict:
+    """Every number of the probe as a dict (what ``--json`` writes)."""
+    lam, cfg = load_lam(lam_run)
+    episodes = read_episodes(shards)[:max_videos]
+    codes, truth = label(lam, episodes)
+    result: dict = {"lam": lam_run, "shards": shards, "transitions": int(len(codes)), "videos": len(episodes),
+                    "num_codes": lam.num_actions,
+                    "lam_15": scores(codes, truth), "lam_6": scores(codes, COINRUN_CLASSES[truth])}
+    result["check"] = action_necessity(lam, *check_batch(episodes, cfg.lam.num_frames))
+    if ceiling_train:
+        steps, batch = lam_budget(lam_run)
+        steps, batch = ceiling_steps or steps, ceiling_batch or batch
+        started = time.perf_counter()
+        with torch.enable_grad():
+            model = train_ceiling(cfg.lam, ceiling_train, steps, batch, log)
+        predicted, truth6 = label(model, episodes)
+        ceiling = scores(predicted, COINRUN_CLASSES[truth6])
+        ceiling["accuracy"] = float((predicted == COINRUN_CLASSES[truth6]).mean())
+        result["ceiling"] = {**ceiling, "steps": steps, "batch": batch,
+                             "seconds": round(time.perf_counter() - started, 1)}
+        result["nmi_share_of_ceiling"] = result["lam_6"]["nmi"] / max(ceiling["nmi"], 1e-9)
+    return result
+
+
+def table(result: dict) -> str:
+    lines = [f"{result['transitions']} transitions of {result['videos']} videos, {result['num_codes']} codes",
+             "| model | true actions | codes used | NMI | many-to-one | majority baseline |",
+             "|---|---|---|---|---|---|"]
+    for name, key in (("LAM", "lam_15"), ("LAM", "lam_6")):
+        s = result[key]
+        classes = "Procgen's 15" if key.endswith("15") else "CoinRun's 6 effects"
+        lines.append(f"| {name} | {classes} | {s['codes']} | {s['nmi']:.3f} | {s['many_to_one']:.3f} | "
+                     f"{s['majority']:.3f} |")
+    if "ceiling" in result:
+        c = result["ceiling"]
+        lines.append(f"| supervised ceiling ({c['steps']} steps x {c['batch']}) | CoinRun's 6 effects | {c['codes']} "
+                     f"| {c['nmi']:.3f} | {c['many_to_one']:.3f} (accuracy {c['accuracy']:.3f}) | "
+                     f"{c['majority']:.3f} |")
+        lines.append(f"\nLAM NMI / ceiling NMI: {result['nmi_share_of_ceiling']:.2f}")
+    c = result["check"]
+    true = f", true action {c['psnr_true']:.2f} dB (gap {c['true_gap_db']:+.2f})" if "psnr_true" in c else ""
+    lines.append(f"\nDecoder PSNR on {CHECK_WINDOWS} windows: inferred code {c['psnr_inferred']:.2f} dB, best "
+                 f"constant {c['psnr_constant']:.2f} dB (gap {c['gap_db']:+.2f}){true}, continuous latent "
+                 f"{c['psnr_continuous']:.2f} dB")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--lam", required=True, help="a run with a LAM (lam, lam-dynamics or dynamics)")
     parser.add_argument("--shards", required=True, help="shards with true actions (a directory with shards/)")
     parser.add_argument("--max-videos", type=int, default=200)
+    parser.add_argument("--ceiling-train", help="shards with true actions to train the supervised ceiling on")
+    parser.add_argument("--ceiling-steps", type=int, help="its steps (default: the LAM run's)")
+    parser.add_argument("--ceiling-batch", type=int, help="its batch (default: the LAM run's)")
+    parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
-    lam, _ = load_lam(args.lam)
-    codes, truth = [], []
-    episodes = read_episodes(args.shards)[:args.max_videos]
-    for episode in episodes:
-        video = torch.from_numpy(episode.frames).permute(0, 3, 1, 2).float().div_(255.0)[None]
-        codes.append(lam.infer_clip_actions(video)[0].numpy())
-        truth.append(episode.actions[:len(episode.frames) - 1])
-    codes, truth = np.concatenate(codes), np.concatenate(truth)
-    print(f"{len(codes)} transitions of {len(episodes)} videos, "
-          f"{lam.num_actions} codes")
-    print("| true actions | codes used | NMI | many-to-one | majority baseline |\n|---|---|---|---|---|")
-    for name, labels in (("Procgen's 15", truth), ("CoinRun's 6 effects", COINRUN_CLASSES[truth])):
-        s = scores(codes, labels)
-        print(f"| {name} | {s['codes']} | {s['nmi']:.3f} | {s['many_to_one']:.3f} | {s['majority']:.3f} |")
+    for flag, path in (("--lam", args.lam), ("--shards", args.shards), ("--ceiling-train", args.ceiling_train)):
+        if path and not Path(path).exists():
+            parser.error(f"{flag} {path} does not exist")
+    result = probe(args.lam, args.shards, args.max_videos, args.ceiling_train, args.ceiling_steps,
+                   args.ceiling_batch)
+    print(table(result))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=1))
     return 0
 
 

@@ -226,7 +226,9 @@ class LatentActionModel(nn.Module):
     def num_actions(self) -> int:
         return self.cfg.num_actions
 
-    def _encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+    def action_features(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, T, 3, H, W) -> the encoder's action-token outputs (B, T-1, enc_dim), one per transition (what
+        the latent action is read from; an inverse-dynamics classifier on the same inputs reads it too)."""
         expected = (3, self.cfg.frame_height, self.cfg.frame_width)
         if video.ndim != 5 or tuple(video.shape[2:]) != expected or video.shape[1] < 2:
             raise ValueError(f"expected video (B, T>=2, {expected[0]}, {expected[1]}, {expected[2]}), "
@@ -237,7 +239,10 @@ class LatentActionModel(nn.Module):
         else:
             x = self.enc_in(patchify(video * 2 - 1, self.cfg.patch_size)) + self.enc_pos
         x = torch.cat([self.action_query.expand(b, t, 1, -1), x], dim=2)
-        latent = self.to_latent(self.encoder(x)[:, 1:, 0])  # outputs at frames 2..T: one per transition
+        return self.encoder(x)[:, 1:, 0]  # outputs at frames 2..T: one per transition
+
+    def _encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        latent = self.to_latent(self.action_features(video))
         if self.latent_norm is not None:
             latent = self.latent_norm(latent.flatten(0, 1)).view(latent.shape).to(latent.dtype)
         out = self.vq(latent)

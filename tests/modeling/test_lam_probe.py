@@ -1,0 +1,51 @@
+"""benchmarks/lam_probe.py: the probe of a trained LAM against true actions, with the action gap and the
+supervised ceiling (an inverse-dynamics classifier with the LAM's encoder), end to end on tiny data."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from modeling.__main__ import main
+from modeling.configs import get_config
+from tests.modeling_helpers import write_tiny_shards
+
+torch.set_num_threads(1)
+PATH = Path(__file__).resolve().parents[2] / "benchmarks" / "lam_probe.py"
+
+
+def load_probe():
+    spec = importlib.util.spec_from_file_location("lam_probe", PATH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_scores_of_a_perfect_and_a_constant_labelling():
+    lam_probe = load_probe()
+    truth = np.array([0, 0, 1, 1, 2, 2])
+    assert lam_probe.scores(truth + 3, truth)["nmi"] == 1.0 and lam_probe.scores(truth + 3, truth)["many_to_one"] == 1
+    flat = lam_probe.scores(np.zeros(6, int), truth)
+    assert flat["nmi"] == 0.0 and flat["codes"] == 1 and flat["many_to_one"] == flat["majority"]
+
+
+def test_the_ceiling_shares_the_lam_encoder_and_the_probe_reports_it(tmp_path):
+    lam_probe = load_probe()
+    cfg = get_config("tiny").lam
+    model = lam_probe.InverseDynamics(cfg, 6)
+    assert not hasattr(model.lam, "decoder") and not hasattr(model.lam, "vq")
+    assert model(torch.rand(2, 4, 3, 90, 160)).shape == (2, 3, 6)
+    assert model.infer_clip_actions(torch.rand(1, 10, 3, 90, 160)).shape == (1, 9)
+
+    write_tiny_shards(tmp_path / "data" / "shards", n_clips=2, frames=16)
+    run = tmp_path / "lam"
+    assert main(["train", "lam", "--shards", str(tmp_path / "data" / "shards"), "--config", "tiny", "--out",
+                 str(run), "--set", "train_lam_dynamics.max_steps=2"]) == 0
+    result = lam_probe.probe(str(run), str(tmp_path / "data"), ceiling_train=str(tmp_path / "data" / "shards"),
+                             log=lambda _: None)
+    assert result["transitions"] == 2 * 15 and result["ceiling"]["steps"] == 2
+    assert {"gap_db", "psnr_true"} <= set(result["check"]) and "nmi_share_of_ceiling" in result
+    assert "supervised ceiling (2 steps" in lam_probe.table(result)
