@@ -86,6 +86,11 @@ class LAMConfig:
     kmeans_bank: int = 4096  # latest training latents kept for k-means codebook init and dead-code re-seeding
     vq_warmup_steps: int = 200  # training forwards with the continuous latent before k-means sets the codebook
     check_every: int = 100  # training steps between action-necessity checks (modeling.lam_check); 0: none
+    # Weak supervision (LAOM), off in every preset: an action head on the latent, trained with the true actions of
+    # this fixed share of transitions (lam.labelled_transitions); lam phase only. Results are reported apart.
+    action_head_fraction: float = 0.0
+    action_head_weight: float = 0.1  # weight of its cross-entropy against the reconstruction MSE (untuned)
+    action_classes: int = 15  # Procgen's 15 actions
 
     def __post_init__(self) -> None:
         if self.vq_warmup_steps and not self.kmeans_bank:

@@ -172,6 +172,15 @@ class PixelHead(nn.Module):
         return (pred + (pred.clamp(0, 1) - pred).detach())[..., :height, :width]
 
 
+def labelled_transitions(starts: torch.Tensor, transitions: int, fraction: float) -> torch.Tensor:
+    """(B, transitions) bool: which transitions of windows starting at clip frames ``starts`` (B,) have a true
+    action for weak supervision. A fixed hash of the transition's frame index in its clip, so the labelled set is
+    the same ~``fraction`` of every clip's transitions all through training (not a fresh draw per batch, which
+    would show the LAM far more labels than the fraction says)."""
+    frame = starts[:, None] + torch.arange(transitions, device=starts.device)[None]
+    return (frame * 2654435761 % 2**32).float() / 2**32 < fraction
+
+
 def legacy_config(cfg: LAMConfig, state: dict[str, Any]) -> LAMConfig:
     """The config that builds the architecture a LAM state dict was saved from: checkpoints written before the
     conv stem, pixel head and latent bank (keys ``enc_in.*``, ``to_pixels.*``, no ``vq.bank``) lack those."""
@@ -217,6 +226,8 @@ class LatentActionModel(nn.Module):
         self.dec_pos = nn.Parameter(torch.randn(h * w, cfg.dec_dim) * 0.02)
         self.action_in = nn.Linear(cfg.latent_dim, cfg.dec_dim)
         self.decoder = STTransformer(cfg.dec_dim, cfg.dec_heads, cfg.dec_layers, cfg.mlp_ratio, causal=True)
+        if cfg.action_head_fraction:  # weak supervision (LAOM): true actions on a fixed share of transitions
+            self.action_head = nn.Linear(cfg.latent_dim, cfg.action_classes)
         if cfg.head_channels:
             self.pixel_head = PixelHead(cfg.dec_dim, cfg.head_channels, cfg.latent_dim, (h, w), p)
         else:
@@ -249,12 +260,18 @@ class LatentActionModel(nn.Module):
         out["latent"] = latent
         return out
 
-    def forward(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
-        """video (B, T, 3, H, W) in [0, 1] -> pred (B, T-1, 3, H, W) of frames 2..T, actions (B, T-1), loss."""
+    def forward(self, video: torch.Tensor, true_actions: torch.Tensor | None = None,
+                starts: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """video (B, T, 3, H, W) in [0, 1] -> pred (B, T-1, 3, H, W) of frames 2..T, actions (B, T-1), loss.
+
+        With ``lam.action_head_fraction > 0`` (weak supervision, never a preset's default), ``true_actions`` (B, T)
+        (``[:, k]`` taken after frame k; -1 unknown) and ``starts`` (B,) (each window's first frame in its clip)
+        add a cross-entropy of the action head on the labelled transitions (``labelled_transitions``).
+        """
         vq = self._encode(video)
         pred = self.decode(video[:, :-1], vq["quantized"])
         recon_loss = F.mse_loss(pred.float(), video[:, 1:].float())
-        return {
+        out = {
             "pred": pred,
             "actions": vq["indices"],
             "loss": recon_loss + vq["loss"],
@@ -263,6 +280,15 @@ class LatentActionModel(nn.Module):
             "perplexity": vq["perplexity"],
             "codes_used": vq["codes_used"],
         }
+        if self.cfg.action_head_fraction and true_actions is not None and starts is not None:
+            truth = true_actions[:, :-1]
+            mask = labelled_transitions(starts, truth.shape[1], self.cfg.action_head_fraction) & (truth >= 0)
+            latent = F.normalize(vq["latent"].float(), dim=-1) if self.vq.normalize else vq["latent"].float()
+            logits = self.action_head(latent)[mask]
+            ce = F.cross_entropy(logits, truth[mask]) if mask.any() else logits.sum() * 0
+            out["loss"] = out["loss"] + self.cfg.action_head_weight * ce
+            out["action_head_loss"] = ce.detach()
+        return out
 
     def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
         """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""

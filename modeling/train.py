@@ -114,7 +114,8 @@ class LamObjective(nn.Module):
 
     def forward(self, inputs: dict[str, torch.Tensor], micro_step: int) -> dict[str, torch.Tensor]:
         video = to_float_video(inputs["video"])
-        return lam_results(self.lam(video), video)
+        # true actions reach the LAM only for its optional weak supervision (lam.action_head_fraction; default off)
+        return lam_results(self.lam(video, inputs.get("actions"), inputs.get("start")), video)
 
     def trained(self) -> dict[str, nn.Module]:
         return {"lam": self.lam}

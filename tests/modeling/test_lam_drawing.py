@@ -155,3 +155,23 @@ def test_a_checkpoint_of_the_linear_layer_lam_still_loads(tmp_path):
     state.pop("action_query")
     with pytest.raises(ValueError, match="does not match its config"):
         lam_from_state(cfg.lam, state)
+
+
+def test_weak_supervision_labels_a_fixed_share_of_transitions():
+    """lam.action_head_fraction (LAOM; off in every preset): the labelled transitions are a fixed function of
+    the frame index (the same set every epoch), about the fraction asked; their CE joins the loss."""
+    from modeling.lam import labelled_transitions
+
+    starts = torch.arange(0, 10_000, 7)
+    mask = labelled_transitions(starts, 7, 0.025)
+    assert 0.015 < float(mask.float().mean()) < 0.035
+    torch.testing.assert_close(mask[3], labelled_transitions(starts[3:4], 7, 0.025)[0])
+    assert not any(get_config(name).lam.action_head_fraction for name in PRESETS)
+    torch.manual_seed(0)
+    lam = LatentActionModel(dataclasses.replace(SMALL, action_head_fraction=1.0, action_classes=15))
+    video, actions = torch.rand(2, 4, 3, 32, 32), torch.randint(0, 15, (2, 4))
+    out = lam(video, actions, torch.zeros(2, dtype=torch.long))
+    assert float(out["action_head_loss"]) > 1.0
+    out["loss"].backward()
+    assert lam.action_head.weight.grad.abs().sum() > 0
+    assert "action_head_loss" not in lam(video)
