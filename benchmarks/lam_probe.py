@@ -18,7 +18,9 @@ decoder's PSNR with its inferred code, the best constant code and the true actio
 encoder (same inputs: the T-frame windows, stem and ST transformer, the action token's output through a linear
 layer to CoinRun's 6 classes) trained with the true actions of SHARDS for the LAM's budget (its steps and batch,
 unless ``--ceiling-steps`` / ``--ceiling-batch``), then probed like the LAM; the table gives the LAM's NMI as a
-share of the ceiling's. Prints a table; ``--json`` writes the numbers. Recorded figures: docs/measurements/.
+share of the ceiling's. ``--oracle-decoder-steps N`` (with ``--ceiling-train``) trains the LAM's decoder alone on
+the true actions instead of codes: what the action itself is worth to it, in dB over the best constant action.
+Prints a table; ``--json`` writes the numbers. Recorded figures: docs/measurements/.
 """
 
 from __future__ import annotations
@@ -107,6 +109,48 @@ def train_ceiling(cfg: LAMConfig, shards: str, steps: int, batch: int, log=print
     return model.eval()
 
 
+def train_oracle_decoder(cfg: LAMConfig, shards: str, steps: int, batch: int, log=print
+                         ) -> tuple[LatentActionModel, nn.Embedding]:
+    """The LAM's decoder fed the TRUE action (a learned embedding of Procgen's 15, normalised like a code) instead
+    of the encoder's code, trained alone: what the action itself is worth to this decoder."""
+    torch.manual_seed(0)
+    lam, embed = LatentActionModel(cfg), nn.Embedding(len(COINRUN_CLASSES), cfg.latent_dim)
+    decoder = [p for n, p in lam.named_parameters()
+               if n.startswith(("dec_", "action_in", "decoder", "pixel_head", "to_pixels"))]
+    optimizer = torch.optim.AdamW([*decoder, *embed.parameters()], lr=1e-3, weight_decay=1e-4)
+    loader = clip_windows(shard_source.resolve(shards), LoaderConfig(
+        window=cfg.num_frames, batch_size=batch, shuffle=True, resampled=True, seed=0, shuffle_buffer=64,
+        drop_last=True), frame_size=(cfg.frame_height, cfg.frame_width))
+    for step, data in zip(range(steps), loader, strict=False):
+        for group in optimizer.param_groups:
+            warm = min(1.0, (step + 1) / max(1, min(50, steps // 10)))
+            group["lr"] = 1e-3 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+        video = to_float_video(data["video"])
+        code = F.normalize(embed(data["actions"][:, :-1].clamp(min=0)), dim=-1)
+        loss = F.mse_loss(lam.decode(video[:, :-1], code), video[:, 1:])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if (step + 1) % max(1, steps // 5) == 0:
+            log(f"oracle decoder step {step + 1}/{steps} loss {float(loss.detach()):.5f}")
+    return lam.eval(), embed
+
+
+@torch.no_grad()
+def oracle_gap(lam: LatentActionModel, embed: nn.Embedding, video: torch.Tensor, actions: torch.Tensor
+               ) -> dict[str, float]:
+    """Held-out PSNR of the oracle decoder with the true actions and with the best constant action."""
+    target, truth = video[:, 1:], actions[:, :-1].clamp(min=0)
+
+    def psnr(a: torch.Tensor) -> float:
+        mse = float((lam.decode(video[:, :-1], F.normalize(embed(a), dim=-1)) - target).pow(2).mean())
+        return 10 * math.log10(1 / max(mse, 1e-10))
+
+    true = psnr(truth)
+    constant = max(psnr(torch.full_like(truth, k)) for k in range(embed.num_embeddings))
+    return {"psnr_true": true, "psnr_constant": constant, "gap_db": true - constant}
+
+
 def label(model, episodes) -> tuple[np.ndarray, np.ndarray]:
     codes, truth = [], []
     for episode in episodes:
@@ -135,7 +179,8 @@ def lam_budget(run: str) -> tuple[int, int]:
 
 @torch.no_grad()
 def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str | None = None,
-          ceiling_steps: int | None = None, ceiling_batch: int | None = None, log=print) -> dict:
+          ceiling_steps: int | None = None, ceiling_batch: int | None = None, oracle_steps: int = 0,
+          log=print) -> dict:
     """Every number of the probe as a dict (what ``--json`` writes)."""
     lam, cfg = load_lam(lam_run)
     episodes = read_episodes(shards)[:max_videos]
@@ -143,7 +188,13 @@ def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str |
     result: dict = {"lam": lam_run, "shards": shards, "transitions": int(len(codes)), "videos": len(episodes),
                     "num_codes": lam.num_actions,
                     "lam_15": scores(codes, truth), "lam_6": scores(codes, COINRUN_CLASSES[truth])}
-    result["check"] = action_necessity(lam, *check_batch(episodes, cfg.lam.num_frames))
+    batch_video, batch_actions = check_batch(episodes, cfg.lam.num_frames)
+    result["check"] = action_necessity(lam, batch_video, batch_actions)
+    if oracle_steps and ceiling_train:
+        _, batch = lam_budget(lam_run)
+        with torch.enable_grad():
+            decoder, embed = train_oracle_decoder(cfg.lam, ceiling_train, oracle_steps, ceiling_batch or batch, log)
+        result["oracle_decoder"] = {**oracle_gap(decoder, embed, batch_video, batch_actions), "steps": oracle_steps}
     if ceiling_train:
         steps, batch = lam_budget(lam_run)
         steps, batch = ceiling_steps or steps, ceiling_batch or batch
@@ -174,6 +225,11 @@ def table(result: dict) -> str:
                      f"| {c['nmi']:.3f} | {c['many_to_one']:.3f} (accuracy {c['accuracy']:.3f}) | "
                      f"{c['majority']:.3f} |")
         lines.append(f"\nLAM NMI / ceiling NMI: {result['nmi_share_of_ceiling']:.2f}")
+    if "oracle_decoder" in result:
+        o = result["oracle_decoder"]
+        lines.append(f"\nDecoder trained on the true action ({o['steps']} steps): {o['psnr_true']:.2f} dB with it, "
+                     f"{o['psnr_constant']:.2f} dB with the best constant action (the action is worth "
+                     f"{o['gap_db']:+.2f} dB)")
     c = result["check"]
     true = f", true action {c['psnr_true']:.2f} dB (gap {c['true_gap_db']:+.2f})" if "psnr_true" in c else ""
     lines.append(f"\nDecoder PSNR on {CHECK_WINDOWS} windows: inferred code {c['psnr_inferred']:.2f} dB, best "
@@ -190,13 +246,18 @@ def main() -> int:
     parser.add_argument("--ceiling-train", help="shards with true actions to train the supervised ceiling on")
     parser.add_argument("--ceiling-steps", type=int, help="its steps (default: the LAM run's)")
     parser.add_argument("--ceiling-batch", type=int, help="its batch (default: the LAM run's)")
+    parser.add_argument("--oracle-decoder-steps", type=int, default=0,
+                        help="also train the LAM's decoder on the true actions of --ceiling-train this many steps: "
+                             "what the action is worth to it (default 0: not run)")
     parser.add_argument("--json", help="write the numbers here")
     args = parser.parse_args()
     for flag, path in (("--lam", args.lam), ("--shards", args.shards), ("--ceiling-train", args.ceiling_train)):
         if path and not Path(path).exists():
             parser.error(f"{flag} {path} does not exist")
+    if args.oracle_decoder_steps and not args.ceiling_train:
+        parser.error("--oracle-decoder-steps needs --ceiling-train SHARDS (the shards it trains on)")
     result = probe(args.lam, args.shards, args.max_videos, args.ceiling_train, args.ceiling_steps,
-                   args.ceiling_batch)
+                   args.ceiling_batch, args.oracle_decoder_steps)
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -45,7 +45,8 @@ def test_the_ceiling_shares_the_lam_encoder_and_the_probe_reports_it(tmp_path):
     assert main(["train", "lam", "--shards", str(tmp_path / "data" / "shards"), "--config", "tiny", "--out",
                  str(run), "--set", "train_lam_dynamics.max_steps=2"]) == 0
     result = lam_probe.probe(str(run), str(tmp_path / "data"), ceiling_train=str(tmp_path / "data" / "shards"),
-                             log=lambda _: None)
+                             oracle_steps=2, log=lambda _: None)
     assert result["transitions"] == 2 * 15 and result["ceiling"]["steps"] == 2
     assert {"gap_db", "psnr_true"} <= set(result["check"]) and "nmi_share_of_ceiling" in result
     assert "supervised ceiling (2 steps" in lam_probe.table(result)
+    assert result["oracle_decoder"]["steps"] == 2 and "worth" in lam_probe.table(result)
