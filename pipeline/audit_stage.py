@@ -70,7 +70,7 @@ class _PickedStrips(beam.DoFn):
                 data = clip_store.clip_bytes(clip)
             except Exception as exc:  # noqa: BLE001 - a strip is decoration: an unreadable clip draws none
                 if storage.is_transient(exc):
-                    raise
+                    storage.reraise_naming(f"clip {clip.clip_key!r}", exc)
                 data = b""
             yield report.thumbnail_strip(clip.replace(mp4=data))
 

@@ -108,8 +108,8 @@ def score_clips(classifier, clips: list[Clip]) -> Iterator[tuple[Clip | None, Ou
                 prepared.append(classifier.model.prepare(decode_clip(data)))
                 ok.append(clip)
             except Exception as exc:
-                if storage.is_transient(exc):
-                    raise  # the store will answer again: the runner retries the bundle
+                if storage.is_transient(exc):  # the store will answer again: the runner retries the bundle
+                    storage.reraise_naming(f"clip {clip.clip_key!r}", exc)
                 failed.append((clip, exc))
     for clip, exc in failed:
         yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED, reasons.QUALITY_ERROR,

@@ -41,7 +41,7 @@ def committed_download(candidate: CandidateVideo, download: DownloadConfig,
         return record if FileSystems.exists(outcomes_path) else None
     except Exception as exc:  # noqa: BLE001 - unknown: download as usual (the download stage decides)
         if storage.is_transient(exc):
-            raise
+            storage.reraise_naming(f"video {candidate.video_id!r}", exc)
         log.info("retention: %s has no usable committed result (%s: %s)", candidate.video_id,
                  type(exc).__name__, exc)
         return None

@@ -162,7 +162,7 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
         cached = _read_cache(video, config, clips_path, outcomes_path)
     except Exception as exc:  # noqa: BLE001 - see the docstring
         if storage.is_transient(exc):
-            raise
+            storage.reraise_naming(f"video {video.video_id!r}", exc)
         log.warning("segment cache for %s unusable (%s: %s); segmenting again", video.video_id,
                     type(exc).__name__, exc)
         notes.append(f"cache entry unusable, segmented again ({type(exc).__name__}: {exc})")
@@ -178,7 +178,7 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
             _commit(result, clips_path, outcomes_path, local_pack)
         except Exception as exc:  # noqa: BLE001 - see the docstring
             if storage.is_transient(exc):
-                raise
+                storage.reraise_naming(f"video {video.video_id!r}", exc)
             log.warning("segment cache: cannot store %s's result (%s: %s)", video.video_id, type(exc).__name__, exc)
             if result.clips:  # clips without a home cannot go on
                 return _failed(video, reasons.SEGMENT_ERROR,
@@ -231,8 +231,8 @@ class _SegmentFn(beam.DoFn):
             result = cached_segment(video, self.config, self._worker)
             final = result.outcomes[-1]
         except Exception as exc:  # noqa: BLE001 - a bug here fails this video, never the job
-            if storage.is_transient(exc):
-                raise  # the storage will answer again: the runner retries the bundle
+            if storage.is_transient(exc):  # the storage will answer again: the runner retries the bundle
+                storage.reraise_naming(f"video {video.video_id!r}", exc)
             log.exception("segment: %s failed outside the guarded call", video.video_id)
             result = _failed(video, reasons.SEGMENT_ERROR, f"{type(exc).__name__}: {exc}")
             final = result.outcomes[-1]

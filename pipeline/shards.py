@@ -113,8 +113,8 @@ class _WriteShardFn(beam.DoFn):
         try:
             written, sha256 = _write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
         except Exception as exc:  # a permanent failure fails this shard's clips, not the run
-            if storage.is_transient(exc):
-                raise  # the runner retries the bundle; the rewrite gives the same bytes
+            if storage.is_transient(exc):  # the runner retries the bundle; the rewrite gives the same bytes
+                storage.reraise_naming(f"shard {name}", exc)
             for clip in unique.values():
                 yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
                     clip, reasons.STAGE_SHARD, reasons.FAILED, reasons.SHARD_ERROR,

@@ -19,7 +19,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
-from typing import BinaryIO
+from typing import BinaryIO, NoReturn
 
 from apache_beam.io.filesystems import FileSystems
 
@@ -51,6 +51,18 @@ def is_transient(exc: BaseException) -> bool:
         if isinstance(details, dict):
             todo += [e for e in details.values() if isinstance(e, BaseException)]
     return False
+
+
+class ItemStorageError(RuntimeError):
+    """A transient storage error re-raised naming the item it stopped (``reraise_naming``): still transient
+    (its cause is), so the runner retries the bundle; if the job fails, its one line says which item."""
+
+
+def reraise_naming(item: str, exc: BaseException) -> NoReturn:
+    """Re-raise the transient ``exc`` as an ``ItemStorageError`` naming ``item`` ("video 'abc'"), once."""
+    if isinstance(exc, ItemStorageError):
+        raise exc
+    raise ItemStorageError(f"{item}: {type(exc).__name__}: {exc}") from exc
 
 
 def is_local(path: str) -> bool:

@@ -69,8 +69,9 @@ def test_transient_errors_raise_and_permanent_ones_are_outcomes(store):
     clips = small_clips()
     fn = shards._WriteShardFn(shards.ShardConfig(ROOT, 1))
     store.inject("create", "shard-00000", ServiceUnavailable("503 backend error"))
-    with pytest.raises(ServiceUnavailable):
+    with pytest.raises(storage.ItemStorageError, match="shard shard-00000.*ServiceUnavailable: 503") as info:
         list(fn.process((0, clips)))
+    assert storage.is_transient(info.value)  # still transient: the runner retries the bundle
     assert store.objects == {}
     written = list(fn.process((0, clips)))  # the runner's retry of the bundle
     assert [o.value.outcome for o in written if getattr(o, "tag", None) == stage.OUTCOMES] == ["kept"] * 3
@@ -122,3 +123,19 @@ def test_a_run_into_an_object_store_writes_what_a_local_run_writes(store, tmp_pa
     assert len(packs) == 2 and all(("open", k) in store.log for k in packs)  # shards read the store by reference
     assert not store.ops("copy")  # nothing was renamed on the object store
     assert not [k for k in store.objects if storage.TEMP_INFIX in k]
+
+
+def test_a_run_that_fails_on_storage_names_the_stage_and_the_item(store, tmp_path, capsys):
+    """A store that keeps answering 503 for one video's cache entry: the local runner does not retry, the run
+    fails (exit 1) with one line naming the stage, the video and the root cause, and the log file's path."""
+    path = media.write_video(tmp_path / "a.mp4", fps=10, duration_s=16.5, width=160, height=90)
+    (tmp_path / "catalog.jsonl").write_text(json.dumps({"id": "vid-a", "url": path.as_uri(), "duration_s": 17,
+                                                        "title": "Celeste speedrun gameplay"}) + "\n")
+    store.inject("create", "/cache/segment/vid-a", ServiceUnavailable("503 backend error"), times=100)
+    code = run.main(["--catalog", str(tmp_path / "catalog.jsonl"), "--output", ROOT, "--in-process",
+                     "--download-dir", str(tmp_path / "dl"), "--quiet"])
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert code == 1 and len(err) == 1, err
+    assert err[0].startswith("run FAILED in stage 'segment': ItemStorageError: video 'vid-a': "
+                             "ServiceUnavailable: 503 backend error"), err
+    assert "full traceback in " in err[0] and "Traceback" not in err[0]
