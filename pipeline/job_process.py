@@ -88,9 +88,8 @@ def _main(spec_path: str, verdict_path: str) -> int:
         run.run_pipeline(config, options, run.local_runner(beam_args, options))
     except Exception as exc:
         log.exception("the job failed")
-        lines = str(exc).strip().splitlines()
-        verdict = {"ok": False, "stage": run.failed_stage(exc),
-                   "error": f"{type(exc).__name__}: {lines[-1] if lines else ''}"}
+        stage, error = run.root_cause(exc)
+        verdict = {"ok": False, "stage": stage, "error": error}
         Path(verdict_path).write_text(json.dumps(verdict))
         return 1
     Path(verdict_path).write_text(json.dumps({"ok": True}))

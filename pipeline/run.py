@@ -349,6 +349,12 @@ def interrupted_message(exc: interrupts.Interrupted, output_dir: str, log_file: 
             f"are kept. Log: {log_file}")
 
 
+def root_cause(exc: BaseException) -> tuple[str, str]:
+    """(stage, one line) of a pipeline error: the stage Beam's message names, and the error's last line."""
+    lines = str(exc).strip().splitlines()
+    return failed_stage(exc), f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+
+
 def main(argv: list[str] | None = None, guard_signals: bool = False) -> int:
     """The run. With ``guard_signals`` (the command line; tests call this in their own process without it) a
     local job runs in a session of its own and Ctrl-C / SIGTERM end the run quietly with 130 / 143
@@ -415,16 +421,12 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
             job_process.run(config, beam_args, launch.workers, launch.in_process, log_file)
         else:
             run_pipeline(config, beam_options, runner)
-    except (job_process.JobFailed, Exception) as exc:
+    except Exception as exc:
         if reporter is not None:
             reporter.stop()
             reporter = None
-        log.error("the run failed", exc_info=not isinstance(exc, job_process.JobFailed))
-        if isinstance(exc, job_process.JobFailed):
-            stage, cause = exc.stage, str(exc)
-        else:
-            lines = str(exc).strip().splitlines()
-            stage, cause = failed_stage(exc), f"{type(exc).__name__}: {lines[-1] if lines else ''}"
+        log.error("the run failed", exc_info=not isinstance(exc, job_process.JobFailed), extra=run_log.FILE_ONLY)
+        stage, cause = (exc.stage, str(exc)) if isinstance(exc, job_process.JobFailed) else root_cause(exc)
         print(f"run FAILED in stage '{stage}': {cause} (full traceback in {log_file})", file=sys.stderr)
         return 1
     finally:

@@ -37,15 +37,54 @@ class WorkerLogFilter(logging.Filter):
         return True
 
 
+FILE_ONLY = {"file_only": True}  # ``log.error(..., extra=FILE_ONLY)``: for the log file, not the console
+
+
+class _ConsoleFilter(logging.Filter):
+    """The console is for this project's lines: Beam's own records (an error it logs with its traceback before
+    raising, start-up chatter) reach it only at ``--log-level info`` or ``debug``, and records meant for the
+    file (``FILE_ONLY``) never do."""
+
+    def __init__(self, handler: logging.Handler):
+        super().__init__()
+        self.handler = handler
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if getattr(record, "file_only", False):
+            return False
+        relayed = record.name == "apache_beam.runners.portability.local_job_service"
+        return not record.name.startswith("apache_beam") or relayed or self.handler.level < logging.WARNING
+
+
+class _Stderr(logging.StreamHandler):
+    """Writes to whatever ``sys.stderr`` is now (a handler made once would keep a replaced, maybe closed, one)."""
+
+    @property
+    def stream(self):
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value):
+        pass
+
+
+class _OneLine(logging.Formatter):
+    """A record as one line: a traceback belongs in the log file."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return f"{record.levelname} {record.getMessage()}"
+
+
 def setup_console(level: str = "warning") -> None:
     """Console logging at ``level``; this project's INFO lines and the workers' relayed lines reach the file
     log (``open_file``) whatever the console shows."""
     root = logging.getLogger()
     root.setLevel(logging.INFO)
     if not any(getattr(h, "_genie_console", False) for h in root.handlers):
-        console = logging.StreamHandler(sys.stderr)
+        console = _Stderr()
         console._genie_console = True  # type: ignore[attr-defined]
-        console.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+        console.setFormatter(_OneLine())
+        console.addFilter(_ConsoleFilter(console))
         root.addHandler(console)
     for handler in root.handlers:
         if getattr(handler, "_genie_console", False):
