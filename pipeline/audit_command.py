@@ -73,7 +73,8 @@ def _births_from_outcomes(agg: dict) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = StrictParser(prog="python -m pipeline audit", description=__doc__.split("\n\n")[0])
+    parser = StrictParser(prog="python -m pipeline audit", description="Re-render stats.json and report.html from a run's stored tables and print "
+                                        "the run's summary.")
     parser.add_argument("output", help="a run's output directory or gs:// prefix")
     parser.add_argument("--thumbnails-per-group", type=int, default=report.SAMPLES_PER_GROUP,
                         help="clips shown per (outcome, reason) group in the report (default %(default)s)")

@@ -310,7 +310,9 @@ class LaunchOptions:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = StrictParser(
-        prog="python -m pipeline procgen-dataset", description=__doc__.split("\n\n")[0],
+        prog="python -m pipeline procgen-dataset",
+        description="Write the Genie paper's CoinRun case-study dataset (Appendix F): Procgen levels played "
+                    "by a policy, cut into clips, sharded, with a manifest.",
         epilog="Any other flag is passed to Beam (e.g. --runner DataflowRunner ...). See docs/pipeline.md.")
     options.add_options(parser, ProcgenDatasetConfig)
     options.add_options(parser, LaunchOptions)

@@ -8,17 +8,12 @@ import sys
 
 import pytest
 
-from classifiers.__main__ import COMMANDS, main
+from classifiers.__main__ import main
+from tests.cli_helpers import call_main
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``main`` as the console script runs it (argparse's exits become the status) -> (status, stdout, stderr)."""
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return call_main(main, argv, capsys)
 
 
 def test_help_lists_every_command_with_a_description():
@@ -29,19 +24,6 @@ def test_help_lists_every_command_with_a_description():
         (line,) = [x for x in result.stdout.splitlines() if x.startswith(f"  {name} ")]
         assert line.strip().endswith("."), line
     assert "exit status" in result.stdout
-
-
-def test_no_command_prints_the_listing_and_exits_2(capsys):
-    code, out, err = run([], capsys)
-    assert code == 2 and out == "" and all(f"  {name} " in err for name in COMMANDS)
-
-
-@pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_command_has_a_whole_sentence_description(command, capsys):
-    code, out, _ = run([command, "--help"], capsys)
-    assert code == 0
-    description = out.split("\n\n")[1]  # argparse: usage, a blank line, the description
-    assert description.rstrip().endswith("."), description
 
 
 @pytest.mark.parametrize("argv, suggestion", [

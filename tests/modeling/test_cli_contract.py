@@ -14,10 +14,11 @@ import sys
 import pytest
 import torch
 
-from modeling.__main__ import COMMANDS, main
+from modeling.__main__ import main
 from modeling.configs import get_config, parse_overrides
 from modeling.progress import clock, finished_line, interrupted_line, progress_line
 from schemas.cli import UsageError
+from tests.cli_helpers import call_main
 from tests.modeling_helpers import write_tiny_shards
 
 PROGRESS = re.compile(r"^step (\d+)/(\d+) \((\d+)%\)  loss [-+.\deE]+  [\d.]+ steps/s  elapsed \d+:\d\d:\d\d  "
@@ -25,13 +26,7 @@ PROGRESS = re.compile(r"^step (\d+)/(\d+) \((\d+)%\)  loss [-+.\deE]+  [\d.]+ st
 
 
 def run(argv: list[str], capsys) -> tuple[int, str, str]:
-    """``main`` as the console script runs it (argparse's exits become the status) -> (status, stdout, stderr)."""
-    try:
-        code = main(argv)
-    except SystemExit as stop:
-        code = stop.code
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
+    return call_main(main, argv, capsys)
 
 
 def assert_usage_error(code: int, err: str, *fragments: str) -> None:
@@ -54,19 +49,6 @@ def test_help_lists_every_command_with_a_description():
         (line,) = [x for x in result.stdout.splitlines() if x.startswith(f"  {name} ")]
         assert line.strip().endswith("."), line
     assert "130" in result.stdout  # the exit codes are part of the help
-
-
-def test_no_command_prints_the_listing_and_exits_2(capsys):
-    code, out, err = run([], capsys)
-    assert code == 2 and out == "" and all(f"  {name} " in err for name in COMMANDS)
-
-
-@pytest.mark.parametrize("command", list(COMMANDS))
-def test_every_command_has_a_whole_sentence_description(command, capsys):
-    code, out, _ = run([command, "--help"], capsys)
-    assert code == 0
-    description = out.split("\n\n")[1]  # argparse: usage, a blank line, the description
-    assert description.rstrip().endswith("."), description
 
 
 @pytest.mark.parametrize("argv, suggestion", [
