@@ -19,15 +19,15 @@ the largest worker RSS seen while each fused stage ran. The reference is the sma
 the last lines give the worker peak ratio of the largest size to it (target <= 1.3) and the time per 100k
 outcomes relative to it (linear time: about 1.0).
 
-What the local runner adds, and why the default measures without it (docs/pipeline.md, "The end of the job
+What Beam's local runner adds, and what the product changes (docs/pipeline.md, "The end of the job
 at scale"): Beam's FnApiRunner hands each of the N / workers worker shares of a stage's input to its SDK
 worker as one data-plane message, written before the bundle starts (a GroupByKey's share is one encoded
 blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, 263 MB at 1M,
 whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
-freed. By default the benchmark streams every bundle input in ~1 MB messages while the bundle runs (as a
-distributed runner streams a shuffle; 1 MB is the runner side's message size in Beam's Java runners) and sets
-the glibc tuning the pipeline's workers get (``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers; ``--runner-as-is`` measures
-Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
+freed. By default the benchmark runs the local runner as the product's local runs do: every bundle input
+streamed in ~1 MB messages while the bundle runs (``pipeline.beam_runtime.streamed_inputs``), and the glibc
+tuning the pipeline's workers get (``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers;
+``--runner-as-is`` measures Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
 adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and
 pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run and adds to the RSS).
 
@@ -60,7 +60,6 @@ import sys
 import tempfile
 import threading
 import time
-import traceback
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -69,6 +68,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import worker_memory  # noqa: E402
 
 from pipeline import data_plane_buffers, process_memory  # noqa: E402
+from pipeline.beam_runtime import streamed_inputs  # noqa: E402
 
 CHUNK = 10_000  # outcomes generated per element of the seed collection
 CLIPS_PER_VIDEO = 30
@@ -194,98 +194,42 @@ def watch_runner_drops() -> list[int]:
     return dropped
 
 
-# A streamed bundle input's message size: the runner side's in Beam's Java portable runners
-# (BeamFnDataOutboundAggregator.DEFAULT_BUFFER_LIMIT_BYTES). Dataflow's runner harness does not publish its own.
-INPUT_CHUNK_BYTES = 1_000_000
-
-
 def input_chunk_bytes() -> int:
     """The size of the messages a streamed bundle input is cut into: ``--input-chunk-mb``, else ``--flush-mb``
-    (a runner's data plane cuts its own messages at its flush threshold), else ``INPUT_CHUNK_BYTES``. The SDK
-    worker's receive queue holds up to 5 of them (Beam's cap: 100 MB; the pipeline's workers: 8 MB)."""
+    (a runner's data plane cuts its own messages at its flush threshold), else the product's
+    (``streamed_inputs.CHUNK_BYTES``). The SDK worker's receive queue holds up to 5 of them (Beam's cap: 100 MB;
+    the pipeline's workers: 8 MB)."""
     for name in ("SCALE_BENCH_INPUT_CHUNK_MB", "SCALE_BENCH_FLUSH_MB"):
         if os.environ.get(name):
             return int(os.environ[name]) << 20
-    return INPUT_CHUNK_BYTES
+    return streamed_inputs.CHUNK_BYTES
 
 
 def watch_bundle_inputs(stream: bool) -> dict[str, int]:
     """Record the largest input the local runner hands one SDK worker for one bundle, per read transform
-    (``{transform: bytes}``); with ``stream``, send it in messages of about ``input_chunk_bytes()`` while the
-    bundle runs, as a distributed runner streams a bundle's input, instead of Beam's way.
+    (``{transform: bytes}``). With ``stream`` the inputs go as the product's local runs send them
+    (``pipeline.beam_runtime.streamed_inputs``, messages of about ``input_chunk_bytes()`` while the bundle runs);
+    without, as Beam's FnApiRunner does: a worker's whole share of a stage's input in one message before the
+    bundle starts (a GroupByKey's share is one encoded blob), which the worker holds for the whole bundle."""
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
 
-    Beam's FnApiRunner (``BundleManager._send_input_to_worker``) writes a worker's whole share of a stage's
-    input (N / workers elements) into one data-plane message, before it even starts the bundle, and a
-    GroupByKey's share is one encoded blob (``GroupingBuffer.partition``): the SDK worker holds that message
-    for the whole bundle, so its peak grows with N whatever the pipeline's code does. Streaming it in chunks
-    (element boundaries kept; the SDK's receive queue holds 5 messages) leaves what the workers' own code holds.
-    """
-    from apache_beam.coders.coder_impl import create_OutputStream
-    from apache_beam.runners.portability.fn_api_runner import execution, fn_runner
-    from apache_beam.runners.worker import data_plane
-    from apache_beam.transforms.window import GlobalWindow, GlobalWindows
-    from apache_beam.utils import windowed_value
-
+    if stream and not streamed_inputs.install(input_chunk_bytes()):
+        raise SystemExit("this Beam lacks what streamed inputs replace: see pipeline/beam_runtime/streamed_inputs.py")
     largest: dict[str, int] = {}
-    chunk_bytes = input_chunk_bytes()
     send = fn_runner.BundleManager._send_input_to_worker
-    partition = execution.GroupingBuffer.partition
-    if stream:  # the launcher's data channel batches queued messages into one gRPC message of up to its flush
-        data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = chunk_bytes  # size (10 MB): send them at the chunk size
 
     def send_input(self, process_bundle_id, read_transform_id, byte_streams):
         byte_streams = list(byte_streams or [])
         largest[read_transform_id] = max(largest.get(read_transform_id, 0), sum(map(len, byte_streams)))
-        if not stream:
-            return send(self, process_bundle_id, read_transform_id, byte_streams)
-        out = self._worker_handler.data_conn.output_stream(process_bundle_id, read_transform_id)
-
-        def write():  # concurrently with the bundle: the SDK takes the messages as it processes them
-            try:
-                for chunk in byte_streams:
-                    out.write(chunk)
-                    out.flush()
-                out.close()
-            except BaseException:  # the bundle would wait for the rest for ever (or end short): fail loudly
-                traceback.print_exc()
-                os._exit(70)
-
-        threading.Thread(target=write, name=f"input-{process_bundle_id}", daemon=True).start()
-        return None
-
-    def grouped_in_chunks(self, n):
-        """``GroupingBuffer.partition`` (default windowing), each worker's share cut into chunks."""
-        if self._grouped_output or not self._windowing.is_default():
-            return partition(self, n)
-        window = GlobalWindows.windowed_value(None, timestamp=GlobalWindow().max_timestamp(),
-                                              pane_info=windowed_value.PaneInfo(
-                                                  is_first=True, is_last=True,
-                                                  timing=windowed_value.PaneInfoTiming.ON_TIME,
-                                                  index=0, nonspeculative_index=0)).with_value
-        coder_impl, key_coder_impl = self._post_grouped_coder.get_impl(), self._key_coder.get_impl()
-        output = [[] for _ in range(n)]
-        streams = [create_OutputStream() for _ in range(n)]
-        for idx, (encoded_key, values) in enumerate(self._table.items()):
-            out = streams[idx % n]
-            coder_impl.encode_to_stream(window((key_coder_impl.decode(encoded_key), values)), out, True)
-            if out.size() >= chunk_bytes:
-                output[idx % n].append(out.get())
-                streams[idx % n] = create_OutputStream()
-        for ix, out in enumerate(streams):
-            output[ix].append(out.get())
-        self._grouped_output = output
-        self._table.clear()
-        return output
+        return send(self, process_bundle_id, read_transform_id, byte_streams)
 
     fn_runner.BundleManager._send_input_to_worker = send_input
-    if stream:
-        execution.GroupingBuffer.partition = grouped_in_chunks
     return largest
 
 
 def bound_bundles() -> list[int]:
     """Run each worker's share of a stage as a series of bundles of one input chunk each (``input_chunk_bytes()``:
-    a ``GroupingBuffer`` share cut by ``grouped_in_chunks``, or the encoded blocks the producing bundles flushed),
+    a ``GroupingBuffer`` share cut by ``streamed_inputs.grouped_chunks``, or the encoded blocks the producing bundles flushed),
     one after the other on that worker, instead of Beam's one bundle per worker per stage.
 
     Dataflow runs bundles of bounded size (a few MB of shuffle or source input each); the FnApiRunner runs
@@ -420,7 +364,7 @@ def run_one(n: int, workers: int, stream_inputs: bool = False, bounded: bool = F
     options = run.local_options([], workers)  # the pipeline's: its workers send outputs at 1 MB
     if os.environ.get("SCALE_BENCH_BEAM_BUFFERS"):  # --beam-buffers, or the sizes --flush-mb etc. give
         options = data_plane_buffers.without_worker_plugin(options)
-    p = beam.Pipeline(runner=run.local_runner([], options), options=options)
+    p = beam.Pipeline(runner=run.local_runner([], options, stream_inputs=stream_inputs), options=options)
     records = (p
                | "Chunks" >> beam.Create(range((n + CHUNK - 1) // CHUNK))
                | "Spread" >> beam.Reshuffle()

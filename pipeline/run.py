@@ -61,6 +61,7 @@ from pipeline import (
     shards,
     storage,
 )
+from pipeline.beam_runtime import streamed_inputs
 from pipeline.download import Download, DownloadConfig
 from pipeline.exit_status import exit_status
 from pipeline.options import option
@@ -222,15 +223,21 @@ def local_options(beam_args: list[str], workers: int | None, in_process: bool = 
         beam_args, direct_running_mode="multi_processing", direct_num_workers=workers or os.cpu_count() or 2))
 
 
-def local_runner(beam_args: list[str], options: PipelineOptions | None = None):
+def local_runner(beam_args: list[str], options: PipelineOptions | None = None, stream_inputs: bool = True):
     """The runner object to use: Beam's FnApiRunner when no ``--runner`` is given, else None (Beam builds the
     named runner from the options). Not the DirectRunner: it tries to download Prism from GitHub first.
+
+    The FnApiRunner sends its worker processes their bundle inputs in ~1 MB messages while the bundles run
+    (``pipeline.beam_runtime.streamed_inputs``: Beam's way lost elements at a million outcomes);
+    ``stream_inputs=False`` keeps Beam's way, for measuring against it.
 
     The FnApiRunner gives its worker processes no pipeline options, so they would not import the options'
     ``--beam_plugins`` (the worker plugin: ``data_plane_buffers``): it is handed to them here, as a runner's
     provisioning service hands a job's options to its workers."""
     if has_runner(beam_args):
         return None
+    if stream_inputs:
+        streamed_inputs.install()
     info = beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused-retrieval-token")
     plugins = options.view_as(SetupOptions).beam_plugins if options is not None else None
     if plugins:

@@ -39,7 +39,7 @@ def test_streamed_inputs_are_cut_at_the_asked_size(monkeypatch):
 
     monkeypatch.delenv("SCALE_BENCH_FLUSH_MB", raising=False)
     monkeypatch.delenv("SCALE_BENCH_INPUT_CHUNK_MB", raising=False)
-    assert scale_bench.input_chunk_bytes() == scale_bench.INPUT_CHUNK_BYTES == 1_000_000
+    assert scale_bench.input_chunk_bytes() == scale_bench.streamed_inputs.CHUNK_BYTES == 1_000_000
     monkeypatch.setenv("SCALE_BENCH_FLUSH_MB", "2")
     assert scale_bench.input_chunk_bytes() == 2 << 20
     monkeypatch.setenv("SCALE_BENCH_INPUT_CHUNK_MB", "8")
