@@ -307,6 +307,78 @@ class KeyCountsFn(beam.CombineFn):
         return dict(sorted(acc.items()))
 
 
+class SiteUsageFn(beam.CombineFn):
+    """``SiteUsage`` records -> ``{site: {job_qps, requests, waited_s, paused_s, deferred}}``: one entry per site
+    (YouTube, a named host, each other host), whatever the number of items or bundles."""
+
+    def create_accumulator(self):
+        return {}
+
+    def add_input(self, acc, usage):
+        entry = acc.setdefault(usage.site, {"job_qps": usage.job_qps, "requests": 0, "waited_s": 0.0,
+                                            "paused_s": 0.0, "deferred": 0})
+        for name in ("requests", "waited_s", "paused_s", "deferred"):
+            entry[name] += getattr(usage, name)
+        return acc
+
+    def merge_accumulators(self, accs):
+        out: dict = {}
+        for acc in accs:
+            for site, entry in acc.items():
+                into = out.setdefault(site, dict(entry, requests=0, waited_s=0.0, paused_s=0.0, deferred=0))
+                for name in ("requests", "waited_s", "paused_s", "deferred"):
+                    into[name] += entry[name]
+        return out
+
+    def extract_output(self, acc):
+        return acc
+
+
+MAX_LISTED_SITES = 50  # sites listed by name in stats.json (most requests first); the rest are summed
+OTHER_SITES = "(other hosts)"  # no host name has parentheses
+
+
+def sites_block(usage: dict) -> dict:
+    """``stats.json``'s ``sites``: per site, its job-wide budget (None: unthrottled), the requests sent and the
+    seconds they waited on the budget and paused for the breaker, the items deferred by its breaker. The
+    ``MAX_LISTED_SITES`` sites with most requests are listed; the others are summed under ``OTHER_SITES``
+    (``hosts``: how many)."""
+    ranked = sorted(usage.items(), key=lambda kv: (-kv[1]["requests"], kv[0]))
+    block = {site: _rounded(entry) for site, entry in ranked[:MAX_LISTED_SITES]}
+    rest = ranked[MAX_LISTED_SITES:]
+    if rest:
+        other = {"hosts": len(rest), "job_qps": None, "requests": 0, "waited_s": 0.0, "paused_s": 0.0, "deferred": 0}
+        for _, entry in rest:
+            for name in ("requests", "waited_s", "paused_s", "deferred"):
+                other[name] += entry[name]
+        block[OTHER_SITES] = _rounded(other)
+    return block
+
+
+SUMMARY_SITES = 5  # sites the run's console summary names (most requests first); stats.json lists more
+
+
+def sites_summary(sites: dict) -> list[str]:
+    """Per site: requests sent, time waited on its budget and paused by its breaker, items it deferred."""
+    ranked = sorted(sites.items(), key=lambda kv: (-kv[1]["requests"], kv[0]))
+    lines = []
+    for name, s in ranked[:SUMMARY_SITES]:
+        budget = f"budget {s['job_qps']:g}/s" if s["job_qps"] is not None else "no budget"
+        line = f"  site      {name}: {s['requests']} request(s), {s['waited_s']:.1f} s waited ({budget})"
+        if s["paused_s"]:
+            line += f", {s['paused_s']:.1f} s paused (blocked)"
+        if s["deferred"]:
+            line += f", {s['deferred']} deferred"
+        lines.append(line)
+    if len(ranked) > SUMMARY_SITES:
+        lines.append(f"  site      ... {len(ranked) - SUMMARY_SITES} more in stats.json (sites)")
+    return lines
+
+
+def _rounded(entry: dict) -> dict:
+    return {**entry, "waited_s": round(entry["waited_s"], 3), "paused_s": round(entry["paused_s"], 3)}
+
+
 def birth_kind(r: Registration) -> str | None:
     """What a born registration counts as in stats.json: a candidate video, a search failure or a cut clip."""
     if not r.born:
@@ -392,10 +464,12 @@ def deferred_counts(stats: dict) -> dict[str, int]:
 
 
 def assemble_stats(agg: dict, births: dict, conservation: dict, failure_examples: dict, thumbnails: dict,
-                   num_shards: int, quality: dict | None = None, tables: dict | None = None) -> dict:
+                   num_shards: int, quality: dict | None = None, tables: dict | None = None,
+                   sites: dict | None = None) -> dict:
     """``stats.json`` from the aggregates only: ``agg`` (``OutcomeStatsFn``), ``births`` (``KeyCountsFn`` of
     ``birth_kind``), the conservation verdict, the bounded samples, the shard count, the quality stage's
-    settings (``Quality.settings``; None: no classifier) and the per-item tables' part counts."""
+    settings (``Quality.settings``; None: no classifier), the per-item tables' part counts and what each site
+    cost (``SiteUsageFn``; the ``sites`` block: this run's traffic, not part of the identity promise)."""
     cells = _cells(agg)
     totals: dict = {reasons.ITEM_VIDEO: collections.Counter(), reasons.ITEM_CLIP: collections.Counter()}
     by_reason: collections.Counter = collections.Counter()
@@ -428,6 +502,7 @@ def assemble_stats(agg: dict, births: dict, conservation: dict, failure_examples
         "failure_examples": failure_examples,
         "thumbnails": thumbnails,
         "conservation": conservation,
+        "sites": sites_block(sites or {}),
     }
     stats["deferred"] = deferred_counts(stats)
     if tables is not None:

@@ -10,7 +10,8 @@ only bounded aggregates gathered for ``stats.json`` and ``report.html``.
     births ─ BirthCounts (CombineGlobally: by kind) ─────────────────────────────────────────┤  thumbnails.parquet
     manifest clips ─ WriteManifest (manifest/part-*-of-M.parquet) ──────────────────────────┤
     shard index entries (one per shard) ─ ShardIndex ───────────────────────────────────────┤
-    clip refs ─ Thumbnails (read + decode only the picked clips; side input: the picks) ────┘
+    clip refs ─ Thumbnails (read + decode only the picked clips; side input: the picks) ────┤
+    site usage (per site and bundle) ─ SiteTraffic (CombineGlobally: per site) ──────────────┘
 
 What one process sees: the final ``Write`` step gets single values (the aggregates, the sample, the shard
 index: one entry per shard); every side input is such a value. The per-item costs at the paper's scale
@@ -98,7 +99,9 @@ class Audit(beam.PTransform):
 
     ``outcomes``: every stage's Outcomes; ``births``: ``audit.Registration``s; ``manifest``: kept Clips
     without bytes; ``shard_index``: one entry per written shard; ``clips``: cut clips as clip store
-    references (or inline), of which only the picked thumbnails are read and decoded. ``quality``: the quality stage's settings for ``stats.json``.
+    references (or inline), of which only the picked thumbnails are read and decoded; ``site_usage``
+    (optional): the search's and download's ``SiteUsage`` records. ``quality``: the quality stage's settings
+    for ``stats.json``.
     """
 
     def __init__(self, output_dir: str, quality: dict | None, per_group: int = report.SAMPLES_PER_GROUP,
@@ -137,6 +140,10 @@ class Audit(beam.PTransform):
                   | "AllStrips" >> beam.combiners.Top.Smallest(MAX_STRIPS, key=operator.itemgetter(0)))
         index = inputs["shard_index"] | "ShardIndex" >> beam.combiners.ToList()
         single = beam.pvalue.AsSingleton
+        sites = {}
+        if "site_usage" in inputs:
+            sites = {"sites": single(inputs["site_usage"] | "SiteTraffic" >> beam.CombineGlobally(
+                audit.SiteUsageFn()))}
         return (outcomes.pipeline
                 | "Start" >> beam.Create([self.output_dir])
                 | "Write" >> beam.Map(
@@ -147,19 +154,19 @@ class Audit(beam.PTransform):
                         partitioned.PartsSummaryFn())),
                     manifest_table=single(manifest_parts | "ManifestParts" >> beam.CombineGlobally(
                         partitioned.PartsSummaryFn())),
-                    quality=self.quality, per_group=self.per_group))
+                    quality=self.quality, per_group=self.per_group, **sites))
 
 
 def write_audit(output_dir: str, agg: dict, births: dict, num_violations: int, listed: list, failures: dict,
                 picks: dict, strips: list, index: list, outcome_table: dict, manifest_table: dict,
-                quality: dict | None, per_group: int) -> dict:
+                quality: dict | None, per_group: int, sites: dict | None = None) -> dict:
     """Write the small files from the aggregates (runs once, on a worker; stats.json last)."""
     index = sorted(index, key=operator.itemgetter("name"))
     tables = {OUTCOMES_DIR: outcome_table, manifest.MANIFEST_DIR: manifest_table}
     lost = audit.table_violations(*audit.decided_and_kept(agg), tables, index)
     listed_messages = lost + [m for _, m in listed]
     stats = audit.assemble_stats(agg, births, audit.conservation_block(num_violations + len(lost), listed_messages),
-                                 failures, picks, len(index), quality, tables)
+                                 failures, picks, len(index), quality, tables, sites)
     write_shard_index(output_dir, index)
     write_thumbnails(output_dir, dict(strips))
     page = report.render_report(stats, dict(strips), per_group=per_group)

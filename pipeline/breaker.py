@@ -1,4 +1,7 @@
-"""A breaker for blocks: when the site keeps refusing this process, back off, then stop asking it.
+"""A breaker for blocks: when a site keeps refusing this process, back off, then stop asking it.
+
+One breaker per site and process (``pipeline.site_access``): YouTube's hosts share one, every other
+budgeted host has its own, so a site that blocks stops only its own items.
 
 At fleet scale YouTube's answers to a flagged client are a bot check ("Sign in to confirm you're not a
 bot"), HTTP 429 and 403s. Retrying each video on its own, as ``pipeline.download`` does for one-off
@@ -10,7 +13,8 @@ cost 120 requests and ended all failed). So each process keeps the last ``window
   or the server's ``Retry-After`` when it asked for more, capped at ``max_backoff_s``;
 * when the share is still at least ``open_share`` after ``open_after_backoffs`` such pauses, opens: every
   further request of this process is refused with ``BreakerOpen`` without contacting the site, and the
-  stages end the items they have not finished as ``failed``/``deferred`` (a rerun picks them up).
+  stages end the items of that site they have not finished as ``failed``/``deferred`` (a rerun picks
+  them up).
 
 An open breaker stays open for the life of the process: a worker that is blocked drains its queue fast
 (as deferred items) instead of waiting out a block of unknown length; the rerun comes later. State is per
@@ -32,7 +36,12 @@ BLOCK_REASONS = frozenset({reasons.BOT_CHECK, reasons.HTTP_429, reasons.HTTP_403
 
 
 class BreakerOpen(Exception):  # noqa: N818 - a state, raised to stop a request before it is sent
-    """The breaker is open: the request was not sent. ``str()`` says why (for the ``deferred`` detail)."""
+    """The breaker is open: the request was not sent. ``str()`` says why (for the ``deferred`` detail);
+    ``site`` names the site whose breaker it is ("" when unnamed)."""
+
+    def __init__(self, message: str, site: str = "") -> None:
+        super().__init__(message)
+        self.site = site
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,8 +53,8 @@ class BreakerConfig:
         help="answers each process remembers to judge how often it is blocked (default %(default)d)")
     open_share: float = option(  # blocked share that opens the breaker (after the back-offs below)
         "--breaker-open-share", type=cli_types.share, default=0.8,
-        help="blocked share that, after back-offs, stops the process contacting the site; the rest of its videos "
-             "end 'deferred' (default %(default)g)")
+        help="blocked share that, after back-offs, stops the process contacting that site (YouTube, or one "
+             "host); the rest of that site's videos end 'deferred' (default %(default)g)")
     # blocked share from which every request waits first (0.4, or the open share when lower), and no
     # decision on fewer answers than half the window: both follow the two flags above
     backoff_share: float = derived(lambda f: min(0.4, f["--breaker-open-share"]), default=0.4)
@@ -65,10 +74,11 @@ class BreakerConfig:
 
 
 class Breaker:
-    """One process's view of how often the site refused it lately."""
+    """One process's view of how often one site (``site``, named in the open message) refused it lately."""
 
-    def __init__(self, config: BreakerConfig) -> None:
+    def __init__(self, config: BreakerConfig, site: str = "") -> None:
         self.config = config
+        self.site = site
         # (blocked, Retry-After asked for) of the last `window` answers
         self._answers: collections.deque[tuple[bool, float]] = collections.deque(maxlen=config.window)
         self._lock = threading.Lock()
@@ -82,13 +92,14 @@ class Breaker:
             if not self._hot(self.config.backoff_share):
                 self._backoffs = 0
             elif self._backoffs >= self.config.open_after_backoffs and self._hot(self.config.open_share):
-                self._opened = self._opened or f"breaker open: {self._summary()}"
+                where = f" for {self.site}" if self.site else ""
+                self._opened = self._opened or f"breaker open{where}: {self._summary()}"
 
     def before_request(self) -> float:
         """Seconds to wait before the next request (0 when the site is answering); raises ``BreakerOpen``."""
         with self._lock:
             if self._opened:
-                raise BreakerOpen(self._opened)
+                raise BreakerOpen(self._opened, self.site)
             if not self._hot(self.config.backoff_share):
                 return 0.0
             retry_after_s = max(asked for _, asked in self._answers)  # the longest wish still remembered

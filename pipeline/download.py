@@ -44,7 +44,7 @@ from pipeline.errors import FINAL_REASONS, Failure, classify, find_in_chain
 from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from pipeline.options import option
 from pipeline.probe import ProbeError, probe_file
-from pipeline.site_access import SiteAccess, SiteAccessConfig, is_site_url, site_access
+from pipeline.site_access import SITE_USAGE, SiteAccess, SiteAccessConfig, site_access, usage_outputs
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, reasons
 
@@ -316,31 +316,35 @@ class Downloader:
         if recorded is not None:
             return recorded
         attempt = 0
-        site = self._site if is_site_url(candidate.url) else None  # local files: no budget, no breaker
+        site = self._site.site_for(candidate.url)  # None: a local file (no budget, no breaker)
         while True:
-            proxy = self._ydl.proxy = site.proxies.pick() if site else None
+            proxy = self._ydl.proxy = self._site.proxies.pick() if site else None
             try:
                 if site:
-                    site.before_attempt()
+                    self._site.before_attempt(site)
                 stored = self._attempt(candidate)
                 if site:
-                    site.after_attempt(None, proxy)
+                    self._site.after_attempt(site, None, proxy)
                 return stored
             except _Reject as rejected:
                 if site:
-                    site.after_attempt(None, proxy)
+                    self._site.after_attempt(site, None, proxy)
                 return Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, rejected.outcome, rejected.reason,
                                          rejected.detail)
             except Exception as exc:  # noqa: BLE001 - every failure becomes an Outcome
                 stopped = find_in_chain(exc, BreakerOpen)
                 if stopped is not None:
+                    name = stopped.site or (site.name if site else "")
+                    if name:
+                        self._site.count(name, deferred=1)
                     return deferred(candidate, reasons.STAGE_DOWNLOAD, stopped, attempt)
                 failure = classify(exc)
                 if site:
-                    site.after_attempt(failure, proxy)
-            if site and site.breaker.open_reason and (failure.transient or failure.reason in BLOCK_REASONS):
+                    self._site.after_attempt(site, failure, proxy)
+            if site and site.open_reason and (failure.transient or failure.reason in BLOCK_REASONS):
                 # the process gave up on the site: this video was refused for who asked, not for what it is
-                return deferred(candidate, reasons.STAGE_DOWNLOAD, BreakerOpen(self._site.breaker.open_reason),
+                self._site.count(site, deferred=1)
+                return deferred(candidate, reasons.STAGE_DOWNLOAD, BreakerOpen(site.open_reason, site.name),
                                 attempt + 1)
             pause = backoff_s(attempt, self.config.site.backoff_base_s, self.config.site.max_backoff_s,
                               failure.retry_after_s)
@@ -494,8 +498,8 @@ def deferred(candidate: CandidateVideo, stage: str, why: BreakerOpen, attempts: 
     """``failed``/``deferred``: the breaker stopped this video before it was finished; a rerun retries it."""
     tried = f" after {attempts} blocked attempt(s)" if attempts else ""
     return Outcome.for_video(candidate, stage, reasons.FAILED, reasons.DEFERRED,
-                             f"{why}; this worker stopped contacting the site{tried}: rerun into the same "
-                             "--output to retry")
+                             f"{why}; this worker stopped contacting {why.site or 'the site'}{tried}: rerun into "
+                             "the same --output to retry")
 
 
 def download_one(candidate: CandidateVideo, config: DownloadConfig) -> DownloadedVideo | Outcome:
@@ -511,7 +515,7 @@ class _DownloadFn(beam.DoFn):
         self._downloader: Downloader | None = None
 
     def setup(self) -> None:
-        # The process-wide budget and breaker; the cookies are read from their (gs://) path here, on the worker.
+        # The process-wide budgets and breakers; the cookies are read from their (gs://) path here, on the worker.
         self._downloader = Downloader(self.config, site_access(self.config.site))
 
     def process(self, candidate: CandidateVideo):
@@ -529,13 +533,17 @@ class _DownloadFn(beam.DoFn):
             Metrics.counter(reasons.STAGE_DOWNLOAD, "stored_bytes").inc(result.size_bytes)
             yield result
 
+    def finish_bundle(self):
+        yield from usage_outputs(site_access(self.config.site))
+
     def teardown(self) -> None:
         if self._downloader is not None:
             self._downloader.close()
 
 
 class Download(beam.PTransform):
-    """``candidates | Download(cfg)`` -> ``{MAIN: DownloadedVideo, OUTCOMES: failed/dropped Outcome}``."""
+    """``candidates | Download(cfg)`` -> ``{MAIN: DownloadedVideo, OUTCOMES: failed/dropped Outcome,
+    SITE_USAGE: SiteUsage}`` (per site and bundle: what the requests cost, for ``stats.json``)."""
 
     def __init__(self, config: DownloadConfig) -> None:
         super().__init__()
@@ -544,5 +552,6 @@ class Download(beam.PTransform):
         self.config = config
 
     def expand(self, candidates):
-        results = candidates | "Fetch" >> beam.ParDo(_DownloadFn(self.config)).with_outputs(OUTCOMES, main=MAIN)
-        return {MAIN: results[MAIN], OUTCOMES: results[OUTCOMES]}
+        results = candidates | "Fetch" >> beam.ParDo(_DownloadFn(self.config)).with_outputs(
+            OUTCOMES, SITE_USAGE, main=MAIN)
+        return {MAIN: results[MAIN], OUTCOMES: results[OUTCOMES], SITE_USAGE: results[SITE_USAGE]}

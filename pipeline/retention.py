@@ -22,6 +22,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline import storage
 from pipeline.download import MARKER_EXTENSION, Download, DownloadConfig
 from pipeline.segment import SegmentConfig, cache_paths
+from pipeline.site_access import SITE_USAGE
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, ids
 
@@ -75,4 +76,4 @@ class DownloadUnlessCommitted(beam.PTransform):
             COMMITTED, main=MAIN)
         fetched = split[MAIN] | "Fetch" >> Download(self.download)
         videos = (split[COMMITTED], fetched[MAIN]) | "WithCommitted" >> beam.Flatten()
-        return {MAIN: videos, OUTCOMES: fetched[OUTCOMES]}
+        return {MAIN: videos, OUTCOMES: fetched[OUTCOMES], SITE_USAGE: fetched[SITE_USAGE]}

@@ -69,7 +69,7 @@ from pipeline.quality import Quality, QualityConfig
 from pipeline.retention import DownloadUnlessCommitted
 from pipeline.search import Search, SearchConfig
 from pipeline.segment import Segment, SegmentConfig
-from pipeline.site_access import CredentialsError, SiteAccessConfig, site_for_job
+from pipeline.site_access import SITE_USAGE, CredentialsError, SiteAccessConfig, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import clip_format, reasons
 from schemas.cli import StrictParser, fail
@@ -134,7 +134,8 @@ class RunConfig:
 
 # Each config's flags, in --help order, under its group title (None: the run's own, ungrouped).
 OPTION_GROUPS = ((LaunchOptions, None), (SearchConfig, "search"), (DownloadConfig, "download (yt-dlp)"),
-                 (SiteAccessConfig, "site access (YouTube at scale; see docs/search_download.md)"),
+                 (SiteAccessConfig, "site access (request budgets per host, YouTube at scale; see "
+                                    "docs/search_download.md)"),
                  (SegmentConfig, "segmentation (16 s clips at 10 FPS, 160x90 by default)"),
                  (QualityConfig, "quality classifier"))
 
@@ -181,9 +182,9 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
     download_dir = download.download_dir or FileSystems.join(output, "videos")
     segment = options.build(SegmentConfig, ns, cache_dir=FileSystems.join(output, "cache", "segment"),
                             delete_sources_in=download_dir if launch.delete_videos else "")
-    try:  # one site setting for both stages: the request budget split over the job's processes
+    try:  # one site setting for both stages: the request budgets split over the job's processes
         site = site_for_job(options.build(SiteAccessConfig, ns), beam_args, launch.workers, launch.in_process)
-    except CredentialsError as exc:
+    except (CredentialsError, ValueError) as exc:  # unreadable credentials, a host named twice
         parser.error(str(exc))
     try:
         longest_s = longest_video_s(search)
@@ -280,8 +281,9 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
         audit.register_outcomes(cut[OUTCOMES], reasons.ITEM_CLIP, "RegShortTails"),
         audit.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored", tally),
     ) | "AllBirths" >> beam.Flatten()
+    site_usage = (found[SITE_USAGE], fetched[SITE_USAGE]) | "AllSiteUsage" >> beam.Flatten()
     _ = ({"outcomes": outcomes, "births": births, "manifest": written[MAIN], "shard_index": written[shards.INDEX],
-          "clips": cut[MAIN]}
+          "clips": cut[MAIN], "site_usage": site_usage}
          | "Audit" >> audit_stage.Audit(config.output_dir, quality.settings, config.thumbnails_per_group,
                                         config.table_part_rows))
 
@@ -492,6 +494,7 @@ def summary(stats: dict, elapsed_s: float | None, output_dir: str, stale: int) -
     if any(deferred.values()):
         lines.append(f"  DEFERRED: {deferred['videos']} video(s), {deferred['search_queries']} search query(ies) "
                      "not finished (the site was blocking): rerun into the same --output")
+    lines += audit.sites_summary(stats.get("sites", {}))
     lines.append(f"  kept {stats['clips'].get('kept', 0)} clips ({stats['hours']['kept_clips']:.2f} h) in "
                  f"{stats['shards']} shard(s); conservation ok" + (f"; removed {stale} stale shard(s)" if stale else ""))
     return "\n".join(lines)

@@ -1,6 +1,6 @@
 """Stage 1: find candidate videos (catalog files, YouTube search), apply the keyword rules, de-duplicate.
 
-    pipeline | Search(config) -> {MAIN: CandidateVideo, OUTCOMES: dropped/failed Outcome}
+    pipeline | Search(config) -> {MAIN: CandidateVideo, OUTCOMES: dropped/failed Outcome, SITE_USAGE: SiteUsage}
 
 Steps: read every source task in parallel -> keyword + duration rules (``pipeline.keywords``) ->
 de-duplicate by video id, then by URL -> ``Reshuffle``. Rules run before de-duplication, so a ``duplicate``
@@ -21,11 +21,12 @@ from urllib.parse import urlsplit, urlunsplit
 
 import apache_beam as beam
 from apache_beam.metrics import Metrics
+from apache_beam.transforms.window import GlobalWindows
 
 from pipeline import cli_types
 from pipeline.keywords import KeywordRules, default_keywords_path, load_rules
 from pipeline.options import option
-from pipeline.site_access import SiteAccessConfig
+from pipeline.site_access import SITE_USAGE, SiteAccessConfig
 from pipeline.sources import Source, build_sources
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome, reasons
@@ -155,6 +156,11 @@ class _ReadTaskFn(beam.DoFn):
                 Metrics.counter(reasons.STAGE_SEARCH, "candidates").inc()
                 yield item
 
+    def finish_bundle(self):
+        for source in self.sources:
+            for usage in source.site_usage():
+                yield beam.pvalue.TaggedOutput(SITE_USAGE, GlobalWindows.windowed_value(usage))
+
 
 class _RulesFn(beam.DoFn):
     def __init__(self, rules: KeywordRules) -> None:
@@ -191,7 +197,8 @@ class _Dedupe(beam.PTransform):
 
 
 class Search(beam.PTransform):
-    """``pipeline | Search(cfg)`` -> ``{MAIN: CandidateVideo, OUTCOMES: dropped/failed Outcome}``.
+    """``pipeline | Search(cfg)`` -> ``{MAIN: CandidateVideo, OUTCOMES: dropped/failed Outcome, SITE_USAGE:
+    SiteUsage}`` (what the queries cost, per site and bundle).
 
     ``sources`` replaces the sources ``config`` enables (tests feed recorded YouTube results this way).
     """
@@ -209,7 +216,7 @@ class Search(beam.PTransform):
         read = (root
                 | "Tasks" >> beam.Create(tasks)
                 | "SpreadTasks" >> beam.Reshuffle()
-                | "Read" >> beam.ParDo(_ReadTaskFn(self.sources)).with_outputs(OUTCOMES, main=MAIN))
+                | "Read" >> beam.ParDo(_ReadTaskFn(self.sources)).with_outputs(OUTCOMES, SITE_USAGE, main=MAIN))
         ruled = read[MAIN] | "Rules" >> beam.ParDo(_RulesFn(self.rules)).with_outputs(OUTCOMES, main=MAIN)
         by_id = ruled[MAIN] | "DedupeById" >> _Dedupe("video_id", "video id")
         by_url = by_id[MAIN] | "DedupeByUrl" >> _Dedupe("url", "URL")
@@ -218,4 +225,4 @@ class Search(beam.PTransform):
                       | "SpreadCandidates" >> beam.Reshuffle())
         outcomes = ((read[OUTCOMES], ruled[OUTCOMES], by_id[OUTCOMES], by_url[OUTCOMES])
                     | "Outcomes" >> beam.Flatten())
-        return {MAIN: candidates, OUTCOMES: outcomes}
+        return {MAIN: candidates, OUTCOMES: outcomes, SITE_USAGE: read[SITE_USAGE]}

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from typing import ClassVar
 
 from schemas import CandidateVideo, Outcome, reasons
+from schemas.site_usage import SiteUsage
 
 
 class Source(abc.ABC):
@@ -22,6 +23,11 @@ class Source(abc.ABC):
 
     def setup(self) -> None:  # noqa: B027 - an optional hook, not an abstract method
         """Per-worker preparation (e.g. reading credentials), called in the reading DoFn's ``setup``."""
+
+    def site_usage(self) -> list[SiteUsage]:
+        """What this worker's requests to sites cost since the last call (one record per site), drained at the
+        end of each bundle; sources that send no requests (files, ``gs://``) have none."""
+        return []
 
     @abc.abstractmethod
     def tasks(self) -> list[str]:

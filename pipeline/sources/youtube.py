@@ -7,9 +7,9 @@ the results page itself: one request per query instead of one per video. ``ytsea
 date (newest first), which finds different videos than relevance order on re-crawls.
 
 A query that fails (network, bot check) becomes one ``search_error`` Outcome naming the query; a result
-entry without an id becomes a ``search_error`` of its own. Queries draw from the job's request budget and
-feed the process's breaker (``pipeline.site_access``); once the breaker is open, the remaining queries end
-``failed``/``deferred`` without being sent. ``sleep_s`` paces a worker's requests (before each
+entry without an id becomes a ``search_error`` of its own. Queries draw from YouTube's request budget and
+feed the process's YouTube breaker (``pipeline.site_access``); once that breaker is open, the remaining
+queries end ``failed``/``deferred`` without being sent. ``sleep_s`` paces a worker's requests (before each
 query, and between the result pages of one through yt-dlp's ``sleep_interval_requests``): the default run
 sends hundreds of queries, and back-to-back ones invite YouTube's bot check.
 """
@@ -26,6 +26,7 @@ from pipeline.keywords import KeywordRules
 from pipeline.site_access import SiteAccessConfig, site_access
 from pipeline.sources.base import Source, search_failure
 from schemas import CandidateVideo, Outcome, RecordError, reasons
+from schemas.site_usage import SiteUsage
 
 WATCH_URL = "https://www.youtube.com/watch?v={id}"
 # Metadata worth keeping from a flat search entry, beyond the CandidateVideo fields.
@@ -104,28 +105,33 @@ class YoutubeSource(Source):
     def tasks(self) -> list[str]:
         return list(self.queries)
 
+    def site_usage(self) -> list[SiteUsage]:
+        return site_access(self.site).drain_usage()
+
     def read(self, task: str) -> Iterator[CandidateVideo | Outcome]:
         url = search_url(task, self.per_query, self.date_sorted)
         access = site_access(self.site)
+        youtube = access.youtube
         proxy = access.proxies.pick()
         try:
-            access.before_attempt()
+            access.before_attempt(youtube)
             if self.sleep_s:
                 time.sleep(self.sleep_s)
             result = self.search(url) if self.search else ytdlp_search(url, self.params, self.site, proxy)
         except Exception as exc:  # noqa: BLE001 - a failed query is recorded, the others still run
             stopped = find_in_chain(exc, BreakerOpen)
             if stopped is not None:
+                access.count(youtube, deferred=1)
                 yield search_failure(f"youtube:{task}", reasons.DEFERRED,
                                      f"{url}: {stopped}; this worker stopped contacting the site: rerun into "
                                      "the same --output to retry")
                 return
             failure = classify(exc)
-            access.after_attempt(failure, proxy)
+            access.after_attempt(youtube, failure, proxy)
             yield search_failure(f"youtube:{task}", reasons.SEARCH_ERROR,
                                  f"{url}: {failure.reason}: {failure.detail}")
             return
-        access.after_attempt(None, proxy)
+        access.after_attempt(youtube, None, proxy)
         for rank, entry in enumerate((result or {}).get("entries") or [], start=1):
             try:
                 yield entry_to_candidate(entry, task, rank)

@@ -64,8 +64,8 @@ def video(tmp_path_factory) -> bytes:
 def download_all(server: FaultServer, tmp_path, breaker: BreakerConfig, job_qps: float = 50.0
                  ) -> tuple[list, float]:
     """Download VIDEOS candidates one after the other through one process's site access; (results, seconds)."""
-    site_config = SiteAccessConfig(job_qps=job_qps, breaker=breaker, socket_timeout_s=2.0, backoff_base_s=0.01,
-                                   max_backoff_s=0.2)
+    site_config = SiteAccessConfig(site_qps=(("127.0.0.1", job_qps),), breaker=breaker, socket_timeout_s=2.0,
+                                   backoff_base_s=0.01, max_backoff_s=0.2)
     config = DownloadConfig(download_dir=str(tmp_path / "videos"), retries=3, site=site_config)
     started = time.monotonic()
     with Downloader(config, SiteAccess(site_config)) as downloader:
@@ -98,7 +98,7 @@ def test_a_blocked_process_stops_asking_and_defers_the_rest(video, tmp_path, blo
     assert by_reason[reasons.DEFERRED] >= VIDEOS - sent
     assert sent <= 50.0 * elapsed + 50.0  # within the budget (50 requests/s, one second's burst)
     detail = next(r.detail for r in results if r.reason == reasons.DEFERRED)
-    assert detail.startswith("breaker open: ") and "requests blocked" in detail and "rerun" in detail
+    assert detail.startswith("breaker open for 127.0.0.1: ") and "requests blocked" in detail and "rerun" in detail
 
 
 def test_without_a_breaker_the_same_storm_costs_four_requests_a_video(video, tmp_path):

@@ -44,13 +44,13 @@ def test_the_job_budget_is_split_over_its_processes():
                           "no_use_multiple_sdk_containers"], None, False, 2) == 5
     assert job_processes([], 3, False, 16) == 3 and job_processes([], None, False, 16) == 16
     assert job_processes([], None, True, 16) == 1
-    with pytest.raises(ValueError, match="youtube-qps"):
+    with pytest.raises(ValueError, match="request budget must be > 0"):
         per_process_qps(0.0, 3)
 
 
 def _send(url: str, count: int, start) -> None:
     """One worker process: its own SiteAccess for the job's config, requests through yt-dlp's stack."""
-    site = SiteAccess(SiteAccessConfig(job_qps=JOB_QPS, processes=PROCESSES))
+    site = SiteAccess(SiteAccessConfig(site_qps=(("127.0.0.1", JOB_QPS),), processes=PROCESSES))
     start.wait()
     with site.youtube_dl({"quiet": True}) as ydl:
         for _ in range(count):

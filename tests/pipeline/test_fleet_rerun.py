@@ -48,7 +48,7 @@ def test_a_blocked_run_defers_and_a_rerun_keeps_everything(corpus, tmp_path):
         catalog = tmp_path / "catalog.jsonl"
         catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
         argv = ["--catalog", str(catalog), "--output", str(out), "--in-process", "--retries", "0",
-                "--max-backoff-s", "0.1", "--breaker-window", str(WINDOW), "--youtube-qps", "20"]
+                "--max-backoff-s", "0.1", "--breaker-window", str(WINDOW), "--site-qps", "127.0.0.1=20"]
 
         server.block(Fault.too_many_requests("1"))
         first_rc = run.main(argv)
@@ -78,6 +78,9 @@ def test_a_blocked_run_defers_and_a_rerun_keeps_everything(corpus, tmp_path):
     assert code == exit_status.DEFERRED and message.startswith(f"deferred: {len(deferred)} video(s)")
     assert first_rc == exit_status.DEFERRED
     assert stats["deferred"] == {"videos": len(deferred), "search_queries": 0}
+    # the traffic record: every request the server counted, under its host's budget; the local file sent none
+    assert stats["sites"] == {"127.0.0.1": {"job_qps": 20.0, "requests": sent, "waited_s": stats["sites"][
+        "127.0.0.1"]["waited_s"], "paused_s": stats["sites"]["127.0.0.1"]["paused_s"], "deferred": len(deferred)}}
     assert f"DEFERRED: {len(deferred)} video(s) and 0 search query(ies)" in page
 
     # run 2: everything deferred or transiently failed is retried and kept; the finished video is reused

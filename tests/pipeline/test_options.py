@@ -28,7 +28,8 @@ FLAGS = {
     "--max-filesize": 2 * 1024**3, "--min-height": 360, "--js-runtime": None, "--retry-failed": False,
     "--remote-components": None,
     # site access: the network options search and download share
-    "--youtube-qps": 4.0, "--cookies": None, "--proxy": None, "--proxies-file": None, "--breaker-window": 20,
+    "--youtube-qps": 4.0, "--site-qps": None, "--unthrottled-host": None, "--default-site-qps": 10.0,
+    "--cookies": None, "--proxy": None, "--proxies-file": None, "--breaker-window": 20,
     "--breaker-open-share": 0.8, "--socket-timeout": 30.0, "--max-backoff-s": 60.0,
     # segmentation
     "--clip-size": (160, 90), "--clip-fps": 10, "--clip-seconds": 16.0, "--clip-stride-s": None,
@@ -37,13 +38,14 @@ FLAGS = {
     # quality
     "--classifier": None, "--quality-threshold": None, "--quality-batch-size": 32,
 }
-METAVARS = {"--clip-size": "WxH", "--decord-max-mb": "MB", "--classifier": "MODEL_DIR", "--quality-threshold": "T"}
+METAVARS = {"--site-qps": "HOST=N", "--unthrottled-host": "HOST", "--default-site-qps": "N", "--clip-size": "WxH", "--decord-max-mb": "MB", "--classifier": "MODEL_DIR", "--quality-threshold": "T"}
 FULL = ["--catalog", "a.jsonl", "--catalog", "b.csv", "--youtube", "--youtube-per-query", "5", "--youtube-date-sorted",
         "--youtube-max-queries", "3", "--youtube-query-template", "{game} x", "--youtube-sleep-s", "2",
         "--min-duration-s", "20", "--max-duration-s", "600", "--download-dir", "/tmp/v", "--retries", "5",
         "--fragment-retries", "7", "--socket-timeout", "12", "--max-backoff-s", "9", "--rate-limit", "2M",
         "--sleep-interval", "0.5", "--max-filesize", "500M", "--min-height", "480", "--js-runtime", "node",
-        "--retry-failed", "--remote-components", "ejs:npm", "--youtube-qps", "2", "--proxy", "socks5://h:1",
+        "--retry-failed", "--remote-components", "ejs:npm", "--youtube-qps", "2", "--site-qps", "a.org=3", "--site-qps", "b.org=0.5",
+        "--unthrottled-host", "own.net", "--default-site-qps", "6", "--proxy", "socks5://h:1",
         "--breaker-window", "7", "--breaker-open-share", "0.3", "--clip-size", "64x64", "--clip-fps", "15",
         "--clip-seconds", "2", "--clip-stride-s", "1", "--skip-start-s", "3", "--skip-end-s", "4", "--fit", "pad",
         "--decoder", "pyav", "--decord-max-mb", "10", "--x264-preset", "medium", "--crf", "22", "--no-isolation",
@@ -88,7 +90,8 @@ def test_every_flag_reaches_its_one_config(tmp_path):
     site = config.download.site
     assert site is config.search.site and site.processes == 1  # --runner X: one worker of one vCPU
     assert dataclasses.replace(site, run_id="") == SiteAccessConfig(
-        job_qps=2.0, proxy="socks5://h:1", socket_timeout_s=12.0, max_backoff_s=9.0, run_id="",
+        job_qps=2.0, site_qps=(("a.org", 3.0), ("b.org", 0.5)), unthrottled_hosts=("own.net",), default_site_qps=6.0,
+        proxy="socks5://h:1", socket_timeout_s=12.0, max_backoff_s=9.0, run_id="",
         breaker=BreakerConfig(window=7, open_share=0.3, backoff_share=0.3, min_answers=3, max_backoff_s=9.0))
     assert config.download == download.DownloadConfig(
         download_dir="/tmp/v", retries=5, fragment_retries=7, rate_limit=2 * 1024**2, sleep_interval_s=0.5,
