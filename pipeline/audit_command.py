@@ -27,26 +27,45 @@ from schemas.cli import StrictParser
 
 def stream_outcomes(output_dir: str):
     """Every outcome of a run, a bounded batch at a time."""
-    for batch in partitioned.iter_batches(audit_stage.outcomes_dir(output_dir)):
-        yield from from_table(pa.Table.from_batches([batch]), Outcome)
+    return stream_parts(partitioned.part_paths(audit_stage.outcomes_dir(output_dir)))
+
+
+def stream_parts(paths: list[str]):
+    """The outcomes of these part files, a bounded batch at a time (one part open at once)."""
+    for path in paths:
+        for batch in partitioned.iter_part_batches(path):
+            yield from from_table(pa.Table.from_batches([batch]), Outcome)
+
+
+def outcome_aggregates(outcomes, per_group: int = report.SAMPLES_PER_GROUP) -> tuple[dict, dict, dict]:
+    """(outcome aggregates, failure examples, thumbnail picks) of streamed outcomes, through the run's own
+    combiners: what the run's audit computes from the same outcomes, in any order."""
+    stats_fn, failures_fn, picks_fn = audit.OutcomeStatsFn(), audit.GroupSampleFn(
+        audit.FAILURE_EXAMPLES_PER_REASON), audit.GroupSampleFn(per_group)
+    agg, failures, picks = stats_fn.create_accumulator(), failures_fn.create_accumulator(), {}
+    for o in outcomes:
+        agg = stats_fn.add_input(agg, o)
+        for example in audit.failure_example(o):
+            failures = failures_fn.add_input(failures, example)
+        for pick in report.thumbnail_pick(o):
+            picks = picks_fn.add_input(picks, pick)
+    return (stats_fn.extract_output(agg), failures_fn.extract_output(failures_fn.merge_accumulators([failures])),
+            picks_fn.extract_output(picks_fn.merge_accumulators([picks])))
+
+
+def stored_births(stats: dict) -> dict[str, int]:
+    """The birth counts a run's stats.json holds (births are not stored per item)."""
+    return {reasons.ITEM_VIDEO: stats["videos"]["candidates"], reasons.ITEM_CLIP: stats["clips"]["cut"],
+            "search_failure": stats["search_failures"]["count"]}
 
 
 def recompute_stats(output_dir: str, per_group: int = report.SAMPLES_PER_GROUP) -> dict:
     """``stats.json`` from the stored tables (see the module docstring for what is carried over)."""
     stats_path = FileSystems.join(output_dir, audit_stage.STATS_FILE)
     stored = json.loads(storage.read_bytes(stats_path)) if FileSystems.exists(stats_path) else None
-    stats_fn, failures_fn, picks_fn = audit.OutcomeStatsFn(), audit.GroupSampleFn(
-        audit.FAILURE_EXAMPLES_PER_REASON), audit.GroupSampleFn(per_group)
-    agg, failures, picks = stats_fn.create_accumulator(), failures_fn.create_accumulator(), {}
-    for o in stream_outcomes(output_dir):
-        agg = stats_fn.add_input(agg, o)
-        for example in audit.failure_example(o):
-            failures = failures_fn.add_input(failures, example)
-        for pick in report.thumbnail_pick(o):
-            picks = picks_fn.add_input(picks, pick)
+    agg, failures, picks = outcome_aggregates(stream_outcomes(output_dir), per_group)
     if stored is not None:
-        births = {reasons.ITEM_VIDEO: stored["videos"]["candidates"], reasons.ITEM_CLIP: stored["clips"]["cut"],
-                  "search_failure": stored["search_failures"]["count"]}
+        births = stored_births(stored)
         conservation, quality = stored["conservation"], stored.get("quality")
     else:
         births = _births_from_outcomes(agg)
@@ -58,10 +77,8 @@ def recompute_stats(output_dir: str, per_group: int = report.SAMPLES_PER_GROUP) 
         parts = partitioned.part_paths(FileSystems.join(output_dir, name))
         tables[name] = {"parts": len(parts), "rows": sum(partitioned.part_rows(p) for p in parts)}
     index = audit_stage.read_shard_index(output_dir)
-    return audit.assemble_stats(stats_fn.extract_output(agg), births, conservation,
-                                failures_fn.extract_output(failures_fn.merge_accumulators([failures])),
-                                picks_fn.extract_output(picks_fn.merge_accumulators([picks])),
-                                len(index), quality, tables)
+    return audit.assemble_stats(agg, births, conservation, failures, picks, len(index), quality, tables,
+                                stored.get("sites") if stored is not None else None)
 
 
 def _births_from_outcomes(agg: dict) -> dict:

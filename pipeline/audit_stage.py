@@ -50,9 +50,10 @@ class WriteOutcomes(partitioned.WritePartitioned):
     """Outcomes -> ``outcomes/part-*-of-N.parquet``: parts by hash of the item id (an item's outcomes share
     a part), rows sorted on every field, so reruns write the same bytes whatever Beam's order."""
 
-    def __init__(self, output_dir: str, rows_per_part: int = partitioned.ROWS_PER_PART):
+    def __init__(self, output_dir: str, rows_per_part: int = partitioned.ROWS_PER_PART, slice_label: str = ""):
         super().__init__(outcomes_dir(output_dir), Outcome, key=operator.attrgetter("item_id"),
-                         sort_columns=audit.OUTCOME_SORT_COLUMNS, rows_per_part=rows_per_part)
+                         sort_columns=audit.OUTCOME_SORT_COLUMNS, rows_per_part=rows_per_part,
+                         slice_label=slice_label)
 
 
 class _PickedStrips(beam.DoFn):
@@ -101,22 +102,26 @@ class Audit(beam.PTransform):
     without bytes; ``shard_index``: one entry per written shard; ``clips``: cut clips as clip store
     references (or inline), of which only the picked thumbnails are read and decoded; ``site_usage``
     (optional): the search's and download's ``SiteUsage`` records. ``quality``: the quality stage's settings
-    for ``stats.json``.
+    for ``stats.json``. The tables go under ``output_dir``, the small files too unless ``audit_dir`` names
+    another place; ``slice_label`` names the table parts of one slice of a local run (``pipeline.local_slices``).
     """
 
     def __init__(self, output_dir: str, quality: dict | None, per_group: int = report.SAMPLES_PER_GROUP,
-                 rows_per_part: int = partitioned.ROWS_PER_PART):
+                 rows_per_part: int = partitioned.ROWS_PER_PART, audit_dir: str = "", slice_label: str = ""):
         super().__init__()
         self.output_dir = output_dir
         self.quality = quality
         self.per_group = per_group
         self.rows_per_part = rows_per_part
+        self.audit_dir = audit_dir or output_dir
+        self.slice_label = slice_label
 
     def expand(self, inputs):
         outcomes, births = inputs["outcomes"], inputs["births"]
-        outcome_parts = outcomes | "WriteOutcomes" >> WriteOutcomes(self.output_dir, self.rows_per_part)
-        manifest_parts = inputs["manifest"] | "WriteManifest" >> manifest.WriteManifest(self.output_dir,
-                                                                                       self.rows_per_part)
+        outcome_parts = outcomes | "WriteOutcomes" >> WriteOutcomes(self.output_dir, self.rows_per_part,
+                                                                    self.slice_label)
+        manifest_parts = inputs["manifest"] | "WriteManifest" >> manifest.WriteManifest(
+            self.output_dir, self.rows_per_part, self.slice_label)
         agg = outcomes | "OutcomeStats" >> beam.CombineGlobally(audit.OutcomeStatsFn())
         born = (births
                 | "BirthKinds" >> beam.FlatMap(_birth_kind)
@@ -145,7 +150,7 @@ class Audit(beam.PTransform):
             sites = {"sites": single(inputs["site_usage"] | "SiteTraffic" >> beam.CombineGlobally(
                 audit.SiteUsageFn()))}
         return (outcomes.pipeline
-                | "Start" >> beam.Create([self.output_dir])
+                | "Start" >> beam.Create([self.audit_dir])
                 | "Write" >> beam.Map(
                     write_audit, agg=single(agg), births=single(born), num_violations=single(num_violations),
                     listed=single(listed), failures=single(failures), picks=single(picks), strips=single(strips),
@@ -167,12 +172,19 @@ def write_audit(output_dir: str, agg: dict, births: dict, num_violations: int, l
     listed_messages = lost + [m for _, m in listed]
     stats = audit.assemble_stats(agg, births, audit.conservation_block(num_violations + len(lost), listed_messages),
                                  failures, picks, len(index), quality, tables, sites)
+    write_audit_files(output_dir, stats, dict(strips), index, per_group)
+    return stats
+
+
+def write_audit_files(output_dir: str, stats: dict, strips: dict[str, bytes], index: list[dict],
+                      per_group: int) -> None:
+    """The audit's small files: shard_index.json, thumbnails.parquet, report.html, and stats.json last (the
+    mark that the audit is complete)."""
     write_shard_index(output_dir, index)
-    write_thumbnails(output_dir, dict(strips))
-    page = report.render_report(stats, dict(strips), per_group=per_group)
+    write_thumbnails(output_dir, strips)
+    page = report.render_report(stats, strips, per_group=per_group)
     storage.write_bytes(FileSystems.join(output_dir, REPORT_FILE), page.encode("utf-8"))
     storage.write_bytes(FileSystems.join(output_dir, STATS_FILE), audit.stats_json(stats))
-    return stats
 
 
 def write_shard_index(output_dir: str, index: list[dict]) -> None:

@@ -29,9 +29,9 @@ def manifest_dir(output_dir: str) -> str:
 class WriteManifest(partitioned.WritePartitioned):
     """Manifest Clips (no bytes) -> ``<output_dir>/manifest/part-*.parquet``; one (part, rows) per part."""
 
-    def __init__(self, output_dir: str, rows_per_part: int = partitioned.ROWS_PER_PART):
+    def __init__(self, output_dir: str, rows_per_part: int = partitioned.ROWS_PER_PART, slice_label: str = ""):
         super().__init__(manifest_dir(output_dir), Clip, key=operator.attrgetter("clip_key"),
-                         sort_columns=["clip_key"], rows_per_part=rows_per_part)
+                         sort_columns=["clip_key"], rows_per_part=rows_per_part, slice_label=slice_label)
 
 
 def read_manifest(output_dir: str) -> Iterator[Clip]:

@@ -35,7 +35,7 @@ from schemas import Record, from_table
 
 ROWS_PER_PART = 20_000
 BATCH_ROWS = 2_000  # rows decoded and converted to Arrow at a time while a part is gathered
-_PART = re.compile(r"^part-(\d{5})-of-(\d{5})\.parquet$")
+_PART = re.compile(r"^part-(?:(s\d{5})-)?(\d{5})-of-(\d{5})\.parquet$")
 
 
 def parts_for(num_rows: int, rows_per_part: int = ROWS_PER_PART) -> int:
@@ -47,8 +47,11 @@ def part_of(key: str, num_parts: int) -> int:
     return int(hashlib.sha1(key.encode("utf-8")).hexdigest()[:16], 16) % num_parts
 
 
-def part_name(index: int, num_parts: int) -> str:
-    return f"part-{index:05d}-of-{num_parts:05d}.parquet"
+def part_name(index: int, num_parts: int, slice_label: str = "") -> str:
+    """``part-00003-of-00064.parquet``; with the slice label of a local run cut into slices
+    (``pipeline.local_slices``), ``part-s00002-00003-of-00064.parquet``: each slice writes its own parts."""
+    middle = f"{slice_label}-" if slice_label else ""
+    return f"part-{middle}{index:05d}-of-{num_parts:05d}.parquet"
 
 
 def part_paths(dataset_dir: str) -> list[str]:
@@ -86,12 +89,21 @@ def write_part(path: str, table: pa.Table) -> None:
 
 
 def remove_stale_parts(dataset_dir: str, num_parts: int) -> list[str]:
-    """Delete parts an earlier run left with another part count (this run wrote all ``num_parts``)."""
+    """Delete parts an earlier run left with another part count, or from slices (this run wrote all
+    ``num_parts``, unsliced)."""
     stale = []
     for path in part_paths(dataset_dir):
         match = _PART.match(path.rsplit("/", 1)[-1])
-        if match is None or int(match.group(2)) != num_parts:
+        if match is None or match.group(1) or int(match.group(3)) != num_parts:
             stale.append(path)
+    if stale:
+        FileSystems.delete(stale)
+    return stale
+
+
+def remove_parts_except(dataset_dir: str, keep: set[str]) -> list[str]:
+    """Delete the parts whose file names are not in ``keep`` (what a run cut into slices wrote)."""
+    stale = [path for path in part_paths(dataset_dir) if path.rsplit("/", 1)[-1] not in keep]
     if stale:
         FileSystems.delete(stale)
     return stale
@@ -108,19 +120,26 @@ def iter_batches(dataset_dir: str, columns: list[str] | None = None,
     """Every row of a dataset directory, a bounded batch at a time (one part open at once): what the
     ``audit`` command streams instead of loading a table."""
     for path in part_paths(dataset_dir):
-        with FileSystems.open(path) as f:
-            parquet = pq.ParquetFile(io.BytesIO(f.read()))  # one part in memory at a time (bounded)
-        yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+        yield from iter_part_batches(path, columns, batch_rows)
+
+
+def iter_part_batches(path: str, columns: list[str] | None = None,
+                      batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """One part's rows, a bounded batch at a time."""
+    with FileSystems.open(path) as f:
+        parquet = pq.ParquetFile(io.BytesIO(f.read()))  # one part in memory at a time (bounded)
+    yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
 
 
 class _WritePartFn(beam.DoFn):
     """(part index, encoded rows) -> the part file; yields the part's (name, row count), one small record per
     part. After each part it hands glibc's freed pages back (``process_memory.release_freed``)."""
 
-    def __init__(self, dataset_dir: str, record_type: type[Record], sort_columns: list[str]):
+    def __init__(self, dataset_dir: str, record_type: type[Record], sort_columns: list[str], slice_label: str = ""):
         self.dataset_dir = dataset_dir
         self.record_type = record_type
         self.sort_columns = sort_columns
+        self.slice_label = slice_label
 
     def process(self, element, num_parts: int):
         index, rows = element
@@ -135,7 +154,7 @@ class _WritePartFn(beam.DoFn):
                 pending = []
         if pending:
             batches.append(decode_rows(pending, schema))
-        name = part_name(index, num_parts)
+        name = part_name(index, num_parts, self.slice_label)
         table = sorted_part(batches, schema, self.sort_columns)
         del batches
         write_part(FileSystems.join(self.dataset_dir, name), table)
@@ -171,13 +190,14 @@ class WritePartitioned(beam.PTransform):
     """
 
     def __init__(self, dataset_dir: str, record_type: type[Record], key: Callable[[Record], str],
-                 sort_columns: list[str], rows_per_part: int = ROWS_PER_PART):
+                 sort_columns: list[str], rows_per_part: int = ROWS_PER_PART, slice_label: str = ""):
         super().__init__()
         self.dataset_dir = dataset_dir
         self.record_type = record_type
         self.key = key
         self.sort_columns = sort_columns
         self.rows_per_part = rows_per_part
+        self.slice_label = slice_label
 
     def expand(self, records):
         key, rows_per_part = self.key, self.rows_per_part
@@ -192,8 +212,8 @@ class WritePartitioned(beam.PTransform):
         return ((keyed, every_part)
                 | "WithEmptyParts" >> beam.Flatten()
                 | "GroupByPart" >> beam.GroupByKey()
-                | "Write" >> beam.ParDo(_WritePartFn(self.dataset_dir, self.record_type, self.sort_columns),
-                                        num_parts=parts))
+                | "Write" >> beam.ParDo(_WritePartFn(self.dataset_dir, self.record_type, self.sort_columns,
+                                                     self.slice_label), num_parts=parts))
 
 
 def read_dataset(dataset_dir: str, record_type: type[Record]) -> Iterable[Record]:

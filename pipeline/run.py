@@ -49,6 +49,7 @@ from pipeline import (
     data_plane_buffers,
     interrupts,
     job_process,
+    local_slices,
     manifest,
     options,
     partitioned,
@@ -58,6 +59,7 @@ from pipeline import (
     report,
     run_inputs,
     run_log,
+    search_plan,
     shards,
     storage,
 )
@@ -70,6 +72,7 @@ from pipeline.retention import DownloadUnlessCommitted
 from pipeline.search import Search, SearchConfig
 from pipeline.segment import Segment, SegmentConfig
 from pipeline.site_access import SITE_USAGE, CredentialsError, SiteAccessConfig, site_for_job
+from pipeline.sources import build_sources
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import clip_format, reasons
 from schemas.cli import StrictParser, fail
@@ -95,6 +98,10 @@ class LaunchOptions:
         "--table-part-rows", type=int, default=partitioned.ROWS_PER_PART,
         help="rows per Parquet part of outcomes/ and manifest/, on average; the part count follows from the row "
              "count (default %(default)d)")
+    slice_outcomes: int = option(
+        "--slice-outcomes", type=int, default=search_plan.SLICE_OUTCOMES,
+        help="local runs: run the work as one Beam job per slice of about this many outcomes, estimated from the "
+             "declared durations, so that memory follows the slice, not the catalog (default %(default)d)")
     workers: int | None = option("--workers", type=int, default=None,
                                  help="local SDK worker processes when no --runner is given (default: CPU count)")
     delete_videos: bool = option(
@@ -129,6 +136,10 @@ class RunConfig:
     shards: shards.ShardConfig
     thumbnails_per_group: int = report.SAMPLES_PER_GROUP  # clips per (outcome, reason) with a report strip
     table_part_rows: int = partitioned.ROWS_PER_PART  # rows per part of outcomes/ and manifest/, on average
+    slice_outcomes: int = search_plan.SLICE_OUTCOMES  # a local run's slice size (pipeline.local_slices)
+    planned_slice: str = ""  # a local run's slice: the planned search results to read ("" = search in the job)
+    slice_label: str = ""  # what this slice's shards and table parts are named with ("" = none)
+    audit_dir: str = ""  # where this slice's audit writes stats.json and the small files ("" = output_dir)
     progress_dir: str = ""  # where workers tally progress for the launcher (pipeline.progress); "" = none
 
 
@@ -165,6 +176,8 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
         parser.error(f"--shard-size-mb must be > 0, got {launch.shard_size_mb}")
     if launch.table_part_rows < 1:
         parser.error(f"--table-part-rows must be >= 1, got {launch.table_part_rows}")
+    if launch.slice_outcomes < 1:
+        parser.error(f"--slice-outcomes must be >= 1, got {launch.slice_outcomes}")
     if launch.workers is not None and launch.workers < 1:
         parser.error(f"--workers must be >= 1, got {launch.workers}")
     if launch.in_process and has_runner(beam_args):
@@ -195,7 +208,7 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
     config = RunConfig(output_dir=output, search=dataclasses.replace(search, site=site), download=download,
                        segment=segment, quality=options.build(QualityConfig, ns),
                        shards=shards.ShardConfig(output, int(launch.shard_size_mb * 1024 * 1024)),
-                       table_part_rows=launch.table_part_rows)
+                       table_part_rows=launch.table_part_rows, slice_outcomes=launch.slice_outcomes)
     return config, launch, beam_args
 
 
@@ -258,14 +271,16 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     the flatten of all stages runs only when every stage is done on the local runner.
     """
     quality = Quality.from_config(config.quality)
-    found = p | "Search" >> Search(config.search)
+    search = local_slices.PlannedSearch(config.planned_slice) if config.planned_slice else Search(config.search)
+    found = p | "Search" >> search
     if config.segment.delete_sources_in:  # downloads are deleted once committed: skip what is committed
         fetched = found[MAIN] | "Download" >> DownloadUnlessCommitted(config.download, config.segment)
     else:
         fetched = found[MAIN] | "Download" >> Download(config.download)
     cut = fetched[MAIN] | "Segment" >> Segment(config.segment)
     scored = cut[MAIN] | "Quality" >> quality
-    written = scored[MAIN] | "Shard" >> shards.WriteShards(config.shards)
+    written = scored[MAIN] | "Shard" >> shards.WriteShards(
+        dataclasses.replace(config.shards, slice_label=config.slice_label))
 
     per_stage = ((reasons.STAGE_SEARCH, found), (reasons.STAGE_DOWNLOAD, fetched), (reasons.STAGE_SEGMENT, cut),
                  (reasons.STAGE_QUALITY, scored), (reasons.STAGE_SHARD, written))
@@ -285,7 +300,7 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     _ = ({"outcomes": outcomes, "births": births, "manifest": written[MAIN], "shard_index": written[shards.INDEX],
           "clips": cut[MAIN], "site_usage": site_usage}
          | "Audit" >> audit_stage.Audit(config.output_dir, quality.settings, config.thumbnails_per_group,
-                                        config.table_part_rows))
+                                        config.table_part_rows, config.audit_dir, config.slice_label))
 
 
 def run_pipeline(config: RunConfig, options: PipelineOptions, runner=None):
@@ -424,12 +439,12 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
         config = dataclasses.replace(config, progress_dir=progress_dir)
         rows = sum(c.rows for c in catalogs) if not config.search.youtube else None
         reporter = progress.Reporter(progress_dir, rows).start()
-    started = time.monotonic()
+    started, plan = time.monotonic(), None
     try:
-        if separate_job and runner is not None:
-            job_process.run(config, beam_args, launch.workers, launch.in_process, log_file)
-        else:
+        if runner is None:  # a remote runner: one job, which searches on its workers
             run_pipeline(config, beam_options, runner)
+        else:
+            plan = run_slices(config, state, launch, beam_args, beam_options, runner, log_file, separate_job)
     except Exception as exc:
         if reporter is not None:
             reporter.stop()
@@ -449,7 +464,8 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     if not stats["conservation"]["ok"]:
         print(audit.failure_message(stats), file=sys.stderr)
         return 1
-    stale = audit_stage.remove_stale_outputs(config.output_dir, stats)
+    stale = (local_slices.remove_stale_outputs(config.output_dir, plan, stats) if plan is not None
+             else audit_stage.remove_stale_outputs(config.output_dir, stats))
     for name in (clip_format.SHARD_DIR, audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR, ""):  # killed writers' leftovers
         storage.sweep_temporaries(FileSystems.join(config.output_dir, name) if name else config.output_dir)
     print(summary(stats, time.monotonic() - started, config.output_dir, stale))
@@ -461,6 +477,32 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     if message:
         print(message, file=sys.stderr)
     return code
+
+
+def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: list[str],
+               beam_options: PipelineOptions, runner, log_file: str, separate_job: bool) -> search_plan.Plan:
+    """A local run (``pipeline.local_slices``): the search plan (reused on a resume), one job per slice not
+    already complete, then the run's audit files from the slices'. Returns the plan."""
+    output = config.output_dir
+    plan = search_plan.read_plan(output) if state == "resume" else None
+    if plan is None:
+        plan = search_plan.make_plan(output, build_sources(config.search), config.search.rules(),
+                                     config.slice_outcomes)
+    if not launch.quiet:
+        print(f"search: {plan.candidates} candidate(s) go on, {plan.search_outcomes} dropped or failed; "
+              f"{len(plan.slices)} slice(s) of about {plan.slice_outcomes} outcomes", file=sys.stderr)
+    for index in range(len(plan.slices)):
+        if state == "resume" and not local_slices.is_single(plan) and local_slices.is_complete(output, plan, index):
+            continue
+        part = dataclasses.replace(config, planned_slice=search_plan.slice_dir(output, index),
+                                   slice_label=local_slices.label(plan, index),
+                                   audit_dir=local_slices.audit_dir(output, plan, index))
+        if separate_job:
+            job_process.run(part, beam_args, launch.workers, launch.in_process, log_file)
+        else:
+            run_pipeline(part, beam_options, runner)
+    local_slices.merge(output, plan, config.thumbnails_per_group)
+    return plan
 
 
 def cli_main(argv: list[str] | None = None) -> int:

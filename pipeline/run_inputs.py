@@ -61,7 +61,15 @@ def describe(config, catalogs: list[CatalogFacts]) -> dict[str, Any]:
         "classifier": classifier,
         "shard_size_bytes": config.shards.target_shard_bytes,
         "table_part_rows": config.table_part_rows,
-    }
+    } | _slicing(config)
+
+
+def _slicing(config) -> dict[str, Any]:
+    """A local run's slice size names its files (``pipeline.local_slices``); the default is left out, so that
+    outputs recorded before slices existed still resume."""
+    from pipeline.search_plan import SLICE_OUTCOMES
+
+    return {} if config.slice_outcomes == SLICE_OUTCOMES else {"slice_outcomes": config.slice_outcomes}
 
 
 def encode(inputs: dict[str, Any]) -> bytes:

@@ -37,11 +37,13 @@ from pipeline.search import dropped, normalise_url, read_source_task
 from pipeline.sources import Source
 from schemas import SCHEMA_VERSION, CandidateVideo, Outcome, Record, from_table, reasons, to_table
 from schemas.clip_format import CLIP_SECONDS
+from schemas.site_usage import SiteUsage
 
 SLICES_DIR = "slices"
 PLAN_FILE = "plan.json"
 CANDIDATES_FILE = "candidates.parquet"
 SEARCH_OUTCOMES_FILE = "search_outcomes.parquet"
+SITE_USAGE_FILE = "site_usage.json"  # in the first slice: what the plan's searches cost each site
 SLICE_OUTCOMES = 200_000  # estimated outcomes per slice (a local job's launcher holds about 2 KB per outcome)
 UNKNOWN_DURATION_S = 1200.0  # a candidate that declares no duration is counted as a 20-minute video
 BATCH_ROWS = 2_000  # rows written to a slice's files at a time
@@ -203,6 +205,9 @@ def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int
                 slices.append(_closed(writer, len(slices), weight))
         finally:
             index.close()
+    usage = [u.to_row() for source in sources for u in source.site_usage()]
+    storage.write_bytes(FileSystems.join(slice_dir(output_dir, 0), SITE_USAGE_FILE),
+                        (json.dumps(usage, sort_keys=True) + "\n").encode("utf-8"))
     plan = Plan(slice_outcomes, tuple(slices))
     storage.write_bytes(FileSystems.join(slices_dir(output_dir), PLAN_FILE), plan.to_json())
     return plan
@@ -217,6 +222,12 @@ def read_plan(output_dir: str) -> Plan | None:
     """The plan an earlier run of the same inputs wrote, or None."""
     path = FileSystems.join(slices_dir(output_dir), PLAN_FILE)
     return Plan.from_json(storage.read_bytes(path)) if FileSystems.exists(path) else None
+
+
+def read_site_usage(directory: str) -> list[SiteUsage]:
+    """What the plan's searches cost each site (the first slice's job hands it to the audit), else none."""
+    path = FileSystems.join(directory, SITE_USAGE_FILE)
+    return [SiteUsage.from_row(r) for r in json.loads(storage.read_bytes(path))] if FileSystems.exists(path) else []
 
 
 def read_slice(directory: str, kind: type[Record]) -> Iterator[Record]:

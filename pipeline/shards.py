@@ -41,6 +41,7 @@ INDEX = "index"  # the extra output of WriteShards: one {"name", "clips", "bytes
 class ShardConfig:
     output_dir: str  # run output directory (local or gs://); shards go to <output_dir>/shards/
     target_shard_bytes: int = 256 * 1024 * 1024  # clip bytes per shard, before tar overhead
+    slice_label: str = ""  # a local run cut into slices: each slice writes its own shards (shard-s00002-*)
 
     @property
     def shard_dir(self) -> str:
@@ -101,7 +102,7 @@ class _WriteShardFn(beam.DoFn):
 
     def process(self, element: tuple[int, Iterable[Clip]]):
         index, clips = element
-        name = shard_name(index)
+        name = shard_name(index, self.config.slice_label)
         unique: dict[str, Clip] = {}
         for clip in sorted(clips, key=lambda c: (c.clip_key, _tie_break(c))):
             if clip.clip_key in unique:

@@ -43,6 +43,7 @@ TAR_MODE = 0o444
 TAR_OWNER = "genie"
 
 
-def shard_name(index: int) -> str:
-    """The file name of a run's ``index``-th shard (``shard-00000.tar``)."""
-    return f"shard-{index:05d}.tar"
+def shard_name(index: int, slice_label: str = "") -> str:
+    """The file name of a run's ``index``-th shard (``shard-00000.tar``; ``shard-s00002-00000.tar`` for slice
+    ``s00002`` of a local run cut into slices)."""
+    return f"shard-{slice_label}-{index:05d}.tar" if slice_label else f"shard-{index:05d}.tar"

@@ -1,0 +1,141 @@
+"""A local run as a series of Beam jobs, one per slice of its candidates, and one audit over all of them.
+
+Beam's local runner keeps every element of a job in the launching process until the next stage has run, and
+at a million outcomes it lost elements in some runs (``benchmarks/beam_loss_repro.py``). So a local run cuts
+its work into slices of about ``--slice-outcomes`` outcomes (``pipeline.search_plan``) and runs the whole
+pipeline, download to audit, once per slice: memory follows the slice, not the catalog.
+
+What a slice writes, all under the run's output:
+* its shards and table parts under their usual directories, named with the slice's label
+  (``shards/shard-s00002-00000.tar``, ``outcomes/part-s00002-00003-of-00010.parquet``): readers of
+  ``shards/*.tar`` and ``outcomes/*.parquet`` see one dataset;
+* its own ``stats.json``, ``report.html``, ``shard_index.json`` and ``thumbnails.parquet`` under
+  ``slices/s00002/``: an audit of that slice, and the mark that it is complete.
+
+Then ``merge`` writes the run's files from the slices': the outcome aggregates streamed through the run's own
+combiners (``audit_command.outcome_aggregates``, memory bounded by a part), births and the conservation law
+summed, the shard indexes joined, the picked thumbnails kept. A run of one slice is exactly the single job
+it always was: no labels, the audit files at the top. A rerun with the same inputs skips the slices that are
+complete and have nothing deferred. Every slice's job is the same graph; the slicing depends on the inputs
+and ``--slice-outcomes`` only, so reruns and any worker count write the same bytes.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from pipeline import audit, audit_command, audit_stage, manifest, partitioned, report, shards, storage
+from pipeline.search_plan import Plan, read_site_usage, read_slice, slice_dir, slice_name
+from pipeline.site_access import SITE_USAGE
+from pipeline.stage import MAIN, OUTCOMES
+from schemas import CandidateVideo, Outcome
+
+_KINDS = {"candidates": CandidateVideo, "search_outcomes": Outcome}
+
+
+def _read_planned(kind: str, directory: str):
+    if kind == "site_usage":
+        for usage in read_site_usage(directory):
+            yield beam.pvalue.TaggedOutput(SITE_USAGE, usage)
+        return
+    for record in read_slice(directory, _KINDS[kind]):
+        yield record if kind == "candidates" else beam.pvalue.TaggedOutput(OUTCOMES, record)
+
+
+class PlannedSearch(beam.PTransform):
+    """The search stage of one slice: its planned candidates and search outcomes (``pipeline.search_plan``),
+    read by the workers a batch at a time, candidates spread over the workers as the Beam stage spreads them;
+    and, in the first slice, what the plan's searches cost each site, for the audit."""
+
+    def __init__(self, directory: str) -> None:
+        super().__init__()
+        self.directory = directory
+
+    def expand(self, root):
+        read = (root
+                | "Files" >> beam.Create([*sorted(_KINDS), "site_usage"])
+                | "Read" >> beam.FlatMap(_read_planned, self.directory).with_outputs(OUTCOMES, SITE_USAGE,
+                                                                                     main=MAIN))
+        return {MAIN: read[MAIN] | "SpreadCandidates" >> beam.Reshuffle(), OUTCOMES: read[OUTCOMES],
+                SITE_USAGE: read[SITE_USAGE]}
+
+
+def is_single(plan: Plan) -> bool:
+    return len(plan.slices) == 1
+
+
+def label(plan: Plan, index: int) -> str:
+    """The name a slice's shards and parts carry: none when the run is one slice."""
+    return "" if is_single(plan) else slice_name(index)
+
+
+def audit_dir(output_dir: str, plan: Plan, index: int) -> str:
+    """Where a slice's job writes its stats.json and the other small audit files."""
+    return output_dir if is_single(plan) else slice_dir(output_dir, index)
+
+
+def slice_stats(output_dir: str, plan: Plan, index: int) -> dict | None:
+    path = FileSystems.join(audit_dir(output_dir, plan, index), audit_stage.STATS_FILE)
+    return json.loads(storage.read_bytes(path)) if FileSystems.exists(path) else None
+
+
+def is_complete(output_dir: str, plan: Plan, index: int) -> bool:
+    """A slice an earlier run of the same inputs finished: its audit is written, the law held and nothing of
+    it waits for a rerun (deferred items)."""
+    stats = slice_stats(output_dir, plan, index)
+    return (stats is not None and stats["conservation"]["ok"]
+            and not any(audit.deferred_counts(stats).values()))
+
+
+def _part_names(stats: dict, plan: Plan, index: int, table: str) -> list[str]:
+    count = stats["tables"][table]["parts"]
+    return [partitioned.part_name(i, count, label(plan, index)) for i in range(count)]
+
+
+def merge(output_dir: str, plan: Plan, per_group: int = report.SAMPLES_PER_GROUP) -> dict:
+    """The run's stats.json, report.html, shard_index.json and thumbnails.parquet from its slices' (a run of one
+    slice wrote them itself). stats.json is written last, as by the job's audit."""
+    every = [slice_stats(output_dir, plan, j) for j in range(len(plan.slices))]
+    if is_single(plan):
+        return every[0]
+    missing = [slice_name(j) for j, stats in enumerate(every) if stats is None]
+    if missing:
+        raise RuntimeError(f"slices without an audit: {', '.join(missing[:5])}")
+    outcome_parts = [FileSystems.join(audit_stage.outcomes_dir(output_dir), name)
+                     for j, stats in enumerate(every) for name in _part_names(stats, plan, j, audit_stage.OUTCOMES_DIR)]
+    agg, failures, picks = audit_command.outcome_aggregates(audit_command.stream_parts(outcome_parts), per_group)
+    births = collections.Counter()
+    for slice_stats_ in every:
+        births.update(audit_command.stored_births(slice_stats_))
+    violations = sum(stats["conservation"]["num_violations"] for stats in every)
+    listed = sorted(m for stats in every for m in stats["conservation"]["violations"])
+    tables = {name: {key: sum(stats["tables"][name][key] for stats in every) for key in ("parts", "rows")}
+              for name in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR)}
+    index = sorted((entry for j in range(len(plan.slices))
+                    for entry in audit_stage.read_shard_index(audit_dir(output_dir, plan, j))),
+                   key=lambda entry: entry["name"])
+    sites = audit.SiteUsageFn().merge_accumulators([{}] + [s.get("sites", {}) for s in every])
+    stats = audit.assemble_stats(agg, dict(births), audit.conservation_block(violations, listed), failures, picks,
+                                 len(index), every[0].get("quality"), tables, sites)
+    keys = report.picked_keys(picks)
+    strips = {key: jpeg for j in range(len(plan.slices))
+              for key, jpeg in audit_stage.read_thumbnails(audit_dir(output_dir, plan, j)).items() if key in keys}
+    audit_stage.write_audit_files(output_dir, stats, strips, index, per_group)
+    return stats
+
+
+def remove_stale_outputs(output_dir: str, plan: Plan, stats: dict) -> int:
+    """After a run: delete shards and table parts that an earlier run into the same output left and this one
+    did not write. Returns the number of stale shards removed."""
+    if is_single(plan):
+        return audit_stage.remove_stale_outputs(output_dir, stats)
+    every = [slice_stats(output_dir, plan, j) for j in range(len(plan.slices))]
+    stale = shards.remove_stale_shards(output_dir, [s["name"] for s in audit_stage.read_shard_index(output_dir)])
+    for table in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR):
+        keep = {name for j, s in enumerate(every) for name in _part_names(s, plan, j, table)}
+        partitioned.remove_parts_except(FileSystems.join(output_dir, table), keep)
+    return len(stale)
