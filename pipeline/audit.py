@@ -307,59 +307,77 @@ class KeyCountsFn(beam.CombineFn):
         return dict(sorted(acc.items()))
 
 
+MAX_LISTED_SITES = 50  # sites listed by name in stats.json (most requests first); the rest are summed
+MAX_TRACKED_SITES = 1000  # sites a SiteUsageFn accumulator keeps by name before it sums the smallest
+OTHER_SITES = "(other hosts)"  # no host name has parentheses
+_SUMS = ("requests", "waited_s", "paused_s", "deferred")
+
+
 class SiteUsageFn(beam.CombineFn):
     """``SiteUsage`` records -> ``{site: {job_qps, requests, waited_s, paused_s, deferred}}``: one entry per site
-    (YouTube, a named host, each other host), whatever the number of items or bundles."""
+    (YouTube, a named host, each other host). Bounded: beyond ``MAX_TRACKED_SITES`` sites (a catalog with a
+    host per video) the ones with fewest requests are summed under ``OTHER_SITES``; the totals stay exact."""
 
     def create_accumulator(self):
         return {}
 
     def add_input(self, acc, usage):
-        entry = acc.setdefault(usage.site, {"job_qps": usage.job_qps, "requests": 0, "waited_s": 0.0,
-                                            "paused_s": 0.0, "deferred": 0})
-        for name in ("requests", "waited_s", "paused_s", "deferred"):
-            entry[name] += getattr(usage, name)
-        return acc
+        _add(acc, usage.site, {"job_qps": usage.job_qps, **{name: getattr(usage, name) for name in _SUMS}})
+        return _bounded(acc)
 
     def merge_accumulators(self, accs):
         out: dict = {}
         for acc in accs:
             for site, entry in acc.items():
-                into = out.setdefault(site, dict(entry, requests=0, waited_s=0.0, paused_s=0.0, deferred=0))
-                for name in ("requests", "waited_s", "paused_s", "deferred"):
-                    into[name] += entry[name]
+                _add(out, site, entry)
+            out = _bounded(out)
         return out
 
     def extract_output(self, acc):
         return acc
 
 
-MAX_LISTED_SITES = 50  # sites listed by name in stats.json (most requests first); the rest are summed
-OTHER_SITES = "(other hosts)"  # no host name has parentheses
+def _add(acc: dict, site: str, entry: dict) -> None:
+    into = acc.setdefault(site, {"job_qps": entry["job_qps"], "requests": 0, "waited_s": 0.0, "paused_s": 0.0,
+                                 "deferred": 0})
+    for name in _SUMS:
+        into[name] += entry[name]
+
+
+def _bounded(acc: dict, keep: int | None = None) -> dict:
+    """``acc`` with at most ``keep`` (default ``MAX_TRACKED_SITES``) named sites, most requests first, and the
+    rest summed under ``OTHER_SITES``."""
+    keep = MAX_TRACKED_SITES if keep is None else keep
+    named = [kv for kv in acc.items() if kv[0] != OTHER_SITES]
+    if len(named) <= keep:
+        return acc
+    ranked = sorted(named, key=lambda kv: (-kv[1]["requests"], kv[0]))
+    out = dict(ranked[:keep])
+    for site in (OTHER_SITES, *(site for site, _ in ranked[keep:])):
+        if site in acc:
+            _add(out, OTHER_SITES, {**acc[site], "job_qps": None})
+    return out
 
 
 def sites_block(usage: dict) -> dict:
-    """``stats.json``'s ``sites``: per site, its job-wide budget (None: unthrottled), the requests sent and the
-    seconds they waited on the budget and paused for the breaker, the items deferred by its breaker. The
-    ``MAX_LISTED_SITES`` sites with most requests are listed; the others are summed under ``OTHER_SITES``
-    (``hosts``: how many)."""
-    ranked = sorted(usage.items(), key=lambda kv: (-kv[1]["requests"], kv[0]))
-    block = {site: _rounded(entry) for site, entry in ranked[:MAX_LISTED_SITES]}
-    rest = ranked[MAX_LISTED_SITES:]
-    if rest:
-        other = {"hosts": len(rest), "job_qps": None, "requests": 0, "waited_s": 0.0, "paused_s": 0.0, "deferred": 0}
-        for _, entry in rest:
-            for name in ("requests", "waited_s", "paused_s", "deferred"):
-                other[name] += entry[name]
-        block[OTHER_SITES] = _rounded(other)
-    return block
+    """``stats.json``'s ``sites``: per site, its job-wide budget (``job_qps``, None: unthrottled), the requests
+    sent and the seconds they waited on the budget (``waited_s``) and paused for the breaker (``paused_s``),
+    the items its breaker deferred. The ``MAX_LISTED_SITES`` sites with most requests are listed by name; the
+    others are summed under ``OTHER_SITES``."""
+    bounded = _bounded(dict(usage), MAX_LISTED_SITES)
+    return {site: _rounded(entry) for site, entry in sorted(bounded.items())}
+
+
+def _rounded(entry: dict) -> dict:
+    return {**entry, "waited_s": round(entry["waited_s"], 3), "paused_s": round(entry["paused_s"], 3)}
 
 
 SUMMARY_SITES = 5  # sites the run's console summary names (most requests first); stats.json lists more
 
 
 def sites_summary(sites: dict) -> list[str]:
-    """Per site: requests sent, time waited on its budget and paused by its breaker, items it deferred."""
+    """The summary's lines for ``stats.json``'s ``sites``: per site, the requests sent, the time they waited on
+    its budget and paused while it was blocking, the items its breaker deferred."""
     ranked = sorted(sites.items(), key=lambda kv: (-kv[1]["requests"], kv[0]))
     lines = []
     for name, s in ranked[:SUMMARY_SITES]:
@@ -373,10 +391,6 @@ def sites_summary(sites: dict) -> list[str]:
     if len(ranked) > SUMMARY_SITES:
         lines.append(f"  site      ... {len(ranked) - SUMMARY_SITES} more in stats.json (sites)")
     return lines
-
-
-def _rounded(entry: dict) -> dict:
-    return {**entry, "waited_s": round(entry["waited_s"], 3), "paused_s": round(entry["paused_s"], 3)}
 
 
 def birth_kind(r: Registration) -> str | None:

@@ -22,7 +22,7 @@ from pipeline import audit, partitioned, run, shards
 
 STAGES = ("Search", "Download", "Segment", "Quality", "Shard")
 BOUNDED_FNS = (combiners.CountCombineFn, combiners.TopCombineFn, audit.OutcomeStatsFn, audit.GroupSampleFn,
-               audit.KeyCountsFn, partitioned.PartsSummaryFn)
+               audit.KeyCountsFn, audit.SiteUsageFn, partitioned.PartsSummaryFn)
 LIST_FNS = (combiners.ToListCombineFn, combiners.ToDictCombineFn, combiners.ToSetCombineFn)
 RANK = {"bounded": 0, "group": 1, "item": 2}
 

@@ -209,12 +209,26 @@ def test_site_usage_sums_per_site_and_lists_a_bounded_number():
     block = audit.sites_block(fn.extract_output(fn.merge_accumulators(parts)))
     assert len(block) == audit.MAX_LISTED_SITES + 1
     assert block[YOUTUBE] == {"job_qps": 4.0, "requests": 10000, "waited_s": 2.5, "paused_s": 3.0, "deferred": 2}
-    assert block[audit.OTHER_SITES] == {"hosts": 4, "job_qps": None, "requests": sum(1000 - i for i in range(49, 53)),
+    assert block[audit.OTHER_SITES] == {"job_qps": None, "requests": sum(1000 - i for i in range(49, 53)),
                                         "waited_s": 2.0, "paused_s": 0.0, "deferred": 0}
     lines = audit.sites_summary(block)
     assert lines[0] == "  site      youtube: 10000 request(s), 2.5 s waited (budget 4/s), 3.0 s paused (blocked), 2 deferred"
     assert lines[-1].endswith(f"{len(block) - audit.SUMMARY_SITES} more in stats.json (sites)")
     assert audit.sites_summary({}) == []
+
+
+def test_site_usage_keeps_a_bounded_accumulator_with_exact_totals(monkeypatch):
+    """A catalog with a host per video must not make the combiner hold a table per item."""
+    monkeypatch.setattr(audit, "MAX_TRACKED_SITES", 10)
+    fn = audit.SiteUsageFn()
+    accs = [fn.create_accumulator() for _ in range(3)]
+    for i in range(90):
+        accs[i % 3] = fn.add_input(accs[i % 3], SiteUsage(site=f"h{i}.example", job_qps=10.0, requests=i + 1, waited_s=0.5))
+    merged = fn.merge_accumulators(accs)
+    assert all(len(acc) <= 11 for acc in accs) and len(merged) == 11
+    assert sum(e["requests"] for e in merged.values()) == sum(range(1, 91))
+    assert sum(e["waited_s"] for e in merged.values()) == pytest.approx(45.0)
+    assert "h89.example" in merged and merged[audit.OTHER_SITES]["job_qps"] is None
 
 
 @needs_ffmpeg
