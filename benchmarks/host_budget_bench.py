@@ -48,6 +48,11 @@ class _Quiet(SimpleHTTPRequestHandler):
         pass
 
 
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request, client_address) -> None:
+        pass  # yt-dlp reads only the head of a direct link's first answer, then hangs up: a broken pipe here
+
+
 class Server:
     """A threaded static file server for ``root`` on 127.0.0.1 that counts the requests it answers."""
 
@@ -62,7 +67,7 @@ class Server:
                     bench.requests += 1
                 return super().send_head()
 
-        self.httpd = ThreadingHTTPServer((HOST, 0), functools.partial(Handler, directory=str(root)))
+        self.httpd = _QuietServer((HOST, 0), functools.partial(Handler, directory=str(root)))
         self.port = self.httpd.server_address[1]
         threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
 

@@ -268,3 +268,29 @@ def test_a_run_records_each_hosts_traffic_and_defers_only_the_blocked_host(tmp_p
     assert sent_b == 2 * n_b
     assert f"  site      localhost: {sent_b} request(s), 0.0 s waited (no budget)" in summary
     assert f"  site      127.0.0.1: {sent_a} request(s), " in summary and "(budget 50/s)" in summary
+
+
+@needs_ffmpeg
+def test_over_http_a_rerun_rewrites_the_same_stats_but_its_traffic_record(tmp_path):
+    """The ``sites`` block is this run's traffic: a rerun that reuses every download sends no request and
+    records none; every other part of stats.json, and the report, are the same bytes."""
+    media.write_video(tmp_path / "clip.mp4", fps=10, duration_s=16.5, width=160, height=90)
+    body = (tmp_path / "clip.mp4").read_bytes()
+    out = tmp_path / "out"
+    with FaultServer() as server:
+        rows = [{"id": f"w{i}", "url": server.add(f"/w{i}.mp4", body), "title": "Celeste speedrun", "duration_s": 16.5}
+                for i in range(2)]
+        catalog = tmp_path / "catalog.jsonl"
+        catalog.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        argv = ["--catalog", str(catalog), "--output", str(out), "--in-process", "--quiet"]
+        assert run.main(argv) == 0
+        first = json.loads((out / "stats.json").read_text())
+        page = (out / "report.html").read_bytes()
+        assert run.main(argv) == 0
+        second = json.loads((out / "stats.json").read_text())
+        sent = len(server.log())
+    assert first["sites"] == {"127.0.0.1": {"job_qps": DEFAULT_SITE_QPS, "requests": sent, "waited_s": first["sites"][
+        "127.0.0.1"]["waited_s"], "paused_s": 0.0, "deferred": 0}} and sent == 4
+    assert second["sites"] == {}
+    assert {k: v for k, v in first.items() if k != "sites"} == {k: v for k, v in second.items() if k != "sites"}
+    assert (out / "report.html").read_bytes() == page
