@@ -44,7 +44,7 @@ PLAN_FILE = "plan.json"
 CANDIDATES_FILE = "candidates.parquet"
 SEARCH_OUTCOMES_FILE = "search_outcomes.parquet"
 SITE_USAGE_FILE = "site_usage.json"  # in the first slice: what the plan's searches cost each site
-SLICE_OUTCOMES = 200_000  # estimated outcomes per slice (a local job's launcher holds about 2 KB per outcome)
+SLICE_OUTCOMES = 50_000  # estimated outcomes per slice: a local job holds about 2 KB per outcome (docs/pipeline.md)
 UNKNOWN_DURATION_S = 1200.0  # a candidate that declares no duration is counted as a 20-minute video
 BATCH_ROWS = 2_000  # rows written to a slice's files at a time
 

@@ -16,7 +16,7 @@ from pipeline.site_access import SiteAccessConfig
 
 # flag -> argparse default, in --help order (--no-isolation stores into SegmentConfig.isolate: default True)
 FLAGS = {
-    "--output": None, "--shard-size-mb": 256.0, "--table-part-rows": 20000, "--slice-outcomes": 200000, "--workers": None,
+    "--output": None, "--shard-size-mb": 256.0, "--table-part-rows": 20000, "--slice-outcomes": 50000, "--workers": None,
     "--delete-videos": False, "--in-process": False,
     "--overwrite": False, "--allow-empty": False, "--quiet": False, "--log-level": "warning",
     # search
