@@ -8,7 +8,8 @@ launcher makes for a local run; runs on a remote runner get none (Dataflow's con
 counters) and the tally is a no-op there. Cost: one file write per worker process every two seconds.
 
 Keys: ``out/<stage>/<kind>/<outcome>`` for each Outcome (``audit.CountOutcomes``), ``pass/<kind>/<stage>``
-for each item handed to a stage (``audit.register``).
+for each item handed to a stage (``audit.register``), ``PLANNED`` for each item a local run's search plan read
+(``pipeline.search_plan``, in the launcher, before the first job starts).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pathlib import Path
 from schemas import reasons
 
 FLUSH_S = 2.0
+PLANNED = "plan/rows"
 
 
 class _Tally:
@@ -105,7 +107,9 @@ def progress_line(counts: Mapping[str, int], elapsed_s: float, rows: int | None)
     candidates = counts.get(f"pass/{video}/{reasons.STAGE_DOWNLOAD}", 0)
     downloaded = counts.get(f"pass/{video}/{reasons.STAGE_SEGMENT}", 0)
     read = candidates + _done(counts, reasons.STAGE_SEARCH, video)
-    parts = [f"search {read}/{rows if rows is not None else '?'} rows",
+    planned = counts.get(PLANNED, 0)
+    parts = [f"planning {planned}/{rows if rows is not None else '?'} rows" if planned and not read else
+             f"search {read}/{rows if rows is not None else '?'} rows",
              f"download {downloaded + _done(counts, reasons.STAGE_DOWNLOAD, video)}/{candidates} videos",
              f"segment {_done(counts, reasons.STAGE_SEGMENT, video)}/{downloaded} videos"]
     cut = counts.get(f"pass/{clip}/{reasons.STAGE_QUALITY}", 0)

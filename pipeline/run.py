@@ -487,7 +487,7 @@ def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: 
     plan = search_plan.read_plan(output) if state == "resume" else None
     if plan is None:
         plan = search_plan.make_plan(output, build_sources(config.search), config.search.rules(),
-                                     config.slice_outcomes)
+                                     config.slice_outcomes, config.progress_dir)
     if not launch.quiet:
         print(f"search: {plan.candidates} candidate(s) go on, {plan.search_outcomes} dropped or failed; "
               f"{len(plan.slices)} slice(s) of about {plan.slice_outcomes} outcomes", file=sys.stderr)

@@ -32,7 +32,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import storage
+from pipeline import progress, storage
 from pipeline.search import dropped, normalise_url, read_source_task
 from pipeline.sources import Source
 from schemas import SCHEMA_VERSION, CandidateVideo, Outcome, Record, from_table, reasons, to_table
@@ -183,8 +183,10 @@ class _SliceWriter:
                 self._flush(kind)  # every slice has both files, empty or not
 
 
-def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int = SLICE_OUTCOMES) -> Plan:
-    """Search ``sources`` with ``rules`` in one streamed pass and write the slices and ``plan.json`` (last)."""
+def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int = SLICE_OUTCOMES,
+              progress_dir: str = "") -> Plan:
+    """Search ``sources`` with ``rules`` in one streamed pass and write the slices and ``plan.json`` (last);
+    each item read is tallied for the progress line (``progress.PLANNED``)."""
     if slice_outcomes < 1:
         raise ValueError(f"slice_outcomes must be >= 1, got {slice_outcomes}")
     slices: list[SlicePlan] = []
@@ -196,6 +198,7 @@ def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int
                 if writer is None:
                     writer, weight = _SliceWriter(slice_dir(output_dir, len(slices))), 0
                 writer.add(item)
+                progress.count(progress_dir, progress.PLANNED)
                 weight += estimated_outcomes(item) if isinstance(item, CandidateVideo) else 1
                 if weight >= slice_outcomes:
                     slices.append(_closed(writer, len(slices), weight))
@@ -205,6 +208,7 @@ def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int
                 slices.append(_closed(writer, len(slices), weight))
         finally:
             index.close()
+            progress.flush(progress_dir)
     usage = [u.to_row() for source in sources for u in source.site_usage()]
     storage.write_bytes(FileSystems.join(slice_dir(output_dir, 0), SITE_USAGE_FILE),
                         (json.dumps(usage, sort_keys=True) + "\n").encode("utf-8"))

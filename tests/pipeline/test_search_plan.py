@@ -59,3 +59,16 @@ def test_nothing_to_search_is_one_empty_slice(tmp_path):
     plan = search_plan.make_plan(str(tmp_path / "out"), [CatalogSource([str(path)])], SearchConfig().rules())
     assert [(s.candidates, s.search_outcomes) for s in plan.slices] == [(0, 0)]
     assert _slices(tmp_path / "out", plan) == [([], [])]
+
+
+def test_the_plan_reports_its_progress(catalog, tmp_path):  # noqa: F811
+    """The launcher's plan pass counts every item it read, so the progress line moves before the first job."""
+    from pipeline import progress
+
+    tally = tmp_path / "progress"
+    tally.mkdir()
+    plan = search_plan.make_plan(str(tmp_path / "out"), sources_for(catalog), SearchConfig().rules(),
+                                 progress_dir=str(tally))
+    counts = progress.read_totals(str(tally))
+    assert counts[progress.PLANNED] == plan.candidates + plan.search_outcomes == 17
+    assert progress.progress_line(counts, 2.0, 17).startswith("planning 17/17 rows |")
