@@ -29,7 +29,15 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import audit, audit_command, audit_stage, manifest, partitioned, report, shards, storage
-from pipeline.search_plan import Plan, read_site_usage, read_slice, slice_dir, slice_name
+from pipeline.search_plan import (
+    CANDIDATES_FILE,
+    SEARCH_OUTCOMES_FILE,
+    Plan,
+    read_site_usage,
+    read_slice,
+    slice_dir,
+    slice_name,
+)
 from pipeline.site_access import SITE_USAGE
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome
@@ -89,6 +97,16 @@ def is_complete(output_dir: str, plan: Plan, index: int) -> bool:
     stats = slice_stats(output_dir, plan, index)
     return (stats is not None and stats["conservation"]["ok"]
             and not any(audit.deferred_counts(stats).values()))
+
+
+def drop_planned(output_dir: str, plan: Plan, index: int) -> None:
+    """Delete a complete slice's planned inputs (its candidates and search outcomes are in the run's tables
+    now, and a rerun skips the slice): the plan's bytes are not kept twice. A run of one slice keeps them, as
+    its reruns run it again."""
+    if not is_single(plan) and is_complete(output_dir, plan, index):
+        directory = slice_dir(output_dir, index)
+        for name in (CANDIDATES_FILE, SEARCH_OUTCOMES_FILE):
+            storage.delete_quietly(FileSystems.join(directory, name))
 
 
 def _part_names(stats: dict, plan: Plan, index: int, table: str) -> list[str]:

@@ -501,6 +501,7 @@ def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: 
             job_process.run(part, beam_args, launch.workers, launch.in_process, log_file)
         else:
             run_pipeline(part, beam_options, runner)
+        local_slices.drop_planned(output, plan, index)
     local_slices.merge(output, plan, config.thumbnails_per_group)
     return plan
 

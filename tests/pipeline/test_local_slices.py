@@ -52,6 +52,7 @@ def test_the_run_is_cut_into_slices_named_in_its_files(runs):
     assert len(plan.slices) >= 3 and plan.candidates + plan.search_outcomes == 11  # every catalog row
     for index in range(len(plan.slices)):
         assert (sliced / "slices" / f"s{index:05d}" / "stats.json").exists()
+        assert not (sliced / "slices" / f"s{index:05d}" / "candidates.parquet").exists()  # in the tables now
     names = [p.name for p in (sliced / "shards").glob("*.tar")] + [p.name for p in (sliced / "outcomes").iterdir()]
     assert names and all(re.match(r"^(shard|part)-s\d{5}-", n) for n in names), names
 
