@@ -34,9 +34,10 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 DEFAULT_JOB_QPS = 4.0  # YouTube's requests per second for the whole job (it starts refusing one IP well above 1/s)
-# Any other host's requests per second for the whole job: 5 direct-link videos a second (2 requests each), far
-# below what a web server or CDN answers, yet polite to a small host that nobody said can take more.
-DEFAULT_SITE_QPS = 10.0
+# Any other host's requests per second for the whole job: 25 direct-link videos a second (2 requests each). A web
+# server or CDN answers that many requests without notice (the bytes, bounded by the worker count, are what
+# load it); the cap keeps a job of hundreds of processes from sending hundreds a second to a host nobody named.
+DEFAULT_SITE_QPS = 50.0
 
 YOUTUBE = "youtube"  # the site name of YouTube's hosts in budgets, breakers and stats.json
 # YouTube's pages, API, player, streams and images: one site, one budget, one breaker.

@@ -28,7 +28,7 @@ FLAGS = {
     "--max-filesize": 2 * 1024**3, "--min-height": 360, "--js-runtime": None, "--retry-failed": False,
     "--remote-components": None,
     # site access: the network options search and download share
-    "--youtube-qps": 4.0, "--site-qps": None, "--unthrottled-host": None, "--default-site-qps": 10.0,
+    "--youtube-qps": 4.0, "--site-qps": None, "--unthrottled-host": None, "--default-site-qps": 50.0,
     "--cookies": None, "--proxy": None, "--proxies-file": None, "--breaker-window": 20,
     "--breaker-open-share": 0.8, "--socket-timeout": 30.0, "--max-backoff-s": 60.0,
     # segmentation
