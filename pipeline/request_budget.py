@@ -8,13 +8,13 @@ every request to that site draws from (searches, metadata extraction and transfe
 ``pipeline.site_access``). Processes need not talk to each other, so nothing here is a shared service:
 the division is static, which is exact when all processes are busy and conservative when some idle.
 
-Which budget a request draws from is decided by its URL's host (``SiteRules.budget_for``), most specific
-rule first:
+Which budget a request draws from is decided by its URL's host (``SiteRules.budget_for``), first rule that
+matches:
 
+* YouTube's hosts (``YOUTUBE_HOSTS``: youtube.com, youtu.be, googlevideo.com, ytimg.com...): one site,
+  ``youtube``, with ``--youtube-qps`` (a user's rule cannot name them, nor capture them by a parent domain);
 * ``--unthrottled-host HOST`` and ``--site-qps HOST=N``: the host and its subdomains, as the user named them
   (the longer name wins when both match);
-* YouTube's hosts (``YOUTUBE_HOSTS``: youtube.com, youtu.be, googlevideo.com, ytimg.com...): one site,
-  ``youtube``, with ``--youtube-qps``;
 * object stores (``OBJECT_STORE_HOSTS``, S3 endpoints): no budget, they are built for the traffic;
 * any other host: a budget of its own, ``--default-site-qps``.
 
@@ -143,13 +143,13 @@ class SiteRules:
         host = host_of(url)
         if host is None:
             return None
+        if is_youtube_host(host):  # before the named hosts: naming googleapis.com does not free YouTube's API
+            return Budget(YOUTUBE, self.youtube_qps)
         named = [(name, qps) for name, qps in self.site_qps if _within(host, name)]
         named += [(name, None) for name in self.unthrottled if _within(host, name)]
         if named:
             name, qps = max(named, key=lambda nq: len(nq[0]))
             return Budget(name, qps)
-        if is_youtube_host(host):
-            return Budget(YOUTUBE, self.youtube_qps)
         if is_object_store_host(host):
             return Budget(host, None)
         return Budget(host, self.default_qps)

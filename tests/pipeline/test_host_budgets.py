@@ -72,6 +72,9 @@ def test_named_hosts_cover_their_subdomains_and_the_longest_name_wins():
     assert rules.budget_for("https://storage.googleapis.com/b/x") == Budget("storage.googleapis.com", 50.0)
     assert rules.budget_for("https://www.youtube.com/x") == Budget(YOUTUBE, 2.0)
     assert rules.budget_for("https://badexample.com/x") == Budget("badexample.com", 7.0)
+    parent = SiteRules(unthrottled=("googleapis.com",))  # a parent domain does not free YouTube's API host
+    assert parent.budget_for("https://youtubei.googleapis.com/youtubei/v1/player") == Budget(YOUTUBE, DEFAULT_JOB_QPS)
+    assert parent.budget_for("https://storage.googleapis.com/b/x") == Budget("googleapis.com", None)
     with pytest.raises(ValueError, match="named more than once"):
         SiteRules(site_qps=(("a.org", 1.0),), unthrottled=("a.org",))
 
