@@ -128,7 +128,7 @@ def iter_part_batches(path: str, columns: list[str] | None = None,
     """One part's rows, a bounded batch at a time."""
     with FileSystems.open(path) as f:
         parquet = pq.ParquetFile(io.BytesIO(f.read()))  # one part in memory at a time (bounded)
-    yield from parquet.iter_batches(batch_size=batch_rows, columns=columns)
+    yield from parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
 class _WritePartFn(beam.DoFn):
