@@ -123,7 +123,7 @@ class YoutubeSource(Source):
             if stopped is not None:
                 access.count(youtube, deferred=1)
                 yield search_failure(f"youtube:{task}", reasons.DEFERRED,
-                                     f"{url}: {stopped}; this worker stopped contacting the site: rerun into "
+                                     f"{url}: {stopped}; this worker stopped contacting YouTube: rerun into "
                                      "the same --output to retry")
                 return
             failure = classify(exc)
