@@ -94,6 +94,6 @@ def test_a_beam_without_these_names_keeps_its_defaults_and_says_so(monkeypatch, 
     channel_batch = data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD
     assert data_plane_buffers.apply() is False
     assert data_plane_buffers.flush_bytes() == BEAM_DEFAULT
-    assert data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD == channel_batch
+    assert channel_batch == data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD
     assert data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES == BEAM_QUEUE
     assert "TimeBasedBufferingClosableOutputStream" in caplog.text
