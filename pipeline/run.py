@@ -485,9 +485,10 @@ def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: 
     already complete, then the run's audit files from the slices'. Returns the plan."""
     output = config.output_dir
     plan = search_plan.read_plan(output) if state == "resume" else None
-    if plan is None:
-        plan = search_plan.make_plan(output, build_sources(config.search), config.search.rules(),
-                                     config.slice_outcomes, config.progress_dir)
+    if plan is None:  # the launcher alone searches now: the whole job's request budgets are its own
+        alone = dataclasses.replace(config.search, site=dataclasses.replace(config.search.site, processes=1))
+        plan = search_plan.make_plan(output, build_sources(alone), config.search.rules(), config.slice_outcomes,
+                                     config.progress_dir)
     if not launch.quiet:
         print(f"search: {plan.candidates} candidate(s) go on, {plan.search_outcomes} dropped or failed; "
               f"{len(plan.slices)} slice(s) of about {plan.slice_outcomes} outcomes", file=sys.stderr)
