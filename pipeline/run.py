@@ -444,7 +444,8 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
         if runner is None:  # a remote runner: one job, which searches on its workers
             run_pipeline(config, beam_options, runner)
         else:
-            plan = run_slices(config, state, launch, beam_args, beam_options, runner, log_file, separate_job)
+            plan = run_slices(config, state, launch, beam_args, beam_options, runner, log_file, separate_job,
+                              reporter)
     except Exception as exc:
         if reporter is not None:
             reporter.stop()
@@ -480,20 +481,27 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
 
 
 def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: list[str],
-               beam_options: PipelineOptions, runner, log_file: str, separate_job: bool) -> search_plan.Plan:
+               beam_options: PipelineOptions, runner, log_file: str, separate_job: bool,
+               reporter: progress.Reporter | None = None) -> search_plan.Plan:
     """A local run (``pipeline.local_slices``): the search plan (reused on a resume), one job per slice not
-    already complete, then the run's audit files from the slices'. Returns the plan."""
+    already complete, then the run's audit files from the slices'. Returns the plan. The progress line's total
+    leaves out the rows of the slices an earlier run completed."""
     output = config.output_dir
     plan = search_plan.read_plan(output) if state == "resume" else None
     if plan is None:  # the launcher alone searches now: the whole job's request budgets are its own
         alone = dataclasses.replace(config.search, site=dataclasses.replace(config.search.site, processes=1))
         plan = search_plan.make_plan(output, build_sources(alone), config.search.rules(), config.slice_outcomes,
                                      config.progress_dir)
+    complete = {s.index for s in plan.slices if state == "resume" and not local_slices.is_single(plan)
+                and local_slices.is_complete(output, plan, s.index)}
+    if reporter is not None and reporter.rows is not None:
+        reporter.rows -= sum(s.candidates + s.search_outcomes for s in plan.slices if s.index in complete)
     if not launch.quiet:
         print(f"search: {plan.candidates} candidate(s) go on, {plan.search_outcomes} dropped or failed; "
-              f"{len(plan.slices)} slice(s) of about {plan.slice_outcomes} outcomes", file=sys.stderr)
+              f"{len(plan.slices)} slice(s) of about {plan.slice_outcomes} outcomes"
+              + (f", {len(complete)} complete from the last run" if complete else ""), file=sys.stderr)
     for index in range(len(plan.slices)):
-        if state == "resume" and not local_slices.is_single(plan) and local_slices.is_complete(output, plan, index):
+        if index in complete:
             continue
         part = dataclasses.replace(config, planned_slice=search_plan.slice_dir(output, index),
                                    slice_label=local_slices.label(plan, index),

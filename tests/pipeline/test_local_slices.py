@@ -77,11 +77,13 @@ def test_a_sliced_run_holds_what_one_job_holds(runs):
     assert (sliced / "report.html").exists() and (sliced / "thumbnails.parquet").exists()
 
 
-def test_a_rerun_skips_finished_slices_and_writes_the_same_bytes(runs, corpus):  # noqa: F811
+def test_a_rerun_skips_finished_slices_and_writes_the_same_bytes(runs, corpus, capsys):  # noqa: F811
     _, sliced = runs
     before = _files(sliced)
     marks = {p: p.stat().st_mtime_ns for p in (sliced / "slices").glob("s*/stats.json")}
+    capsys.readouterr()
     assert _run(corpus, sliced, "--in-process", *SLICED) == 0
+    assert f"{len(marks)} complete from the last run" in capsys.readouterr().err
     assert _files(sliced) == before
     assert {p: p.stat().st_mtime_ns for p in marks} == marks  # no slice ran again
 
