@@ -1,7 +1,13 @@
 # Worker container for running `python -m pipeline run` on Dataflow (docs/pipeline.md, "Running on Dataflow").
-# The base image must match the Beam version and Python minor version that launch the job.
+# The launcher's Beam and Python (major.minor) must be the image's: `run` refuses a job whose
+# --sdk_container_image does not carry this launcher's versions in its tag, beam<BEAM_VERSION>-py<PYTHON_VERSION>
+# (pipeline/worker_image.py). BEAM_VERSION is worker-constraints.txt's apache-beam pin (a test checks both).
 ARG BEAM_VERSION=2.77.0
-FROM apache/beam_python3.11_sdk:${BEAM_VERSION}
+ARG PYTHON_VERSION=3.11
+FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
+ARG BEAM_VERSION
+ARG PYTHON_VERSION
+LABEL org.genie-worlds.beam-version="${BEAM_VERSION}" org.genie-worlds.python-version="${PYTHON_VERSION}"
 
 # ffmpeg: the fallback tools and the reference the tests compare against; the decoders themselves ship with
 # the decord and PyAV wheels.
@@ -27,9 +33,12 @@ RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorc
  && pip install --no-cache-dir -c worker-constraints.txt ".[dataflow,youtube]" \
  && deno --version \
  && python -c "import decord, av, apache_beam, pipeline.run, pipeline.worker_start" \
+ && python -c "import apache_beam, sys; v = apache_beam.__version__, '%d.%d' % sys.version_info[:2]; \
+assert v == ('${BEAM_VERSION}', '${PYTHON_VERSION}'), v" \
  && python -m pipeline doctor
 
-# The base image's ENTRYPOINT (/opt/apache/beam/boot) starts the SDK harness. Run the doctor's machine checks
-# (yt-dlp not too old, JS runtime + solver, ffmpeg) first on every worker start: an image whose yt-dlp has aged
-# past --max-ytdlp-age-days fails at start-up, before the job hammers YouTube with a broken extractor.
-ENTRYPOINT ["/bin/sh", "-c", "python -m pipeline doctor && exec /opt/apache/beam/boot \"$@\"", "boot"]
+# The base image's ENTRYPOINT (/opt/apache/beam/boot) starts the SDK harness. Every worker first logs the
+# doctor's machine checks (yt-dlp's age, JS runtime + solver, ffmpeg) and then starts whatever they found: an
+# image is used for months, and a worker that exits at start-up only makes Dataflow retry it in a loop. The
+# age that matters is judged at launch (`pipeline run --youtube` warns, with the fix).
+ENTRYPOINT ["/bin/sh", "-c", "python -m pipeline doctor --worker-start; exec /opt/apache/beam/boot \"$@\"", "boot"]

@@ -1,11 +1,17 @@
 """``python -m pipeline doctor``: check what a YouTube run needs before it starts paying for workers.
 
 One line per check (``ok``/``FAIL``/``warn``), exit status 1 when any check fails. Without options it checks
-the machine (yt-dlp recent enough, a JavaScript runtime and yt-dlp's challenge solver, ffmpeg): the worker
-image runs exactly that at start-up (Dockerfile). With the run's ``--cookies``, ``--proxy``/``--proxies-file``
-and ``--output`` it also checks those, reading them the way the run will (Beam ``FileSystems``, so ``gs://``
-paths work). yt-dlp is the part that ages: YouTube changes its player every few weeks and old versions fail
-every download, so a release older than ``--max-ytdlp-age-days`` fails.
+the machine (yt-dlp recent enough, a JavaScript runtime and yt-dlp's challenge solver, ffmpeg). With the run's
+``--cookies``, ``--proxy``/``--proxies-file`` and ``--output`` it also checks those, reading them the way the
+run will (Beam ``FileSystems``, so ``gs://`` paths work). yt-dlp is the part that ages: YouTube changes its
+player every few weeks and old versions fail every download, so a release older than ``--max-ytdlp-age-days``
+fails (``--today`` judges it as of another date).
+
+``--worker-start`` is what the worker image runs before Beam's SDK harness on every worker (Dockerfile
+ENTRYPOINT): the machine checks, each failure logged as a warning, exit status 0 whatever they find. An image
+ages while it is used: a worker must start in any month (a catalog-only job needs no yt-dlp at all), so the
+age is judged at launch instead (``pipeline run --youtube``: ``youtube_launch_check``), and a worker's log
+only warns.
 """
 
 from __future__ import annotations
@@ -30,6 +36,9 @@ from schemas.cli import StrictParser
 
 DEFAULT_MAX_YTDLP_AGE_DAYS = 90
 JS_RUNTIMES = ("deno", "node", "bun")  # yt-dlp's order of preference
+# What the worker image installs (Dockerfile); present in a checkout and in the image.
+WORKER_CONSTRAINTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                  "worker-constraints.txt")
 
 
 def ytdlp_release_age(version: str, today: datetime.date) -> int | None:
@@ -41,16 +50,62 @@ def ytdlp_release_age(version: str, today: datetime.date) -> int | None:
         return None
 
 
-def check_ytdlp(max_age_days: int, today: datetime.date | None = None, version: str | None = None) -> Check:
+def installed_ytdlp() -> str | None:
+    try:
+        from yt_dlp.version import __version__
+    except ImportError:
+        return None
+    return __version__
+
+
+def check_ytdlp(max_age_days: int, today: datetime.date | None = None, version: str | None = None,
+                fix: str = "run pip install -U 'yt-dlp[default]'", what: str = "") -> Check:
+    """yt-dlp ``version`` (default: the installed one) released at most ``max_age_days`` before ``today``."""
+    version = version or installed_ytdlp()
     if version is None:
-        from yt_dlp.version import __version__ as version
+        return Check("yt-dlp", "FAIL", f"yt-dlp is not installed: {fix}")
     age = ytdlp_release_age(version, today or datetime.date.today())
     if age is None:
-        return Check("yt-dlp", "warn", f"version {version} is not a release date; cannot tell its age")
+        return Check("yt-dlp", "warn", f"{what}version {version} is not a release date; cannot tell its age")
     if age > max_age_days:
-        return Check("yt-dlp", "FAIL", f"{version} is {age} days old (> {max_age_days}): YouTube changes often, "
-                                       "run pip install -U 'yt-dlp[default]'")
-    return Check("yt-dlp", "ok", f"{version} ({age} days old)")
+        return Check("yt-dlp", "FAIL", f"{what}{version} is {age} days old (> {max_age_days}): YouTube changes "
+                                       f"often and old versions fail its downloads; {fix}")
+    return Check("yt-dlp", "ok", f"{what}{version} ({age} days old)")
+
+
+def image_ytdlp_pin(constraints: str = WORKER_CONSTRAINTS) -> str | None:
+    """The yt-dlp version the worker image installs (``worker-constraints.txt``); None without that file."""
+    try:
+        with open(constraints) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    return next((line.split("==", 1)[1].strip() for line in lines if line.startswith("yt-dlp==")), None)
+
+
+def youtube_launch_check(beam_args: Sequence[str], today: datetime.date | None = None,
+                         max_age_days: int = DEFAULT_MAX_YTDLP_AGE_DAYS) -> Check:
+    """yt-dlp's age, as ``pipeline run --youtube`` checks it at launch (a warning, never a refusal): the
+    launcher's own yt-dlp for a local run; for a job on a worker image (``--sdk_container_image``), the version
+    the image installs (``worker-constraints.txt``), whose fix is a rebuilt image."""
+    if any(a == "--sdk_container_image" or a.startswith("--sdk_container_image=") for a in beam_args):
+        pinned = image_ytdlp_pin()
+        if pinned is not None:
+            check = check_ytdlp(max_age_days, today, pinned, what="the worker image's yt-dlp ",
+                                fix="raise yt-dlp in worker-constraints.txt, then rebuild and push the image "
+                                    "(docs/pipeline.md, Running on Dataflow)")
+            return dataclasses.replace(check, status="warn") if check.failed else check
+    check = check_ytdlp(max_age_days, today)
+    return dataclasses.replace(check, status="warn") if check.failed else check
+
+
+def worker_start_checks(today: datetime.date | None = None,
+                        max_age_days: int = DEFAULT_MAX_YTDLP_AGE_DAYS) -> list[Check]:
+    """The worker image's start-up checks: the machine's, every failure a warning (the worker starts anyway)."""
+    checks = [check_ytdlp(max_age_days, today, fix="YouTube downloads on this worker will likely fail; raise "
+                                                   "yt-dlp in worker-constraints.txt and rebuild the image"),
+              check_js_runtime(None, None), check_ffmpeg()]
+    return [dataclasses.replace(c, status="warn") if c.failed else c for c in checks]
 
 
 def check_js_runtime(js_runtime: str | None, remote_components: Sequence[str] | None) -> Check:
@@ -128,6 +183,12 @@ class DoctorConfig:
                                                 help="the run's --remote-components")
     max_ytdlp_age_days: int = option("--max-ytdlp-age-days", type=int, default=DEFAULT_MAX_YTDLP_AGE_DAYS,
                                      help="oldest acceptable yt-dlp release (default %(default)d days)")
+    today: datetime.date | None = option("--today", type=datetime.date.fromisoformat, default=None,
+                                         help="judge yt-dlp's age as of this date, YYYY-MM-DD (default: today), "
+                                              "e.g. to see whether an image will still pass when a job runs")
+    worker_start: bool = option("--worker-start", action="store_true", default=False,
+                                help="the worker image's start-up check (Dockerfile ENTRYPOINT): the machine "
+                                     "checks only, each failure a warning in the worker's log; exit 0")
     catalogs: tuple[str, ...] = option("--catalog", action="append", default=(), flag_default=None,
                                        to_field=lambda paths, _: tuple(paths or ()),
                                        help="the run's catalog(s): readable, rows counted, bad rows named")
@@ -138,7 +199,7 @@ class DoctorConfig:
 
 
 def run_checks(config: DoctorConfig) -> list[Check]:
-    checks = [check_ytdlp(config.max_ytdlp_age_days), check_js_runtime(config.js_runtime, config.remote_components),
+    checks = [check_ytdlp(config.max_ytdlp_age_days, config.today), check_js_runtime(config.js_runtime, config.remote_components),
               check_ffmpeg()]
     if config.cookies:
         checks.append(check_cookies_file(config.cookies))
@@ -170,7 +231,19 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    checks = run_checks(options.build(DoctorConfig, build_parser().parse_args(argv)))
+    parser = build_parser()
+    config = options.build(DoctorConfig, parser.parse_args(argv))
+    if config.worker_start:
+        others = [f for f, v in (("--cookies", config.cookies), ("--proxy", config.proxy),
+                                 ("--proxies-file", config.proxies_file), ("--output", config.output),
+                                 ("--catalog", config.catalogs), ("--keywords", config.keywords),
+                                 ("--classifier", config.classifier)) if v]
+        if others:
+            parser.error(f"--worker-start checks the machine only; drop {', '.join(others)}")
+        for check in worker_start_checks(config.today, config.max_ytdlp_age_days):
+            print(f"worker start: {check.line()}", file=sys.stderr)
+        return 0
+    checks = run_checks(config)
     for check in checks:
         print(check.line())
     failed = [c.name for c in checks if c.status == "FAIL"]
