@@ -15,10 +15,11 @@ How: Beam has no pipeline option for them. They are constants of ``apache_beam.r
 and the output stream classes bind the flush threshold as a default argument when they are defined, so
 ``apply`` sets both. It has to run in every SDK worker before it opens its data channels:
 ``with_worker_plugin`` adds ``pipeline.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness
-imports at start-up (Dataflow; ``run.local_runner`` hands it to the local runner's worker processes). Where a
-Beam version no longer has these names, ``apply`` logs a warning and leaves Beam's sizes (a worker with bigger
-buffers, not a failed job); ``tests/pipeline/test_data_plane_buffers.py`` fails on such a version, so an
-upgrade says so.
+imports at start-up (Dataflow; ``run.local_runner`` hands it to the local runner's worker processes). Each
+worker logs one INFO line with the sizes it set (Beam's next to them). Where a Beam version no longer has these
+names, ``apply`` logs a WARNING and leaves Beam's sizes (a worker with bigger buffers, not a failed job);
+``tests/pipeline/test_data_plane_buffers.py`` fails on such a version, so an upgrade says so.
+``pipeline run --no-worker-plugin`` leaves the plugin out of a job (its workers keep Beam's sizes).
 
 What it does not bound: the size of the messages the runner sends a worker, which is the runner's choice (Beam's
 Java runners send ~1 MB; Dataflow does not publish its size). A queue holds at least one message whatever its
@@ -37,6 +38,10 @@ log = logging.getLogger(__name__)
 FLUSH_BYTES = 1 << 20  # per output stream of a bundle (Beam's default: 10 MB)
 QUEUE_BYTES = 8 << 20  # per data-plane queue: send, staging, and received per bundle (Beam's default: 100 MB)
 WORKER_PLUGIN = "pipeline.worker_start"  # every SDK worker imports it at start: it calls apply()
+# `pipeline run --no-worker-plugin` adds this to Beam's experiments: the job's options say that its workers keep
+# Beam's sizes, and a local job's own process (pipeline.job_process) reads it from the same flags.
+NO_PLUGIN_EXPERIMENT = "genie_no_worker_plugin"
+CHECKED_BEAM = "2.77.0"  # the Beam whose data plane has the names apply() sets (the test fails on one without)
 _STREAM_CLASSES = ("SizeBasedBufferingClosableOutputStream", "TimeBasedBufferingClosableOutputStream")
 
 
@@ -61,15 +66,32 @@ def apply(flush_bytes: int | None = FLUSH_BYTES, queue_bytes: int | None = QUEUE
     missing += [f"{cls.__name__}(size_flush_threshold=...)" for cls in classes
                 if "size_flush_threshold" not in inspect.signature(cls.__init__).parameters]
     if missing:  # checked before anything is changed
-        log.warning("this Beam's data plane has no %s: the worker's buffers stay at Beam's sizes", ", ".join(missing))
+        log.warning("data-plane buffers NOT set (pipeline.data_plane_buffers, checked against Beam %s; this is "
+                    "Beam %s): its data plane has no %s, so this worker keeps Beam's sizes",
+                    CHECKED_BEAM, _beam_version(), ", ".join(missing))
         return False
+    beam_flush, beam_queue = data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD, getattr(
+        data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", None)
     if flush_bytes is not None:
         data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD = flush_bytes  # the channel's send batches are cut at it too
         for cls in classes:
             _set_default(cls.__init__, "size_flush_threshold", flush_bytes)
     if queue_bytes is not None:
         data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = queue_bytes  # read when a channel is created
+    log.info("data-plane buffers set (pipeline.data_plane_buffers, Beam %s): outputs sent at %s (Beam's: %s), "
+             "queues capped at %s (Beam's: %s)", _beam_version(), _size(flush_bytes or beam_flush),
+             _size(beam_flush), _size(queue_bytes or beam_queue), _size(beam_queue))
     return True
+
+
+def _size(n_bytes: int | None) -> str:
+    return "?" if n_bytes is None else f"{n_bytes / (1 << 20):g} MB"
+
+
+def _beam_version() -> str:
+    import apache_beam
+
+    return apache_beam.__version__
 
 
 def flush_bytes() -> int:
@@ -86,6 +108,13 @@ def with_worker_plugin(options: PipelineOptions) -> PipelineOptions:
     if WORKER_PLUGIN not in plugins:
         setup.beam_plugins = plugins + [WORKER_PLUGIN]
     return options
+
+
+def plugin_turned_off(options: PipelineOptions) -> bool:
+    """Whether the job's flags ask for no worker plugin (``NO_PLUGIN_EXPERIMENT``)."""
+    from apache_beam.options.pipeline_options import DebugOptions
+
+    return NO_PLUGIN_EXPERIMENT in (options.view_as(DebugOptions).experiments or [])
 
 
 def without_worker_plugin(options: PipelineOptions) -> PipelineOptions:

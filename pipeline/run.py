@@ -121,6 +121,10 @@ class LaunchOptions:
         help="exit 0 when the run keeps no clip (default: exit 65, an empty dataset is usually a mistake)")
     quiet: bool = option("--quiet", action="store_true", default=False,
                          help="no progress line, no warnings: errors and the final summary only")
+    worker_plugin: bool = option(
+        "--no-worker-plugin", action="store_false", default=True, dest="worker_plugin",
+        help="leave the worker plugin out of the job (local and Dataflow): its SDK workers keep Beam's own "
+             "data-plane buffer sizes (default: 1 MB output flush, 8 MB queues; pipeline/data_plane_buffers.py)")
     log_level: str = option("--log-level", choices=run_log.CONSOLE_LEVELS, default="warning",
                             help="what the console shows besides progress (default %(default)s); the log file "
                                  "under <output>/logs/ always holds everything")
@@ -172,6 +176,8 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
     ns, beam_args = parser.parse_known_args(argv)
     beam_flags.refuse_unknown(parser, beam_args)
     launch = options.build(LaunchOptions, ns)
+    if not launch.worker_plugin:  # carried in Beam's flags: the local job's own process builds its options again
+        beam_args = [*beam_args, f"--experiments={data_plane_buffers.NO_PLUGIN_EXPERIMENT}"]
     if launch.shard_size_mb <= 0:
         parser.error(f"--shard-size-mb must be > 0, got {launch.shard_size_mb}")
     if launch.table_part_rows < 1:
@@ -224,17 +230,25 @@ def has_runner(beam_args: list[str]) -> bool:
 
 
 def local_options(beam_args: list[str], workers: int | None, in_process: bool = False) -> PipelineOptions:
-    """Beam options. With ``--runner`` given, the Beam flags plus the worker plugin; otherwise the local FnApiRunner's
-    settings: ``workers`` SDK worker processes (``multi_processing``), or with ``in_process`` one worker
-    in this process (``in_memory``; the FnApiRunner would otherwise start processes from these options)."""
+    """Beam options. With ``--runner`` given, the Beam flags plus the worker plugin (unless ``--no-worker-plugin``);
+    otherwise the local FnApiRunner's settings: ``workers`` SDK worker processes (``multi_processing``), or with
+    ``in_process`` one worker in this process (``in_memory``; the FnApiRunner would otherwise start processes
+    from these options)."""
     if has_runner(beam_args):  # every SDK worker imports the worker plugin (data_plane_buffers: why)
-        return data_plane_buffers.with_worker_plugin(PipelineOptions(beam_args))
+        return _plugin_unless_off(PipelineOptions(beam_args))
     if in_process:
         return PipelineOptions(beam_args, direct_running_mode="in_memory", direct_num_workers=1)
     # The SDK worker processes inherit glibc's tuning (process_memory.ALLOCATOR_ENV; the worker image sets it too).
     process_memory.set_allocator_env()
-    return data_plane_buffers.with_worker_plugin(PipelineOptions(
+    return _plugin_unless_off(PipelineOptions(
         beam_args, direct_running_mode="multi_processing", direct_num_workers=workers or os.cpu_count() or 2))
+
+
+def _plugin_unless_off(options: PipelineOptions) -> PipelineOptions:
+    """The worker plugin among the options' ``--beam_plugins``, unless ``--no-worker-plugin`` turned it off."""
+    if data_plane_buffers.plugin_turned_off(options):
+        return data_plane_buffers.without_worker_plugin(options)
+    return data_plane_buffers.with_worker_plugin(options)
 
 
 def local_runner(beam_args: list[str], options: PipelineOptions | None = None, stream_inputs: bool = True):
@@ -399,7 +413,12 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     run_log.setup_console("error" if launch.quiet else launch.log_level)
     beam_options = local_options(beam_args, launch.workers, launch.in_process)
     runner = local_runner(beam_args, beam_options)
-    checks, catalogs = preflight_checks(config)
+    checks = preflight.job_checks(beam_args, config.search.youtube)  # the image, yt-dlp: before the inputs
+    failed = preflight.first_failure(checks)
+    if failed is not None:
+        return fail(PROG, failed.detail)
+    input_checks, catalogs = preflight_checks(config)
+    checks += input_checks
     failed = preflight.first_failure(checks)
     if failed is not None:
         return fail(PROG, failed.detail)

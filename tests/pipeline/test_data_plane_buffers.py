@@ -97,3 +97,44 @@ def test_a_beam_without_these_names_keeps_its_defaults_and_says_so(monkeypatch, 
     assert channel_batch == data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD
     assert data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES == BEAM_QUEUE
     assert "TimeBasedBufferingClosableOutputStream" in caplog.text
+
+
+def test_the_plugin_logs_one_info_line_with_the_values_it_set():
+    """In a fresh process, as a worker imports it: the plugin's import applies the sizes and says so."""
+    code = """
+import logging
+logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
+import pipeline.worker_start
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stderr.splitlines() if "pipeline.data_plane_buffers" in line]
+    assert lines == [f"INFO pipeline.data_plane_buffers data-plane buffers set (pipeline.data_plane_buffers, Beam "
+                     f"{beam.__version__}): outputs sent at 1 MB (Beam's: 10 MB), queues capped at 8 MB (Beam's: "
+                     "100 MB)"], done.stderr
+
+
+def test_a_beam_without_the_names_logs_a_warning_naming_them(monkeypatch, caplog):
+    monkeypatch.delattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES")
+    assert data_plane_buffers.apply() is False
+    [record] = [r for r in caplog.records if r.name == "pipeline.data_plane_buffers"]
+    assert record.levelname == "WARNING" and "NOT set" in record.getMessage()
+    assert "_DEFAULT_SEND_QUEUE_MAX_BYTES" in record.getMessage()
+
+
+@pytest.mark.parametrize("runner", [[], ["--runner", "DataflowRunner", "--project", "p", "--region", "r"]])
+def test_no_worker_plugin_leaves_the_plugin_out_of_the_job(tmp_path, runner):
+    catalog = tmp_path / "catalog.jsonl"
+    catalog.write_text('{"id": "a", "url": "a.mp4"}\n')
+    base = ["--catalog", str(catalog), "--output", str(tmp_path / "out"), *runner]
+    _, launch, beam_args = run.parse(base)
+    assert launch.worker_plugin
+    with_plugin = run.local_options(beam_args, workers=1).view_as(SetupOptions).beam_plugins
+    assert with_plugin == [data_plane_buffers.WORKER_PLUGIN]
+    _, launch, beam_args = run.parse([*base, "--no-worker-plugin"])
+    assert not launch.worker_plugin
+    options = run.local_options(beam_args, workers=1)  # as the launcher and a local job's own process build them
+    assert not options.view_as(SetupOptions).beam_plugins
+    assert data_plane_buffers.plugin_turned_off(options)
+    if not runner:  # and a local runner hands its workers no plugin
+        assert _worker_buffers(tmp_path, options) == (BEAM_DEFAULT, BEAM_QUEUE)
