@@ -77,11 +77,24 @@ class LoadedClassifier:
         than the training clips. Call before decoding: the rate is in the record, not in the frames."""
         self.geometry.check_clip(clip)
 
+    def prepare(self, frames: np.ndarray) -> np.ndarray:
+        """One clip's decoded frames as the model takes them (frames of another size raise ``GeometryError``):
+        per clip, so that one bad clip fails alone before a batch is scored."""
+        return self.model.prepare(frames)
+
+    def score_prepared(self, prepared: list[np.ndarray]) -> np.ndarray:
+        """P(good), clipped to [0, 1], for a batch of ``prepare``d clips: one model call."""
+        if not prepared:
+            return np.zeros(0)
+        return np.clip(self.model.predict_proba(np.stack(prepared)), 0.0, 1.0)
+
     def score_frames(self, clips: list[np.ndarray]) -> np.ndarray:
         """P(good) for each clip's decoded frames (frames of another size raise ``GeometryError``)."""
-        if not clips:
-            return np.zeros(0)
-        return self.model.predict_proba(np.stack([self.model.prepare(f) for f in clips]))
+        return self.score_prepared([self.prepare(f) for f in clips])
+
+    def keep(self, scores: np.ndarray, videos: list[str]) -> np.ndarray:
+        """The keep decision per clip: this model's rule at its threshold (``DecisionRule.keep``)."""
+        return self.decision.keep(scores, videos, self.threshold)
 
 
 def save_classifier(model_dir: str | Path, model: ClipModel, threshold: float, decision: DecisionRule,
@@ -166,14 +179,7 @@ def load_classifier(model_dir: str | Path, threshold: float | None = None) -> Lo
         raise ModelDirError(f"{path / METADATA}: {exc}") from None
     if not (path / cls.file_name).is_file():
         raise ModelDirError(f"{path}: model file {cls.file_name} is missing")
-    try:
-        decision = DecisionRule(**metadata.get("decision", {}))
-    except (TypeError, ValueError) as exc:
-        raise ModelDirError(f"{path / METADATA}: bad decision rule {metadata.get('decision')!r} ({exc})") from None
-    if threshold is None:
-        chosen = _threshold(metadata.get("threshold"), f"{path / METADATA}: threshold")
-    else:
-        chosen = _threshold(threshold, "threshold override")
+    chosen, decision = decision_settings(metadata, threshold, str(path / METADATA))
     try:
         model = cls.load(path, metadata.get("model_config", {}))
     except Exception as exc:  # a truncated or foreign model file: say which file, not a library traceback
@@ -186,7 +192,20 @@ def load_classifier(model_dir: str | Path, threshold: float | None = None) -> Lo
     return LoadedClassifier(model=model, metadata=metadata, threshold=chosen, decision=decision, geometry=geometry)
 
 
-def _threshold(value: Any, what: str) -> float:
+def decision_settings(metadata: dict[str, Any], threshold: float | None = None,
+                      where: str = METADATA) -> tuple[float, DecisionRule]:
+    """The threshold in effect (``threshold`` overrides the stored one) and the decision rule of a model's
+    metadata, both checked: the one place a threshold is resolved, at launch (``read_metadata``) and on load."""
+    try:
+        decision = DecisionRule(**metadata.get("decision", {}))
+    except (TypeError, ValueError) as exc:
+        raise ModelDirError(f"{where}: bad decision rule {metadata.get('decision')!r} ({exc})") from None
+    if threshold is None:
+        return check_threshold(metadata.get("threshold"), f"{where}: threshold"), decision
+    return check_threshold(threshold, "threshold override"), decision
+
+
+def check_threshold(value: Any, what: str) -> float:
     """``value`` as a threshold in [0, 1] (scores are probabilities: anything else keeps all or nothing)."""
     try:
         number = float(value)

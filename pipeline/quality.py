@@ -29,14 +29,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.utils import shared
 
-from classifiers.artifact import load_classifier, read_metadata
-from classifiers.metrics import DecisionRule
+from classifiers.artifact import (
+    LoadedClassifier,
+    check_threshold,
+    decision_settings,
+    load_classifier,
+    read_metadata,
+)
+from classifiers.metrics import DecisionRule, video_mean_scores
 from pipeline import cli_types, clip_store, stage, storage
 from pipeline.options import option
 from schemas import Clip, Outcome, reasons
@@ -46,20 +52,13 @@ NAMESPACE = "quality"
 DEFAULT_BATCH_SIZE = 32
 
 
-def check_threshold(value: float) -> float:
-    """``value`` when it is a usable threshold on the classifier's score (a probability), else ValueError."""
-    if not 0.0 <= value <= 1.0:  # also refuses NaN
-        raise ValueError(f"the quality threshold must be a number from 0 to 1 (scores are probabilities "
-                         f"P(good)), got {value}")
-    return value
-
-
 def threshold_arg(text: str) -> float:
-    """argparse type for ``--quality-threshold``: a parse error names the flag and the allowed range."""
+    """argparse type for ``--quality-threshold``: a probability in [0, 1] (``classifiers.artifact.check_threshold``,
+    the one check of a threshold); a parse error names the allowed range."""
     try:
-        return check_threshold(float(text))
+        return check_threshold(float(text), "the quality threshold (a probability P(good))")
     except ValueError as exc:
-        msg = str(exc) if "quality threshold" in str(exc) else f"not a number: {text!r}"
+        msg = str(exc) if "threshold" in str(exc) else f"not a number: {text!r}"
         raise argparse.ArgumentTypeError(msg) from None
 
 
@@ -91,21 +90,24 @@ def low_quality_detail(score: float, threshold: float, rule: str, video_score: f
     return f"score {score:.4f} < threshold {threshold:.4f}"
 
 
-def score_clips(classifier, clips: list[Clip]) -> Iterator[tuple[Clip | None, Outcome | None]]:
+def score_clips(classifier: LoadedClassifier, clips: list[Clip]) -> Iterator[tuple[Clip | None, Outcome | None]]:
     """Score a batch: ``(scored clip, None)`` or ``(None, failed outcome)`` per input clip, in order.
 
-    A plain function (no Beam) so it can be tested and reused directly. Clips hold their mp4 or a clip store
-    reference (read here, the batch's clips in order). Reading, decoding and preparing happen per clip, so one
-    broken clip fails alone; the model runs once on the batch of the others.
+    A plain function (no Beam) so it can be tested and reused directly. Each clip's size and frame rate are
+    checked against the model's training clips first (``LoadedClassifier.check_clip``: the rate is in the
+    record, not in the frames). Clips hold their mp4 or a clip store reference (read here, the batch's clips in
+    order). Reading, decoding and preparing happen per clip, so one broken clip fails alone; the model runs
+    once on the batch of the others.
     """
     prepared, ok, failed = [], [], []
     with clip_store.Reader() as reader:
         for clip in clips:
             try:
+                classifier.check_clip(clip)
                 data = reader.read(clip)
                 if not data:
                     raise ValueError("clip has no encoded bytes")
-                prepared.append(classifier.model.prepare(decode_clip(data)))
+                prepared.append(classifier.prepare(decode_clip(data)))
                 ok.append(clip)
             except Exception as exc:
                 if storage.is_transient(exc):  # the store will answer again: the runner retries the bundle
@@ -117,7 +119,7 @@ def score_clips(classifier, clips: list[Clip]) -> Iterator[tuple[Clip | None, Ou
     if not ok:
         return
     try:
-        scores = np.clip(classifier.model.predict_proba(np.stack(prepared)), 0.0, 1.0)
+        scores = classifier.score_prepared(prepared)
     except Exception as exc:
         for clip in ok:
             yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED, reasons.QUALITY_ERROR,
@@ -167,46 +169,36 @@ class _ScoreBatches(beam.DoFn):
                 yield clip
 
 
-class _DecideClip(beam.DoFn):
-    """Clip rule: keep when the clip's own score reaches the threshold."""
+def decide(clips: list[Clip], rule: DecisionRule, threshold: float) -> Iterator[tuple[Clip, Outcome | None]]:
+    """``(clip, None)`` for each scored clip the rule keeps at ``threshold`` (``DecisionRule.keep``: a clip's
+    own score, or its video's mean plus the margin), ``(clip, dropped low_quality)`` for the others."""
+    scores = np.array([c.quality_score for c in clips], dtype=np.float64)
+    videos = [c.video_id for c in clips]
+    means = video_mean_scores(scores, videos) if rule.rule == "video" else [None] * len(clips)
+    bar = threshold + rule.margin if rule.rule == "video" else threshold
+    for clip, keep, mean in zip(clips, rule.keep(scores, videos, threshold), means, strict=True):
+        yield clip, None if keep else Outcome.for_clip(
+            clip, reasons.STAGE_QUALITY, reasons.DROPPED, reasons.LOW_QUALITY,
+            low_quality_detail(clip.quality_score, bar, rule.rule, mean))
 
-    def __init__(self, threshold: float):
-        self._threshold = threshold
+
+class _Decide(beam.DoFn):
+    """Keep or drop scored clips: one clip at a time (``clip`` rule) or a video's clips together (``video``)."""
+
+    def __init__(self, rule: DecisionRule, threshold: float):
+        self._rule, self._threshold = rule, threshold
         self._kept = beam.metrics.Metrics.counter(NAMESPACE, "kept")
         self._dropped = beam.metrics.Metrics.counter(NAMESPACE, "low_quality")
 
-    def process(self, clip: Clip):
-        if clip.quality_score >= self._threshold:
-            self._kept.inc()
-            yield clip
-        else:
-            self._dropped.inc()
-            yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
-                clip, reasons.STAGE_QUALITY, reasons.DROPPED, reasons.LOW_QUALITY,
-                low_quality_detail(clip.quality_score, self._threshold, "clip")))
-
-
-class _DecideVideo(beam.DoFn):
-    """Video rule: keep a video's clips when their mean score reaches threshold + margin."""
-
-    def __init__(self, threshold: float, margin: float):
-        self._bar = threshold + margin
-        self._kept = beam.metrics.Metrics.counter(NAMESPACE, "kept")
-        self._dropped = beam.metrics.Metrics.counter(NAMESPACE, "low_quality")
-
-    def process(self, element: tuple[str, Iterable[Clip]]):
-        _, clips = element
-        clips = sorted(clips, key=lambda c: c.clip_index)
-        mean = float(np.mean([c.quality_score for c in clips]))
-        for clip in clips:
-            if mean >= self._bar:
+    def process(self, element):
+        clips = [element] if isinstance(element, Clip) else sorted(element[1], key=lambda c: c.clip_index)
+        for clip, dropped in decide(clips, self._rule, self._threshold):
+            if dropped is None:
                 self._kept.inc()
                 yield clip
             else:
                 self._dropped.inc()
-                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
-                    clip, reasons.STAGE_QUALITY, reasons.DROPPED, reasons.LOW_QUALITY,
-                    low_quality_detail(clip.quality_score, self._bar, "video", mean)))
+                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, dropped)
 
 
 class _PassUnscored(beam.DoFn):
@@ -224,18 +216,16 @@ class Quality(beam.PTransform):
     def __init__(self, model_dir: str | None, threshold: float | None = None,
                  batch_size: int = DEFAULT_BATCH_SIZE):
         super().__init__()
-        if threshold is not None:
-            check_threshold(float(threshold))
         self._model_dir = model_dir
-        self._threshold = threshold
         self._batch_size = batch_size
-        self._decision = None
-        self._model_threshold = None
+        self._decision: DecisionRule | None = None
+        self._threshold: float | None = None
         if model_dir is not None:
-            # read (and version-check) the metadata now: a bad --classifier fails at launch, not on workers
-            metadata = read_metadata(model_dir)
-            self._decision = DecisionRule(**metadata.get("decision", {}))
-            self._model_threshold = float(metadata["threshold"]) if threshold is None else float(threshold)
+            # resolved once, from the metadata (read and version-checked now: a bad --classifier fails at
+            # launch, not on workers); the workers load the model with this threshold
+            self._threshold, self._decision = decision_settings(read_metadata(model_dir), threshold)
+        elif threshold is not None:
+            check_threshold(threshold, "threshold override")
 
     @property
     def settings(self) -> dict:
@@ -243,7 +233,7 @@ class Quality(beam.PTransform):
         threshold in effect (the model's or the override), decision rule and margin."""
         if self._model_dir is None:
             return {"classifier": None, "threshold": None, "rule": None, "margin": None}
-        return {"classifier": str(self._model_dir), "threshold": self._model_threshold,
+        return {"classifier": str(self._model_dir), "threshold": self._threshold,
                 "rule": self._decision.rule, "margin": self._decision.margin}
 
     def expand(self, clips):
@@ -256,15 +246,15 @@ class Quality(beam.PTransform):
             | "Batch" >> beam.BatchElements(min_batch_size=1, max_batch_size=self._batch_size)
             | "Score" >> beam.ParDo(_ScoreBatches(self._model_dir, self._threshold, shared.Shared()))
             .with_outputs(stage.OUTCOMES, main=stage.MAIN))
+        decide_step = _Decide(self._decision, self._threshold)
         if self._decision.rule == "video":
             decided = (scored[stage.MAIN]
                        | "KeyByVideo" >> beam.Map(lambda c: (c.video_id, c))
                        | "GroupByVideo" >> beam.GroupByKey()
-                       | "DecideVideo" >> beam.ParDo(_DecideVideo(self._model_threshold, self._decision.margin))
-                       .with_outputs(stage.OUTCOMES, main=stage.MAIN))
+                       | "DecideVideo" >> beam.ParDo(decide_step).with_outputs(stage.OUTCOMES, main=stage.MAIN))
         else:
-            decided = scored[stage.MAIN] | "Decide" >> beam.ParDo(_DecideClip(self._model_threshold)).with_outputs(
-                stage.OUTCOMES, main=stage.MAIN)
+            decided = scored[stage.MAIN] | "Decide" >> beam.ParDo(decide_step).with_outputs(stage.OUTCOMES,
+                                                                                             main=stage.MAIN)
         outcomes = (scored[stage.OUTCOMES], decided[stage.OUTCOMES]) | "MergeOutcomes" >> beam.Flatten()
         return {stage.MAIN: decided[stage.MAIN], stage.OUTCOMES: outcomes}
 

@@ -480,14 +480,14 @@ def test_classifier_refuses_clips_of_another_geometry(corpus, trained, tmp_path)
     loaded.check_clip(clip)  # the training geometry passes
     with pytest.raises(GeometryError, match=r"is 160x90 @ 30 FPS; .* trained on 160x90 @ 10 FPS clips"):
         loaded.check_clip(clip.replace(fps=30.0))
-    # 64x64 clips (the CoinRun case study): decoded frames of another size are refused by prepare, so the
-    # pipeline's quality stage fails such a clip with the reason instead of scoring it
+    # 64x64 clips (the CoinRun case study): decoded frames of another size are refused by prepare, and the
+    # pipeline's quality stage fails such a clip from its record, before decoding it
     small = [synthetic.make_clip(vid, i, frames[:, :64, :64]) for vid, _, fs in corpus["videos"]
              for i, frames in enumerate(fs)]
     with pytest.raises(GeometryError, match="frames are 64x64; the quality classifier was trained on 160x90"):
         loaded.score_frames([decode_clip(small[0].mp4)])
     [(scored, outcome)] = list(score_clips(loaded, small[:1]))
-    assert scored is None and "GeometryError: frames are 64x64" in outcome.detail
+    assert scored is None and "GeometryError: clip" in outcome.detail and "is 64x64 @ 10 FPS" in outcome.detail
 
     # a model trained on 64x64 clips records it, accepts them and refuses the 160x90 ones
     (tmp_path / "small" / "shards").mkdir(parents=True)

@@ -112,12 +112,13 @@ def test_a_threshold_outside_the_score_range_is_refused_at_launch(setup, capsys)
         with pytest.raises(SystemExit):
             parser.parse_args(["--classifier", str(setup["model"]), "--quality-threshold", bad])
         err = capsys.readouterr().err
-        assert "--quality-threshold" in err and "must be a number from 0 to 1" in err, err
+        assert "--quality-threshold" in err and "must be a number in [0, 1]" in err, err
     with pytest.raises(SystemExit):
         parser.parse_args(["--quality-batch-size", "0"])
     assert "--quality-batch-size: must be >= 1" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="from 0 to 1"):
-        Quality(str(setup["model"]), threshold=2.0)  # built in code rather than from flags
+    for model in (str(setup["model"]), None):  # built in code rather than from flags, with a model or without
+        with pytest.raises(ValueError, match=r"threshold override must be a number in \[0, 1\]"):
+            Quality(model, threshold=2.0)
 
 
 def test_the_shared_model_stays_loaded_while_a_dofn_holds_it(setup):
@@ -165,3 +166,18 @@ def test_incompatible_model_fails_at_construction(setup, tmp_path):
     (bad / "metadata.json").write_text(json.dumps(meta))
     with pytest.raises(FeatureVersionError):
         Quality(str(bad))
+
+
+def test_a_clip_of_another_frame_rate_fails_alone_before_it_is_decoded(setup):
+    """The stage scores through the model's own checks: a clip recorded at another rate (its frames look the
+    same size) fails with a message naming both geometries; the rest of the batch is scored."""
+    from pipeline.quality import score_clips
+
+    classifier = load_classifier(str(setup["model"]))
+    good = setup["clips"][0]
+    other_rate = setup["clips"][1].replace(fps=5.0)
+    (scored, none), (missing, failed) = sorted(score_clips(classifier, [good, other_rate]),
+                                               key=lambda pair: pair[0] is None)
+    assert none is None and 0.0 <= scored.quality_score <= 1.0
+    assert missing is None and failed.reason == reasons.QUALITY_ERROR and failed.outcome == reasons.FAILED
+    assert "@ 5 FPS" in failed.detail and "trained on 160x90 @ 10 FPS" in failed.detail
