@@ -134,10 +134,6 @@ class LabelSet:
         return dataclasses.replace(self, items=items, notes=self.notes + tuple(notes))
 
 
-def file_sha256(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def _rows_csv(text: str, problems: list[tuple[int, str]]) -> list[tuple[int, dict]]:
     reader = csv.reader(io.StringIO(text, newline=""))
     try:

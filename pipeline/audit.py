@@ -37,7 +37,8 @@ from collections.abc import Iterable
 import apache_beam as beam
 import numpy as np
 
-from pipeline import progress
+from pipeline import progress, report
+from pipeline.report import FAILURE_EXAMPLES_PER_REASON
 from schemas import SCHEMA_VERSION, Outcome, reasons
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,6 @@ log = logging.getLogger(__name__)
 VIDEO_STAGES = (reasons.STAGE_SEARCH, reasons.STAGE_DOWNLOAD, reasons.STAGE_SEGMENT)
 CLIP_STAGES = (reasons.STAGE_SEGMENT, reasons.STAGE_QUALITY, reasons.STAGE_SHARD)
 MAX_LISTED_VIOLATIONS = 50
-FAILURE_EXAMPLES_PER_REASON = 10  # failed outcomes listed per (kind, stage, reason): the smallest item ids
 DETAIL_CHARS = 300  # of each listed failure's detail
 # The report's histograms: fixed bins, so workers count into them and partial counts add up.
 VIDEO_MINUTES = "video_minutes"
@@ -527,8 +527,6 @@ def assemble_stats(agg: dict, births: dict, conservation: dict, failure_examples
 def compute_stats(outcomes: list[Outcome], registrations: list[Registration], num_shards: int,
                   quality: dict | None = None, per_group: int | None = None) -> dict:
     """``stats.json`` of in-memory records through the same combiners the run uses (tests, small tools)."""
-    from pipeline import report
-
     per_group = report.SAMPLES_PER_GROUP if per_group is None else per_group
     births = collections.Counter(k for r in registrations if (k := birth_kind(r)))
     violations = conservation_violations(registrations, outcomes)

@@ -21,6 +21,7 @@ import pyarrow as pa
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import audit, audit_stage, manifest, partitioned, report, storage
+from pipeline.summary import summary
 from schemas import Outcome, from_table, reasons
 from schemas.cli import StrictParser
 
@@ -41,7 +42,7 @@ def outcome_aggregates(outcomes, per_group: int = report.SAMPLES_PER_GROUP) -> t
     """(outcome aggregates, failure examples, thumbnail picks) of streamed outcomes, through the run's own
     combiners: what the run's audit computes from the same outcomes, in any order."""
     stats_fn, failures_fn, picks_fn = audit.OutcomeStatsFn(), audit.GroupSampleFn(
-        audit.FAILURE_EXAMPLES_PER_REASON), audit.GroupSampleFn(per_group)
+        report.FAILURE_EXAMPLES_PER_REASON), audit.GroupSampleFn(per_group)
     agg, failures, picks = stats_fn.create_accumulator(), failures_fn.create_accumulator(), {}
     for o in outcomes:
         agg = stats_fn.add_input(agg, o)
@@ -105,8 +106,6 @@ def main(argv: list[str] | None = None) -> int:
     page = report.render_report(stats, audit_stage.read_thumbnails(output), per_group=ns.thumbnails_per_group)
     storage.write_bytes(FileSystems.join(output, audit_stage.REPORT_FILE), page.encode("utf-8"))
     storage.write_bytes(FileSystems.join(output, audit_stage.STATS_FILE), audit.stats_json(stats))
-    from pipeline.run import summary
-
     if stats["conservation"]["ok"] is None:
         print(f"audit: {stats['conservation']['note']}", file=sys.stderr)
         return 1

@@ -136,7 +136,7 @@ class Audit(beam.PTransform):
                                                                                key=operator.itemgetter(0))
         failures = (outcomes
                     | "FailureExamples" >> beam.FlatMap(audit.failure_example)
-                    | "SampleFailures" >> beam.CombineGlobally(audit.GroupSampleFn(audit.FAILURE_EXAMPLES_PER_REASON)))
+                    | "SampleFailures" >> beam.CombineGlobally(audit.GroupSampleFn(report.FAILURE_EXAMPLES_PER_REASON)))
         picks = (outcomes
                  | "ThumbPicks" >> beam.FlatMap(report.thumbnail_pick)
                  | "SampleThumbs" >> beam.CombineGlobally(audit.GroupSampleFn(self.per_group)))

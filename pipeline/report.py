@@ -15,7 +15,6 @@ from collections.abc import Iterable
 
 import numpy as np
 
-from pipeline.audit import FAILURE_EXAMPLES_PER_REASON
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 from schemas.clip_format import CLIP_FRAMES
@@ -23,6 +22,7 @@ from schemas.figures import encode_image, figure_png, frame_strip, img_tag, subp
 
 STRIP_FRAMES = tuple(round(i * (CLIP_FRAMES - 1) / 3) for i in range(4))  # (0, 53, 106, 159): start, thirds, end
 SAMPLES_PER_GROUP = 6
+FAILURE_EXAMPLES_PER_REASON = 10  # failed outcomes listed per (kind, stage, reason): the smallest item ids
 
 
 def thumbnail_rank(clip_key: str) -> str:

@@ -27,7 +27,7 @@ from pipeline import cli_types
 from pipeline.keywords import KeywordRules, default_keywords_path, load_rules
 from pipeline.options import option
 from pipeline.site_access import SITE_USAGE, SiteAccessConfig
-from pipeline.sources import Source, build_sources
+from pipeline.sources import CatalogSource, Source, YoutubeSource, generate_queries
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome, reasons
 
@@ -77,6 +77,24 @@ class SearchConfig:
 
     def ytdlp_params(self) -> dict[str, Any]:
         return {"socket_timeout": self.site.socket_timeout_s}
+
+
+def build_sources(config: SearchConfig) -> list[Source]:
+    """The sources ``config`` enables, in a fixed order (catalogs first: their rows win de-duplication)."""
+    sources: list[Source] = []
+    if config.catalogs:
+        sources.append(CatalogSource(config.catalogs))
+    if config.youtube:
+        rules = config.rules()
+        sources.append(YoutubeSource(
+            queries=generate_queries(rules, config.youtube_query_template, config.youtube_max_queries),
+            per_query=config.youtube_per_query,
+            date_sorted=config.youtube_date_sorted,
+            ydl_params=config.ytdlp_params(),
+            sleep_s=config.youtube_sleep_s,
+            site=config.site,
+        ))
+    return sources
 
 
 # ---- plain functions ------------------------------------------------------------------------------------

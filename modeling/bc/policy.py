@@ -85,13 +85,3 @@ def save_policy(policy: CNNPolicy, config: PolicyConfig, path: str | Path) -> No
     (path / "policy.json").write_text(json.dumps({"config": dataclasses.asdict(config),
                                                   "num_outputs": policy.num_outputs}))
 
-
-def load_policy(path: str | Path) -> tuple[CNNPolicy, PolicyConfig]:
-    path = Path(path)
-    meta = json.loads((path / "policy.json").read_text())
-    config = PolicyConfig(**meta["config"])
-    policy = CNNPolicy(meta["num_outputs"], config.channels, config.hidden)
-    state = torch.load(path / "policy.pt", map_location="cpu")
-    policy(torch.zeros(1, 2, 64, 64, 3, dtype=torch.uint8))
-    policy.load_state_dict(state)
-    return policy.eval(), config

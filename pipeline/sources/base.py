@@ -3,7 +3,7 @@
 Splitting a source into tasks (one catalog file, one search query) lets Beam spread the reading over
 workers, and the (source, task, position) of each candidate gives de-duplication a deterministic order:
 when a video turns up twice, the copy that comes first in that order is kept. To add a source, subclass
-``Source`` and add it to ``pipeline.sources.build_sources``.
+``Source`` and add it to ``pipeline.search.build_sources``.
 """
 
 from __future__ import annotations

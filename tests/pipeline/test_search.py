@@ -21,9 +21,9 @@ from yt_dlp.utils import DownloadError
 
 from pipeline import options, run
 from pipeline.download import DownloadConfig
-from pipeline.search import Search, SearchConfig, search_candidates
+from pipeline.search import Search, SearchConfig, build_sources, search_candidates
 from pipeline.site_access import SiteAccessConfig
-from pipeline.sources import CatalogSource, YoutubeSource, build_sources, generate_queries
+from pipeline.sources import CatalogSource, YoutubeSource, generate_queries
 from pipeline.sources.youtube import search_url
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome, reasons
