@@ -507,11 +507,12 @@ def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: 
     leaves out the rows of the slices an earlier run completed."""
     output = config.output_dir
     plan = search_plan.read_plan(output) if state == "resume" else None
+    reused = plan is not None  # a new plan may cut the slices otherwise: no slice of an earlier one is skipped
     if plan is None:  # the launcher alone searches now: the whole job's request budgets are its own
         alone = dataclasses.replace(config.search, site=dataclasses.replace(config.search.site, processes=1))
         plan = search_plan.make_plan(output, build_sources(alone), config.search.rules(), config.slice_outcomes,
                                      config.progress_dir)
-    complete = {s.index for s in plan.slices if state == "resume" and not local_slices.is_single(plan)
+    complete = {s.index for s in plan.slices if reused and not local_slices.is_single(plan)
                 and local_slices.is_complete(output, plan, s.index)}
     if reporter is not None and reporter.rows is not None:
         reporter.rows -= sum(s.candidates + s.search_outcomes for s in plan.slices if s.index in complete)

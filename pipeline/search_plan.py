@@ -75,6 +75,7 @@ class SlicePlan:
 class Plan:
     slice_outcomes: int
     slices: tuple[SlicePlan, ...]
+    deferred_searches: int = 0  # search tasks the site's breaker deferred: a rerun searches again
 
     @property
     def candidates(self) -> int:
@@ -86,13 +87,14 @@ class Plan:
 
     def to_json(self) -> bytes:
         body = {"schema_version": SCHEMA_VERSION, "slice_outcomes": self.slice_outcomes,
-                "slices": [dataclasses.asdict(s) for s in self.slices]}
+                "slices": [dataclasses.asdict(s) for s in self.slices], "deferred_searches": self.deferred_searches}
         return (json.dumps(body, indent=1, sort_keys=True) + "\n").encode("utf-8")
 
     @classmethod
     def from_json(cls, data: bytes) -> Plan:
         body = json.loads(data)
-        return cls(body["slice_outcomes"], tuple(SlicePlan(**s) for s in body["slices"]))
+        return cls(body["slice_outcomes"], tuple(SlicePlan(**s) for s in body["slices"]),
+                   body.get("deferred_searches", 0))
 
 
 def estimated_outcomes(candidate: CandidateVideo) -> int:
@@ -190,6 +192,7 @@ def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int
     if slice_outcomes < 1:
         raise ValueError(f"slice_outcomes must be >= 1, got {slice_outcomes}")
     slices: list[SlicePlan] = []
+    deferred = 0
     with tempfile.TemporaryDirectory(prefix="genie-search-index-") as tmp:
         index = _FirstCopies(os.path.join(tmp, "first_copies.sqlite"))
         writer, weight = None, 0
@@ -198,6 +201,7 @@ def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int
                 if writer is None:
                     writer, weight = _SliceWriter(slice_dir(output_dir, len(slices))), 0
                 writer.add(item)
+                deferred += isinstance(item, Outcome) and reasons.reason_family(item.reason) == reasons.DEFERRED
                 progress.count(progress_dir, progress.PLANNED)
                 weight += estimated_outcomes(item) if isinstance(item, CandidateVideo) else 1
                 if weight >= slice_outcomes:
@@ -212,7 +216,7 @@ def make_plan(output_dir: str, sources: list[Source], rules, slice_outcomes: int
     usage = [u.to_row() for source in sources for u in source.site_usage()]
     storage.write_bytes(FileSystems.join(slice_dir(output_dir, 0), SITE_USAGE_FILE),
                         (json.dumps(usage, sort_keys=True) + "\n").encode("utf-8"))
-    plan = Plan(slice_outcomes, tuple(slices))
+    plan = Plan(slice_outcomes, tuple(slices), deferred)
     storage.write_bytes(FileSystems.join(slices_dir(output_dir), PLAN_FILE), plan.to_json())
     return plan
 
@@ -223,9 +227,11 @@ def _closed(writer: _SliceWriter, index: int, weight: int) -> SlicePlan:
 
 
 def read_plan(output_dir: str) -> Plan | None:
-    """The plan an earlier run of the same inputs wrote, or None."""
+    """The plan an earlier run of the same inputs wrote, or None (also when a search of it was deferred:
+    the site was blocking, so the rerun searches again)."""
     path = FileSystems.join(slices_dir(output_dir), PLAN_FILE)
-    return Plan.from_json(storage.read_bytes(path)) if FileSystems.exists(path) else None
+    plan = Plan.from_json(storage.read_bytes(path)) if FileSystems.exists(path) else None
+    return plan if plan is not None and not plan.deferred_searches else None
 
 
 def read_site_usage(directory: str) -> list[SiteUsage]:

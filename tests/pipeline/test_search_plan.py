@@ -6,8 +6,8 @@ import json
 
 from pipeline import search_plan
 from pipeline.search import SearchConfig, search_candidates
-from pipeline.sources import CatalogSource
-from schemas import CandidateVideo, Outcome
+from pipeline.sources import CatalogSource, Source, search_failure
+from schemas import CandidateVideo, Outcome, reasons
 from tests.pipeline.test_search import catalog, sources_for  # noqa: F401 - the fixture, the sources
 
 
@@ -72,3 +72,29 @@ def test_the_plan_reports_its_progress(catalog, tmp_path):  # noqa: F811
     counts = progress.read_totals(str(tally))
     assert counts[progress.PLANNED] == plan.candidates + plan.search_outcomes == 17
     assert progress.progress_line(counts, 2.0, 17).startswith("planning 17/17 rows |")
+
+
+class _Queries(Source):
+    """Two search tasks: one answers, one was deferred (the site's breaker was open)."""
+
+    name = "queries"
+
+    def tasks(self):
+        return ["answers", "blocked"]
+
+    def read(self, task):
+        if task == "blocked":
+            yield search_failure(f"queries:{task}", reasons.DEFERRED, "breaker open for youtube: 3 bot checks")
+            return
+        yield CandidateVideo(video_id="q1", source=self.name, url="https://example.com/q1",
+                             title="Mario speedrun", duration_s=60)
+
+
+def test_a_plan_with_a_deferred_search_is_made_again_on_a_rerun(tmp_path):
+    """A rerun reuses a plan (no source is searched again) unless a search of it was deferred."""
+    out = str(tmp_path / "out")
+    plan = search_plan.make_plan(out, [_Queries()], SearchConfig().rules())
+    assert (plan.deferred_searches, plan.candidates, plan.search_outcomes) == (1, 1, 1)
+    assert search_plan.read_plan(out) is None
+    clean = search_plan.make_plan(out, [CatalogSource([])], SearchConfig().rules())
+    assert clean.deferred_searches == 0 and search_plan.read_plan(out) == clean
