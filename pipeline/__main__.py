@@ -1,6 +1,6 @@
 """``python -m pipeline <command>``: ``demo-corpus`` renders the built-in corpus, ``run`` builds a dataset,
 ``audit`` re-renders a run's stats and report from its stored tables, ``doctor`` checks the machine and
-credentials a YouTube run needs, ``procgen-dataset`` writes the CoinRun case-study dataset (Appendix F)."""
+credentials a YouTube run needs, ``plan`` estimates a catalog's cost on Dataflow, ``procgen-dataset`` writes the CoinRun case-study dataset (Appendix F)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ COMMANDS = {
     "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
     "audit": ("pipeline.audit_command", "Re-render stats.json and report.html from a run's stored tables."),
     "doctor": ("pipeline.doctor", "Check what a YouTube run needs: yt-dlp age, JS runtime, ffmpeg, cookies, output."),
+    "plan": ("pipeline.plan_command", "Estimate a catalog's Dataflow worker-hours, peak storage and cost."),
     "procgen-dataset": ("pipeline.procgen_dataset", "Write the CoinRun case-study dataset (Procgen, random policy)."),
 }
 

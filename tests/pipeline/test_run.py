@@ -10,6 +10,7 @@ import logging
 import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import apache_beam as beam
@@ -332,3 +333,41 @@ def test_dataflow_job_graph_builds_without_submitting(corpus):
         assert stage in names
     assert config.segment.cache_dir == "gs://bucket/out/cache/segment"
     assert config.download.download_dir == "gs://bucket/out/videos"
+
+
+# The launch recipe of docs/pipeline.md ("Running on Dataflow"), its placeholders filled in.
+RECIPE_IMAGE = (f"us-central1-docker.pkg.dev/genie-worlds-test/genie/pipeline:beam{beam.__version__}-py"
+                f"{sys.version_info[0]}.{sys.version_info[1]}@sha256:" + "0" * 64)
+RECIPE = ["--youtube", "--keywords", "pipeline/data/platformers.yaml", "--output", "gs://bucket/datasets/v1",
+          "--delete-videos", "--runner", "DataflowRunner", "--project", "genie-worlds-test", "--region", "us-central1",
+          "--temp_location", "gs://bucket/tmp", "--staging_location", "gs://bucket/staging",
+          "--service_account_email", "genie-worker@genie-worlds-test.iam.gserviceaccount.com",
+          "--sdk_container_image", RECIPE_IMAGE, "--experiments=use_runner_v2",
+          "--experiments=no_use_multiple_sdk_containers", "--machine_type", "n2-highcpu-8",
+          "--number_of_worker_harness_threads", "8", "--disk_size_gb", "100", "--max_num_workers", "4"]
+
+
+def test_the_recipes_dataflow_job_builds_with_its_image_and_options():
+    pytest.importorskip("google.cloud.storage", reason="needs apache-beam[gcp] (the 'dataflow' extra)")
+    from apache_beam.options.pipeline_options import DebugOptions, SetupOptions, WorkerOptions
+
+    from pipeline import data_plane_buffers, preflight, request_budget
+
+    docs = Path(__file__).resolve().parents[2].joinpath("docs", "pipeline.md").read_text()
+    recipe = docs.split("<!-- recipe -->")[1]
+    for flag in [a.split("=")[0] for a in RECIPE if a.startswith("--")]:
+        assert flag in recipe, f"the docs' recipe has no {flag}"
+    config, launch, beam_args = run.parse([*RECIPE, "--dry_run=True", "--no_auth"])
+    assert [c.status for c in preflight.job_checks(beam_args, config.search.youtube)][0] == "ok"  # the image
+    options = run.local_options(beam_args, launch.workers)
+    worker = options.view_as(WorkerOptions)
+    assert worker.sdk_container_image == RECIPE_IMAGE and worker.disk_size_gb == 100
+    assert worker.machine_type == "n2-highcpu-8" and worker.max_num_workers == 4
+    debug = options.view_as(DebugOptions)
+    assert debug.number_of_worker_harness_threads == 8 and "no_use_multiple_sdk_containers" in debug.experiments
+    assert options.view_as(SetupOptions).beam_plugins == [data_plane_buffers.WORKER_PLUGIN]
+    # one SDK process per worker, its 8 threads sharing its share of each site's budget
+    assert request_budget.job_processes(beam_args, None, False, 2) == 4
+    result = run.run_pipeline(config, options)
+    names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
+    assert {"Search", "Download", "Segment", "Quality", "Shard", "Audit"} <= names
