@@ -32,6 +32,7 @@ import dataclasses
 import heapq
 import json
 import logging
+import typing
 from collections.abc import Iterable
 
 import apache_beam as beam
@@ -191,6 +192,17 @@ def _bin(edges: tuple[float, ...], value: float) -> int:
     return min(max(bisect.bisect_right(edges, value) - 1, 0), len(edges) - 2)
 
 
+class Cell(typing.NamedTuple):
+    """What ``OutcomeStatsFn`` counts outcomes by: everything in ``stats.json`` about outcomes derives from it."""
+
+    kind: str  # reasons.ITEM_VIDEO / ITEM_CLIP
+    stage: str
+    outcome: str  # kept / dropped / failed
+    reason: str
+    search_failure: bool  # an input that never became a candidate (an unreadable row, a failed query)
+    scored: bool  # the clip has a quality score
+
+
 class OutcomeStatsFn(beam.CombineFn):
     """Outcomes -> count and duration per (kind, stage, outcome, reason, search failure?, scored?) cell, and
     the report's two histograms on fixed bins. Everything in ``stats.json`` about outcomes derives from it."""
@@ -200,7 +212,7 @@ class OutcomeStatsFn(beam.CombineFn):
                                 for name, (edges, groups) in HISTOGRAMS.items()}}
 
     def add_input(self, acc, o: Outcome):
-        cell = (o.item_kind, o.stage, o.outcome, o.reason, is_search_failure(o), o.quality_score is not None)
+        cell = Cell(o.item_kind, o.stage, o.outcome, o.reason, is_search_failure(o), o.quality_score is not None)
         counts = acc["cells"].setdefault(cell, [0, 0])
         counts[0] += 1
         counts[1] += _micro(o.duration_s)
@@ -403,8 +415,9 @@ def birth_kind(r: Registration) -> str | None:
 
 
 # ---- stats.json ------------------------------------------------------------------------------------------
-def _cells(agg: dict) -> list[tuple[tuple, int, int]]:
-    return [(cell, n, micro) for cell, (n, micro) in sorted(agg["cells"].items())]
+def _cells(agg: dict) -> list[tuple[Cell, int, int]]:
+    """(cell, count, microseconds) per cell, in a fixed order; cells come back as ``Cell`` whatever carried them."""
+    return [(Cell(*cell), n, micro) for cell, (n, micro) in sorted(agg["cells"].items())]
 
 
 def funnel(agg: dict) -> list[dict]:
@@ -422,18 +435,19 @@ def funnel(agg: dict) -> list[dict]:
         for kind, stages in ((reasons.ITEM_VIDEO, VIDEO_STAGES), (reasons.ITEM_CLIP, CLIP_STAGES)):
             if stage not in stages:
                 continue
-            items = [(c, n, m) for c, n, m in cells if c[0] == kind and stage_index(c[1]) >= here and not c[4]]
-            out = [(c, n, m) for c, n, m in items if stage_index(c[1]) > here or c[2] == reasons.KEPT]
+            items = [(c, n, m) for c, n, m in cells
+                     if c.kind == kind and stage_index(c.stage) >= here and not c.search_failure]
+            out = [(c, n, m) for c, n, m in items if stage_index(c.stage) > here or c.outcome == reasons.KEPT]
             row.update({f"{kind}s_in": sum(n for _, n, _ in items), f"{kind}s_out": sum(n for _, n, _ in out),
                         f"{kind}_hours_in": _hours(sum(m for _, _, m in items)),
                         f"{kind}_hours_out": _hours(sum(m for _, _, m in out))})
         decided: collections.Counter = collections.Counter()
         for c, n, _ in cells:
-            if c[1] == stage and c[2] != reasons.KEPT:
-                decided[f"{c[0]}:{c[2]}:{c[3]}"] += n
+            if c.stage == stage and c.outcome != reasons.KEPT:
+                decided[f"{c.kind}:{c.outcome}:{c.reason}"] += n
         row["reasons"] = dict(sorted(decided.items()))
         if stage == reasons.STAGE_SEARCH:
-            row["search_failures"] = sum(n for c, n, _ in cells if c[4])
+            row["search_failures"] = sum(n for c, n, _ in cells if c.search_failure)
         rows.append(row)
     return rows
 
@@ -444,10 +458,10 @@ def quality_stats(agg: dict, settings: dict | None = None) -> dict:
     reached the stage ``clips_unscored``) instead of only in a Beam counter."""
     settings = settings or {}
     here = stage_index(reasons.STAGE_QUALITY)
-    reached = [(c, n) for c, n, _ in _cells(agg) if c[0] == reasons.ITEM_CLIP and stage_index(c[1]) >= here]
-    at_quality = [(c, n) for c, n in reached if c[1] == reasons.STAGE_QUALITY]
-    scored = sum(n for c, n in reached if c[5])
-    failed = sum(n for c, n in at_quality if c[2] == reasons.FAILED)
+    reached = [(c, n) for c, n, _ in _cells(agg) if c.kind == reasons.ITEM_CLIP and stage_index(c.stage) >= here]
+    at_quality = [(c, n) for c, n in reached if c.stage == reasons.STAGE_QUALITY]
+    scored = sum(n for c, n in reached if c.scored)
+    failed = sum(n for c, n in at_quality if c.outcome == reasons.FAILED)
     return {
         "classifier": settings.get("classifier"),
         "threshold": settings.get("threshold"),
@@ -458,7 +472,7 @@ def quality_stats(agg: dict, settings: dict | None = None) -> dict:
         "clips_unscored": sum(n for _, n in reached) - scored - failed,
         "clips_failed": failed,
         "clips_dropped_low_quality": sum(n for c, n in at_quality
-                                         if reasons.reason_family(c[3]) == reasons.LOW_QUALITY),
+                                         if reasons.reason_family(c.reason) == reasons.LOW_QUALITY),
     }
 
 
