@@ -88,7 +88,9 @@ def youtube_launch_check(beam_args: Sequence[str], today: datetime.date | None =
     """yt-dlp's age, as ``pipeline run --youtube`` checks it at launch (a warning, never a refusal): the
     launcher's own yt-dlp for a local run; for a job on a worker image (``--sdk_container_image``), the version
     the image installs (``worker-constraints.txt``), whose fix is a rebuilt image."""
-    if any(a == "--sdk_container_image" or a.startswith("--sdk_container_image=") for a in beam_args):
+    from pipeline.worker_image import image_reference
+
+    if image_reference(beam_args) is not None:
         pinned = image_ytdlp_pin()
         if pinned is not None:
             check = check_ytdlp(max_age_days, today, pinned, what="the worker image's yt-dlp ",

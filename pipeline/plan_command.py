@@ -1,6 +1,6 @@
 """``python -m pipeline plan``: what a catalog will cost on Dataflow, before it runs.
 
-Reads the catalogs as the run will (``CatalogSource``), sums the durations their rows declare, and prints the
+Reads the catalogs as the run's pre-flight does (``preflight.read_catalog``), sums the durations their rows declare, and prints the
 expected worker-hours, the bucket's peak storage and the cost at list prices (``pipeline.cost_model``, whose
 constants are measured in docs/measurements/2026-12-06-dataflow-cost-model.md). Rows that declare no duration
 are counted at ``--assume-duration-s`` (default: what the local planner assumes, ``search_plan``), and the
@@ -12,14 +12,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 
-from apache_beam.io.filesystems import FileSystems
-
-from pipeline import cost_model, options, search_plan, storage
+from pipeline import cost_model, options, preflight, search_plan
 from pipeline.options import option
-from schemas import CandidateVideo, Outcome, reasons
 from schemas.cli import StrictParser, fail
 
 PROG = "python -m pipeline plan"
@@ -80,25 +76,19 @@ class CatalogHours:
 
 
 def catalog_hours(paths: tuple[str, ...]) -> CatalogHours:
-    """The rows of the catalogs and the durations they declare; ValueError when a catalog cannot be read."""
-    from pipeline.sources.catalog import CatalogSource  # the one catalog reader
-
-    declared, declared_s, undeclared, unreadable = 0, 0.0, 0, 0
+    """The rows of the catalogs and the durations they declare, read as the run's pre-flight reads them
+    (``preflight.read_catalog``); ValueError when a catalog cannot be read."""
+    hours = CatalogHours()
     for path in paths:
-        if not FileSystems.exists(path):
-            raise ValueError(f"--catalog {path} does not exist")
-        if storage.is_local(path) and os.path.isdir(storage.local_path(path)):
-            raise ValueError(f"--catalog {path} is a directory, not a catalog file")
-        for item in CatalogSource([path]).read(path):
-            if isinstance(item, Outcome):
-                if item.reason != reasons.BAD_CATALOG_ROW:
-                    raise ValueError(f"--catalog {path} cannot be read: {item.detail}")
-                unreadable += 1
-            elif isinstance(item, CandidateVideo) and item.duration_s is not None:
-                declared, declared_s = declared + 1, declared_s + item.duration_s
-            else:
-                undeclared += 1
-    return CatalogHours(declared + undeclared + unreadable, declared, declared_s, undeclared, unreadable)
+        try:
+            facts = preflight.read_catalog(path)
+        except Exception as exc:  # noqa: BLE001 - any reason it cannot be read is the answer, as at launch
+            raise ValueError(f"--catalog {path}: cannot be read: {exc}") from None
+        readable = facts.rows - facts.bad_count
+        hours = CatalogHours(hours.rows + facts.rows, hours.declared + facts.declared,
+                             hours.declared_s + facts.declared_s,
+                             hours.undeclared + readable - facts.declared, hours.unreadable + facts.bad_count)
+    return hours
 
 
 def _usd(value: float) -> str:

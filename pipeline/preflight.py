@@ -55,6 +55,8 @@ class CatalogFacts:
     bad_rows: tuple[str, ...]  # "line 12: 'url' is missing or empty" (the first BAD_ROWS_SHOWN)
     bad_count: int
     sha256: str
+    declared: int = 0  # rows that declare a duration (``python -m pipeline plan`` sums them)
+    declared_s: float = 0.0  # their durations' sum
 
 
 def read_catalog(path: str) -> CatalogFacts:
@@ -66,7 +68,7 @@ def read_catalog(path: str) -> CatalogFacts:
         raise ValueError(f"{path} does not exist")
     if storage.is_local(path) and os.path.isdir(storage.local_path(path)):
         raise ValueError(f"{path} is a directory, not a catalog file")
-    rows, bad, shown = 0, 0, []
+    rows, bad, shown, declared, declared_s = 0, 0, [], 0, 0.0
     for item in CatalogSource([path]).read(path):
         rows += 1
         if isinstance(item, Outcome):
@@ -75,7 +77,9 @@ def read_catalog(path: str) -> CatalogFacts:
             bad += 1
             if len(shown) < BAD_ROWS_SHOWN:
                 shown.append(item.detail.removeprefix(f"{path} "))
-    return CatalogFacts(path, rows, tuple(shown), bad, storage.sha256_file(path)[0])
+        elif item.duration_s is not None:
+            declared, declared_s = declared + 1, declared_s + item.duration_s
+    return CatalogFacts(path, rows, tuple(shown), bad, storage.sha256_file(path)[0], declared, declared_s)
 
 
 def check_catalog(path: str) -> tuple[Check, CatalogFacts | None]:

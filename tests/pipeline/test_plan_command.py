@@ -72,4 +72,4 @@ def test_bad_flags_are_one_line_errors(catalog, capsys, args, message):
 
 def test_an_unreadable_catalog_is_refused(tmp_path, capsys):
     code, _, err = call_main(pipeline_main, ["plan", "--catalog", str(tmp_path / "none.jsonl")], capsys)
-    assert code == 2 and re.match(r"error: --catalog \S+none.jsonl does not exist \(see python -m pipeline plan", err)
+    assert code == 2 and re.match(r"error: --catalog \S+none.jsonl: cannot be read: \S+ does not exist \(see python -m pipeline plan", err)
