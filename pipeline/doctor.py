@@ -93,12 +93,10 @@ def youtube_launch_check(beam_args: Sequence[str], today: datetime.date | None =
     if image_reference(beam_args) is not None:
         pinned = image_ytdlp_pin()
         if pinned is not None:
-            check = check_ytdlp(max_age_days, today, pinned, what="the worker image's yt-dlp ",
-                                fix="raise yt-dlp in worker-constraints.txt, then rebuild and push the image "
-                                    "(docs/pipeline.md, Running on Dataflow)")
-            return dataclasses.replace(check, status="warn") if check.failed else check
-    check = check_ytdlp(max_age_days, today)
-    return dataclasses.replace(check, status="warn") if check.failed else check
+            return as_warning(check_ytdlp(max_age_days, today, pinned, what="the worker image's yt-dlp ",
+                                          fix="raise yt-dlp in worker-constraints.txt, then rebuild and push the "
+                                              "image (docs/pipeline.md, Running on Dataflow)"))
+    return as_warning(check_ytdlp(max_age_days, today))
 
 
 def worker_start_checks(today: datetime.date | None = None,
@@ -107,7 +105,12 @@ def worker_start_checks(today: datetime.date | None = None,
     checks = [check_ytdlp(max_age_days, today, fix="YouTube downloads on this worker will likely fail; raise "
                                                    "yt-dlp in worker-constraints.txt and rebuild the image"),
               check_js_runtime(None, None), check_ffmpeg()]
-    return [dataclasses.replace(c, status="warn") if c.failed else c for c in checks]
+    return [as_warning(c) for c in checks]
+
+
+def as_warning(check: Check) -> Check:
+    """``check``, a failure turned into a warning (reported, nothing stops)."""
+    return dataclasses.replace(check, status="warn") if check.failed else check
 
 
 def check_js_runtime(js_runtime: str | None, remote_components: Sequence[str] | None) -> Check:
