@@ -281,8 +281,8 @@ def test_a_catalog_that_cannot_be_read_stops_the_run_at_launch(tmp_path, capsys)
 def test_bad_options_are_refused_before_anything_runs(tmp_path, capsys):
     with pytest.raises(SystemExit):
         run.parse(["--catalog", "x.jsonl", "--output", str(tmp_path), "--shard-size-mb", "0"])
-    for bad, says in ((["--quality-threshold", "1.5"], "must be a number from 0 to 1"),
-                      (["--quality-threshold", "nan"], "must be a number from 0 to 1"),
+    for bad, says in ((["--quality-threshold", "1.5"], "must be a number in [0, 1]"),
+                      (["--quality-threshold", "nan"], "must be a number in [0, 1]"),
                       (["--quality-threshold", "high"], "not a number"),
                       (["--in-process", "--runner", "DataflowRunner"], "cannot be combined with --runner"),
                       (["--in-process", "--workers", "4"], "runs one worker in this process")):
