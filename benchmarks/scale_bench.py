@@ -32,7 +32,7 @@ adds, for the worker that ran the last step, the peak of Python's own allocation
 pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run and adds to the RSS).
 
 The SDK workers send each bundle output at 1 MB and cap their data-plane queues at 8 MB, as the pipeline's do
-(its worker plugin, ``pipeline.data_plane_buffers``); ``--beam-buffers`` measures them at Beam's own sizes
+(its worker plugin, ``pipeline.beam_runtime.data_plane_buffers``); ``--beam-buffers`` measures them at Beam's own sizes
 (10 MB per output, 100 MB queues).
 
 Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
@@ -67,8 +67,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import worker_memory  # noqa: E402
 
-from pipeline import data_plane_buffers, process_memory  # noqa: E402
-from pipeline.beam_runtime import streamed_inputs  # noqa: E402
+from pipeline import process_memory  # noqa: E402
+from pipeline.beam_runtime import (
+    data_plane_buffers,  # noqa: E402
+    streamed_inputs,  # noqa: E402
+)
 
 CHUNK = 10_000  # outcomes generated per element of the seed collection
 CLIPS_PER_VIDEO = 30
@@ -290,7 +293,7 @@ def bound_bundles() -> list[int]:
 # peak RSS once a bundle's output exceeds them. --data-queue-mb lowers the bounds in every process of the run.
 # Each output of a bundle (one per consumer of a fused stage) also buffers up to 10 MB before it is sent
 # (``data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD``): the pipeline's workers send at 1 MB
-# (``pipeline.data_plane_buffers``); --flush-mb sets that size in every process instead.
+# (``pipeline.beam_runtime.data_plane_buffers``); --flush-mb sets that size in every process instead.
 DATA_QUEUE_PATCH = """
 import os
 if os.environ.get("SCALE_BENCH_RELEASE_OUTPUT_STREAMS"):
@@ -303,7 +306,7 @@ if os.environ.get("SCALE_BENCH_RELEASE_OUTPUT_STREAMS"):
         self.output_stream = None  # set again by process_bundle before the processor's next bundle
     bundle_processor.DataOutputOperation.finish = _finish_and_release
 if os.environ.get("SCALE_BENCH_DATA_QUEUE_MB") or os.environ.get("SCALE_BENCH_FLUSH_MB"):
-    from pipeline import data_plane_buffers
+    from pipeline.beam_runtime import data_plane_buffers
     def _mb(name):
         return int(os.environ[name]) << 20 if os.environ.get(name) else None
     assert data_plane_buffers.apply(_mb("SCALE_BENCH_FLUSH_MB"), _mb("SCALE_BENCH_DATA_QUEUE_MB"))
@@ -411,7 +414,7 @@ def main() -> int:
                              "the pipeline's workers are: pipeline.process_memory.ALLOCATOR_ENV)")
     parser.add_argument("--beam-buffers", action="store_true",
                         help="the SDK workers keep Beam's own buffer sizes (outputs sent at 10 MB, 100 MB "
-                             "queues; the pipeline's workers: 1 MB and 8 MB, pipeline.data_plane_buffers)")
+                             "queues; the pipeline's workers: 1 MB and 8 MB, pipeline.beam_runtime.data_plane_buffers)")
     parser.add_argument("--data-queue-mb", type=int,
                         help="cap each of Beam's data-plane queues (send, staging, receive) at this many MB in the "
                              "launcher and every SDK worker (Beam's default: 100 MB each): shows how much of a "

@@ -37,16 +37,12 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, SetupOptions, TestOptions
-from apache_beam.portability.api import beam_provision_api_pb2
-from apache_beam.runners.portability.fn_api_runner import FnApiRunner
-from apache_beam.runners.portability.fn_api_runner.fn_runner import ExtendedProvisionInfo
+from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
 
 from pipeline import (
     audit,
     audit_stage,
     beam_flags,
-    data_plane_buffers,
     interrupts,
     job_process,
     local_slices,
@@ -63,7 +59,8 @@ from pipeline import (
     shards,
     storage,
 )
-from pipeline.beam_runtime import streamed_inputs
+from pipeline.beam_runtime import data_plane_buffers, streamed_inputs
+from pipeline.beam_runtime.local_runner import fn_api_runner
 from pipeline.download import Download, DownloadConfig
 from pipeline.exit_status import exit_status
 from pipeline.options import option
@@ -124,7 +121,7 @@ class LaunchOptions:
     worker_plugin: bool = option(
         "--no-worker-plugin", action="store_false", default=True, dest="worker_plugin",
         help="leave the worker plugin out of the job (local and Dataflow): its SDK workers keep Beam's own "
-             "data-plane buffer sizes (default: 1 MB output flush, 8 MB queues; pipeline/data_plane_buffers.py)")
+             "data-plane buffer sizes (default: 1 MB output flush, 8 MB queues; pipeline/beam_runtime/data_plane_buffers.py)")
     log_level: str = option("--log-level", choices=run_log.CONSOLE_LEVELS, default="warning",
                             help="what the console shows besides progress (default %(default)s); the log file "
                                  "under <output>/logs/ always holds everything")
@@ -259,18 +256,13 @@ def local_runner(beam_args: list[str], options: PipelineOptions | None = None, s
     (``pipeline.beam_runtime.streamed_inputs``: Beam's way lost elements at a million outcomes);
     ``stream_inputs=False`` keeps Beam's way, for measuring against it.
 
-    The FnApiRunner gives its worker processes no pipeline options, so they would not import the options'
-    ``--beam_plugins`` (the worker plugin: ``data_plane_buffers``): it is handed to them here, as a runner's
-    provisioning service hands a job's options to its workers."""
+    Its worker processes get the options' ``--beam_plugins`` (the worker plugin) as a runner's provisioning
+    service would hand them (``pipeline.beam_runtime.local_runner``)."""
     if has_runner(beam_args):
         return None
     if stream_inputs:
         streamed_inputs.install()
-    info = beam_provision_api_pb2.ProvisionInfo(retrieval_token="unused-retrieval-token")
-    plugins = options.view_as(SetupOptions).beam_plugins if options is not None else None
-    if plugins:
-        info.pipeline_options.update({"beam_plugins": list(plugins)})
-    return FnApiRunner(provision_info=ExtendedProvisionInfo(info))
+    return fn_api_runner(options)
 
 
 # ---- the pipeline ------------------------------------------------------------------------------------------

@@ -4,6 +4,6 @@ has no pipeline option for (``data_plane_buffers``) and logs one line saying wha
 could not (WARNING). Importing it changes this process's Beam: the launcher does not import it.
 ``pipeline run --no-worker-plugin`` leaves it out of a job."""
 
-from pipeline import data_plane_buffers
+from pipeline.beam_runtime import data_plane_buffers
 
 data_plane_buffers.apply()

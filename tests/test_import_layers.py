@@ -58,3 +58,22 @@ def test_schemas_import_nothing_above_them():
 
 def test_classifiers_do_not_import_modeling_or_pipeline_at_all():
     assert imports_from(("classifiers",), ("pipeline", "modeling")) == set()
+
+
+BEAM_INTERNALS = ("apache_beam.runners", "apache_beam.portability")  # runner and wire internals, not Beam's API
+
+
+def test_only_the_beam_runtime_quarantine_touches_beams_internals():
+    """Everything that reaches into Beam's runners or wire protocol lives in ``pipeline/beam_runtime/``, where
+    each module names the Beam versions it was checked against (benchmarks and tests may look inside too)."""
+    hits = []
+    for package in ("schemas", "pipeline", "classifiers", "modeling"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            if path.is_relative_to(ROOT / "pipeline" / "beam_runtime"):
+                continue
+            hits += [(str(path.relative_to(ROOT)), m) for m in imported_modules(path)
+                     if m.startswith(BEAM_INTERNALS)]
+    assert hits == []
+    quarantined = [m for path in (ROOT / "pipeline" / "beam_runtime").glob("*.py") for m in imported_modules(path)
+                   if m.startswith(BEAM_INTERNALS)]
+    assert quarantined, "the walk finds the quarantine's own imports"

@@ -41,7 +41,7 @@ WORKER_PLUGIN = "pipeline.worker_start"  # every SDK worker imports it at start:
 # `pipeline run --no-worker-plugin` adds this to Beam's experiments: the job's options say that its workers keep
 # Beam's sizes, and a local job's own process (pipeline.job_process) reads it from the same flags.
 NO_PLUGIN_EXPERIMENT = "genie_no_worker_plugin"
-CHECKED_BEAM = "2.77.0"  # the Beam whose data plane has the names apply() sets (the test fails on one without)
+CHECKED_BEAM = ("2.77.0", "2.78.0")  # Beams whose data plane has the names apply() sets (the test fails on one without)
 _STREAM_CLASSES = ("SizeBasedBufferingClosableOutputStream", "TimeBasedBufferingClosableOutputStream")
 
 
@@ -66,9 +66,9 @@ def apply(flush_bytes: int | None = FLUSH_BYTES, queue_bytes: int | None = QUEUE
     missing += [f"{cls.__name__}(size_flush_threshold=...)" for cls in classes
                 if "size_flush_threshold" not in inspect.signature(cls.__init__).parameters]
     if missing:  # checked before anything is changed
-        log.warning("data-plane buffers NOT set (pipeline.data_plane_buffers, checked against Beam %s; this is "
-                    "Beam %s): its data plane has no %s, so this worker keeps Beam's sizes",
-                    CHECKED_BEAM, _beam_version(), ", ".join(missing))
+        log.warning("data-plane buffers NOT set (pipeline.beam_runtime.data_plane_buffers, checked against Beam %s; "
+                    "this is Beam %s): its data plane has no %s, so this worker keeps Beam's sizes",
+                    " and ".join(CHECKED_BEAM), _beam_version(), ", ".join(missing))
         return False
     beam_flush, beam_queue = data_plane._DEFAULT_SIZE_FLUSH_THRESHOLD, getattr(
         data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES", None)
@@ -78,7 +78,7 @@ def apply(flush_bytes: int | None = FLUSH_BYTES, queue_bytes: int | None = QUEUE
             _set_default(cls.__init__, "size_flush_threshold", flush_bytes)
     if queue_bytes is not None:
         data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES = queue_bytes  # read when a channel is created
-    log.info("data-plane buffers set (pipeline.data_plane_buffers, Beam %s): outputs sent at %s (Beam's: %s), "
+    log.info("data-plane buffers set (pipeline.beam_runtime.data_plane_buffers, Beam %s): outputs sent at %s (Beam's: %s), "
              "queues capped at %s (Beam's: %s)", _beam_version(), _size(flush_bytes or beam_flush),
              _size(beam_flush), _size(queue_bytes or beam_queue), _size(beam_queue))
     return True

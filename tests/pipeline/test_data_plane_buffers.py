@@ -11,7 +11,8 @@ import pytest
 from apache_beam.options.pipeline_options import SetupOptions
 from apache_beam.runners.worker import data_plane
 
-from pipeline import data_plane_buffers, run
+from pipeline import run
+from pipeline.beam_runtime import data_plane_buffers
 
 BEAM_DEFAULT = 10 << 20  # Beam's output flush size
 BEAM_QUEUE = 100 << 20  # Beam's cap per data-plane queue
@@ -22,7 +23,7 @@ def test_apply_sets_the_threshold_that_new_output_streams_flush_at():
     once it holds more than FLUSH_BYTES, and not before."""
     code = """
 from apache_beam.runners.worker import data_plane
-from pipeline import data_plane_buffers
+from pipeline.beam_runtime import data_plane_buffers
 assert data_plane_buffers.flush_bytes() == 10 << 20
 assert data_plane_buffers.apply()
 sent = []
@@ -108,8 +109,8 @@ import pipeline.worker_start
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr
-    lines = [line for line in done.stderr.splitlines() if "pipeline.data_plane_buffers" in line]
-    assert lines == [f"INFO pipeline.data_plane_buffers data-plane buffers set (pipeline.data_plane_buffers, Beam "
+    lines = [line for line in done.stderr.splitlines() if "pipeline.beam_runtime.data_plane_buffers" in line]
+    assert lines == [f"INFO pipeline.beam_runtime.data_plane_buffers data-plane buffers set (pipeline.beam_runtime.data_plane_buffers, Beam "
                      f"{beam.__version__}): outputs sent at 1 MB (Beam's: 10 MB), queues capped at 8 MB (Beam's: "
                      "100 MB)"], done.stderr
 
@@ -117,7 +118,7 @@ import pipeline.worker_start
 def test_a_beam_without_the_names_logs_a_warning_naming_them(monkeypatch, caplog):
     monkeypatch.delattr(data_plane, "_DEFAULT_SEND_QUEUE_MAX_BYTES")
     assert data_plane_buffers.apply() is False
-    [record] = [r for r in caplog.records if r.name == "pipeline.data_plane_buffers"]
+    [record] = [r for r in caplog.records if r.name == "pipeline.beam_runtime.data_plane_buffers"]
     assert record.levelname == "WARNING" and "NOT set" in record.getMessage()
     assert "_DEFAULT_SEND_QUEUE_MAX_BYTES" in record.getMessage()
 

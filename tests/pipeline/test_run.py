@@ -351,7 +351,8 @@ def test_the_recipes_dataflow_job_builds_with_its_image_and_options():
     pytest.importorskip("google.cloud.storage", reason="needs apache-beam[gcp] (the 'dataflow' extra)")
     from apache_beam.options.pipeline_options import DebugOptions, SetupOptions, WorkerOptions
 
-    from pipeline import data_plane_buffers, preflight, request_budget
+    from pipeline import preflight, request_budget
+    from pipeline.beam_runtime import data_plane_buffers
 
     docs = Path(__file__).resolve().parents[2].joinpath("docs", "pipeline.md").read_text()
     recipe = docs.split("<!-- recipe -->")[1]

@@ -9,22 +9,29 @@ import sys
 from pathlib import Path
 
 import apache_beam as beam
+import pytest
 from apache_beam import coders
 from apache_beam.coders.coders import GlobalWindowCoder
 from apache_beam.runners.portability.fn_api_runner import execution
 from apache_beam.transforms import core
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline.beam_runtime import streamed_inputs
+from pipeline.beam_runtime import data_plane_buffers, local_runner, streamed_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_this_beam_is_one_it_was_checked_against():
-    """Fails on a Beam upgrade: re-read the replaced methods in that Beam's fn_api_runner, then add its version."""
-    assert beam.__version__ in streamed_inputs.CHECKED_BEAM, (
-        f"apache-beam {beam.__version__} is not in CHECKED_BEAM; check pipeline/beam_runtime/streamed_inputs.py "
-        "against its fn_runner.BundleManager._send_input_to_worker and execution.GroupingBuffer.partition")
+@pytest.mark.parametrize("module", [streamed_inputs, local_runner, data_plane_buffers],
+                         ids=lambda m: m.__name__.rsplit(".", 1)[-1])
+def test_this_beam_is_one_the_quarantine_was_checked_against(module):
+    """Fails on a Beam upgrade: re-read what the module replaces or builds in that Beam, then add its version."""
+    assert beam.__version__ in module.CHECKED_BEAM, (
+        f"apache-beam {beam.__version__} is not in {module.__name__}.CHECKED_BEAM: check the module against it")
+
+
+def test_the_names_streamed_inputs_replaces_are_there():
+    """``fn_runner.BundleManager._send_input_to_worker`` and ``execution.GroupingBuffer.partition`` and their
+    helpers, with the signatures the replacements take."""
     assert streamed_inputs.beam_names() == []
 
 
@@ -77,8 +84,9 @@ def _beams_partition(buffer, n):
 RUN = """
 import json, sys
 import apache_beam as beam
+import pytest
 from pipeline import run
-from pipeline.beam_runtime import streamed_inputs
+from pipeline.beam_runtime import data_plane_buffers, local_runner, streamed_inputs
 
 assert streamed_inputs.install(chunk_bytes=4096)
 sent = []
