@@ -116,33 +116,35 @@ def _part_names(stats: dict, plan: Plan, index: int, table: str) -> list[str]:
 
 def merge(output_dir: str, plan: Plan, per_group: int = report.SAMPLES_PER_GROUP) -> dict:
     """The run's stats.json, report.html, shard_index.json and thumbnails.parquet from its slices' (a run of one
-    slice wrote them itself). stats.json is written last, as by the job's audit."""
-    every = [slice_stats(output_dir, plan, j) for j in range(len(plan.slices))]
+    slice wrote them itself). stats.json is written last, as by the job's audit. One slice's stats are read at
+    a time; what is kept across slices is sums, one name per table part and one entry per shard."""
     if is_single(plan):
-        return every[0]
-    missing = [slice_name(j) for j, stats in enumerate(every) if stats is None]
-    if missing:
-        raise RuntimeError(f"slices without an audit: {', '.join(missing[:5])}")
-    outcome_parts = [FileSystems.join(audit_stage.outcomes_dir(output_dir), name)
-                     for j, stats in enumerate(every) for name in _part_names(stats, plan, j, audit_stage.OUTCOMES_DIR)]
+        return slice_stats(output_dir, plan, 0)
+    births, sites, violations, listed, quality = collections.Counter(), {}, 0, [], None
+    tables = {name: {"parts": 0, "rows": 0} for name in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR)}
+    outcome_parts, index = [], []
+    for j in range(len(plan.slices)):
+        stats = slice_stats(output_dir, plan, j)
+        if stats is None:
+            raise RuntimeError(f"slice {slice_name(j)} has no audit (stats.json)")
+        births.update(audit_command.stored_births(stats))
+        sites = audit.SiteUsageFn().merge_accumulators([sites, stats.get("sites", {})])
+        violations += stats["conservation"]["num_violations"]
+        listed = sorted(listed + stats["conservation"]["violations"])[:audit.MAX_LISTED_VIOLATIONS]
+        quality = quality or stats.get("quality")
+        for name, table in tables.items():
+            table["parts"] += stats["tables"][name]["parts"]
+            table["rows"] += stats["tables"][name]["rows"]
+        outcome_parts += [FileSystems.join(audit_stage.outcomes_dir(output_dir), name)
+                          for name in _part_names(stats, plan, j, audit_stage.OUTCOMES_DIR)]
+        index += audit_stage.read_shard_index(audit_dir(output_dir, plan, j))
     agg, failures, picks = audit_command.outcome_aggregates(audit_command.stream_parts(outcome_parts), per_group)
-    births = collections.Counter()
-    for slice_stats_ in every:
-        births.update(audit_command.stored_births(slice_stats_))
-    violations = sum(stats["conservation"]["num_violations"] for stats in every)
-    listed = sorted(m for stats in every for m in stats["conservation"]["violations"])
-    tables = {name: {key: sum(stats["tables"][name][key] for stats in every) for key in ("parts", "rows")}
-              for name in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR)}
-    index = sorted((entry for j in range(len(plan.slices))
-                    for entry in audit_stage.read_shard_index(audit_dir(output_dir, plan, j))),
-                   key=lambda entry: entry["name"])
-    sites = audit.SiteUsageFn().merge_accumulators([{}] + [s.get("sites", {}) for s in every])
     stats = audit.assemble_stats(agg, dict(births), audit.conservation_block(violations, listed), failures, picks,
-                                 len(index), every[0].get("quality"), tables, sites)
+                                 len(index), quality, tables, sites)
     keys = report.picked_keys(picks)
     strips = {key: jpeg for j in range(len(plan.slices))
               for key, jpeg in audit_stage.read_thumbnails(audit_dir(output_dir, plan, j)).items() if key in keys}
-    audit_stage.write_audit_files(output_dir, stats, strips, index, per_group)
+    audit_stage.write_audit_files(output_dir, stats, strips, sorted(index, key=lambda e: e["name"]), per_group)
     return stats
 
 
@@ -151,9 +153,12 @@ def remove_stale_outputs(output_dir: str, plan: Plan, stats: dict) -> int:
     did not write. Returns the number of stale shards removed."""
     if is_single(plan):
         return audit_stage.remove_stale_outputs(output_dir, stats)
-    every = [slice_stats(output_dir, plan, j) for j in range(len(plan.slices))]
     stale = shards.remove_stale_shards(output_dir, [s["name"] for s in audit_stage.read_shard_index(output_dir)])
-    for table in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR):
-        keep = {name for j, s in enumerate(every) for name in _part_names(s, plan, j, table)}
-        partitioned.remove_parts_except(FileSystems.join(output_dir, table), keep)
+    keep: dict[str, set[str]] = {audit_stage.OUTCOMES_DIR: set(), manifest.MANIFEST_DIR: set()}
+    for j in range(len(plan.slices)):
+        slice_ = slice_stats(output_dir, plan, j)
+        for table, names in keep.items():
+            names.update(_part_names(slice_, plan, j, table))
+    for table, names in keep.items():
+        partitioned.remove_parts_except(FileSystems.join(output_dir, table), names)
     return len(stale)
