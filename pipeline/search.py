@@ -119,12 +119,17 @@ def read_source_task(source: Source, source_index: int, task_index: int, task: s
         yield item if isinstance(item, Outcome) else ((source_index, task_index, position), item)
 
 
+def duplicate_detail(what: str, first_source: str, first_id: str, first_url: str) -> str:
+    """A ``duplicate`` outcome's detail: which copy (source, id, URL) went on instead."""
+    return f"same {what} as the {first_source} candidate {first_id!r} kept ({first_url})"
+
+
 def keep_first(keyed: Iterable[Keyed], what: str) -> tuple[Keyed, list[Outcome]]:
     """Of candidates sharing a ``what`` (video id / URL), keep the first in order; drop the rest."""
     ordered = sorted(keyed, key=lambda kc: kc[0])
     first = ordered[0][1]
-    outcomes = [dropped(c, reasons.DUPLICATE, f"same {what} as the {first.source} candidate {first.video_id!r} "
-                                              f"kept ({first.url})") for _, c in ordered[1:]]
+    outcomes = [dropped(c, reasons.DUPLICATE, duplicate_detail(what, first.source, first.video_id, first.url))
+                for _, c in ordered[1:]]
     return ordered[0], outcomes
 
 

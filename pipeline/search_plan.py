@@ -33,7 +33,7 @@ import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import progress, storage
-from pipeline.search import dropped, normalise_url, read_source_task
+from pipeline.search import dropped, duplicate_detail, normalise_url, read_source_task
 from pipeline.sources import Source
 from schemas import SCHEMA_VERSION, CandidateVideo, Outcome, Record, from_table, reasons, to_table
 from schemas.clip_format import CLIP_SECONDS
@@ -123,11 +123,6 @@ class _FirstCopies:
 
     def close(self) -> None:
         self.db.close()
-
-
-def duplicate_detail(what: str, first_source: str, first_id: str, first_url: str) -> str:
-    """The ``duplicate`` outcome's detail, as the Beam search stage writes it (``search.keep_first``)."""
-    return f"same {what} as the {first_source} candidate {first_id!r} kept ({first_url})"
 
 
 def searched(sources: list[Source], rules, index: _FirstCopies) -> Iterator[CandidateVideo | Outcome]:
