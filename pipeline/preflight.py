@@ -7,8 +7,8 @@ What is checked: each catalog is readable and parseable (its rows are counted, a
 are named with their line numbers: they still end as ``failed: bad_catalog_row`` outcomes); the output and
 download directories are creatable and writable (local, or any filesystem Beam knows, through a probe
 object that is deleted again); the keywords file is valid; a classifier directory loads and was trained on
-clips of the run's frame size and frame rate; before those (``job_checks``), a worker image carries the
-launcher's Beam and Python versions, and a YouTube run's yt-dlp is not too old (a warning).
+clips of the run's frame size and frame rate. (How the job will run, its worker image and yt-dlp, is checked
+before these: ``run.job_checks``.)
 
 Cost at scale: each catalog is read once more by the launcher, streaming (constant memory); about a minute
 for a catalog of a million rows on one core. A YouTube search is not run here (``doctor`` checks what it
@@ -151,17 +151,6 @@ def check_classifier(model_dir: str, width: int, height: int, fps: float) -> Che
                                            f"{run_geometry.describe()} (--clip-size/--clip-fps): match them, or "
                                            "train a classifier on clips of this geometry")
     return Check("classifier", "ok", f"{model_dir}: {classifier.family}, trained on {run_geometry.describe()} clips")
-
-
-def job_checks(beam_args: list[str], youtube: bool) -> list[Check]:
-    """The checks of how the job will run, before the inputs': a worker image's Beam and Python against the
-    launcher's (``pipeline.worker_image``), and for a YouTube search yt-dlp's age (a warning, with the fix:
-    ``doctor.youtube_launch_check``)."""
-    from pipeline import doctor, worker_image
-
-    image = worker_image.check_image(beam_args)
-    checks = [image] if image is not None else []
-    return checks + ([doctor.youtube_launch_check(beam_args)] if youtube else [])
 
 
 def first_failure(checks: Iterable[Check]) -> Check | None:

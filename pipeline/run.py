@@ -43,6 +43,7 @@ from pipeline import (
     audit,
     audit_stage,
     beam_flags,
+    doctor,
     interrupts,
     job_process,
     local_slices,
@@ -58,6 +59,7 @@ from pipeline import (
     search_plan,
     shards,
     storage,
+    worker_image,
 )
 from pipeline.beam_runtime import data_plane_buffers, streamed_inputs
 from pipeline.beam_runtime.local_runner import fn_api_runner
@@ -344,6 +346,15 @@ def failed_stage(exc: BaseException) -> str:
     return "unknown"
 
 
+def job_checks(beam_args: list[str], youtube: bool) -> list[preflight.Check]:
+    """The checks of how the job will run, before the inputs': a worker image's Beam and Python against the
+    launcher's (``pipeline.worker_image``), and for a YouTube search yt-dlp's age (a warning, with the fix:
+    ``doctor.youtube_launch_check``)."""
+    image = worker_image.check_image(beam_args)
+    checks = [image] if image is not None else []
+    return checks + ([doctor.youtube_launch_check(beam_args)] if youtube else [])
+
+
 def preflight_checks(config: RunConfig) -> tuple[list[preflight.Check], list[preflight.CatalogFacts]]:
     """Every check ``run`` makes before any work (``pipeline.preflight``), with what the catalogs hold."""
     checks, catalogs = [], []
@@ -405,7 +416,7 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     run_log.setup_console("error" if launch.quiet else launch.log_level)
     beam_options = local_options(beam_args, launch.workers, launch.in_process)
     runner = local_runner(beam_args, beam_options)
-    checks = preflight.job_checks(beam_args, config.search.youtube)  # the image, yt-dlp: before the inputs
+    checks = job_checks(beam_args, config.search.youtube)  # the image, yt-dlp: before the inputs
     failed = preflight.first_failure(checks)
     if failed is not None:
         return fail(PROG, failed.detail)

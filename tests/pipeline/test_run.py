@@ -351,7 +351,7 @@ def test_the_recipes_dataflow_job_builds_with_its_image_and_options():
     pytest.importorskip("google.cloud.storage", reason="needs apache-beam[gcp] (the 'dataflow' extra)")
     from apache_beam.options.pipeline_options import DebugOptions, SetupOptions, WorkerOptions
 
-    from pipeline import preflight, request_budget
+    from pipeline import request_budget
     from pipeline.beam_runtime import data_plane_buffers
 
     docs = Path(__file__).resolve().parents[2].joinpath("docs", "pipeline.md").read_text()
@@ -359,7 +359,7 @@ def test_the_recipes_dataflow_job_builds_with_its_image_and_options():
     for flag in [a.split("=")[0] for a in RECIPE if a.startswith("--")]:
         assert flag in recipe, f"the docs' recipe has no {flag}"
     config, launch, beam_args = run.parse([*RECIPE, "--dry_run=True", "--no_auth"])
-    assert [c.status for c in preflight.job_checks(beam_args, config.search.youtube)][0] == "ok"  # the image
+    assert [c.status for c in run.job_checks(beam_args, config.search.youtube)][0] == "ok"  # the image
     options = run.local_options(beam_args, launch.workers)
     worker = options.view_as(WorkerOptions)
     assert worker.sdk_container_image == RECIPE_IMAGE and worker.disk_size_gb == 100

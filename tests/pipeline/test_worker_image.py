@@ -13,7 +13,7 @@ from pathlib import Path
 import apache_beam
 import pytest
 
-from pipeline import doctor, preflight, worker_image
+from pipeline import doctor, run, worker_image
 from pipeline.__main__ import main as pipeline_main
 from tests.cli_helpers import call_main
 
@@ -71,7 +71,7 @@ def test_youtube_runs_are_warned_at_launch_with_the_fix():
     image = doctor.youtube_launch_check(["--sdk_container_image", "i:t"], today=later)
     assert image.status == "warn" and "the worker image's yt-dlp" in image.detail
     assert "worker-constraints.txt" in image.detail and "rebuild" in image.detail
-    assert preflight.job_checks([], youtube=False) == []
+    assert run.job_checks([], youtube=False) == []
 
 
 def test_the_image_records_the_versions_the_constraints_pin():
