@@ -509,7 +509,7 @@ def download_one(candidate: CandidateVideo, config: DownloadConfig) -> Downloade
 
 
 # ---- Beam ------------------------------------------------------------------------------------------------
-class _DownloadFn(beam.DoFn):
+class DownloadFn(beam.DoFn):
     def __init__(self, config: DownloadConfig) -> None:
         self.config = config
         self._downloader: Downloader | None = None
@@ -551,7 +551,10 @@ class Download(beam.PTransform):
             raise ValueError("DownloadConfig.download_dir is required (run.py defaults it to <output>/videos)")
         self.config = config
 
+    def download_fn(self) -> DownloadFn:
+        return DownloadFn(self.config)
+
     def expand(self, candidates):
-        results = candidates | "Fetch" >> beam.ParDo(_DownloadFn(self.config)).with_outputs(
+        results = candidates | "Fetch" >> beam.ParDo(self.download_fn()).with_outputs(
             OUTCOMES, SITE_USAGE, main=MAIN)
         return {MAIN: results[MAIN], OUTCOMES: results[OUTCOMES], SITE_USAGE: results[SITE_USAGE]}

@@ -1,15 +1,19 @@
-"""Source video retention: delete a downloaded video once its clips are committed, and never fetch it again.
+"""Source video retention: delete a downloaded video once it is cut, and never fetch it again when its clips are
+committed.
 
 Why: at the paper's scale the downloaded sources are tens of TB, and once a video's clips (and outcomes) are in
 the segment cache, which is also the clip store (``pipeline.clip_store``), nothing in the pipeline reads the
-source again: a rerun takes the cached result. ``--delete-videos`` turns that into disk space.
+source again: a rerun takes the cached result. ``--delete-videos`` turns that into disk space: the download and
+the segmentation of a video run in one fused step (``segment.Segment``), and the segmentation deletes the source
+when it is done with it (``segment.delete_source``), so the sources on disk at any moment are the videos in
+flight, at most one per worker thread.
 
 What stays: the download's completion marker (``<download dir>/<key>.json``, the ``DownloadedVideo`` record
-with the file's sha256). A rerun reads it before downloading: when the segment cache holds a committed result
-for that record (its outcomes file, the entry's completion marker), the video skips the download and goes
-straight to Segment, which reuses the entry. Anything else (no marker, no entry, another segment config)
-is downloaded as usual. Without ``--delete-videos`` the stage is the plain download. The deletion itself
-is the segment stage's (``segment.delete_committed_source``): it knows when a result is committed.
+with the file's sha256). A rerun reads it before downloading, in the download step itself: when the segment
+cache holds a committed result for that record (its outcomes file, the entry's completion marker), the video
+skips the download and goes straight to Segment, which reuses the entry. Anything else (no marker, no entry,
+another segment config, a segmentation that failed and was not cached) is downloaded as usual. Without
+``--delete-videos`` the stage is the plain download.
 """
 
 from __future__ import annotations
@@ -20,14 +24,11 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline import storage
-from pipeline.download import MARKER_EXTENSION, Download, DownloadConfig
+from pipeline.download import MARKER_EXTENSION, Download, DownloadConfig, DownloadFn
 from pipeline.segment import SegmentConfig, cache_paths
-from pipeline.site_access import SITE_USAGE
-from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo, ids
 
 log = logging.getLogger(__name__)
-COMMITTED = "committed"
 
 
 def committed_download(candidate: CandidateVideo, download: DownloadConfig,
@@ -48,32 +49,33 @@ def committed_download(candidate: CandidateVideo, download: DownloadConfig,
         return None
 
 
-class _SplitCommitted(beam.DoFn):
+class _DownloadUnlessCommittedFn(DownloadFn):
+    """The download step, first asking whether the candidate's clips are already committed.
+
+    One step, not a split and a Flatten: a Flatten between the download and the segmentation would make the
+    local runner hold every downloaded video until all downloads are done (it materializes a Flatten's inputs),
+    so ``--delete-videos`` would not lower the peak (``Segment``'s docstring)."""
+
     def __init__(self, download: DownloadConfig, segment: SegmentConfig):
-        self.download = download
+        super().__init__(download)
         self.segment = segment
         self.skipped = beam.metrics.Metrics.counter("download", "committed_skipped")
 
     def process(self, candidate: CandidateVideo):
-        record = committed_download(candidate, self.download, self.segment)
+        record = committed_download(candidate, self.config, self.segment)
         if record is None:
-            yield candidate
+            yield from super().process(candidate)
         else:
             self.skipped.inc()
-            yield beam.pvalue.TaggedOutput(COMMITTED, record)
+            yield record
 
 
-class DownloadUnlessCommitted(beam.PTransform):
+class DownloadUnlessCommitted(Download):
     """The download stage for ``--delete-videos``: candidates whose clips are committed skip it."""
 
     def __init__(self, download: DownloadConfig, segment: SegmentConfig):
-        super().__init__()
-        self.download = download
+        super().__init__(download)
         self.segment = segment
 
-    def expand(self, candidates):
-        split = candidates | "SkipCommitted" >> beam.ParDo(_SplitCommitted(self.download, self.segment)).with_outputs(
-            COMMITTED, main=MAIN)
-        fetched = split[MAIN] | "Fetch" >> Download(self.download)
-        videos = (split[COMMITTED], fetched[MAIN]) | "WithCommitted" >> beam.Flatten()
-        return {MAIN: videos, OUTCOMES: fetched[OUTCOMES], SITE_USAGE: fetched[SITE_USAGE]}
+    def download_fn(self) -> DownloadFn:
+        return _DownloadUnlessCommittedFn(self.config, self.segment)

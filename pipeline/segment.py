@@ -190,18 +190,14 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
     return _noted(result, "; ".join(notes)) if notes else result
 
 
-def delete_committed_source(video: DownloadedVideo, config: SegmentConfig) -> bool:
-    """With ``--delete-videos`` (``pipeline.retention``): delete the video's downloaded file once its result is
-    committed to the cache (the entry's completion marker exists). Only files under
-    ``config.delete_sources_in`` (the download directory) go, never a catalog's own file; the download's
-    marker stays, for the rerun to skip the download."""
+def delete_source(video: DownloadedVideo, config: SegmentConfig) -> bool:
+    """With ``--delete-videos`` (``pipeline.retention``): delete the video's downloaded file once its segmentation
+    has ended. Only files under ``config.delete_sources_in`` (the download directory) go, never a catalog's own
+    file; the download's marker stays. A rerun skips the download of a video whose result is committed to the
+    cache, and downloads again one whose result was not (``decoder_crash``, ``segment_error``: not cached), so
+    the sources on disk are bounded by the videos in flight, whatever fails."""
     root = config.delete_sources_in.rstrip("/") + "/"
-    if not config.cache_dir or not video.path.startswith(root):
-        return False
-    try:
-        if not FileSystems.exists(cache_paths(video, config)[1]):
-            return False
-    except Exception:  # noqa: BLE001 - not known to be committed: keep the source
+    if not video.path.startswith(root):
         return False
     storage.delete_quietly(video.path)
     return True
@@ -237,7 +233,7 @@ class _SegmentFn(beam.DoFn):
             result = _failed(video, reasons.SEGMENT_ERROR, f"{type(exc).__name__}: {exc}")
             final = result.outcomes[-1]
         if self.config.delete_sources_in:
-            delete_committed_source(video, self.config)
+            delete_source(video, self.config)
         elapsed = time.monotonic() - started
         self.videos.inc()
         self.clips.inc(len(result.clips))
@@ -250,15 +246,21 @@ class _SegmentFn(beam.DoFn):
 
 
 class Segment(beam.PTransform):
-    """DownloadedVideo -> {MAIN: Clip (by reference into the clip store; inline without a cache dir), OUTCOMES: video outcomes and short-tail clip outcomes}."""
+    """DownloadedVideo -> {MAIN: Clip (by reference into the clip store; inline without a cache dir), OUTCOMES:
+    video outcomes and short-tail clip outcomes}.
+
+    No shuffle (GroupByKey, Reshuffle) and no Flatten sits between a video's download and its segmentation: the
+    runner fuses the two steps, so each worker thread downloads a video, cuts it and (``--delete-videos``)
+    deletes it before taking the next. A shuffle there would be a barrier (Dataflow batch runs a stage only when
+    its input is complete): every source video would land before the first clip is cut. The candidates are
+    spread over the workers before the download (the search's ``SpreadCandidates``), which is what balances
+    the expensive step. ``tests/pipeline/test_no_download_barrier.py`` holds the graph to this."""
 
     def __init__(self, config: SegmentConfig):
         super().__init__()
         self.config = config
 
     def expand(self, videos):
-        results = (videos
-                   | "Reshuffle" >> beam.Reshuffle()  # spread videos over workers before the expensive step
-                   | "Cut clips" >> beam.ParDo(_SegmentFn(self.config)).with_outputs(stage.OUTCOMES,
-                                                                                      main=stage.MAIN))
+        results = videos | "Cut clips" >> beam.ParDo(_SegmentFn(self.config)).with_outputs(stage.OUTCOMES,
+                                                                                           main=stage.MAIN)
         return {stage.MAIN: results[stage.MAIN], stage.OUTCOMES: results[stage.OUTCOMES]}
