@@ -10,7 +10,8 @@ Dataflow) and ``storage.atomic_create``: a reader never sees a half-written shar
 
 Bytes by reference: the clips arrive as references into the clip store (``pipeline.clip_store``); the
 shard count comes from the sum of their sizes (a number per clip), the shuffle groups references, and each
-writer reads its clips' bytes in key order, i.e. each video's pack front to back.
+writer reads exactly its clips' bytes, one ranged read per clip, many in flight, handed over in key order
+(``clip_store.in_order``): bytes read = clip bytes, and the store's per-request latency is paid in parallel.
 
 Outcomes decided here: ``kept`` for every clip in a written shard; ``failed: shard_error`` for the clips of
 a shard that cannot be written for a permanent reason (a clip's bytes missing, a refused write);
@@ -63,10 +64,13 @@ def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
     return _write_shard(path, clips)[0]
 
 
-def _write_shard(path: str, clips: Iterable[Clip]) -> tuple[list[Clip], str]:
-    """``write_shard``, also returning the written file's sha256 (for the shard index)."""
-    with clip_store.Reader() as reader:
-        return shard_writer.write_shard(path, clips, read=reader.read, create=storage.atomic_create)
+def _write_shard(path: str, clips: Iterable[Clip], concurrency: int = clip_store.READ_CONCURRENCY
+                 ) -> tuple[list[Clip], str]:
+    """``write_shard``, also returning the written file's sha256 (for the shard index). The clips' bytes are
+    read ahead in the writer's order (by key), each with one ranged read (``clip_store.in_order``)."""
+    ordered = sorted(clips, key=lambda c: c.clip_key)
+    with clip_store.in_order(ordered, concurrency) as read:
+        return shard_writer.write_shard(path, ordered, read=read, create=storage.atomic_create)
 
 
 def _tie_break(clip: Clip) -> str:

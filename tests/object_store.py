@@ -8,15 +8,24 @@ injected by operation and path: a transient error (``ServiceUnavailable``, named
 permanent one, or ``Crash``, a ``BaseException`` standing for a worker killed at that point. Every operation is
 logged, so a test can say which steps a commit took.
 
+Reads are modelled on GCS as Beam reaches it, so that what the code under test reads can be counted: every
+``open`` is a metadata request (Beam's GCS reader reloads the object's metadata) followed by ranged GETs of
+``READ_AHEAD`` bytes (its 16 MB read buffer) as the reader runs past its buffer; ``read_range`` (registered as
+this scheme's reader in ``pipeline.storage.RANGE_READERS``) is one GET of exactly the range, as
+``storage.read_range`` makes on GCS. ``requests`` and ``bytes_read`` count them; ``latency_s`` is slept per
+request (outside the store's lock, so concurrent requests overlap, as they do on a real store).
+
 State is class-level (one store per test process); ``FakeObjectStore.reset()`` empties it. Beam finds the
 filesystem by its scheme once this module is imported, in the process that uses it (the in-process runner).
 """
 
 from __future__ import annotations
 
+import collections
 import fnmatch
 import io
 import threading
+import time
 
 from apache_beam.io.filesystem import BeamIOError, CompressionTypes, FileMetadata, FileSystem
 
@@ -43,10 +52,44 @@ class _Upload(io.BytesIO):
     def close(self) -> None:
         if not self.closed and not self._terminated:
             self._store._fault("finalize", self._path)
+            self._store._request("upload")
             with self._store.lock:
                 self._store.objects[self._path] = self.getvalue()
                 self._store.log.append(("finalize", self._path))
         super().close()
+
+
+READ_AHEAD = 16 * 1024 * 1024  # Beam's GCS reader's buffer (gcsio.DEFAULT_READ_BUFFER_SIZE)
+
+
+class _RangedDownload(io.RawIOBase):
+    """An object's bytes as GCS serves them to a reader: one ranged GET per ``readinto``."""
+
+    def __init__(self, store: type[FakeObjectStore], path: str):
+        super().__init__()
+        self._store, self._path, self._pos = store, path, 0
+        self._size = len(store.objects[path])
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._pos = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence] + offset
+        return self._pos
+
+    def readinto(self, buffer) -> int:
+        if self._pos >= self._size:
+            return 0
+        data = self._store._get(self._path, self._pos, len(buffer))
+        buffer[:len(data)] = data
+        self._pos += len(data)
+        return len(data)
 
 
 class FakeObjectStore(FileSystem):
@@ -54,6 +97,33 @@ class FakeObjectStore(FileSystem):
     log: list[tuple[str, str]] = []
     faults: list[list] = []  # [operation, path substring, exception, times left]
     lock = threading.Lock()
+    latency_s = 0.0  # slept per request
+    requests: collections.Counter = collections.Counter()  # kind ("metadata", "get", "upload") -> count
+    bytes_read = 0
+
+    @classmethod
+    def _request(cls, kind: str, nbytes: int = 0) -> None:
+        if cls.latency_s:
+            time.sleep(cls.latency_s)
+        with cls.lock:
+            cls.requests[kind] += 1
+            cls.bytes_read += nbytes
+
+    @classmethod
+    def _get(cls, path: str, offset: int, size: int) -> bytes:
+        """One ranged GET."""
+        cls._fault("get", path)
+        data = cls.objects[path][offset:offset + size]
+        cls._request("get", len(data))
+        return data
+
+    @classmethod
+    def read_range(cls, path: str, offset: int, size: int) -> bytes:
+        """``storage.read_range`` on this store: one ranged GET of exactly the range."""
+        if path not in cls.objects:
+            raise FileNotFoundError(path)
+        cls.log.append(("range", path))
+        return cls._get(path, offset, size)
 
     @classmethod
     def scheme(cls):
@@ -64,6 +134,8 @@ class FakeObjectStore(FileSystem):
         cls.objects.clear()
         cls.log.clear()
         cls.faults.clear()
+        cls.requests.clear()
+        cls.latency_s, cls.bytes_read = 0.0, 0
 
     @classmethod
     def inject(cls, operation: str, path_part: str, exc: BaseException, times: int = 1) -> None:
@@ -122,7 +194,8 @@ class FakeObjectStore(FileSystem):
         self.log.append(("open", path))
         if path not in self.objects:
             raise BeamIOError(f"open {path}", {path: FileNotFoundError(path)})
-        return io.BytesIO(self.objects[path])
+        self._request("metadata")
+        return io.BufferedReader(_RangedDownload(type(self), path), buffer_size=READ_AHEAD)
 
     def copy(self, source_file_names, destination_file_names):
         for src, dst in zip(source_file_names, destination_file_names, strict=True):
@@ -162,3 +235,35 @@ class FakeObjectStore(FileSystem):
                 missing[path] = FileNotFoundError(path)
         if missing:
             raise BeamIOError("delete", missing)
+
+
+def _register_range_reader() -> None:
+    from pipeline import storage
+
+    storage.RANGE_READERS[SCHEME] = FakeObjectStore.read_range
+
+
+_register_range_reader()
+
+
+def packed_clips(root: str, videos: int, clips_per_video: int, clip_bytes: int, keep_every: int = 2,
+                 seed: int = 0) -> list:
+    """Fill the store with one clip store pack per video (``clips_per_video`` random clips of ``clip_bytes``
+    back to back) and return references to every ``keep_every``-th clip: what reaches the shard writer after
+    the quality stage dropped the rest."""
+    import random
+
+    from pipeline import clip_store
+    from schemas import Clip, ids
+
+    rng = random.Random(seed)
+    kept = []
+    for v in range(videos):
+        video_id = f"video{v:06d}"
+        path = f"{root}/{video_id}{clip_store.PACK_SUFFIX}"
+        FakeObjectStore.objects[path] = rng.randbytes(clips_per_video * clip_bytes)
+        for c in range(0, clips_per_video, keep_every):
+            kept.append(Clip(clip_key=ids.clip_key(video_id, 16.0 * c), video_id=video_id, clip_index=c,
+                             start_s=16.0 * c, end_s=16.0 * (c + 1), num_frames=160, fps=10.0, width=160,
+                             height=90, location=clip_store.reference(path, c * clip_bytes, clip_bytes)))
+    return kept

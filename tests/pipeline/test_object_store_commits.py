@@ -120,7 +120,7 @@ def test_a_run_into_an_object_store_writes_what_a_local_run_writes(store, tmp_pa
              for d in ("shards", "manifest") for p in (tmp_path / "local" / d).iterdir()}
     assert len([k for k in remote if k.startswith("shards/")]) >= 2 and remote == local
     packs = [k for k in store.objects if k.endswith(clip_store.PACK_SUFFIX)]
-    assert len(packs) == 2 and all(("open", k) in store.log for k in packs)  # shards read the store by reference
+    assert len(packs) == 2 and all(("range", k) in store.log for k in packs)  # shards read the store by reference
     assert not store.ops("copy")  # nothing was renamed on the object store
     assert not [k for k in store.objects if storage.TEMP_INFIX in k]
 
