@@ -3,16 +3,20 @@
 | code | meaning | what to do |
 |---|---|---|
 | 0 | done: every input was read and nothing was deferred | nothing |
-| 1 | the run failed (a stage raised, or the conservation law does not hold) | look at the error |
+| 1 | the run failed (a stage raised, or the conservation law does not hold); ``finalize``: the job ended without writing its stats | look at the error; rerun the same ``run`` command to resume |
 | 2 | usage error: a bad or unknown flag, an input that cannot be read, an output that cannot be written or holds another run's dataset, a classifier that does not fit the clips; found before any work, nothing written | fix what the one-line message names |
 | 65 | the run finished but kept no clip (every video or clip was dropped or failed); ``--allow-empty`` makes it 0 | read ``report.html`` for why |
 | 66 | no input could be read: every search query or catalog failed, so there was not one candidate | fix the inputs or the network, then rerun |
+| 69 | ``finalize``: the job writing the output has not finished (no ``stats.json`` since its launch) and still holds the output; nothing was changed | run ``finalize`` again later |
+| 73 | ``run``: another live job holds the output's lease (``pipeline.lease``); nothing was written | wait for it to end, or ``--force-lease`` if it is gone |
 | 75 | some items were deferred (the site blocked a worker and its breaker opened) | rerun into the same ``--output`` later: it retries exactly what is unfinished |
 | 130, 143 | interrupted by Ctrl-C (SIGINT) or SIGTERM: the workers were stopped | rerun the same command: it resumes |
 
-65, 66 and 75 are ``EX_DATAERR``, ``EX_NOINPUT`` and ``EX_TEMPFAIL`` of BSD's ``sysexits.h``, which schedulers and shells
-already know ("temporary failure, try again later"). When every input failed *because* it was deferred,
-the code is 75: a rerun can fix it.
+65, 66, 69, 73 and 75 are ``EX_DATAERR``, ``EX_NOINPUT``, ``EX_UNAVAILABLE``, ``EX_CANTCREAT`` and ``EX_TEMPFAIL`` of
+BSD's ``sysexits.h``, which schedulers and shells already know ("temporary failure, try again later"). When every
+input failed *because* it was deferred, the code is 75: a rerun can fix it. ``finalize`` gives the run's own codes
+for a finished job, so "not finished yet" has a code of its own (69), apart from 75's "rerun ``run``": a
+scheduler that retries ``finalize`` on 69 stops once the job is done.
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ RUN_FAILED = 1
 USAGE = 2
 EMPTY = 65
 NO_INPUT = 66
+NOT_FINISHED = 69  # finalize: the job has not finished yet
+LEASE_HELD = 73  # run: another live job holds the output
 DEFERRED = 75
 
 

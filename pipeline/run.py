@@ -8,7 +8,8 @@ datasets: read each directory as one table), ``stats.json``, ``report.html``, ``
 ``videos/`` (downloads, unless ``--download-dir``; ``--delete-videos`` removes each once its clips are
 committed) and ``cache/segment/`` (per-video clip results and the clip store, each video's encoded clips in
 one ``.clips.bin``: a rerun into the same output skips downloading and decoding what is done and rewrites
-byte-identical outputs).
+byte-identical outputs); ``lease.json`` while a run holds the output (``pipeline.lease``) and, after a job
+on a remote runner, ``job.json`` (``pipeline.finalize``).
 
 The end of the job is distributed like the rest (``pipeline.audit_stage``): workers write the per-item
 tables; only bounded aggregates reach the step that writes ``stats.json``; this launcher then reads only
@@ -19,14 +20,14 @@ Without ``--runner`` the run uses Beam's FnApiRunner with ``--workers`` SDK work
 explicitly: Beam's DirectRunner would first try to download the Prism runner binary from GitHub (a wait of
 seconds offline; with a network, a different runner that ignores the worker settings). ``--in-process`` runs
 the FnApiRunner in this one process. The run fails (exit 1) when a stage raises, naming the stage, or when
-the conservation law does not hold.
+the conservation law does not hold. What follows the job (the verdict, stale outputs, the summary) is
+``pipeline.finalize.finish``; with a remote runner, ``--detach`` leaves it to ``python -m pipeline finalize``.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import logging
 import os
 import re
@@ -37,17 +38,23 @@ import time
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
-from apache_beam.options.pipeline_options import PipelineOptions, TestOptions
+from apache_beam.options.pipeline_options import (
+    GoogleCloudOptions,
+    PipelineOptions,
+    StandardOptions,
+    TestOptions,
+)
 
 from pipeline import (
     audit,
     audit_stage,
     beam_flags,
     doctor,
+    finalize,
     interrupts,
     job_process,
+    lease,
     local_slices,
-    manifest,
     options,
     partitioned,
     preflight,
@@ -64,7 +71,7 @@ from pipeline import (
 from pipeline.beam_runtime import data_plane_buffers, streamed_inputs
 from pipeline.beam_runtime.local_runner import fn_api_runner
 from pipeline.download import Download, DownloadConfig
-from pipeline.exit_status import exit_status
+from pipeline.exit_status import LEASE_HELD
 from pipeline.options import option
 from pipeline.quality import Quality, QualityConfig
 from pipeline.retention import DownloadUnlessCommitted
@@ -72,8 +79,7 @@ from pipeline.search import Search, SearchConfig, build_sources
 from pipeline.segment import Segment, SegmentConfig
 from pipeline.site_access import SITE_USAGE, CredentialsError, SiteAccessConfig, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
-from pipeline.summary import summary
-from schemas import clip_format, reasons
+from schemas import reasons
 from schemas.cli import StrictParser, fail
 
 log = logging.getLogger("pipeline.run")
@@ -84,6 +90,9 @@ STAGE_LABELS = {"Search": reasons.STAGE_SEARCH, "Download": reasons.STAGE_DOWNLO
 # Steps build() adds around the stages (counting, registering): the audit's.
 AUDIT_HELPER_PREFIXES = ("AllOutcomes", "AllBirths", "Count", "Reg")
 _STEP = re.compile(r"while running '([^']+)'")
+# Runners whose job lives in the launcher's process tree: a run on one cannot be detached.
+LOCAL_RUNNERS = frozenset({"local", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
+                           "FnApiRunner", "PrismRunner", "InteractiveRunner"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,6 +133,15 @@ class LaunchOptions:
         "--no-worker-plugin", action="store_false", default=True, dest="worker_plugin",
         help="leave the worker plugin out of the job (local and Dataflow): its SDK workers keep Beam's own "
              "data-plane buffer sizes (default: 1 MB output flush, 8 MB queues; pipeline/beam_runtime/data_plane_buffers.py)")
+    detach: bool = option(
+        "--detach", action="store_true", default=False,
+        help="with a remote --runner (DataflowRunner): submit the job, write <output>/job.json, print the job id "
+             "and exit 0 without waiting; `python -m pipeline finalize OUTPUT` does the rest once the job is done")
+    force_lease: bool = option(
+        "--force-lease", action="store_true", default=False,
+        help="take over the output's lease (lease.json) even while its holder looks alive, e.g. a job that failed "
+             "or was cancelled on its runner; without it a run into an output another live run holds is refused "
+             "(exit 73)")
     log_level: str = option("--log-level", choices=run_log.CONSOLE_LEVELS, default="warning",
                             help="what the console shows besides progress (default %(default)s); the log file "
                                  "under <output>/logs/ always holds everything")
@@ -160,7 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Beam's own pipeline options are accepted too, e.g. --runner DataflowRunner --project P --region R "
                "--temp_location gs://B/tmp --sdk_container_image IMAGE (see docs/pipeline.md); any other flag is "
                "refused. Exit codes: 0 done, 1 failed, 2 usage error, 65 no clip kept, 66 no input readable, "
-               "75 items deferred, 130/143 interrupted (README).")
+               "73 output held by another run (lease), 75 items deferred, 130/143 interrupted (README).")
     for config_class, title in OPTION_GROUPS:
         options.add_options(parser, config_class, title)
     return parser
@@ -185,6 +203,9 @@ def parse(argv: list[str]) -> tuple[RunConfig, LaunchOptions, list[str]]:
         parser.error(f"--slice-outcomes must be >= 1, got {launch.slice_outcomes}")
     if launch.workers is not None and launch.workers < 1:
         parser.error(f"--workers must be >= 1, got {launch.workers}")
+    if launch.detach and runner_name(beam_args) in LOCAL_RUNNERS:
+        parser.error("--detach needs a remote runner (--runner DataflowRunner ...): a local job ends with its "
+                     "launcher, so it cannot be left running; drop --detach")
     if launch.in_process and has_runner(beam_args):
         parser.error("--in-process runs locally on Beam's FnApiRunner; it cannot be combined with --runner")
     if launch.in_process and launch.workers not in (None, 1):
@@ -226,6 +247,13 @@ def longest_video_s(search: SearchConfig) -> float | None:
 
 def has_runner(beam_args: list[str]) -> bool:
     return any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
+
+
+def runner_name(beam_args: list[str]) -> str:
+    """The runner the job runs on: ``--runner``'s class name (``DataflowRunner``), or ``local`` without one."""
+    if not has_runner(beam_args):
+        return "local"
+    return str(PipelineOptions(beam_args).view_as(StandardOptions).runner or "local").rsplit(".", 1)[-1]
 
 
 def local_options(beam_args: list[str], workers: int | None, in_process: bool = False) -> PipelineOptions:
@@ -311,14 +339,25 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
                                         config.table_part_rows, config.audit_dir, config.slice_label))
 
 
+def submit(config: RunConfig, options: PipelineOptions, runner=None):
+    """Build and start the job; returns Beam's result without waiting for it."""
+    p = beam.Pipeline(runner=runner, options=options)
+    build(p, config)
+    return p.run()
+
+
 def run_pipeline(config: RunConfig, options: PipelineOptions, runner=None):
     """Build, run and wait; returns Beam's result: ``metrics()`` holds the ``outcomes/<stage>`` counters,
     and a dry run's carries the job it would submit."""
-    p = beam.Pipeline(runner=runner, options=options)
-    build(p, config)
-    result = p.run()
+    result = submit(config, options, runner)
     result.wait_until_finish()
     return result
+
+
+def job_id_of(result) -> str:
+    """The id of the job Beam's result stands for (``DataflowPipelineResult.job_id()``), ``unknown`` without one."""
+    job_id = getattr(result, "job_id", None)
+    return str((job_id() if callable(job_id) else job_id) or "unknown")
 
 
 def stage_of_step(step: str) -> str | None:
@@ -384,7 +423,8 @@ def cached_videos(output_dir: str) -> int:
 def interrupted_message(exc: interrupts.Interrupted, output_dir: str, log_file: str, remote: bool) -> str:
     if not output_dir:
         return f"interrupted ({exc}) before the run started; nothing was written"
-    where = ("the submitted job keeps running on its runner: cancel it there to stop it" if remote
+    where = ("the submitted job keeps running on its runner and holds the output: cancel it there to stop it, "
+             f"or finalize it once it is done ({finalize.command(output_dir)})" if remote
              else "the workers were stopped")
     return (f"interrupted ({exc}): {where}. Rerun the same command to continue: finished downloads and clips "
             f"are kept. Log: {log_file}")
@@ -427,9 +467,12 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
         return fail(PROG, failed.detail)
     inputs = run_inputs.describe(config, catalogs)
     try:
+        lease.check_free(config.output_dir, finalize.job_finished(config.output_dir), launch.force_lease)
         state = run_inputs.check(config.output_dir, inputs, launch.overwrite)
     except run_inputs.OutputInUse as exc:
         return fail(PROG, str(exc))
+    except lease.LeaseHeld as exc:
+        return lease_held(exc)
     if not launch.quiet:
         for check in checks:
             if check.status == "warn":
@@ -443,9 +486,36 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
         return 0
     if dry_run:
         run_pipeline(config, beam_options, runner)
-        print("dry run: checks passed, the job graph was built and not submitted; nothing was written")
+        print("dry run: checks passed, the job graph was built and not submitted; nothing was written"
+              + (" (--detach: a real run writes job.json and the lease, prints the job id and exits)"
+                 if launch.detach else ""))
         return 0
+    try:  # the lease: from here on this launcher, then its job, holds the output
+        held = lease.acquire(config.output_dir, lease.for_launcher(runner_name(beam_args)),
+                             finalize.job_finished(config.output_dir), launch.force_lease)
+    except lease.LeaseHeld as exc:
+        return lease_held(exc)
+    heartbeat = lease.Heartbeat(config.output_dir, held).start()
+    job = {"running": False}  # a submitted remote job that runs on: it keeps the lease when this launcher ends
+    try:
+        return _run_holding_lease(config, launch, state, inputs, catalogs, beam_args, beam_options, runner,
+                                  separate_job, claimed, heartbeat, job)
+    finally:
+        heartbeat.stop()
+        if not job["running"]:
+            lease.release(config.output_dir, held.token)
 
+
+def lease_held(exc: lease.LeaseHeld) -> int:
+    print(f"error: {exc}", file=sys.stderr)
+    return LEASE_HELD
+
+
+def _run_holding_lease(config: RunConfig, launch: LaunchOptions, state: str, inputs: dict,
+                       catalogs: list[preflight.CatalogFacts], beam_args: list[str], beam_options: PipelineOptions,
+                       runner, separate_job: bool, claimed: dict, heartbeat: lease.Heartbeat, job: dict) -> int:
+    """The run once its lease is taken: the job, then ``finalize.finish`` (or, ``--detach``, the job's record)."""
+    finalize.clear_job(config.output_dir)
     log_file = run_log.log_path(config.output_dir)
     log_handler = run_log.open_file(log_file)
     run_inputs.record(config.output_dir, inputs)
@@ -464,7 +534,21 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     started, plan = time.monotonic(), None
     try:
         if runner is None:  # a remote runner: one job, which searches on its workers
-            run_pipeline(config, beam_options, runner)
+            result = submit(config, beam_options, runner)
+            job["running"] = True
+            record = record_job(config.output_dir, result, beam_args, beam_options, launch.allow_empty)
+            heartbeat.hand_over(lease.for_job(heartbeat.lease, record["runner"], record["job_id"], launch.detach))
+            if launch.detach:
+                print(f"submitted {record['runner']} job {record['job_id']}; it runs on without this launcher "
+                      f"(record: {FileSystems.join(config.output_dir, finalize.JOB_FILE)})\n"
+                      f"once it is done: {record['finalize']}")
+                return 0
+            try:
+                result.wait_until_finish()
+            except Exception:
+                job["running"] = False  # it failed on its runner: it no longer writes the output
+                raise
+            job["running"] = False
         else:
             plan = run_slices(config, state, launch, beam_args, beam_options, runner, log_file, separate_job,
                               reporter)
@@ -483,23 +567,21 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
         if progress_dir:
             shutil.rmtree(progress_dir, ignore_errors=True)
         run_log.close_file(log_handler)
-    stats = json.loads(storage.read_bytes(FileSystems.join(config.output_dir, audit_stage.STATS_FILE)))
-    if not stats["conservation"]["ok"]:
-        print(audit.failure_message(stats), file=sys.stderr)
-        return 1
-    stale = (local_slices.remove_stale_outputs(config.output_dir, plan, stats) if plan is not None
-             else audit_stage.remove_stale_outputs(config.output_dir, stats))
-    for name in (clip_format.SHARD_DIR, audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR, ""):  # killed writers' leftovers
-        storage.sweep_temporaries(FileSystems.join(config.output_dir, name) if name else config.output_dir)
-    print(summary(stats, time.monotonic() - started, config.output_dir, stale))
     bad_rows = sum(c.bad_count for c in catalogs)
-    if bad_rows and not launch.quiet:
-        print(f"  {bad_rows} catalog row(s) could not be read (failed: bad_catalog_row); the first: "
-              + "; ".join(row for c in catalogs for row in c.bad_rows[:1]), file=sys.stderr)
-    code, message = exit_status(stats, launch.allow_empty)  # pipeline.exit_status: the codes
-    if message:
-        print(message, file=sys.stderr)
-    return code
+    notes = () if not bad_rows or launch.quiet else (
+        f"  {bad_rows} catalog row(s) could not be read (failed: bad_catalog_row); the first: "
+        + "; ".join(row for c in catalogs for row in c.bad_rows[:1]),)
+    return finalize.finish(config.output_dir, plan, time.monotonic() - started, launch.allow_empty, notes)
+
+
+def record_job(output_dir: str, result, beam_args: list[str], beam_options: PipelineOptions,
+               allow_empty: bool) -> dict:
+    """Write the submitted job's ``job.json`` (``pipeline.finalize``); returns it."""
+    cloud = beam_options.view_as(GoogleCloudOptions)
+    record = finalize.job_record(output_dir, runner_name(beam_args), job_id_of(result), cloud.project,
+                                 cloud.region, allow_empty)
+    finalize.write_job(output_dir, record)
+    return record
 
 
 def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: list[str],

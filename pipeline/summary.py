@@ -1,6 +1,7 @@
 """The lines a run prints when it ends, from its ``stats.json``: the funnel per stage, how the quality stage
 decided, what each site cost, what was deferred and kept. ``python -m pipeline run`` prints them after the
-job; ``python -m pipeline audit`` after re-rendering a run's stats."""
+job; ``python -m pipeline finalize`` after a job its launcher did not wait for; ``python -m pipeline audit`` after
+re-rendering a run's stats."""
 
 from __future__ import annotations
 
@@ -19,9 +20,12 @@ def quality_line(q: dict) -> str:
             f"{q['clips_unscored']} unscored")
 
 
-def summary(stats: dict, elapsed_s: float | None, output_dir: str, stale: int) -> str:
-    """The lines a run prints at the end (``elapsed_s`` None: ``python -m pipeline audit`` re-rendering it)."""
-    lines = [f"done in {elapsed_s:.1f} s -> {output_dir}" if elapsed_s is not None else f"audit of {output_dir}"]
+def summary(stats: dict, elapsed_s: float | None, output_dir: str, stale: int, headline: str | None = None) -> str:
+    """The lines a run prints at the end (``elapsed_s`` None: ``python -m pipeline audit`` re-rendering it);
+    ``headline`` replaces the first line."""
+    if headline is None:
+        headline = f"done in {elapsed_s:.1f} s -> {output_dir}" if elapsed_s is not None else f"audit of {output_dir}"
+    lines = [headline]
     for row in stats["funnel"]:
         parts = [f"{k.split('_')[0]} {row[k]}->{row[k.replace('_in', '_out')]}" for k in ("videos_in", "clips_in")
                  if k in row]
