@@ -79,6 +79,7 @@ from pipeline.search import Search, SearchConfig, build_sources
 from pipeline.segment import Segment, SegmentConfig
 from pipeline.site_access import SITE_USAGE, CredentialsError, SiteAccessConfig, site_for_job
 from pipeline.stage import MAIN, OUTCOMES
+from pipeline.summary import summary  # noqa: F401 - the lines a run prints, reached as run.summary too
 from schemas import reasons
 from schemas.cli import StrictParser, fail
 
