@@ -32,9 +32,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling.checkpoint import load_genie_run  # noqa: E402
 from modeling.configs import get_config  # noqa: E402
 from modeling.evaluate import EvalOptions, evaluate  # noqa: E402
+from modeling.genie import load_genie_run  # noqa: E402
 from modeling.train import train  # noqa: E402
 
 PRESET = "coinrun-cpu"

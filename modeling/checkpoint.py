@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -27,9 +27,6 @@ from modeling.configs import GenieConfig
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel, lam_from_state
 from modeling.tokenizer import VideoTokenizer
-
-if TYPE_CHECKING:
-    from modeling.genie import Genie
 
 PHASE_TOKENIZER = "tokenizer"
 PHASE_LAM = "lam"  # the LAM alone on pixels (no tokenizer, no dynamics): labels for behaviour cloning
@@ -132,16 +129,3 @@ def load_genie(run_dir: str | Path, map_location: Any = "cpu", which: str | int 
     device = map_location if isinstance(map_location, str | torch.device) else "cpu"
     return tokenizer, lam.to(device).eval(), dynamics.to(device).eval(), cfg
 
-
-def load_genie_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Genie:
-    """The Genie of a lam-dynamics (or dynamics) run, with one-line errors for anything else."""
-    run = Path(run_dir)
-    if not run.is_dir():
-        raise FileNotFoundError(f"run directory {run} does not exist")
-    _, phase, _ = read_run_config(run)
-    if phase not in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
-        raise ValueError(f"{run} is a {phase} run; evaluate needs a {PHASE_LAM_DYNAMICS} (or "
-                         f"{PHASE_DYNAMICS}) run, which holds the LAM and dynamics model")
-    from modeling.genie import Genie  # genie.py builds on this module (Genie.load -> load_genie)
-
-    return Genie.load(run, device)

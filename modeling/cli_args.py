@@ -19,9 +19,9 @@ from pathlib import Path
 
 import torch
 
-from modeling.checkpoint import load_genie_run, read_run_config
+from modeling.checkpoint import read_run_config
 from modeling.configs import PRECISIONS
-from modeling.genie import Genie
+from modeling.genie import Genie, load_genie_run
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.prompts import CLIP_SIZE, FITS, load_prompt
 from modeling.st_transformer import CONTEXTS

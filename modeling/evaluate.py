@@ -40,11 +40,10 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from modeling.checkpoint import load_genie_run
 from modeling.cli_args import StrictParser, resolve_device, sampling_options
 from modeling.data import LoaderConfig, check_first_clip, clip_windows, to_float_video
 from modeling.fvd import VideoFeatures, frechet_distance_features
-from modeling.genie import Genie
+from modeling.genie import Genie, load_genie_run
 from modeling.maskgit import SCHEDULES, SamplingConfig
 from modeling.metrics import action_agreement, code_usage, psnr, ssim
 from schemas import shard_source

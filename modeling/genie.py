@@ -33,7 +33,7 @@ from typing import Any
 
 import torch
 
-from modeling.checkpoint import load_genie
+from modeling.checkpoint import PHASE_DYNAMICS, PHASE_LAM_DYNAMICS, load_genie, read_run_config
 from modeling.configs import GenieConfig
 from modeling.dynamics import DynamicsModel
 from modeling.lam import LatentActionModel
@@ -108,6 +108,17 @@ class Genie:
             session.step(actions[:, i], sampling)
         return {"frames": torch.stack(session.frames, 1), "tokens": torch.stack(session.tokens, 1)}
 
+
+def load_genie_run(run_dir: str | Path, device: torch.device | str = "cpu") -> Genie:
+    """The Genie of a lam-dynamics (or dynamics) run, with one-line errors for anything else."""
+    run = Path(run_dir)
+    if not run.is_dir():
+        raise FileNotFoundError(f"run directory {run} does not exist")
+    _, phase, _ = read_run_config(run)
+    if phase not in (PHASE_LAM_DYNAMICS, PHASE_DYNAMICS):
+        raise ValueError(f"{run} is a {phase} run; evaluate needs a {PHASE_LAM_DYNAMICS} (or "
+                         f"{PHASE_DYNAMICS}) run, which holds the LAM and dynamics model")
+    return Genie.load(run, device)
 
 class Session:
     """One batch of interactive rollouts: token and action history, temporal KV caches, the sampler's RNG."""

@@ -22,7 +22,6 @@ import torch.nn as nn
 from PIL import Image
 
 from modeling.__main__ import main
-from modeling.checkpoint import load_genie_run
 from modeling.data import LoaderConfig, clip_windows, to_float_video
 from modeling.evaluate import (
     FRAME_GAP,
@@ -33,6 +32,7 @@ from modeling.evaluate import (
     evaluate,
     rollout_against,
 )
+from modeling.genie import load_genie_run
 from modeling.maskgit import SamplingConfig
 from schemas.figures import to_uint8
 from schemas.shard_writer import write_shard
