@@ -25,6 +25,9 @@ Storage: lossless RGB H.264 (``clip_codec.encode_clip(lossless=True)``): decoded
 ones bit for bit (yuv420p would cap 64x64 pixel art at ~33 dB even at CRF 0). ~2.9 KB per frame, ~3 MB
 per 1,000-step level, ~30 GB for the paper's 10,000 levels.
 
+The environment (level seeds, frames) and the cutting into clips are ``schemas.procgen``'s, which
+``modeling.bc`` plays too; this module is the Beam job around them.
+
 Scale and determinism: a shard is a fixed range of ``--levels-per-shard`` consecutive levels, so a shard is
 rendered, encoded and written by one worker from its plan alone: no frame crosses a shuffle, and work is
 parallel over level ranges. Every random choice is seeded by (``--seed``, level), encoding is deterministic
@@ -49,30 +52,24 @@ from pipeline import beam_flags, manifest, options, shards, storage
 from pipeline.cli_types import integer
 from pipeline.demo_corpus.games import NUM_ACTIONS, RENDER_SIZE, StickyPolicy
 from pipeline.options import derived, option
-from schemas import Clip, clip_format, ids
+from schemas import Clip, clip_format
 from schemas.cli import StrictParser
-from schemas.clip_codec import encode_clip
+from schemas.procgen import (
+    DISTRIBUTION_MODES,
+    NATIVE_SIZE,
+    LevelStream,
+    level_range,
+    make_env,
+    observe_frame,
+    stream_clips,
+)
 
-NATIVE_SIZE = 64  # Procgen's observation is 64x64 RGB
 POLICIES = ("random", "sticky")  # random: the paper's (no repeats); sticky: the demo corpus's held actions
-DISTRIBUTION_MODES = ("easy", "hard", "extreme", "memory", "exploration")
 TRAIN, HOLDOUT = "train", "holdout"
 DATASET_JSON = "dataset.json"
 
 
 # ---- the settings and their flags ---------------------------------------------------------------------------
-def level_range(text: str) -> tuple[int, int]:
-    """``A-B`` (inclusive) or a single level ``A``."""
-    first, sep, last = text.partition("-")
-    try:
-        lo, hi = int(first), int(last) if sep else int(first)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a level range A-B, got {text!r}") from None
-    if lo < 0 or hi < lo or hi >= 2**31 - 1:
-        raise argparse.ArgumentTypeError(f"expected levels 0 <= A <= B < 2^31-1, got {text!r}")
-    return lo, hi
-
-
 def frame_size(text: str) -> tuple[int, int]:
     width, sep, height = text.lower().partition("x")
     try:
@@ -126,6 +123,12 @@ class ProcgenDatasetConfig:
             splits[HOLDOUT] = self.holdout_levels
         return splits
 
+    def stream(self) -> LevelStream:
+        """How every level is played and cut (``schemas.procgen``, shared with ``modeling.bc``)."""
+        return LevelStream(game=self.game, distribution_mode=self.distribution_mode, seed=self.seed,
+                           width=self.width, height=self.height, fps=self.fps, clip_frames=self.clip_frames,
+                           min_clip_frames=self.min_clip_frames)
+
 
 @dataclasses.dataclass(frozen=True)
 class ShardPlan:
@@ -146,74 +149,29 @@ def plan_shards(config: ProcgenDatasetConfig) -> list[ShardPlan]:
 
 
 # ---- one level's stream ------------------------------------------------------------------------------------
-def level_seed(seed: int, level: int) -> int:
-    """Procgen's ``rand_seed`` for a level: fixed by (seed, level), so a level plays the same on every run."""
-    return int(np.random.SeedSequence([seed, level]).generate_state(1)[0] % (2**31 - 1))
-
-
-def make_env(config: ProcgenDatasetConfig, level: int):
-    """A one-environment Procgen stream of ``level`` alone (an episode that ends restarts the same level)."""
-    from procgen import ProcgenGym3Env  # imported here: importing gym prints a banner
-
-    native = (config.width, config.height) == (NATIVE_SIZE, NATIVE_SIZE)
-    return ProcgenGym3Env(num=1, env_name=config.game, distribution_mode=config.distribution_mode,
-                          start_level=level, num_levels=1, rand_seed=level_seed(config.seed, level),
-                          render_mode=None if native else "rgb_array")
-
-
 def play_level(config: ProcgenDatasetConfig, level: int) -> tuple[np.ndarray, np.ndarray, int]:
     """``config.steps`` frames of ``level`` under the policy: (frames (N, H, W, 3) uint8, actions (N,), episodes).
 
     ``actions[k]`` is taken after frame k; ``episodes`` counts the tries begun (1 + restarts)."""
-    native = (config.width, config.height) == (NATIVE_SIZE, NATIVE_SIZE)
-    env = make_env(config, level)
+    stream = config.stream()
+    env = make_env(stream, level)
     rng = np.random.default_rng([config.seed, level])
     sticky = StickyPolicy(rng, platformer=True) if config.policy == "sticky" else None
     frames = np.empty((config.steps, config.height, config.width, 3), np.uint8)
     actions = np.empty(config.steps, np.int64)
     episodes = 0
     for k in range(config.steps):
-        _, obs, first = env.observe()
-        episodes += int(first[0])
-        frames[k] = obs["rgb"][0] if native else resize(env.get_info()[0]["rgb"], config.width, config.height)
+        episodes += int(env.observe()[2][0])
+        frames[k] = observe_frame(env, stream)
         actions[k] = sticky.next() if sticky else int(rng.integers(NUM_ACTIONS))
         env.act(actions[k:k + 1])
     return frames, actions, episodes
 
 
-def resize(frame: np.ndarray, width: int, height: int) -> np.ndarray:
-    """A 512x512 render box-filtered to ``width`` x ``height`` (each output pixel averages the pixels it covers)."""
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(frame).resize((width, height), Image.Resampling.BOX))
-
-
-def level_video_id(game: str, level: int) -> str:
-    return f"procgen-{game}-level{level:06d}"
-
-
 def level_clips(config: ProcgenDatasetConfig, level: int) -> tuple[list[Clip], int]:
     """The encoded clips of one level's stream (and its episode count)."""
     frames, actions, episodes = play_level(config, level)
-    return stream_clips(config, level, frames, actions), episodes
-
-
-def stream_clips(config: ProcgenDatasetConfig, level: int, frames: np.ndarray, actions: np.ndarray) -> list[Clip]:
-    """One level's stream (frames (N, H, W, 3) uint8, ``actions[k]`` taken after frame k) cut into encoded clips
-    of ``config.clip_frames``; a last piece shorter than ``config.min_clip_frames`` is dropped."""
-    video_id = level_video_id(config.game, level)
-    clips = []
-    for index, start in enumerate(range(0, len(frames), config.clip_frames)):
-        stop = min(start + config.clip_frames, len(frames))
-        if stop - start < config.min_clip_frames:
-            break
-        start_s = start / config.fps
-        clips.append(Clip(
-            clip_key=ids.clip_key(video_id, start_s), video_id=video_id, clip_index=index, start_s=start_s,
-            end_s=stop / config.fps, num_frames=stop - start, fps=config.fps, width=config.width,
-            height=config.height, mp4=encode_clip(frames[start:stop], fps=round(config.fps), lossless=True),
-            actions=[int(a) for a in actions[start:stop]]))
-    return clips
+    return stream_clips(config.stream(), level, frames, actions), episodes
 
 
 def split_dir(out: str, split: str) -> str:

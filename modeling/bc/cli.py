@@ -13,8 +13,8 @@ import sys
 
 from modeling.bc.expert import ExpertConfig
 from modeling.bc.policy import TARGETS, PolicyConfig
-from pipeline.procgen_dataset import level_range
 from schemas.cli import StrictParser
+from schemas.procgen import level_range
 
 MODES = ("easy", "hard")
 

@@ -21,13 +21,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from modeling.bc.expert import dataset_config, read_expert_json
+from modeling.bc.expert import level_stream, read_expert_json
 from modeling.bc.label import read_labels
 from modeling.bc.mapping import fit_mapping, sample_labelled
 from modeling.bc.policy import NUM_REAL_ACTIONS, CNNPolicy, PolicyConfig, train_policy
 from modeling.bc.transitions import read_episodes, stack_transitions
-from pipeline import procgen_dataset
 from schemas.figures import figure_png, subplots
+from schemas.procgen import make_env
 
 LAM, ORACLE, RANDOM = "lam", "oracle", "random"
 
@@ -71,8 +71,8 @@ class RandomAgent:
 
 def play_levels(agent, mode: str, levels: tuple[int, int], seed: int, max_steps: int) -> np.ndarray:
     """One episode per level, all levels stepped together (one env each); solved (bool) per level."""
-    config = dataset_config("", mode, levels, seed)
-    envs = [procgen_dataset.make_env(config, level) for level in range(levels[0], levels[1] + 1)]
+    stream = level_stream(mode, seed)
+    envs = [make_env(stream, level) for level in range(levels[0], levels[1] + 1)]
     current = np.stack([env.observe()[1]["rgb"][0] for env in envs])
     previous = current.copy()
     solved = np.zeros(len(envs), bool)

@@ -10,8 +10,8 @@ CoinRun level; Procgen exposes no agent position, so pushing right is the progre
 is then played for real: the environment is deterministic given the restored state, so the real steps are the
 simulated ones.
 
-Episodes are written like ``python -m pipeline procgen-dataset`` writes its streams (the same env, clip and shard
-helpers: 64x64 lossless clips, the true action after each frame in the clip's ``actions``): one episode per level
+Episodes are written like ``python -m pipeline procgen-dataset`` writes its streams (the same env and clip helpers,
+``schemas.procgen``, and the same shard writer: 64x64 lossless clips, the true action after each frame in the clip's ``actions``): one episode per level
 (a level's clips joined by ``clip_index`` give back the episode), and ``expert.json`` records per level whether
 the expert solved it, so its solve rate is measured by the environment's own reward and done signals.
 """
@@ -26,15 +26,15 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline import procgen_dataset
-from pipeline.procgen_dataset import ProcgenDatasetConfig
 from schemas import clip_format, shard_writer
+from schemas.procgen import LevelStream, make_env, stream_clips
 
 # Procgen's combined action indices (procgen/env.py: buttons of each of the 15 actions); UP is jump in CoinRun.
 LEFT, LEFT_JUMP, NOOP, JUMP, RIGHT, RIGHT_JUMP = 1, 2, 4, 5, 7, 8
 CANDIDATES = (RIGHT, RIGHT_JUMP, JUMP, NOOP, LEFT, LEFT_JUMP)  # tie order: the first best candidate is played
 RIGHTWARD = (RIGHT, RIGHT_JUMP)
 EXPERT_JSON = "expert.json"
+GAME = "coinrun"  # the planner's actions and its notion of progress are CoinRun's
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,10 +103,10 @@ class LookaheadExpert:
         return best
 
 
-def play_episode(env_config: ProcgenDatasetConfig, level: int, config: ExpertConfig) -> Episode:
+def play_episode(stream: LevelStream, level: int, config: ExpertConfig) -> Episode:
     """One expert episode of ``level`` (env and seeds as ``procgen-dataset`` makes them)."""
-    env = procgen_dataset.make_env(env_config, level)
-    expert = LookaheadExpert(config, np.random.default_rng([env_config.seed, level]))
+    env = make_env(stream, level)
+    expert = LookaheadExpert(config, np.random.default_rng([stream.seed, level]))
     frames, actions = [], []
     outcome = "alive"
     while outcome == "alive" and len(actions) < config.max_steps:
@@ -120,23 +120,23 @@ def play_episode(env_config: ProcgenDatasetConfig, level: int, config: ExpertCon
     return Episode(np.stack(frames), np.asarray(actions, np.int64), outcome == "solved", outcome == "died")
 
 
-def dataset_config(out: str, mode: str, levels: tuple[int, int], seed: int = 0) -> ProcgenDatasetConfig:
-    """The env and clip settings of expert data: procgen-dataset's, in ``mode``, with every frame kept."""
-    return ProcgenDatasetConfig(out=out, levels=levels, distribution_mode=mode, seed=seed, min_clip_frames=1)
+def level_stream(mode: str, seed: int = 0) -> LevelStream:
+    """The env and clip settings of expert data and evaluation: procgen-dataset's, in ``mode``, every frame kept."""
+    return LevelStream(game=GAME, distribution_mode=mode, seed=seed, min_clip_frames=1)
 
 
 def write_expert_dataset(out: str | Path, mode: str, levels: tuple[int, int], config: ExpertConfig,
                          seed: int = 0, levels_per_shard: int = 50, log=print) -> dict:
     """Expert episodes of ``levels`` (inclusive) -> ``out/shards/shard-*.tar`` and ``out/expert.json``."""
     out = Path(out)
-    env_config = dataset_config(str(out), mode, levels, seed)
+    stream = level_stream(mode, seed)
     started = time.perf_counter()
     per_level, written = {}, 0
     for index, first in enumerate(range(levels[0], levels[1] + 1, levels_per_shard)):
         clips = []
         for level in range(first, min(first + levels_per_shard - 1, levels[1]) + 1):
-            episode = play_episode(env_config, level, config)
-            clips += procgen_dataset.stream_clips(env_config, level, episode.frames, episode.actions)
+            episode = play_episode(stream, level, config)
+            clips += stream_clips(stream, level, episode.frames, episode.actions)
             per_level[level] = {"steps": len(episode.actions), "solved": episode.solved, "died": episode.died}
         path = out / clip_format.SHARD_DIR / clip_format.shard_name(index)
         written += len(shard_writer.write_shard(str(path), clips)[0])

@@ -17,12 +17,12 @@ import torch
 
 from modeling.__main__ import main
 from modeling.bc.evaluate import play_levels
-from modeling.bc.expert import dataset_config, read_expert_json
+from modeling.bc.expert import level_stream, read_expert_json
 from modeling.bc.mapping import fit_mapping
 from modeling.bc.policy import NUM_REAL_ACTIONS, PolicyConfig, train_policy
 from modeling.bc.transitions import read_episodes, stack_transitions
 from modeling.checkpoint import load_lam
-from pipeline import procgen_dataset
+from schemas.procgen import level_video_id, make_env
 
 LEVELS = (0, 2)
 EVAL_LEVELS = "1000-1002"
@@ -49,7 +49,7 @@ def lam_run(expert_dir, tmp_path_factory) -> Path:
 
 def _replay(level: int, actions: np.ndarray) -> tuple[np.ndarray, bool | None]:
     """Procgen's frames of ``level`` under ``actions`` and how the episode ended (None: it did not end)."""
-    env = procgen_dataset.make_env(dataset_config("", "easy", LEVELS), level)
+    env = make_env(level_stream("easy"), level)
     frames, ended = [], None
     for k, action in enumerate(actions):
         frames.append(env.observe()[1]["rgb"][0].copy())
@@ -64,7 +64,7 @@ def _replay(level: int, actions: np.ndarray) -> tuple[np.ndarray, bool | None]:
 def test_expert_shards_replay_to_the_recorded_outcome(expert_dir):
     summary = read_expert_json(expert_dir)
     episodes = read_episodes(expert_dir)
-    assert [e.video_id for e in episodes] == [procgen_dataset.level_video_id("coinrun", lv) for lv in range(3)]
+    assert [e.video_id for e in episodes] == [level_video_id("coinrun", lv) for lv in range(3)]
     for level, episode in zip(range(LEVELS[0], LEVELS[1] + 1), episodes, strict=True):
         frames, ended = _replay(level, episode.actions)
         assert np.array_equal(frames, episode.frames)  # lossless clips of exactly the frames played

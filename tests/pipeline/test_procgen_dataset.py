@@ -15,6 +15,7 @@ from pipeline import manifest, procgen_dataset
 from pipeline.__main__ import main as pipeline_main
 from schemas import shard_source
 from schemas.clip_codec import decode_clip
+from schemas.procgen import level_seed, level_video_id
 
 STEPS, CLIP_FRAMES = 40, 16  # 40 steps -> clips of 16, 16 and the last 8 (dropped: under 16 frames)
 ARGS = ["--levels", "3-4", "--holdout-levels", "9-9", "--steps", str(STEPS), "--clip-frames", str(CLIP_FRAMES),
@@ -38,7 +39,7 @@ def _replay(level: int, actions: list[int]) -> np.ndarray:
     from procgen import ProcgenGym3Env
 
     env = ProcgenGym3Env(num=1, env_name="coinrun", distribution_mode="hard", start_level=level, num_levels=1,
-                         rand_seed=procgen_dataset.level_seed(0, level))
+                         rand_seed=level_seed(0, level))
     frames = []
     for action in actions:
         frames.append(env.observe()[1]["rgb"][0].copy())
@@ -55,7 +56,7 @@ def test_clips_hold_the_levels_frames_and_true_actions(runs):
     out, _ = runs
     train = _samples(out, "train")
     assert sorted((s.clip.video_id, s.clip.clip_index) for s in train) == [
-        (procgen_dataset.level_video_id("coinrun", level), i) for level in (3, 4) for i in (0, 1)]
+        (level_video_id("coinrun", level), i) for level in (3, 4) for i in (0, 1)]
     for level in (3, 4):
         clips = sorted((s.clip for s in train if s.clip.video_id.endswith(f"{level:06d}")),
                        key=lambda c: c.clip_index)
@@ -82,7 +83,7 @@ def test_policy_is_uniform_random_without_repeats(runs):
 def test_holdout_split_and_manifest(runs):
     out, _ = runs
     holdout = _samples(out, "holdout")
-    assert {s.clip.video_id for s in holdout} == {procgen_dataset.level_video_id("coinrun", 9)}
+    assert {s.clip.video_id for s in holdout} == {level_video_id("coinrun", 9)}
     for split in ("train", "holdout"):
         rows = sorted(manifest.read_manifest(str(out / split)), key=lambda c: c.clip_key)
         stored = sorted(_samples(out, split), key=lambda s: s.key)
