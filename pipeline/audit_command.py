@@ -63,7 +63,7 @@ def stored_births(stats: dict) -> dict[str, int]:
 def recompute_stats(output_dir: str, per_group: int = report.SAMPLES_PER_GROUP) -> dict:
     """``stats.json`` from the stored tables (see the module docstring for what is carried over)."""
     stats_path = FileSystems.join(output_dir, audit_stage.STATS_FILE)
-    stored = json.loads(storage.read_bytes(stats_path)) if FileSystems.exists(stats_path) else None
+    stored = json.loads(storage.read_bytes(stats_path)) if storage.exists(stats_path) else None
     agg, failures, picks = outcome_aggregates(stream_outcomes(output_dir), per_group)
     if stored is not None:
         births = stored_births(stored)

@@ -88,23 +88,33 @@ class Reader:
         self._file: BinaryIO | None = None
 
     def read(self, clip: Clip) -> bytes:
-        """The clip's mp4: inline bytes as they are, else read from the store. ValueError when it has none."""
+        """The clip's mp4: inline bytes as they are, else read from the store. ValueError when it has none;
+        ``storage.StorageFailed`` when the store kept refusing (each attempt reopens the pack)."""
         if clip.mp4 is not None:
             return clip.mp4
         if not is_reference(clip.location):
             raise ValueError(f"clip has no encoded bytes (location {clip.location!r})")
-        from apache_beam.io.filesystems import FileSystems
+        from pipeline import storage
 
         path, offset, size = parse(clip.location)
-        if path != self._path:
-            self.close()
-            self._file, self._path = FileSystems.open(path), path
-        if self._file.tell() != offset:
-            self._file.seek(offset)
-        data = self._file.read(size)
+        data = storage.retrying(f"reading {path}", self._read, path, offset, size)
         if len(data) != size:
             raise ValueError(f"{path}: {len(data)} of {size} bytes at offset {offset} (truncated pack)")
         return data
+
+    def _read(self, path: str, offset: int, size: int) -> bytes:
+        from apache_beam.io.filesystems import FileSystems
+
+        try:
+            if path != self._path:
+                self.close()
+                self._file, self._path = FileSystems.open(path), path
+            if self._file.tell() != offset:
+                self._file.seek(offset)
+            return self._file.read(size)
+        except Exception:
+            self.close()  # the next attempt opens the pack again
+            raise
 
     def close(self) -> None:
         file, self._file, self._path = self._file, None, None

@@ -212,9 +212,15 @@ def _local_copy(path: str, workdir: str) -> str:
         return path
     from apache_beam.io.filesystems import FileSystems  # only for remote files: keeps the child's start cheap
 
+    from pipeline import storage
+
     local = os.path.join(workdir, "video")
-    with FileSystems.open(path) as src, open(local, "wb") as dst:
-        shutil.copyfileobj(src, dst, 1 << 20)
+
+    def copy() -> None:
+        with FileSystems.open(path) as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, 1 << 20)
+
+    storage.retrying(f"reading {path}", copy)
     return local
 
 
@@ -247,8 +253,9 @@ def segment_video(video: DownloadedVideo, config: SegmentConfig, pack_path: str 
                                                     exc.detail, duration_s=video.duration_s)])
     except Exception as exc:  # a bug or an unexpected library error: recorded, never raised past the stage
         detail = f"{type(exc).__name__}: {exc}"
+        reason = reasons.STORAGE_ERROR if type(exc).__name__ == "StorageFailed" else reasons.SEGMENT_ERROR
         return SegmentResult([], [Outcome.for_video(candidate, reasons.STAGE_SEGMENT, reasons.FAILED,
-                                                    reasons.SEGMENT_ERROR, detail, duration_s=video.duration_s)])
+                                                    reason, detail, duration_s=video.duration_s)])
 
 
 def _stored(clip: Clip, pack) -> Clip:

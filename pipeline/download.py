@@ -485,11 +485,11 @@ class Downloader:
             dest = ids.storage_path(self.root, candidate.video_id, ext)
         except ValueError:
             dest = ids.storage_path(self.root, candidate.video_id, "bin")
-        try:
+        try:  # each write is retried after transient errors (storage.retrying); then the video fails
             storage.publish_file(path, dest)
             record = DownloadedVideo(candidate=candidate, path=dest, size_bytes=size, sha256=sha256, **facts)
             storage.write_bytes(self.marker_path(candidate), record.to_json().encode("utf-8"))
-        except OSError as exc:
+        except (OSError, storage.StorageFailed) as exc:
             raise _Reject(reasons.FAILED, reasons.STORAGE_ERROR, f"cannot store {dest}: {exc}") from exc
         return record
 
@@ -521,8 +521,10 @@ class DownloadFn(beam.DoFn):
     def process(self, candidate: CandidateVideo):
         try:
             result = self._downloader.download(candidate)
-        except Exception as exc:  # noqa: BLE001 - a bug here must not take the pipeline down
-            result = Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED, reasons.DOWNLOAD_ERROR,
+        except Exception as exc:  # noqa: BLE001 - a bug, or a store that kept refusing: never the pipeline
+            refused = storage.refused(exc)
+            result = Outcome.for_video(candidate, reasons.STAGE_DOWNLOAD, reasons.FAILED,
+                                       reasons.STORAGE_ERROR if refused else reasons.DOWNLOAD_ERROR,
                                        f"{type(exc).__name__}: {exc}")
         if isinstance(result, Outcome):
             Metrics.counter(reasons.STAGE_DOWNLOAD, f"{result.outcome}/{reasons.reason_family(result.reason)}").inc()

@@ -9,7 +9,7 @@
 | 66 | no input could be read: every search query or catalog failed, so there was not one candidate | fix the inputs or the network, then rerun |
 | 69 | ``finalize``: the job writing the output has not finished (no ``stats.json`` since its launch) and still holds the output; nothing was changed | run ``finalize`` again later |
 | 73 | ``run``: another live job holds the output's lease (``pipeline.lease``); nothing was written | wait for it to end, or ``--force-lease`` if it is gone |
-| 75 | some items were deferred (the site blocked a worker and its breaker opened) | rerun into the same ``--output`` later: it retries exactly what is unfinished |
+| 75 | some items were deferred (the site blocked a worker and its breaker opened), or failed because the storage kept refusing after its retries (``storage_error``) | rerun into the same ``--output`` later: it retries exactly what is unfinished |
 | 130, 143 | interrupted by Ctrl-C (SIGINT) or SIGTERM: the workers were stopped | rerun the same command: it resumes |
 
 65, 66, 69, 73 and 75 are ``EX_DATAERR``, ``EX_NOINPUT``, ``EX_UNAVAILABLE``, ``EX_CANTCREAT`` and ``EX_TEMPFAIL`` of
@@ -22,6 +22,7 @@ scheduler that retries ``finalize`` on 69 stops once the job is done.
 from __future__ import annotations
 
 from pipeline.audit import deferred_counts
+from schemas import reasons
 
 OK = 0
 RUN_FAILED = 1
@@ -42,14 +43,24 @@ def exit_status(stats: dict, allow_empty: bool = False) -> tuple[int, str | None
     if candidates == 0 and failures > 0 and deferred["search_queries"] < failures:
         return NO_INPUT, (f"no input could be read: all {failures} search queries/catalogs failed "
                           f"({_reasons(stats)}), so there were no candidate videos")
-    if deferred["videos"] or deferred["search_queries"]:
+    refused = storage_failures(stats)
+    if deferred["videos"] or deferred["search_queries"] or refused:
         parts = [f"{n} {what}" for what, n in (("video(s)", deferred["videos"]),
                                                 ("search query(ies)", deferred["search_queries"])) if n]
-        return DEFERRED, f"deferred: {' and '.join(parts)} not finished because the site was blocking; {rerun}"
+        said = [f"deferred: {' and '.join(parts)} not finished because the site was blocking"] if parts else []
+        if refused:
+            said.append(f"storage_error: {refused} item(s) failed because the storage kept refusing")
+        return DEFERRED, f"{'; '.join(said)}; {rerun}"
     if not allow_empty and "clips" in stats and not stats["clips"].get("kept", 0):
         return EMPTY, (f"the dataset is empty: no clip was kept ({candidates} candidate video(s); see report.html "
                        "for why); --allow-empty accepts an empty dataset")
     return OK, None
+
+
+def storage_failures(stats: dict) -> int:
+    """Videos and clips that ended ``failed: storage_error`` (``stats["reason_counts"]``, any stage)."""
+    return sum(n for key, n in stats.get("reason_counts", {}).items()
+               if key.rsplit(":", 1)[-1] == reasons.STORAGE_ERROR)
 
 
 def _reasons(stats: dict) -> str:

@@ -219,23 +219,36 @@ def acquire(output_dir: str, mine: Lease, job_finished: bool, force: bool = Fals
     return mine
 
 
+@contextlib.contextmanager
+def _held(output_dir: str) -> Iterator[None]:
+    """The directory lock ``acquire`` takes, for a read-compare-write of a local lease (a renewal racing a
+    takeover must not write the old lease back); nothing on an object store."""
+    if storage.is_local(output_dir) and os.path.isdir(storage.local_path(output_dir)):
+        with _directory_lock(storage.local_path(output_dir)):
+            yield
+    else:
+        yield
+
+
 def replace(output_dir: str, lease: Lease) -> bool:
     """Rewrite the output's lease as ``lease`` if it is still this taking's (same token): renewing it,
     handing it to a job. False when someone took it over meanwhile."""
-    current = read(output_dir)
-    if current is None or current.token != lease.token:
-        return False
-    storage.write_bytes(path(output_dir), lease.to_json())
-    return True
+    with _held(output_dir):
+        current = read(output_dir)
+        if current is None or current.token != lease.token:
+            return False
+        storage.write_bytes(path(output_dir), lease.to_json())
+        return True
 
 
 def release(output_dir: str, token: str | None = None) -> bool:
     """Delete the output's lease: only if it is ``token``'s, when given. True when one was deleted."""
-    current = read(output_dir)
-    if not storage.exists(path(output_dir)) or (token is not None and (current is None or current.token != token)):
-        return False
-    storage.delete_quietly(path(output_dir))
-    return True
+    with _held(output_dir):
+        current = read(output_dir)
+        if not storage.exists(path(output_dir)) or (token is not None and (current is None or current.token != token)):
+            return False
+        storage.delete_quietly(path(output_dir))
+        return True
 
 
 class Heartbeat:

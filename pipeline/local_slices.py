@@ -88,7 +88,7 @@ def audit_dir(output_dir: str, plan: Plan, index: int) -> str:
 
 def slice_stats(output_dir: str, plan: Plan, index: int) -> dict | None:
     path = FileSystems.join(audit_dir(output_dir, plan, index), audit_stage.STATS_FILE)
-    return json.loads(storage.read_bytes(path)) if FileSystems.exists(path) else None
+    return json.loads(storage.read_bytes(path)) if storage.exists(path) else None
 
 
 def is_complete(output_dir: str, plan: Plan, index: int) -> bool:

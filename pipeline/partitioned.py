@@ -56,8 +56,7 @@ def part_name(index: int, num_parts: int, slice_label: str = "") -> str:
 
 def part_paths(dataset_dir: str) -> list[str]:
     """The part files of a dataset directory, sorted (an empty list when there is none)."""
-    pattern = FileSystems.join(dataset_dir, "part-*.parquet")
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return storage.match(FileSystems.join(dataset_dir, "part-*.parquet"))
 
 
 def encode_row(record: Record) -> bytes:
@@ -96,23 +95,24 @@ def remove_stale_parts(dataset_dir: str, num_parts: int) -> list[str]:
         match = _PART.match(path.rsplit("/", 1)[-1])
         if match is None or match.group(1) or int(match.group(3)) != num_parts:
             stale.append(path)
-    if stale:
-        FileSystems.delete(stale)
+    storage.delete(stale)
     return stale
 
 
 def remove_parts_except(dataset_dir: str, keep: set[str]) -> list[str]:
     """Delete the parts whose file names are not in ``keep`` (what a run cut into slices wrote)."""
     stale = [path for path in part_paths(dataset_dir) if path.rsplit("/", 1)[-1] not in keep]
-    if stale:
-        FileSystems.delete(stale)
+    storage.delete(stale)
     return stale
 
 
 def part_rows(path: str) -> int:
     """A part's row count, from its Parquet footer (the rows are not read)."""
-    with FileSystems.open(path) as f:
-        return pq.ParquetFile(f).metadata.num_rows
+    def footer_rows() -> int:
+        with FileSystems.open(path) as f:
+            return pq.ParquetFile(f).metadata.num_rows
+
+    return storage.retrying(f"reading {path}", footer_rows)
 
 
 def iter_batches(dataset_dir: str, columns: list[str] | None = None,
@@ -126,8 +126,7 @@ def iter_batches(dataset_dir: str, columns: list[str] | None = None,
 def iter_part_batches(path: str, columns: list[str] | None = None,
                       batch_rows: int = BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """One part's rows, a bounded batch at a time."""
-    with FileSystems.open(path) as f:
-        parquet = pq.ParquetFile(io.BytesIO(f.read()))  # one part in memory at a time (bounded)
+    parquet = pq.ParquetFile(io.BytesIO(storage.read_bytes(path)))  # one part in memory at a time (bounded)
     yield from parquet.iter_batches(batch_size=batch_rows, columns=columns, use_threads=False)
 
 
@@ -219,6 +218,5 @@ class WritePartitioned(beam.PTransform):
 def read_dataset(dataset_dir: str, record_type: type[Record]) -> Iterable[Record]:
     """The records of a dataset directory, streamed part by part (for tests and small tables)."""
     for path in part_paths(dataset_dir):
-        with FileSystems.open(path) as f:
-            table = pq.read_table(io.BytesIO(f.read()))
+        table = pq.read_table(io.BytesIO(storage.read_bytes(path)))
         yield from from_table(table, record_type)

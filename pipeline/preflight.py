@@ -22,8 +22,6 @@ import os
 import uuid
 from collections.abc import Iterable
 
-from apache_beam.io.filesystems import FileSystems
-
 from pipeline import storage
 from schemas import Outcome, reasons
 
@@ -64,7 +62,7 @@ def read_catalog(path: str) -> CatalogFacts:
     at all (missing, unknown format, not a file of that format)."""
     from pipeline.sources.catalog import CatalogSource  # the one catalog reader
 
-    if not FileSystems.exists(path):
+    if not storage.exists(path):
         raise ValueError(f"{path} does not exist")
     if storage.is_local(path) and os.path.isdir(storage.local_path(path)):
         raise ValueError(f"{path} is a directory, not a catalog file")

@@ -110,11 +110,11 @@ def score_clips(classifier: LoadedClassifier, clips: list[Clip]) -> Iterator[tup
                 prepared.append(classifier.prepare(decode_clip(data)))
                 ok.append(clip)
             except Exception as exc:
-                if storage.is_transient(exc):  # the store will answer again: the runner retries the bundle
-                    storage.reraise_naming(f"clip {clip.clip_key!r}", exc)
                 failed.append((clip, exc))
-    for clip, exc in failed:
-        yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED, reasons.QUALITY_ERROR,
+    for clip, exc in failed:  # the store kept refusing (the reader retried): storage_error, a rerun retries it
+        refused = storage.refused(exc)
+        yield None, Outcome.for_clip(clip, reasons.STAGE_QUALITY, reasons.FAILED,
+                                     reasons.STORAGE_ERROR if refused else reasons.QUALITY_ERROR,
                                      f"{type(exc).__name__}: {exc}")
     if not ok:
         return

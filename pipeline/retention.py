@@ -21,7 +21,6 @@ from __future__ import annotations
 import logging
 
 import apache_beam as beam
-from apache_beam.io.filesystems import FileSystems
 
 from pipeline import storage
 from pipeline.download import MARKER_EXTENSION, Download, DownloadConfig, DownloadFn
@@ -40,10 +39,8 @@ def committed_download(candidate: CandidateVideo, download: DownloadConfig,
             return None
         record = DownloadedVideo.from_json(storage.read_bytes(marker)).replace(candidate=candidate)
         _, outcomes_path = cache_paths(record, segment)
-        return record if FileSystems.exists(outcomes_path) else None
-    except Exception as exc:  # noqa: BLE001 - unknown: download as usual (the download stage decides)
-        if storage.is_transient(exc):
-            storage.reraise_naming(f"video {candidate.video_id!r}", exc)
+        return record if storage.exists(outcomes_path) else None
+    except Exception as exc:  # noqa: BLE001 - unknown (the store refused, or no record): the download decides
         log.info("retention: %s has no usable committed result (%s: %s)", candidate.video_id,
                  type(exc).__name__, exc)
         return None

@@ -88,7 +88,7 @@ def check(output_dir: str, inputs: dict[str, Any], overwrite: bool) -> str:
     """``"new"``, ``"resume"`` (same inputs), ``"adopt"`` (a run without a record) or ``"overwrite"``; raises ``OutputInUse`` when the output holds
     a run of other inputs, or foreign files, and ``overwrite`` is not set."""
     path = FileSystems.join(output_dir, INPUTS_FILE)
-    if FileSystems.exists(path):
+    if storage.exists(path):
         try:
             old = json.loads(storage.read_bytes(path))
         except (OSError, ValueError):
@@ -102,7 +102,7 @@ def check(output_dir: str, inputs: dict[str, Any], overwrite: bool) -> str:
                           "name a new --output, or add --overwrite to replace it")
     local = storage.local_path(output_dir)
     if storage.is_local(output_dir) and os.path.isdir(local) and any(n != "logs" for n in os.listdir(local)):
-        if FileSystems.exists(FileSystems.join(output_dir, "stats.json")):
+        if storage.exists(FileSystems.join(output_dir, "stats.json")):
             return "adopt"  # a run made before outputs recorded their inputs: resumed, and recorded from now on
         if overwrite:
             return "overwrite"

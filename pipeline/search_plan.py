@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import io
 import json
 import math
 import os
@@ -225,20 +226,19 @@ def read_plan(output_dir: str) -> Plan | None:
     """The plan an earlier run of the same inputs wrote, or None (also when a search of it was deferred:
     the site was blocking, so the rerun searches again)."""
     path = FileSystems.join(slices_dir(output_dir), PLAN_FILE)
-    plan = Plan.from_json(storage.read_bytes(path)) if FileSystems.exists(path) else None
+    plan = Plan.from_json(storage.read_bytes(path)) if storage.exists(path) else None
     return plan if plan is not None and not plan.deferred_searches else None
 
 
 def read_site_usage(directory: str) -> list[SiteUsage]:
     """What the plan's searches cost each site (the first slice's job hands it to the audit), else none."""
     path = FileSystems.join(directory, SITE_USAGE_FILE)
-    return [SiteUsage.from_row(r) for r in json.loads(storage.read_bytes(path))] if FileSystems.exists(path) else []
+    return [SiteUsage.from_row(r) for r in json.loads(storage.read_bytes(path))] if storage.exists(path) else []
 
 
 def read_slice(directory: str, kind: type[Record]) -> Iterator[Record]:
     """A slice's candidates or search outcomes, a batch at a time."""
     path = FileSystems.join(directory, CANDIDATES_FILE if kind is CandidateVideo else SEARCH_OUTCOMES_FILE)
-    with FileSystems.open(path) as f:
-        parquet = pq.ParquetFile(f)
-        for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
-            yield from from_table(pa.Table.from_batches([batch]), kind)
+    parquet = pq.ParquetFile(io.BytesIO(storage.read_bytes(path)))  # one slice: bounded by --slice-outcomes
+    for batch in parquet.iter_batches(batch_size=BATCH_ROWS):
+        yield from from_table(pa.Table.from_batches([batch]), kind)

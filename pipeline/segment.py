@@ -7,7 +7,8 @@ decoder crash or hang becomes a ``failed: decoder_crash`` outcome instead of a l
 
 Outcomes decided here: the video is ``kept`` (>= 1 clip cut), ``dropped`` (``too_short``; ``no_clips``
 when the intro/outro skips leave no full window) or ``failed`` (``empty_file``, ``corrupt_video``,
-``truncated_video``, ``audio_only``, ``unsupported_codec:<codec>``, ``decoder_crash``, ``segment_error``);
+``truncated_video``, ``audio_only``, ``unsupported_codec:<codec>``, ``decoder_crash``, ``segment_error``,
+``storage_error``: the store kept refusing after ``storage.RETRY``'s attempts);
 the remainder after the last full window is a clip ``dropped: short_tail``. Cut clips go on (MAIN) as
 references: their bytes are written once, into the per-video entry of the segment cache, which is also the
 clip store (``pipeline.clip_store``), streamed clip by clip from the child, so neither process holds a
@@ -40,6 +41,9 @@ from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from schemas import Clip, DownloadedVideo, Outcome, from_table, ids, reasons, to_table
 
 log = logging.getLogger(__name__)
+
+
+NOT_CACHED = (reasons.DECODER_CRASH, reasons.SEGMENT_ERROR, reasons.STORAGE_ERROR)  # the next run tries again
 
 
 def _failed(video: DownloadedVideo, reason: str, detail: str) -> SegmentResult:
@@ -102,10 +106,10 @@ def _read_cache(video: DownloadedVideo, config: SegmentConfig, clips_path: str,
                 outcomes_path: str) -> SegmentResult | None:
     """The cached result (clips by reference into the pack), None on a miss; raises when the entry exists but
     cannot be used."""
-    if not (FileSystems.exists(outcomes_path) and FileSystems.exists(clips_path)):
+    if not (storage.exists(outcomes_path) and storage.exists(clips_path)):
         return None
     clips = from_table(tables.read_table(clips_path), Clip)
-    if clips and not FileSystems.exists(pack_path(clips_path)):
+    if clips and not storage.exists(pack_path(clips_path)):
         raise ValueError("the entry's clip store file is missing")
     clips = [c.replace(video=video.candidate, location=clip_store.resolve(c.location, config.cache_dir))
              for c in clips]
@@ -144,11 +148,12 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
     metadata (titles may change between runs; the bytes depend only on the file, the config and the sidecar).
 
     An entry that cannot be read (corrupt, another schema major) is segmented again and overwritten (logged and
-    noted in the video's outcome detail). Clips that cannot be stored fail their video as ``segment_error``
-    (their bytes have no other home); a result without clips that cannot be stored is returned with a note;
-    a transient storage error (``storage.is_transient``) raises instead, so the
-    runner retries the bundle. Failures of segmentation itself (``decoder_crash``, ``segment_error``) are not
-    cached: they may be transient (a crash, a timeout, a storage hiccup) and the next run tries again.
+    noted in the video's outcome detail). Clips that cannot be stored fail their video (their bytes have no
+    other home): ``storage_error`` when the store kept answering with transient errors (``storage.retrying``
+    retried each operation first), ``segment_error`` otherwise; a result without clips that cannot be stored
+    is returned with a note. An entry the store will not let be read is ``storage_error`` too. Failures are
+    not cached (``decoder_crash``, ``segment_error``, ``storage_error``: a crash, a timeout, an outage) and the
+    next run tries again.
     """
     if not config.cache_dir:
         return guarded_segment(video, config, worker)
@@ -161,8 +166,8 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
     try:
         cached = _read_cache(video, config, clips_path, outcomes_path)
     except Exception as exc:  # noqa: BLE001 - see the docstring
-        if storage.is_transient(exc):
-            storage.reraise_naming(f"video {video.video_id!r}", exc)
+        if storage.refused(exc):
+            return _failed(video, reasons.STORAGE_ERROR, f"reading the clip store entry: {exc}")
         log.warning("segment cache for %s unusable (%s: %s); segmenting again", video.video_id,
                     type(exc).__name__, exc)
         notes.append(f"cache entry unusable, segmented again ({type(exc).__name__}: {exc})")
@@ -172,17 +177,15 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
     with tempfile.TemporaryDirectory(prefix="clips-") as workdir:
         local_pack = os.path.join(workdir, "pack" + clip_store.PACK_SUFFIX)
         result = guarded_segment(video, config, worker, args=(local_pack,))
-        if any(o.reason in (reasons.DECODER_CRASH, reasons.SEGMENT_ERROR) for o in result.outcomes):
+        if any(o.reason in NOT_CACHED for o in result.outcomes):
             return _noted(result, "; ".join(notes)) if notes else result
         try:
             _commit(result, clips_path, outcomes_path, local_pack)
         except Exception as exc:  # noqa: BLE001 - see the docstring
-            if storage.is_transient(exc):
-                storage.reraise_naming(f"video {video.video_id!r}", exc)
             log.warning("segment cache: cannot store %s's result (%s: %s)", video.video_id, type(exc).__name__, exc)
             if result.clips:  # clips without a home cannot go on
-                return _failed(video, reasons.SEGMENT_ERROR,
-                               f"clips not stored in {config.cache_dir} ({type(exc).__name__}: {exc})")
+                reason = reasons.STORAGE_ERROR if storage.refused(exc) else reasons.SEGMENT_ERROR
+                return _failed(video, reason, f"clips not stored in {config.cache_dir} ({type(exc).__name__}: {exc})")
             notes.append(f"result not cached ({type(exc).__name__}: {exc})")
     clips = [c.replace(location=clip_store.reference(pack_path(clips_path), *clip_store.parse(c.location)[1:]))
              for c in result.clips]
@@ -194,7 +197,7 @@ def delete_source(video: DownloadedVideo, config: SegmentConfig) -> bool:
     """With ``--delete-videos`` (``pipeline.retention``): delete the video's downloaded file once its segmentation
     has ended. Only files under ``config.delete_sources_in`` (the download directory) go, never a catalog's own
     file; the download's marker stays. A rerun skips the download of a video whose result is committed to the
-    cache, and downloads again one whose result was not (``decoder_crash``, ``segment_error``: not cached), so
+    cache, and downloads again one whose result was not (``NOT_CACHED``), so
     the sources on disk are bounded by the videos in flight, whatever fails."""
     root = config.delete_sources_in.rstrip("/") + "/"
     if not video.path.startswith(root):
@@ -227,10 +230,9 @@ class _SegmentFn(beam.DoFn):
             result = cached_segment(video, self.config, self._worker)
             final = result.outcomes[-1]
         except Exception as exc:  # noqa: BLE001 - a bug here fails this video, never the job
-            if storage.is_transient(exc):  # the storage will answer again: the runner retries the bundle
-                storage.reraise_naming(f"video {video.video_id!r}", exc)
             log.exception("segment: %s failed outside the guarded call", video.video_id)
-            result = _failed(video, reasons.SEGMENT_ERROR, f"{type(exc).__name__}: {exc}")
+            reason = reasons.STORAGE_ERROR if storage.refused(exc) else reasons.SEGMENT_ERROR
+            result = _failed(video, reason, f"{type(exc).__name__}: {exc}")
             final = result.outcomes[-1]
         if self.config.delete_sources_in:
             delete_source(video, self.config)

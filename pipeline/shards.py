@@ -13,11 +13,12 @@ shard count comes from the sum of their sizes (a number per clip), the shuffle g
 writer reads exactly its clips' bytes, one ranged read per clip, many in flight, handed over in key order
 (``clip_store.in_order``): bytes read = clip bytes, and the store's per-request latency is paid in parallel.
 
-Outcomes decided here: ``kept`` for every clip in a written shard; ``failed: shard_error`` for the clips of
-a shard that cannot be written for a permanent reason (a clip's bytes missing, a refused write);
-``dropped: duplicate`` for a second clip with the same key. A transient storage error
-(``storage.is_transient``) is raised instead: the runner retries the bundle and the rewrite gives the same
-bytes. Each written shard also yields one small index entry (``INDEX``: name, clips, bytes): the run's
+Outcomes decided here: ``kept`` for every clip in a written shard; ``failed: shard_error`` for a clip whose
+bytes are missing or damaged (left out; the shard's other clips are written) and for the clips of a shard
+whose write is refused; ``failed: storage_error`` instead when the store kept answering with transient errors
+after ``storage.retrying``'s attempts (each read is retried, and a failed upload rewrites the shard, with the
+same bytes): the job goes on, and a rerun retries them; ``dropped: duplicate`` for a second clip with the same
+key. Each written shard also yields one small index entry (``INDEX``: name, clips, bytes): the run's
 ``shard_index.json``, which is what the launcher reads to find stale shards, instead of the manifest.
 """
 
@@ -60,17 +61,32 @@ def shard_of(clip_key: str, num_shards: int) -> int:
 
 def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
     """Write ``clips`` sorted by key to ``path`` (``storage.atomic_create``: local or object store); return them
-    in the written order. A clip holds its mp4 or a clip store reference (read one clip at a time, in key order)."""
-    return _write_shard(path, clips)[0]
+    in the written order. A clip holds its mp4 or a clip store reference (read one clip at a time, in key order).
+    Raises when a clip's bytes cannot be read."""
+    written, _, unread = _write_shard(path, clips)
+    if unread:
+        raise next(iter(unread.values()))
+    return written
 
 
 def _write_shard(path: str, clips: Iterable[Clip], concurrency: int = clip_store.READ_CONCURRENCY
-                 ) -> tuple[list[Clip], str]:
-    """``write_shard``, also returning the written file's sha256 (for the shard index). The clips' bytes are
-    read ahead in the writer's order (by key), each with one ranged read (``clip_store.in_order``)."""
+                 ) -> tuple[list[Clip], str, dict[str, Exception]]:
+    """(written clips, the file's sha256, {clip key: why} for the clips whose bytes could not be read and were
+    left out). The clips' bytes are read ahead in the writer's order (by key), each with one ranged read
+    (``clip_store.in_order``, retried after transient errors by ``storage.read_range``)."""
     ordered = sorted(clips, key=lambda c: c.clip_key)
+    unread: dict[str, Exception] = {}
     with clip_store.in_order(ordered, concurrency) as read:
-        return shard_writer.write_shard(path, ordered, read=read, create=storage.atomic_create)
+        def read_or_leave_out(clip: Clip) -> bytes | None:
+            try:
+                return read(clip)
+            except Exception as exc:  # noqa: BLE001 - this clip fails, the shard's others are written
+                unread[clip.clip_key] = exc
+                return None
+
+        written, sha256 = shard_writer.write_shard(path, ordered, read=read_or_leave_out,
+                                                   create=storage.atomic_create)
+    return written, sha256, unread
 
 
 def _tie_break(clip: Clip) -> str:
@@ -84,8 +100,7 @@ def shard_paths(output_dir: str) -> list[str]:
     """The shard files of a run output directory, sorted, listed through Beam's FileSystems (the run's own
     output, local or on an object store: the stale-shard sweep). Readers open shards with
     ``schemas.shard_source``."""
-    pattern = FileSystems.join(output_dir, SHARD_DIR, "shard-*.tar")
-    return sorted(m.path for m in FileSystems.match([pattern])[0].metadata_list)
+    return storage.match(FileSystems.join(output_dir, SHARD_DIR, "shard-*.tar"))
 
 
 def remove_stale_shards(output_dir: str, keep: Iterable[str]) -> list[str]:
@@ -93,12 +108,19 @@ def remove_stale_shards(output_dir: str, keep: Iterable[str]) -> list[str]:
     ``keep``: the base names this run wrote (from its shard index)."""
     keep = {name.rsplit("/", 1)[-1] for name in keep}
     stale = [p for p in shard_paths(output_dir) if p.rsplit("/", 1)[-1] not in keep]
-    if stale:
-        FileSystems.delete(stale)
+    storage.delete(stale)
     return stale
 
 
 # ---- Beam ------------------------------------------------------------------------------------------------
+def _failed(clip: Clip, doing: str, exc: BaseException) -> Outcome:
+    """``storage_error`` when the store kept refusing (retries spent: a rerun retries it), else ``shard_error``."""
+    refused = storage.refused(exc)
+    return Outcome.for_clip(clip, reasons.STAGE_SHARD, reasons.FAILED,
+                            reasons.STORAGE_ERROR if refused else reasons.SHARD_ERROR,
+                            f"{doing}: {type(exc).__name__}: {exc}")
+
+
 class _WriteShardFn(beam.DoFn):
     def __init__(self, config: ShardConfig):
         self.config = config
@@ -115,16 +137,17 @@ class _WriteShardFn(beam.DoFn):
                     f"another clip has the key {clip.clip_key!r}"))
             else:
                 unique[clip.clip_key] = clip
-        try:
-            written, sha256 = _write_shard(FileSystems.join(self.config.shard_dir, name), unique.values())
-        except Exception as exc:  # a permanent failure fails this shard's clips, not the run
-            if storage.is_transient(exc):  # the runner retries the bundle; the rewrite gives the same bytes
-                storage.reraise_naming(f"shard {name}", exc)
+        path = FileSystems.join(self.config.shard_dir, name)
+        try:  # a transient upload error rewrites the shard (the same bytes); then its clips fail, not the run
+            written, sha256, unread = storage.retrying(f"writing {path}", _write_shard, path, unique.values())
+        except Exception as exc:  # noqa: BLE001 - see above
             for clip in unique.values():
-                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, Outcome.for_clip(
-                    clip, reasons.STAGE_SHARD, reasons.FAILED, reasons.SHARD_ERROR,
-                    f"writing {name}: {type(exc).__name__}: {exc}"))
+                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, _failed(clip, f"writing {name}", exc))
             return
+        for clip in unique.values():
+            if clip.clip_key in unread:
+                yield beam.pvalue.TaggedOutput(stage.OUTCOMES, _failed(clip, f"reading its bytes for {name}",
+                                                                       unread[clip.clip_key]))
         self.written.inc()
         yield beam.pvalue.TaggedOutput(INDEX, {"name": f"{SHARD_DIR}/{name}", "clips": len(written),
                                                "bytes": sum(clip_store.size_of(c) for c in written),

@@ -6,24 +6,34 @@ temporary name in the same directory and renamed into place when complete (atomi
 finalized, whole, and an abandoned one (``terminate``) never appears; a rename there would be a copy plus a
 delete, i.e. a moment with the old object gone, and a killed worker would leave temporaries nobody matches.
 
-Errors: ``is_transient`` tells a storage hiccup (the runner should retry the bundle) from a permanent
-failure (recorded as an outcome). Completion of a downloaded video is marked by a second file written after
-it (see ``pipeline.download``), following the completion-marker idea of img2dataset/datatrove.
+Errors: ``is_transient`` tells a storage hiccup (a 503, a timeout, a reset connection) from a permanent
+failure. Transient errors are retried here, inside the step, with bounded back-off (``retrying``, ``RETRY``):
+the helpers below retry each of their operations, and a step retries its streamed writes as a whole. An
+operation still failing after the last attempt raises ``StorageFailed``, which is not transient: the step
+records its item as ``failed: storage_error`` and the job goes on (a multi-day Dataflow job fails as a whole
+after four failures of one bundle, so a bundle must not fail for one item's storage). A rerun retries those
+items: nothing caches a storage failure. Completion of a downloaded video is marked by a second file written
+after it (see ``pipeline.download``), following the completion-marker idea of img2dataset/datatrove.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
+import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import BinaryIO, NoReturn
+from typing import BinaryIO, TypeVar
 
 from apache_beam.io.filesystems import FileSystems
 
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 CHUNK_BYTES = 1 << 20
 TEMP_INFIX = ".tmp-"  # temporaries are ``.<name>.tmp-<random>`` beside their destination
 # Exceptions of storage clients that say "try again" (google-api-core, boto, requests): matched by name so
@@ -34,15 +44,20 @@ TRANSIENT_ERRORS = frozenset({
     "TransientStorageError"})
 
 
+class StorageFailed(RuntimeError):  # noqa: N818 - an outcome's cause, named as the reason it becomes
+    """A storage operation that still failed transiently after ``RETRY.attempts`` attempts. Not transient
+    itself (retrying is done): the step that meets it ends its item ``failed: storage_error``."""
+
+
 def is_transient(exc: BaseException) -> bool:
     """True for errors the same request may not hit again (timeouts, connection resets, 429/5xx answers),
-    looking through the causes Beam's wrappers (``BeamIOError``) keep. A transient error should reach the
-    runner, which retries the bundle; anything else becomes an outcome with a reason."""
+    looking through the causes Beam's wrappers (``BeamIOError``) keep, but not into a ``StorageFailed``
+    (its retries are spent)."""
     seen = set()
     todo = [exc]
     while todo:
         err = todo.pop()
-        if err is None or id(err) in seen:
+        if err is None or id(err) in seen or isinstance(err, StorageFailed):
             continue
         seen.add(id(err))
         if isinstance(err, ConnectionError | TimeoutError) or type(err).__name__ in TRANSIENT_ERRORS:
@@ -54,16 +69,58 @@ def is_transient(exc: BaseException) -> bool:
     return False
 
 
-class ItemStorageError(RuntimeError):
-    """A transient storage error re-raised naming the item it stopped (``reraise_naming``): still transient
-    (its cause is), so the runner retries the bundle; if the job fails, its one line says which item."""
+def failed_storage(exc: BaseException) -> StorageFailed | None:
+    """The ``StorageFailed`` in ``exc``'s chain (a step's wrapper may hide it), else None."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, StorageFailed):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
-def reraise_naming(item: str, exc: BaseException) -> NoReturn:
-    """Re-raise the transient ``exc`` as an ``ItemStorageError`` naming ``item`` ("video 'abc'"), once."""
-    if isinstance(exc, ItemStorageError):
-        raise exc
-    raise ItemStorageError(f"{item}: {type(exc).__name__}: {exc}") from exc
+def refused(exc: BaseException) -> bool:
+    """True when ``exc`` is the store refusing (``storage_error``): the retries spent (``StorageFailed`` in its
+    chain), or a transient error that reached a step unretried. A step ends its item ``failed: storage_error``
+    then, which a rerun retries; other errors are the step's own reasons."""
+    return failed_storage(exc) is not None or is_transient(exc)
+
+
+@dataclasses.dataclass(frozen=True)
+class RetryPolicy:
+    """Attempts per storage operation and the pauses between them: base * 2**n, at most ``max_s``. The
+    default waits 0.5 + 1 + 2 + 4 s over 5 attempts (~8 s, on top of the storage client's own retries), so an
+    item the storage keeps refusing costs a worker seconds, not its bundle."""
+
+    attempts: int = 5
+    base_s: float = 0.5
+    max_s: float = 8.0
+
+    def pause_s(self, attempt: int) -> float:
+        return min(self.max_s, self.base_s * (2 ** attempt))
+
+
+RETRY = RetryPolicy()
+
+
+def retrying(what: str, fn: Callable[..., T], *args, **kwargs) -> T:
+    """``fn(*args, **kwargs)``, repeated after transient errors with ``RETRY``'s back-off; ``StorageFailed``
+    (naming ``what``, e.g. "reading gs://b/x") once the attempts are spent. Other errors pass through at once."""
+    policy = RETRY
+    for attempt in range(policy.attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            if attempt + 1 >= policy.attempts:
+                raise StorageFailed(f"{what}: {type(exc).__name__}: {exc} (still failing after {policy.attempts} "
+                                    "attempts)") from exc
+            log.info("storage: %s: %s: %s; attempt %d of %d, retrying", what, type(exc).__name__, exc,
+                     attempt + 1, policy.attempts)
+            time.sleep(policy.pause_s(attempt))
+    raise AssertionError("unreachable")
 
 
 def is_local(path: str) -> bool:
@@ -76,13 +133,13 @@ def local_path(path: str) -> str:
 
 
 def exists(path: str) -> bool:
-    return FileSystems.exists(path)
+    return retrying(f"checking {path}", FileSystems.exists, path)
 
 
 def size_bytes(path: str) -> int:
     if is_local(path):
         return os.path.getsize(local_path(path))
-    return FileSystems.match([path])[0].metadata_list[0].size_in_bytes
+    return retrying(f"sizing {path}", lambda: FileSystems.match([path])[0].metadata_list[0].size_in_bytes)
 
 
 def sha256_stream(stream: BinaryIO) -> tuple[str, int]:
@@ -99,8 +156,12 @@ def sha256_file(path: str) -> tuple[str, int]:
     if is_local(path):
         with open(local_path(path), "rb") as f:
             return sha256_stream(f)
-    with FileSystems.open(path) as f:
-        return sha256_stream(f)
+
+    def remote() -> tuple[str, int]:
+        with FileSystems.open(path) as f:
+            return sha256_stream(f)
+
+    return retrying(f"reading {path}", remote)
 
 
 def _temp_name(dest: str) -> str:
@@ -122,8 +183,12 @@ def publish_file(local_src: str, dest: str) -> None:
             shutil.copyfile(local_src, tmp)
             os.replace(tmp, dest)
             return
-    with open(local_src, "rb") as src, atomic_create(dest) as out:
-        shutil.copyfileobj(src, out, CHUNK_BYTES)
+
+    def upload() -> None:
+        with open(local_src, "rb") as src, atomic_create(dest) as out:
+            shutil.copyfileobj(src, out, CHUNK_BYTES)
+
+    retrying(f"writing {dest}", upload)
 
 
 @contextlib.contextmanager
@@ -140,10 +205,10 @@ def atomic_create(dest: str) -> Iterator[BinaryIO]:
         out = FileSystems.create(dest)
         try:
             yield out
-        except BaseException:
+            out.close()  # finalizes the upload
+        except BaseException:  # the block failed, or the finalizing did: never a second, later finalize
             _abandon(out)
             raise
-        out.close()
         return
     dest = local_path(dest)
     tmp = _temp_name(dest)
@@ -166,28 +231,51 @@ def _abandon(stream) -> None:
             return
 
 
+def match(pattern: str) -> list[str]:
+    """The paths matching ``pattern`` (Beam's glob), sorted; the listing is retried after transient errors."""
+    return sorted(m.path for m in retrying(f"listing {pattern}",
+                                           lambda: FileSystems.match([pattern])[0].metadata_list))
+
+
+def delete(paths: list[str]) -> None:
+    """Delete ``paths``, retried after transient errors (a path an earlier attempt deleted is not asked again)."""
+
+    def present() -> None:
+        left = [path for path in paths if FileSystems.exists(path)]
+        if left:
+            FileSystems.delete(left)
+
+    if paths:
+        retrying(f"deleting {paths[0]}" + (f" and {len(paths) - 1} more" if len(paths) > 1 else ""), present)
+
+
 def sweep_temporaries(directory: str) -> list[str]:
     """Delete the temporaries (``.<name>.tmp-*``) writers killed mid-write left in ``directory``. Call it when
     no writer can be at work there (the end of a run)."""
-    pattern = FileSystems.join(directory, f".*{TEMP_INFIX}*")
     try:
-        stale = [m.path for m in FileSystems.match([pattern])[0].metadata_list]
+        stale = match(FileSystems.join(directory, f".*{TEMP_INFIX}*"))
     except Exception:  # noqa: BLE001 - nothing to sweep where nothing can be listed
         return []
-    if stale:
-        FileSystems.delete(stale)
+    delete(stale)
     return stale
 
 
 def write_bytes(dest: str, data: bytes) -> None:
-    """Write a small file atomically (``atomic_create``)."""
-    with atomic_create(dest) as out:
-        out.write(data)
+    """Write a small file atomically (``atomic_create``), retried after transient errors."""
+
+    def write() -> None:
+        with atomic_create(dest) as out:
+            out.write(data)
+
+    retrying(f"writing {dest}", write)
 
 
 def read_bytes(path: str) -> bytes:
-    with FileSystems.open(path) as f:
-        return f.read()
+    def read() -> bytes:
+        with FileSystems.open(path) as f:
+            return f.read()
+
+    return retrying(f"reading {path}", read)
 
 
 # ---- ranged reads -------------------------------------------------------------------------------------------
@@ -207,11 +295,14 @@ def read_range(path: str, offset: int, size: int) -> bytes:
     if scheme in (None, "file"):
         data = _pread(local_path(path), offset, size)
     elif scheme in RANGE_READERS:
-        data = RANGE_READERS[scheme](path, offset, size)
+        data = retrying(f"reading {path}", RANGE_READERS[scheme], path, offset, size)
     else:
-        with FileSystems.open(path) as f:
-            f.seek(offset)
-            data = f.read(size)
+        def read() -> bytes:
+            with FileSystems.open(path) as f:
+                f.seek(offset)
+                return f.read(size)
+
+        data = retrying(f"reading {path}", read)
     if len(data) != size:
         raise ValueError(f"{path}: {len(data)} of {size} bytes at offset {offset} (the file is shorter)")
     return data

@@ -70,22 +70,26 @@ class _Hashing:
         return getattr(self._stream, name)
 
 
-def write_shard(path: str, clips: Iterable[Clip], read: Callable[[Clip], bytes] = inline_bytes,
+def write_shard(path: str, clips: Iterable[Clip], read: Callable[[Clip], bytes | None] = inline_bytes,
                 create: Callable[[str], contextlib.AbstractContextManager[BinaryIO]] = atomic_local_file
                 ) -> tuple[list[Clip], str]:
-    """Write ``clips`` sorted by key to ``path``; return them in the written order and the file's sha256.
+    """Write ``clips`` sorted by key to ``path``; return the written ones in order and the file's sha256.
 
-    ``read`` gives a clip's mp4 (called one clip at a time, in key order, so memory holds one clip);
-    ``create`` opens the atomic write stream for ``path``.
+    ``read`` gives a clip's mp4 (called one clip at a time, in key order, so memory holds one clip), or None
+    to leave the clip out (the caller records why); ``create`` opens the atomic write stream for ``path``.
     """
     ordered = sorted(clips, key=lambda c: c.clip_key)
+    written = []
     with create(path) as f:
         hashing = _Hashing(f)
         with tarfile.open(fileobj=hashing, mode="w|") as tar:
             for clip in ordered:
                 data = read(clip)
+                if data is None:
+                    continue
                 write_sample(tar, ShardSample.from_clip(clip.replace(mp4=data, location="")).to_wds())
-    return ordered, hashing.digest.hexdigest()
+                written.append(clip)
+    return written, hashing.digest.hexdigest()
 
 
 def write_sample(tar: tarfile.TarFile, sample: dict) -> None:

@@ -22,6 +22,7 @@ filesystem by its scheme once this module is imported, in the process that uses 
 from __future__ import annotations
 
 import collections
+import copy
 import fnmatch
 import io
 import threading
@@ -62,13 +63,16 @@ class _Upload(io.BytesIO):
 READ_AHEAD = 16 * 1024 * 1024  # Beam's GCS reader's buffer (gcsio.DEFAULT_READ_BUFFER_SIZE)
 
 
-class _RangedDownload(io.RawIOBase):
-    """An object's bytes as GCS serves them to a reader: one ranged GET per ``readinto``."""
+class _Download:
+    """An object's bytes as Beam's GCS reader serves them (google-cloud-storage's ``BlobReader``): a read past
+    the buffer is one ranged GET of at least ``READ_AHEAD`` bytes from the position; a seek keeps the buffer
+    when it lands inside it."""
 
     def __init__(self, store: type[FakeObjectStore], path: str):
-        super().__init__()
-        self._store, self._path, self._pos = store, path, 0
+        self._store, self._path = store, path
         self._size = len(store.objects[path])
+        self._pos, self._buffer, self._buffer_at = 0, b"", 0
+        self.closed = False
 
     def readable(self) -> bool:
         return True
@@ -83,13 +87,26 @@ class _RangedDownload(io.RawIOBase):
         self._pos = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}[whence] + offset
         return self._pos
 
-    def readinto(self, buffer) -> int:
-        if self._pos >= self._size:
-            return 0
-        data = self._store._get(self._path, self._pos, len(buffer))
-        buffer[:len(data)] = data
+    def read(self, size: int | None = -1) -> bytes:
+        want = self._size - self._pos if size is None or size < 0 else min(size, self._size - self._pos)
+        if want <= 0:
+            return b""
+        start = self._pos - self._buffer_at
+        if not 0 <= start <= len(self._buffer) or start + want > len(self._buffer):
+            self._buffer = self._store._get(self._path, self._pos, max(want, READ_AHEAD))
+            self._buffer_at, start = self._pos, 0
+        data = self._buffer[start:start + want]
         self._pos += len(data)
-        return len(data)
+        return data
+
+    def close(self) -> None:
+        self.closed, self._buffer = True, b""
+
+    def __enter__(self) -> _Download:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class FakeObjectStore(FileSystem):
@@ -136,17 +153,34 @@ class FakeObjectStore(FileSystem):
         cls.faults.clear()
         cls.requests.clear()
         cls.latency_s, cls.bytes_read = 0.0, 0
+        cls.every, cls.operations = None, 0
 
     @classmethod
     def inject(cls, operation: str, path_part: str, exc: BaseException, times: int = 1) -> None:
         cls.faults.append([operation, path_part, exc, times])
 
+    every: tuple[int, BaseException, tuple[str, ...]] | None = None  # (n, error, path prefixes)
+    operations = 0
+
+    @classmethod
+    def inject_every(cls, n: int, exc: BaseException, prefixes: tuple[str, ...] = ("",), phase: int = 0) -> None:
+        """Every ``n``-th operation on a path under one of ``prefixes`` (default: all), counted over those
+        operations from ``phase``, raises ``exc``; its retry is another operation, so each failure happens once."""
+        cls.every, cls.operations = (n, exc, prefixes), phase
+
     @classmethod
     def _fault(cls, operation: str, path: str) -> None:
+        if cls.every is not None and path.startswith(cls.every[2]):
+            with cls.lock:
+                cls.operations += 1
+                due = cls.operations % cls.every[0] == 0
+            if due:
+                cls.log.append(("fault", f"{operation} {path}"))
+                raise copy.copy(cls.every[1])
         for fault in cls.faults:
             if fault[0] == operation and fault[1] in path and fault[3] > 0:
                 fault[3] -= 1
-                raise fault[2]
+                raise copy.copy(fault[2])
 
     @classmethod
     def ops(cls, operation: str | None = None) -> list[tuple[str, str]]:
@@ -195,7 +229,7 @@ class FakeObjectStore(FileSystem):
         if path not in self.objects:
             raise BeamIOError(f"open {path}", {path: FileNotFoundError(path)})
         self._request("metadata")
-        return io.BufferedReader(_RangedDownload(type(self), path), buffer_size=READ_AHEAD)
+        return _Download(type(self), path)
 
     def copy(self, source_file_names, destination_file_names):
         for src, dst in zip(source_file_names, destination_file_names, strict=True):

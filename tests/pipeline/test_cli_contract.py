@@ -224,10 +224,30 @@ def long_corpus(tmp_path_factory) -> Path:
     return root
 
 
+RUN_MARK = "GENIE_TEST_RUN"  # set in a started run's environment: its processes inherit it, whoever adopts them
+
+
 def _start(corpus: Path, out: Path, *extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "pipeline", "run", "--catalog", str(corpus / "catalog.jsonl"),
                              "--output", str(out), "--workers", "2", *extra], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={**os.environ, RUN_MARK: str(out)})
+
+
+def _processes_of(out: Path) -> list[str]:
+    """The live processes started for the run into ``out`` (launcher, job process, SDK workers, decoders): the
+    ones whose environment carries its mark. Other runs on the machine are not counted."""
+    mark = f"{RUN_MARK}={out}\0".encode()
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes() + b"\0"  # a zombie's is empty
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")[:200]
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        if mark in environ:
+            found.append(f"{pid}: {command!r}")
+    return found
 
 
 def _wait_for_the_first_video(process: subprocess.Popen, out: Path) -> None:
@@ -257,8 +277,7 @@ def test_an_interrupt_stops_the_workers_quietly_and_a_rerun_resumes(signum, to_g
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert len(lines) <= 10 and "Traceback" not in stderr, stderr
     assert "Rerun the same command to continue" in lines[-1]
-    leftovers = subprocess.run(["pgrep", "-f", f"pipeline.job_process|{out}"], capture_output=True, text=True)
-    assert leftovers.stdout.strip() == "", leftovers.stdout
+    assert _processes_of(out) == []
     rerun = _start(long_corpus, out)
     _, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err

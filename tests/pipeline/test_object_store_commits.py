@@ -25,8 +25,9 @@ ROOT = "fakeobj://bucket/out"
 
 
 @pytest.fixture(autouse=True)
-def store():
+def store(monkeypatch):
     FakeObjectStore.reset()
+    monkeypatch.setattr(storage, "RETRY", storage.RetryPolicy(attempts=3, base_s=0.0))  # no pauses in tests
     yield FakeObjectStore
     FakeObjectStore.reset()
 
@@ -59,26 +60,52 @@ def test_a_failed_upload_leaves_the_old_object_and_nothing_else(store):
         out.write(b"half of the new")
         raise RuntimeError("worker lost the disk")
     assert store.objects == {dest: b"old"}
-    store.inject("finalize", dest, ServiceUnavailable("503"))
-    with pytest.raises(ServiceUnavailable):
-        storage.write_bytes(dest, b"new")
+    store.inject("finalize", dest, ServiceUnavailable("503"), times=3)
+    with pytest.raises(storage.StorageFailed, match="writing fakeobj://bucket/out/stats.json: ServiceUnavailable"):
+        storage.write_bytes(dest, b"new")  # 3 attempts, each abandoned
     assert store.objects == {dest: b"old"}
+    store.inject("finalize", dest, ServiceUnavailable("503"), times=2)
+    storage.write_bytes(dest, b"new")  # the third attempt
+    assert store.objects == {dest: b"new"}
 
 
-def test_transient_errors_raise_and_permanent_ones_are_outcomes(store):
+def test_transient_errors_are_retried_then_outcomes_and_permanent_ones_are_outcomes(store):
     clips = small_clips()
     fn = shards._WriteShardFn(shards.ShardConfig(ROOT, 1))
-    store.inject("create", "shard-00000", ServiceUnavailable("503 backend error"))
-    with pytest.raises(storage.ItemStorageError, match="shard shard-00000.*ServiceUnavailable: 503") as info:
-        list(fn.process((0, clips)))
-    assert storage.is_transient(info.value)  # still transient: the runner retries the bundle
-    assert store.objects == {}
-    written = list(fn.process((0, clips)))  # the runner's retry of the bundle
-    assert [o.value.outcome for o in written if getattr(o, "tag", None) == stage.OUTCOMES] == ["kept"] * 3
-    store.inject("create", "shard-00001", PermissionError("403 forbidden"))
-    failed = [o.value for o in fn.process((1, clips)) if getattr(o, "tag", None) == stage.OUTCOMES]
+
+    def outcomes(index):
+        return [o.value for o in fn.process((index, clips)) if getattr(o, "tag", None) == stage.OUTCOMES]
+
+    store.inject("create", "shard-00000", ServiceUnavailable("503 backend error"), times=2)
+    assert [o.outcome for o in outcomes(0)] == ["kept"] * 3  # the third attempt wrote it
+    store.inject("create", "shard-00001", ServiceUnavailable("503 backend error"), times=100)
+    refused = outcomes(1)  # the attempts spent: the clips fail, the bundle does not
+    assert {(o.outcome, o.reason) for o in refused} == {("failed", "storage_error")} and len(refused) == 3
+    assert "still failing after 3 attempts" in refused[0].detail and "shard-00001" in refused[0].detail
+    assert not [k for k in store.objects if "shard-00001" in k]
+    store.inject("create", "shard-00002", PermissionError("403 forbidden"))
+    failed = outcomes(2)
     assert {(o.outcome, o.reason) for o in failed} == {("failed", "shard_error")} and len(failed) == 3
     assert storage.is_transient(ServiceUnavailable()) and not storage.is_transient(PermissionError())
+    assert not storage.is_transient(storage.StorageFailed("spent"))
+
+
+def test_a_clip_whose_bytes_cannot_be_read_fails_alone(store):
+    clips = small_clips()
+    pack = f"{ROOT}/cache/segment/v{clip_store.PACK_SUFFIX}"
+    store.objects[pack] = b"".join(c.mp4 for c in clips)
+    offsets = np.cumsum([0] + [len(c.mp4) for c in clips])
+    by_ref = [c.replace(mp4=None, location=clip_store.reference(pack, int(offsets[i]), len(c.mp4)))
+              for i, c in enumerate(clips)]
+    by_ref[1] = by_ref[1].replace(location=clip_store.reference(f"{ROOT}/gone{clip_store.PACK_SUFFIX}", 0, 10))
+    fn = shards._WriteShardFn(shards.ShardConfig(ROOT, 1))
+    out = list(fn.process((0, by_ref)))
+    ended = {o.value.item_id: (o.value.outcome, o.value.reason) for o in out
+             if getattr(o, "tag", None) == stage.OUTCOMES}
+    assert ended == {by_ref[0].clip_key: ("kept", ""), by_ref[1].clip_key: ("failed", "shard_error"),
+                     by_ref[2].clip_key: ("kept", "")}
+    index = [o.value for o in out if getattr(o, "tag", None) == shards.INDEX]
+    assert index[0]["clips"] == 2
 
 
 def _video(path) -> DownloadedVideo:
@@ -125,17 +152,3 @@ def test_a_run_into_an_object_store_writes_what_a_local_run_writes(store, tmp_pa
     assert not [k for k in store.objects if storage.TEMP_INFIX in k]
 
 
-def test_a_run_that_fails_on_storage_names_the_stage_and_the_item(store, tmp_path, capsys):
-    """A store that keeps answering 503 for one video's cache entry: the local runner does not retry, the run
-    fails (exit 1) with one line naming the stage, the video and the root cause, and the log file's path."""
-    path = media.write_video(tmp_path / "a.mp4", fps=10, duration_s=16.5, width=160, height=90)
-    (tmp_path / "catalog.jsonl").write_text(json.dumps({"id": "vid-a", "url": path.as_uri(), "duration_s": 17,
-                                                        "title": "Celeste speedrun gameplay"}) + "\n")
-    store.inject("create", "/cache/segment/vid-a", ServiceUnavailable("503 backend error"), times=100)
-    code = run.main(["--catalog", str(tmp_path / "catalog.jsonl"), "--output", ROOT, "--in-process",
-                     "--download-dir", str(tmp_path / "dl"), "--quiet"])
-    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
-    assert code == 1 and len(err) == 1, err
-    assert err[0].startswith("run FAILED in stage 'segment': ItemStorageError: video 'vid-a': "
-                             "ServiceUnavailable: 503 backend error"), err
-    assert "full traceback in " in err[0] and "Traceback" not in err[0]

@@ -18,7 +18,8 @@ from pipeline.site_access import SiteAccessConfig
 FLAGS = {
     "--output": None, "--shard-size-mb": 256.0, "--table-part-rows": 20000, "--slice-outcomes": 50000, "--workers": None,
     "--delete-videos": False, "--in-process": False,
-    "--overwrite": False, "--allow-empty": False, "--quiet": False, "--no-worker-plugin": True, "--log-level": "warning",
+    "--overwrite": False, "--allow-empty": False, "--quiet": False, "--no-worker-plugin": True, "--detach": False,
+    "--force-lease": False, "--log-level": "warning",
     # search
     "--keywords": None, "--catalog": None, "--youtube": False, "--youtube-per-query": 20,
     "--youtube-date-sorted": False, "--youtube-max-queries": None, "--youtube-query-template": "{game} {action}",

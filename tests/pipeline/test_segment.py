@@ -393,7 +393,7 @@ def test_a_truncated_pack_is_an_unusable_entry(tmp_path):
     pack = Path(segment.pack_path(cache_paths(downloaded(path), config)[0]))
     assert pack.stat().st_size == sum(clip_store.size_of(c) for c in first.clips) and len(first.clips) == 2
     pack.write_bytes(pack.read_bytes()[:-1])
-    with pytest.raises(ValueError, match="truncated pack"):
+    with pytest.raises(ValueError, match="bytes at offset [0-9]+ .the file is shorter"):
         clip_store.clip_bytes(first.clips[-1])
     os.remove(pack)
     again = cached_segment(downloaded(path), config, None)  # the pack is gone: segmented again

@@ -32,7 +32,8 @@ def test_a_shard_reads_each_clip_once_with_one_request(store, tmp_path):
     expected = {c.clip_key: clip_store.read_exact(c) for c in clips}
     store.requests.clear()
     store.bytes_read = 0
-    written, _ = shards._write_shard(str(tmp_path / "s.tar"), reversed(clips), concurrency=4)
+    written, _, unread = shards._write_shard(str(tmp_path / "s.tar"), reversed(clips), concurrency=4)
+    assert not unread
     assert [c.clip_key for c in written] == sorted(expected)
     samples = list(wds.WebDataset(str(tmp_path / "s.tar"), shardshuffle=False))
     assert {s["__key__"]: s["mp4"] for s in samples} == expected
