@@ -1,7 +1,7 @@
 """Typed configs for every Genie component, and the named presets (``tiny``, ``coinrun``, ``platformers-small``).
 
 One dataclass per component (nanoGPT style): sizes live here, never as literals in the model files. The frame
-size is the data's (``modeling.data.shard_frame_size`` reads it from the shards; training refuses a mismatch):
+size is the data's (``modeling.data.check_first_clip`` reads it from the shards; training refuses a mismatch):
 160x90 for the pipeline's default clips, 64x64 for Appendix F's CoinRun. ``precision`` and ``sampling`` are
 part of a run's config, so training, token extraction, evaluation and generation all use what the run used.
 ``get_config(name, overrides)`` returns a ``GenieConfig``; overrides are dotted keys
@@ -109,7 +109,10 @@ class DynamicsConfig:
     vocab_size: int = 1024  # = tokenizer codebook size
     token_grid: tuple[int, int] = (23, 40)  # = tokenizer token grid (h, w)
     num_frames: int = 16
-    num_actions: int = 8  # = LAM codebook size
+    # The latent actions are the LAM's codes: their count is declared once, as LAMConfig.num_actions. GenieConfig
+    # hands it over (no init argument, not in config.json, no --set key); a DynamicsConfig made alone has the
+    # LAM's default.
+    num_actions: int = field(default=LAMConfig.num_actions, init=False)
     layers: int = 12
     dim: int = 512
     heads: int = 8
@@ -196,7 +199,14 @@ class GenieConfig:
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The settings as config.json holds them: fields a section is handed (``init=False``) are left out."""
+        d = dataclasses.asdict(self)
+        for f in dataclasses.fields(self):
+            section = getattr(self, f.name)
+            if dataclasses.is_dataclass(section):
+                for handed in _handed_fields(type(section)):
+                    del d[f.name][handed]
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GenieConfig:
@@ -214,7 +224,15 @@ class GenieConfig:
         return cls(**kwargs)
 
 
+def _handed_fields(cls: type) -> set[str]:
+    """Fields ``GenieConfig`` fills from another section's declaration (``init=False``), not settings."""
+    return {f.name for f in dataclasses.fields(cls) if not f.init}
+
+
 def _build(sub_cls: type, values: dict[str, Any], prefix: str) -> Any:
+    # A run's config.json may name a handed-over field (dynamics.num_actions, equal to lam.num_actions): its
+    # source decides, so the value is not read.
+    values = {k: v for k, v in values.items() if k not in _handed_fields(sub_cls)}
     names = {f.name for f in dataclasses.fields(sub_cls)}
     unknown = sorted(set(values) - names)
     if unknown:

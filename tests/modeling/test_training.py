@@ -12,7 +12,15 @@ import pytest
 import torch
 
 from modeling.__main__ import main
-from modeling.checkpoint import load_checkpoint, load_genie, load_lam, load_tokenizer, read_run_config
+from modeling.checkpoint import (
+    load_checkpoint,
+    load_genie,
+    load_lam,
+    load_tokenizer,
+    read_run_config,
+    save_checkpoint,
+    write_run_config,
+)
 from modeling.configs import GenieConfig, TrainConfig, get_config
 from modeling.data import LoaderConfig, clip_windows, shard_geometry, to_float_video
 from modeling.dynamics import DynamicsModel
@@ -374,6 +382,27 @@ def test_configs():
     assert (coinrun.train_tokenizer.batch_size, coinrun.train_lam_dynamics.batch_size) == (48, 36)
     total = describe_params(get_config("platformers-small"))["total"]
     assert 2e8 < total < 1e9  # "a few hundred million parameters"
+
+
+def test_a_config_json_naming_dynamics_num_actions_loads(tmp_path):
+    """The action count is declared by the LAM alone: config.json leaves the dynamics' copy out, and a run whose
+    config.json names it too loads as a whole Genie with the LAM's count."""
+    cfg = get_config("tiny")
+    doc = cfg.to_dict()
+    assert "num_actions" not in doc["dynamics"] and doc["lam"]["num_actions"] == cfg.dynamics.num_actions == 4
+    tokenizer_run, run = tmp_path / "tok", tmp_path / "genie"
+    write_run_config(tokenizer_run, cfg, "tokenizer")
+    save_checkpoint(tokenizer_run, {"models": {"tokenizer": VideoTokenizer(cfg.tokenizer).state_dict()}}, 1)
+    doc["dynamics"]["num_actions"] = cfg.lam.num_actions
+    run.mkdir()
+    (run / "config.json").write_text(json.dumps({"genie": doc, "phase": "lam-dynamics",
+                                                 "tokenizer_run": str(tokenizer_run)}))
+    save_checkpoint(run, {"models": {"lam": LatentActionModel(cfg.lam).state_dict(),
+                                     "dynamics": DynamicsModel(cfg.dynamics).state_dict()}}, 1)
+    _, lam, dynamics, loaded = load_genie(run)
+    assert loaded == cfg and dynamics.cfg.num_actions == lam.num_actions == 4
+    with pytest.raises(KeyError, match="unknown config key 'dynamics.num_actions'"):
+        get_config("tiny", {"dynamics.num_actions": 4})
 
 
 def test_schedule_warms_up_then_decays_to_min_lr():
