@@ -98,7 +98,7 @@ class SegmentConfig:
         "--decoder", choices=("decord", "pyav"), default="decord",
         help="decord (default; PyAV takes over for codecs decord cannot open, e.g. AV1) or pyav for every video")
     # decord's demuxer reads ahead into an unbounded packet queue: its memory grows to about the FILE SIZE
-    # (measured: +660 MB for a 660 MB file, docs/pipeline.md "Memory"), so bigger files are decoded by PyAV,
+    # (+660 MB for a 660 MB file: docs/measurements/2026-12-01-decoder-memory.md), so bigger files go to PyAV,
     # which streams in flat memory at about the same speed. 0 sends every file to PyAV.
     decord_max_mb: float = option(
         "--decord-max-mb", type=cli_types.non_negative("MB"), default=256.0, metavar="MB",

@@ -22,15 +22,15 @@ CLIP_FRAMES = CLIP_SECONDS * CLIP_FPS  # 160: frames of a full clip at CLIP_FPS
 DEFAULT_CRF = 20
 DEFAULT_GOP = 16
 # x264's speed/size trade-off. "faster" encodes in about half medium's time at the same bytes (-0.24 dB on game
-# frames), which keeps segmentation within 1.3x of a plain ffmpeg decode (docs/pipeline.md, both tables).
+# frames), which keeps segmentation within 1.3x of a plain ffmpeg decode (docs/measurements/2026-12-01-x264-preset.md).
 DEFAULT_PRESET = "faster"
 X264_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
 
 # mbtree 0: x264's AVX-512 macroblock-tree kernels (mbtree_propagate_*_avx512, 8 or 16 macroblocks per vector)
 # read past the 10 macroblocks of a 160-pixel row into parts of x264's own buffers that it never initialised.
 # Whatever an earlier allocation left there changes the quantiser of the bottom-right macroblock, so a clip
-# encoded after other work in the same process (the 2nd..nth clip of a video) could differ from run to run.
-# With the tree off the output no longer depends on that memory (docs/pipeline.md, "Determinism").
+# encoded after other work in the same process (the 2nd..nth clip of a video) would differ from run to run.
+# With the tree off the output does not depend on that memory (docs/pipeline.md, "Determinism").
 X264_OPTIONS = {"sc_threshold": "0", "bf": "0", "threads": "1", "mbtree": "0"}
 
 # ---- shard layout (schemas.shard_writer writes it, schemas.shard_source finds and reads it) --------------------

@@ -1,29 +1,20 @@
 """How much data an SDK worker buffers on Beam's data plane: outputs sent at 1 MB, queues capped at 8 MB.
 
-Why this exists: Beam's SDK harness sends a bundle's output to each consumer of a fused stage (a shuffle, a
-combiner, a side input) through one output stream per consumer, and a stream buffers encoded elements until
-it holds more than its flush threshold: 10 MB by default, so the buffer (which doubles as it grows) reaches
-16 MB. A stage with K outputs holds up to K x 16 MB per bundle thread while it runs, and Beam keeps the
-buffers afterwards in the bundle processors it caches. Its send, staging and receive queues hold up to 100 MB
-each. These are fixed bounds, but at scale the buffers fill to them. In ``benchmarks/scale_bench.py`` (the
-audit, 2 workers) the worker peak at 1M outcomes was 557 MB at Beam's sizes against 318 MB at 10k (1.75x), and
-352 MB against 313 MB (1.12x) with these sizes, at the same speed (7.0 vs 7.2 s per 100k outcomes); 349 MB at
-3M (docs/pipeline.md, "What holds a worker's peak"). On Dataflow the same bounds apply per SDK process and per
-bundle thread, to every stage with many per-item outputs, on top of the memory the work itself needs.
+Why: Beam's SDK harness buffers each output of a fused stage until it passes a 10 MB flush threshold (a buffer
+of up to 16 MB, kept after the bundle), and its send, staging and receive queues hold up to 100 MB each. The
+bounds are fixed, but at scale the buffers fill to them, per SDK process and per bundle thread, on top of what
+the work needs. With these sizes the audit's worker peak stays flat up to millions of outcomes, at the same
+speed (docs/measurements/2026-12-04-audit-worker-memory.md).
 
-How: Beam has no pipeline option for them. They are constants of ``apache_beam.runners.worker.data_plane``,
-and the output stream classes bind the flush threshold as a default argument when they are defined, so
-``apply`` sets both. It has to run in every SDK worker before it opens its data channels:
-``with_worker_plugin`` adds ``pipeline.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness
-imports at start-up (Dataflow; ``run.local_runner`` hands it to the local runner's worker processes). Each
-worker logs one INFO line with the sizes it set (Beam's next to them). Where a Beam version no longer has these
-names, ``apply`` logs a WARNING and leaves Beam's sizes (a worker with bigger buffers, not a failed job);
-``tests/pipeline/test_data_plane_buffers.py`` fails on such a version, so an upgrade says so.
-``pipeline run --no-worker-plugin`` leaves the plugin out of a job (its workers keep Beam's sizes).
+How: Beam has no option for them. They are constants of ``apache_beam.runners.worker.data_plane``, and the
+output streams bind the flush threshold as a default argument when their classes are defined, so ``apply``
+sets both, in every SDK worker before it opens its data channels: ``with_worker_plugin`` adds
+``pipeline.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness imports at start-up (Dataflow;
+``run.local_runner`` hands it to the local runner's workers). Each worker logs one INFO line with the sizes it
+set. On a Beam without these names ``apply`` logs a WARNING and keeps Beam's sizes, and
+``tests/pipeline/test_data_plane_buffers.py`` fails. ``pipeline run --no-worker-plugin`` leaves the plugin out.
 
-What it does not bound: the size of the messages the runner sends a worker, which is the runner's choice (Beam's
-Java runners send ~1 MB; Dataflow does not publish its size). A queue holds at least one message whatever its
-cap. With 8 MB input messages the benchmark's 1M worker peak was 438 MB (1.47x).
+Not bounded here: the size of the messages the runner sends a worker (the runner's choice).
 """
 
 from __future__ import annotations
