@@ -67,7 +67,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import worker_memory  # noqa: E402
 
-from pipeline import process_memory  # noqa: E402
+from pipeline import job, process_memory  # noqa: E402
 from pipeline.beam_runtime import (
     data_plane_buffers,  # noqa: E402
     streamed_inputs,  # noqa: E402
@@ -353,7 +353,7 @@ def worker_peaks(_, path: str) -> None:
 def run_one(n: int, workers: int, stream_inputs: bool = False, bounded: bool = False) -> dict:
     import apache_beam as beam
 
-    from pipeline import audit_stage, run
+    from pipeline import audit_stage
 
     runner_drops = watch_runner_drops()
     bundle_inputs = watch_bundle_inputs(stream_inputs)
@@ -364,10 +364,10 @@ def run_one(n: int, workers: int, stream_inputs: bool = False, bounded: bool = F
     watcher.start()
     out = tempfile.mkdtemp(prefix="scale_bench_")
     started = time.monotonic()
-    options = run.local_options([], workers)  # the pipeline's: its workers send outputs at 1 MB
+    options = job.local_options([], workers)  # the pipeline's: its workers send outputs at 1 MB
     if os.environ.get("SCALE_BENCH_BEAM_BUFFERS"):  # --beam-buffers, or the sizes --flush-mb etc. give
         options = data_plane_buffers.without_worker_plugin(options)
-    p = beam.Pipeline(runner=run.local_runner([], options, stream_inputs=stream_inputs), options=options)
+    p = beam.Pipeline(runner=job.local_runner([], options, stream_inputs=stream_inputs), options=options)
     records = (p
                | "Chunks" >> beam.Create(range((n + CHUNK - 1) // CHUNK))
                | "Spread" >> beam.Reshuffle()

@@ -25,6 +25,9 @@ import threading
 import time
 from pathlib import Path
 
+from pipeline import job, run_log
+from pipeline.beam_runtime import worker_logs
+
 log = logging.getLogger(__name__)
 
 
@@ -37,7 +40,7 @@ class JobFailed(RuntimeError):
 
 
 def run(config, beam_args: list[str], workers: int | None, in_process: bool, log_file: str) -> None:
-    """Run ``config`` (a ``pipeline.run.RunConfig``) in a child session; raises ``JobFailed`` when it fails.
+    """Run ``config`` (a ``pipeline.job.RunConfig``) in a child session; raises ``JobFailed`` when it fails.
     An ``Interrupted`` (or any exception) while waiting kills the child's session before it propagates."""
     with tempfile.TemporaryDirectory(prefix="genie-job-") as tmp:
         spec, verdict = Path(tmp, "spec.pkl"), Path(tmp, "verdict.json")
@@ -76,19 +79,16 @@ def _watch_parent(parent: int) -> None:
 
 
 def _main(spec_path: str, verdict_path: str) -> int:
-    from pipeline import run, run_log
-
     threading.Thread(target=_watch_parent, args=(os.getppid(),), daemon=True).start()
     logging.basicConfig(level=logging.INFO, format=run_log.FILE_FORMAT)
-    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
-    relay.addFilter(run_log.WorkerLogFilter())  # the workers' lines as their messages, not gRPC blobs
+    worker_logs.relay_logger().addFilter(worker_logs.WorkerLogFilter())  # the workers' lines, not gRPC blobs
     config, beam_args, workers, in_process = pickle.loads(Path(spec_path).read_bytes())
-    options = run.local_options(beam_args, workers, in_process)
+    options = job.local_options(beam_args, workers, in_process)
     try:
-        run.run_pipeline(config, options, run.local_runner(beam_args, options))
+        job.run_pipeline(config, options, job.local_runner(beam_args, options))
     except Exception as exc:
         log.exception("the job failed")
-        stage, error = run.root_cause(exc)
+        stage, error = job.root_cause(exc)
         verdict = {"ok": False, "stage": stage, "error": error}
         Path(verdict_path).write_text(json.dumps(verdict))
         return 1

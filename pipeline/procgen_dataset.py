@@ -297,7 +297,7 @@ def parse(argv: list[str]) -> tuple[ProcgenDatasetConfig, LaunchOptions, list[st
 
 
 def main(argv: list[str]) -> int:
-    from pipeline.run import local_options, local_runner
+    from pipeline.job import local_options, local_runner
 
     config, launch, beam_args = parse(argv)
     started = time.perf_counter()

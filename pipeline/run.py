@@ -5,8 +5,8 @@
 Output layout (``--output``, a local directory or ``gs://`` prefix): ``shards/shard-*.tar``,
 ``shard_index.json``, ``manifest/part-*.parquet`` and ``outcomes/part-*.parquet`` (partitioned Parquet
 datasets: read each directory as one table), ``stats.json``, ``report.html``, ``thumbnails.parquet``; plus
-``videos/`` (downloads, unless ``--download-dir``; ``--delete-videos`` removes each once its clips are
-committed) and ``cache/segment/`` (per-video clip results and the clip store, each video's encoded clips in
+``videos/`` (downloads, unless ``--download-dir``; ``--delete-videos`` removes each as soon as it is
+cut) and ``cache/segment/`` (per-video clip results and the clip store, each video's encoded clips in
 one ``.clips.bin``: a rerun into the same output skips downloading and decoding what is done and rewrites
 byte-identical outputs); ``lease.json`` while a run holds the output (``pipeline.lease``) and, after a job
 on a remote runner, ``job.json`` (``pipeline.finalize``).
@@ -30,7 +30,6 @@ import argparse
 import dataclasses
 import logging
 import os
-import re
 import shutil
 import sys
 import tempfile
@@ -46,21 +45,18 @@ from apache_beam.options.pipeline_options import (
 )
 
 from pipeline import (
-    audit,
-    audit_stage,
     beam_flags,
     doctor,
     finalize,
     interrupts,
+    job,
     job_process,
     lease,
     local_slices,
     options,
     partitioned,
     preflight,
-    process_memory,
     progress,
-    report,
     run_inputs,
     run_log,
     search_plan,
@@ -68,29 +64,20 @@ from pipeline import (
     storage,
     worker_image,
 )
-from pipeline.beam_runtime import data_plane_buffers, streamed_inputs
-from pipeline.beam_runtime.local_runner import fn_api_runner
-from pipeline.download import Download, DownloadConfig
+from pipeline.beam_runtime import data_plane_buffers
+from pipeline.download import DownloadConfig
 from pipeline.exit_status import LEASE_HELD
+from pipeline.job import RunConfig, has_runner
 from pipeline.options import option
-from pipeline.quality import Quality, QualityConfig
-from pipeline.retention import DownloadUnlessCommitted
-from pipeline.search import Search, SearchConfig, build_sources
-from pipeline.segment import Segment, SegmentConfig
-from pipeline.site_access import SITE_USAGE, CredentialsError, SiteAccessConfig, site_for_job
-from pipeline.stage import MAIN, OUTCOMES
+from pipeline.quality import QualityConfig
+from pipeline.search import SearchConfig, build_sources
+from pipeline.segment import SegmentConfig
+from pipeline.site_access import CredentialsError, SiteAccessConfig, site_for_job
 from pipeline.summary import summary  # noqa: F401 - the lines a run prints, reached as run.summary too
-from schemas import reasons
 from schemas.cli import StrictParser, fail
 
 log = logging.getLogger("pipeline.run")
 PROG = "python -m pipeline run"
-STAGE_LABELS = {"Search": reasons.STAGE_SEARCH, "Download": reasons.STAGE_DOWNLOAD,
-                "Segment": reasons.STAGE_SEGMENT, "Quality": reasons.STAGE_QUALITY, "Shard": reasons.STAGE_SHARD,
-                "Audit": "audit"}
-# Steps build() adds around the stages (counting, registering): the audit's.
-AUDIT_HELPER_PREFIXES = ("AllOutcomes", "AllBirths", "Count", "Reg")
-_STEP = re.compile(r"while running '([^']+)'")
 # Runners whose job lives in the launcher's process tree: a run on one cannot be detached.
 LOCAL_RUNNERS = frozenset({"local", "DirectRunner", "BundleBasedDirectRunner", "SwitchingDirectRunner",
                            "FnApiRunner", "PrismRunner", "InteractiveRunner"})
@@ -115,8 +102,9 @@ class LaunchOptions:
                                  help="local SDK worker processes when no --runner is given (default: CPU count)")
     delete_videos: bool = option(
         "--delete-videos", action="store_true", default=False,
-        help="delete each downloaded video once its clips are committed to the clip store (cache/segment/); a "
-             "rerun skips what is committed instead of downloading it again (default: keep the downloads)")
+        help="delete each downloaded video as soon as it is cut (its clips are in the clip store, cache/segment/): "
+             "at most one source per worker thread on disk; a rerun skips what is committed instead of "
+             "downloading it again (default: keep the downloads)")
     in_process: bool = option(
         "--in-process", action="store_true", default=False,
         help="run locally in this one process, one bundle at a time (Beam's FnApiRunner in in_memory mode): "
@@ -146,23 +134,6 @@ class LaunchOptions:
     log_level: str = option("--log-level", choices=run_log.CONSOLE_LEVELS, default="warning",
                             help="what the console shows besides progress (default %(default)s); the log file "
                                  "under <output>/logs/ always holds everything")
-
-
-@dataclasses.dataclass(frozen=True)
-class RunConfig:
-    output_dir: str
-    search: SearchConfig
-    download: DownloadConfig
-    segment: SegmentConfig
-    quality: QualityConfig
-    shards: shards.ShardConfig
-    thumbnails_per_group: int = report.SAMPLES_PER_GROUP  # clips per (outcome, reason) with a report strip
-    table_part_rows: int = partitioned.ROWS_PER_PART  # rows per part of outcomes/ and manifest/, on average
-    slice_outcomes: int = search_plan.SLICE_OUTCOMES  # a local run's slice size (pipeline.local_slices)
-    planned_slice: str = ""  # a local run's slice: the planned search results to read ("" = search in the job)
-    slice_label: str = ""  # what this slice's shards and table parts are named with ("" = none)
-    audit_dir: str = ""  # where this slice's audit writes stats.json and the small files ("" = output_dir)
-    progress_dir: str = ""  # where workers tally progress for the launcher (pipeline.progress); "" = none
 
 
 # Each config's flags, in --help order, under its group title (None: the run's own, ungrouped).
@@ -246,10 +217,6 @@ def longest_video_s(search: SearchConfig) -> float | None:
     return search.rules().max_duration_s
 
 
-def has_runner(beam_args: list[str]) -> bool:
-    return any(a == "--runner" or a.startswith("--runner=") for a in beam_args)
-
-
 def runner_name(beam_args: list[str]) -> str:
     """The runner the job runs on: ``--runner``'s class name (``DataflowRunner``), or ``local`` without one."""
     if not has_runner(beam_args):
@@ -257,133 +224,10 @@ def runner_name(beam_args: list[str]) -> str:
     return str(PipelineOptions(beam_args).view_as(StandardOptions).runner or "local").rsplit(".", 1)[-1]
 
 
-def local_options(beam_args: list[str], workers: int | None, in_process: bool = False) -> PipelineOptions:
-    """Beam options. With ``--runner`` given, the Beam flags plus the worker plugin (unless ``--no-worker-plugin``);
-    otherwise the local FnApiRunner's settings: ``workers`` SDK worker processes (``multi_processing``), or with
-    ``in_process`` one worker in this process (``in_memory``; the FnApiRunner would otherwise start processes
-    from these options)."""
-    if has_runner(beam_args):  # every SDK worker imports the worker plugin (data_plane_buffers: why)
-        return _plugin_unless_off(PipelineOptions(beam_args))
-    if in_process:
-        return PipelineOptions(beam_args, direct_running_mode="in_memory", direct_num_workers=1)
-    # The SDK worker processes inherit glibc's tuning (process_memory.ALLOCATOR_ENV; the worker image sets it too).
-    process_memory.set_allocator_env()
-    return _plugin_unless_off(PipelineOptions(
-        beam_args, direct_running_mode="multi_processing", direct_num_workers=workers or os.cpu_count() or 2))
-
-
-def _plugin_unless_off(options: PipelineOptions) -> PipelineOptions:
-    """The worker plugin among the options' ``--beam_plugins``, unless ``--no-worker-plugin`` turned it off."""
-    if data_plane_buffers.plugin_turned_off(options):
-        return data_plane_buffers.without_worker_plugin(options)
-    return data_plane_buffers.with_worker_plugin(options)
-
-
-def local_runner(beam_args: list[str], options: PipelineOptions | None = None, stream_inputs: bool = True):
-    """The runner object to use: Beam's FnApiRunner when no ``--runner`` is given, else None (Beam builds the
-    named runner from the options). Not the DirectRunner: it tries to download Prism from GitHub first.
-
-    The FnApiRunner sends its worker processes their bundle inputs in ~1 MB messages while the bundles run
-    (``pipeline.beam_runtime.streamed_inputs``: Beam's way lost elements at a million outcomes);
-    ``stream_inputs=False`` keeps Beam's way, for measuring against it.
-
-    Its worker processes get the options' ``--beam_plugins`` (the worker plugin) as a runner's provisioning
-    service would hand them (``pipeline.beam_runtime.local_runner``)."""
-    if has_runner(beam_args):
-        return None
-    if stream_inputs:
-        streamed_inputs.install()
-    return fn_api_runner(options)
-
-
-# ---- the pipeline ------------------------------------------------------------------------------------------
-def build(p: beam.Pipeline, config: RunConfig) -> None:
-    """Wire the stages. Every stage returns {MAIN, OUTCOMES}; the audit sees every outcome and birth.
-
-    From Segment on, clips are references into the clip store (``pipeline.clip_store``), a few hundred bytes
-    each: the bytes are written once by the worker that cuts them and read by the quality scorer (fused
-    into that worker), the shard writers and, for the report's few picked clips, the thumbnails.
-
-    Outcomes are counted (Beam counters, progress lines) per stage before they are flattened: a consumer of
-    the flatten of all stages runs only when every stage is done on the local runner.
-    """
-    quality = Quality.from_config(config.quality)
-    search = local_slices.PlannedSearch(config.planned_slice) if config.planned_slice else Search(config.search)
-    found = p | "Search" >> search
-    if config.segment.delete_sources_in:  # downloads are deleted once committed: skip what is committed
-        fetched = found[MAIN] | "Download" >> DownloadUnlessCommitted(config.download, config.segment)
-    else:
-        fetched = found[MAIN] | "Download" >> Download(config.download)
-    cut = fetched[MAIN] | "Segment" >> Segment(config.segment)
-    scored = cut[MAIN] | "Quality" >> quality
-    written = scored[MAIN] | "Shard" >> shards.WriteShards(
-        dataclasses.replace(config.shards, slice_label=config.slice_label))
-
-    per_stage = ((reasons.STAGE_SEARCH, found), (reasons.STAGE_DOWNLOAD, fetched), (reasons.STAGE_SEGMENT, cut),
-                 (reasons.STAGE_QUALITY, scored), (reasons.STAGE_SHARD, written))
-    tally = config.progress_dir
-    outcomes = ([out[OUTCOMES] | f"Count{name.capitalize()}" >> beam.ParDo(audit.CountOutcomes(name, tally))
-                 for name, out in per_stage]
-                | "AllOutcomes" >> beam.Flatten())
-    births = (
-        audit.register(found[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_DOWNLOAD, True, "RegCandidates", tally),
-        audit.register_outcomes(found[OUTCOMES], reasons.ITEM_VIDEO, "RegSearchDrops"),
-        audit.register(fetched[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_SEGMENT, False, "RegDownloaded", tally),
-        audit.register(cut[MAIN], reasons.ITEM_CLIP, reasons.STAGE_QUALITY, True, "RegClips", tally),
-        audit.register_outcomes(cut[OUTCOMES], reasons.ITEM_CLIP, "RegShortTails"),
-        audit.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored", tally),
-    ) | "AllBirths" >> beam.Flatten()
-    site_usage = (found[SITE_USAGE], fetched[SITE_USAGE]) | "AllSiteUsage" >> beam.Flatten()
-    _ = ({"outcomes": outcomes, "births": births, "manifest": written[MAIN], "shard_index": written[shards.INDEX],
-          "clips": cut[MAIN], "site_usage": site_usage}
-         | "Audit" >> audit_stage.Audit(config.output_dir, quality.settings, config.thumbnails_per_group,
-                                        config.table_part_rows, config.audit_dir, config.slice_label))
-
-
-def submit(config: RunConfig, options: PipelineOptions, runner=None):
-    """Build and start the job; returns Beam's result without waiting for it."""
-    p = beam.Pipeline(runner=runner, options=options)
-    build(p, config)
-    return p.run()
-
-
-def run_pipeline(config: RunConfig, options: PipelineOptions, runner=None):
-    """Build, run and wait; returns Beam's result: ``metrics()`` holds the ``outcomes/<stage>`` counters,
-    and a dry run's carries the job it would submit."""
-    result = submit(config, options, runner)
-    result.wait_until_finish()
-    return result
-
-
 def job_id_of(result) -> str:
     """The id of the job Beam's result stands for (``DataflowPipelineResult.job_id()``), ``unknown`` without one."""
     job_id = getattr(result, "job_id", None)
     return str((job_id() if callable(job_id) else job_id) or "unknown")
-
-
-def stage_of_step(step: str) -> str | None:
-    """The stage a step label belongs to: its top-level label (``Segment/Cut clips`` -> segment); the
-    helpers build() adds (``CountShard``, ``RegClips``, ``AllBirths``...) -> audit."""
-    top = step.split("/", 1)[0]
-    if top in STAGE_LABELS:
-        return STAGE_LABELS[top]
-    if top.startswith(AUDIT_HELPER_PREFIXES):
-        return "audit"
-    return None
-
-
-def failed_stage(exc: BaseException) -> str:
-    """The stage a pipeline error came from, read from the step Beam names (``[while running 'Audit']``,
-    ``... while running 'Segment/Cut clips'``); else from a stage label anywhere in the message."""
-    text = str(exc)
-    for step in _STEP.findall(text):
-        name = stage_of_step(step)
-        if name is not None:
-            return name
-    for label, name in STAGE_LABELS.items():
-        if re.search(rf"\b{label}['/]", text):
-            return name
-    return "unknown"
 
 
 def job_checks(beam_args: list[str], youtube: bool) -> list[preflight.Check]:
@@ -431,12 +275,6 @@ def interrupted_message(exc: interrupts.Interrupted, output_dir: str, log_file: 
             f"are kept. Log: {log_file}")
 
 
-def root_cause(exc: BaseException) -> tuple[str, str]:
-    """(stage, one line) of a pipeline error: the stage Beam's message names, and the error's last line."""
-    lines = str(exc).strip().splitlines()
-    return failed_stage(exc), f"{type(exc).__name__}: {lines[-1] if lines else ''}"
-
-
 def main(argv: list[str] | None = None, guard_signals: bool = False) -> int:
     """The run. With ``guard_signals`` (the command line; tests call this in their own process without it) a
     local job runs in a session of its own and Ctrl-C / SIGTERM end the run quietly with 130 / 143
@@ -455,8 +293,8 @@ def main(argv: list[str] | None = None, guard_signals: bool = False) -> int:
 def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     config, launch, beam_args = parse(argv)
     run_log.setup_console("error" if launch.quiet else launch.log_level)
-    beam_options = local_options(beam_args, launch.workers, launch.in_process)
-    runner = local_runner(beam_args, beam_options)
+    beam_options = job.local_options(beam_args, launch.workers, launch.in_process)
+    runner = job.local_runner(beam_args, beam_options)
     checks = job_checks(beam_args, config.search.youtube)  # the image, yt-dlp: before the inputs
     failed = preflight.first_failure(checks)
     if failed is not None:
@@ -481,12 +319,12 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     dry_run = beam_options.view_as(TestOptions).dry_run
     if dry_run and runner is not None:  # a local dry run: checks and the graph, nothing run or written
         p = beam.Pipeline(runner=runner, options=beam_options)
-        build(p, config)
+        job.build(p, config)
         steps = len(p.to_runner_api().components.transforms)
         print(f"dry run: checks passed, the job graph has {steps} steps; nothing was run or written")
         return 0
     if dry_run:
-        run_pipeline(config, beam_options, runner)
+        job.run_pipeline(config, beam_options, runner)
         print("dry run: checks passed, the job graph was built and not submitted; nothing was written"
               + (" (--detach: a real run writes job.json and the lease, prints the job id and exits)"
                  if launch.detach else ""))
@@ -497,13 +335,13 @@ def _launch(argv: list[str], separate_job: bool, claimed: dict) -> int:
     except lease.LeaseHeld as exc:
         return lease_held(exc)
     heartbeat = lease.Heartbeat(config.output_dir, held).start()
-    job = {"running": False}  # a submitted remote job that runs on: it keeps the lease when this launcher ends
+    submitted = {"running": False}  # a remote job that runs on: it keeps the lease when this launcher ends
     try:
         return _run_holding_lease(config, launch, state, inputs, catalogs, beam_args, beam_options, runner,
-                                  separate_job, claimed, heartbeat, job)
+                                  separate_job, claimed, heartbeat, submitted)
     finally:
         heartbeat.stop()
-        if not job["running"]:
+        if not submitted["running"]:
             lease.release(config.output_dir, held.token)
 
 
@@ -514,7 +352,7 @@ def lease_held(exc: lease.LeaseHeld) -> int:
 
 def _run_holding_lease(config: RunConfig, launch: LaunchOptions, state: str, inputs: dict,
                        catalogs: list[preflight.CatalogFacts], beam_args: list[str], beam_options: PipelineOptions,
-                       runner, separate_job: bool, claimed: dict, heartbeat: lease.Heartbeat, job: dict) -> int:
+                       runner, separate_job: bool, claimed: dict, heartbeat: lease.Heartbeat, submitted: dict) -> int:
     """The run once its lease is taken: the job, then ``finalize.finish`` (or, ``--detach``, the job's record)."""
     finalize.clear_job(config.output_dir)
     log_file = run_log.log_path(config.output_dir)
@@ -535,8 +373,8 @@ def _run_holding_lease(config: RunConfig, launch: LaunchOptions, state: str, inp
     started, plan = time.monotonic(), None
     try:
         if runner is None:  # a remote runner: one job, which searches on its workers
-            result = submit(config, beam_options, runner)
-            job["running"] = True
+            result = job.submit(config, beam_options, runner)
+            submitted["running"] = True
             record = record_job(config.output_dir, result, beam_args, beam_options, launch.allow_empty)
             heartbeat.hand_over(lease.for_job(heartbeat.lease, record["runner"], record["job_id"], launch.detach))
             if launch.detach:
@@ -547,9 +385,9 @@ def _run_holding_lease(config: RunConfig, launch: LaunchOptions, state: str, inp
             try:
                 result.wait_until_finish()
             except Exception:
-                job["running"] = False  # it failed on its runner: it no longer writes the output
+                submitted["running"] = False  # it failed on its runner: it no longer writes the output
                 raise
-            job["running"] = False
+            submitted["running"] = False
         else:
             plan = run_slices(config, state, launch, beam_args, beam_options, runner, log_file, separate_job,
                               reporter)
@@ -558,7 +396,7 @@ def _run_holding_lease(config: RunConfig, launch: LaunchOptions, state: str, inp
             reporter.stop()
             reporter = None
         log.error("the run failed", exc_info=not isinstance(exc, job_process.JobFailed), extra=run_log.FILE_ONLY)
-        stage, cause = (exc.stage, str(exc)) if isinstance(exc, job_process.JobFailed) else root_cause(exc)
+        stage, cause = (exc.stage, str(exc)) if isinstance(exc, job_process.JobFailed) else job.root_cause(exc)
         print(f"run FAILED in stage '{stage}': {cause} (full traceback in {log_file})", file=sys.stderr)
         return 1
     finally:
@@ -615,7 +453,7 @@ def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: 
         if separate_job:
             job_process.run(part, beam_args, launch.workers, launch.in_process, log_file)
         else:
-            run_pipeline(part, beam_options, runner)
+            job.run_pipeline(part, beam_options, runner)
         local_slices.drop_planned(output, plan, index)
     local_slices.merge(output, plan, config.thumbnails_per_group)
     return plan

@@ -37,7 +37,7 @@ class OutputInUse(ValueError):
 
 
 def describe(config, catalogs: list[CatalogFacts]) -> dict[str, Any]:
-    """The inputs of ``config`` (a ``pipeline.run.RunConfig``) that decide the dataset's content."""
+    """The inputs of ``config`` (a ``pipeline.job.RunConfig``) that decide the dataset's content."""
     from pipeline.keywords import default_keywords_path
 
     search, segment, quality = config.search, config.segment, config.quality

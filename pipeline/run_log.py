@@ -10,31 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import re
 import sys
 import tempfile
 
+from pipeline.beam_runtime import worker_logs
+
 CONSOLE_LEVELS = ("debug", "info", "warning", "error")
 FILE_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
-
-
-class WorkerLogFilter(logging.Filter):
-    """The local runner relays worker logs as one text blob per record: keep this project's lines and errors,
-    reduced to their message; drop Beam's per-worker start-up chatter."""
-
-    _MESSAGE = re.compile(r'message: "(.*?)" (?:instruction_id|log_location|thread):', re.S)
-    _LOCATION = re.compile(r'log_location: "([^"]*)"')
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        text = record.getMessage()
-        match, where = self._MESSAGE.search(text), self._LOCATION.search(text)
-        if match is None:
-            return record.levelno >= logging.ERROR
-        message, location = match.group(1), where.group(1) if where else ""
-        if "/pipeline/" not in location and record.levelno < logging.ERROR:
-            return False
-        record.msg, record.args = message.replace("\\'", "'"), ()
-        return True
 
 
 FILE_ONLY = {"file_only": True}  # ``log.error(..., extra=FILE_ONLY)``: for the log file, not the console
@@ -52,7 +34,7 @@ class _ConsoleFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         if getattr(record, "file_only", False):
             return False
-        relayed = record.name == "apache_beam.runners.portability.local_job_service"
+        relayed = record.name == worker_logs.RELAY_LOGGER
         return not record.name.startswith("apache_beam") or relayed or self.handler.level < logging.WARNING
 
 
@@ -90,10 +72,10 @@ def setup_console(level: str = "warning") -> None:
         if getattr(handler, "_genie_console", False):
             handler.setLevel(level.upper())
     logging.getLogger("pipeline").setLevel(logging.INFO)
-    relay = logging.getLogger("apache_beam.runners.portability.local_job_service")
+    relay = worker_logs.relay_logger()
     relay.setLevel(logging.INFO)
-    if not any(isinstance(f, WorkerLogFilter) for f in relay.filters):
-        relay.addFilter(WorkerLogFilter())
+    if not any(isinstance(f, worker_logs.WorkerLogFilter) for f in relay.filters):
+        relay.addFilter(worker_logs.WorkerLogFilter())
 
 
 def log_path(output_dir: str) -> str:

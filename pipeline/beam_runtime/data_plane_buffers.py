@@ -10,7 +10,7 @@ How: Beam has no option for them. They are constants of ``apache_beam.runners.wo
 output streams bind the flush threshold as a default argument when their classes are defined, so ``apply``
 sets both, in every SDK worker before it opens its data channels: ``with_worker_plugin`` adds
 ``pipeline.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness imports at start-up (Dataflow;
-``run.local_runner`` hands it to the local runner's workers). Each worker logs one INFO line with the sizes it
+``job.local_runner`` hands it to the local runner's workers). Each worker logs one INFO line with the sizes it
 set. On a Beam without these names ``apply`` logs a WARNING and keeps Beam's sizes, and
 ``tests/pipeline/test_data_plane_buffers.py`` fails. ``pipeline run --no-worker-plugin`` leaves the plugin out.
 

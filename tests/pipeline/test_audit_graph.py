@@ -18,7 +18,7 @@ import pytest
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.transforms import combiners, core
 
-from pipeline import audit, partitioned, run, shards
+from pipeline import audit, job, partitioned, run, shards
 
 STAGES = ("Search", "Download", "Segment", "Quality", "Shard")
 BOUNDED_FNS = (combiners.CountCombineFn, combiners.TopCombineFn, audit.OutcomeStatsFn, audit.GroupSampleFn,
@@ -92,8 +92,8 @@ def size_classes(p: beam.Pipeline) -> tuple[dict, list[str]]:
 
 def _built(argv: list[str]) -> beam.Pipeline:
     config, _, beam_args = run.parse(argv)
-    p = beam.Pipeline(runner=run.local_runner(beam_args), options=run.local_options(beam_args, None))
-    run.build(p, config)
+    p = beam.Pipeline(runner=job.local_runner(beam_args), options=job.local_options(beam_args, None))
+    job.build(p, config)
     return p
 
 

@@ -11,7 +11,7 @@ import pytest
 from apache_beam.options.pipeline_options import SetupOptions
 from apache_beam.runners.worker import data_plane
 
-from pipeline import run
+from pipeline import job, run
 from pipeline.beam_runtime import data_plane_buffers
 
 BEAM_DEFAULT = 10 << 20  # Beam's output flush size
@@ -60,7 +60,7 @@ class _BuffersInWorker(beam.DoFn):
 
 def _worker_buffers(tmp_path, options) -> tuple[int, int]:
     path = tmp_path / "worker.txt"
-    with beam.Pipeline(runner=run.local_runner([], options), options=options) as p:
+    with beam.Pipeline(runner=job.local_runner([], options), options=options) as p:
         _ = p | beam.Create([0]) | beam.ParDo(_BuffersInWorker(str(path)))
     pid, flush, queue = map(int, path.read_text().split())
     assert pid != os.getpid(), "ran in the launcher, not in an SDK worker process"
@@ -68,21 +68,21 @@ def _worker_buffers(tmp_path, options) -> tuple[int, int]:
 
 
 def test_local_runs_workers_use_the_pipelines_sizes(tmp_path):
-    assert _worker_buffers(tmp_path, run.local_options([], workers=1)) == (
+    assert _worker_buffers(tmp_path, job.local_options([], workers=1)) == (
         data_plane_buffers.FLUSH_BYTES, data_plane_buffers.QUEUE_BYTES)
     assert data_plane_buffers.flush_bytes() == BEAM_DEFAULT, "the launcher's own Beam was changed"
     assert data_plane._DEFAULT_SEND_QUEUE_MAX_BYTES == BEAM_QUEUE
 
 
 def test_without_the_plugin_workers_keep_beams_sizes(tmp_path):
-    options = data_plane_buffers.without_worker_plugin(run.local_options([], workers=1))
+    options = data_plane_buffers.without_worker_plugin(job.local_options([], workers=1))
     assert _worker_buffers(tmp_path, options) == (BEAM_DEFAULT, BEAM_QUEUE)
 
 
 @pytest.mark.parametrize("user_plugins", [[], ["--beam_plugins", "my.plugin"]])
 def test_dataflow_jobs_ask_their_workers_for_the_plugin(user_plugins):
     args = ["--runner", "DataflowRunner", "--project", "p", "--region", "r", *user_plugins]
-    options = run.local_options(args, workers=None)
+    options = job.local_options(args, workers=None)
     plugins = options.view_as(SetupOptions).beam_plugins
     assert plugins.count(data_plane_buffers.WORKER_PLUGIN) == 1
     assert set(plugins) == {data_plane_buffers.WORKER_PLUGIN, *user_plugins[1:]}
@@ -130,11 +130,11 @@ def test_no_worker_plugin_leaves_the_plugin_out_of_the_job(tmp_path, runner):
     base = ["--catalog", str(catalog), "--output", str(tmp_path / "out"), *runner]
     _, launch, beam_args = run.parse(base)
     assert launch.worker_plugin
-    with_plugin = run.local_options(beam_args, workers=1).view_as(SetupOptions).beam_plugins
+    with_plugin = job.local_options(beam_args, workers=1).view_as(SetupOptions).beam_plugins
     assert with_plugin == [data_plane_buffers.WORKER_PLUGIN]
     _, launch, beam_args = run.parse([*base, "--no-worker-plugin"])
     assert not launch.worker_plugin
-    options = run.local_options(beam_args, workers=1)  # as the launcher and a local job's own process build them
+    options = job.local_options(beam_args, workers=1)  # as the launcher and a local job's own process build them
     assert not options.view_as(SetupOptions).beam_plugins
     assert data_plane_buffers.plugin_turned_off(options)
     if not runner:  # and a local runner hands its workers no plugin

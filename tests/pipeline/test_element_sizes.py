@@ -1,6 +1,6 @@
 """Bytes by reference: every element after Segment, encoded with its PCollection's coder, stays under 4 KB.
 
-A real run (``run.build`` on Beam's FnApiRunner, real decoding) of a tiny corpus with probes attached to every
+A real run (``job.build`` on Beam's FnApiRunner, real decoding) of a tiny corpus with probes attached to every
 PCollection from the segment step on: each probe encodes its elements with the coder Beam uses for that
 PCollection and records the largest size. Groups (the outputs of a GroupByKey: one shard's or table part's
 references) are not elements that travel one by one and are left out; so is the audit's final value.
@@ -16,7 +16,7 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import clip_store, run
+from pipeline import clip_store, job, run
 from schemas import Clip
 from tests import media
 
@@ -63,8 +63,8 @@ def test_every_element_after_segment_is_a_small_reference(tmp_path):
                                 "title": "Celeste speedrun gameplay " + "x" * 500, "duration_s": 20}) + "\n")
     config, _, beam_args = run.parse(["--catalog", str(tmp_path / "catalog.jsonl"), "--output",
                                        str(tmp_path / "out"), "--in-process"])
-    p = beam.Pipeline(runner=FnApiRunner(), options=run.local_options(beam_args, None, True))
-    run.build(p, config)
+    p = beam.Pipeline(runner=FnApiRunner(), options=job.local_options(beam_args, None, True))
+    job.build(p, config)
     visitor = _Collections()
     p.visit(visitor)
     assert len(visitor.found) > 20

@@ -3,7 +3,7 @@ has finished; ``run --detach`` submits, records the job and leaves.
 
 Real parts: Beam's local runner (in this process) on a one-video catalog, the launcher's ``main``, local
 outputs and the fake object store (tests/object_store.py) for a ``gs://``-like one. Unreachable from here:
-Dataflow itself. The detached run's submission is the one stand-in (``run.submit`` returns a result with a
+Dataflow itself. The detached run's submission is the one stand-in (``job.submit`` returns a result with a
 job id instead of calling the Dataflow service); the job it would run is then run locally, in this process,
 as Dataflow would run it, and finalized."""
 
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import audit_stage, exit_status, finalize, lease, run, run_inputs
+from pipeline import audit_stage, exit_status, finalize, job, lease, run, run_inputs
 from tests import media
 from tests.cli_helpers import call_main
 from tests.object_store import FakeObjectStore
@@ -216,18 +216,18 @@ def test_detach_submits_records_the_job_and_leaves_then_finalize_finishes_it(cat
                                                                                monkeypatch):
     pytest.importorskip("google.cloud.storage", reason="needs apache-beam[gcp] (the 'dataflow' extra)")
     submitted = []
-    monkeypatch.setattr(run, "submit", lambda config, options, runner=None: submitted.append(config)
+    monkeypatch.setattr(job, "submit", lambda config, options, runner=None: submitted.append(config)
                         or SubmittedJob(config))
     out = tmp_path / "out"
     code, stdout, err = call_main(run.main, ["--catalog", str(catalog), "--output", str(out), *DATAFLOW, "--no_auth",
                                              "--detach", "--quiet"], capsys)
     assert code == 0, err
     assert "job 2026-01-02_03_04_05-4242" in stdout and f"python -m pipeline finalize {out}" in stdout
-    job = json.loads((out / finalize.JOB_FILE).read_text())
-    assert (job["runner"], job["job_id"], job["project"], job["region"], job["allow_empty"]) == (
+    record = json.loads((out / finalize.JOB_FILE).read_text())
+    assert (record["runner"], record["job_id"], record["project"], record["region"], record["allow_empty"]) == (
         "DataflowRunner", "2026-01-02_03_04_05-4242", "genie-worlds-test", "us-central1", False)
     held = lease.read(str(out))
-    assert held.job_id == job["job_id"] and held.pid is None  # the job holds the output, the launcher left
+    assert held.job_id == record["job_id"] and held.pid is None  # the job holds the output, the launcher left
 
     # The job runs on: a second run into the output is refused, finalize says "later", nothing changes.
     before = snapshot(out)
@@ -241,8 +241,8 @@ def test_detach_submits_records_the_job_and_leaves_then_finalize_finishes_it(cat
     (out / STALE_SHARD).parent.mkdir(parents=True, exist_ok=True)
     (out / STALE_SHARD).write_bytes(b"an earlier run's shard")
     monkeypatch.undo()
-    options = run.local_options([], None, in_process=True)
-    run.run_pipeline(submitted[0], options, run.local_runner([], options))
+    options = job.local_options([], None, in_process=True)
+    job.run_pipeline(submitted[0], options, job.local_runner([], options))
     code, stdout, err = finalize_cli(out, capsys)
     assert code == 0 and "finalized DataflowRunner job 2026-01-02_03_04_05-4242" in stdout, err
     assert "kept 1 clips" in stdout and "removed 1 stale shard(s)" in stdout

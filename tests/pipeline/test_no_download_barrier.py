@@ -13,7 +13,7 @@ from __future__ import annotations
 import apache_beam as beam
 import pytest
 
-from pipeline import run
+from pipeline import job, run
 
 GROUP_URNS = ("beam:transform:group_by_key:v1", "beam:transform:flatten:v1",
               "beam:transform:reshuffle:v1", "beam:transform:redistribute_arbitrarily:v1")
@@ -21,8 +21,8 @@ GROUP_URNS = ("beam:transform:group_by_key:v1", "beam:transform:flatten:v1",
 
 def _graph(argv: list[str]):
     config, _, beam_args = run.parse(argv)
-    p = beam.Pipeline(runner=run.local_runner(beam_args), options=run.local_options(beam_args, None))
-    run.build(p, config)
+    p = beam.Pipeline(runner=job.local_runner(beam_args), options=job.local_options(beam_args, None))
+    job.build(p, config)
     return p.to_runner_api().components.transforms
 
 

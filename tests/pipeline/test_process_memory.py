@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from pipeline import process_memory, run
+from pipeline import job, process_memory
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,11 +21,11 @@ def test_worker_image_sets_the_same_allocator_env():
 def test_local_runs_give_their_workers_the_allocator_env(monkeypatch):
     for name in process_memory.ALLOCATOR_ENV:
         monkeypatch.delenv(name, raising=False)
-    run.local_options([], workers=2)
+    job.local_options([], workers=2)
     assert {k: os.environ.get(k) for k in process_memory.ALLOCATOR_ENV} == process_memory.ALLOCATOR_ENV
 
 
 def test_a_value_the_user_set_stays(monkeypatch):
     monkeypatch.setenv("MALLOC_ARENA_MAX", "4")
-    run.local_options([], workers=2)
+    job.local_options([], workers=2)
     assert os.environ["MALLOC_ARENA_MAX"] == "4"

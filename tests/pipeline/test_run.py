@@ -20,7 +20,7 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, run, shards
+from pipeline import audit, job, run, shards
 from pipeline.__main__ import main as pipeline_main
 from schemas import Outcome, clip_codec, from_table, ids, reasons, shard_source
 from tests import media
@@ -247,14 +247,14 @@ def test_a_failing_stage_is_named_from_beams_error():
 
     with pytest.raises(Exception) as info, beam.Pipeline(runner=FnApiRunner()) as p:
         _ = p | beam.Create([1]) | "Segment/Cut clips" >> beam.Map(_explode)
-    assert run.failed_stage(info.value) == "segment"
+    assert job.failed_stage(info.value) == "segment"
 
 
 def test_a_failing_helper_step_is_named_the_audit_stage():
     with pytest.raises(Exception) as info, beam.Pipeline(runner=FnApiRunner()) as p:
         _ = p | beam.Create([1]) | "RegClips" >> beam.Map(_explode)
     assert "'RegClips'" in str(info.value)  # Beam's own message names the step
-    assert run.failed_stage(info.value) == "audit"
+    assert job.failed_stage(info.value) == "audit"
 
 
 def test_a_failing_final_write_fails_the_run_naming_the_audit_stage(tmp_path, capsys):
@@ -303,16 +303,16 @@ def _count_pid(x):
 def test_local_runs_use_the_fnapi_runner_in_the_processes_asked_for(in_process):
     """No --runner: Beam's FnApiRunner (the DirectRunner would first try to download Prism from GitHub),
     in this very process with --in-process, in SDK worker processes otherwise."""
-    runner = run.local_runner([])
+    runner = job.local_runner([])
     assert isinstance(runner, FnApiRunner)
-    p = beam.Pipeline(runner=runner, options=run.local_options([], 1, in_process))
+    p = beam.Pipeline(runner=runner, options=job.local_options([], 1, in_process))
     _ = p | beam.Create([1, 2, 3]) | beam.Map(_count_pid)
     result = p.run()
     result.wait_until_finish()
     pids = {r.key.metric.name for r in result.metrics().query(MetricsFilter().with_namespace("pid"))["counters"]}
     assert len(pids) == 1
     assert (pids == {str(os.getpid())}) is in_process, pids
-    assert run.local_runner(["--runner", "DirectRunner"]) is None  # an explicit --runner is Beam's to build
+    assert job.local_runner(["--runner", "DirectRunner"]) is None  # an explicit --runner is Beam's to build
 
 
 def test_per_video_lines_are_logged_as_the_segment_stage_works(first_run, run_log):
@@ -327,7 +327,7 @@ def test_dataflow_job_graph_builds_without_submitting(corpus):
     config, _, beam_args = run.parse(["--catalog", str(corpus / "catalog.jsonl"), "--output", "gs://bucket/out",
                                        "--runner", "DataflowRunner", "--project", "genie-worlds-test", "--region", "us-central1",
                                        "--temp_location", "gs://bucket/tmp", "--dry_run=True", "--no_auth"])
-    result = run.run_pipeline(config, run.local_options(beam_args, None))
+    result = job.run_pipeline(config, job.local_options(beam_args, None))
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
     for stage in ("Search", "Download", "Segment", "Quality", "Shard", "Audit"):
         assert stage in names
@@ -360,7 +360,7 @@ def test_the_recipes_dataflow_job_builds_with_its_image_and_options():
         assert flag in recipe, f"the docs' recipe has no {flag}"
     config, launch, beam_args = run.parse([*RECIPE, "--dry_run=True", "--no_auth"])
     assert [c.status for c in run.job_checks(beam_args, config.search.youtube)][0] == "ok"  # the image
-    options = run.local_options(beam_args, launch.workers)
+    options = job.local_options(beam_args, launch.workers)
     worker = options.view_as(WorkerOptions)
     assert worker.sdk_container_image == RECIPE_IMAGE and worker.disk_size_gb == 100
     assert worker.machine_type == "n2-highcpu-8" and worker.max_num_workers == 4
@@ -369,6 +369,6 @@ def test_the_recipes_dataflow_job_builds_with_its_image_and_options():
     assert options.view_as(SetupOptions).beam_plugins == [data_plane_buffers.WORKER_PLUGIN]
     # one SDK process per worker, its 8 threads sharing its share of each site's budget
     assert request_budget.job_processes(beam_args, None, False, 2) == 4
-    result = run.run_pipeline(config, options)
+    result = job.run_pipeline(config, options)
     names = {t.unique_name for t in result.job.proto_pipeline.components.transforms.values()}
     assert {"Search", "Download", "Segment", "Quality", "Shard", "Audit"} <= names

@@ -85,7 +85,7 @@ RUN = """
 import json, sys
 import apache_beam as beam
 import pytest
-from pipeline import run
+from pipeline import job, run
 from pipeline.beam_runtime import data_plane_buffers, local_runner, streamed_inputs
 
 assert streamed_inputs.install(chunk_bytes=4096)
@@ -95,8 +95,8 @@ def counting(out, chunks, bundle):
     sent.append([len(c) for c in chunks])
     stream(out, chunks, bundle)
 streamed_inputs._stream = counting
-options = run.local_options([], 2)
-with beam.Pipeline(runner=run.local_runner([], options), options=options) as p:
+options = job.local_options([], 2)
+with beam.Pipeline(runner=job.local_runner([], options), options=options) as p:
     (p | beam.Create(range(20))
        | "Spread" >> beam.Reshuffle()
        | beam.FlatMap(lambda c: ((f"k{c}-{i % 5000}", i) for i in range(c * 5000, c * 5000 + 5000)))
