@@ -347,6 +347,221 @@ def _past(deadline: float, ddp, device) -> bool:
     return bool(passed.item())
 
 
+def _check_limits(until_step: int | None, max_wall_s: float | None, num_workers: int | None,
+                  device: str | None) -> None:
+    """The command line's limits, refused before anything is read or written."""
+    if until_step is not None and until_step < 1:
+        raise UsageError(f"--until-step must be >= 1, got {until_step}")
+    if max_wall_s is not None and max_wall_s < 0:
+        raise UsageError(f"--max-minutes must be >= 0, got {max_wall_s / 60:g}")
+    if num_workers is not None and num_workers < 0:
+        raise UsageError(f"--num-workers must be >= 0, got {num_workers}")
+    if device and device.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+
+
+def _check_data(phase: str, urls: list[str], cfg: GenieConfig) -> None:
+    """The shards must fit the models: clips of the config's frame size, or token shards of its tokenizer."""
+    if phase != PHASE_DYNAMICS:
+        check_first_clip(urls, cfg.tokenizer.num_frames, cfg.frame_size)
+    else:  # token shards of another tokenizer are refused here, before any model is built
+        TokenWindowDataset(urls[:1], LoaderConfig(window=cfg.tokenizer.num_frames), token_grid=cfg.dynamics.token_grid,
+                           codebook_size=cfg.dynamics.vocab_size).check_first_sample()
+
+
+def build_objective(phase: str, cfg: GenieConfig, tokenizer_run: str | None, init_run: str | None,
+                    seed: int, rank: int, device: torch.device) -> nn.Module:
+    """The phase's objective on ``device``, its models freshly initialised from ``seed`` (or, for the dynamics
+    phase, loaded from the ``init_run`` it continues)."""
+    torch.manual_seed(seed)  # identical initial weights on every rank and on every fresh start
+    if phase == PHASE_TOKENIZER:
+        objective: nn.Module = TokenizerObjective(cfg)
+    elif phase == PHASE_LAM:
+        objective = LamObjective(cfg)
+    elif phase == PHASE_LAM_DYNAMICS:
+        objective = LamDynamicsObjective(cfg, load_tokenizer(tokenizer_run, map_location=device), seed, rank)
+    else:
+        _, lam, dynamics, _ = load_genie(init_run, map_location=device)
+        objective = DynamicsObjective(cfg, lam, dynamics.train(), seed, rank)
+    return objective.to(device)
+
+
+class TrainingRun:
+    """One phase training in one run directory: the models, optimizer, data stream and the step they are at.
+
+    ``step`` runs one optimizer step (its micro-batches), ``report`` logs, ``checkpoint`` saves what an exact
+    resume needs, and ``run`` loops them to the last step; ``train`` sets it up from the command line.
+    """
+
+    def __init__(self, phase: str, cfg: GenieConfig, out: Path, objective: nn.Module, ddp: Distributed,
+                 device: torch.device, num_workers: int, log=print):
+        self.phase, self.cfg, self.out, self.objective, self.ddp, self.device, self.log = (
+            phase, cfg, out, objective, ddp, device, log)
+        self.tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
+        set_activation_checkpointing(objective, self.tcfg.activation_checkpointing)
+        self.trained = objective.trained()
+        self.optimizer = make_optimizer(self.trained, self.tcfg, device)
+        self.accum = self.tcfg.grad_accum
+        self.micro_batch = self.tcfg.batch_size // (ddp.world * self.accum)
+        self.workers = num_workers
+        self.layout = {"world": ddp.world, "num_workers": num_workers, "shuffle_buffer": self.tcfg.shuffle_buffer,
+                       "micro_batch": self.micro_batch}
+        self.step_count, self.data_seed, self.total_resets = 0, self.tcfg.seed, 0
+        self.positions: dict[int, dict[str, Any]] | None = {}  # worker -> position of its last consumed batch
+        self.replayed = False  # the loader replays a stream whose positions the checkpoint did not hold
+        self.saved_step: int | None = None  # what a rerun would resume from
+        self.vq_names = [(name, q) for name, m in self.trained.items() for q in m.modules()
+                         if isinstance(q, VectorQuantizer)]
+        self.model: nn.Module = objective
+        self.writer = None
+        self.last_log, self.windows_since = 0.0, 0  # windows_per_s: windows since the last report, over its time
+
+    def resume(self) -> None:
+        """Continue from the run's latest checkpoint: weights, optimizer, step and data stream."""
+        state = load_checkpoint(self.out, map_location=self.device)
+        for name, module in self.trained.items():
+            module.load_state_dict(state["models"][name])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.step_count = self.saved_step = state["step"]
+        self.total_resets = state.get("dead_code_resets", 0)
+        self.data_seed, self.positions = resume_data(state["data"], self.layout, self.ddp.rank, self.log)
+        self.log(f"resumed {self.out} at step {self.step_count}")
+        # A checkpoint without positions is replayed by the loader; its positions are complete again (and saved)
+        # once every worker has delivered a batch.
+        self.replayed = self.positions is None
+
+    def start(self, urls: list[str]):
+        """Wrap the model (compile, DDP), open the TensorBoard writer and return the data stream from the step
+        the run is at."""
+        if self.tcfg.compile:
+            self.model = torch.compile(self.model)
+        if self.ddp.world > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        if self.phase == PHASE_DYNAMICS:
+            make_loader: Any = token_windows
+            extra = {"token_grid": self.cfg.dynamics.token_grid, "codebook_size": self.cfg.dynamics.vocab_size}
+        else:
+            make_loader, extra = clip_windows, {"frame_size": self.cfg.frame_size}
+        loader = make_loader(urls, LoaderConfig(
+            window=self.cfg.tokenizer.num_frames, batch_size=self.micro_batch, shuffle=True, resampled=True,
+            seed=self.data_seed, shuffle_buffer=self.tcfg.shuffle_buffer, num_workers=self.workers,
+            start_batch=self.step_count * self.accum, drop_last=True, pin_memory=self.device.type == "cuda"),
+            resume=self.positions, **extra)
+        self.positions = dict(self.positions or {})
+        if self.ddp.is_main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.out / "tb"))
+        self.last_log = time.perf_counter()
+        return iter(loader)
+
+    def step(self, data_iter, autocast) -> tuple[dict[str, Any], dict[str, torch.Tensor], torch.Tensor, float]:
+        """One optimizer step over ``grad_accum`` micro-batches: (last result, its inputs, grad norm, lr); the
+        norm stays a tensor, read only when a step is reported (reading it waits for the device)."""
+        lr = lr_at(self.step_count, self.tcfg)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.zero_grad(set_to_none=True)
+        for micro in range(self.accum):
+            batch = next(data_iter)
+            self.positions[batch["position"]["worker"]] = batch["position"]
+            inputs = {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
+            # DDP all-reduces gradients only on the last micro-batch of a step.
+            sync = self.model.no_sync() if self.ddp.world > 1 and micro < self.accum - 1 else nullcontext()
+            with sync:
+                with autocast:
+                    result = self.model(inputs, self.step_count * self.accum + micro)
+                loss = result["loss"]
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"non-finite loss {loss.item()} at step {self.step_count}")
+                (loss / self.accum).backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_([p for m in self.trained.values() for p in m.parameters()],
+                                                   self.tcfg.grad_clip)
+        self.optimizer.step()
+        self.total_resets += self.objective.reset_dead_codes(self.optimizer)
+        self.step_count += 1
+        self.windows_since += self.micro_batch * self.ddp.world * self.accum
+        return result, inputs, grad_norm, lr
+
+    def report(self, result: dict[str, Any], lr: float, grad_norm: torch.Tensor, stop: int, first_step: int,
+               started: float) -> dict[str, float]:
+        """The step's scalar metrics, written to TensorBoard and metrics.jsonl and logged (rank 0)."""
+        now = time.perf_counter()
+        metrics = {k: float(v.detach().float().mean()) for k, v in result.items() if torch.is_tensor(v) and v.ndim == 0}
+        metrics.update(step=self.step_count, lr=lr, grad_norm=float(grad_norm), dead_code_resets=self.total_resets,
+                       windows_per_s=self.windows_since / max(now - self.last_log, 1e-9))
+        for name, vq in self.vq_names:
+            metrics[f"{name}_code_usage"] = vq.usage_fraction()
+        self.last_log, self.windows_since = now, 0
+        if self.ddp.is_main:
+            for k, v in metrics.items():
+                if k != "step":
+                    self.writer.add_scalar(f"{self.phase}/{k}", v, self.step_count)
+            with open(self.out / "metrics.jsonl", "a") as f:
+                f.write(json.dumps(metrics, sort_keys=True) + "\n")
+            self.log(progress_line(self.step_count, stop, metrics["loss"], self.step_count - first_step,
+                                   now - started))
+            self.log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                              for k, v in sorted(metrics.items())))
+        return metrics
+
+    def checkpoint(self) -> None:
+        """Save the models, optimizer, step and every rank's loader positions (rank 0 writes them all)."""
+        complete = not self.replayed or len(self.positions) == max(self.workers, 1)
+        ranks = [self.positions if complete else None]
+        if self.ddp.world > 1:  # each rank's loader has its own positions; rank 0 saves them all
+            ranks = [None] * self.ddp.world
+            dist.all_gather_object(ranks, self.positions if complete else None)
+        if self.ddp.is_main:
+            models = {n: m.state_dict() for n, m in self.trained.items()}
+            if self.phase == PHASE_DYNAMICS:
+                models["lam"] = self.objective.lam[0].state_dict()  # frozen, kept so the run loads as a whole Genie
+            data = {"batches": self.step_count * self.accum, "seed": self.data_seed, **self.layout,
+                    "positions": None if None in ranks else ranks}
+            state = {"models": models, "optimizer": self.optimizer.state_dict(), "step": self.step_count,
+                     "data": data, "config": self.cfg.to_dict(), "phase": self.phase,
+                     "dead_code_resets": self.total_resets}
+            save_checkpoint(self.out, state, self.step_count, keep=self.tcfg.keep_checkpoints)
+        self.saved_step = self.step_count
+
+    def run(self, urls: list[str], until_step: int | None, max_wall_s: float | None) -> dict[str, float]:
+        """Train to ``until_step`` (or the last step, or the wall budget); the metrics of the last step."""
+        tcfg, main = self.tcfg, self.ddp.is_main
+        data_iter = self.start(urls)
+        autocast = precision_autocast(self.cfg.precision, self.device)
+        stop = min(tcfg.max_steps, until_step if until_step is not None else tcfg.max_steps)
+        metrics: dict[str, float] = {}
+        deadline = None if max_wall_s is None else time.perf_counter() + max_wall_s
+        started, first_step = time.perf_counter(), self.step_count
+        try:
+            while self.step_count < stop:
+                result, inputs, grad_norm, lr = self.step(data_iter, autocast)
+                step = self.step_count
+                if deadline is not None and _past(deadline, self.ddp, self.device):
+                    stop = step  # the wall budget is spent: finish this step as the last one (log, checkpoint)
+                if step % tcfg.log_every == 0 or step == stop or step == 1:
+                    metrics = self.report(result, lr, grad_norm, stop, first_step, started)
+                if main and self.phase != PHASE_DYNAMICS and (step % tcfg.image_every == 0 or step == stop):
+                    _log_images(self.writer, self.out, self.phase, self.objective, result, result["video"], step)
+                if main:  # every lam.check_every steps: does the LAM's decoder need its code (lam_check.py)
+                    lam_check.after_step(self.objective, result, inputs, step, self.out, self.log)
+                if step % tcfg.ckpt_every == 0 or step == stop:
+                    self.checkpoint()
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(interrupted_line(self.step_count, self.saved_step), main) from None
+        finally:
+            if self.writer is not None:
+                self.writer.close()
+            if self.ddp.world > 1:
+                dist.barrier()
+                dist.destroy_process_group()
+        if main:
+            self.log(finished_line(self.out, self.step_count - first_step, time.perf_counter() - started,
+                                   self.step_count, tcfg.max_steps))
+        return metrics
+
+
 def train(phase: str, shards: str | list[str], out: str | Path, config_name: str | None = "tiny",
           overrides: dict[str, Any] | None = None, tokenizer_run: str | None = None, until_step: int | None = None,
           device: str | None = None, num_workers: int | None = None, init_run: str | None = None,
@@ -363,14 +578,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     (UsageError, or the data's own errors), so a mistaken command leaves nothing behind to trip the next one.
     """
     out = Path(out)
-    if until_step is not None and until_step < 1:
-        raise UsageError(f"--until-step must be >= 1, got {until_step}")
-    if max_wall_s is not None and max_wall_s < 0:
-        raise UsageError(f"--max-minutes must be >= 0, got {max_wall_s / 60:g}")
-    if num_workers is not None and num_workers < 0:
-        raise UsageError(f"--num-workers must be >= 0, got {num_workers}")
-    if device and device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device}: CUDA is not available on this machine")
+    _check_limits(until_step, max_wall_s, num_workers, device)
     urls = shard_source.resolve(shards)  # fails fast: "no shards matched ..."
     cfg, tokenizer_run, resuming = resolve_config(phase, out, config_name, overrides, tokenizer_run, init_run)
     tcfg = cfg.train_tokenizer if phase == PHASE_TOKENIZER else cfg.train_lam_dynamics
@@ -380,11 +588,7 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
             if os.environ.get("RANK", "0") == "0":
                 log(done)
             return _last_metrics(out)
-    if phase != PHASE_DYNAMICS:  # the data's frame size (sample metadata) must be the config's
-        check_first_clip(urls, cfg.tokenizer.num_frames, cfg.frame_size)
-    else:  # token shards of another tokenizer are refused here, before any model is built
-        TokenWindowDataset(urls[:1], LoaderConfig(window=cfg.tokenizer.num_frames), token_grid=cfg.dynamics.token_grid,
-                           codebook_size=cfg.dynamics.vocab_size).check_first_sample()
+    _check_data(phase, urls, cfg)
     if phase == PHASE_DYNAMICS and init_run is None:  # resuming a dynamics run: its init is in config.json
         init_run = json.loads((out / "config.json").read_text()).get("init_run")
     if not resuming:
@@ -399,154 +603,12 @@ def train(phase: str, shards: str | list[str], out: str | Path, config_name: str
     if ddp.is_main:
         write_run_config(out, cfg, phase, tokenizer_run, init_run if phase == PHASE_DYNAMICS else None)
 
-    torch.manual_seed(tcfg.seed)  # identical initial weights on every rank and on every fresh start
-    if phase == PHASE_TOKENIZER:
-        objective: nn.Module = TokenizerObjective(cfg)
-    elif phase == PHASE_LAM:
-        objective = LamObjective(cfg)
-    elif phase == PHASE_LAM_DYNAMICS:
-        objective = LamDynamicsObjective(cfg, load_tokenizer(tokenizer_run, map_location=dev), tcfg.seed, ddp.rank)
-    else:
-        _, lam, dynamics, _ = load_genie(init_run, map_location=dev)
-        objective = DynamicsObjective(cfg, lam, dynamics.train(), tcfg.seed, ddp.rank)
-    objective.to(dev)
-    set_activation_checkpointing(objective, tcfg.activation_checkpointing)
-    trained = objective.trained()
-    optimizer = make_optimizer(trained, tcfg, dev)
-
-    accum = tcfg.grad_accum
-    micro_batch = tcfg.batch_size // (ddp.world * accum)
-    workers = tcfg.num_workers if num_workers is None else num_workers
-    layout = {"world": ddp.world, "num_workers": workers, "shuffle_buffer": tcfg.shuffle_buffer,
-              "micro_batch": micro_batch}
-    step, data_seed, positions = 0, tcfg.seed, {}
+    objective = build_objective(phase, cfg, tokenizer_run, init_run, tcfg.seed, ddp.rank, dev)
+    run = TrainingRun(phase, cfg, out, objective, ddp, dev, tcfg.num_workers if num_workers is None else num_workers,
+                      log)
     if resuming:
-        state = load_checkpoint(out, map_location=dev)
-        for name, module in trained.items():
-            module.load_state_dict(state["models"][name])
-        optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-        data_seed, positions = resume_data(state["data"], layout, ddp.rank, log)
-        log(f"resumed {out} at step {step}")
-    # A checkpoint without positions is replayed by the loader; its positions are complete again (and saved)
-    # once every worker has delivered a batch.
-    replayed = positions is None
-
-    model: nn.Module = objective
-    if tcfg.compile:
-        model = torch.compile(model)
-    if ddp.world > 1:
-        model = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
-
-    if phase == PHASE_DYNAMICS:
-        make_loader: Any = token_windows
-        extra = {"token_grid": cfg.dynamics.token_grid, "codebook_size": cfg.dynamics.vocab_size}
-    else:
-        make_loader, extra = clip_windows, {"frame_size": cfg.frame_size}
-    loader = make_loader(urls, LoaderConfig(window=cfg.tokenizer.num_frames, batch_size=micro_batch, shuffle=True,
-                                            resampled=True, seed=data_seed, shuffle_buffer=tcfg.shuffle_buffer,
-                                            num_workers=workers, start_batch=step * accum, drop_last=True,
-                                            pin_memory=dev.type == "cuda"),
-                         resume=positions, **extra)
-    positions = dict(positions or {})  # worker -> position of its last consumed batch
-    writer = None
-    if ddp.is_main:
-        from torch.utils.tensorboard import SummaryWriter
-
-        writer = SummaryWriter(str(out / "tb"))
-    autocast = precision_autocast(cfg.precision, dev)
-    stop = min(tcfg.max_steps, until_step if until_step is not None else tcfg.max_steps)
-    vqs = [m for module in trained.values() for m in module.modules() if isinstance(m, VectorQuantizer)]
-    metrics: dict[str, float] = {}
-    total_resets = state.get("dead_code_resets", 0) if resuming else 0
-    last_log, windows_since = time.perf_counter(), 0
-    saved_step = step if resuming else None  # what a rerun would resume from
-
-    def checkpoint() -> None:
-        nonlocal saved_step
-        complete = not replayed or len(positions) == max(workers, 1)
-        ranks = [positions if complete else None]
-        if ddp.world > 1:  # each rank's loader has its own positions; rank 0 saves them all
-            ranks = [None] * ddp.world
-            dist.all_gather_object(ranks, positions if complete else None)
-        if ddp.is_main:
-            models = {n: m.state_dict() for n, m in trained.items()}
-            if phase == PHASE_DYNAMICS:
-                models["lam"] = objective.lam[0].state_dict()  # frozen, kept so the run loads as a whole Genie
-            data = {"batches": step * accum, "seed": data_seed, **layout,
-                    "positions": None if None in ranks else ranks}
-            state = {"models": models, "optimizer": optimizer.state_dict(), "step": step, "data": data,
-                     "config": cfg.to_dict(), "phase": phase, "dead_code_resets": total_resets}
-            save_checkpoint(out, state, step, keep=tcfg.keep_checkpoints)
-        saved_step = step
-
-    data_iter = iter(loader)
-    deadline = None if max_wall_s is None else time.perf_counter() + max_wall_s
-    started, first_step = time.perf_counter(), step
-    try:
-        while step < stop:
-            lr = lr_at(step, tcfg)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            optimizer.zero_grad(set_to_none=True)
-            for micro in range(accum):
-                batch = next(data_iter)
-                positions[batch["position"]["worker"]] = batch["position"]
-                inputs = {k: v.to(dev, non_blocking=True) for k, v in batch.items() if torch.is_tensor(v)}
-                # DDP all-reduces gradients only on the last micro-batch of a step.
-                sync = model.no_sync() if ddp.world > 1 and micro < accum - 1 else nullcontext()
-                with sync:
-                    with autocast:
-                        result = model(inputs, step * accum + micro)
-                    loss = result["loss"]
-                    if not torch.isfinite(loss):
-                        raise FloatingPointError(f"non-finite loss {loss.item()} at step {step}")
-                    (loss / accum).backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_([p for m in trained.values() for p in m.parameters()],
-                                                       tcfg.grad_clip)
-            optimizer.step()
-            total_resets += objective.reset_dead_codes(optimizer)
-            step += 1
-            windows_since += micro_batch * ddp.world * accum
-            if deadline is not None and _past(deadline, ddp, dev):
-                stop = step  # the wall budget is spent: finish this step as the last one (log, checkpoint)
-
-            if step % tcfg.log_every == 0 or step == stop or step == 1:
-                now = time.perf_counter()
-                metrics = {k: float(v.detach().float().mean()) for k, v in result.items()
-                           if torch.is_tensor(v) and v.ndim == 0}
-                metrics.update(step=step, lr=lr, grad_norm=float(grad_norm), dead_code_resets=total_resets,
-                               windows_per_s=windows_since / max(now - last_log, 1e-9))
-                for vq_name, vq in zip([n for n, m in trained.items() for q in m.modules()
-                                        if isinstance(q, VectorQuantizer)], vqs, strict=True):
-                    metrics[f"{vq_name}_code_usage"] = vq.usage_fraction()
-                last_log, windows_since = now, 0
-                if ddp.is_main:
-                    for k, v in metrics.items():
-                        if k != "step":
-                            writer.add_scalar(f"{phase}/{k}", v, step)
-                    with open(out / "metrics.jsonl", "a") as f:
-                        f.write(json.dumps(metrics, sort_keys=True) + "\n")
-                    log(progress_line(step, stop, metrics["loss"], step - first_step, now - started))
-                    log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                 for k, v in sorted(metrics.items())))
-            if ddp.is_main and phase != PHASE_DYNAMICS and (step % tcfg.image_every == 0 or step == stop):
-                _log_images(writer, out, phase, objective, result, result["video"], step)
-            if ddp.is_main:  # every lam.check_every steps: does the LAM's decoder need its code (lam_check.py)
-                lam_check.after_step(objective, result, inputs, step, out, log)
-            if step % tcfg.ckpt_every == 0 or step == stop:
-                checkpoint()
-    except KeyboardInterrupt:
-        raise TrainingInterrupted(interrupted_line(step, saved_step), ddp.is_main) from None
-    finally:
-        if writer is not None:
-            writer.close()
-        if ddp.world > 1:
-            dist.barrier()
-            dist.destroy_process_group()
-    if ddp.is_main:
-        log(finished_line(out, step - first_step, time.perf_counter() - started, step, tcfg.max_steps))
-    return metrics
+        run.resume()
+    return run.run(urls, until_step, max_wall_s)
 
 
 def resume_data(saved: dict[str, Any], layout: dict[str, int], rank: int, log=print
