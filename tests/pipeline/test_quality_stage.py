@@ -181,3 +181,30 @@ def test_a_clip_of_another_frame_rate_fails_alone_before_it_is_decoded(setup):
     assert none is None and 0.0 <= scored.quality_score <= 1.0
     assert missing is None and failed.reason == reasons.QUALITY_ERROR and failed.outcome == reasons.FAILED
     assert "@ 5 FPS" in failed.detail and "trained on 160x90 @ 10 FPS" in failed.detail
+
+
+def test_a_clip_the_store_keeps_refusing_fails_as_storage_error_and_a_hiccup_is_retried(setup, monkeypatch):
+    """Clips by reference on the fake object store (GCS cannot be reached from the tests): a read failing twice
+    is retried and scored; one failing for good ends ``failed: storage_error`` alone."""
+    from pipeline import clip_store, storage
+    from pipeline.quality import score_clips
+    from tests.object_store import FakeObjectStore, ServiceUnavailable
+
+    FakeObjectStore.reset()
+    monkeypatch.setattr(storage, "RETRY", storage.RetryPolicy(attempts=3, base_s=0.0))
+    try:
+        refs = []
+        for i, clip in enumerate(setup["clips"][:3]):
+            path = f"fakeobj://bucket/cache/v{i}{clip_store.PACK_SUFFIX}"
+            FakeObjectStore.objects[path] = clip.mp4
+            refs.append(clip.replace(mp4=None, location=clip_store.reference(path, 0, len(clip.mp4))))
+        FakeObjectStore.inject("get", "/v0.clips.bin", ServiceUnavailable("503"), times=2)
+        FakeObjectStore.inject("get", "/v1.clips.bin", ServiceUnavailable("503"), times=10**6)
+        ended = {c.clip_key if c else o.item_id: (c, o) for c, o in
+                 score_clips(load_classifier(str(setup["model"])), refs)}
+        assert ended[refs[0].clip_key][0] is not None and ended[refs[2].clip_key][0] is not None
+        failed = ended[refs[1].clip_key][1]
+        assert (failed.outcome, failed.reason) == (reasons.FAILED, reasons.STORAGE_ERROR)
+        assert "still failing after 3 attempts" in failed.detail
+    finally:
+        FakeObjectStore.reset()
