@@ -163,7 +163,7 @@ def build_parser() -> StrictParser:
         description="Finish a run whose launcher did not wait for its job (run --detach): check the job's stats, "
                     "remove stale outputs, print the summary and release the output's lease.",
         epilog="Safe to repeat: a finalized output is left as it is. Exit codes: the run's (0 done, 1 failed or "
-               "the job ended without its stats, 65 no clip kept, 66 no input readable, 75 items deferred), 2 "
+               "the job ended without its stats, 65 no clip kept, 66 no input readable, 75 items deferred or refused by the storage: rerun), 2 "
                "usage error, 69 the job has not finished: run finalize again later (docs/pipeline.md).")
     parser.add_argument("output", help="the run's --output (a local directory or gs:// prefix)")
     parser.add_argument("--allow-empty", action="store_true", default=False,

@@ -150,7 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Beam's own pipeline options are accepted too, e.g. --runner DataflowRunner --project P --region R "
                "--temp_location gs://B/tmp --sdk_container_image IMAGE (see docs/pipeline.md); any other flag is "
                "refused. Exit codes: 0 done, 1 failed, 2 usage error, 65 no clip kept, 66 no input readable, "
-               "73 output held by another run (lease), 75 items deferred, 130/143 interrupted (README).")
+               "73 output held by another run (lease), 75 items deferred or refused by the storage (rerun), 130/143 interrupted (README).")
     for config_class, title in OPTION_GROUPS:
         options.add_options(parser, config_class, title)
     return parser
