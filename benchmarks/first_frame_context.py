@@ -18,9 +18,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from modeling.genie import load_genie_run  # noqa: E402
 from modeling.context_check import slot1_mismatch  # noqa: E402
 from modeling.data import LoaderConfig, clip_windows, to_float_video  # noqa: E402
+from modeling.genie import load_genie_run  # noqa: E402
 
 
 def main() -> int:
