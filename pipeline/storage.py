@@ -325,7 +325,9 @@ def _pread(path: str, offset: int, size: int) -> bytes:
 
 _GCS_CLIENT = None
 _GCS_LOCK = threading.Lock()
-GCS_CONNECTIONS = 64  # the client's connection pool: one per ranged read in flight (clip_store.READ_CONCURRENCY)
+# the client's connection pool, shared by the process's threads: 64 ranged reads in flight per shard writer
+# (clip_store.READ_CONCURRENCY), a few writers at once per worker process (Dataflow: one per harness thread)
+GCS_CONNECTIONS = 256
 
 
 def _gcs_client():
