@@ -13,9 +13,9 @@ Readers take exactly the bytes they need, in as few requests as the access patte
 - the quality stage, fused after the segmentation, gets a video's clips one after another and needs them all:
   ``Reader`` keeps the pack open and reads it front to back (one open per video);
 - a shard writer needs ~1,900 clips from ~1,900 packs (a clip's shard is a hash of its key): ``in_order``
-  reads each clip with one ranged request of exactly its bytes (``storage.read_range``), ``concurrency``
-  requests in flight, and hands the bytes over in the writer's order: bytes read = clip bytes, and the
-  request latency is paid ``concurrency`` requests at a time;
+  reads each clip with one ranged request of exactly its bytes (``storage.read_range``), many in flight on
+  an object store (``reads_in_flight``), and hands the bytes over in the writer's order: bytes read = clip
+  bytes, and the request latency is paid ``READ_CONCURRENCY`` requests at a time;
 - the report's thumbnails read a few clips: ``clip_bytes``, one ranged request each.
 
 ``location`` keeps its meaning (where the encoded clip lives when not inline): a shard path after the shard
@@ -146,19 +146,32 @@ clip_bytes = read_exact  # one clip's mp4 (the report's thumbnails, tests)
 READ_CONCURRENCY = 64  # ranged reads in flight per shard writer: ~64 x 140 KB held, 50 ms latency hidden
 
 
+def reads_in_flight(clips: Iterable[Clip]) -> int:
+    """How many reads a writer of ``clips`` keeps in flight: ``READ_CONCURRENCY`` when some clip lives on an
+    object store (each read waits on a request), 1 when all are inline or local files (a ``pread`` waits on
+    nothing a thread pool would hide, and the pool's threads cost CPU)."""
+    from pipeline import storage
+
+    remote = any(not storage.is_local(parse(c.location)[0]) for c in clips
+                 if c.mp4 is None and is_reference(c.location))
+    return READ_CONCURRENCY if remote else 1
+
+
 class in_order:  # noqa: N801 - used like a function: ``with in_order(clips) as read``
-    """``read(clip)`` for clips asked for in the order given, each fetched by ``read_exact`` ahead of time.
+    """``read(clip)`` for clips asked for in the order given, each fetched by ``read_exact``, ahead of time when
+    ``concurrency`` > 1.
 
     ``concurrency`` reads run at once on a thread pool (the requests wait on the network, not the GIL) and at
-    most ``concurrency`` clips' bytes are held, so memory does not grow with the shard. Asking out of order is
-    a bug of the caller: ValueError. A read's error is raised when its clip is asked for.
+    most ``concurrency`` clips' bytes are held, so memory does not grow with the shard; with 1, each clip is
+    read when asked for. Asking out of order is a bug of the caller: ValueError. A read's error is raised when
+    its clip is asked for.
     """
 
     def __init__(self, clips: Iterable[Clip], concurrency: int = READ_CONCURRENCY):
         if concurrency < 1:
             raise ValueError(f"concurrency must be >= 1, got {concurrency}")
         self._clips = iter(clips)
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="clip-read")
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="clip-read") if concurrency > 1 else None
         self._pending: collections.deque = collections.deque()
         self._concurrency = concurrency
 
@@ -167,7 +180,7 @@ class in_order:  # noqa: N801 - used like a function: ``with in_order(clips) as 
             clip = next(self._clips, None)
             if clip is None:
                 return
-            self._pending.append((clip, self._pool.submit(read_exact, clip)))
+            self._pending.append((clip, self._pool.submit(read_exact, clip) if self._pool else None))
 
     def read(self, clip: Clip) -> bytes:
         self._fill()
@@ -175,12 +188,13 @@ class in_order:  # noqa: N801 - used like a function: ``with in_order(clips) as 
             raise ValueError(f"clip {clip.clip_key!r} asked for out of the order given")
         _, future = self._pending.popleft()
         self._fill()
-        return future.result()
+        return future.result() if future is not None else read_exact(clip)
 
     def __enter__(self) -> Callable[[Clip], bytes]:
         return self.read
 
     def __exit__(self, *exc) -> None:
-        for _, future in self._pending:
-            future.cancel()
-        self._pool.shutdown(wait=True)
+        if self._pool is not None:
+            for _, future in self._pending:
+                future.cancel()
+            self._pool.shutdown(wait=True)

@@ -69,14 +69,15 @@ def write_shard(path: str, clips: Iterable[Clip]) -> list[Clip]:
     return written
 
 
-def _write_shard(path: str, clips: Iterable[Clip], concurrency: int = clip_store.READ_CONCURRENCY
+def _write_shard(path: str, clips: Iterable[Clip], concurrency: int | None = None
                  ) -> tuple[list[Clip], str, dict[str, Exception]]:
     """(written clips, the file's sha256, {clip key: why} for the clips whose bytes could not be read and were
-    left out). The clips' bytes are read ahead in the writer's order (by key), each with one ranged read
-    (``clip_store.in_order``, retried after transient errors by ``storage.read_range``)."""
+    left out). The clips' bytes are read in the writer's order (by key), each with one ranged read
+    (``clip_store.in_order``, retried after transient errors by ``storage.read_range``), ``concurrency`` in
+    flight (default: ``clip_store.reads_in_flight``, many for an object store, one for local files)."""
     ordered = sorted(clips, key=lambda c: c.clip_key)
     unread: dict[str, Exception] = {}
-    with clip_store.in_order(ordered, concurrency) as read:
+    with clip_store.in_order(ordered, concurrency or clip_store.reads_in_flight(ordered)) as read:
         def read_or_leave_out(clip: Clip) -> bytes | None:
             try:
                 return read(clip)

@@ -125,3 +125,16 @@ def test_a_gcs_ranged_read_is_one_get_of_exactly_the_range(monkeypatch):
     finally:
         server.shutdown()
         monkeypatch.setattr(storage, "_GCS_CLIENT", None)
+
+
+def test_reads_in_flight_follow_the_store(tmp_path):
+    """Many for an object store (each read waits on a request), one for local files and inline bytes."""
+    remote = packed_clips("fakeobj://b/cache", videos=2, clips_per_video=2, clip_bytes=10, keep_every=1)
+    local = [c.replace(location=clip_store.reference(str(tmp_path / "p.clips.bin"), 0, 10)) for c in remote]
+    inline = [c.replace(mp4=b"x" * 10, location="") for c in remote]
+    assert clip_store.reads_in_flight(remote) == clip_store.READ_CONCURRENCY
+    assert clip_store.reads_in_flight(local) == clip_store.reads_in_flight(inline) == 1
+    assert clip_store.reads_in_flight(local + remote[:1]) == clip_store.READ_CONCURRENCY
+    (tmp_path / "p.clips.bin").write_bytes(bytes(range(10)))
+    with clip_store.in_order(local, concurrency=1) as read:  # no pool: each clip read when asked for
+        assert [read(c) for c in local] == [bytes(range(10))] * len(local)
