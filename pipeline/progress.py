@@ -105,13 +105,16 @@ def progress_line(counts: Mapping[str, int], elapsed_s: float, rows: int | None)
     YouTube search), the total every video's final outcome counts towards."""
     video, clip = reasons.ITEM_VIDEO, reasons.ITEM_CLIP
     candidates = counts.get(f"pass/{video}/{reasons.STAGE_DOWNLOAD}", 0)
-    downloaded = counts.get(f"pass/{video}/{reasons.STAGE_SEGMENT}", 0)
+    segmented = _done(counts, reasons.STAGE_SEGMENT, video)
+    # the download and the segmentation are one fused step: a video's segmentation may be tallied before
+    # its download's registration is, and a segmented video was downloaded
+    downloaded = max(counts.get(f"pass/{video}/{reasons.STAGE_SEGMENT}", 0), segmented)
     read = candidates + _done(counts, reasons.STAGE_SEARCH, video)
     planned = counts.get(PLANNED, 0)
     parts = [f"planning {planned}/{rows if rows is not None else '?'} rows" if planned and not read else
              f"search {read}/{rows if rows is not None else '?'} rows",
              f"download {downloaded + _done(counts, reasons.STAGE_DOWNLOAD, video)}/{candidates} videos",
-             f"segment {_done(counts, reasons.STAGE_SEGMENT, video)}/{downloaded} videos"]
+             f"segment {segmented}/{downloaded} videos"]
     cut = counts.get(f"pass/{clip}/{reasons.STAGE_QUALITY}", 0)
     decided = counts.get(f"pass/{clip}/{reasons.STAGE_SHARD}", 0) + _done(counts, reasons.STAGE_QUALITY, clip)
     kept = counts.get(f"out/{reasons.STAGE_SHARD}/{clip}/{reasons.KEPT}", 0)

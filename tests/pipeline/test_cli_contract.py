@@ -186,6 +186,9 @@ def test_progress_reads_done_over_total_for_the_whole_job(finished):
                           "pass/clip/shard": 4, "out/shard/clip/kept": 2}, 10.0, 5)
     assert line == ("search 5/5 rows | download 4/4 videos | segment 2/3 videos | clips 5 cut, 4 scored, "
                     "2 kept | 0.40 videos/s, elapsed 0:00:10, ETA 0:00:02")  # 4 of 5 done in 10 s
+    # the fused download and segmentation: a segmentation tallied before its download's registration
+    early = progress_line({"pass/video/download": 3, "pass/video/segment": 1, "out/segment/video/kept": 2}, 1.0, 3)
+    assert early.startswith("search 3/3 rows | download 2/3 videos | segment 2/2 videos"), early
 
 
 def test_a_run_of_the_cli_shows_progress_and_a_summary(corpus, tmp_path):
