@@ -10,7 +10,8 @@ Steps, all through ``python -m modeling``:
    expert videos, frames only (the true actions stay in the shards, unread); it labels that mode. Why not the case study's LAM: trained
    on random-policy CoinRun on 2 CPU cores it collapsed, and no LAM variant measured on that data carried any
    action information (docs/modeling.md); on the expert's videos the same LAM's codes do.
-3. ``bc label``: the LAM labels every expert transition.
+3. ``lam_probe`` on that mode's expert videos (codes used, NMI, many-to-one accuracy against the true actions:
+   ``probe-MODE.json``), then ``bc label``: the LAM labels every expert transition.
 4. ``bc evaluate``: per mode and seed, the latent policy (k = 0, 50, 200, 1000 labelled transitions), the oracle
    and a random agent, each played on the 100 held-out levels; ``results.md``, ``results.json``, ``fig15.png``.
 
@@ -27,6 +28,11 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from lam_probe import probe, table  # noqa: E402
 
 MODES = ("easy", "hard")
 
@@ -62,6 +68,7 @@ def main() -> int:
     parser.add_argument("--ks", default="0,50,200,1000")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--max-steps", type=int, default=1000, help="steps per evaluation episode (1000)")
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated, of easy, hard (both)")
     parser.add_argument("--smoke", action="store_true",
                         help="4 expert levels, 3 held-out levels, 2 seeds, 60-step episodes, a LAM trained 3 steps")
     args = parser.parse_args()
@@ -71,12 +78,15 @@ def main() -> int:
         args.lam_steps, args.lam_batch = 3, 2
     if args.lam and not Path(args.lam).is_dir():
         parser.error(f"--lam {args.lam} is not a run directory")
+    modes = args.modes.split(",")
+    if not modes or set(modes) - set(MODES) or len(set(modes)) != len(modes):
+        parser.error(f"--modes {args.modes!r}: a comma-separated list of distinct modes of {', '.join(MODES)}")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
-    experts = [out / f"expert-{mode}" for mode in MODES]
-    for mode, expert in zip(MODES, experts, strict=True):
+    experts = [out / f"expert-{mode}" for mode in modes]
+    for mode, expert in zip(modes, experts, strict=True):
         if (expert / "expert.json").is_file():
             print(f"bc-cpu: {expert} exists, kept")
             continue
@@ -84,17 +94,22 @@ def main() -> int:
         bc("expert", str(expert), "--mode", mode, "--levels", f"0-{args.train_levels - 1}")
         timings[f"expert_{mode}"] = time.perf_counter() - t
     lams = {}
-    for mode, expert in zip(MODES, experts, strict=True):
+    for mode, expert in zip(modes, experts, strict=True):
         lams[mode] = args.lam
         if args.lam is None:
             t = time.perf_counter()
             lams[mode] = str(train_lam(expert, out / f"lam-{mode}", args.lam_steps, args.lam_batch))
             timings[f"lam_{mode}"] = time.perf_counter() - t
         t = time.perf_counter()
+        probed = probe(lams[mode], str(expert))
+        (out / f"probe-{mode}.json").write_text(json.dumps(probed, indent=1))
+        print(f"bc-cpu: the {mode} LAM on its expert videos\n{table(probed)}", flush=True)
+        timings[f"probe_{mode}"] = time.perf_counter() - t
+        t = time.perf_counter()
         bc("label", "--expert", str(expert), "--lam", lams[mode])
         timings[f"label_{mode}"] = time.perf_counter() - t
     t = time.perf_counter()
-    bc("evaluate", *[a for mode in MODES for a in ("--expert", f"{mode}={out / f'expert-{mode}'}")],
+    bc("evaluate", *[a for mode in modes for a in ("--expert", f"{mode}={out / f'expert-{mode}'}")],
        "--out", str(out / "results"), "--eval-levels", args.eval_levels, "--seeds", str(args.seeds),
        "--ks", args.ks, "--epochs", str(args.epochs), "--max-steps", str(args.max_steps))
     timings["evaluate"] = time.perf_counter() - t
