@@ -1,21 +1,14 @@
 """A small base for the records stages exchange: typed dataclasses with a derived pyarrow schema.
 
-Why not plain dicts: every stage boundary is a place where a field can be misspelt or mistyped, and a
-data engineer auditing a run needs one definition to read. Each record declares its fields once; the
-pyarrow schema, JSON and Parquet-row (de)serialisation and validation all derive from that declaration.
+Why not plain dicts: every stage boundary is a place where a field can be misspelt or mistyped, so each record
+declares its fields once and the pyarrow schema, JSON and Parquet-row (de)serialisation and validation derive
+from that. Field types: ``str``, ``int``, ``float``, ``bool``, ``bytes``, ``dict`` (a JSON string in Parquet),
+``list[int]``, ``list[str]``, another ``Record`` (an Arrow struct), and ``X | None`` of any of those.
 
-Supported field types: ``str``, ``int``, ``float``, ``bool``, ``bytes``, ``dict`` (stored as a JSON
-string in Parquet), ``list[int]``, ``list[str]``, another ``Record`` (an Arrow struct), and ``X | None``
-of any of those.
-
-Strings must be encodable as UTF-8: JSON accepts escapes such as ``"\\ud800"`` (a lone surrogate) that make a
-valid Python ``str`` but no UTF-8 bytes, so a hostile catalog row would otherwise pass here and crash the run
-much later (Parquet, shard JSON, the report). Rejecting it at construction makes it one recorded bad row.
-
-Versions: every serialised form carries ``schema_version`` (JSON key, Parquet schema metadata). Readers accept
-the same MAJOR version (a newer minor only adds optional fields, which are ignored) and refuse any other
-with a ``RecordError`` naming the versions, so data written by an incompatible release is never
-misread silently. Data without a version (hand-written catalogs, tables from other tools) is accepted.
+Strings must encode as UTF-8 (JSON admits lone surrogates that do not), so a hostile catalog row is one recorded
+bad row at construction, not a crash much later. Every serialised form carries ``schema_version``: readers accept
+the same MAJOR (a newer minor only adds optional fields) and refuse any other with a ``RecordError`` naming both;
+unversioned data (hand-written catalogs, other tools' tables) is accepted.
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
 """Encode and decode the stored clip format: H.264 mp4, 160x90, 10 FPS, yuv420p.
 
-One module for the clip byte format, used by the pipeline (writing), the classifier and the model loaders
-(reading): it lives in ``schemas/`` with the rest of the data contract (its settings are named in
-``schemas.clip_format``), so none of them imports another's package for it.
+The pipeline writes it and the classifier and model loaders read it, so it lives in ``schemas/`` with the rest of
+the data contract (settings in ``schemas.clip_format``) and none of them imports another's package for it.
 
-Encoding is deterministic so that every run writes byte-identical shards: x264 runs single-threaded (its
-decisions depend on the thread count) with the macroblock tree off (``clip_format.X264_OPTIONS``), and the mp4
-carries no wall-clock metadata. The bytes are the same on every x86-64 CPU with AVX: x264's AVX, AVX2 and
-AVX-512 code paths agree once the macroblock tree is off. A short keyframe interval (``DEFAULT_GOP`` frames)
-bounds the cost of decoding a random 16-frame window: at most ``gop - 1`` extra frames are decoded before it.
-
-``lossless=True`` stores RGB exactly (x264's RGB variant, ``libx264rgb`` at qp 0): yuv420p halves the chroma
-resolution, which costs sharp pixel art like Procgen's 64x64 frames ~7 dB whatever the CRF (33.2 dB at CRF 0
-on CoinRun), while lossless RGB decodes to the rendered pixels bit for bit at ~2.9 KB per 64x64 frame
-(``python -m pipeline procgen-dataset``). PyAV and decord both read it.
+Encoding is deterministic, the same bytes on every run and every x86-64 CPU with AVX: x264 single-threaded with
+the macroblock tree off (``clip_format.X264_OPTIONS``), no wall-clock metadata in the mp4
+(docs/measurements/2026-11-25-x264-determinism.md). A short keyframe interval (``DEFAULT_GOP``) bounds a random
+window's decode to at most ``gop - 1`` extra frames. ``lossless=True`` (``libx264rgb`` at qp 0) stores RGB exactly,
+for pixel art such as Procgen's 64x64 frames, which yuv420p's halved chroma blurs at any CRF; PyAV and decord
+both read it.
 """
 
 from __future__ import annotations

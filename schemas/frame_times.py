@@ -1,19 +1,15 @@
 """Which source frame becomes which clip frame: resampling to 10 FPS by presentation time, and clip windows.
 
-The rule is ffmpeg's ``fps`` filter with its default rounding (``round=near``), so a clip matches what
-``ffmpeg -vf fps=10`` produces from the same source (tests/pipeline/test_frame_exactness.py checks this against the
-ffmpeg binary for 25, 29.97, 60 fps and variable-frame-rate inputs):
+The rule is ffmpeg's ``fps`` filter with its default rounding (``round=near``), so a clip matches ``ffmpeg -vf
+fps=10`` on the same source (tests/pipeline/test_frame_exactness.py checks it against the binary):
 
     output tick n (time n/10 s) shows the LAST source frame whose timestamp, rounded to the nearest tick
     (halves up), is <= n; i.e. the last frame with  pts < (n + 1/2) / 10.
 
-Frame k of a clip starting at ``start_s`` (always on the 0.1 s grid) is output tick ``round(start_s*10) + k``.
-If no frame is that early the first frame is used. Timestamps are exact rationals (``pts * time_base``, with
-the first frame at 0) because decord's float32 timestamps lose millisecond precision after ~2 hours and the
-rule has exact ties (a 60 fps frame at 0.05 s belongs to tick 1, not tick 0).
-
-In ``schemas/`` because the pipeline cuts clips with it and the model's prompt loader (``modeling.prompts``)
-resamples a prompt video with the same rule: both import it from the data contract, not from each other.
+Frame k of a clip starting at ``start_s`` (on the 0.1 s grid) is tick ``round(start_s*10) + k`` (the first source
+frame if none is that early). Timestamps are exact rationals (``pts * time_base``, first frame at 0): the rule has
+exact ties (a 60 fps frame at 0.05 s is tick 1), and decord's float32 timestamps lose milliseconds after ~2 hours.
+In ``schemas/`` because the pipeline cuts clips with it and ``modeling.prompts`` resamples prompt videos with it.
 """
 
 from __future__ import annotations

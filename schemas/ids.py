@@ -1,25 +1,14 @@
 """Id rules: turn arbitrary source ids into keys that are safe as WebDataset sample keys and file names.
 
-WebDataset splits a tar member name at its first dot (``key.ext``) and treats ``/`` as a directory, so a
-sample key must contain neither. Source ids come from the internet (or a hostile catalog): they may contain
-dots, slashes, spaces, ``..``, control characters, or be hundreds of characters long.
-
-The mapping is injective by construction:
-- an id that is already safe (``[A-Za-z0-9_-]``, at most ``MAX_VERBATIM`` chars), does not start with ``-``
-  and does not *look like* a hashed key is used verbatim, so well-behaved ids (YouTube's 11-character ids)
-  stay readable;
-- every other id becomes ``<sanitised prefix>-h<16 hex of sha256(id)>``. Verbatim keys never end in that
-  ``-h<16 hex>`` pattern (ids that do are hashed too), so a verbatim key cannot equal a hashed key, and two
-  hashed keys collide only if 64 bits of SHA-256 do.
-
-No key starts with ``-``: a file named ``--help.mp4`` or ``-rf.json`` is read as an option by ``rm``, ``tar``,
-``gsutil`` and friends when someone handles the output by hand, so such ids are hashed (``help-h...``) and the
-sanitised prefix of a hashed key has its leading dashes and underscores stripped (``id`` when nothing is left).
-
-Case-insensitive filesystems (macOS and Windows defaults): keys keep the id's case, so ``Abc`` and ``abc``
-(distinct YouTube ids) are distinct keys but name the *same* file there; one video's file and marker would
-overwrite the other's. Linux filesystems and object stores (``gs://``) are case-sensitive, which is where runs
-write; on a case-insensitive disk keep ``--download-dir`` and ``--output`` on a case-sensitive volume.
+WebDataset splits a tar member name at its first dot and treats ``/`` as a directory, and source ids come from the
+internet (dots, slashes, ``..``, control characters, hundreds of characters). The mapping is injective:
+- a safe id (``[A-Za-z0-9_-]``, at most ``MAX_VERBATIM`` chars, no leading ``-``, not shaped like a hashed key) is
+  used verbatim, so well-behaved ids (YouTube's 11 characters) stay readable;
+- any other id becomes ``<sanitised prefix>-h<16 hex of sha256(id)>``: a verbatim key never equals a hashed one,
+  and two hashed keys collide only if 64 bits of SHA-256 do.
+No key starts with ``-``, which ``rm``, ``tar`` or ``gsutil`` would read as an option. Keys keep the id's case, so
+on a case-insensitive disk (macOS, Windows) ``Abc`` and ``abc`` name one file: keep ``--download-dir`` and
+``--output`` on a case-sensitive filesystem or object store.
 """
 
 from __future__ import annotations

@@ -1,22 +1,14 @@
 """Find and read clip shards: the one opener behind ``--clips`` (classifier), ``--shards`` (model) and the tests.
 
-A shard spec names tar shards in any of these forms, and every command accepts all of them:
-
+A shard spec, accepted by every command, is any of:
 - a run output directory (its ``shards/*.tar``) or a directory of shards (its ``*.tar``);
 - a single tar, a glob (``out/shards/*.tar``) or a brace pattern (``shard-{00000..00003}.tar``);
-- a ``::``-separated list of any of these (``a.tar::b/shard-*.tar``), or a Python list of them;
-- URLs webdataset opens (``gs://bucket/shard-{00000..00099}.tar`` through gsutil, ``http(s)://``, ``pipe:``):
-  kept as named, brace patterns expanded; they cannot be listed or checked without the network, so an
-  absent remote shard is reported by the reader.
-
-``resolve`` raises ``ShardSourceError`` when the spec names no shard, and also when only SOME local parts
-are missing (``a.tar::typo.tar``, a brace range with absent files, a glob or directory matching nothing):
-reading fewer shards than named would otherwise go unnoticed. ``ShardError`` is the other error: a shard
-or sample that does not hold what the format (or its reader) needs.
-
-It lives in ``schemas/`` beside the format it reads, under the pipeline, the classifier and the model alike.
-Samples are read with ``webdataset.tarfile_to_samples`` (raw dicts: bytes, nothing decoded) and parsed by
-``ShardSample.from_wds``, the one definition of the sample.
+- a ``::``-separated list of these (``a.tar::b/shard-*.tar``), or a Python list of them;
+- a URL webdataset opens (``gs://``, ``http(s)://``, ``pipe:``): brace patterns expanded, otherwise unchecked
+  (it cannot be listed without the network; the reader reports an absent remote shard).
+``resolve`` raises ``ShardSourceError`` when the spec names no shard or any local part of it is missing (reading
+fewer shards than named would go unnoticed); ``ShardError`` is a shard or sample that does not hold what the
+format needs. Samples are parsed by ``ShardSample.from_wds``, the one definition of the sample.
 """
 
 from __future__ import annotations

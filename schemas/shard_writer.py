@@ -1,20 +1,14 @@
 """Write clips as one WebDataset tar shard, deterministically and atomically: the one shard writer.
 
-The pipeline's shard stage, ``python -m pipeline procgen-dataset``, the behaviour-cloning expert
-(``modeling.bc.expert``) and the tests all write shards here, so every shard has the same layout
-(``schemas.clip_format``: ``<key>.mp4`` + ``<key>.json``, fixed tar headers) and the same bytes for the same
-clips: samples sorted by clip key, tar headers with mtime 0, mode 0444 and a fixed owner, the sample JSON being
-the ``Clip`` without its bytes or store location (``ShardSample.to_wds``).
+The pipeline's shard stage, ``procgen-dataset``, the behaviour-cloning expert and the tests all write shards here,
+so every shard has the same layout (``schemas.clip_format``) and the same bytes for the same clips: samples
+sorted by clip key, tar headers with mtime 0, mode 0444 and a fixed owner, the JSON from ``ShardSample.to_wds``.
 
-Where the bytes go and where the clips' bytes come from are parameters: by default a local file written under
-a temporary name and renamed into place (a reader never sees a half-written shard), and clips carrying their
-mp4 inline; the pipeline passes ``pipeline.storage.atomic_create`` (object stores through Beam's FileSystems)
-and its clip store's reader, which keeps ``schemas/`` free of Beam.
-
-The tar is written with the standard library's ``tarfile``, header for header what ``webdataset.TarWriter``
-writes (tests/schemas/test_shard_writer.py compares the bytes): importing ``webdataset`` imports torch
-(``webdataset.pytorch``), about 180 MB of RSS and a second of start-up in every pipeline worker process that
-writes shards, for a writer this small. Shards are still read with ``webdataset`` (``schemas.shard_source``).
+The destination and the clips' byte source are parameters (by default a local temporary file renamed into place,
+and inline mp4 bytes); the pipeline passes its object-store writer and clip store, keeping ``schemas/`` free of
+Beam. The tar is written with ``tarfile``, header for header what ``webdataset.TarWriter`` writes
+(tests/schemas/test_shard_writer.py compares), because importing ``webdataset`` imports torch into every worker
+that writes shards (docs/measurements/2026-12-04-audit-worker-memory.md).
 """
 
 from __future__ import annotations
