@@ -3,19 +3,14 @@
 Layout::
 
     MODEL_DIR/
-      metadata.json   family, model config, FEATURE_VERSION, threshold + decision rule, label-file hash,
-                      label policy, cross-validated metrics, library versions, creation time
+      metadata.json   family, model config, FEATURE_VERSION, threshold + decision rule, label-file hash, label
+                      policy, clip geometry, cross-validated metrics, library versions, creation time (strict JSON)
       model.joblib    (sklearn family) or model.pt (cnn family: a state_dict)
       cv_predictions.csv, metrics.json   written by ``train`` for auditing
 
-Why the checks: a model trained on features computed one way and applied to features computed another way
-still produces numbers -- silently wrong ones. ``load_classifier`` refuses a model whose
-``feature_version`` differs from this code's ``FEATURE_VERSION``, and says which is which. For the same
-reason it refuses a threshold outside [0, 1], stored or overridden (scores are probabilities: such a
-threshold silently keeps everything or nothing). ``metadata.json`` is strict JSON (undefined metrics null).
-It also records the training clips' geometry (``clip_geometry``: width, height, fps; absent in older
-directories, which mean 160x90 @ 10 FPS): a loaded classifier refuses clips of another geometry
-(``classifiers.geometry``).
+Why the checks: a model fed features computed another way still produces numbers, silently wrong ones. So
+``load_classifier`` refuses another ``feature_version`` or a threshold outside [0, 1] (it would keep everything or
+nothing), and a loaded classifier refuses clips of another geometry than its training clips (``classifiers.geometry``).
 """
 
 from __future__ import annotations

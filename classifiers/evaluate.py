@@ -1,18 +1,13 @@
-"""``python -m classifiers evaluate``: score held-out labelled clips with a model directory; print and write
-the same metrics as training plus a self-contained HTML report (ROC and PR curves, score histograms by
-label, the worst mistakes with thumbnails) and the PNGs it embeds.
+"""``python -m classifiers evaluate``: score held-out labelled clips with a model directory; print and write the
+training metrics plus a self-contained HTML report (ROC and PR curves, score histograms, worst mistakes).
 
-The decision at evaluation is the model's own (its threshold and decision rule, or ``--threshold``), so the
-held-out numbers describe exactly what the pipeline will do with that model.
+The decision is the model's own (its threshold and decision rule, or ``--threshold``), so the held-out numbers
+describe what the pipeline will do with that model. Binary metrics use the clips whose hand score the label
+policy maps to good/bad; the histograms show every hand score present, as where the in-between clips land is what
+a threshold change moves.
 
-The binary metrics use the clips whose hand score the model's label policy maps to good/bad (5 vs 1 by
-default). The score histograms show every hand score 1-5 present in the labels, one panel each: the 2-4
-clips are scored too, because where the model puts the in-between clips is what a threshold change moves.
-
-``--min-roc-auc X`` makes the command a quality gate (the demo uses 0.9): after the report is written, a
-held-out ROC-AUC below X -- or an undefined one, when the held-out clips hold one class only -- ends the
-command with exit status 1 and a message naming the measured value, so a regression stops ``make demo``
-instead of passing unnoticed. The report is written first so the failure can be investigated.
+``--min-roc-auc X`` makes the command a quality gate: a held-out ROC-AUC below X, or an undefined one (one class
+only), ends it with exit status 1 naming the value, after the report is written so the failure can be investigated.
 """
 
 from __future__ import annotations

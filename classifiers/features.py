@@ -1,17 +1,11 @@
 """Cheap, documented clip features computed from the stored 160x90 frames, and the CNN's frame sampling.
 
-Why hand-made features: the paper's classifier is a ResNet18 on frames, which is costly on CPU for every
-one of millions of clips. The junk the paper names (menus, streamer faces) and the junk we see in practice
-(slideshows, black/fade screens, text walls, letterboxed captures, non-platformer games) each leave a
-cheap statistical trace in the pixels: no motion, sudden cuts, flat colour, dark borders, a region that
-never moves while the game does, skin-coloured blobs, dense high-contrast strokes. A tree ensemble
-(``classifiers.models.sklearn_model``) on these 30 numbers (``NUM_FEATURES``; a test keeps this count
-honest) is fast on CPU and easy to audit (each number has a name).
-
-Every feature is a float computed from uint8 RGB frames (T, 90, 160, 3); T is normally 160 (16 s at 10 FPS)
-but any T >= 2 works. ``FEATURE_VERSION`` names this exact definition: a model artifact records it, and
-loading a model built with another version fails (see ``classifiers.artifact``). Bump it on ANY change to
-``clip_features`` or ``sample_frames`` (names, order, thresholds, sampling).
+Why hand-made features: the paper's ResNet18 is costly on CPU for millions of clips, while each kind of junk
+(menus, face-cams, slideshows, fades, text walls, letterboxing) leaves a cheap trace in the pixels. A tree
+ensemble (``classifiers.models.sklearn_model``) on these 30 numbers (``NUM_FEATURES``; a test keeps this count
+honest) is fast on CPU and easy to audit. Each is a float from uint8 RGB frames (T, 90, 160, 3), any T >= 2.
+``FEATURE_VERSION`` names this exact definition and model artifacts record it (``classifiers.artifact``): bump it
+on ANY change to ``clip_features`` or ``sample_frames`` (names, order, thresholds, sampling).
 
 Feature groups (names are the keys of ``FEATURE_NAMES``):
 - luma: mean/std brightness; ``black_frac`` frames that are nearly black, ``blank_frac`` frames that are

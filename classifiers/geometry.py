@@ -4,8 +4,8 @@ Why: the features (motion per frame pair, cuts per second, block statistics) and
 mean something only at the geometry they were learned from. A 64x64 CoinRun clip scored by a model trained
 on 160x90 gameplay still gets a number -- a meaningless one. So a model directory records the geometry of
 its training clips (``metadata.json`` ``clip_geometry``), and scoring a clip of another geometry raises
-``GeometryError`` with a one-line reason. Model directories written before the field existed were all
-trained on the pipeline's default clips: ``LEGACY_GEOMETRY``, 160x90 at 10 FPS.
+``GeometryError`` with a one-line reason. A model directory without the field means the pipeline's default
+clips: ``LEGACY_GEOMETRY``, 160x90 at 10 FPS.
 """
 
 from __future__ import annotations

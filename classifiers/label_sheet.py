@@ -1,22 +1,14 @@
 """``python -m classifiers label-sheet``: a self-contained HTML page for hand-labelling a stratified sample of clips.
 
-The paper's labels took "about ten hours" for 10k videos; the page is built for that pace: every clip plays as
-an animated preview (every 4th frame, so 16 s play in 4 s), keys 1-5 score the focused clip and move on,
-arrows/j/k move, 0 clears, and "Save labels" downloads a CSV that ``classifiers.labels`` loads as is
-(``item_kind=clip``). Labels also survive a reload (localStorage, under a key naming the sheet: a hash of its
-clip keys, so two sheets never share saved labels while a rebuilt identical sheet finds them). No server, no
-network: images are embedded as data URLs, so the file can be mailed to a labeller.
+Built for the paper's pace (10k videos in about ten hours): clips play as animated previews (every 4th frame),
+keys 1-5 score the focused clip and move on, and "Save labels" downloads a CSV that ``classifiers.labels`` loads
+as is. Labels survive a reload (localStorage, keyed by a hash of the sheet's clip keys). Images are embedded as
+data URLs, so the file needs no server and can be mailed to a labeller.
 
-Sampling is stratified so a small sheet still covers the data: at most ``per_video`` clips per video, spread
-over its length (videos are the unit the junk comes in), videos drawn at random (seeded); with ``--model``
-the clips are also spread evenly over score bins, so the labeller sees the uncertain middle, not only the
-obvious ends.
-
-Memory and time go to the clips on the sheet only: the first read of the shards keeps each sample's
-metadata (key, video, start, title) and drops its mp4 bytes -- a run's clips can be far larger than memory --
-and only the picked clips are read again and decoded for their previews. With ``--model`` the candidates
-(the <= ``per_video`` clips of each video the sample is drawn from: their scores decide the strata) are
-decoded once each, reduced to the model's input as they are read, and scored in one batch.
+Sampling is stratified so a small sheet still covers the data: at most ``per_video`` clips per video, spread over
+its length, videos drawn at random (seeded); with ``--model`` also spread over score bins, so the labeller sees
+the uncertain middle. The first pass over the shards keeps metadata only (a run's clips can exceed memory); only
+the picked clips, and with ``--model`` the candidates, scored in one batch, are decoded.
 """
 
 from __future__ import annotations

@@ -1,26 +1,16 @@
 """Hand-label files: load, validate (every problem at once, with line numbers), resolve, map to a binary target.
 
-File formats (one ``schemas.HandLabel`` per row):
-- CSV with a header naming the columns ``item_id,score`` plus optional ``item_kind,labeller,note``
-  (``item_kind`` is ``video`` or ``clip``; ``video`` when absent). Extra columns are an error (a typo in a
-  column name would otherwise silently drop data).
-- JSONL: one JSON object per line with the same keys. Blank lines and lines starting with ``#`` are skipped.
+Formats (one ``schemas.HandLabel`` per row): CSV with a header naming ``item_id,score`` plus optional
+``item_kind,labeller,note`` (``item_kind`` is ``video``, the default, or ``clip``; extra columns are an error, as a
+misspelt column would silently drop data), or JSONL with the same keys (blank and ``#`` lines skipped).
 
-Why all problems at once: a person fixing a 10k-row file by hand should not have to rerun the loader once
-per mistake. ``load_labels`` raises a single ``LabelFileError`` listing every problem with its line number.
+``load_labels`` raises one ``LabelFileError`` listing every problem, so a person fixing a 10k-row file reruns
+once: unreadable lines, wrong columns, scores outside 1..5, bad item kinds, ids unknown for their kind (when the
+caller passes the known items), duplicate rows, one labeller giving an item two scores, and labellers more than
+``LabelPolicy.max_disagreement`` points apart (the binary target itself is in dispute).
 
-Problems (errors): unreadable line, wrong/missing columns, a score that is not an integer 1..5, a bad
-item kind, an id that is not among the known items of its kind (when the caller passes them: a ``clip``
-label naming a video id, or a ``video`` label naming a clip key, would silently label nothing), a
-duplicate row (same item, same labeller, same score, again), and conflicts:
-- the same labeller giving one item two different scores (a contradiction nobody can resolve), or
-- labellers disagreeing by more than ``LabelPolicy.max_disagreement`` points (e.g. one says 1, another 5:
-  the binary target itself is in dispute; fix the file or relabel).
-
-Resolution rule (documented, deterministic) for the remaining disagreements between labellers: the item's
-score is the MEDIAN of its labellers' scores, rounded DOWN (towards "worse") when the median falls between
-two scores. Rounding down is the conservative choice for a filter whose job is precision: an item enters
-the "good" class only when at least half of its labellers gave it that score.
+Remaining disagreements resolve to the MEDIAN score, rounded DOWN (towards "worse") between two scores: for a
+filter whose job is precision, an item is "good" only when at least half of its labellers gave it that score.
 """
 
 from __future__ import annotations

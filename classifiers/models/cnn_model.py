@@ -1,23 +1,15 @@
 """The paper's model family: a ResNet18-style CNN trained from scratch on sampled frames (plain torch).
 
-Genie (Bruce et al. 2024, App. B.1) trained "an 11M parameter ResNet18" as a binary good/bad classifier.
-``ResNet`` below is He et al.'s ResNet18 (BasicBlock x [2, 2, 2, 2], widths 64-128-256-512, 7x7 stem,
-max-pool, global average pool) with one logit: 11.2M parameters in the default ``resnet18`` preset.
-torchvision is not a dependency, so the ~60 lines of the architecture live here.
+Genie (Bruce et al. 2024, App. B.1) trained "an 11M parameter ResNet18" as a binary good/bad classifier; ``ResNet``
+is He et al.'s ResNet18 with one logit (11.2M parameters in the ``resnet18`` preset), written out here as torchvision
+is not a dependency. What differs: each sample stacks two frames half a second apart (6 channels,
+``classifiers.features.sample_frames``) so the net sees motion (a slideshow of gameplay stills looks like gameplay
+frame by frame); a clip's score is the mean over its ``samples`` instants. ``small`` and ``tiny`` serve CPU demos
+and tests; ``augment`` (flips, shifts) is off by default, as it did not help on the demo corpus.
 
-What differs from the paper: each input sample stacks two frames half a second apart (6 channels, see
-``classifiers.features.sample_frames``) so the network can see motion -- a slideshow of gameplay stills
-looks like gameplay frame by frame. A clip's score is the mean probability of its ``samples`` instants.
-Presets ``small`` and ``tiny`` exist for CPU demos and tests; ``augment`` (random flips and shifts) is
-off by default: on the demo corpus it did not help (held-out ROC-AUC 0.67 with it, 0.75 without).
-
-``device`` ("cuda" when torch sees a GPU, else "cpu") is where the net trains and scores; it is where the
-model runs, not part of the model: weights are saved as CPU tensors and ``load`` puts them on the loading
-machine's default device, so a model trained on a GPU scores on a CPU-only pipeline worker.
-
-Randomness comes from generators seeded with ``seed`` -- one for the initial weights, one for shuffling and
-augmentation -- never from torch's global RNG: training twice gives the same model, and training leaves the
-global RNG state (other code's randomness) untouched.
+``device`` is where the net runs, not part of the model: weights are saved as CPU tensors, so a GPU-trained model
+scores on a CPU-only worker. Randomness comes from generators seeded with ``seed``, never torch's global RNG:
+training twice gives the same model and leaves other code's RNG state alone.
 """
 
 from __future__ import annotations
