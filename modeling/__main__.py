@@ -9,11 +9,9 @@
     generate | play | evaluate ...                  (modeling.generate / play / evaluate)
     bc {expert,label,train,evaluate} ...            agents from latent actions (modeling.bc, the paper's Fig. 15)
 
-Every command is dispatched by name to a parser of its own (``schemas.cli.StrictParser``), so its errors and
-``--help`` name it; ``python -m modeling --help`` lists them all. Errors a user can fix (a mistaken flag or
-``--set``, no shards matched, clips that are not the config's size, token shards or a LAM run made with another
-tokenizer, a run directory of the wrong kind) are one line on stderr and exit status 2, and ``train`` checks
-them before it creates or changes the run directory.
+Each command has a parser of its own (``schemas.cli.StrictParser``), so its errors and ``--help`` name it. Errors a
+user can fix (a mistaken flag, no shards matched, clips or token shards that do not fit the config or tokenizer, a
+run directory of the wrong kind) are one line on stderr and exit status 2, checked before ``train`` touches its run.
 """
 
 from __future__ import annotations

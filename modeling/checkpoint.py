@@ -110,7 +110,7 @@ def load_lam(run_dir: str | Path, map_location: Any = "cpu", which: str | int = 
         raise ValueError(f"{run_dir} is a {phase!r} run: it has no LAM (train a {PHASE_LAM!r} or "
                          f"{PHASE_LAM_DYNAMICS!r} run)")
     lam = lam_from_state(cfg.lam, load_checkpoint(run_dir, which, map_location)["models"]["lam"])
-    cfg.lam = lam.cfg  # a checkpoint from before the LAM's conv stem and pixel head: the config it was built with
+    cfg.lam = lam.cfg  # the config the saved weights fit (``legacy_config``: a LAM without conv stem or pixel head)
     device = map_location if isinstance(map_location, str | torch.device) else "cpu"
     return lam.to(device).eval(), cfg
 

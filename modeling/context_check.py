@@ -1,4 +1,4 @@
-"""How far inference drifts from training once the generation window slides (issue: "frame 1 after the slide").
+"""How far inference drifts from training once the generation window slides: the tokens in the window's slot 1.
 
 Training encodes every window of T frames from scratch, so the tokens in slot 1 of a window were always made
 by the causal tokenizer *without* context. At inference, once a rollout is longer than the window, slot 1

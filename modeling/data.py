@@ -1,32 +1,16 @@
-"""Training data: random T-frame windows from the pipeline's WebDataset shards, decoded in loader workers.
+"""Training data: random T-frame windows from clip shards (any ``schemas.shard_source`` spec), decoded in loader workers.
 
-Stream per DataLoader worker::
+Per DataLoader worker::
 
     shard URLs --(per-epoch shuffle, endless when resampled)--> split by rank, then by worker
       --> tar samples --> shuffle buffer --> (sample, window start) --> decode window --> batch
 
-- Each sample is a ``ShardSample`` (``<key>.mp4`` + ``<key>.json``). Only the needed window is decoded
-  (``schemas.clip_codec.decode_clip`` seeks to the keyframe before it), so a 16-frame window costs at most
-  16 + GOP frames of decoding instead of 160.
-- Everything random is a pure function of ``(seed, rank, worker, epoch, counter)`` and the shard split is plain
-  arithmetic (a worker's j-th shard is computed, not found by listing), so the stream is reproducible.
-- Exact resume without replay: every batch carries ``batch["position"]``, a ``StreamPosition`` saying where its
-  worker's stream stands (which of its shards it is reading, how many samples into it, which samples sit in
-  the shuffle buffer, and the random counters). Given the positions of a run's last batches (``resume``), a
-  worker opens only the shards that still have samples in its buffer plus its current shard; it reads those up
-  to the position without decoding any video, and never opens the finished shards before them. The legacy
-  ``start_batch`` without ``resume`` instead replays the stream and drops the consumed windows (still without
-  decoding video, but re-reading every shard since the start of training). Either way exactness needs the
-  same world size, ``num_workers`` and shuffle buffer (``modeling.train`` saves and checks them).
-- ``resampled=True`` streams endless epochs (each a fresh shuffle of the shard list) for long runs.
-
-Batches are dicts: ``video`` uint8 (B, T, H, W, 3) -- channels LAST, as decoded; ``to_float_video`` makes the
-models' float (B, T, 3, H, W) in [0, 1] --, ``actions`` long (B, T) (ground truth from the shard json,
--1 where unknown), ``start`` long (B,), ``key`` list of clip keys, ``position`` (see above).
-
-Shards: any spec ``schemas.shard_source`` resolves (a run directory, a shard directory, a glob, a brace pattern
-``shard-{00000..00099}.tar``, a ``::`` list, and anything ``webdataset.gopen`` opens: ``http(s)://`` via curl,
-``gs://`` via gsutil, ``pipe:...``), with its errors (``ShardSourceError``, ``ShardError``).
+Only the needed window is decoded. Everything random is a pure function of ``(seed, rank, worker, epoch, counter)``
+and the shard split is arithmetic, so the stream is reproducible and resumes exactly: each batch carries its
+worker's ``StreamPosition`` (``batch["position"]``), and from a run's last positions (``resume``) a worker reopens
+only the shards it still needs, decoding no video; exactness needs the same world size, workers and shuffle buffer.
+Batches: ``video`` uint8 (B, T, H, W, 3) (``to_float_video``: float (B, T, 3, H, W) in [0, 1]), ``actions`` long
+(B, T) (-1 unknown), ``start``, ``key``, ``position``.
 """
 
 from __future__ import annotations
@@ -292,7 +276,7 @@ class ClipWindowDataset(IterableDataset):
         skip = 0
         if self.resume is not None:
             pos = StreamPosition(**self.resume[virtual]) if virtual in self.resume else StreamPosition(virtual)
-        else:  # legacy: replay the stream, dropping the windows of this worker's batches among the first n
+        else:  # no positions: replay the stream, dropping this worker's windows of the first n batches
             pos = StreamPosition(virtual)
             skip = max(0, -(-(self.config.start_batch - virtual) // num_workers)) * self.config.batch_size
         batch: list[dict[str, Any]] = []

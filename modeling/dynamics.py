@@ -1,21 +1,14 @@
 """MaskGIT dynamics model: predicts the next frame's tokens from past tokens and latent actions.
 
 Genie (Bruce et al. 2024), Section 2.1 and Appendix C.3: a decoder-only ST-transformer (causal in time) over
-tokenizer tokens. Training (MaskGIT, Chang et al. 2022): input tokens are replaced by a mask token with a
-Bernoulli rate drawn from U(0.5, 1) per example, and the loss is the cross-entropy on the masked tokens of
-frames 2..T. Frame 1 is never masked: it is the context every prediction starts from.
+tokenizer tokens, trained with MaskGIT (Chang et al. 2022): tokens masked at a rate drawn from U(0.5, 1) per
+example, cross-entropy on the masked tokens of frames 2..T (frame 1, the context, is never masked).
 
-Actions: the action that produced frame t (``actions[:, t-1]``) conditions frame t; frame 1 gets a learned
-"no action" embedding, as does any action given as -1. Two variants (``DynamicsConfig.action_conditioning``):
-- ``"additive"`` (paper): the action embedding is added to every token of its frame;
-- ``"token"`` (Jasmine, which found it essential for faithful CoinRun rollouts): the action embedding is an extra
-  token prepended to the frame's spatial sequence, so spatial attention can read it and temporal attention
-  carries it.
-
-Inference (``new_cache`` / ``forward_step`` / ``commit``) computes one frame at a time against a temporal KV cache,
-in one of two contexts beyond the trained window (``modeling.st_transformer.TemporalKVCache``): ``"window"``
-re-encodes the last T-1 frames as a fresh window whose first frame has "no action", exactly as in training;
-``"stream"`` keeps a rolling cache (constant cost per frame).
+The action that produced frame t (``actions[:, t-1]``) conditions frame t; frame 1 and actions of -1 get a learned
+"no action" embedding. ``DynamicsConfig.action_conditioning``: ``"additive"`` (the paper) adds the embedding to
+every token of its frame; ``"token"`` (Jasmine, which found it essential for faithful CoinRun rollouts) prepends it
+as an extra spatial token. Inference (``new_cache`` / ``forward_step`` / ``commit``) runs frame by frame against a
+temporal KV cache (``modeling.st_transformer.TemporalKVCache`` describes its ``"window"`` and ``"stream"`` contexts).
 """
 
 from __future__ import annotations

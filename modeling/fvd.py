@@ -1,22 +1,13 @@
-"""Fréchet Video Distance (Unterthiner et al. 2018): the Fréchet distance between Gaussians fitted to features
-of real and of generated videos, the features coming from a video network (Kinetics-400 I3D for FVD proper).
+"""Fréchet Video Distance (Unterthiner et al. 2018): the Fréchet distance between Gaussians fitted to features of
+real and of generated videos from a video network (Kinetics-400 I3D for FVD proper).
 
-The I3D weights cannot be downloaded here, so the network is whatever the user supplies (``--i3d PATH``): any
-TorchScript file (or, from Python, any ``torch.nn.Module``) that maps a batch of preprocessed videos to one
-feature vector per video. Preprocessing follows the reference TensorFlow implementation
-(google-research/frechet_video_distance):
+The I3D weights cannot be downloaded here, so the network is the user's (``--i3d PATH``): any TorchScript file or
+``torch.nn.Module`` mapping preprocessed videos (B, 3, T, 224, 224) to one feature vector each. Preprocessing
+follows the reference (google-research/frechet_video_distance): bilinear resize to 224 x 224 without a crop,
+values in [-1, 1], T = 16 as in the paper; the features are I3D's 400 logits. A module whose ``forward`` takes
+StyleGAN-V's flags (``i3d_torchscript.pt``) gets ``rescale=False, resize=False, return_features=True``.
 
-- frames are resized to 224 x 224 with bilinear interpolation (no crop: 160 x 90 frames are stretched, as the
-  reference stretches any input), values mapped from [0, 1] to [-1, 1];
-- layout (B, 3, T, 224, 224); the reference and the paper's setting use T = 16 frames;
-- features: the 400 Kinetics logits of I3D (before the softmax).
-
-The widely used TorchScript port of that TF-Hub I3D (StyleGAN-V's ``i3d_torchscript.pt``) takes the same input
-and extra flags; when a module's ``forward`` accepts them they are passed as ``rescale=False, resize=False,
-return_features=True`` (preprocessing done here; 400 logits out).
-
-FVD values depend on the number of videos (the covariance of 400-d features needs hundreds to be stable;
-papers use 256 to 10k), so compare values computed on equal numbers of videos only.
+FVD depends on the number of videos (400-d covariances need hundreds), so compare values on equal numbers only.
 """
 
 from __future__ import annotations

@@ -2,25 +2,13 @@
 
     python -m modeling generate --checkpoint RUN --prompt shot.png --actions 0,3,3,1 --out rollout.mp4
 
-The prompt is anything ``modeling.prompts`` loads (an image or sketch, a video file, ``shard.tar#key``). Each
-rollout takes one latent action per generated frame (0 .. num_actions-1, the LAM codebook). A batch of
-rollouts runs as one batch through the model:
-
-- ``--actions`` given k times: k action sequences (equal lengths); ``--random-actions N``: N uniformly random
-  actions per rollout, drawn from ``--seed``;
-- ``--batch M``: M samples per action sequence (M rollouts with random actions). All rollouts of a batch share
-  one sampler seeded with ``--seed``; each draws its own noise from it, so samples differ, and the same
-  command reproduces the same bytes.
-
-Outputs, by the ``--out`` suffix (frames are the kept prompt frames, then the generated ones):
-
-- ``.mp4`` (H.264 via ``schemas.clip_codec.encode_clip``, deterministic) or ``.gif``: one video, the rollouts
-  side by side in a grid, rollout i at row ``i // cols``, column ``i % cols``; with several action sequences and
-  ``--batch`` > 1 each row is one action sequence and its samples;
-- ``.png``: a strip, one row per rollout, one column per frame;
-- ``.npy``: uint8 (B, T, 90, 160, 3), the raw frames.
-
-A sidecar ``<out>.json`` records the checkpoint, prompt, seed, sampling options and every rollout's actions.
+The prompt is anything ``modeling.prompts`` loads; each generated frame takes one latent action (0 ..
+num_actions-1). ``--actions`` given k times makes k rollouts, ``--random-actions N`` N random actions per rollout,
+``--batch M`` M samples per action sequence; all run as one batch with one sampler seeded by ``--seed``, so samples
+differ and the same command reproduces the same bytes. By ``--out`` suffix: ``.mp4`` (deterministic H.264) or
+``.gif``, the rollouts side by side in a grid (a row per action sequence when ``--batch`` > 1); ``.png``, a row
+per rollout; ``.npy``, uint8 (B, T, 90, 160, 3). A sidecar ``<out>.json`` records the checkpoint, prompt, seed,
+sampling options and every rollout's actions.
 """
 
 from __future__ import annotations

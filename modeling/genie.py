@@ -1,29 +1,14 @@
 """Genie inference: prompt frames -> tokens -> (latent action -> MaskGIT dynamics -> decoder -> frame)*.
 
-Genie (Bruce et al. 2024), Section 2.2 and Figure 8: the prompt is tokenised, then for every action the user
-picks (an index into the LAM's tiny codebook) the dynamics model samples the next frame's tokens with MaskGIT, the
-tokenizer decodes them, and the new tokens join the history. The context is the trained window T (16) frames,
-including the one being generated; beyond it the window slides.
-
-Both the dynamics model and the tokenizer decoder are causal in time, so past frames never change once
-generated. With ``use_cache`` their temporal attention keys/values are cached per frame
-(``modeling.st_transformer.TemporalKVCache``): each of the 25 MaskGIT steps of a frame then costs one frame's
-worth of compute instead of a forward pass over the whole window. Beyond the trained window the ``context``
-decides (both bounded whatever the history length):
-
-- ``"window"`` (default, what the model was trained on): each frame is predicted from a fresh window of the last
-  T-1 frames, the first of them without an action. The cached path re-encodes that window once per frame.
-- ``"stream"``: a rolling cache, sliding-window attention per layer; the cheapest (every frame costs the same),
-  but deeper layers see further back than training ever showed them.
-
-The uncached path recomputes everything from the token history (the window, or for ``"stream"`` the whole
-history with banded attention) and is the reference the cache is tested against.
-
-Actions between prompt frames are not known to the user: the LAM infers them, as the paper's model would
-have seen them in training.
-
-Precision and sampling default to the run's (``GenieConfig.precision``, ``GenieConfig.sampling``): the tokens
-and latent actions are then made exactly as in training, and each preset samples at the paper's temperature.
+Genie (Bruce et al. 2024), Section 2.2 and Figure 8: for each action the user picks (an index into the LAM's
+codebook) the dynamics model samples the next frame's tokens with MaskGIT, the tokenizer decodes them, and they
+join the history; actions between prompt frames are inferred by the LAM, as in training. The context is the
+trained window T, the new frame included. Both models are causal in time, so ``use_cache`` keeps their temporal
+keys/values per frame (``modeling.st_transformer.TemporalKVCache``) and a MaskGIT step costs one frame, not a
+window. Past the window, ``context="window"`` (default, as trained) re-encodes the last T-1 frames per frame;
+``"stream"`` keeps a rolling cache, cheapest but deeper layers see further back than training showed. The uncached
+path is the reference the cache is tested against. Precision and sampling default to the run's, so tokens are
+made as in training and each preset samples at the paper's temperature.
 """
 
 from __future__ import annotations

@@ -1,19 +1,14 @@
-"""Evaluation metrics of the world model, in one place: image fidelity (PSNR, SSIM), agreement of latent
-actions with true actions (normalised mutual information, many-to-one accuracy), latent-action code usage.
+"""Evaluation metrics of the world model: image fidelity (PSNR, SSIM), agreement of latent with true actions (NMI,
+many-to-one accuracy), latent-action code usage. One home, so a number means the same in training logs and in
+``python -m modeling evaluate``.
 
-Training logs and ``python -m modeling evaluate`` use these functions, so a number means the same everywhere.
-
-- PSNR is computed per image (or per clip) from its own MSE and then averaged, as video-prediction papers
-  report it (Genie's PSNR and ΔtPSNR); images are floats in [0, 1] (``data_range`` 1).
-- SSIM is Wang et al. (2004): an 11-tap Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03, population
-  (co)variances, averaged over the pixels whose window lies inside the image and over the channels. This is
-  ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
-  data_range=1, channel_axis=...)``.
-- NMI uses the arithmetic mean of the two entropies as normaliser (scikit-learn's default), so 1 means the
-  latent actions determine the true actions and vice versa up to relabelling, 0 means independent.
-- Many-to-one accuracy maps each latent action to the true action it co-occurs with most often (the "purity"
-  of the latent clusters): it is what a policy could reach by relabelling latent actions with a few labelled
-  samples, as in the paper's CoinRun agent experiment (Fig. 15).
+- PSNR per image (or clip) from its own MSE, then averaged, as video-prediction papers (and Genie's ΔtPSNR)
+  report it; images are floats in [0, 1].
+- SSIM is Wang et al. (2004) as ``skimage.metrics.structural_similarity(..., gaussian_weights=True, sigma=1.5,
+  use_sample_covariance=False, data_range=1, channel_axis=...)``.
+- NMI uses the arithmetic mean of the entropies (scikit-learn's default): 1 = each determines the other up to
+  relabelling, 0 = independent. Many-to-one accuracy maps each latent action to its most frequent true action:
+  what a policy could reach by relabelling latent actions from a few labelled samples (the paper's Fig. 15).
 """
 
 from __future__ import annotations

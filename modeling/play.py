@@ -2,8 +2,7 @@
 
     python -m modeling play --checkpoint RUN --prompt shot.png [--port 8000]
 
-Serves ``play_page.html`` (packaged next to this module) on 127.0.0.1 with the standard library's HTTP server
-(no web framework: the model is the only heavy part). The page calls a small JSON API:
+Serves ``play_page.html`` on 127.0.0.1 with the standard library's HTTP server (the model is the only heavy part):
 
     GET  /            the page
     GET  /state       model facts (num_actions, window), seed, sampling, actions taken, the latest frames
@@ -12,9 +11,8 @@ Serves ``play_page.html`` (packaged next to this module) on 127.0.0.1 with the s
     POST /prompt      an image file's bytes (upload, or the page's sketch canvas as PNG) -> new prompt, reset
     GET  /video.mp4   the session so far as an H.264 clip
 
-One batch-1 ``Genie`` session serves every request in order (a lock): the frames a page shows are exactly
-``Genie.rollout(prompt, actions, sampling, seed)`` for the actions it sent. The server has no authentication and
-listens on loopback only; from a remote GPU machine, forward the port (``ssh -L 8000:127.0.0.1:8000 host``).
+One batch-1 ``Genie`` session serves requests in order, so a page shows exactly ``Genie.rollout(prompt, actions,
+sampling, seed)``. No authentication, loopback only: from a remote GPU machine, ``ssh -L 8000:127.0.0.1:8000 host``.
 """
 
 from __future__ import annotations

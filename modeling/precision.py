@@ -2,7 +2,7 @@
 generation runs under ``autocast(cfg.precision, device)``.
 
 Why one policy: the tokens and latent actions are argmins (VQ) and argmaxes, so a change of precision flips
-some of them (about 1% of a random tiny tokenizer's tokens between fp32 and bf16). If training encoded under bf16
+some of them (docs/modeling.md gives the measured share). If training encoded under bf16
 and evaluation under fp32, the dynamics model would be evaluated on inputs it never saw. The policy is
 ``GenieConfig.precision``, saved in every run's config.json and checkpoint, and applies on every device (CPU
 autocast supports bf16 too), so a GPU-trained run evaluated on a CPU still sees its training precision.

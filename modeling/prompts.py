@@ -1,26 +1,15 @@
 """Prompts for generation: frames the world model starts from, as float (1, P, 3, H, W) in [0, 1].
 
-Every loader takes ``size`` = (height, width), the model's frame size (``Genie.frame_size``, the run config's
-``tokenizer.frame_height/width``): 90x160 (the pipeline's clips, the default) or e.g. 64x64 for ``coinrun``.
-
-Genie (Bruce et al. 2024, Section 3) prompts its model with a single image -- a game screenshot, a photo, a
-hand-drawn sketch -- or with frames of a real clip. A prompt source is one of:
-
-- an image file of any size and aspect ratio (PNG, JPEG, WebP, GIF, ...; grayscale, palette, RGBA): brought to
-  ``size`` with the dataset pipeline's own geometry (``schemas.decoders.scaled_size`` + ``to_output``: scale to
-  cover, then crop the centre; ``fit="pad"`` scales to fit and pads with black instead). EXIF orientation is
-  applied; transparent pixels are laid over ``background`` (white: a sketch drawn on a transparent canvas reads
-  as strokes on paper). An animated image gives one frame per image frame.
-- a video file (mp4, webm, ...): resampled to 10 FPS and scaled exactly as the pipeline cuts clips
-  (``schemas.frame_times`` picks the source frame of each 10 FPS tick, ``schemas.decoders`` decodes and crops).
-- a clip in a dataset shard: ``shard.tar#<sample key>``, or ``shard.tar`` for its first sample (read with
-  ``schemas.shard_source``, local or a URL such as ``gs://...``), decoded with
-  ``schemas.clip_codec.decode_clip``; a clip of another size than ``size`` is refused (a model sees its
-  training geometry only; resizing a clip would blur it).
-
-``start`` picks the first frame (a 10 FPS frame index for videos and clips) and ``num_frames`` how many
-consecutive frames the prompt holds (``None``: all from ``start``). Mistakes a user can fix raise
-``PromptError`` with a one-line message.
+Genie (Section 3) prompts with one image (a screenshot, a photo, a sketch) or frames of a real clip. Every loader
+brings its source to ``size`` = (height, width), the model's frame size, by the dataset pipeline's own rules:
+- an image file (any size, mode or format): scaled to cover and centre-cropped (``fit="pad"``: fitted and padded
+  with black), EXIF orientation applied, transparency laid over ``background`` (white: a sketch on a transparent
+  canvas reads as strokes on paper); an animated image gives one frame per image frame;
+- a video file: resampled to 10 FPS and scaled as the pipeline cuts clips (``schemas.frame_times``, ``decoders``);
+- a shard clip, ``shard.tar#<key>`` (or ``shard.tar``: its first sample; local or a URL), decoded as stored and
+  refused at another size (a model sees its training geometry only; resizing would blur it).
+``start`` (a 10 FPS frame index) and ``num_frames`` (``None``: all) pick the frames; a mistake a user can fix
+raises ``PromptError`` with a one-line message.
 """
 
 from __future__ import annotations

@@ -132,21 +132,14 @@ CONTEXTS = ("window", "stream")
 class TemporalKVCache:
     """Per-layer temporal keys/values of committed frames, for frame-by-frame generation.
 
-    ``max_frames`` is the attention window in frames INCLUDING the frame being predicted (the training length
-    T), so at most ``max_frames - 1`` committed frames are kept. What happens when a commit would exceed that is
-    the ``context`` (both are exact against a full forward pass; ``tests/modeling/test_genie.py`` checks them with
-    several layers, past the slide):
-
-    - ``"window"`` (default): every new frame is computed exactly as in training, from a fresh forward pass
-      over the last T-1 frames. Deeper layers' keys of an old frame were computed while it saw frames that have
-      since left the window, so they cannot simply be kept: the owner re-encodes the window from ``frames``
-      (``STTransformer.prefill``) on each commit once it is full. Before that a commit costs one frame; after,
-      T-1 frames of one forward pass (the 25 MaskGIT steps of a frame still cost one frame each).
-    - ``"stream"``: sliding-window attention per layer (as in Mistral's rolling cache): the oldest frame's keys
-      are dropped and the rest kept, so every frame costs the same however long the history. Deeper layers
-      then see further back than T, which the model never saw in training; the reference is a forward pass over
-      the whole history with a band mask (``STTransformer.forward(window=T)``).
-
+    ``max_frames`` is the attention window INCLUDING the frame being predicted (the training length T), so at most
+    ``max_frames - 1`` committed frames are kept; ``context`` decides what a commit beyond that does, both exact
+    against a full forward pass (``tests/modeling/test_genie.py``):
+    - ``"window"`` (default): each frame is computed as in training, from a fresh pass over the last T-1 frames; deeper
+      layers' keys of an old frame depend on frames that have left the window, so once full the owner re-encodes the
+      window (``STTransformer.prefill``) on each commit.
+    - ``"stream"``: sliding-window attention per layer (Mistral's rolling cache): every frame costs the same, but deeper
+      layers see further back than T, unlike training; the reference is a band-masked ``STTransformer.forward(window=T)``.
     Keys are stored rotated at their frame's position; RoPE makes scores depend on offsets only.
     """
 

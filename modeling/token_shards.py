@@ -1,27 +1,19 @@
-"""Token pre-extraction: run a trained tokenizer once over the clip shards and store the tokens.
+"""Token pre-extraction: run a trained tokenizer once over the clip shards and store the tokens, so dynamics
+training reads small token shards instead of decoding video and running the tokenizer on every step.
 
-Dynamics training then reads small token shards instead of decoding video and running the tokenizer on every
-step. Each clip is cut into consecutive, non-overlapping windows of the tokenizer's T frames, and each window is
-tokenised on its own -- exactly what the tokenizer sees in training (its encoder is causal, so a window's
-tokens depend only on that window). Consumers must therefore take windows ALIGNED to multiples of T
-(``token_windows`` does).
+Each clip is cut into consecutive windows of the tokenizer's T frames, each tokenised on its own, as in tokenizer
+training (its encoder is causal); consumers must take windows aligned to multiples of T (``token_windows`` does).
 
 Token shard sample (WebDataset, key = clip key):
     <key>.tokens.npy   uint16 (num_windows * T, h, w)
     <key>.json         {"format": 2, "clip_key", "num_frames", "window", "token_grid", "codebook_size",
-                        "tokenizer_run",
-                        "actions": ground-truth action per frame or null,
+                        "tokenizer_run", "actions": ground-truth action per frame or null,
                         "latent_actions": LAM action per frame (-1 at each window's last frame) or null}
 
-Both action lists follow ONE convention, that of the clip shards and of ``LatentActionModel.infer_actions``:
-``actions[k]`` and ``latent_actions[k]`` are the action taken AFTER frame k, i.e. the one that produced frame
-k + 1. A window's last frame has no latent action (the LAM saw no following frame), so it is -1 there; the
-dynamics model, conditioned on the action that produced each frame, uses ``latent_actions[:, :-1]`` of a window.
-(Format 1 shards stored latent actions shifted by one, -1 at each window's first frame; they are refused.)
-
-Latent actions are stored when ``lam_run`` (a lam-dynamics run) is given, so a dynamics model can be trained
-or fine-tuned against a frozen LAM without pixels. The LAM run must have been trained on the same tokenizer:
-its dynamics model, which ``train dynamics --init`` continues, only understands that tokenizer's tokens.
+``actions[k]`` and ``latent_actions[k]`` are the action taken AFTER frame k, as in the clip shards and
+``LatentActionModel.infer_actions``; the dynamics model uses a window's ``latent_actions[:, :-1]``. Format 1 shards
+(latent actions shifted by one) are refused. Latent actions are stored when ``lam_run`` is given (a lam-dynamics
+run on the same tokenizer), so dynamics can be trained against a frozen LAM without pixels.
 """
 
 from __future__ import annotations

@@ -6,20 +6,13 @@
         --out runs/genie
     torchrun --nproc_per_node 8 -m modeling train ...          # DDP: one process per GPU
 
-What a run does: AdamW (decay on matrices only) with linear warm-up and cosine decay, gradient clipping, the
-run's precision policy (``GenieConfig.precision``, ``modeling.precision``: bf16 autocast by default, on every device),
-DDP under ``torchrun``, VQ dead-code resets after each step, TensorBoard
-scalars and image grids plus a ``metrics.jsonl`` a person can read, and checkpoints that resume EXACTLY: the
-model, optimizer, step and every loader worker's stream position are saved, and the loader continues from
-there without replaying the data consumed so far (``modeling.data``). Exactness also needs the same data
-layout (world size, loader workers, shuffle buffer, micro-batch), which is saved and checked: a change is
-warned about (``resume_data``). Running the same command again on an existing run directory resumes it.
-
-The ``lam`` phase trains the LAM alone on pixels (no tokenizer, no dynamics model; the ``train_lam_dynamics``
-section's settings): what behaviour cloning from latent actions needs (``modeling.bc``), at a fraction of the
-cost. In the lam-dynamics phase the tokenizer is frozen (loaded from ``--tokenizer``); the dynamics model is
-conditioned on the LAM's discrete actions for the same batch (no gradient flows from dynamics into the LAM,
-as the actions are indices), so both are trained by one optimizer on the sum of their losses.
+A run: AdamW (decay on matrices only), warm-up and cosine decay, gradient clipping, the run's precision policy
+(``modeling.precision``), DDP under ``torchrun``, VQ dead-code resets, TensorBoard and a readable ``metrics.jsonl``.
+Checkpoints resume EXACTLY (model, optimizer, step, every loader worker's stream position: ``modeling.data``);
+the data layout is saved and a change warned about (``resume_data``); rerunning a command resumes its run. In
+lam-dynamics the tokenizer is frozen and dynamics is conditioned on the LAM's action indices (no gradient into
+the LAM), so one optimizer trains both on the sum of their losses; ``lam`` trains the LAM alone on pixels (for
+``modeling.bc``) at a fraction of the cost.
 """
 
 from __future__ import annotations
@@ -615,8 +608,8 @@ def resume_data(saved: dict[str, Any], layout: dict[str, int], rank: int, log=pr
                 ) -> tuple[int, dict[int, dict[str, Any]] | None]:
     """(data seed, this rank's loader positions) that continue the data stream of checkpoint data ``saved``.
 
-    Unchanged layout: the saved positions, an exact continuation. Positions None (a checkpoint from before they
-    were saved): the loader replays the stream and drops the consumed batches, exact but re-reading every shard
+    Unchanged layout: the saved positions, an exact continuation. Positions None (a checkpoint without them):
+    the loader replays the stream and drops the consumed batches, exact but re-reading every shard
     seen so far. A changed layout cannot be exact and is warned about, not refused: resuming a preempted job on
     fewer GPUs or workers must stay possible. A changed world size or worker count deals the shards out
     differently, so no saved position applies; rather than replay the stream from its start (re-reading and

@@ -1,22 +1,14 @@
-"""Vector quantisation with a straight-through estimator (van den Oord et al. 2017), as used by Genie's
-tokenizer and latent action model.
+"""Vector quantisation with a straight-through estimator (van den Oord et al. 2017), for Genie's tokenizer and LAM.
 
-Choices, and why:
-- ``normalize=True`` l2-normalises latents and codes (cosine-similarity VQ, as the Jafar/Jasmine Genie
-  reimplementations do): every code lies on the unit sphere, so no code can drift far away from the data and die.
-- Dead-code reset on top: per-code usage is tracked as an EMA of the share of assignments each code gets;
-  ``reset_dead_codes`` re-initialises codes whose share fell below ``dead_code_threshold`` times the uniform
-  share (1/num_codes; scale-free, whatever the batch size) to the batch latents that are WORST served by the
-  current codebook (largest quantisation error). The choice is deterministic (no RNG), so exact resume holds,
-  and under DDP rank 0's codebook is broadcast so all ranks stay identical. This is the guard against the
-  well-known LAM collapse to one or two actions.
-- For a tiny codebook (the LAM's), ``bank_size > 0`` keeps a ring buffer of the latest training latents, and two
-  things follow (as LAPA/LAQ's early codebook replacement): ``warmup_steps`` training forwards pass the latent
-  through unquantised (the decoder learns to use a continuous action first), then the codebook is set by k-means
-  on the bank; a dead code is re-seeded by k-means over the last batch's latents with the live codes held fixed,
-  so it lands on a group of latents the live codes serve badly, not on one outlier (older latents than the last
-  batch come from an encoder that has moved on: re-seeded from the whole bank, codes were measured to stay dead). Deterministic (k-means starts
-  from fixed picks), so exact resume holds. ``bank_size = 0`` (the tokenizer) keeps the behaviour above.
+- ``normalize=True``: cosine-similarity VQ (as Jafar/Jasmine): codes lie on the unit sphere, so none can drift
+  away from the data and die.
+- Dead-code reset, the guard against the LAM collapsing to one or two actions: a code whose EMA share of
+  assignments falls below ``dead_code_threshold`` / num_codes is re-initialised to the batch latent worst served.
+- ``bank_size > 0`` (a tiny codebook, the LAM's; as LAPA/LAQ): ``warmup_steps`` pass latents through unquantised,
+  then k-means on a ring buffer of recent latents sets the codebook; a dead code is re-seeded by k-means over the
+  last batch only, live codes fixed (older latents come from an encoder that has moved on:
+  docs/measurements/2026-12-06-lam-cpu.md).
+Every choice is deterministic (no RNG), so exact resume holds; under DDP rank 0's codebook is broadcast.
 """
 
 from __future__ import annotations

@@ -1,23 +1,17 @@
 """A real HTTP server on 127.0.0.1 that serves files and injects faults, for testing downloaders.
 
-Each route has a *script*: the fault to apply to its 1st, 2nd, ... request, then a default for every later
-request. Every request is logged (time, method, headers, the fault applied), so a test can check how a
-client behaved (how many retries, whether it waited as long as ``Retry-After`` asked, whether it resumed
-with a ``Range`` header) and not only the end result.
+Each route has a *script*: the fault for its 1st, 2nd, ... request, then a default for the rest. Every request is
+logged (time, method, headers, fault), so a test checks how a client behaved (retries, ``Retry-After`` waits,
+``Range`` resumes), not only the end result:
 
     with FaultServer() as server:
-        server.add("/v.mp4", body, script=[Fault.status(500), Fault.status(500)])  # then OK
+        server.add("/v.mp4", body, script=[Fault.status_code(500), Fault.status_code(500)])  # then OK
         download(server.url("/v.mp4"))
         assert len(server.log("/v.mp4")) == 3
 
-Served ``OK`` responses honour single ``Range: bytes=a-b`` requests (206), as real file servers do, so
-clients can resume after a dropped connection. Faults: status codes (with headers such as ``Retry-After``),
-``drop`` (cut the connection mid-body), ``stall`` (never answer), ``stall_body`` (answer, send part of the
-body, then go quiet with the connection open) and ``redirect_loop``.
-
-``block(fault)`` turns blocking on for every route at once, as a site does when it flags a client (a 429
-storm, YouTube's bot-check page, a sign-in 403), and ``block(None)`` turns it off again; blocked requests
-are logged like any other.
+``OK`` honours single ``Range: bytes=a-b`` requests (206), as file servers do. The faults are ``Fault``'s
+classmethods; ``block(fault)`` applies one to every route, as a site does when it flags a client (a 429 storm, a
+bot-check page, a sign-in 403), until ``block(None)``.
 """
 
 from __future__ import annotations

@@ -1,15 +1,14 @@
 """The paper's model family: a ResNet18-style CNN trained from scratch on sampled frames (plain torch).
 
-Genie (Bruce et al. 2024, App. B.1) trained "an 11M parameter ResNet18" as a binary good/bad classifier; ``ResNet``
-is He et al.'s ResNet18 with one logit (11.2M parameters in the ``resnet18`` preset), written out here as torchvision
-is not a dependency. What differs: each sample stacks two frames half a second apart (6 channels,
-``classifiers.features.sample_frames``) so the net sees motion (a slideshow of gameplay stills looks like gameplay
-frame by frame); a clip's score is the mean over its ``samples`` instants. ``small`` and ``tiny`` serve CPU demos
-and tests; ``augment`` (flips, shifts) is off by default, as it did not help on the demo corpus.
+Genie (Bruce et al. 2024, App. B.1) trained "an 11M parameter ResNet18" as a good/bad classifier; ``ResNet`` is He
+et al.'s ResNet18 with one logit (11.2M parameters, ``resnet18`` preset; torchvision is not a dependency). What
+differs: each sample stacks two frames half a second apart (``classifiers.features.sample_frames``) so the net sees
+motion, as a slideshow of gameplay stills looks like gameplay frame by frame; a clip's score is the mean over its
+``samples`` instants. ``augment`` (flips, shifts) is off by default: it did not help on the demo corpus.
 
 ``device`` is where the net runs, not part of the model: weights are saved as CPU tensors, so a GPU-trained model
-scores on a CPU-only worker. Randomness comes from generators seeded with ``seed``, never torch's global RNG:
-training twice gives the same model and leaves other code's RNG state alone.
+scores on a CPU-only worker. Randomness comes from seeded generators, never torch's global RNG: training twice
+gives the same model and leaves other code's RNG state alone.
 """
 
 from __future__ import annotations
