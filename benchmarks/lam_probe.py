@@ -11,6 +11,9 @@ it most often goes with) against the majority-action baseline. CoinRun's 15 Proc
 into the 6 it distinguishes (left, left+jump, no-op, jump, right, right+jump; down and the letter keys do
 nothing there), the classes a LAM could possibly tell apart.
 
+What the code tracks besides the action (``lam_motion``): its NMI with the camera's global shift per
+transition, and how many bits of that shift the action explains beyond the two shifts before it.
+
 Also, on up to 64 windows of the same videos, the action-necessity check (``modeling.lam_check``): the LAM
 decoder's PSNR with its inferred code, the best constant code and the true action's code, and the gaps in dB.
 
@@ -44,6 +47,9 @@ from modeling.data import LoaderConfig, clip_windows, to_float_video
 from modeling.lam import LatentActionModel
 from modeling.lam_check import action_necessity
 from schemas import shard_source
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from lam_motion import camera_shifts, motion_line, motion_report  # noqa: E402
 
 # Procgen's 15 buttons -> CoinRun's 6 distinct effects.
 COINRUN_CLASSES = np.array([0, 0, 1, 2, 2, 3, 4, 4, 5, 2, 2, 2, 2, 2, 2])
@@ -188,6 +194,7 @@ def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str |
     result: dict = {"lam": lam_run, "shards": shards, "transitions": int(len(codes)), "videos": len(episodes),
                     "num_codes": lam.num_actions,
                     "lam_15": scores(codes, truth), "lam_6": scores(codes, COINRUN_CLASSES[truth])}
+    result["motion"] = motion_report([camera_shifts(e.frames) for e in episodes], codes, COINRUN_CLASSES[truth])
     batch_video, batch_actions = check_batch(episodes, cfg.lam.num_frames)
     result["check"] = action_necessity(lam, batch_video, batch_actions)
     if oracle_steps and ceiling_train:
@@ -230,6 +237,8 @@ def table(result: dict) -> str:
         lines.append(f"\nDecoder trained on the true action ({o['steps']} steps): {o['psnr_true']:.2f} dB with it, "
                      f"{o['psnr_constant']:.2f} dB with the best constant action (the action is worth "
                      f"{o['gap_db']:+.2f} dB)")
+    if "motion" in result:
+        lines.append("\n" + motion_line(result["motion"]))
     c = result["check"]
     true = f", true action {c['psnr_true']:.2f} dB (gap {c['true_gap_db']:+.2f})" if "psnr_true" in c else ""
     lines.append(f"\nDecoder PSNR on {CHECK_WINDOWS} windows: inferred code {c['psnr_inferred']:.2f} dB, best "
