@@ -83,7 +83,6 @@ class LAMConfig:
     # (what checkpoints written before these fields hold; modeling.checkpoint loads them so).
     stem_channels: int = 32  # conv stem over [x_t, x_t - x_{t-1}] before both ST transformers (first conv width)
     head_channels: int = 64  # conv pixel head, coarsest scale's width (halved per scale, >= 8): x_t + delta
-    decoder_changes: int = 1  # past frame differences the decoder's stem and pixel head see beside x_t
     kmeans_bank: int = 4096  # latest training latents kept for k-means codebook init and dead-code re-seeding
     vq_warmup_steps: int = 200  # training forwards with the continuous latent before k-means sets the codebook
     check_every: int = 100  # training steps between action-necessity checks (modeling.lam_check); 0: none
@@ -94,8 +93,6 @@ class LAMConfig:
     action_classes: int = 15  # Procgen's 15 actions
 
     def __post_init__(self) -> None:
-        if self.decoder_changes < 1:
-            raise ValueError(f"lam.decoder_changes must be >= 1, got {self.decoder_changes}")
         if self.vq_warmup_steps and not self.kmeans_bank:
             raise ValueError("lam.vq_warmup_steps needs lam.kmeans_bank > 0 (the codebook's k-means init)")
 

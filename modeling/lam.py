@@ -95,17 +95,10 @@ class RunningStandardize(nn.Module):
         self.num_batches_tracked += 1
 
 
-def with_change(video: torch.Tensor, changes: int = 1) -> torch.Tensor:
-    """(B, T, 3, H, W) in [0, 1] -> (B, T, 3 + 3 * changes, H, W): [x_t in [-1, 1], x_t - x_{t-1}, ...,
-    x_{t-changes+1} - x_{t-changes}], differences before the first frame zero. Several past differences show the
-    decoder the motion's rhythm (a sub-pixel velocity moves the image 0 or 1 px in a pattern), which the
-    code would otherwise spend its bits on instead of the action."""
-    parts = [video * 2 - 1]
+def with_change(video: torch.Tensor) -> torch.Tensor:
+    """(B, T, 3, H, W) in [0, 1] -> (B, T, 6, H, W): [x_t in [-1, 1], x_t - x_{t-1}] (zero change at t = 0)."""
     change = torch.cat([torch.zeros_like(video[:, :1]), video[:, 1:] - video[:, :-1]], dim=1)
-    for _ in range(changes):
-        parts.append(change)
-        change = torch.cat([torch.zeros_like(change[:, :1]), change[:, :-1]], dim=1)
-    return torch.cat(parts, dim=2)
+    return torch.cat([video * 2 - 1, change], dim=2)
 
 
 class ConvStem(nn.Module):
@@ -145,13 +138,12 @@ class PixelHead(nn.Module):
     resolution, and residual: x_{t+1} = clip(x_t + delta, 0, 1), delta's conv initialised near zero (a copy at start).
     """
 
-    def __init__(self, dim: int, channels: int, latent_dim: int, grid: tuple[int, int], patch: int,
-                 context_channels: int = 6):
+    def __init__(self, dim: int, channels: int, latent_dim: int, grid: tuple[int, int], patch: int):
         super().__init__()
         self.grid, self.patch = grid, patch
         self.stages = max(1, math.ceil(math.log2(patch)))
         widths = [max(8, channels >> i) for i in range(self.stages)]
-        self.convs = nn.ModuleList(nn.Conv2d(c_in + context_channels, c, 3, padding=1)
+        self.convs = nn.ModuleList(nn.Conv2d(c_in + 6, c, 3, padding=1)
                                    for c_in, c in zip([dim, *widths[:-1]], widths, strict=True))
         self.films = nn.ModuleList(nn.Linear(latent_dim, 2 * c) for c in widths)
         self.to_delta = nn.Conv2d(widths[-1], 3, 3, padding=1)
@@ -228,7 +220,7 @@ class LatentActionModel(nn.Module):
         self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, cfg.commitment_weight, cfg.normalize_codes,
                                   cfg.dead_code_threshold, cfg.usage_decay, cfg.kmeans_bank, cfg.vq_warmup_steps)
         if cfg.stem_channels:
-            self.dec_stem = ConvStem(p, cfg.stem_channels, cfg.dec_dim, 3 + 3 * cfg.decoder_changes)
+            self.dec_stem = ConvStem(p, cfg.stem_channels, cfg.dec_dim)
         else:
             self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
         self.dec_pos = nn.Parameter(torch.randn(h * w, cfg.dec_dim) * 0.02)
@@ -237,8 +229,7 @@ class LatentActionModel(nn.Module):
         if cfg.action_head_fraction:  # weak supervision (LAOM): true actions on a fixed share of transitions
             self.action_head = nn.Linear(cfg.latent_dim, cfg.action_classes)
         if cfg.head_channels:
-            self.pixel_head = PixelHead(cfg.dec_dim, cfg.head_channels, cfg.latent_dim, (h, w), p,
-                                        3 + 3 * cfg.decoder_changes)
+            self.pixel_head = PixelHead(cfg.dec_dim, cfg.head_channels, cfg.latent_dim, (h, w), p)
         else:
             self.to_pixels = nn.Linear(cfg.dec_dim, patch_dim)
 
@@ -301,7 +292,7 @@ class LatentActionModel(nn.Module):
 
     def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
         """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""
-        context = with_change(past, self.cfg.decoder_changes)
+        context = with_change(past)
         if self.cfg.stem_channels:
             x = self.dec_stem(context)
         else:

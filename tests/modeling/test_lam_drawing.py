@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from modeling.checkpoint import load_lam, save_checkpoint, write_run_config
 from modeling.configs import PRESETS, LAMConfig, get_config
-from modeling.lam import LatentActionModel, lam_from_state, legacy_config, with_change
+from modeling.lam import LatentActionModel, lam_from_state, legacy_config
 from modeling.vq import VectorQuantizer
 
 torch.set_num_threads(1)
@@ -100,28 +100,6 @@ def test_the_stem_sees_the_change_and_stays_causal():
     assert not torch.allclose(a["latent"][:, 1], b["latent"][:, 1])
     pa, pb = lam(video)["pred"], lam(changed)["pred"]
     torch.testing.assert_close(pa[:, :2], pb[:, :2])  # predictions of frames 1, 2 see frames <= 1
-
-
-def test_the_decoder_sees_several_past_differences_and_stays_causal():
-    """``decoder_changes = 3``: channels [x_t, d_t, d_{t-1}, d_{t-2}] with d_t = x_t - x_{t-1} (zero before the first
-    frame), and a prediction still sees no frame after its own past."""
-    video = torch.rand(1, 5, 3, 8, 8)
-    ctx = with_change(video, 3)
-    assert ctx.shape == (1, 5, 12, 8, 8)
-    torch.testing.assert_close(ctx[:, :, :3], video * 2 - 1)
-    for t in range(5):
-        for k in range(3):
-            want = video[:, t - k] - video[:, t - k - 1] if t - k >= 1 else torch.zeros_like(video[:, 0])
-            torch.testing.assert_close(ctx[:, t, 3 + 3 * k:6 + 3 * k], want)
-    torch.testing.assert_close(with_change(video, 1), ctx[:, :, :6])
-    torch.manual_seed(0)
-    lam = LatentActionModel(dataclasses.replace(SMALL, decoder_changes=3)).eval()
-    clip = torch.rand(1, 4, 3, 32, 32)
-    changed = clip.clone()
-    changed[:, 2] = torch.rand_like(changed[:, 2])
-    torch.testing.assert_close(lam(clip)["pred"][:, :2], lam(changed)["pred"][:, :2])
-    with pytest.raises(ValueError, match="decoder_changes"):
-        dataclasses.replace(SMALL, decoder_changes=0)
 
 
 def test_vq_warm_up_then_k_means_codebook():
