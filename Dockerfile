@@ -1,7 +1,7 @@
 # Worker container for running `python -m pipeline run` on Dataflow (docs/pipeline.md, "Running on Dataflow").
 # The launcher's Beam and Python (major.minor) must be the image's: `run` refuses a job whose
 # --sdk_container_image does not carry this launcher's versions in its tag, beam<BEAM_VERSION>-py<PYTHON_VERSION>
-# (pipeline/worker_image.py). BEAM_VERSION is worker-constraints.txt's apache-beam pin (a test checks both).
+# (pipeline/cli/worker_image.py). BEAM_VERSION is worker-constraints.txt's apache-beam pin (a test checks both).
 ARG BEAM_VERSION=2.77.0
 ARG PYTHON_VERSION=3.11
 FROM apache/beam_python${PYTHON_VERSION}_sdk:${BEAM_VERSION}
@@ -15,7 +15,7 @@ RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends ffmpeg \
  && rm -rf /var/lib/apt/lists/*
 
-# glibc's tuning for the workers: the same values as pipeline/process_memory.py's ALLOCATOR_ENV (why there).
+# glibc's tuning for the workers: the same values as pipeline/runtime/process_memory.py's ALLOCATOR_ENV (why there).
 # Two malloc arenas: the per-thread arenas kept what the SDK harness's bundle threads freed.
 ENV MALLOC_ARENA_MAX=2
 
@@ -32,7 +32,7 @@ COPY modeling modeling
 RUN pip install --no-cache-dir torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu \
  && pip install --no-cache-dir -c worker-constraints.txt ".[dataflow,youtube]" \
  && deno --version \
- && python -c "import decord, av, apache_beam, pipeline.run, pipeline.worker_start" \
+ && python -c "import decord, av, apache_beam, pipeline.run, pipeline.runtime.worker_start" \
  && python -c "import apache_beam, sys; v = apache_beam.__version__, '%d.%d' % sys.version_info[:2]; \
 assert v == ('${BEAM_VERSION}', '${PYTHON_VERSION}'), v" \
  && python -m pipeline doctor

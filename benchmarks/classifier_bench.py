@@ -20,8 +20,8 @@ import numpy as np
 import torch
 
 from classifiers.models import make_model
-from pipeline.demo_corpus import clips as synthetic
-from pipeline.demo_corpus import spec
+from pipeline.tools.demo_corpus import clips as synthetic
+from pipeline.tools.demo_corpus import spec
 from schemas.clip_codec import decode_clip, encode_clip
 
 

@@ -38,7 +38,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline.request_budget import DEFAULT_JOB_QPS, DEFAULT_SITE_QPS  # noqa: E402
+from pipeline.site.request_budget import DEFAULT_JOB_QPS, DEFAULT_SITE_QPS  # noqa: E402
 
 HOST = "127.0.0.1"
 

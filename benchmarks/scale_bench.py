@@ -1,4 +1,4 @@
-"""Memory and time of the run's audit (``pipeline.audit_stage.Audit``) as the number of items grows.
+"""Memory and time of the run's audit (``pipeline.audit.audit_stage.Audit``) as the number of items grows.
 
     .venv/bin/python benchmarks/scale_bench.py [--sizes 10000,100000,1000000] [--workers 2] [--runner-as-is]
 
@@ -26,7 +26,7 @@ blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k out
 whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
 freed. By default the benchmark runs the local runner as the product's local runs do: every bundle input
 streamed in ~1 MB messages while the bundle runs (``pipeline.beam_runtime.streamed_inputs``), and the glibc
-tuning the pipeline's workers get (``pipeline.process_memory.ALLOCATOR_ENV``) for the launcher and workers;
+tuning the pipeline's workers get (``pipeline.runtime.process_memory.ALLOCATOR_ENV``) for the launcher and workers;
 ``--runner-as-is`` measures Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
 adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and
 pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run and adds to the RSS).
@@ -67,11 +67,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import worker_memory  # noqa: E402
 
-from pipeline import job, process_memory  # noqa: E402
-from pipeline.beam_runtime import (
-    data_plane_buffers,  # noqa: E402
-    streamed_inputs,  # noqa: E402
+from pipeline import job  # noqa: E402
+from pipeline.beam_runtime import (  # noqa: E402
+    data_plane_buffers,
+    streamed_inputs,
 )
+from pipeline.runtime import process_memory  # noqa: E402
 
 CHUNK = 10_000  # outcomes generated per element of the seed collection
 CLIPS_PER_VIDEO = 30
@@ -134,7 +135,7 @@ class PeakWatcher(threading.Thread):
 # ---- synthetic records (built in the workers) ----------------------------------------------------------
 def make_records(chunk: int, total: int):
     """Outcomes, births and manifest clips of ``chunk`` (CHUNK outcomes at most), tagged by kind."""
-    from pipeline.audit import Registration
+    from pipeline.audit.aggregates import Registration
     from schemas import Clip, Outcome, ids, reasons
 
     first = chunk * CHUNK
@@ -353,7 +354,7 @@ def worker_peaks(_, path: str) -> None:
 def run_one(n: int, workers: int, stream_inputs: bool = False, bounded: bool = False) -> dict:
     import apache_beam as beam
 
-    from pipeline import audit_stage
+    from pipeline.audit import audit_stage
 
     runner_drops = watch_runner_drops()
     bundle_inputs = watch_bundle_inputs(stream_inputs)
@@ -411,7 +412,7 @@ def main() -> int:
     parser.add_argument("--runner-as-is", action="store_true",
                         help="Beam's local runner unchanged: each bundle's whole input in one message, glibc's "
                              "default allocator settings (default: inputs streamed in ~1 MB messages, glibc tuned as "
-                             "the pipeline's workers are: pipeline.process_memory.ALLOCATOR_ENV)")
+                             "the pipeline's workers are: pipeline.runtime.process_memory.ALLOCATOR_ENV)")
     parser.add_argument("--beam-buffers", action="store_true",
                         help="the SDK workers keep Beam's own buffer sizes (outputs sent at 10 MB, 100 MB "
                              "queues; the pipeline's workers: 1 MB and 8 MB, pipeline.beam_runtime.data_plane_buffers)")

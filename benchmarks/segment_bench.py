@@ -41,8 +41,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline import run  # noqa: E402
-from pipeline.isolation import IsolatedWorker  # noqa: E402
 from pipeline.segment import SegmentConfig, guarded_segment  # noqa: E402
+from pipeline.video.isolation import IsolatedWorker  # noqa: E402
 from schemas import CandidateVideo, DownloadedVideo, clip_codec, clip_format, decoders, frame_times  # noqa: E402
 
 FFMPEG = shutil.which("ffmpeg") or "ffmpeg"

@@ -27,7 +27,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pipeline import clip_store, shards, storage  # noqa: E402
+from pipeline import shards  # noqa: E402
+from pipeline.io import clip_store, storage  # noqa: E402
 from schemas import shard_writer  # noqa: E402
 from tests.object_store import FakeObjectStore, packed_clips  # noqa: E402
 

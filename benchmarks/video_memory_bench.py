@@ -36,8 +36,8 @@ GIB = 1 << 30
 _MEASURE = """
 import json, sys, tempfile
 from pathlib import Path
-from pipeline import storage
-from pipeline.isolation import IsolatedWorker
+from pipeline.io import storage
+from pipeline.video.isolation import IsolatedWorker
 from pipeline.segment import SegmentConfig, cached_segment
 from schemas import CandidateVideo, DownloadedVideo
 

@@ -10,13 +10,13 @@ import sys
 from schemas.cli import fail, listing, unknown_flag_message
 
 COMMANDS = {
-    "demo-corpus": ("pipeline.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
+    "demo-corpus": ("pipeline.tools.demo_corpus", "Render the built-in demo corpus of gameplay videos + catalog."),
     "run": ("pipeline.run", "Build a dataset: search, download, clips, quality, shards, manifest, audit."),
     "finalize": ("pipeline.finalize", "Finish a detached run's output once its job is done: verdict, stale outputs, lease."),
-    "audit": ("pipeline.audit_command", "Re-render stats.json and report.html from a run's stored tables."),
-    "doctor": ("pipeline.doctor", "Check what a YouTube run needs: yt-dlp age, JS runtime, ffmpeg, cookies, output."),
-    "plan": ("pipeline.plan_command", "Estimate a catalog's Dataflow worker-hours, peak storage and cost."),
-    "procgen-dataset": ("pipeline.procgen_dataset", "Write the CoinRun case-study dataset (Procgen, random policy)."),
+    "audit": ("pipeline.audit.audit_command", "Re-render stats.json and report.html from a run's stored tables."),
+    "doctor": ("pipeline.tools.doctor", "Check what a YouTube run needs: yt-dlp age, JS runtime, ffmpeg, cookies, output."),
+    "plan": ("pipeline.tools.plan_command", "Estimate a catalog's Dataflow worker-hours, peak storage and cost."),
+    "procgen-dataset": ("pipeline.tools.procgen_dataset", "Write the CoinRun case-study dataset (Procgen, random policy)."),
 }
 
 

@@ -17,7 +17,7 @@ One element is one video. Per video:
    the first frame of an untrusted file; a decoder crash must not take the worker down), hash it, publish
    it under ``ids.storage_path`` through ``FileSystems`` (temp name + rename), then write the marker.
 
-Anything that goes wrong becomes a ``failed`` ``Outcome`` with a stable reason (``pipeline.errors``) and
+Anything that goes wrong becomes a ``failed`` ``Outcome`` with a stable reason (``pipeline.site.errors``) and
 yt-dlp's message as detail; a video longer than allowed becomes ``dropped``/``too_long``. Nothing raises.
 """
 
@@ -38,14 +38,14 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from yt_dlp.utils import parse_bytes
 
-from pipeline import storage
-from pipeline.breaker import BLOCK_REASONS, BreakerOpen
-from pipeline.errors import FINAL_REASONS, Failure, classify, find_in_chain
-from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
-from pipeline.options import option
-from pipeline.probe import ProbeError, probe_file
-from pipeline.site_access import SITE_USAGE, SiteAccess, SiteAccessConfig, site_access, usage_outputs
+from pipeline.cli.options import option
+from pipeline.io import storage
+from pipeline.site.breaker import BLOCK_REASONS, BreakerOpen
+from pipeline.site.errors import FINAL_REASONS, Failure, classify, find_in_chain
+from pipeline.site.site_access import SITE_USAGE, SiteAccess, SiteAccessConfig, site_access, usage_outputs
 from pipeline.stage import MAIN, OUTCOMES
+from pipeline.video.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
+from pipeline.video.probe import ProbeError, probe_file
 from schemas import CandidateVideo, DownloadedVideo, Outcome, RecordError, ids, reasons
 
 log = logging.getLogger(__name__)
@@ -81,7 +81,7 @@ class DownloadConfig:
     sleep_interval_s: float = option(  # pause before each download (politeness towards one host)
         "--sleep-interval", type=float, default=0.0, help="seconds to pause before each download (default 0)")
     # Budget, breaker, cookies, proxies, socket timeout and back-off, shared with the search stage
-    # (pipeline.site_access): run.py hands both stages the same one.
+    # (pipeline.site.site_access): run.py hands both stages the same one.
     site: SiteAccessConfig = dataclasses.field(default_factory=SiteAccessConfig)
     max_filesize: int | None = option(  # bytes
         "--max-filesize", type=_size_arg, default=2 * 1024**3, help="largest video to store, e.g. 500M (default 2G)")

@@ -4,8 +4,8 @@ The steps after a job, in one place (``finish``; ``run`` calls it after its own 
 conservation law: exit 1 when it does not hold), delete what an earlier run into the output left and this one
 did not write (stale shards and table parts: ``audit_stage.remove_stale_outputs``, or
 ``local_slices.remove_stale_outputs`` for a local run's slices), sweep the temporaries of killed writers,
-print the summary and return the run's exit status (``pipeline.exit_status``). ``finalize`` then releases
-the output's lease (``pipeline.lease``).
+print the summary and return the run's exit status (``pipeline.audit.exit_status``). ``finalize`` then releases
+the output's lease (``pipeline.cli.lease``).
 
 A run on a remote runner writes ``job.json`` into its output right after submitting the job (``run --detach``
 leaves then): the runner, the job id, the project and region, when it was submitted, ``--allow-empty``, and
@@ -34,10 +34,13 @@ import traceback
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import audit, audit_stage, lease, local_slices, manifest, run_inputs, storage
-from pipeline.exit_status import NOT_FINISHED, RUN_FAILED, exit_status
-from pipeline.search_plan import PLAN_FILE, Plan, slices_dir
-from pipeline.summary import summary
+from pipeline.audit import aggregates, audit_stage, manifest
+from pipeline.audit.exit_status import NOT_FINISHED, RUN_FAILED, exit_status
+from pipeline.audit.summary import summary
+from pipeline.cli import lease, run_inputs
+from pipeline.io import storage
+from pipeline.local import local_slices
+from pipeline.local.search_plan import PLAN_FILE, Plan, slices_dir
 from schemas import clip_format
 from schemas.cli import StrictParser, fail
 
@@ -111,7 +114,7 @@ def finish(output_dir: str, plan: Plan | None, elapsed_s: float | None, allow_em
     local run's slices (None: one job wrote the output); ``notes``: lines for stderr after the summary."""
     stats = json.loads(storage.read_bytes(FileSystems.join(output_dir, audit_stage.STATS_FILE)))
     if not stats["conservation"]["ok"]:
-        print(audit.failure_message(stats), file=sys.stderr)
+        print(aggregates.failure_message(stats), file=sys.stderr)
         return RUN_FAILED
     stale = (local_slices.remove_stale_outputs(output_dir, plan, stats) if plan is not None
              else audit_stage.remove_stale_outputs(output_dir, stats))

@@ -14,24 +14,19 @@ import re
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline import (
-    audit,
-    audit_stage,
-    local_slices,
-    partitioned,
-    process_memory,
-    report,
-    search_plan,
-    shards,
-)
+from pipeline import shards
+from pipeline.audit import aggregates, audit_stage, report
 from pipeline.beam_runtime import data_plane_buffers, streamed_inputs
 from pipeline.beam_runtime.local_runner import fn_api_runner
 from pipeline.download import Download, DownloadConfig
+from pipeline.io import partitioned
+from pipeline.local import local_slices, search_plan
 from pipeline.quality import Quality, QualityConfig
 from pipeline.retention import DownloadUnlessCommitted
+from pipeline.runtime import process_memory
 from pipeline.search import Search, SearchConfig
 from pipeline.segment import Segment, SegmentConfig
-from pipeline.site_access import SITE_USAGE
+from pipeline.site.site_access import SITE_USAGE
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import reasons
 
@@ -52,11 +47,11 @@ class RunConfig:
     shards: shards.ShardConfig
     thumbnails_per_group: int = report.SAMPLES_PER_GROUP  # clips per (outcome, reason) with a report strip
     table_part_rows: int = partitioned.ROWS_PER_PART  # rows per part of outcomes/ and manifest/, on average
-    slice_outcomes: int = search_plan.SLICE_OUTCOMES  # a local run's slice size (pipeline.local_slices)
+    slice_outcomes: int = search_plan.SLICE_OUTCOMES  # a local run's slice size (pipeline.local.local_slices)
     planned_slice: str = ""  # a local run's slice: the planned search results to read ("" = search in the job)
     slice_label: str = ""  # what this slice's shards and table parts are named with ("" = none)
     audit_dir: str = ""  # where this slice's audit writes stats.json and the small files ("" = output_dir)
-    progress_dir: str = ""  # where workers tally progress for the launcher (pipeline.progress); "" = none
+    progress_dir: str = ""  # where workers tally progress for the launcher (pipeline.runtime.progress); "" = none
 
 
 def has_runner(beam_args: list[str]) -> bool:
@@ -106,7 +101,7 @@ def local_runner(beam_args: list[str], options: PipelineOptions | None = None, s
 def build(p: beam.Pipeline, config: RunConfig) -> None:
     """Wire the stages. Every stage returns {MAIN, OUTCOMES}; the audit sees every outcome and birth.
 
-    From Segment on, clips are references into the clip store (``pipeline.clip_store``), a few hundred bytes
+    From Segment on, clips are references into the clip store (``pipeline.io.clip_store``), a few hundred bytes
     each: the bytes are written once by the worker that cuts them and read by the quality scorer (fused
     into that worker), the shard writers and, for the report's few picked clips, the thumbnails.
 
@@ -128,16 +123,16 @@ def build(p: beam.Pipeline, config: RunConfig) -> None:
     per_stage = ((reasons.STAGE_SEARCH, found), (reasons.STAGE_DOWNLOAD, fetched), (reasons.STAGE_SEGMENT, cut),
                  (reasons.STAGE_QUALITY, scored), (reasons.STAGE_SHARD, written))
     tally = config.progress_dir
-    outcomes = ([out[OUTCOMES] | f"Count{name.capitalize()}" >> beam.ParDo(audit.CountOutcomes(name, tally))
+    outcomes = ([out[OUTCOMES] | f"Count{name.capitalize()}" >> beam.ParDo(aggregates.CountOutcomes(name, tally))
                  for name, out in per_stage]
                 | "AllOutcomes" >> beam.Flatten())
     births = (
-        audit.register(found[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_DOWNLOAD, True, "RegCandidates", tally),
-        audit.register_outcomes(found[OUTCOMES], reasons.ITEM_VIDEO, "RegSearchDrops"),
-        audit.register(fetched[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_SEGMENT, False, "RegDownloaded", tally),
-        audit.register(cut[MAIN], reasons.ITEM_CLIP, reasons.STAGE_QUALITY, True, "RegClips", tally),
-        audit.register_outcomes(cut[OUTCOMES], reasons.ITEM_CLIP, "RegShortTails"),
-        audit.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored", tally),
+        aggregates.register(found[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_DOWNLOAD, True, "RegCandidates", tally),
+        aggregates.register_outcomes(found[OUTCOMES], reasons.ITEM_VIDEO, "RegSearchDrops"),
+        aggregates.register(fetched[MAIN], reasons.ITEM_VIDEO, reasons.STAGE_SEGMENT, False, "RegDownloaded", tally),
+        aggregates.register(cut[MAIN], reasons.ITEM_CLIP, reasons.STAGE_QUALITY, True, "RegClips", tally),
+        aggregates.register_outcomes(cut[OUTCOMES], reasons.ITEM_CLIP, "RegShortTails"),
+        aggregates.register(scored[MAIN], reasons.ITEM_CLIP, reasons.STAGE_SHARD, False, "RegScored", tally),
     ) | "AllBirths" >> beam.Flatten()
     site_usage = (found[SITE_USAGE], fetched[SITE_USAGE]) | "AllSiteUsage" >> beam.Flatten()
     _ = ({"outcomes": outcomes, "births": births, "manifest": written[MAIN], "shard_index": written[shards.INDEX],

@@ -2,7 +2,7 @@
 
 ``python -m pipeline run`` runs a local job (Beam's FnApiRunner and its SDK worker processes) in a child
 process started with ``start_new_session``: a terminal's SIGINT reaches the launcher only, which kills the
-child's whole session (workers and their decoder children) and exits quietly (``pipeline.interrupts``). The
+child's whole session (workers and their decoder children) and exits quietly (``pipeline.runtime.interrupts``). The
 child's stdout and stderr go to the run's log file, so Beam's own chatter and any traceback land there, and
 the child hands its verdict back in a small JSON file: ``{"ok": true}`` or the failed stage, the exception's
 type and its root cause. The child exits by itself if the launcher dies (it watches its parent).
@@ -25,8 +25,9 @@ import threading
 import time
 from pathlib import Path
 
-from pipeline import job, run_log
+from pipeline import job
 from pipeline.beam_runtime import worker_logs
+from pipeline.runtime import run_log
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ value outside would keep every clip or none, which is refused at launch rather t
 When the model was trained with the ``video`` decision rule, clips are grouped by video after scoring and
 kept when their video's mean score reaches threshold + margin (see ``classifiers.metrics.DecisionRule``).
 
-Bytes by reference: in a run the clips are clip store references (``pipeline.clip_store``). The scoring step
+Bytes by reference: in a run the clips are clip store references (``pipeline.io.clip_store``). The scoring step
 follows Segment with no shuffle in between, so the runner fuses it into the worker that cut the clips; it
 reads each batch's bytes there, and what moves on (and what the ``video`` rule groups) is references with
 their scores, never bytes.
@@ -43,8 +43,10 @@ from classifiers.artifact import (
     read_metadata,
 )
 from classifiers.metrics import DecisionRule, video_mean_scores
-from pipeline import cli_types, clip_store, stage, storage
-from pipeline.options import option
+from pipeline import stage
+from pipeline.cli import cli_types
+from pipeline.cli.options import option
+from pipeline.io import clip_store, storage
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 
@@ -64,7 +66,7 @@ def threshold_arg(text: str) -> float:
 
 @dataclasses.dataclass(frozen=True)
 class QualityConfig:
-    """Which classifier scores the clips and how; its flags are declared here once (``pipeline.options``)."""
+    """Which classifier scores the clips and how; its flags are declared here once (``pipeline.cli.options``)."""
 
     classifier: str | None = option(  # model directory; None: clips pass unscored
         "--classifier", metavar="MODEL_DIR", default=None,

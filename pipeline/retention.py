@@ -2,7 +2,7 @@
 committed.
 
 Why: at the paper's scale the downloaded sources are tens of TB, and once a video's clips (and outcomes) are in
-the segment cache, which is also the clip store (``pipeline.clip_store``), nothing in the pipeline reads the
+the segment cache, which is also the clip store (``pipeline.io.clip_store``), nothing in the pipeline reads the
 source again: a rerun takes the cached result. ``--delete-videos`` turns that into disk space: the download and
 the segmentation of a video run in one fused step (``segment.Segment``), and the segmentation deletes the source
 when it is done with it (``segment.delete_source``), so the sources on disk at any moment are the videos in
@@ -22,8 +22,8 @@ import logging
 
 import apache_beam as beam
 
-from pipeline import storage
 from pipeline.download import MARKER_EXTENSION, Download, DownloadConfig, DownloadFn
+from pipeline.io import storage
 from pipeline.segment import SegmentConfig, cache_paths
 from schemas import CandidateVideo, DownloadedVideo, ids
 

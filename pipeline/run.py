@@ -8,10 +8,10 @@ datasets: read each directory as one table), ``stats.json``, ``report.html``, ``
 ``videos/`` (downloads, unless ``--download-dir``; ``--delete-videos`` removes each as soon as it is
 cut) and ``cache/segment/`` (per-video clip results and the clip store, each video's encoded clips in
 one ``.clips.bin``: a rerun into the same output skips downloading and decoding what is done and rewrites
-byte-identical outputs); ``lease.json`` while a run holds the output (``pipeline.lease``) and, after a job
+byte-identical outputs); ``lease.json`` while a run holds the output (``pipeline.cli.lease``) and, after a job
 on a remote runner, ``job.json`` (``pipeline.finalize``).
 
-The end of the job is distributed like the rest (``pipeline.audit_stage``): workers write the per-item
+The end of the job is distributed like the rest (``pipeline.audit.audit_stage``): workers write the per-item
 tables; only bounded aggregates reach the step that writes ``stats.json``; this launcher then reads only
 ``stats.json`` and ``shard_index.json``.
 
@@ -44,36 +44,22 @@ from apache_beam.options.pipeline_options import (
     TestOptions,
 )
 
-from pipeline import (
-    beam_flags,
-    doctor,
-    finalize,
-    interrupts,
-    job,
-    job_process,
-    lease,
-    local_slices,
-    options,
-    partitioned,
-    preflight,
-    progress,
-    run_inputs,
-    run_log,
-    search_plan,
-    shards,
-    storage,
-    worker_image,
-)
+from pipeline import finalize, job, job_process, shards
+from pipeline.audit.exit_status import LEASE_HELD
+from pipeline.audit.summary import summary  # noqa: F401 - the lines a run prints, reached as run.summary too
 from pipeline.beam_runtime import data_plane_buffers
+from pipeline.cli import beam_flags, lease, options, preflight, run_inputs, worker_image
+from pipeline.cli.options import option
 from pipeline.download import DownloadConfig
-from pipeline.exit_status import LEASE_HELD
+from pipeline.io import partitioned, storage
 from pipeline.job import RunConfig, has_runner
-from pipeline.options import option
+from pipeline.local import local_slices, search_plan
 from pipeline.quality import QualityConfig
+from pipeline.runtime import interrupts, progress, run_log
 from pipeline.search import SearchConfig, build_sources
 from pipeline.segment import SegmentConfig
-from pipeline.site_access import CredentialsError, SiteAccessConfig, site_for_job
-from pipeline.summary import summary  # noqa: F401 - the lines a run prints, reached as run.summary too
+from pipeline.site.site_access import CredentialsError, SiteAccessConfig, site_for_job
+from pipeline.tools import doctor
 from schemas.cli import StrictParser, fail
 
 log = logging.getLogger("pipeline.run")
@@ -232,7 +218,7 @@ def job_id_of(result) -> str:
 
 def job_checks(beam_args: list[str], youtube: bool) -> list[preflight.Check]:
     """The checks of how the job will run, before the inputs': a worker image's Beam and Python against the
-    launcher's (``pipeline.worker_image``), and for a YouTube search yt-dlp's age (a warning, with the fix:
+    launcher's (``pipeline.cli.worker_image``), and for a YouTube search yt-dlp's age (a warning, with the fix:
     ``doctor.youtube_launch_check``)."""
     image = worker_image.check_image(beam_args)
     checks = [image] if image is not None else []
@@ -240,7 +226,7 @@ def job_checks(beam_args: list[str], youtube: bool) -> list[preflight.Check]:
 
 
 def preflight_checks(config: RunConfig) -> tuple[list[preflight.Check], list[preflight.CatalogFacts]]:
-    """Every check ``run`` makes before any work (``pipeline.preflight``), with what the catalogs hold."""
+    """Every check ``run`` makes before any work (``pipeline.cli.preflight``), with what the catalogs hold."""
     checks, catalogs = [], []
     for path in config.search.catalogs:
         check, facts = preflight.check_catalog(path)
@@ -278,7 +264,7 @@ def interrupted_message(exc: interrupts.Interrupted, output_dir: str, log_file: 
 def main(argv: list[str] | None = None, guard_signals: bool = False) -> int:
     """The run. With ``guard_signals`` (the command line; tests call this in their own process without it) a
     local job runs in a session of its own and Ctrl-C / SIGTERM end the run quietly with 130 / 143
-    (``pipeline.interrupts``, ``pipeline.job_process``)."""
+    (``pipeline.runtime.interrupts``, ``pipeline.job_process``)."""
     if guard_signals:
         interrupts.raise_on_signals()
     run_log.setup_console()
@@ -426,7 +412,7 @@ def record_job(output_dir: str, result, beam_args: list[str], beam_options: Pipe
 def run_slices(config: RunConfig, state: str, launch: LaunchOptions, beam_args: list[str],
                beam_options: PipelineOptions, runner, log_file: str, separate_job: bool,
                reporter: progress.Reporter | None = None) -> search_plan.Plan:
-    """A local run (``pipeline.local_slices``): the search plan (reused on a resume), one job per slice not
+    """A local run (``pipeline.local.local_slices``): the search plan (reused on a resume), one job per slice not
     already complete, then the run's audit files from the slices'. Returns the plan. The progress line's total
     leaves out the rows of the slices an earlier run completed."""
     output = config.output_dir

@@ -23,10 +23,10 @@ import apache_beam as beam
 from apache_beam.metrics import Metrics
 from apache_beam.transforms.window import GlobalWindows
 
-from pipeline import cli_types
+from pipeline.cli import cli_types
+from pipeline.cli.options import option
 from pipeline.keywords import KeywordRules, default_keywords_path, load_rules
-from pipeline.options import option
-from pipeline.site_access import SITE_USAGE, SiteAccessConfig
+from pipeline.site.site_access import SITE_USAGE, SiteAccessConfig
 from pipeline.sources import CatalogSource, Source, YoutubeSource, generate_queries
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome, reasons

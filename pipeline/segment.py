@@ -11,7 +11,7 @@ when the intro/outro skips leave no full window) or ``failed`` (``empty_file``, 
 ``storage_error``: the store kept refusing after ``storage.RETRY``'s attempts);
 the remainder after the last full window is a clip ``dropped: short_tail``. Cut clips go on (MAIN) as
 references: their bytes are written once, into the per-video entry of the segment cache, which is also the
-clip store (``pipeline.clip_store``), streamed clip by clip from the child, so neither process holds a
+clip store (``pipeline.io.clip_store``), streamed clip by clip from the child, so neither process holds a
 video's clips at once.
 """
 
@@ -27,8 +27,9 @@ from collections.abc import Callable
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import clip_store, stage, storage, tables
-from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video functions
+from pipeline import stage
+from pipeline.io import clip_store, storage, tables
+from pipeline.video.cut import (  # noqa: F401 -- re-exported: the stage's per-video functions
     SegmentConfig,
     SegmentResult,
     clip_actions,
@@ -37,7 +38,7 @@ from pipeline.cut import (  # noqa: F401 -- re-exported: the stage's per-video f
     seconds_to_frames,
     segment_video,
 )
-from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
+from pipeline.video.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from schemas import Clip, DownloadedVideo, Outcome, from_table, ids, reasons, to_table
 
 log = logging.getLogger(__name__)
@@ -98,7 +99,7 @@ def cache_paths(video: DownloadedVideo, config: SegmentConfig) -> tuple[str, str
 
 
 def pack_path(clips_path: str) -> str:
-    """The clip store file of a cache entry: its clips' mp4s back to back (``pipeline.clip_store``)."""
+    """The clip store file of a cache entry: its clips' mp4s back to back (``pipeline.io.clip_store``)."""
     return clips_path[:-len(".clips.parquet")] + clip_store.PACK_SUFFIX
 
 
@@ -143,7 +144,7 @@ def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: Isolat
 
     With a cache directory (always, in a run) it is also the clip store: the isolated child appends each clip's
     mp4 to a local pack as it is encoded, the pack is published into the cache once, and the clips come back as
-    references (``pipeline.clip_store``): no process holds a video's clips at once, whatever its length.
+    references (``pipeline.io.clip_store``): no process holds a video's clips at once, whatever its length.
     The outcomes file is written last and is the completion marker. Cached clips get the current candidate
     metadata (titles may change between runs; the bytes depend only on the file, the config and the sidecar).
 

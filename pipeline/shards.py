@@ -8,7 +8,7 @@ bytes or store location). Files go through Beam's ``FileSystems`` (``--output gs
 Dataflow) and ``storage.atomic_create``: a reader never sees a half-written shard. Shards are read back with
 ``schemas.shard_source``.
 
-Bytes by reference: the clips arrive as references into the clip store (``pipeline.clip_store``); the
+Bytes by reference: the clips arrive as references into the clip store (``pipeline.io.clip_store``); the
 shard count comes from the sum of their sizes (a number per clip), the shuffle groups references, and each
 writer reads exactly its clips' bytes, one ranged read per clip, many in flight, handed over in key order
 (``clip_store.in_order``): bytes read = clip bytes, and the store's per-request latency is paid in parallel.
@@ -32,7 +32,8 @@ from collections.abc import Iterable
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import clip_store, stage, storage
+from pipeline import stage
+from pipeline.io import clip_store, storage
 from schemas import Clip, Outcome, reasons, shard_writer
 from schemas.clip_format import SHARD_DIR, shard_name
 

@@ -1,7 +1,7 @@
 """Images for the self-contained HTML reports: encoded bytes, data URLs, ``<img>`` tags, frame strips, plots.
 
 Three packages write report pages with embedded images: the pipeline's ``report.html``
-(``pipeline.report``), the classifier's evaluation report and label sheet (``classifiers.evaluate``,
+(``pipeline.audit.report``), the classifier's evaluation report and label sheet (``classifiers.evaluate``,
 ``classifiers.label_sheet``), the model's evaluation report and play page (``modeling.evaluate``,
 ``modeling.play``, ``modeling.generate``). The helpers live here, in
 ``schemas/``, because it is the one layer all three import (import arrows point down: nothing here imports

@@ -1,5 +1,5 @@
 """What one worker's requests to one site cost in a bundle: the download and search stages emit these, the
-audit sums them per site into ``stats.json``'s ``sites`` block (``pipeline.audit.SiteUsageFn``).
+audit sums them per site into ``stats.json``'s ``sites`` block (``pipeline.audit.aggregates.SiteUsageFn``).
 
 One record per site and bundle, never per item: a job's record count is bounded by bundles x sites.
 """
@@ -17,7 +17,7 @@ class SiteUsage(Record):
 
     KIND = "site_usage"
 
-    site: str  # the budget's name (pipeline.request_budget.Budget.site)
+    site: str  # the budget's name (pipeline.site.request_budget.Budget.site)
     job_qps: float | None = None  # the site's job-wide budget; None: unthrottled
     requests: int = 0  # requests sent (search pages, metadata, transfers, retries)
     waited_s: float = 0.0  # seconds the requests waited for the site's budget

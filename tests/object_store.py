@@ -11,7 +11,7 @@ logged, so a test can say which steps a commit took.
 Reads are modelled on GCS as Beam reaches it, so that what the code under test reads can be counted: every
 ``open`` is a metadata request (Beam's GCS reader reloads the object's metadata) followed by ranged GETs of
 ``READ_AHEAD`` bytes (its 16 MB read buffer) as the reader runs past its buffer; ``read_range`` (registered as
-this scheme's reader in ``pipeline.storage.RANGE_READERS``) is one GET of exactly the range, as
+this scheme's reader in ``pipeline.io.storage.RANGE_READERS``) is one GET of exactly the range, as
 ``storage.read_range`` makes on GCS. ``requests`` and ``bytes_read`` count them; ``latency_s`` is slept per
 request (outside the store's lock, so concurrent requests overlap, as they do on a real store).
 
@@ -272,7 +272,7 @@ class FakeObjectStore(FileSystem):
 
 
 def _register_range_reader() -> None:
-    from pipeline import storage
+    from pipeline.io import storage
 
     storage.RANGE_READERS[SCHEME] = FakeObjectStore.read_range
 
@@ -287,7 +287,7 @@ def packed_clips(root: str, videos: int, clips_per_video: int, clip_bytes: int, 
     the quality stage dropped the rest."""
     import random
 
-    from pipeline import clip_store
+    from pipeline.io import clip_store
     from schemas import Clip, ids
 
     rng = random.Random(seed)

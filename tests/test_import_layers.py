@@ -116,6 +116,25 @@ def test_no_package_has_an_import_circle():
     assert import_circles(graph) == []
 
 
+# The pipeline's lower wings: what the stages, the job and the commands stand on. They import each other and the
+# option declarations the stage configs use, never a stage, the job, the audit or a command.
+FOUNDATIONS = ("pipeline.beam_runtime", "pipeline.io", "pipeline.runtime", "pipeline.site", "pipeline.video",
+               "pipeline.cli.options", "pipeline.cli.cli_types")
+
+
+def in_foundations(module: str) -> bool:
+    """A module of the foundations, or a package above one (its ``__init__`` runs first whatever is imported)."""
+    return any(module == f or module.startswith(f"{f}.") or f.startswith(f"{module}.") for f in FOUNDATIONS)
+
+
+def test_the_pipelines_lower_wings_import_no_stage_job_or_command():
+    graph = module_graph(("pipeline",))
+    assert "pipeline.io.storage" in graph["pipeline.video.cut"], "the graph holds the wings' imports"
+    upward = {(module, target) for module, targets in graph.items() if in_foundations(module)
+              for target in targets if target.startswith("pipeline") and not in_foundations(target)}
+    assert upward == set()
+
+
 def test_classifiers_do_not_import_modeling_or_pipeline_at_all():
     assert imports_from(("classifiers",), ("pipeline", "modeling")) == set()
 

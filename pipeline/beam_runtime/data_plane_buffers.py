@@ -9,7 +9,7 @@ speed (docs/measurements/2026-12-04-audit-worker-memory.md).
 How: Beam has no option for them. They are constants of ``apache_beam.runners.worker.data_plane``, and the
 output streams bind the flush threshold as a default argument when their classes are defined, so ``apply``
 sets both, in every SDK worker before it opens its data channels: ``with_worker_plugin`` adds
-``pipeline.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness imports at start-up (Dataflow;
+``pipeline.runtime.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness imports at start-up (Dataflow;
 ``job.local_runner`` hands it to the local runner's workers). Each worker logs one INFO line with the sizes it
 set. On a Beam without these names ``apply`` logs a WARNING and keeps Beam's sizes, and
 ``tests/pipeline/test_data_plane_buffers.py`` fails. ``pipeline run --no-worker-plugin`` leaves the plugin out.
@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 FLUSH_BYTES = 1 << 20  # per output stream of a bundle (Beam's default: 10 MB)
 QUEUE_BYTES = 8 << 20  # per data-plane queue: send, staging, and received per bundle (Beam's default: 100 MB)
-WORKER_PLUGIN = "pipeline.worker_start"  # every SDK worker imports it at start: it calls apply()
+WORKER_PLUGIN = "pipeline.runtime.worker_start"  # every SDK worker imports it at start: it calls apply()
 # `pipeline run --no-worker-plugin` adds this to Beam's experiments: the job's options say that its workers keep
 # Beam's sizes, and a local job's own process (pipeline.job_process) reads it from the same flags.
 NO_PLUGIN_EXPERIMENT = "genie_no_worker_plugin"

@@ -1,7 +1,7 @@
 """Beam's FnApiRunner, with the job's worker plugins handed to its worker processes.
 
 The FnApiRunner gives its SDK worker processes no pipeline options, so they would not import the options'
-``--beam_plugins`` (the pipeline's worker plugin, ``pipeline.worker_start``: the data-plane buffer sizes). A
+``--beam_plugins`` (the pipeline's worker plugin, ``pipeline.runtime.worker_start``: the data-plane buffer sizes). A
 runner's provisioning service hands a job's options to its workers; here the same ``ProvisionInfo`` is built
 by hand, with only the plugins in it. Checked against apache-beam ``CHECKED_BEAM``;
 ``tests/pipeline/test_data_plane_buffers.py`` runs real local workers and fails when they no longer get the

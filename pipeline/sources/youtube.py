@@ -8,7 +8,7 @@ date (newest first), which finds different videos than relevance order on re-cra
 
 A query that fails (network, bot check) becomes one ``search_error`` Outcome naming the query; a result
 entry without an id becomes a ``search_error`` of its own. Queries draw from YouTube's request budget and
-feed the process's YouTube breaker (``pipeline.site_access``); once that breaker is open, the remaining
+feed the process's YouTube breaker (``pipeline.site.site_access``); once that breaker is open, the remaining
 queries end ``failed``/``deferred`` without being sent. ``sleep_s`` paces a worker's requests (before each
 query, and between the result pages of one through yt-dlp's ``sleep_interval_requests``): the default run
 sends hundreds of queries, and back-to-back ones invite YouTube's bot check.
@@ -20,10 +20,10 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from pipeline.breaker import BreakerOpen
-from pipeline.errors import classify, find_in_chain
 from pipeline.keywords import KeywordRules
-from pipeline.site_access import SiteAccessConfig, site_access
+from pipeline.site.breaker import BreakerOpen
+from pipeline.site.errors import classify, find_in_chain
+from pipeline.site.site_access import SiteAccessConfig, site_access
 from pipeline.sources.base import Source, search_failure
 from schemas import CandidateVideo, Outcome, RecordError, reasons
 from schemas.site_usage import SiteUsage

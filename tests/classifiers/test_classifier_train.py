@@ -24,8 +24,8 @@ from classifiers.features import FEATURE_VERSION
 from classifiers.labels import LabelFileError
 from classifiers.metrics import video_mean_scores
 from classifiers.train import TrainConfig, group_folds, train
-from pipeline.demo_corpus import clips as synthetic
 from pipeline.shards import write_shard
+from pipeline.tools.demo_corpus import clips as synthetic
 from schemas.clip_codec import decode_clip
 
 torch.set_num_threads(1)

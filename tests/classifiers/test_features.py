@@ -16,8 +16,8 @@ import pytest
 
 from classifiers import features
 from classifiers.features import FEATURE_NAMES, FEATURE_VERSION, NUM_FEATURES, clip_features, sample_frames
-from pipeline.demo_corpus import clips as synthetic
-from pipeline.demo_corpus import games
+from pipeline.tools.demo_corpus import clips as synthetic
+from pipeline.tools.demo_corpus import games
 from schemas.clip_codec import decode_clip, encode_clip
 
 IDX = {name: i for i, name in enumerate(FEATURE_NAMES)}

@@ -26,8 +26,8 @@ from classifiers.label_sheet import (
     stratified_sample,
 )
 from classifiers.labels import load_labels
-from pipeline.demo_corpus import clips as synthetic
 from pipeline.shards import write_shard
+from pipeline.tools.demo_corpus import clips as synthetic
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 

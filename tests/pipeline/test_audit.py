@@ -13,8 +13,9 @@ import numpy as np
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, progress, report
-from pipeline.audit import Registration
+from pipeline.audit import aggregates, report
+from pipeline.audit.aggregates import Registration
+from pipeline.runtime import progress
 from schemas import CandidateVideo, Clip, Outcome, clip_codec, reasons
 
 SEARCH, DOWNLOAD, SEGMENT, QUALITY, SHARD = reasons.STAGES
@@ -53,7 +54,7 @@ def small_run():
 
 def test_a_complete_run_satisfies_the_law_and_the_funnel_adds_up():
     births, outcomes = small_run()
-    stats = audit.compute_stats(outcomes, births, num_shards=1)
+    stats = aggregates.compute_stats(outcomes, births, num_shards=1)
     assert stats["conservation"] == {"ok": True, "num_violations": 0, "violations": []}
     assert stats["videos"] == {"candidates": 4, "dropped": 2, "failed": 1, "kept": 1}  # the bad row is no video
     assert stats["search_failures"] == {"count": 1, "by_reason": {"bad_catalog_row": 1}}
@@ -75,20 +76,20 @@ def test_a_complete_run_satisfies_the_law_and_the_funnel_adds_up():
 def test_a_search_failure_without_its_outcome_is_still_a_violation():
     births, outcomes = small_run()
     lost = [o for o in outcomes if o.reason != reasons.BAD_CATALOG_ROW]
-    assert audit.conservation_violations(births, lost) == [
+    assert aggregates.conservation_violations(births, lost) == [
         "video 'cat.jsonl:line5': reached stage 'search' and no stage gave it an outcome"]
 
 
 def test_quality_block_says_what_the_stage_did_with_and_without_a_classifier():
     births, outcomes = small_run()
     settings = {"classifier": "models/q1", "threshold": 0.5, "rule": "clip", "margin": 0.0}
-    scored = audit.compute_stats(outcomes, births, 1, settings)["quality"]
+    scored = aggregates.compute_stats(outcomes, births, 1, settings)["quality"]
     assert scored == {"classifier": "models/q1", "threshold": 0.5, "rule": "clip", "margin": 0.0, "clips_in": 3,
                       "clips_scored": 3, "clips_unscored": 0, "clips_failed": 0, "clips_dropped_low_quality": 1}
     unscored = [o for o in outcomes if o.reason != reasons.LOW_QUALITY] + [
         clip_outcome("c3", QUALITY, "failed", reasons.QUALITY_ERROR)]
     unscored = [Outcome(**{**o.to_dict(), "quality_score": None}) for o in unscored]
-    q = audit.quality_stats(audit.outcome_aggregates(unscored))
+    q = aggregates.quality_stats(aggregates.outcome_aggregates(unscored))
     assert (q["classifier"], q["threshold"], q["clips_in"], q["clips_scored"], q["clips_unscored"],
             q["clips_failed"], q["clips_dropped_low_quality"]) == (None, None, 3, 0, 2, 1, 0)
 
@@ -101,7 +102,7 @@ def test_outcomes_sort_on_every_field():
     for seed in range(6):
         shuffled = twins[:]
         random.Random(seed).shuffle(shuffled)
-        orders.add(tuple(sorted(shuffled, key=audit.outcome_sort_key)))
+        orders.add(tuple(sorted(shuffled, key=aggregates.outcome_sort_key)))
     assert len(orders) == 1
     assert [(o.detail, o.quality_score) for o in orders.pop()] == [("", None), ("a", None), ("a", 0.5), ("b", None)]
 
@@ -114,7 +115,7 @@ def test_outcome_counters_and_the_jobs_progress_tally_per_stage(tmp_path):
     for stage in (SEARCH, SEGMENT, SHARD):
         mine = [o for o in outcomes if o.stage == stage]
         _ = (p | f"Create{stage}" >> beam.Create(mine, reshuffle=False)
-             | f"Count{stage}" >> beam.ParDo(audit.CountOutcomes(stage, str(tmp_path))))
+             | f"Count{stage}" >> beam.ParDo(aggregates.CountOutcomes(stage, str(tmp_path))))
     result = p.run()
     result.wait_until_finish()
     counters = {f"{r.key.metric.namespace}/{r.key.metric.name}": r.committed
@@ -136,33 +137,33 @@ def test_every_kind_of_loss_is_a_named_violation():
     lost = [o for o in outcomes if o.item_id != "c1"]  # a clip that entered the shard stage vanished
     twice = outcomes + [video_outcome("v1", SEGMENT, "failed", reasons.CORRUPT_VIDEO)]
     stray = outcomes + [clip_outcome("ghost", QUALITY, "dropped", reasons.LOW_QUALITY)]
-    assert audit.conservation_violations(births, lost) == [
+    assert aggregates.conservation_violations(births, lost) == [
         "clip 'c1': reached stage 'shard' and no stage gave it an outcome"]
-    (message,) = audit.conservation_violations(births, twice)
+    (message,) = aggregates.conservation_violations(births, twice)
     assert "video 'v1': 2 outcomes" in message and "segment:failed" in message
-    (message,) = audit.conservation_violations(births, stray)
+    (message,) = aggregates.conservation_violations(births, stray)
     assert "clip 'ghost'" in message and "no stage registered it" in message
-    stats = audit.compute_stats(lost, births, 1)
-    assert not stats["conservation"]["ok"] and "c1" in audit.failure_message(stats)
+    stats = aggregates.compute_stats(lost, births, 1)
+    assert not stats["conservation"]["ok"] and "c1" in aggregates.failure_message(stats)
 
 
 def test_a_catalog_listing_one_id_twice_is_two_items():
     births = [Registration("video", "dup", DOWNLOAD, True), Registration("video", "dup", SEARCH, True)]
     outcomes = [video_outcome("dup", SEARCH, "dropped", reasons.DUPLICATE), video_outcome("dup", SEGMENT, "kept")]
-    assert audit.conservation_violations(births, outcomes) == []
-    assert audit.conservation_violations(births, outcomes[:1]) != []
+    assert aggregates.conservation_violations(births, outcomes) == []
+    assert aggregates.conservation_violations(births, outcomes[:1]) != []
 
 
 def test_stats_json_is_stable():
     births, outcomes = small_run()
-    a = audit.stats_json(audit.compute_stats(outcomes, births, 1))
-    b = audit.stats_json(audit.compute_stats(list(reversed(outcomes)), list(reversed(births)), 1))
+    a = aggregates.stats_json(aggregates.compute_stats(outcomes, births, 1))
+    b = aggregates.stats_json(aggregates.compute_stats(list(reversed(outcomes)), list(reversed(births)), 1))
     assert a == b
 
 
 def test_report_is_one_self_contained_page_with_plots_and_strips():
     births, outcomes = small_run()
-    stats = audit.compute_stats(outcomes, births, 1)
+    stats = aggregates.compute_stats(outcomes, births, 1)
     frames = np.zeros((160, 90, 160, 3), np.uint8)
     frames[:, :, :80] = 200
     clip = Clip(clip_key="c2", video_id="v1", clip_index=2, start_s=32.0, end_s=48.0, num_frames=160, fps=10.0,
@@ -178,9 +179,9 @@ def test_report_is_one_self_contained_page_with_plots_and_strips():
     assert page.count("data:image/jpeg;base64,") == 2  # one kept sample and one low_quality sample
     assert "dropped: low_quality" in page and "http_404" in page
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing loads from elsewhere
-    broken = audit.compute_stats(outcomes[:-1], births, 1)
+    broken = aggregates.compute_stats(outcomes[:-1], births, 1)
     assert "CONSERVATION VIOLATED" in report.render_report(broken, {})
-    scored = audit.compute_stats(outcomes, births, 1, {"classifier": "gs://b/q1", "threshold": 0.42, "rule": "clip",
+    scored = aggregates.compute_stats(outcomes, births, 1, {"classifier": "gs://b/q1", "threshold": 0.42, "rule": "clip",
                                                        "margin": 0.0})
     page = report.render_report(scored, {})
     assert "gs://b/q1" in page and "0.42" in page and "No quality classifier" not in page
@@ -196,7 +197,7 @@ def test_report_strips_are_bounded_per_outcome_and_reason():
         for group, _, pick in report.thumbnail_pick(o):
             groups.setdefault(group, []).append(pick["clip_key"])
     assert set(groups) == {"kept", "failed: shard_error"}  # short tails have no bytes to draw
-    stats = audit.compute_stats(outcomes, [], 1, per_group=3)
+    stats = aggregates.compute_stats(outcomes, [], 1, per_group=3)
     assert {g: len(p) for g, p in stats["thumbnails"].items()} == {"kept": 3, "failed: shard_error": 1}
     ranked = sorted((report.thumbnail_rank(k), k) for k in groups["kept"])  # the smallest key hashes
     assert [p["clip_key"] for p in stats["thumbnails"]["kept"]] == [k for _, k in ranked[:3]]
@@ -211,7 +212,7 @@ def test_report_strips_are_bounded_per_outcome_and_reason():
 def _audit_with_beam(out_dir, births, outcomes) -> dict:
     """The run's Audit transform on Beam's runner, fed the given records (and the manifest rows and shard index
     of small_run's two kept clips); returns its stats.json."""
-    from pipeline import audit_stage
+    from pipeline.audit import audit_stage
 
     manifest = [Clip(clip_key=f"c{i}", video_id="v1", clip_index=i, start_s=16.0 * i, end_s=16.0 * i + 16,
                      num_frames=160, fps=10.0, width=160, height=90, location="shards/shard-00000.tar")
@@ -229,7 +230,7 @@ def test_the_keyed_sum_catches_a_dropped_and_a_doubled_record_on_beam(tmp_path):
     births, outcomes = small_run()
     whole = _audit_with_beam(tmp_path / "whole", births, outcomes)
     assert whole["conservation"] == {"ok": True, "num_violations": 0, "violations": []}
-    assert whole == audit.compute_stats(outcomes, births, 1) | {"tables": whole["tables"]}  # same as in memory
+    assert whole == aggregates.compute_stats(outcomes, births, 1) | {"tables": whole["tables"]}  # same as in memory
     lost = [o for o in outcomes if o.item_id != "c1"] + [video_outcome("v1", SEGMENT, "failed", reasons.CORRUPT_VIDEO)]
     broken = _audit_with_beam(tmp_path / "broken", births, lost)["conservation"]
     assert broken == {"ok": False, "num_violations": 4, "violations": [
@@ -244,7 +245,7 @@ def test_rows_lost_on_the_way_to_the_tables_are_violations():
     before a table's writer is caught like a lost record)."""
     tables = {"outcomes": {"parts": 2, "rows": 9}, "manifest": {"parts": 1, "rows": 2}}
     index = [{"name": "shards/shard-00000.tar", "clips": 2, "bytes": 10}]
-    assert audit.table_violations(9, 2, tables, index) == []
-    assert audit.table_violations(10, 3, tables, index) == [
+    assert aggregates.table_violations(9, 2, tables, index) == []
+    assert aggregates.table_violations(10, 3, tables, index) == [
         "table outcomes/: 9 rows written for 10 outcomes decided", "table manifest/: 2 rows written for 3 clips kept",
         "shards: 2 samples in the shard index for 3 clips kept"]

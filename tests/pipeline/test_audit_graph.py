@@ -18,11 +18,13 @@ import pytest
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.transforms import combiners, core
 
-from pipeline import audit, job, partitioned, run, shards
+from pipeline import job, run, shards
+from pipeline.audit import aggregates
+from pipeline.io import partitioned
 
 STAGES = ("Search", "Download", "Segment", "Quality", "Shard")
-BOUNDED_FNS = (combiners.CountCombineFn, combiners.TopCombineFn, audit.OutcomeStatsFn, audit.GroupSampleFn,
-               audit.KeyCountsFn, audit.SiteUsageFn, partitioned.PartsSummaryFn)
+BOUNDED_FNS = (combiners.CountCombineFn, combiners.TopCombineFn, aggregates.OutcomeStatsFn, aggregates.GroupSampleFn,
+               aggregates.KeyCountsFn, aggregates.SiteUsageFn, partitioned.PartsSummaryFn)
 LIST_FNS = (combiners.ToListCombineFn, combiners.ToDictCombineFn, combiners.ToSetCombineFn)
 RANK = {"bounded": 0, "group": 1, "item": 2}
 

@@ -19,7 +19,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import exit_status, run
+from pipeline import run
+from pipeline.audit import exit_status
 from tests import media
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -116,8 +117,8 @@ def test_a_classifier_of_another_clip_geometry_is_refused_at_launch(corpus, tmp_
     import csv
 
     from classifiers.train import TrainConfig, train
-    from pipeline.demo_corpus import clips as synthetic
     from pipeline.shards import write_shard
+    from pipeline.tools.demo_corpus import clips as synthetic
 
     videos = synthetic.demo_videos(n_clean=4, n_junk_each=1, clips_per_video=1)
     (tmp_path / "shards").mkdir()
@@ -180,7 +181,7 @@ def test_overwrite_replaces_and_records_the_new_inputs(corpus, finished, tmp_pat
 def test_progress_reads_done_over_total_for_the_whole_job(finished):
     log = next((finished / "logs").glob("run-*.log")).read_text()
     assert "segment:" in log  # per-video lines go to the log file, not the console
-    from pipeline.progress import progress_line
+    from pipeline.runtime.progress import progress_line
     line = progress_line({"pass/video/download": 4, "out/search/video/dropped": 1, "pass/video/segment": 3,
                           "out/download/video/failed": 1, "out/segment/video/kept": 2, "pass/clip/quality": 5,
                           "pass/clip/shard": 4, "out/shard/clip/kept": 2}, 10.0, 5)

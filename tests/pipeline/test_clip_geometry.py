@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cut, options
+from pipeline.cli import options
+from pipeline.video import cut
 from schemas import CandidateVideo, DownloadedVideo, clip_codec
 from schemas.records import ShardSample
 from tests import media

@@ -105,7 +105,7 @@ def test_the_plugin_logs_one_info_line_with_the_values_it_set():
     code = """
 import logging
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s %(message)s")
-import pipeline.worker_start
+import pipeline.runtime.worker_start
 """
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stderr

@@ -9,7 +9,7 @@ import decord
 import pytest
 
 from classifiers.labels import load_labels
-from pipeline.demo_corpus import build, catalog, cli, games, spec
+from pipeline.tools.demo_corpus import build, catalog, cli, games, spec
 from schemas import CandidateVideo, HandLabel
 
 
@@ -142,8 +142,8 @@ def test_action_names_match_procgen():
 def test_catalog_titles_trip_exactly_the_planned_keyword_rules():
     """The real keyword rules (pipeline/data/platformers.yaml) read the titles and descriptions the corpus
     writes: each row planned to be dropped by a rule is dropped by that rule, and every other row passes."""
-    from pipeline.demo_corpus.catalog import catalog_rows
     from pipeline.keywords import load_rules
+    from pipeline.tools.demo_corpus.catalog import catalog_rows
 
     rules, plan = load_rules(), spec.plan_corpus()
     seen = set()

@@ -21,7 +21,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import cut, run
+from pipeline import run
+from pipeline.video import cut
 from schemas import clip_codec, clip_format, decoders, frame_times
 from tests import media
 
@@ -54,7 +55,7 @@ print(hashlib.sha1(clip_codec.encode_clip(frames)).hexdigest())
 
 _DECODE_CLIPS = """
 import hashlib, json, sys
-from pipeline import cut
+from pipeline.video import cut
 from schemas import clip_format, decoders, frame_times
 path, decoder = sys.argv[1], sys.argv[2]
 config = cut.SegmentConfig(clip_frames=10, decoder=decoder)

@@ -5,8 +5,9 @@ from __future__ import annotations
 import datetime
 import time
 
-from pipeline import doctor, preflight
 from pipeline.__main__ import main as pipeline_main
+from pipeline.cli import preflight
+from pipeline.tools import doctor
 from tests.fault_server import FaultServer
 
 

@@ -26,11 +26,11 @@ from yt_dlp.utils import DownloadError, ExtractorError, GeoRestrictedError, Unsu
 
 from pipeline import download
 from pipeline.download import Download, DownloadConfig, Downloader, backoff_s, choose_format, download_one
-from pipeline.errors import classify, parse_retry_after
-from pipeline.probe import ProbeError, probe_file
 from pipeline.search import Search, SearchConfig
-from pipeline.site_access import SiteAccessConfig
+from pipeline.site.errors import classify, parse_retry_after
+from pipeline.site.site_access import SiteAccessConfig
 from pipeline.stage import MAIN, OUTCOMES
+from pipeline.video.probe import ProbeError, probe_file
 from schemas import CandidateVideo, DownloadedVideo, Outcome, ids, reasons
 from tests.fault_server import Fault, FaultServer
 from tests.object_store import FakeObjectStore
@@ -534,7 +534,7 @@ def test_probe_refuses_non_videos(media, tmp_path, content, reason):
 # ---- remote storage ---------------------------------------------------------------------------------------------
 class _MemoryFileSystem(FakeObjectStore):
     """The fake object store (tests/object_store.py) under its own scheme, standing in for gs:// (no cloud
-    from the tests). Beam finds it by its scheme, so ``pipeline.storage`` takes the code path it takes for GCS."""
+    from the tests). Beam finds it by its scheme, so ``pipeline.io.storage`` takes the code path it takes for GCS."""
 
     objects: dict[str, bytes] = {}
     log: list[tuple[str, str]] = []

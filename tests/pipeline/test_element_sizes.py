@@ -16,7 +16,8 @@ from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.pipeline import PipelineVisitor
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import clip_store, job, run
+from pipeline import job, run
+from pipeline.io import clip_store
 from schemas import Clip
 from tests import media
 

@@ -21,7 +21,9 @@ from pathlib import Path
 import pytest
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline import audit_stage, exit_status, finalize, job, lease, run, run_inputs
+from pipeline import finalize, job, run
+from pipeline.audit import audit_stage, exit_status
+from pipeline.cli import lease, run_inputs
 from tests import media
 from tests.cli_helpers import call_main
 from tests.object_store import FakeObjectStore

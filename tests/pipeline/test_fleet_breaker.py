@@ -1,4 +1,4 @@
-"""The breaker for blocks (pipeline.breaker) and the download stage behind a blocking loopback server.
+"""The breaker for blocks (pipeline.site.breaker) and the download stage behind a blocking loopback server.
 
 Blocking is turned on for every route of a real HTTP server on 127.0.0.1 (tests/fault_server.py: a 429 storm,
 YouTube's bot-check page as a 403, a sign-in 403); every request the stage sends is counted on the server.
@@ -10,9 +10,9 @@ import time
 
 import pytest
 
-from pipeline.breaker import Breaker, BreakerConfig, BreakerOpen
 from pipeline.download import DownloadConfig, Downloader
-from pipeline.site_access import SiteAccess, SiteAccessConfig
+from pipeline.site.breaker import Breaker, BreakerConfig, BreakerOpen
+from pipeline.site.site_access import SiteAccess, SiteAccessConfig
 from schemas import CandidateVideo, DownloadedVideo, Outcome, reasons
 from tests.fault_server import Fault, FaultServer
 from tests.pipeline.test_download import encode_mp4

@@ -1,4 +1,4 @@
-"""The job's request budget (pipeline.request_budget): a token bucket per process, the job's QPS split over
+"""The job's request budget (pipeline.site.request_budget): a token bucket per process, the job's QPS split over
 the processes, measured on a loopback server with several real processes sending through yt-dlp."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import multiprocessing
 
 import pytest
 
-from pipeline.request_budget import TokenBucket, job_processes, machine_vcpus, per_process_qps
-from pipeline.site_access import SiteAccess, SiteAccessConfig
+from pipeline.site.request_budget import TokenBucket, job_processes, machine_vcpus, per_process_qps
+from pipeline.site.site_access import SiteAccess, SiteAccessConfig
 from tests.fault_server import FaultServer
 
 JOB_QPS, PROCESSES, PER_PROCESS = 15.0, 3, 12

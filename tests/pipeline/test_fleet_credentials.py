@@ -11,9 +11,9 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
 from pipeline import run
-from pipeline.credentials import CredentialsError, check_cookies, read_proxies
 from pipeline.download import Download, DownloadConfig, Downloader
-from pipeline.site_access import ProxyPool, SiteAccess, SiteAccessConfig
+from pipeline.site.credentials import CredentialsError, check_cookies, read_proxies
+from pipeline.site.site_access import ProxyPool, SiteAccess, SiteAccessConfig
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, DownloadedVideo
 from tests.fault_server import FaultServer

@@ -1,13 +1,13 @@
-"""The run's exit status from stats.json (pipeline.exit_status): success, no readable input, deferred items."""
+"""The run's exit status from stats.json (pipeline.audit.exit_status): success, no readable input, deferred items."""
 
 from __future__ import annotations
 
-from pipeline import exit_status
-from pipeline.exit_status import DEFERRED, EMPTY, NO_INPUT, OK
+from pipeline.audit import exit_status
+from pipeline.audit.exit_status import DEFERRED, EMPTY, NO_INPUT, OK
 
 
 def stats(candidates=3, search_failures=0, by_reason=None, reason_counts=None, kept=2) -> dict:
-    """The keys of stats.json that exit_status reads, shaped as pipeline.audit.compute_stats writes them."""
+    """The keys of stats.json that exit_status reads, shaped as pipeline.audit.aggregates.compute_stats writes them."""
     return {"videos": {"candidates": candidates},
             "search_failures": {"count": search_failures, "by_reason": by_reason or {}},
             "clips": {"cut": kept, "kept": kept}, "reason_counts": reason_counts or {}}

@@ -14,7 +14,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import exit_status, run
+from pipeline import run
+from pipeline.audit import exit_status
 from schemas import Outcome, from_table, reasons
 from tests import media
 from tests.fault_server import Fault, FaultServer

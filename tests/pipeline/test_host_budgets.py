@@ -1,4 +1,4 @@
-"""Request budgets and breakers per site (pipeline.request_budget.SiteRules, pipeline.site_access).
+"""Request budgets and breakers per site (pipeline.site.request_budget.SiteRules, pipeline.site.site_access).
 
 Real parts throughout: yt-dlp's request stack against real HTTP servers on 127.0.0.1 (tests/fault_server.py),
 two of them told apart by host name (``127.0.0.1`` and ``localhost``: budgets are per host, not per port),
@@ -12,10 +12,11 @@ import json
 
 import pytest
 
-from pipeline import audit, run
+from pipeline import run
+from pipeline.audit import aggregates
 from pipeline.download import DownloadConfig, Downloader
-from pipeline.request_budget import DEFAULT_JOB_QPS, DEFAULT_SITE_QPS, YOUTUBE, Budget, SiteRules
-from pipeline.site_access import SiteAccess, SiteAccessConfig
+from pipeline.site.request_budget import DEFAULT_JOB_QPS, DEFAULT_SITE_QPS, YOUTUBE, Budget, SiteRules
+from pipeline.site.site_access import SiteAccess, SiteAccessConfig
 from schemas import CandidateVideo, DownloadedVideo, Outcome, reasons
 from schemas.site_usage import SiteUsage
 from tests import media
@@ -203,27 +204,27 @@ def test_a_breaker_opening_on_one_host_defers_only_that_hosts_videos(video, tmp_
 
 # ---- the traffic record: stats.json and the console summary -----------------------------------------------
 def test_site_usage_sums_per_site_and_lists_a_bounded_number():
-    fn = audit.SiteUsageFn()
+    fn = aggregates.SiteUsageFn()
     parts = [fn.create_accumulator() for _ in range(2)]
-    for i in range(audit.MAX_LISTED_SITES + 3):
+    for i in range(aggregates.MAX_LISTED_SITES + 3):
         fn.add_input(parts[i % 2], SiteUsage(site=f"h{i:03d}.example", job_qps=10.0, requests=1000 - i, waited_s=0.5))
     fn.add_input(parts[0], SiteUsage(site=YOUTUBE, job_qps=4.0, requests=5000, waited_s=1.25, deferred=2))
     fn.add_input(parts[1], SiteUsage(site=YOUTUBE, job_qps=4.0, requests=5000, waited_s=1.25, paused_s=3.0))
-    block = audit.sites_block(fn.extract_output(fn.merge_accumulators(parts)))
-    assert len(block) == audit.MAX_LISTED_SITES + 1
+    block = aggregates.sites_block(fn.extract_output(fn.merge_accumulators(parts)))
+    assert len(block) == aggregates.MAX_LISTED_SITES + 1
     assert block[YOUTUBE] == {"job_qps": 4.0, "requests": 10000, "waited_s": 2.5, "paused_s": 3.0, "deferred": 2}
-    assert block[audit.OTHER_SITES] == {"job_qps": None, "requests": sum(1000 - i for i in range(49, 53)),
+    assert block[aggregates.OTHER_SITES] == {"job_qps": None, "requests": sum(1000 - i for i in range(49, 53)),
                                         "waited_s": 2.0, "paused_s": 0.0, "deferred": 0}
-    lines = audit.sites_summary(block)
+    lines = aggregates.sites_summary(block)
     assert lines[0] == "  site      youtube: 10000 request(s), 2.5 s waited (budget 4/s), 3.0 s paused (blocked), 2 deferred"
-    assert lines[-1].endswith(f"{len(block) - audit.SUMMARY_SITES} more in stats.json (sites)")
-    assert audit.sites_summary({}) == []
+    assert lines[-1].endswith(f"{len(block) - aggregates.SUMMARY_SITES} more in stats.json (sites)")
+    assert aggregates.sites_summary({}) == []
 
 
 def test_site_usage_keeps_a_bounded_accumulator_with_exact_totals(monkeypatch):
     """A catalog with a host per video must not make the combiner hold a table per item."""
-    monkeypatch.setattr(audit, "MAX_TRACKED_SITES", 10)
-    fn = audit.SiteUsageFn()
+    monkeypatch.setattr(aggregates, "MAX_TRACKED_SITES", 10)
+    fn = aggregates.SiteUsageFn()
     accs = [fn.create_accumulator() for _ in range(3)]
     for i in range(90):
         accs[i % 3] = fn.add_input(accs[i % 3], SiteUsage(site=f"h{i}.example", job_qps=10.0, requests=i + 1, waited_s=0.5))
@@ -231,7 +232,7 @@ def test_site_usage_keeps_a_bounded_accumulator_with_exact_totals(monkeypatch):
     assert all(len(acc) <= 11 for acc in accs) and len(merged) == 11
     assert sum(e["requests"] for e in merged.values()) == sum(range(1, 91))
     assert sum(e["waited_s"] for e in merged.values()) == pytest.approx(45.0)
-    assert "h89.example" in merged and merged[audit.OTHER_SITES]["job_qps"] is None
+    assert "h89.example" in merged and merged[aggregates.OTHER_SITES]["job_qps"] is None
 
 
 @needs_ffmpeg

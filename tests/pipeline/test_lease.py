@@ -17,7 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import exit_status, lease, run
+from pipeline import run
+from pipeline.audit import exit_status
+from pipeline.cli import lease
 from tests import media
 from tests.cli_helpers import call_main
 from tests.object_store import FakeObjectStore
@@ -77,9 +79,9 @@ def test_a_lease_whose_launcher_is_gone_is_taken_over_with_a_warning(catalog, tm
     capsys.readouterr()
     dead = dataclasses.replace(lease.for_launcher(), pid=gone_pid(), pid_started=None)  # a rerun, killed
     (out / lease.LEASE_FILE).write_bytes(dead.to_json())
-    with caplog.at_level(logging.WARNING, logger="pipeline.lease"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.cli.lease"):
         assert run.main(run_args(catalog, out)) == 0
-    taken = [r.getMessage() for r in caplog.records if r.name == "pipeline.lease"]
+    taken = [r.getMessage() for r in caplog.records if r.name == "pipeline.cli.lease"]
     assert len(taken) == 1 and f"launcher pid {dead.pid}" in taken[0] and "is gone" in taken[0], taken
     assert "kept 2 clips" in capsys.readouterr().out
     assert not (out / lease.LEASE_FILE).exists()
@@ -100,7 +102,7 @@ def test_force_lease_takes_over_a_live_lease(tmp_path, caplog):
     with pytest.raises(lease.LeaseHeld):
         lease.acquire(out, lease.for_launcher(), job_finished=False)
     theirs = lease.for_launcher()
-    with caplog.at_level(logging.WARNING, logger="pipeline.lease"):
+    with caplog.at_level(logging.WARNING, logger="pipeline.cli.lease"):
         assert lease.acquire(out, theirs, job_finished=False, force=True) == theirs
     assert "--force-lease" in caplog.text and lease.read(out) == theirs
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline import run, search_plan
+from pipeline import run
 from pipeline.__main__ import main as pipeline_main
+from pipeline.local import search_plan
 from schemas import shard_source
 from tests import media
 from tests.pipeline.test_run import PARTIAL_DIR, corpus  # noqa: F401 - the corpus fixture

@@ -15,7 +15,8 @@ import json
 import numpy as np
 import pytest
 
-from pipeline import clip_store, run, segment, shards, stage, storage
+from pipeline import run, segment, shards, stage
+from pipeline.io import clip_store, storage
 from pipeline.segment import SegmentConfig, cache_paths, cached_segment
 from schemas import CandidateVideo, Clip, DownloadedVideo, clip_codec, ids
 from tests import media

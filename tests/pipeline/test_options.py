@@ -1,5 +1,5 @@
 """The command line of ``python -m pipeline run``: the flag set and defaults are pinned, and each option is
-declared once, on the config field it sets (``pipeline.options``); no stage reads another stage's flags."""
+declared once, on the config field it sets (``pipeline.cli.options``); no stage reads another stage's flags."""
 
 from __future__ import annotations
 
@@ -10,9 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import breaker, cut, download, options, quality, run, search, segment, site_access
-from pipeline.breaker import BreakerConfig
-from pipeline.site_access import SiteAccessConfig
+from pipeline import download, quality, run, search, segment
+from pipeline.cli import options
+from pipeline.site import breaker, site_access
+from pipeline.site.breaker import BreakerConfig
+from pipeline.site.site_access import SiteAccessConfig
+from pipeline.video import cut
 
 # flag -> argparse default, in --help order (--no-isolation stores into SegmentConfig.isolate: default True)
 FLAGS = {
@@ -116,7 +119,7 @@ def test_each_flag_is_declared_once_on_one_config_field():
 def test_stages_declare_no_flags_by_hand_and_read_no_namespace(module):
     source = Path(inspect.getfile(module)).read_text()
     for needle in ("add_argument(", "argparse.Namespace", "getattr(ns", "from_args"):
-        assert needle not in source, f"{module.__name__} has {needle!r}: declare options with pipeline.options"
+        assert needle not in source, f"{module.__name__} has {needle!r}: declare options with pipeline.cli.options"
 
 
 def test_a_stage_builds_from_its_own_flags_only():

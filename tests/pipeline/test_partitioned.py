@@ -12,7 +12,8 @@ import apache_beam as beam
 import pyarrow.parquet as pq
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import partitioned, process_memory
+from pipeline.io import partitioned
+from pipeline.runtime import process_memory
 from schemas import CandidateVideo, Clip, Outcome, ids, to_table
 
 
@@ -72,7 +73,7 @@ def test_release_freed_gives_freed_heap_pages_back():
     heap by itself) stay in RSS until ``release_freed``."""
     script = textwrap.dedent("""
         import ctypes, sys
-        from pipeline import process_memory
+        from pipeline.runtime import process_memory
         def rss_mb():
             with open("/proc/self/status") as f:
                 return next(int(l.split()[1]) for l in f if l.startswith("VmRSS:")) / 1024

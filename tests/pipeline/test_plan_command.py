@@ -1,5 +1,5 @@
 """``python -m pipeline plan``: a catalog's worker-hours, peak storage and cost from its declared durations, by
-the model of ``pipeline.cost_model``; rows without a duration are counted and the assumption named."""
+the model of ``pipeline.tools.cost_model``; rows without a duration are counted and the assumption named."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import re
 
 import pytest
 
-from pipeline import cost_model, search_plan
 from pipeline.__main__ import main as pipeline_main
+from pipeline.local import search_plan
+from pipeline.tools import cost_model
 from tests.cli_helpers import call_main
 
 

@@ -7,7 +7,8 @@ import os
 import re
 from pathlib import Path
 
-from pipeline import job, process_memory
+from pipeline import job
+from pipeline.runtime import process_memory
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -11,8 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline import manifest, procgen_dataset
 from pipeline.__main__ import main as pipeline_main
+from pipeline.audit import manifest
+from pipeline.tools import procgen_dataset
 from schemas import shard_source
 from schemas.clip_codec import decode_clip
 from schemas.procgen import level_seed, level_video_id

@@ -16,10 +16,11 @@ from apache_beam.utils import shared
 from classifiers.artifact import FeatureVersionError, load_classifier
 from classifiers.metrics import DecisionRule
 from classifiers.train import TrainConfig, train
-from pipeline import options, stage
-from pipeline.demo_corpus import clips as synthetic
+from pipeline import stage
+from pipeline.cli import options
 from pipeline.quality import Quality, QualityConfig, _ScoreBatches
 from pipeline.shards import write_shard
+from pipeline.tools.demo_corpus import clips as synthetic
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 
@@ -186,7 +187,7 @@ def test_a_clip_of_another_frame_rate_fails_alone_before_it_is_decoded(setup):
 def test_a_clip_the_store_keeps_refusing_fails_as_storage_error_and_a_hiccup_is_retried(setup, monkeypatch):
     """Clips by reference on the fake object store (GCS cannot be reached from the tests): a read failing twice
     is retried and scored; one failing for good ends ``failed: storage_error`` alone."""
-    from pipeline import clip_store, storage
+    from pipeline.io import clip_store, storage
     from pipeline.quality import score_clips
     from tests.object_store import FakeObjectStore, ServiceUnavailable
 

@@ -20,8 +20,9 @@ import pytest
 from apache_beam.metrics.metric import MetricsFilter
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import audit, job, run, shards
+from pipeline import job, run, shards
 from pipeline.__main__ import main as pipeline_main
+from pipeline.audit import aggregates
 from schemas import Outcome, clip_codec, from_table, ids, reasons, shard_source
 from tests import media
 
@@ -211,7 +212,7 @@ def test_tables_are_partitioned_datasets_that_readers_take_as_one_table(first_ru
     assert len(frame) == table.num_rows == 18 and set(frame["item_id"]) == set(final_outcomes(first_run))
     for part in (first_run / "outcomes").iterdir():  # each part sorted on every field
         rows = from_table(pq.read_table(part), Outcome)
-        assert rows == sorted(rows, key=audit.outcome_sort_key)
+        assert rows == sorted(rows, key=aggregates.outcome_sort_key)
     index = json.loads((first_run / "shard_index.json").read_text())["shards"]
     assert [s["name"] for s in index] == [f"shards/{p.name}" for p in sorted(first_run.glob("shards/*.tar"))]
     assert [s["sha256"] for s in index] == [hashlib.sha256((first_run / s["name"]).read_bytes()).hexdigest()
@@ -351,8 +352,8 @@ def test_the_recipes_dataflow_job_builds_with_its_image_and_options():
     pytest.importorskip("google.cloud.storage", reason="needs apache-beam[gcp] (the 'dataflow' extra)")
     from apache_beam.options.pipeline_options import DebugOptions, SetupOptions, WorkerOptions
 
-    from pipeline import request_budget
     from pipeline.beam_runtime import data_plane_buffers
+    from pipeline.site import request_budget
 
     docs = Path(__file__).resolve().parents[2].joinpath("docs", "pipeline.md").read_text()
     recipe = docs.split("<!-- recipe -->")[1]

@@ -23,7 +23,7 @@ import torch
 from classifiers.artifact import read_metadata
 from classifiers.train import TrainConfig, train
 from pipeline import run
-from pipeline.demo_corpus import clips as synthetic
+from pipeline.tools.demo_corpus import clips as synthetic
 from schemas import Outcome, clip_codec, from_table, reasons, shard_source, shard_writer
 from schemas.clip_format import SHARD_DIR, shard_name
 from tests import media

@@ -19,10 +19,11 @@ from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 from yt_dlp.utils import DownloadError
 
-from pipeline import options, run
+from pipeline import run
+from pipeline.cli import options
 from pipeline.download import DownloadConfig
 from pipeline.search import Search, SearchConfig, build_sources, search_candidates
-from pipeline.site_access import SiteAccessConfig
+from pipeline.site.site_access import SiteAccessConfig
 from pipeline.sources import CatalogSource, YoutubeSource, generate_queries
 from pipeline.sources.youtube import search_url
 from pipeline.stage import MAIN, OUTCOMES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from pipeline import search_plan
+from pipeline.local import search_plan
 from pipeline.search import SearchConfig, search_candidates
 from pipeline.sources import CatalogSource, Source, search_failure
 from schemas import CandidateVideo, Outcome, reasons
@@ -63,7 +63,7 @@ def test_nothing_to_search_is_one_empty_slice(tmp_path):
 
 def test_the_plan_reports_its_progress(catalog, tmp_path):  # noqa: F811
     """The launcher's plan pass counts every item it read, so the progress line moves before the first job."""
-    from pipeline import progress
+    from pipeline.runtime import progress
 
     tally = tmp_path / "progress"
     tally.mkdir()

@@ -19,8 +19,8 @@ import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 from apache_beam.testing.util import assert_that, equal_to
 
-from pipeline import clip_store, cut, run, segment, stage
-from pipeline.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
+from pipeline import run, segment, stage
+from pipeline.io import clip_store
 from pipeline.segment import (
     Segment,
     SegmentConfig,
@@ -31,6 +31,8 @@ from pipeline.segment import (
     guarded_segment,
     segment_video,
 )
+from pipeline.video import cut
+from pipeline.video.isolation import IsolatedWorker, WorkerCrashed, WorkerTimeout
 from schemas import (
     CandidateVideo,
     DownloadedVideo,
@@ -495,7 +497,7 @@ def test_max_calls_one_gives_every_call_a_fresh_child():
 _PEAK_MEMORY = """
 import json, sys
 from pathlib import Path
-from pipeline.cut import SegmentConfig, segment_video
+from pipeline.video.cut import SegmentConfig, segment_video
 from schemas import CandidateVideo, DownloadedVideo
 
 def video(path):

@@ -16,7 +16,8 @@ import urllib.parse
 import pytest
 import webdataset as wds
 
-from pipeline import clip_store, shards, storage
+from pipeline import shards
+from pipeline.io import clip_store, storage
 from tests.object_store import FakeObjectStore, packed_clips
 
 

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
-from pipeline import shards, stage, storage
-from pipeline.manifest import WriteManifest, read_manifest
+from pipeline import shards, stage
+from pipeline.audit.manifest import WriteManifest, read_manifest
+from pipeline.io import storage
 from schemas import CandidateVideo, Clip, clip_codec, ids, shard_source
 from tests import media
 

@@ -20,8 +20,10 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import exit_status, partitioned, run, storage
+from pipeline import run
+from pipeline.audit import exit_status
 from pipeline.download import DownloadConfig, download_one
+from pipeline.io import partitioned, storage
 from schemas import CandidateVideo, DownloadedVideo, Outcome
 from tests import media
 from tests.object_store import FakeObjectStore, ServiceUnavailable

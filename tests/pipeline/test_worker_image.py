@@ -13,8 +13,10 @@ from pathlib import Path
 import apache_beam
 import pytest
 
-from pipeline import doctor, run, worker_image
+from pipeline import run
 from pipeline.__main__ import main as pipeline_main
+from pipeline.cli import worker_image
+from pipeline.tools import doctor
 from tests.cli_helpers import call_main
 
 ROOT = Path(__file__).resolve().parents[2]
