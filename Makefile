@@ -74,7 +74,7 @@ BC_ARGS ?=
 bc-cpu: setup
 	$(PY) benchmarks/bc_cpu.py --out $(BC_DIR) $(BC_ARGS)
 
-# Latent actions that carry the action (issue 27) on 2 CPU cores within LAM_BUDGET_MIN minutes: CoinRun data with
+# Latent actions that carry the action, on 2 CPU cores within LAM_BUDGET_MIN minutes: CoinRun data with
 # held (sticky) and per-step random actions, a LAM trained on each from frames only, lam_probe (NMI, codes, the
 # decoder's action gap, the supervised ceiling); report in $(LAM_DIR)/report.md. LAM_ARGS=--smoke: harness check.
 LAM_BUDGET_MIN ?= 30

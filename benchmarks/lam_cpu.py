@@ -12,7 +12,7 @@ Steps, all through the project's own commands:
 3. ``benchmarks/lam_probe.py`` on each held-out split: NMI, many-to-one accuracy, codes used, the decoder's
    action gap (``modeling.lam_check``), and on the random-policy data the supervised ceiling (an
    inverse-dynamics classifier with the LAM's encoder, trained with true actions for the same steps and batch).
-4. ``report.md`` and ``report.json`` in ``--out``, with the targets of issue 27 marked met or not.
+4. ``report.md`` and ``report.json`` in ``--out``, with the targets marked met or not.
 
 Steps whose outputs exist are kept (datasets, finished LAM runs), so a rerun continues.
 """

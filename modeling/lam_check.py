@@ -1,7 +1,7 @@
 """The action-necessity check: does the LAM's decoder need the code it is given?
 
 A LAM whose decoder predicts x_{t+1} as well from a constant code as from the inferred one has collapsed, whatever
-its code usage says (issue 27: the linear-head LAM's code was worth 1-4% of its loss). On one batch, the decoder's
+its code usage says (a LAM with linear patch layers gave its code 1-4% of its loss). On one batch, the decoder's
 PSNR of frames 2..T is measured with
 
 - ``inferred``: the codes the encoder picks (what training uses),
