@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from pipeline.site.request_budget import DEFAULT_JOB_QPS, DEFAULT_SITE_QPS  # noqa: E402
+from schemas.stats import SiteCost, Stats  # noqa: E402
 
 HOST = "127.0.0.1"
 
@@ -112,11 +113,11 @@ def run_once(catalog: Path, out: Path, workers: int, flags: list[str], server: S
     wall = time.monotonic() - started
     if proc.returncode not in (0, 75):
         raise SystemExit(f"run failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    stats = json.loads((out / "stats.json").read_text())
-    site = stats["sites"].get(HOST, {})
-    return {"wall_s": wall, "served": server.requests - before, "requests": site.get("requests", 0),
-            "waited_s": site.get("waited_s", 0.0), "kept_clips": stats["clips"].get("kept", 0),
-            "videos_downloaded": next(r["videos_out"] for r in stats["funnel"] if r["stage"] == "download")}
+    stats = Stats.from_json((out / "stats.json").read_bytes())
+    site = stats.sites.get(HOST, SiteCost(job_qps=None))
+    return {"wall_s": wall, "served": server.requests - before, "requests": site.requests,
+            "waited_s": site.waited_s, "kept_clips": stats.clips.kept,
+            "videos_downloaded": next(r.video.items_out for r in stats.funnel if r.stage == "download")}
 
 
 def main() -> int:

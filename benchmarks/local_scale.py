@@ -33,6 +33,8 @@ sys.path.insert(0, str(ROOT))
 
 from scale_bench import _descendants, _status_kb  # noqa: E402
 
+from schemas.stats import Stats  # noqa: E402
+
 # (title, declared duration): what makes a row end at the search, in turn; every 50th line is not JSON.
 ROWS = (("Cooking show", 60), ("Mario speedrun", 5), ("Mario unboxing speedrun", 60), ("Walking tour", 600))
 
@@ -98,13 +100,13 @@ def run_one(n: int, workers: int, slice_outcomes: int | None, work: Path) -> dic
         raise SystemExit(f"size {n}: the run exited {proc.returncode}:\n{stdout[-2000:]}\n{stderr[-3000:]}")
     import pyarrow.parquet as pq
 
-    stats = json.loads((out / "stats.json").read_text())
+    stats = Stats.from_json((out / "stats.json").read_bytes())
     rows = sum(pq.ParquetFile(p).metadata.num_rows for p in (out / "outcomes").glob("*.parquet"))
     plan = json.loads((out / "slices" / "plan.json").read_text())
     shutil.rmtree(out, ignore_errors=True)
     return {"n": n, "slices": len(plan["slices"]), "wall_s": wall,
             **{f"{role}_mb": kb / 1024 for role, kb in peaks.kb.items()},
-            "violations": stats["conservation"]["num_violations"], "rows_written": rows}
+            "violations": stats.conservation.num_violations, "rows_written": rows}
 
 
 def main() -> int:

@@ -73,6 +73,7 @@ from pipeline.beam_runtime import (  # noqa: E402
     streamed_inputs,
 )
 from pipeline.runtime import process_memory  # noqa: E402
+from schemas.stats import Stats  # noqa: E402
 
 CHUNK = 10_000  # outcomes generated per element of the seed collection
 CLIPS_PER_VIDEO = 30
@@ -385,19 +386,19 @@ def run_one(n: int, workers: int, stream_inputs: bool = False, bounded: bool = F
     wall = time.monotonic() - started
     watcher.stop.set()
     watcher.join()
-    stats = json.loads(Path(out, "stats.json").read_text())
+    stats = Stats.from_json(Path(out, "stats.json").read_bytes())
     traced = Path(f"{out}.traced")
     python_peak = json.loads(traced.read_text()) if traced.exists() else None
     traced.unlink(missing_ok=True)
     shutil.rmtree(out, ignore_errors=True)
-    assert stats["tables"]["outcomes"]["rows"] == n, stats["tables"]
+    assert stats.tables["outcomes"].rows == n, stats.tables
     return {"n": n, "wall_s": wall, "worker_peak_mb": max(watcher.workers.values(), default=0) / 1024,
             "workers_seen": len(watcher.workers),
             "processes_mb": {f"{p} {watcher.names.get(p, '?')}": round(kb / 1024) for p, kb in watcher.workers.items()},
             "launcher_peak_mb": _status_kb(os.getpid(), "VmHWM") / 1024,
-            "outcome_parts": stats["tables"]["outcomes"]["parts"], "manifest_rows": stats["tables"]["manifest"]["rows"],
-            "violations": stats["conservation"]["num_violations"],
-            "violations_listed": stats["conservation"]["violations"][:5], "last_step_worker": python_peak, "runner_dropped_buffers": runner_drops[0],
+            "outcome_parts": stats.tables["outcomes"].parts, "manifest_rows": stats.tables["manifest"].rows,
+            "violations": stats.conservation.num_violations,
+            "violations_listed": stats.conservation.violations[:5], "last_step_worker": python_peak, "runner_dropped_buffers": runner_drops[0],
             "runner_dropped_chunks": runner_drops[1], "stream_inputs": stream_inputs,
             "bounded_bundles": bounded, "most_bundles_per_worker_and_stage": bundles_per_stage[0],
             "worker_rss_by_stage_mb": {short_stage(k): round(v / 1024) for k, v in watcher.by_stage.items()},

@@ -43,6 +43,7 @@ from pipeline.local import local_slices
 from pipeline.local.search_plan import PLAN_FILE, Plan, slices_dir
 from schemas import clip_format
 from schemas.cli import StrictParser, fail
+from schemas.stats import Stats
 
 log = logging.getLogger(__name__)
 PROG = "python -m pipeline finalize"
@@ -112,8 +113,8 @@ def finish(output_dir: str, plan: Plan | None, elapsed_s: float | None, allow_em
            notes: tuple[str, ...] = (), headline: str | None = None) -> int:
     """The steps after a finished job (the module's docstring); returns the run's exit status. ``plan``: a
     local run's slices (None: one job wrote the output); ``notes``: lines for stderr after the summary."""
-    stats = json.loads(storage.read_bytes(FileSystems.join(output_dir, audit_stage.STATS_FILE)))
-    if not stats["conservation"]["ok"]:
+    stats = Stats.from_json(storage.read_bytes(FileSystems.join(output_dir, audit_stage.STATS_FILE)))
+    if not stats.conservation.ok:
         print(aggregates.failure_message(stats), file=sys.stderr)
         return RUN_FAILED
     stale = (local_slices.remove_stale_outputs(output_dir, plan, stats) if plan is not None

@@ -49,6 +49,7 @@ from pipeline.cli.options import option
 from pipeline.io import clip_store, storage
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
+from schemas.stats import QualitySettings
 
 NAMESPACE = "quality"
 DEFAULT_BATCH_SIZE = 32
@@ -230,13 +231,13 @@ class Quality(beam.PTransform):
             check_threshold(threshold, "threshold override")
 
     @property
-    def settings(self) -> dict:
+    def settings(self) -> QualitySettings:
         """How this stage decides, for ``stats.json``'s ``quality`` block: model dir (None: unscored),
         threshold in effect (the model's or the override), decision rule and margin."""
         if self._model_dir is None:
-            return {"classifier": None, "threshold": None, "rule": None, "margin": None}
-        return {"classifier": str(self._model_dir), "threshold": self._threshold,
-                "rule": self._decision.rule, "margin": self._decision.margin}
+            return QualitySettings()
+        return QualitySettings(classifier=str(self._model_dir), threshold=self._threshold,
+                               rule=self._decision.rule, margin=self._decision.margin)
 
     def expand(self, clips):
         if self._model_dir is None:

@@ -30,7 +30,6 @@ import bisect
 import collections
 import dataclasses
 import heapq
-import json
 import logging
 import typing
 from collections.abc import Iterable
@@ -41,7 +40,27 @@ import numpy as np
 from pipeline.audit import report
 from pipeline.audit.report import FAILURE_EXAMPLES_PER_REASON
 from pipeline.runtime import progress
-from schemas import SCHEMA_VERSION, Outcome, reasons
+from schemas import Outcome, reasons
+from schemas.stats import (
+    ClipCounts,
+    Conservation,
+    Deferred,
+    FailureExample,
+    Flow,
+    FunnelRow,
+    Histogram,
+    Histograms,
+    Hours,
+    QualitySettings,
+    QualityStats,
+    ReasonKey,
+    SearchFailures,
+    SiteCost,
+    Stats,
+    TableParts,
+    ThumbnailPick,
+    VideoCounts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -137,36 +156,34 @@ def violation(key: tuple[str, str], balance: tuple) -> str | None:
     return f"{kind} {item!r}: {decided} outcomes {list(labels)} for {born} item(s)"
 
 
-def decided_and_kept(agg: dict) -> tuple[int, int]:
+def decided_and_kept(agg: OutcomeTallies) -> tuple[int, int]:
     """(outcomes decided, clips kept) from ``OutcomeStatsFn``'s cells: what the written tables must hold."""
     decided = kept = 0
-    for (kind, _, outcome, *_), (n, _) in agg["cells"].items():
-        decided += n
-        if kind == reasons.ITEM_CLIP and outcome == reasons.KEPT:
-            kept += n
+    for cell, tally in agg.cells():
+        decided += tally.count
+        if cell.kind == reasons.ITEM_CLIP and cell.outcome == reasons.KEPT:
+            kept += tally.count
     return decided, kept
 
 
-def table_violations(outcomes: int, kept_clips: int, tables: dict, shard_index: list[dict]) -> list[str]:
+def table_violations(outcomes: int, kept_clips: int, tables: dict[str, TableParts],
+                     shard_index: list[dict]) -> list[str]:
     """What the written tables must hold, checked from their row counts: every outcome the run decided is a
     row of outcomes/, every kept clip a row of manifest/ and a sample of a shard in the index. A difference
     means rows were lost (or doubled) on their way to the files: the run fails as for any violation."""
     problems = []
-    rows = tables.get("outcomes", {}).get("rows")
-    if rows is not None and rows != outcomes:
-        problems.append(f"table outcomes/: {rows} rows written for {outcomes} outcomes decided")
-    rows = tables.get("manifest", {}).get("rows")
-    if rows is not None and rows != kept_clips:
-        problems.append(f"table manifest/: {rows} rows written for {kept_clips} clips kept")
+    for name, expected, what in (("outcomes", outcomes, "outcomes decided"), ("manifest", kept_clips, "clips kept")):
+        table = tables.get(name)
+        if table is not None and table.rows != expected:
+            problems.append(f"table {name}/: {table.rows} rows written for {expected} {what}")
     in_shards = sum(s["clips"] for s in shard_index)
     if in_shards != kept_clips:
         problems.append(f"shards: {in_shards} samples in the shard index for {kept_clips} clips kept")
     return problems
 
 
-def conservation_block(num_violations: int, listed: Iterable[str]) -> dict:
-    listed = list(listed)[:MAX_LISTED_VIOLATIONS]
-    return {"ok": num_violations == 0, "num_violations": num_violations, "violations": listed}
+def conservation_block(num_violations: int, listed: Iterable[str]) -> Conservation:
+    return Conservation(num_violations == 0, num_violations, list(listed)[:MAX_LISTED_VIOLATIONS])
 
 
 def conservation_violations(registrations: Iterable[Registration], outcomes: Iterable[Outcome]) -> list[str]:
@@ -204,45 +221,69 @@ class Cell(typing.NamedTuple):
     scored: bool  # the clip has a quality score
 
 
+class Tally(typing.NamedTuple):
+    """What a ``Cell`` counts: its outcomes and their summed duration (integer microseconds, see ``_micro``)."""
+
+    count: int
+    micro_s: int
+
+    def plus(self, other: Tally) -> Tally:
+        return Tally(self.count + other.count, self.micro_s + other.micro_s)
+
+
+@dataclasses.dataclass
+class OutcomeTallies:
+    """``OutcomeStatsFn``'s accumulator: a ``Tally`` per ``Cell``, and per histogram of ``HISTOGRAMS`` the counts
+    per group on its fixed bins. Bounded: cells are combinations of codes, bins are fixed."""
+
+    tallies: dict[Cell, Tally] = dataclasses.field(default_factory=dict)
+    histograms: dict[str, dict[str, list[int]]] = dataclasses.field(default_factory=lambda: {
+        name: {group: [0] * (len(edges) - 1) for group in groups} for name, (edges, groups) in HISTOGRAMS.items()})
+
+    def count(self, cell: Cell, tally: Tally) -> None:
+        self.tallies[cell] = self.tallies.get(cell, Tally(0, 0)).plus(tally)
+
+    def cells(self) -> list[tuple[Cell, Tally]]:
+        """(cell, tally) per cell, in a fixed order; cells come back as ``Cell`` whatever carried them."""
+        return [(Cell._make(cell), Tally._make(tally)) for cell, tally in sorted(self.tallies.items())]
+
+
 class OutcomeStatsFn(beam.CombineFn):
     """Outcomes -> count and duration per (kind, stage, outcome, reason, search failure?, scored?) cell, and
     the report's two histograms on fixed bins. Everything in ``stats.json`` about outcomes derives from it."""
 
     def create_accumulator(self):
-        return {"cells": {}, **{name: {group: [0] * (len(edges) - 1) for group in groups}
-                                for name, (edges, groups) in HISTOGRAMS.items()}}
+        return OutcomeTallies()
 
-    def add_input(self, acc, o: Outcome):
-        cell = Cell(o.item_kind, o.stage, o.outcome, o.reason, is_search_failure(o), o.quality_score is not None)
-        counts = acc["cells"].setdefault(cell, [0, 0])
-        counts[0] += 1
-        counts[1] += _micro(o.duration_s)
-        if o.item_kind == reasons.ITEM_VIDEO and o.duration_s and not is_search_failure(o):
+    def add_input(self, acc: OutcomeTallies, o: Outcome):
+        search_failure = is_search_failure(o)
+        acc.count(Cell(o.item_kind, o.stage, o.outcome, o.reason, search_failure, o.quality_score is not None),
+                  Tally(1, _micro(o.duration_s)))
+        if o.item_kind == reasons.ITEM_VIDEO and o.duration_s and not search_failure:
             group = "kept" if o.outcome == reasons.KEPT else "dropped/failed"
-            acc[VIDEO_MINUTES][group][_bin(HISTOGRAMS[VIDEO_MINUTES][0], o.duration_s / 60)] += 1
+            acc.histograms[VIDEO_MINUTES][group][_bin(HISTOGRAMS[VIDEO_MINUTES][0], o.duration_s / 60)] += 1
         if o.item_kind == reasons.ITEM_CLIP and o.quality_score is not None:
             group = "kept" if o.outcome == reasons.KEPT else "dropped"
-            acc[QUALITY_SCORE][group][_bin(HISTOGRAMS[QUALITY_SCORE][0], o.quality_score)] += 1
+            acc.histograms[QUALITY_SCORE][group][_bin(HISTOGRAMS[QUALITY_SCORE][0], o.quality_score)] += 1
         return acc
 
     def merge_accumulators(self, accs):
         accs = iter(accs)
         out = next(accs)
         for acc in accs:
-            for cell, (n, micro) in acc["cells"].items():
-                counts = out["cells"].setdefault(cell, [0, 0])
-                counts[0] += n
-                counts[1] += micro
-            for name in HISTOGRAMS:
-                for group, bins in acc[name].items():
-                    out[name][group] = [a + b for a, b in zip(out[name][group], bins, strict=True)]
+            for cell, tally in acc.tallies.items():
+                out.count(cell, tally)
+            for name, groups in acc.histograms.items():
+                for group, bins in groups.items():
+                    into = out.histograms[name]
+                    into[group] = [a + b for a, b in zip(into[group], bins, strict=True)]
         return out
 
     def extract_output(self, acc):
         return acc
 
 
-def outcome_aggregates(outcomes: Iterable[Outcome]) -> dict:
+def outcome_aggregates(outcomes: Iterable[Outcome]) -> OutcomeTallies:
     """``OutcomeStatsFn`` over an in-memory or streamed iterable: the same code the run's combiner runs."""
     fn = OutcomeStatsFn()
     acc = fn.create_accumulator()
@@ -293,11 +334,10 @@ def sample_locally(n: int, items: Iterable[tuple]) -> dict:
 
 
 def failure_example(o: Outcome):
-    """``(reason group, rank, row)`` for a failed outcome: the report's failure table samples these."""
+    """``(reason group, rank, example)`` for a failed outcome: the report's failure table samples these."""
     if o.outcome == reasons.FAILED:
         yield (f"{o.item_kind}:{o.stage}:{o.reason}", (o.item_id, outcome_sort_key(o)),
-               {"item_kind": o.item_kind, "item_id": o.item_id, "stage": o.stage, "reason": o.reason,
-                "detail": o.detail[:DETAIL_CHARS]})
+               FailureExample(o.item_kind, o.item_id, o.stage, o.reason, o.detail[:DETAIL_CHARS]))
 
 
 class KeyCountsFn(beam.CombineFn):
@@ -323,26 +363,26 @@ class KeyCountsFn(beam.CombineFn):
 MAX_LISTED_SITES = 50  # sites listed by name in stats.json (most requests first); the rest are summed
 MAX_TRACKED_SITES = 1000  # sites a SiteUsageFn accumulator keeps by name before it sums the smallest
 OTHER_SITES = "(other hosts)"  # no host name has parentheses
-_SUMS = ("requests", "waited_s", "paused_s", "deferred")
 
 
 class SiteUsageFn(beam.CombineFn):
-    """``SiteUsage`` records -> ``{site: {job_qps, requests, waited_s, paused_s, deferred}}``: one entry per site
-    (YouTube, a named host, each other host). Bounded: beyond ``MAX_TRACKED_SITES`` sites (a catalog with a
-    host per video) the ones with fewest requests are summed under ``OTHER_SITES``; the totals stay exact."""
+    """``SiteUsage`` records -> ``{site: SiteCost}``: one entry per site (YouTube, a named host, each other
+    host). Bounded: beyond ``MAX_TRACKED_SITES`` sites (a catalog with a host per video) the ones with fewest
+    requests are summed under ``OTHER_SITES``; the totals stay exact."""
 
     def create_accumulator(self):
         return {}
 
     def add_input(self, acc, usage):
-        _add(acc, usage.site, {"job_qps": usage.job_qps, **{name: getattr(usage, name) for name in _SUMS}})
+        _add(acc, usage.site, SiteCost(usage.job_qps, usage.requests, usage.waited_s, usage.paused_s,
+                                       usage.deferred))
         return _bounded(acc)
 
     def merge_accumulators(self, accs):
         out: dict = {}
         for acc in accs:
-            for site, entry in acc.items():
-                _add(out, site, entry)
+            for site, cost in acc.items():
+                _add(out, site, cost)
             out = _bounded(out)
         return out
 
@@ -350,56 +390,54 @@ class SiteUsageFn(beam.CombineFn):
         return acc
 
 
-def _add(acc: dict, site: str, entry: dict) -> None:
-    into = acc.setdefault(site, {"job_qps": entry["job_qps"], "requests": 0, "waited_s": 0.0, "paused_s": 0.0,
-                                 "deferred": 0})
-    for name in _SUMS:
-        into[name] += entry[name]
+def _add(acc: dict[str, SiteCost], site: str, cost: SiteCost) -> None:
+    """Add ``cost`` to ``site``'s entry; the entry keeps the budget (``job_qps``) it was first seen with."""
+    into = acc.get(site, SiteCost(cost.job_qps))
+    acc[site] = dataclasses.replace(into, requests=into.requests + cost.requests,
+                                    waited_s=into.waited_s + cost.waited_s, paused_s=into.paused_s + cost.paused_s,
+                                    deferred=into.deferred + cost.deferred)
 
 
-def _bounded(acc: dict, keep: int | None = None) -> dict:
+def _bounded(acc: dict[str, SiteCost], keep: int | None = None) -> dict[str, SiteCost]:
     """``acc`` with at most ``keep`` (default ``MAX_TRACKED_SITES``) named sites, most requests first, and the
     rest summed under ``OTHER_SITES``."""
     keep = MAX_TRACKED_SITES if keep is None else keep
     named = [kv for kv in acc.items() if kv[0] != OTHER_SITES]
     if len(named) <= keep:
         return acc
-    ranked = sorted(named, key=lambda kv: (-kv[1]["requests"], kv[0]))
+    ranked = sorted(named, key=lambda kv: (-kv[1].requests, kv[0]))
     out = dict(ranked[:keep])
     for site in (OTHER_SITES, *(site for site, _ in ranked[keep:])):
         if site in acc:
-            _add(out, OTHER_SITES, {**acc[site], "job_qps": None})
+            _add(out, OTHER_SITES, dataclasses.replace(acc[site], job_qps=None))
     return out
 
 
-def sites_block(usage: dict) -> dict:
+def sites_block(usage: dict[str, SiteCost]) -> dict[str, SiteCost]:
     """``stats.json``'s ``sites``: per site, its job-wide budget (``job_qps``, None: unthrottled), the requests
     sent and the seconds they waited on the budget (``waited_s``) and paused for the breaker (``paused_s``),
     the items its breaker deferred. The ``MAX_LISTED_SITES`` sites with most requests are listed by name; the
     others are summed under ``OTHER_SITES``."""
     bounded = _bounded(dict(usage), MAX_LISTED_SITES)
-    return {site: _rounded(entry) for site, entry in sorted(bounded.items())}
-
-
-def _rounded(entry: dict) -> dict:
-    return {**entry, "waited_s": round(entry["waited_s"], 3), "paused_s": round(entry["paused_s"], 3)}
+    return {site: dataclasses.replace(cost, waited_s=round(cost.waited_s, 3), paused_s=round(cost.paused_s, 3))
+            for site, cost in sorted(bounded.items())}
 
 
 SUMMARY_SITES = 5  # sites the run's console summary names (most requests first); stats.json lists more
 
 
-def sites_summary(sites: dict) -> list[str]:
+def sites_summary(sites: dict[str, SiteCost]) -> list[str]:
     """The summary's lines for ``stats.json``'s ``sites``: per site, the requests sent, the time they waited on
     its budget and paused while it was blocking, the items its breaker deferred."""
-    ranked = sorted(sites.items(), key=lambda kv: (-kv[1]["requests"], kv[0]))
+    ranked = sorted(sites.items(), key=lambda kv: (-kv[1].requests, kv[0]))
     lines = []
     for name, s in ranked[:SUMMARY_SITES]:
-        budget = f"budget {s['job_qps']:g}/s" if s["job_qps"] is not None else "no budget"
-        line = f"  site      {name}: {s['requests']} request(s), {s['waited_s']:.1f} s waited ({budget})"
-        if s["paused_s"]:
-            line += f", {s['paused_s']:.1f} s paused (blocked)"
-        if s["deferred"]:
-            line += f", {s['deferred']} deferred"
+        budget = f"budget {s.job_qps:g}/s" if s.job_qps is not None else "no budget"
+        line = f"  site      {name}: {s.requests} request(s), {s.waited_s:.1f} s waited ({budget})"
+        if s.paused_s:
+            line += f", {s.paused_s:.1f} s paused (blocked)"
+        if s.deferred:
+            line += f", {s.deferred} deferred"
         lines.append(line)
     if len(ranked) > SUMMARY_SITES:
         lines.append(f"  site      ... {len(ranked) - SUMMARY_SITES} more in stats.json (sites)")
@@ -416,131 +454,118 @@ def birth_kind(r: Registration) -> str | None:
 
 
 # ---- stats.json ------------------------------------------------------------------------------------------
-def _cells(agg: dict) -> list[tuple[Cell, int, int]]:
-    """(cell, count, microseconds) per cell, in a fixed order; cells come back as ``Cell`` whatever carried them."""
-    return [(Cell(*cell), n, micro) for cell, (n, micro) in sorted(agg["cells"].items())]
-
-
-def funnel(agg: dict) -> list[dict]:
+def funnel(agg: OutcomeTallies) -> list[FunnelRow]:
     """Per stage: items in and out, hours in and out, and the count per (outcome, reason) decided there.
 
     An item is *in* a stage when its final outcome was decided there or later, and *out* when it went on
     (decided later, or kept there). Videos are followed to segmentation, clips from segmentation on. Search
     failures are not videos: the search row counts them as ``search_failures`` (and under ``reasons``).
     """
-    cells = _cells(agg)
+    cells = agg.cells()
     rows = []
     for stage in reasons.STAGES:
-        row: dict = {"stage": stage}
         here = stage_index(stage)
+        flows: dict[str, Flow] = {}
         for kind, stages in ((reasons.ITEM_VIDEO, VIDEO_STAGES), (reasons.ITEM_CLIP, CLIP_STAGES)):
             if stage not in stages:
                 continue
-            items = [(c, n, m) for c, n, m in cells
+            items = [(c, t) for c, t in cells
                      if c.kind == kind and stage_index(c.stage) >= here and not c.search_failure]
-            out = [(c, n, m) for c, n, m in items if stage_index(c.stage) > here or c.outcome == reasons.KEPT]
-            row.update({f"{kind}s_in": sum(n for _, n, _ in items), f"{kind}s_out": sum(n for _, n, _ in out),
-                        f"{kind}_hours_in": _hours(sum(m for _, _, m in items)),
-                        f"{kind}_hours_out": _hours(sum(m for _, _, m in out))})
+            out = [(c, t) for c, t in items if stage_index(c.stage) > here or c.outcome == reasons.KEPT]
+            flows[kind] = Flow(sum(t.count for _, t in items), sum(t.count for _, t in out),
+                               _hours(sum(t.micro_s for _, t in items)), _hours(sum(t.micro_s for _, t in out)))
         decided: collections.Counter = collections.Counter()
-        for c, n, _ in cells:
+        for c, t in cells:
             if c.stage == stage and c.outcome != reasons.KEPT:
-                decided[f"{c.kind}:{c.outcome}:{c.reason}"] += n
-        row["reasons"] = dict(sorted(decided.items()))
-        if stage == reasons.STAGE_SEARCH:
-            row["search_failures"] = sum(n for c, n, _ in cells if c.search_failure)
-        rows.append(row)
+                decided[f"{c.kind}:{c.outcome}:{c.reason}"] += t.count
+        search_failures = (sum(t.count for c, t in cells if c.search_failure) if stage == reasons.STAGE_SEARCH
+                           else None)
+        rows.append(FunnelRow(stage, dict(sorted(decided.items())), flows.get(reasons.ITEM_VIDEO),
+                              flows.get(reasons.ITEM_CLIP), search_failures))
     return rows
 
 
-def quality_stats(agg: dict, settings: dict | None = None) -> dict:
+def quality_stats(agg: OutcomeTallies, settings: QualitySettings | None = None) -> QualityStats:
     """What the quality stage did: which model and threshold, and how many clips it scored, passed unscored,
     failed or dropped. A run without ``--classifier`` says so here (``classifier`` null, every clip that
     reached the stage ``clips_unscored``) instead of only in a Beam counter."""
-    settings = settings or {}
     here = stage_index(reasons.STAGE_QUALITY)
-    reached = [(c, n) for c, n, _ in _cells(agg) if c.kind == reasons.ITEM_CLIP and stage_index(c.stage) >= here]
+    reached = [(c, t.count) for c, t in agg.cells() if c.kind == reasons.ITEM_CLIP and stage_index(c.stage) >= here]
     at_quality = [(c, n) for c, n in reached if c.stage == reasons.STAGE_QUALITY]
     scored = sum(n for c, n in reached if c.scored)
     failed = sum(n for c, n in at_quality if c.outcome == reasons.FAILED)
-    return {
-        "classifier": settings.get("classifier"),
-        "threshold": settings.get("threshold"),
-        "rule": settings.get("rule"),
-        "margin": settings.get("margin"),
-        "clips_in": sum(n for _, n in reached),
-        "clips_scored": scored,
-        "clips_unscored": sum(n for _, n in reached) - scored - failed,
-        "clips_failed": failed,
-        "clips_dropped_low_quality": sum(n for c, n in at_quality
-                                         if reasons.reason_family(c.reason) == reasons.LOW_QUALITY),
-    }
+    return QualityStats(
+        settings=settings or QualitySettings(),
+        clips_in=sum(n for _, n in reached),
+        clips_scored=scored,
+        clips_unscored=sum(n for _, n in reached) - scored - failed,
+        clips_failed=failed,
+        clips_dropped_low_quality=sum(n for c, n in at_quality
+                                      if reasons.reason_family(c.reason) == reasons.LOW_QUALITY),
+    )
 
 
-def deferred_counts(stats: dict) -> dict[str, int]:
-    """``{"videos": n, "search_queries": m}``: items that ended ``deferred``, from ``stats["reason_counts"]``
-    (keys ``kind:stage:outcome:reason_family``). Deferred search queries are search failures, not videos."""
+def deferred_counts(reason_counts: list[tuple[ReasonKey, int]]) -> Deferred:
+    """Items that ended ``deferred``, from the counts per reason (``Stats.reasons_by_key``). Deferred search
+    queries are search failures, not videos."""
     videos = queries = 0
-    for key, count in stats.get("reason_counts", {}).items():
-        kind, stage, _outcome, family = key.split(":", 3)
-        if family != reasons.DEFERRED:
+    for key, count in reason_counts:
+        if key.family != reasons.DEFERRED:
             continue
-        if stage == reasons.STAGE_SEARCH:
+        if key.stage == reasons.STAGE_SEARCH:
             queries += count
-        elif kind == reasons.ITEM_VIDEO:
+        elif key.kind == reasons.ITEM_VIDEO:
             videos += count
-    return {"videos": videos, "search_queries": queries}
+    return Deferred(videos=videos, search_queries=queries)
 
 
-def assemble_stats(agg: dict, births: dict, conservation: dict, failure_examples: dict, thumbnails: dict,
-                   num_shards: int, quality: dict | None = None, tables: dict | None = None,
-                   sites: dict | None = None) -> dict:
+def assemble_stats(agg: OutcomeTallies, births: dict, conservation: Conservation,
+                   failure_examples: dict[str, list[FailureExample]], thumbnails: dict[str, list[ThumbnailPick]],
+                   num_shards: int, quality: QualitySettings | None = None,
+                   tables: dict[str, TableParts] | None = None, sites: dict[str, SiteCost] | None = None) -> Stats:
     """``stats.json`` from the aggregates only: ``agg`` (``OutcomeStatsFn``), ``births`` (``KeyCountsFn`` of
     ``birth_kind``), the conservation verdict, the bounded samples, the shard count, the quality stage's
     settings (``Quality.settings``; None: no classifier), the per-item tables' part counts and what each site
     cost (``SiteUsageFn``; the ``sites`` block: this run's traffic, not part of the identity promise)."""
-    cells = _cells(agg)
     totals: dict = {reasons.ITEM_VIDEO: collections.Counter(), reasons.ITEM_CLIP: collections.Counter()}
     by_reason: collections.Counter = collections.Counter()
     failures: collections.Counter = collections.Counter()
     video_micro = kept_clip_micro = 0
-    for (kind, stage, outcome, reason, search_failure, _), n, micro in cells:
-        if search_failure:
-            failures[reasons.reason_family(reason)] += n
+    for c, t in agg.cells():
+        if c.search_failure:
+            failures[reasons.reason_family(c.reason)] += t.count
         else:
-            totals[kind][outcome] += n
-        if kind == reasons.ITEM_VIDEO and not search_failure:
-            video_micro += micro
-        if kind == reasons.ITEM_CLIP and outcome == reasons.KEPT:
-            kept_clip_micro += micro
-        if outcome != reasons.KEPT:
-            by_reason[f"{kind}:{stage}:{outcome}:{reasons.reason_family(reason)}"] += n
-    histograms = {name: {"edges": list(edges), **{g: agg[name][g] for g in groups}}
-                  for name, (edges, groups) in HISTOGRAMS.items()}
-    stats = {
-        "schema_version": SCHEMA_VERSION,
-        "videos": {"candidates": births.get(reasons.ITEM_VIDEO, 0), **dict(sorted(totals[reasons.ITEM_VIDEO].items()))},
-        "search_failures": {"count": births.get("search_failure", 0), "by_reason": dict(sorted(failures.items()))},
-        "clips": {"cut": births.get(reasons.ITEM_CLIP, 0), **dict(sorted(totals[reasons.ITEM_CLIP].items()))},
-        "hours": {"candidate_video": _hours(video_micro), "kept_clips": _hours(kept_clip_micro)},
-        "shards": num_shards,
-        "funnel": funnel(agg),
-        "quality": quality_stats(agg, quality),
-        "reason_counts": dict(sorted(by_reason.items())),
-        "histograms": histograms,
-        "failure_examples": failure_examples,
-        "thumbnails": thumbnails,
-        "conservation": conservation,
-        "sites": sites_block(sites or {}),
-    }
-    stats["deferred"] = deferred_counts(stats)
-    if tables is not None:
-        stats["tables"] = tables
-    return stats
+            totals[c.kind][c.outcome] += t.count
+        if c.kind == reasons.ITEM_VIDEO and not c.search_failure:
+            video_micro += t.micro_s
+        if c.kind == reasons.ITEM_CLIP and c.outcome == reasons.KEPT:
+            kept_clip_micro += t.micro_s
+        if c.outcome != reasons.KEPT:
+            by_reason[ReasonKey(c.kind, c.stage, c.outcome, reasons.reason_family(c.reason))] += t.count
+    histograms = Histograms(**{name: Histogram(list(edges), {g: agg.histograms[name][g] for g in groups})
+                               for name, (edges, groups) in HISTOGRAMS.items()})
+    reason_counts = sorted(by_reason.items(), key=lambda kv: kv[0].text())
+    return Stats(
+        videos=VideoCounts(births.get(reasons.ITEM_VIDEO, 0), **totals[reasons.ITEM_VIDEO]),
+        search_failures=SearchFailures(births.get("search_failure", 0), dict(sorted(failures.items()))),
+        clips=ClipCounts(births.get(reasons.ITEM_CLIP, 0), **totals[reasons.ITEM_CLIP]),
+        hours=Hours(candidate_video=_hours(video_micro), kept_clips=_hours(kept_clip_micro)),
+        shards=num_shards,
+        funnel=funnel(agg),
+        quality=quality_stats(agg, quality),
+        reason_counts={key.text(): n for key, n in reason_counts},
+        histograms=histograms,
+        failure_examples=failure_examples,
+        thumbnails=thumbnails,
+        conservation=conservation,
+        sites=sites_block(sites or {}),
+        deferred=deferred_counts(reason_counts),
+        tables=tables,
+    )
 
 
 def compute_stats(outcomes: list[Outcome], registrations: list[Registration], num_shards: int,
-                  quality: dict | None = None, per_group: int | None = None) -> dict:
+                  quality: QualitySettings | None = None, per_group: int | None = None) -> Stats:
     """``stats.json`` of in-memory records through the same combiners the run uses (tests, small tools)."""
     per_group = report.SAMPLES_PER_GROUP if per_group is None else per_group
     births = collections.Counter(k for r in registrations if (k := birth_kind(r)))
@@ -552,17 +577,13 @@ def compute_stats(outcomes: list[Outcome], registrations: list[Registration], nu
         num_shards, quality)
 
 
-def stats_json(stats: dict) -> bytes:
-    return (json.dumps(stats, indent=2, sort_keys=True, ensure_ascii=False) + "\n").encode("utf-8")
-
-
-def failure_message(stats: dict) -> str:
+def failure_message(stats: Stats) -> str:
     """What a failed run prints: the violated law, with the items and stages involved."""
-    c = stats["conservation"]
-    lines = [f"conservation check FAILED: {c['num_violations']} item(s) without exactly one outcome:"]
-    lines += [f"  - {v}" for v in c["violations"]]
-    if c["num_violations"] > len(c["violations"]):
-        lines.append(f"  ... and {c['num_violations'] - len(c['violations'])} more")
+    c = stats.conservation
+    lines = [f"conservation check FAILED: {c.num_violations} item(s) without exactly one outcome:"]
+    lines += [f"  - {v}" for v in c.violations]
+    if c.num_violations > len(c.violations):
+        lines.append(f"  ... and {c.num_violations - len(c.violations)} more")
     return "\n".join(lines)
 
 

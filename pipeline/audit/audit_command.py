@@ -14,7 +14,6 @@ Exit status: 0 when the conservation law held, 1 when it was violated or is unkn
 
 from __future__ import annotations
 
-import json
 import sys
 
 import pyarrow as pa
@@ -23,8 +22,9 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.audit import aggregates, audit_stage, manifest, report
 from pipeline.audit.summary import summary
 from pipeline.io import partitioned, storage
-from schemas import Outcome, from_table, reasons
+from schemas import Outcome, RecordError, from_table, reasons
 from schemas.cli import StrictParser
+from schemas.stats import Conservation, QualitySettings, Stats, TableParts
 
 
 def stream_outcomes(output_dir: str):
@@ -39,7 +39,8 @@ def stream_parts(paths: list[str]):
             yield from from_table(pa.Table.from_batches([batch]), Outcome)
 
 
-def outcome_aggregates(outcomes, per_group: int = report.SAMPLES_PER_GROUP) -> tuple[dict, dict, dict]:
+def outcome_aggregates(outcomes, per_group: int = report.SAMPLES_PER_GROUP) -> tuple[aggregates.OutcomeTallies, dict,
+                                                                                     dict]:
     """(outcome aggregates, failure examples, thumbnail picks) of streamed outcomes, through the run's own
     combiners: what the run's audit computes from the same outcomes, in any order."""
     stats_fn, failures_fn, picks_fn = aggregates.OutcomeStatsFn(), aggregates.GroupSampleFn(
@@ -55,39 +56,37 @@ def outcome_aggregates(outcomes, per_group: int = report.SAMPLES_PER_GROUP) -> t
             picks_fn.extract_output(picks_fn.merge_accumulators([picks])))
 
 
-def stored_births(stats: dict) -> dict[str, int]:
+def stored_births(stats: Stats) -> dict[str, int]:
     """The birth counts a run's stats.json holds (births are not stored per item)."""
-    return {reasons.ITEM_VIDEO: stats["videos"]["candidates"], reasons.ITEM_CLIP: stats["clips"]["cut"],
-            "search_failure": stats["search_failures"]["count"]}
+    return {reasons.ITEM_VIDEO: stats.videos.candidates, reasons.ITEM_CLIP: stats.clips.cut,
+            "search_failure": stats.search_failures.count}
 
 
-def recompute_stats(output_dir: str, per_group: int = report.SAMPLES_PER_GROUP) -> dict:
+def recompute_stats(output_dir: str, per_group: int = report.SAMPLES_PER_GROUP) -> Stats:
     """``stats.json`` from the stored tables (see the module docstring for what is carried over)."""
-    stats_path = FileSystems.join(output_dir, audit_stage.STATS_FILE)
-    stored = json.loads(storage.read_bytes(stats_path)) if storage.exists(stats_path) else None
+    stored = audit_stage.read_stats(output_dir)
     agg, failures, picks = outcome_aggregates(stream_outcomes(output_dir), per_group)
+    quality: QualitySettings | None = None
     if stored is not None:
-        births = stored_births(stored)
-        conservation, quality = stored["conservation"], stored.get("quality")
+        births, conservation, quality = stored_births(stored), stored.conservation, stored.quality.settings
     else:
         births = _births_from_outcomes(agg)
-        conservation = {"ok": None, "num_violations": None, "violations": [],
-                        "note": "no stats.json: the run's conservation verdict is unknown (births are not stored)"}
-        quality = None
+        conservation = Conservation(ok=None, num_violations=None, violations=[], note=(
+            "no stats.json: the run's conservation verdict is unknown (births are not stored)"))
     tables = {}
     for name in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR):
         parts = partitioned.part_paths(FileSystems.join(output_dir, name))
-        tables[name] = {"parts": len(parts), "rows": sum(partitioned.part_rows(p) for p in parts)}
+        tables[name] = TableParts(parts=len(parts), rows=sum(partitioned.part_rows(p) for p in parts))
     index = audit_stage.read_shard_index(output_dir)
     return aggregates.assemble_stats(agg, births, conservation, failures, picks, len(index), quality, tables,
-                                stored.get("sites") if stored is not None else None)
+                                     stored.sites if stored is not None else None)
 
 
-def _births_from_outcomes(agg: dict) -> dict:
+def _births_from_outcomes(agg: aggregates.OutcomeTallies) -> dict:
     """Birth counts as they are when the law holds: one outcome per item."""
     births = {reasons.ITEM_VIDEO: 0, reasons.ITEM_CLIP: 0, "search_failure": 0}
-    for (kind, _, _, _, search_failure, _), (n, _) in agg["cells"].items():
-        births["search_failure" if search_failure else kind] += n
+    for cell, tally in agg.cells():
+        births["search_failure" if cell.search_failure else cell.kind] += tally.count
     return births
 
 
@@ -103,14 +102,18 @@ def main(argv: list[str] | None = None) -> int:
         print(f"audit: no outcomes/part-*.parquet under {output}: not a run's output (or a run that did not "
               f"reach its audit)", file=sys.stderr)
         return 2
-    stats = recompute_stats(output, ns.thumbnails_per_group)
+    try:
+        stats = recompute_stats(output, ns.thumbnails_per_group)
+    except RecordError as exc:  # the run's stats.json is of another schema version
+        print(f"audit: {output}: {exc}", file=sys.stderr)
+        return 2
     page = report.render_report(stats, audit_stage.read_thumbnails(output), per_group=ns.thumbnails_per_group)
     storage.write_bytes(FileSystems.join(output, audit_stage.REPORT_FILE), page.encode("utf-8"))
-    storage.write_bytes(FileSystems.join(output, audit_stage.STATS_FILE), aggregates.stats_json(stats))
-    if stats["conservation"]["ok"] is None:
-        print(f"audit: {stats['conservation']['note']}", file=sys.stderr)
+    storage.write_bytes(FileSystems.join(output, audit_stage.STATS_FILE), stats.to_json())
+    if stats.conservation.ok is None:
+        print(f"audit: {stats.conservation.note}", file=sys.stderr)
         return 1
-    if not stats["conservation"]["ok"]:
+    if not stats.conservation.ok:
         print(aggregates.failure_message(stats), file=sys.stderr)
         return 1
     print(summary(stats, None, output, 0))

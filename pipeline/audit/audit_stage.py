@@ -35,9 +35,17 @@ from pipeline import shards
 from pipeline.audit import aggregates, manifest, report
 from pipeline.io import clip_store, partitioned, storage
 from schemas import SCHEMA_VERSION, Outcome
+from schemas.stats import (
+    STATS_FILE,
+    FailureExample,
+    QualitySettings,
+    SiteCost,
+    Stats,
+    TableParts,
+    ThumbnailPick,
+)
 
 OUTCOMES_DIR = "outcomes"
-STATS_FILE = "stats.json"
 REPORT_FILE = "report.html"
 SHARD_INDEX_FILE = "shard_index.json"
 THUMBNAILS_FILE = "thumbnails.parquet"  # the report's strips (clip key -> JPEG), for re-rendering it
@@ -106,7 +114,7 @@ class Audit(beam.PTransform):
     another place; ``slice_label`` names the table parts of one slice of a local run (``pipeline.local.local_slices``).
     """
 
-    def __init__(self, output_dir: str, quality: dict | None, per_group: int = report.SAMPLES_PER_GROUP,
+    def __init__(self, output_dir: str, quality: QualitySettings | None, per_group: int = report.SAMPLES_PER_GROUP,
                  rows_per_part: int = partitioned.ROWS_PER_PART, audit_dir: str = "", slice_label: str = ""):
         super().__init__()
         self.output_dir = output_dir
@@ -162,9 +170,10 @@ class Audit(beam.PTransform):
                     quality=self.quality, per_group=self.per_group, **sites))
 
 
-def write_audit(output_dir: str, agg: dict, births: dict, num_violations: int, listed: list, failures: dict,
-                picks: dict, strips: list, index: list, outcome_table: dict, manifest_table: dict,
-                quality: dict | None, per_group: int, sites: dict | None = None) -> dict:
+def write_audit(output_dir: str, agg: aggregates.OutcomeTallies, births: dict, num_violations: int, listed: list,
+                failures: dict[str, list[FailureExample]], picks: dict[str, list[ThumbnailPick]], strips: list,
+                index: list, outcome_table: TableParts, manifest_table: TableParts, quality: QualitySettings | None,
+                per_group: int, sites: dict[str, SiteCost] | None = None) -> Stats:
     """Write the small files from the aggregates (runs once, on a worker; stats.json last)."""
     index = sorted(index, key=operator.itemgetter("name"))
     tables = {OUTCOMES_DIR: outcome_table, manifest.MANIFEST_DIR: manifest_table}
@@ -176,7 +185,7 @@ def write_audit(output_dir: str, agg: dict, births: dict, num_violations: int, l
     return stats
 
 
-def write_audit_files(output_dir: str, stats: dict, strips: dict[str, bytes], index: list[dict],
+def write_audit_files(output_dir: str, stats: Stats, strips: dict[str, bytes], index: list[dict],
                       per_group: int) -> None:
     """The audit's small files: shard_index.json, thumbnails.parquet, report.html, and stats.json last (the
     mark that the audit is complete)."""
@@ -184,7 +193,14 @@ def write_audit_files(output_dir: str, stats: dict, strips: dict[str, bytes], in
     write_thumbnails(output_dir, strips)
     page = report.render_report(stats, strips, per_group=per_group)
     storage.write_bytes(FileSystems.join(output_dir, REPORT_FILE), page.encode("utf-8"))
-    storage.write_bytes(FileSystems.join(output_dir, STATS_FILE), aggregates.stats_json(stats))
+    storage.write_bytes(FileSystems.join(output_dir, STATS_FILE), stats.to_json())
+
+
+def read_stats(output_dir: str) -> Stats | None:
+    """The output's ``stats.json`` (None: there is none, the audit has not finished); a file of another schema
+    version is refused (``RecordError``)."""
+    path = FileSystems.join(output_dir, STATS_FILE)
+    return Stats.from_json(storage.read_bytes(path)) if storage.exists(path) else None
 
 
 def write_shard_index(output_dir: str, index: list[dict]) -> None:
@@ -215,13 +231,13 @@ def read_thumbnails(output_dir: str) -> dict[str, bytes]:
     return dict(zip(table.column("clip_key").to_pylist(), table.column("jpeg").to_pylist(), strict=True))
 
 
-def remove_stale_outputs(output_dir: str, stats: dict) -> int:
+def remove_stale_outputs(output_dir: str, stats: Stats) -> int:
     """After a run: delete what an earlier run into the same output left and this one did not write (shards
     not in the shard index, table parts of another part count, pre-partitioning single-file tables).
     Reads only the small files. Returns the number of stale shards removed."""
     stale = shards.remove_stale_shards(output_dir, [s["name"] for s in read_shard_index(output_dir)])
-    for name, table in stats.get("tables", {}).items():
-        partitioned.remove_stale_parts(FileSystems.join(output_dir, name), table["parts"])
+    for name, table in (stats.tables or {}).items():
+        partitioned.remove_stale_parts(FileSystems.join(output_dir, name), table.parts)
         legacy = FileSystems.join(output_dir, f"{name}.parquet")  # written by releases before the parts
         storage.delete_quietly(legacy)
     return len(stale)

@@ -21,8 +21,8 @@ scheduler that retries ``finalize`` on 69 stops once the job is done.
 
 from __future__ import annotations
 
-from pipeline.audit.aggregates import deferred_counts
 from schemas import reasons
+from schemas.stats import Stats
 
 OK = 0
 RUN_FAILED = 1
@@ -34,35 +34,34 @@ LEASE_HELD = 73  # run: another live job holds the output
 DEFERRED = 75
 
 
-def exit_status(stats: dict, allow_empty: bool = False) -> tuple[int, str | None]:
+def exit_status(stats: Stats, allow_empty: bool = False) -> tuple[int, str | None]:
     """(exit code, one-line message or None) for a run that finished with the conservation law holding."""
-    failures = stats.get("search_failures", {}).get("count", 0)
-    candidates = stats.get("videos", {}).get("candidates", 0)
-    deferred = stats.get("deferred") or deferred_counts(stats)
+    failures = stats.search_failures.count
+    candidates = stats.videos.candidates
+    deferred = stats.deferred
     rerun = "rerun into the same --output to retry them"
-    if candidates == 0 and failures > 0 and deferred["search_queries"] < failures:
+    if candidates == 0 and failures > 0 and deferred.search_queries < failures:
         return NO_INPUT, (f"no input could be read: all {failures} search queries/catalogs failed "
                           f"({_reasons(stats)}), so there were no candidate videos")
     refused = storage_failures(stats)
-    if deferred["videos"] or deferred["search_queries"] or refused:
-        parts = [f"{n} {what}" for what, n in (("video(s)", deferred["videos"]),
-                                                ("search query(ies)", deferred["search_queries"])) if n]
+    if deferred.videos or deferred.search_queries or refused:
+        parts = [f"{n} {what}" for what, n in (("video(s)", deferred.videos),
+                                                ("search query(ies)", deferred.search_queries)) if n]
         said = [f"deferred: {' and '.join(parts)} not finished because the site was blocking"] if parts else []
         if refused:
             said.append(f"storage_error: {refused} item(s) failed because the storage kept refusing")
         return DEFERRED, f"{'; '.join(said)}; {rerun}"
-    if not allow_empty and "clips" in stats and not stats["clips"].get("kept", 0):
+    if not allow_empty and not stats.clips.kept:
         return EMPTY, (f"the dataset is empty: no clip was kept ({candidates} candidate video(s); see report.html "
                        "for why); --allow-empty accepts an empty dataset")
     return OK, None
 
 
-def storage_failures(stats: dict) -> int:
-    """Videos and clips that ended ``failed: storage_error`` (``stats["reason_counts"]``, any stage)."""
-    return sum(n for key, n in stats.get("reason_counts", {}).items()
-               if key.rsplit(":", 1)[-1] == reasons.STORAGE_ERROR)
+def storage_failures(stats: Stats) -> int:
+    """Videos and clips that ended ``failed: storage_error`` (``Stats.reason_counts``, any stage)."""
+    return sum(n for key, n in stats.reasons_by_key() if key.family == reasons.STORAGE_ERROR)
 
 
-def _reasons(stats: dict) -> str:
-    by_reason = stats.get("search_failures", {}).get("by_reason", {})
+def _reasons(stats: Stats) -> str:
+    by_reason = stats.search_failures.by_reason
     return ", ".join(f"{n} {reason}" for reason, n in sorted(by_reason.items())) or "reasons not recorded"

@@ -19,6 +19,7 @@ from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
 from schemas.clip_format import CLIP_FRAMES
 from schemas.figures import encode_image, figure_png, frame_strip, img_tag, subplots
+from schemas.stats import Histogram, QualityStats, Stats, ThumbnailPick
 
 STRIP_FRAMES = tuple(round(i * (CLIP_FRAMES - 1) / 3) for i in range(4))  # (0, 53, 106, 159): start, thirds, end
 SAMPLES_PER_GROUP = 6
@@ -40,12 +41,12 @@ def thumbnail_pick(o: Outcome):
     the hash of the clip key, so a rare reason gets its strip too; none for videos and for short tails
     (remainders are never encoded: there are no bytes to draw)."""
     if o.item_kind == reasons.ITEM_CLIP and reasons.reason_family(o.reason) != reasons.SHORT_TAIL:
-        yield thumbnail_group(o), thumbnail_rank(o.item_id), {"clip_key": o.item_id, "quality_score": o.quality_score}
+        yield thumbnail_group(o), thumbnail_rank(o.item_id), ThumbnailPick(o.item_id, o.quality_score)
 
 
-def picked_keys(picks: dict[str, list[dict]]) -> frozenset[str]:
+def picked_keys(picks: dict[str, list[ThumbnailPick]]) -> frozenset[str]:
     """The clip keys of the thumbnail picks (``stats.json``'s ``thumbnails``): the clips to decode."""
-    return frozenset(p["clip_key"] for group in picks.values() for p in group)
+    return frozenset(p.clip_key for group in picks.values() for p in group)
 
 
 def thumbnail_strip(clip: Clip) -> tuple[str, bytes]:
@@ -65,14 +66,13 @@ def _figure(width: float = 7, height: float = 3):
     return subplots(figsize=(width, height))
 
 
-def _funnel_plot(stats: dict) -> str:
+def _funnel_plot(stats: Stats) -> str:
     fig, ax = _figure()
     labels, values = [], []
-    for row in stats["funnel"]:
-        for kind in ("video", "clip"):
-            if f"{kind}s_in" in row:
-                labels.append(f"{row['stage']}\n{kind}s")
-                values.append((row[f"{kind}s_in"], row[f"{kind}s_out"]))
+    for row in stats.funnel:
+        for kind, flow in row.flows():
+            labels.append(f"{row.stage}\n{kind}s")
+            values.append((flow.items_in, flow.items_out))
     x = np.arange(len(labels))
     ax.bar(x - 0.2, [v[0] for v in values], 0.4, label="in")
     ax.bar(x + 0.2, [v[1] for v in values], 0.4, label="out")
@@ -100,81 +100,75 @@ def _strips(keys: list[str], thumbs: dict[str, bytes], notes: dict[str, str]) ->
     return "".join(out) or "<p class=muted>no sampled clip in this group (samples are a hash-chosen subset)</p>"
 
 
-def _quality_section(q: dict) -> str:
-    if not q.get("classifier"):
-        return (f"<p class=bad>No quality classifier (run without --classifier): {q['clips_unscored']} clip(s) "
+def _quality_section(q: QualityStats) -> str:
+    if not q.settings.classifier:
+        return (f"<p class=bad>No quality classifier (run without --classifier): {q.clips_unscored} clip(s) "
                 f"passed unscored; nothing was filtered for quality.</p>")
-    rows = [["classifier", q["classifier"]], ["threshold", f"{q['threshold']:.4f}"], ["decision rule", q["rule"]],
-            ["margin", q["margin"]], ["clips reaching the stage", q["clips_in"]], ["scored", q["clips_scored"]],
-            ["dropped low_quality", q["clips_dropped_low_quality"]], ["failed (quality_error)", q["clips_failed"]],
-            ["unscored", q["clips_unscored"]]]
+    rows = [["classifier", q.settings.classifier], ["threshold", f"{q.settings.threshold:.4f}"],
+            ["decision rule", q.settings.rule], ["margin", q.settings.margin], ["clips reaching the stage", q.clips_in],
+            ["scored", q.clips_scored], ["dropped low_quality", q.clips_dropped_low_quality],
+            ["failed (quality_error)", q.clips_failed], ["unscored", q.clips_unscored]]
     return _table(["quality stage", "value"], rows)
 
 
-def _stairs(hist: dict, title: str, xlabel: str, log_x: bool = False) -> str:
+def _stairs(hist: Histogram, title: str, xlabel: str, log_x: bool = False) -> str:
     """A histogram counted on fixed bins by the run's combiners (``stats.json`` ``histograms``)."""
     fig, ax = _figure()
     if log_x:
         ax.set_xscale("log")
-    edges = hist["edges"]
-    for name, counts in hist.items():
-        if name != "edges" and sum(counts):
-            ax.stairs(counts, edges, fill=True, alpha=0.6, label=f"{name} ({sum(counts)})")
+    for name, counts in hist.counts.items():
+        if sum(counts):
+            ax.stairs(counts, hist.edges, fill=True, alpha=0.6, label=f"{name} ({sum(counts)})")
     ax.set_title(title)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("count")
-    if any(sum(c) for n, c in hist.items() if n != "edges"):
+    if hist.total():
         ax.legend()
     return _png(fig)
 
 
-def render_report(stats: dict, thumbs: dict[str, bytes], per_group: int = SAMPLES_PER_GROUP) -> str:
+def render_report(stats: Stats, thumbs: dict[str, bytes], per_group: int = SAMPLES_PER_GROUP) -> str:
     """The HTML page, from ``stats.json`` and the sampled clips' strips alone (``thumbs``: clip key -> JPEG):
     nothing per item, so rendering costs the same for a demo run and for 60M outcomes."""
-    c = stats["conservation"]
-    if c["ok"] is None:  # python -m pipeline audit without the run's stats.json
-        verdict = f"<p class=bad>Conservation not verified: {html.escape(c.get('note', ''))}</p>"
-    elif c["ok"]:
+    c = stats.conservation
+    if c.ok is None:  # python -m pipeline audit without the run's stats.json
+        verdict = f"<p class=bad>Conservation not verified: {html.escape(c.note or '')}</p>"
+    elif c.ok:
         verdict = ("<p class=ok>Conservation law holds: every candidate video and every clip has exactly one "
                    "outcome.</p>")
     else:
         verdict = ("<p class=bad>CONSERVATION VIOLATED:</p><ul>"
-                   + "".join(f"<li>{html.escape(v)}</li>" for v in c["violations"]) + "</ul>")
-    deferred = stats.get("deferred", {})
-    if any(deferred.values()):
-        verdict += (f"<p class=bad>DEFERRED: {deferred['videos']} video(s) and {deferred['search_queries']} search "
+                   + "".join(f"<li>{html.escape(v)}</li>" for v in c.violations) + "</ul>")
+    deferred = stats.deferred
+    if deferred.videos or deferred.search_queries:
+        verdict += (f"<p class=bad>DEFERRED: {deferred.videos} video(s) and {deferred.search_queries} search "
                     "query(ies) were not finished because the site was blocking (breaker open). Rerun into the "
                     "same --output to finish them; the run exited with status 75.</p>")
-    funnel_rows = []
-    for row in stats["funnel"]:
-        for kind in ("video", "clip"):
-            if f"{kind}s_in" in row:
-                funnel_rows.append([row["stage"], kind + "s", row[f"{kind}s_in"], row[f"{kind}s_out"],
-                                    f"{row[f'{kind}_hours_in']:.3f}", f"{row[f'{kind}_hours_out']:.3f}"])
-    reason_rows = [k.split(":", 3) + [n] for k, n in stats["reason_counts"].items()]
-    histograms = stats["histograms"]
-    problem_rows = [[e["item_kind"], e["item_id"], e["stage"], e["reason"], e["detail"]]
-                    for _, examples in sorted(stats["failure_examples"].items()) for e in examples]
+    funnel_rows = [[row.stage, kind + "s", flow.items_in, flow.items_out, f"{flow.hours_in:.3f}",
+                    f"{flow.hours_out:.3f}"] for row in stats.funnel for kind, flow in row.flows()]
+    reason_rows = [[*key, n] for key, n in stats.reasons_by_key()]
+    histograms = stats.histograms
+    problem_rows = [[e.item_kind, e.item_id, e.stage, e.reason, e.detail]
+                    for _, examples in sorted(stats.failure_examples.items()) for e in examples]
 
-    picks = stats["thumbnails"]
-    notes = {p["clip_key"]: (f"score {p['quality_score']:.3f}" if p["quality_score"] is not None else "")
+    picks = stats.thumbnails
+    notes = {p.clip_key: (f"score {p.quality_score:.3f}" if p.quality_score is not None else "")
              for group in picks.values() for p in group}
-    groups = {label: [p["clip_key"] for p in group][:per_group] for label, group in picks.items()}
-    clip_reasons = sorted({f"{outcome}: {family}" for kind, _, outcome, family in
-                           (k.split(":", 3) for k in stats["reason_counts"]) if kind == reasons.ITEM_CLIP})
+    groups = {label: [p.clip_key for p in group][:per_group] for label, group in picks.items()}
+    clip_reasons = sorted({f"{key.outcome}: {key.family}" for key, _ in stats.reasons_by_key()
+                           if key.kind == reasons.ITEM_CLIP})
     strips = [f"<h3>kept</h3>{_strips(groups.get('kept', []), thumbs, notes)}"]
     for label in clip_reasons:
         body = ("<p class=muted>remainders shorter than a clip are never decoded or encoded: nothing to show</p>"
                 if label.endswith(reasons.SHORT_TAIL) else _strips(groups.get(label, []), thumbs, notes))
         strips.append(f"<h3>{html.escape(label)}</h3>{body}")
 
-    failures = stats.get("search_failures", {})
-    search_failures = (f"{failures['count']} search input(s) could not be read and are not counted as videos ("
-                       + html.escape(", ".join(f"{k} {n}" for k, n in failures["by_reason"].items())) + ")."
-                       if failures.get("count") else "")
-    scores = histograms["quality_score"]
-    score_plot = (_stairs(scores, "Quality score of scored clips", "P(good)")
-                  if any(sum(v) for k, v in scores.items() if k != "edges")
+    failures = stats.search_failures
+    search_failures = (f"{failures.count} search input(s) could not be read and are not counted as videos ("
+                       + html.escape(", ".join(f"{k} {n}" for k, n in failures.by_reason.items())) + ")."
+                       if failures.count else "")
+    scores = histograms.quality_score
+    score_plot = (_stairs(scores, "Quality score of scored clips", "P(good)") if scores.total()
                   else "<p class=muted>no clip was scored (run without --classifier)</p>")
     failure_note = (f"<p class=muted>Up to {FAILURE_EXAMPLES_PER_REASON} failed items "
                     f"per reason (smallest ids); the counts per reason are above, every row is in outcomes/.</p>"
@@ -188,18 +182,18 @@ figcaption{{font-size:12px;color:#444}} img{{image-rendering:pixelated}}
 </style></head><body>
 <h1>Dataset build report</h1>
 {verdict}
-<p>{stats['videos']['candidates']} candidate videos ({stats['hours']['candidate_video']:.2f} h) &rarr;
-{stats['clips'].get('kept', 0)} kept clips ({stats['hours']['kept_clips']:.2f} h) in {stats['shards']} shard(s).
+<p>{stats.videos.candidates} candidate videos ({stats.hours.candidate_video:.2f} h) &rarr;
+{stats.clips.kept} kept clips ({stats.hours.kept_clips:.2f} h) in {stats.shards} shard(s).
 {search_failures}</p>
 <h2>Funnel</h2>
 {_funnel_plot(stats)}
 {_table(["stage", "items", "in", "out", "hours in", "hours out"], funnel_rows)}
 <h2>Quality</h2>
-{_quality_section(stats["quality"])}
+{_quality_section(stats.quality)}
 <h2>Reasons</h2>
 {_table(["item", "stage", "outcome", "reason", "count"], reason_rows)}
 <h2>Distributions</h2>
-{_stairs(histograms["video_minutes"], "Video duration by outcome", "minutes (log scale)", log_x=True)}
+{_stairs(histograms.video_minutes, "Video duration by outcome", "minutes (log scale)", log_x=True)}
 {score_plot}
 <h2>Failures</h2>
 {failure_note}

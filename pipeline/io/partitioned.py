@@ -33,6 +33,7 @@ from apache_beam.io.filesystems import FileSystems
 from pipeline.io import storage
 from pipeline.runtime import process_memory
 from schemas import Record, from_table
+from schemas.stats import TableParts
 
 ROWS_PER_PART = 20_000
 BATCH_ROWS = 2_000  # rows decoded and converted to Arrow at a time while a part is gathered
@@ -165,20 +166,21 @@ class _WritePartFn(beam.DoFn):
 
 
 class PartsSummaryFn(beam.CombineFn):
-    """(part name, rows) per written part -> ``{"parts": n, "rows": total}``: a table's entry in stats.json."""
+    """(part name, rows) per written part -> ``TableParts``: a table's entry in stats.json."""
 
     def create_accumulator(self):
-        return 0, 0
+        return TableParts(parts=0, rows=0)
 
     def add_input(self, acc, part):
-        return acc[0] + 1, acc[1] + part[1]
+        _, rows = part
+        return TableParts(acc.parts + 1, acc.rows + rows)
 
     def merge_accumulators(self, accs):
         accs = list(accs)
-        return sum(a[0] for a in accs), sum(a[1] for a in accs)
+        return TableParts(sum(a.parts for a in accs), sum(a.rows for a in accs))
 
     def extract_output(self, acc):
-        return {"parts": acc[0], "rows": acc[1]}
+        return acc
 
 
 class WritePartitioned(beam.PTransform):

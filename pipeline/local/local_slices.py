@@ -23,7 +23,6 @@ and ``--slice-outcomes`` only, so reruns and any worker count write the same byt
 from __future__ import annotations
 
 import collections
-import json
 
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
@@ -43,6 +42,7 @@ from pipeline.local.search_plan import (
 from pipeline.site.site_access import SITE_USAGE
 from pipeline.stage import MAIN, OUTCOMES
 from schemas import CandidateVideo, Outcome
+from schemas.stats import Stats, TableParts
 
 _KINDS = {"candidates": CandidateVideo, "search_outcomes": Outcome}
 
@@ -88,17 +88,16 @@ def audit_dir(output_dir: str, plan: Plan, index: int) -> str:
     return output_dir if is_single(plan) else slice_dir(output_dir, index)
 
 
-def slice_stats(output_dir: str, plan: Plan, index: int) -> dict | None:
-    path = FileSystems.join(audit_dir(output_dir, plan, index), audit_stage.STATS_FILE)
-    return json.loads(storage.read_bytes(path)) if storage.exists(path) else None
+def slice_stats(output_dir: str, plan: Plan, index: int) -> Stats | None:
+    return audit_stage.read_stats(audit_dir(output_dir, plan, index))
 
 
 def is_complete(output_dir: str, plan: Plan, index: int) -> bool:
     """A slice an earlier run of the same inputs finished: its audit is written, the law held and nothing of
     it waits for a rerun (deferred items)."""
     stats = slice_stats(output_dir, plan, index)
-    return (stats is not None and stats["conservation"]["ok"]
-            and not any(aggregates.deferred_counts(stats).values()))
+    return (stats is not None and bool(stats.conservation.ok)
+            and not (stats.deferred.videos or stats.deferred.search_queries))
 
 
 def drop_planned(output_dir: str, plan: Plan, index: int) -> None:
@@ -111,32 +110,31 @@ def drop_planned(output_dir: str, plan: Plan, index: int) -> None:
             storage.delete_quietly(FileSystems.join(directory, name))
 
 
-def _part_names(stats: dict, plan: Plan, index: int, table: str) -> list[str]:
-    count = stats["tables"][table]["parts"]
+def _part_names(stats: Stats, plan: Plan, index: int, table: str) -> list[str]:
+    count = stats.tables[table].parts
     return [partitioned.part_name(i, count, label(plan, index)) for i in range(count)]
 
 
-def merge(output_dir: str, plan: Plan, per_group: int = report.SAMPLES_PER_GROUP) -> dict:
+def merge(output_dir: str, plan: Plan, per_group: int = report.SAMPLES_PER_GROUP) -> Stats:
     """The run's stats.json, report.html, shard_index.json and thumbnails.parquet from its slices' (a run of one
     slice wrote them itself). stats.json is written last, as by the job's audit. One slice's stats are read at
     a time; what is kept across slices is sums, one name per table part and one entry per shard."""
     if is_single(plan):
         return slice_stats(output_dir, plan, 0)
     births, sites, violations, listed, quality = collections.Counter(), {}, 0, [], None
-    tables = {name: {"parts": 0, "rows": 0} for name in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR)}
+    tables = {name: TableParts(parts=0, rows=0) for name in (audit_stage.OUTCOMES_DIR, manifest.MANIFEST_DIR)}
     outcome_parts, index = [], []
     for j in range(len(plan.slices)):
         stats = slice_stats(output_dir, plan, j)
         if stats is None:
             raise RuntimeError(f"slice {slice_name(j)} has no audit (stats.json)")
         births.update(audit_command.stored_births(stats))
-        sites = aggregates.SiteUsageFn().merge_accumulators([sites, stats.get("sites", {})])
-        violations += stats["conservation"]["num_violations"]
-        listed = sorted(listed + stats["conservation"]["violations"])[:aggregates.MAX_LISTED_VIOLATIONS]
-        quality = quality or stats.get("quality")
+        sites = aggregates.SiteUsageFn().merge_accumulators([sites, stats.sites])
+        violations += stats.conservation.num_violations
+        listed = sorted(listed + stats.conservation.violations)[:aggregates.MAX_LISTED_VIOLATIONS]
+        quality = quality or stats.quality.settings
         for name, table in tables.items():
-            table["parts"] += stats["tables"][name]["parts"]
-            table["rows"] += stats["tables"][name]["rows"]
+            tables[name] = TableParts(table.parts + stats.tables[name].parts, table.rows + stats.tables[name].rows)
         outcome_parts += [FileSystems.join(audit_stage.outcomes_dir(output_dir), name)
                           for name in _part_names(stats, plan, j, audit_stage.OUTCOMES_DIR)]
         index += audit_stage.read_shard_index(audit_dir(output_dir, plan, j))
@@ -150,7 +148,7 @@ def merge(output_dir: str, plan: Plan, per_group: int = report.SAMPLES_PER_GROUP
     return stats
 
 
-def remove_stale_outputs(output_dir: str, plan: Plan, stats: dict) -> int:
+def remove_stale_outputs(output_dir: str, plan: Plan, stats: Stats) -> int:
     """After a run: delete shards and table parts that an earlier run into the same output left and this one
     did not write. Returns the number of stale shards removed."""
     if is_single(plan):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import os
 import random
 import re
@@ -17,6 +17,17 @@ from pipeline.audit import aggregates, report
 from pipeline.audit.aggregates import Registration
 from pipeline.runtime import progress
 from schemas import CandidateVideo, Clip, Outcome, clip_codec, reasons
+from schemas.stats import (
+    ClipCounts,
+    Conservation,
+    Flow,
+    QualitySettings,
+    QualityStats,
+    SearchFailures,
+    Stats,
+    TableParts,
+    VideoCounts,
+)
 
 SEARCH, DOWNLOAD, SEGMENT, QUALITY, SHARD = reasons.STAGES
 
@@ -55,22 +66,22 @@ def small_run():
 def test_a_complete_run_satisfies_the_law_and_the_funnel_adds_up():
     births, outcomes = small_run()
     stats = aggregates.compute_stats(outcomes, births, num_shards=1)
-    assert stats["conservation"] == {"ok": True, "num_violations": 0, "violations": []}
-    assert stats["videos"] == {"candidates": 4, "dropped": 2, "failed": 1, "kept": 1}  # the bad row is no video
-    assert stats["search_failures"] == {"count": 1, "by_reason": {"bad_catalog_row": 1}}
-    assert stats["clips"] == {"cut": 4, "dropped": 2, "kept": 2}
-    funnel = {row["stage"]: row for row in stats["funnel"]}
-    assert (funnel[SEARCH]["videos_in"], funnel[SEARCH]["videos_out"]) == (4, 3)
-    assert funnel[SEARCH]["search_failures"] == 1 and "search_failures" not in funnel[DOWNLOAD]
-    assert (funnel[DOWNLOAD]["videos_in"], funnel[DOWNLOAD]["videos_out"]) == (3, 2)
-    assert (funnel[SEGMENT]["videos_in"], funnel[SEGMENT]["videos_out"]) == (2, 1)
-    assert (funnel[SEGMENT]["clips_in"], funnel[SEGMENT]["clips_out"]) == (4, 3)
-    assert (funnel[QUALITY]["clips_in"], funnel[QUALITY]["clips_out"]) == (3, 2)
-    assert (funnel[SHARD]["clips_in"], funnel[SHARD]["clips_out"]) == (2, 2)
-    assert funnel[SEGMENT]["video_hours_in"] == round(70 / 3600, 6)
-    assert funnel[QUALITY]["reasons"] == {"clip:dropped:low_quality": 1}
-    assert stats["reason_counts"]["video:download:failed:http_404"] == 1
-    assert stats["reason_counts"]["video:search:failed:bad_catalog_row"] == 1  # as outcomes.parquet records it
+    assert stats.conservation == Conservation(ok=True, num_violations=0, violations=[])
+    assert stats.videos == VideoCounts(candidates=4, dropped=2, failed=1, kept=1)  # the bad row is no video
+    assert stats.search_failures == SearchFailures(count=1, by_reason={"bad_catalog_row": 1})
+    assert stats.clips == ClipCounts(cut=4, dropped=2, kept=2)
+    funnel = {row.stage: row for row in stats.funnel}
+    assert (funnel[SEARCH].video.items_in, funnel[SEARCH].video.items_out) == (4, 3)
+    assert funnel[SEARCH].search_failures == 1 and funnel[DOWNLOAD].search_failures is None
+    assert (funnel[DOWNLOAD].video.items_in, funnel[DOWNLOAD].video.items_out) == (3, 2)
+    assert (funnel[SEGMENT].video.items_in, funnel[SEGMENT].video.items_out) == (2, 1)
+    assert (funnel[SEGMENT].clip.items_in, funnel[SEGMENT].clip.items_out) == (4, 3)
+    assert (funnel[QUALITY].clip.items_in, funnel[QUALITY].clip.items_out) == (3, 2)
+    assert funnel[SHARD].clip == Flow(2, 2, round(32 / 3600, 6), round(32 / 3600, 6)) and funnel[SHARD].video is None
+    assert funnel[SEGMENT].video.hours_in == round(70 / 3600, 6)
+    assert funnel[QUALITY].reasons == {"clip:dropped:low_quality": 1}
+    assert stats.reason_counts["video:download:failed:http_404"] == 1
+    assert stats.reason_counts["video:search:failed:bad_catalog_row"] == 1  # as outcomes.parquet records it
 
 
 def test_a_search_failure_without_its_outcome_is_still_a_violation():
@@ -82,16 +93,16 @@ def test_a_search_failure_without_its_outcome_is_still_a_violation():
 
 def test_quality_block_says_what_the_stage_did_with_and_without_a_classifier():
     births, outcomes = small_run()
-    settings = {"classifier": "models/q1", "threshold": 0.5, "rule": "clip", "margin": 0.0}
-    scored = aggregates.compute_stats(outcomes, births, 1, settings)["quality"]
-    assert scored == {"classifier": "models/q1", "threshold": 0.5, "rule": "clip", "margin": 0.0, "clips_in": 3,
-                      "clips_scored": 3, "clips_unscored": 0, "clips_failed": 0, "clips_dropped_low_quality": 1}
+    settings = QualitySettings(classifier="models/q1", threshold=0.5, rule="clip", margin=0.0)
+    scored = aggregates.compute_stats(outcomes, births, 1, settings).quality
+    assert scored == QualityStats(settings, clips_in=3, clips_scored=3, clips_unscored=0, clips_failed=0,
+                                  clips_dropped_low_quality=1)
     unscored = [o for o in outcomes if o.reason != reasons.LOW_QUALITY] + [
         clip_outcome("c3", QUALITY, "failed", reasons.QUALITY_ERROR)]
     unscored = [Outcome(**{**o.to_dict(), "quality_score": None}) for o in unscored]
     q = aggregates.quality_stats(aggregates.outcome_aggregates(unscored))
-    assert (q["classifier"], q["threshold"], q["clips_in"], q["clips_scored"], q["clips_unscored"],
-            q["clips_failed"], q["clips_dropped_low_quality"]) == (None, None, 3, 0, 2, 1, 0)
+    assert (q.settings, q.clips_in, q.clips_scored, q.clips_unscored, q.clips_failed,
+            q.clips_dropped_low_quality) == (QualitySettings(), 3, 0, 2, 1, 0)
 
 
 def test_outcomes_sort_on_every_field():
@@ -144,7 +155,7 @@ def test_every_kind_of_loss_is_a_named_violation():
     (message,) = aggregates.conservation_violations(births, stray)
     assert "clip 'ghost'" in message and "no stage registered it" in message
     stats = aggregates.compute_stats(lost, births, 1)
-    assert not stats["conservation"]["ok"] and "c1" in aggregates.failure_message(stats)
+    assert not stats.conservation.ok and "c1" in aggregates.failure_message(stats)
 
 
 def test_a_catalog_listing_one_id_twice_is_two_items():
@@ -156,8 +167,8 @@ def test_a_catalog_listing_one_id_twice_is_two_items():
 
 def test_stats_json_is_stable():
     births, outcomes = small_run()
-    a = aggregates.stats_json(aggregates.compute_stats(outcomes, births, 1))
-    b = aggregates.stats_json(aggregates.compute_stats(list(reversed(outcomes)), list(reversed(births)), 1))
+    a = aggregates.compute_stats(outcomes, births, 1).to_json()
+    b = aggregates.compute_stats(list(reversed(outcomes)), list(reversed(births)), 1).to_json()
     assert a == b
 
 
@@ -181,8 +192,7 @@ def test_report_is_one_self_contained_page_with_plots_and_strips():
     assert not re.search(r'(src|href)="(?!data:)', page)  # nothing loads from elsewhere
     broken = aggregates.compute_stats(outcomes[:-1], births, 1)
     assert "CONSERVATION VIOLATED" in report.render_report(broken, {})
-    scored = aggregates.compute_stats(outcomes, births, 1, {"classifier": "gs://b/q1", "threshold": 0.42, "rule": "clip",
-                                                       "margin": 0.0})
+    scored = aggregates.compute_stats(outcomes, births, 1, QualitySettings("gs://b/q1", 0.42, "clip", 0.0))
     page = report.render_report(scored, {})
     assert "gs://b/q1" in page and "0.42" in page and "No quality classifier" not in page
 
@@ -195,12 +205,12 @@ def test_report_strips_are_bounded_per_outcome_and_reason():
     groups = {}
     for o in outcomes:
         for group, _, pick in report.thumbnail_pick(o):
-            groups.setdefault(group, []).append(pick["clip_key"])
+            groups.setdefault(group, []).append(pick.clip_key)
     assert set(groups) == {"kept", "failed: shard_error"}  # short tails have no bytes to draw
     stats = aggregates.compute_stats(outcomes, [], 1, per_group=3)
-    assert {g: len(p) for g, p in stats["thumbnails"].items()} == {"kept": 3, "failed: shard_error": 1}
+    assert {g: len(p) for g, p in stats.thumbnails.items()} == {"kept": 3, "failed: shard_error": 1}
     ranked = sorted((report.thumbnail_rank(k), k) for k in groups["kept"])  # the smallest key hashes
-    assert [p["clip_key"] for p in stats["thumbnails"]["kept"]] == [k for _, k in ranked[:3]]
+    assert [p.clip_key for p in stats.thumbnails["kept"]] == [k for _, k in ranked[:3]]
     jpeg = b"\xff\xd8fake"
     page = report.render_report(stats, {o.item_id: jpeg for o in outcomes}, per_group=3)
     sections = {m.group(1): m.group(2) for m in re.finditer(r"<h3>(.*?)</h3>(.*?)(?=<h3>|</body>)", page, re.S)}
@@ -209,7 +219,7 @@ def test_report_strips_are_bounded_per_outcome_and_reason():
     assert "data:image/jpeg" not in sections["dropped: short_tail"]
 
 
-def _audit_with_beam(out_dir, births, outcomes) -> dict:
+def _audit_with_beam(out_dir, births, outcomes) -> Stats:
     """The run's Audit transform on Beam's runner, fed the given records (and the manifest rows and shard index
     of small_run's two kept clips); returns its stats.json."""
     from pipeline.audit import audit_stage
@@ -223,27 +233,28 @@ def _audit_with_beam(out_dir, births, outcomes) -> dict:
                   (("outcomes", outcomes), ("births", births), ("manifest", manifest), ("shard_index", index),
                    ("clips", []))}
         _ = inputs | audit_stage.Audit(str(out_dir), None, rows_per_part=3)
-    return json.loads((out_dir / "stats.json").read_text())
+    return Stats.from_json((out_dir / "stats.json").read_bytes())
 
 
 def test_the_keyed_sum_catches_a_dropped_and_a_doubled_record_on_beam(tmp_path):
     births, outcomes = small_run()
     whole = _audit_with_beam(tmp_path / "whole", births, outcomes)
-    assert whole["conservation"] == {"ok": True, "num_violations": 0, "violations": []}
-    assert whole == aggregates.compute_stats(outcomes, births, 1) | {"tables": whole["tables"]}  # same as in memory
+    assert whole.conservation == Conservation(ok=True, num_violations=0, violations=[])
+    in_memory = aggregates.compute_stats(outcomes, births, 1)
+    assert whole == dataclasses.replace(in_memory, tables=whole.tables)  # the same as in memory
     lost = [o for o in outcomes if o.item_id != "c1"] + [video_outcome("v1", SEGMENT, "failed", reasons.CORRUPT_VIDEO)]
-    broken = _audit_with_beam(tmp_path / "broken", births, lost)["conservation"]
-    assert broken == {"ok": False, "num_violations": 4, "violations": [
+    broken = _audit_with_beam(tmp_path / "broken", births, lost).conservation
+    assert broken == Conservation(ok=False, num_violations=4, violations=[
         "table manifest/: 2 rows written for 1 clips kept", "shards: 2 samples in the shard index for 1 clips kept",
         "clip 'c1': reached stage 'shard' and no stage gave it an outcome",
-        "video 'v1': 2 outcomes ['segment:failed', 'segment:kept'] for 1 item(s)"]}
+        "video 'v1': 2 outcomes ['segment:failed', 'segment:kept'] for 1 item(s)"])
     assert len(list((tmp_path / "broken" / "outcomes").glob("part-*-of-00003.parquet"))) == 3
 
 
 def test_rows_lost_on_the_way_to_the_tables_are_violations():
     """The written tables are checked against the decisions by their row counts (a runner that drops rows
     before a table's writer is caught like a lost record)."""
-    tables = {"outcomes": {"parts": 2, "rows": 9}, "manifest": {"parts": 1, "rows": 2}}
+    tables = {"outcomes": TableParts(parts=2, rows=9), "manifest": TableParts(parts=1, rows=2)}
     index = [{"name": "shards/shard-00000.tar", "clips": 2, "bytes": 10}]
     assert aggregates.table_violations(9, 2, tables, index) == []
     assert aggregates.table_violations(10, 3, tables, index) == [

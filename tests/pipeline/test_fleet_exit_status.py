@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from pipeline.audit import exit_status
+import dataclasses
+
+from pipeline.audit import aggregates, exit_status
 from pipeline.audit.exit_status import DEFERRED, EMPTY, NO_INPUT, OK
+from schemas.stats import ClipCounts, Deferred, ReasonKey, SearchFailures, Stats, VideoCounts
 
 
-def stats(candidates=3, search_failures=0, by_reason=None, reason_counts=None, kept=2) -> dict:
-    """The keys of stats.json that exit_status reads, shaped as pipeline.audit.aggregates.compute_stats writes them."""
-    return {"videos": {"candidates": candidates},
-            "search_failures": {"count": search_failures, "by_reason": by_reason or {}},
-            "clips": {"cut": kept, "kept": kept}, "reason_counts": reason_counts or {}}
+def stats(candidates=3, search_failures=0, by_reason=None, reason_counts=None, kept=2) -> Stats:
+    """An empty run's stats with the parts exit_status reads set, deferred items counted as the audit does."""
+    reason_counts = reason_counts or {}
+    return dataclasses.replace(
+        aggregates.compute_stats([], [], 0), videos=VideoCounts(candidates),
+        search_failures=SearchFailures(search_failures, by_reason or {}), clips=ClipCounts(cut=kept, kept=kept),
+        reason_counts=reason_counts,
+        deferred=aggregates.deferred_counts([(ReasonKey.parse(k), n) for k, n in reason_counts.items()]))
 
 
 def test_a_clean_run_exits_zero():
@@ -33,7 +39,7 @@ def test_a_run_that_read_no_input_exits_66_with_the_reasons():
 def test_deferred_items_exit_75_naming_the_counts():
     counts = {"video:download:failed:deferred": 7, "video:download:failed:http_429": 3,
               "video:search:failed:deferred": 2, "clip:segment:dropped:short_tail": 4}
-    assert exit_status.deferred_counts(stats(reason_counts=counts)) == {"videos": 7, "search_queries": 2}
+    assert stats(reason_counts=counts).deferred == Deferred(videos=7, search_queries=2)
     code, message = exit_status.exit_status(stats(reason_counts=counts))
     assert code == DEFERRED == 75
     assert message.startswith("deferred: 7 video(s) and 2 search query(ies) not finished") and "rerun" in message

@@ -17,6 +17,7 @@ import pytest
 from pipeline import run
 from pipeline.audit import exit_status
 from schemas import Outcome, from_table, reasons
+from schemas.stats import Stats
 from tests import media
 from tests.fault_server import Fault, FaultServer
 
@@ -75,7 +76,7 @@ def test_a_blocked_run_defers_and_a_rerun_keeps_everything(corpus, tmp_path):
     assert all(v == ("download", "failed", reasons.HTTP_429) for k, v in web.items() if k not in deferred)
     assert first["local"].outcome == reasons.KEPT  # a local file is not the site: no breaker for it
     assert stats["conservation"]["ok"]
-    code, message = exit_status.exit_status(stats)
+    code, message = exit_status.exit_status(Stats.from_json(json.dumps(stats)))
     assert code == exit_status.DEFERRED and message.startswith(f"deferred: {len(deferred)} video(s)")
     assert first_rc == exit_status.DEFERRED
     assert stats["deferred"] == {"videos": len(deferred), "search_queries": 0}
@@ -89,5 +90,6 @@ def test_a_blocked_run_defers_and_a_rerun_keeps_everything(corpus, tmp_path):
         **{f"web{i}": ("segment", "kept") for i in range(VIDEOS)}, "local": ("segment", "kept")}
     assert stats2["clips"]["kept"] == VIDEOS + 1  # one 16 s clip from each video
     assert marker.stat().st_mtime_ns == local_mtime
-    assert stats2["conservation"]["ok"] and exit_status.exit_status(stats2) == (exit_status.OK, None)
+    assert stats2["conservation"]["ok"]
+    assert exit_status.exit_status(Stats.from_json(json.dumps(stats2))) == (exit_status.OK, None)
     assert second_rc == 0

@@ -19,6 +19,7 @@ from pipeline.site.request_budget import DEFAULT_JOB_QPS, DEFAULT_SITE_QPS, YOUT
 from pipeline.site.site_access import SiteAccess, SiteAccessConfig
 from schemas import CandidateVideo, DownloadedVideo, Outcome, reasons
 from schemas.site_usage import SiteUsage
+from schemas.stats import SiteCost
 from tests import media
 from tests.fault_server import Fault, FaultServer
 from tests.pipeline.test_fleet_budget import FakeClock
@@ -212,9 +213,9 @@ def test_site_usage_sums_per_site_and_lists_a_bounded_number():
     fn.add_input(parts[1], SiteUsage(site=YOUTUBE, job_qps=4.0, requests=5000, waited_s=1.25, paused_s=3.0))
     block = aggregates.sites_block(fn.extract_output(fn.merge_accumulators(parts)))
     assert len(block) == aggregates.MAX_LISTED_SITES + 1
-    assert block[YOUTUBE] == {"job_qps": 4.0, "requests": 10000, "waited_s": 2.5, "paused_s": 3.0, "deferred": 2}
-    assert block[aggregates.OTHER_SITES] == {"job_qps": None, "requests": sum(1000 - i for i in range(49, 53)),
-                                        "waited_s": 2.0, "paused_s": 0.0, "deferred": 0}
+    assert block[YOUTUBE] == SiteCost(job_qps=4.0, requests=10000, waited_s=2.5, paused_s=3.0, deferred=2)
+    assert block[aggregates.OTHER_SITES] == SiteCost(job_qps=None, requests=sum(1000 - i for i in range(49, 53)),
+                                                     waited_s=2.0, paused_s=0.0, deferred=0)
     lines = aggregates.sites_summary(block)
     assert lines[0] == "  site      youtube: 10000 request(s), 2.5 s waited (budget 4/s), 3.0 s paused (blocked), 2 deferred"
     assert lines[-1].endswith(f"{len(block) - aggregates.SUMMARY_SITES} more in stats.json (sites)")
@@ -230,9 +231,9 @@ def test_site_usage_keeps_a_bounded_accumulator_with_exact_totals(monkeypatch):
         accs[i % 3] = fn.add_input(accs[i % 3], SiteUsage(site=f"h{i}.example", job_qps=10.0, requests=i + 1, waited_s=0.5))
     merged = fn.merge_accumulators(accs)
     assert all(len(acc) <= 11 for acc in accs) and len(merged) == 11
-    assert sum(e["requests"] for e in merged.values()) == sum(range(1, 91))
-    assert sum(e["waited_s"] for e in merged.values()) == pytest.approx(45.0)
-    assert "h89.example" in merged and merged[aggregates.OTHER_SITES]["job_qps"] is None
+    assert sum(e.requests for e in merged.values()) == sum(range(1, 91))
+    assert sum(e.waited_s for e in merged.values()) == pytest.approx(45.0)
+    assert "h89.example" in merged and merged[aggregates.OTHER_SITES].job_qps is None
 
 
 @needs_ffmpeg

@@ -23,6 +23,7 @@ from pipeline.shards import write_shard
 from pipeline.tools.demo_corpus import clips as synthetic
 from schemas import Clip, Outcome, reasons
 from schemas.clip_codec import decode_clip
+from schemas.stats import QualitySettings
 
 torch.set_num_threads(1)
 
@@ -101,9 +102,9 @@ def test_threshold_override_and_flags(setup, tmp_path):
     kept, outcomes, _ = run_stage(setup["clips"], Quality.from_config(options.build(QualityConfig, ns)), tmp_path)
     assert len(kept) == len(setup["clips"]) - 2 and all(o.outcome == reasons.FAILED for o in outcomes)
     assert parser.parse_args([]).classifier is None
-    assert Quality.from_config(options.build(QualityConfig, ns)).settings == {"classifier": str(setup["model"]), "threshold": 0.0, "rule": "clip",
-                                              "margin": 0.0}
-    assert Quality(None).settings["classifier"] is None
+    assert Quality.from_config(options.build(QualityConfig, ns)).settings == QualitySettings(
+        classifier=str(setup["model"]), threshold=0.0, rule="clip", margin=0.0)
+    assert Quality(None).settings == QualitySettings()
 
 
 def test_a_threshold_outside_the_score_range_is_refused_at_launch(setup, capsys):

@@ -24,6 +24,7 @@ from pipeline import job, run, shards
 from pipeline.__main__ import main as pipeline_main
 from pipeline.audit import aggregates
 from schemas import Outcome, clip_codec, from_table, ids, reasons, shard_source
+from schemas.stats import Stats
 from tests import media
 
 pytestmark = pytest.mark.skipif(media.FFMPEG is None, reason="needs the ffmpeg binary")
@@ -139,7 +140,8 @@ def test_an_unscored_run_says_so_in_stats_report_and_summary(first_run):
                                 "clips_dropped_low_quality": 0}
     assert "No quality classifier (run without --classifier): 4 clip(s) passed unscored" in (
         first_run / "report.html").read_text()
-    assert "quality: no --classifier: 4 clip(s) passed unscored, none filtered" in run.summary(stats, 1.0, "o", 0)
+    assert "quality: no --classifier: 4 clip(s) passed unscored, none filtered" in run.summary(
+        Stats.from_json((first_run / "stats.json").read_bytes()), 1.0, "o", 0)
 
 
 def test_shards_hold_every_kept_clip_with_actions_for_the_sidecar_video(first_run):
