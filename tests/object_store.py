@@ -1,22 +1,13 @@
-"""A fake object store registered with Beam (``fakeobj://``): the one fake in these tests, because a real one
-(GCS, S3) cannot be reached from them.
+"""A fake object store registered with Beam (``fakeobj://``): the one fake in these tests, as no real one is reachable.
 
-It behaves like the parts of an object store the pipeline's commits depend on: no directories; an upload
-becomes visible only when closed (finalized) and never when ``terminate``d (google-cloud-storage's
-``BlobWriter``); ``rename`` is a copy followed by a delete, two steps with a moment in between. Faults can be
-injected by operation and path: a transient error (``ServiceUnavailable``, named like google-api-core's), a
-permanent one, or ``Crash``, a ``BaseException`` standing for a worker killed at that point. Every operation is
-logged, so a test can say which steps a commit took.
-
-Reads are modelled on GCS as Beam reaches it, so that what the code under test reads can be counted: every
-``open`` is a metadata request (Beam's GCS reader reloads the object's metadata) followed by ranged GETs of
-``READ_AHEAD`` bytes (its 16 MB read buffer) as the reader runs past its buffer; ``read_range`` (registered as
-this scheme's reader in ``pipeline.io.storage.RANGE_READERS``) is one GET of exactly the range, as
-``storage.read_range`` makes on GCS. ``requests`` and ``bytes_read`` count them; ``latency_s`` is slept per
-request (outside the store's lock, so concurrent requests overlap, as they do on a real store).
-
-State is class-level (one store per test process); ``FakeObjectStore.reset()`` empties it. Beam finds the
-filesystem by its scheme once this module is imported, in the process that uses it (the in-process runner).
+It behaves like the parts of an object store the pipeline's commits depend on: no directories; an upload visible
+only once closed, never when ``terminate``d; ``rename`` a copy then a delete. Faults are injected by operation and
+path: transient (``ServiceUnavailable``), permanent, or ``Crash`` (a worker killed there); every operation is
+logged. Reads are modelled on GCS through Beam, so they can be counted: ``open`` is a metadata request plus ranged
+GETs of ``READ_AHEAD`` bytes (Beam's 16 MB buffer); ``read_range`` (this scheme's ``storage.RANGE_READERS`` entry)
+is one GET of exactly the range. ``requests`` and ``bytes_read`` count them; ``latency_s`` is slept per request,
+outside the lock, so requests overlap. State is class-level (``FakeObjectStore.reset()`` empties it); Beam finds
+the filesystem by its scheme once this module is imported, in that process.
 """
 
 from __future__ import annotations
