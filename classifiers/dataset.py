@@ -83,13 +83,14 @@ def thumbnails(source: str, keys: set[str]) -> dict[str, np.ndarray]:
 
 
 def load_labelled_clips(source: str, labels_path: str, model: ClipModel, policy: LabelPolicy,
-                        allow_unknown: bool = False, log=sys.stderr, include_left_out: bool = False
+                        allow_unknown: bool = False, log=None, include_left_out: bool = False
                         ) -> tuple[LabelledClips, LabelSet]:
     """Validate the labels, then against ``source``'s clips, and prepare every clip that has a binary target.
 
     ``include_left_out``: also prepare the clips whose score the policy leaves out (target ``LEFT_OUT``),
     for reports by hand score; they are still counted in ``left_out_by_policy``.
     """
+    log = log or sys.stderr  # at call time: a default bound at import outlives a replaced sys.stderr
     labels = load_labels(labels_path, policy=policy)  # the file's own problems, before --clips is read
     labels = labels.check_ids(known_ids(source), allow_unknown)
     for note in labels.notes:

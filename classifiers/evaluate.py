@@ -137,8 +137,9 @@ table{{border-collapse:collapse}} img{{image-rendering:pixelated}}</style></head
 
 
 def evaluate(model_dir: str, labels: str, clips: str, out: str | None = None, threshold: float | None = None,
-             allow_unknown: bool = False, log=sys.stderr) -> dict:
+             allow_unknown: bool = False, log=None) -> dict:
     """Score the held-out labelled clips; write metrics.json, report.html, curves.png, histogram.png."""
+    log = log or sys.stderr
     clf = load_classifier(model_dir, threshold)
     policy = LabelPolicy(**{k: tuple(v) if isinstance(v, list) else v
                             for k, v in clf.metadata.get("label_policy", {}).items()})

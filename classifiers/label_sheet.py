@@ -127,7 +127,8 @@ def score_clips(model_dir: str, source: str, keys: set[str]) -> dict[str, float]
     return {key: float(p) for key, p in zip(prepared, probs, strict=True)}
 
 
-def build_sheet(config: SheetConfig, log=sys.stderr) -> Path:
+def build_sheet(config: SheetConfig, log=None) -> Path:
+    log = log or sys.stderr
     # metadata only (last sample wins for a repeated key); the mp4 bytes are read again for the picked clips
     clips = list({s.clip.clip_key: s.clip.replace(mp4=None) for s in iter_samples(config.clips)}.values())
     scores = None

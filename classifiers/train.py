@@ -72,9 +72,10 @@ def group_folds(groups: list[str], targets: np.ndarray, n_splits: int, seed: int
     return folds
 
 
-def cross_validate(model: ClipModel, data: LabelledClips, n_splits: int, seed: int, log=sys.stderr
+def cross_validate(model: ClipModel, data: LabelledClips, n_splits: int, seed: int, log=None
                    ) -> tuple[np.ndarray, np.ndarray]:
     """Out-of-fold P(good) for every clip, and each clip's test fold number."""
+    log = log or sys.stderr
     oof = np.full(len(data), np.nan)
     fold_of = np.full(len(data), -1)
     folds = group_folds(data.video_ids, data.targets, n_splits, seed)
@@ -99,8 +100,9 @@ def video_level(data: LabelledClips, scores: np.ndarray, threshold: float, margi
     return binary_report(data.targets[idx], means[idx], threshold + margin)
 
 
-def train(config: TrainConfig, log=sys.stderr) -> dict:
+def train(config: TrainConfig, log=None) -> dict:
     """Cross-validate, pick the threshold, fit on everything, write the model directory; returns metrics."""
+    log = log or sys.stderr
     overrides = {"seed": config.seed}
     if config.epochs is not None:
         overrides["epochs"] = config.epochs
