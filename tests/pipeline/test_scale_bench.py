@@ -19,7 +19,7 @@ def test_flush_knob_reaches_the_output_streams(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import scale_bench
 
-    (tmp_path / "sitecustomize.py").write_text(scale_bench.DATA_QUEUE_PATCH)
+    (tmp_path / "sitecustomize.py").write_text(scale_bench.WORKER_PATCH)
     probe = ("from apache_beam.runners.worker import data_plane as d\n"
              "s = d.ClosableOutputStream.create(None, lambda b: None, 0)\n"
              "print(s._size_flush_threshold, d._DEFAULT_SEND_QUEUE_MAX_BYTES)")
