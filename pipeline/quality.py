@@ -1,28 +1,13 @@
 """Quality stage: score every clip with the trained classifier, drop the ones below the threshold.
 
-Clip -> {MAIN: kept clips with ``quality_score`` set, OUTCOMES: ``dropped: low_quality`` (with score and
-threshold in the detail) and ``failed: quality_error`` outcomes}. The model is loaded once per worker
-process (``DoFn.setup`` + ``apache_beam.utils.shared.Shared``, so the DoFn instances of one worker share it)
-and clips are scored in batches (``beam.BatchElements``): one forward pass per batch, not per clip.
-A clip whose bytes cannot be decoded or scored becomes a ``failed`` outcome; it never stops the run.
-
-With no model directory the stage passes every clip on unscored (``quality_score`` None) and counts it in
-the Beam counter ``quality/unscored``; ``Quality.settings`` goes into ``stats.json`` (``quality`` block:
-classifier null, clips unscored), the report and the run's summary, so an unfiltered dataset says so.
-
-Scores are probabilities (P(good), clipped to [0, 1]), so ``--quality-threshold`` must lie in [0, 1]: a
-value outside would keep every clip or none, which is refused at launch rather than found in the output.
-
-When the model was trained with the ``video`` decision rule, clips are grouped by video after scoring and
-kept when their video's mean score reaches threshold + margin (see ``classifiers.metrics.DecisionRule``).
-
-Bytes by reference: in a run the clips are clip store references (``pipeline.io.clip_store``). The scoring step
-follows Segment with no shuffle in between, so the runner fuses it into the worker that cut the clips; it
-reads each batch's bytes there, and what moves on (and what the ``video`` rule groups) is references with
-their scores, never bytes.
-
-Imports point one way: this stage uses ``classifiers`` (``artifact`` loads the model, ``metrics`` holds the
-decision rule); ``classifiers`` imports nothing from ``pipeline`` (the clip format both read is in ``schemas``).
+Clip -> {MAIN: kept clips with ``quality_score`` set, OUTCOMES: ``dropped: low_quality`` and ``failed:
+quality_error``}. The model loads once per worker process (``DoFn.setup`` + ``Shared``) and clips are scored in
+batches (``beam.BatchElements``); a clip that cannot be scored becomes a ``failed`` outcome, never a stopped run.
+Without a model directory every clip passes unscored, counted (``quality/unscored``) and stated in ``stats.json``,
+so an unfiltered dataset says so. Scores are P(good), so ``--quality-threshold`` outside [0, 1] is refused at
+launch. A model trained with the ``video`` rule keeps a video's clips when their mean score reaches threshold +
+margin (``classifiers.metrics.DecisionRule``). Scoring is fused after Segment: it reads the clip store's bytes
+there, and only references with scores move on. ``classifiers`` imports nothing from ``pipeline``.
 """
 
 from __future__ import annotations

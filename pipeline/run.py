@@ -2,26 +2,14 @@
 
     Search -> Download -> Segment -> Quality -> Shard, then the manifest, outcomes, stats and report.
 
-Output layout (``--output``, a local directory or ``gs://`` prefix): ``shards/shard-*.tar``,
-``shard_index.json``, ``manifest/part-*.parquet`` and ``outcomes/part-*.parquet`` (partitioned Parquet
-datasets: read each directory as one table), ``stats.json``, ``report.html``, ``thumbnails.parquet``; plus
-``videos/`` (downloads, unless ``--download-dir``; ``--delete-videos`` removes each as soon as it is
-cut) and ``cache/segment/`` (per-video clip results and the clip store, each video's encoded clips in
-one ``.clips.bin``: a rerun into the same output skips downloading and decoding what is done and rewrites
-byte-identical outputs); ``lease.json`` while a run holds the output (``pipeline.cli.lease``) and, after a job
-on a remote runner, ``job.json`` (``pipeline.finalize``).
-
-The end of the job is distributed like the rest (``pipeline.audit.audit_stage``): workers write the per-item
-tables; only bounded aggregates reach the step that writes ``stats.json``; this launcher then reads only
-``stats.json`` and ``shard_index.json``.
-
-Flags this module does not know are Beam pipeline options (``--runner DataflowRunner --project ...``).
-Without ``--runner`` the run uses Beam's FnApiRunner with ``--workers`` SDK worker processes, chosen
-explicitly: Beam's DirectRunner would first try to download the Prism runner binary from GitHub (a wait of
-seconds offline; with a network, a different runner that ignores the worker settings). ``--in-process`` runs
-the FnApiRunner in this one process. The run fails (exit 1) when a stage raises, naming the stage, or when
-the conservation law does not hold. What follows the job (the verdict, stale outputs, the summary) is
-``pipeline.finalize.finish``; with a remote runner, ``--detach`` leaves it to ``python -m pipeline finalize``.
+Output (``--output``, local or ``gs://``): ``shards/``, ``shard_index.json``, ``manifest/`` and ``outcomes/``
+(partitioned Parquet), ``stats.json``, ``report.html``, ``thumbnails.parquet``, ``videos/`` (unless
+``--download-dir``), ``cache/segment/`` (so a rerun skips finished work and rewrites identical outputs), and
+``lease.json`` / ``job.json`` while a job holds the output. The audit is distributed like the stages
+(``pipeline.audit.audit_stage``): the launcher reads only ``stats.json`` and ``shard_index.json``.
+Unknown flags are Beam options; without ``--runner`` it uses the FnApiRunner with ``--workers`` processes (Beam's
+DirectRunner would fetch the Prism binary and ignore the worker settings). ``pipeline.finalize.finish`` does what
+follows the job; ``--detach`` leaves that to ``python -m pipeline finalize``.
 """
 
 from __future__ import annotations

@@ -1,25 +1,13 @@
 """Stage 5: write kept clips into WebDataset tar shards, deterministically.
 
-Determinism (the same inputs give byte-identical shards on every run, on any runner, however Beam orders
-elements): the number of shards comes from the total clip bytes and the target size; a clip's shard is a
-stable hash of its key (sha1, not Python's salted ``hash``) modulo that number; each shard is written by
-``schemas.shard_writer`` (samples sorted by key, fixed tar headers, the sample JSON being the Clip without its
-bytes or store location). Files go through Beam's ``FileSystems`` (``--output gs://...`` works unchanged on
-Dataflow) and ``storage.atomic_create``: a reader never sees a half-written shard. Shards are read back with
-``schemas.shard_source``.
-
-Bytes by reference: the clips arrive as references into the clip store (``pipeline.io.clip_store``); the
-shard count comes from the sum of their sizes (a number per clip), the shuffle groups references, and each
-writer reads exactly its clips' bytes, one ranged read per clip, many in flight, handed over in key order
-(``clip_store.in_order``): bytes read = clip bytes, and the store's per-request latency is paid in parallel.
-
-Outcomes decided here: ``kept`` for every clip in a written shard; ``failed: shard_error`` for a clip whose
-bytes are missing or damaged (left out; the shard's other clips are written) and for the clips of a shard
-whose write is refused; ``failed: storage_error`` instead when the store kept answering with transient errors
-after ``storage.retrying``'s attempts (each read is retried, and a failed upload rewrites the shard, with the
-same bytes): the job goes on, and a rerun retries them; ``dropped: duplicate`` for a second clip with the same
-key. Each written shard also yields one small index entry (``INDEX``: name, clips, bytes): the run's
-``shard_index.json``, which is what the launcher reads to find stale shards, instead of the manifest.
+The same inputs give byte-identical shards on any runner and in any element order: the shard count follows from
+the total clip bytes, a clip's shard is a stable hash (sha1) of its key, and ``schemas.shard_writer`` sorts by key
+with fixed tar headers. Files go through ``FileSystems`` and ``storage.atomic_create``, so no reader sees a
+half-written shard. Clips arrive as clip store references: the shuffle moves references and each writer reads its
+clips' bytes with ranged reads in key order (``clip_store.in_order``). Outcomes: ``kept``; ``failed: shard_error``
+(missing or damaged bytes, a refused write); ``failed: storage_error`` (the store kept failing after
+``storage.retrying``: a rerun retries); ``dropped: duplicate``. Each shard yields an ``INDEX`` entry for
+``shard_index.json``, which the launcher reads to find stale shards.
 """
 
 from __future__ import annotations

@@ -1,27 +1,14 @@
 """Audit of a run: every item's fate, the per-stage funnel, and the conservation law that nothing was lost.
 
-Conservation: every candidate video and every clip cut ends in exactly one ``Outcome``. The run registers
-each item where it is born (a video when the search stage proposes or drops it, a clip when the segment
-stage cuts or drops it) and notes each stage an item enters; the audit compares, per item id, the number of
-births with the number of outcomes (a multiset, so a catalog listing one id twice is two items). Any
-difference is a violation naming the item and the last stage it was seen in; the run fails loudly on one.
-At scale this is a keyed sum (events grouped by (kind, id), folded by ``balance_of``): each birth +1, each
-outcome -1 per item; only the count of violations and a bounded sample of them reach one process.
-
-Everything else in ``stats.json`` comes from combiners with bounded accumulators (``OutcomeStatsFn``:
-counts and durations per (kind, stage, outcome, reason) cell and fixed-bin histograms; ``GroupSampleFn``:
-the n smallest per group, for failure examples and thumbnail picks; ``KeyCountsFn``: births by kind), so
-the run's memory per worker does not grow with the number of items. The same functions run in memory for
-tests and stream over a finished run's tables for ``python -m pipeline audit``.
-
-Search failures (an unreadable catalog row or file, a failed query) are items of the law too, with one
-``failed`` outcome each, but they were never candidate videos: ``stats.json`` counts them apart
-(``search_failures``) so the video counts and the funnel count videos only.
-
-The same counts feed Beam counters while the job runs (``outcomes/<stage>`` namespace: visible in the
-Dataflow UI), counted in each stage's own outcome path so they grow as that stage works, and ``stats.json``
-at the end. Nothing in ``stats.json`` depends on timing or ordering, so a rerun on the same inputs writes
-the same file.
+Conservation: every candidate video and every clip cut ends in exactly one ``Outcome``. Items are registered
+where they are born; per item id the audit compares births with outcomes (a keyed sum folded by
+``balance_of``), and any difference is a violation naming the item and its last stage: the run fails on one.
+Everything else in ``stats.json`` comes from combiners with bounded accumulators (``OutcomeStatsFn``,
+``GroupSampleFn``, ``KeyCountsFn``), so a worker's memory does not grow with the number of items; the same
+functions run in memory for tests and over a finished run's tables for ``python -m pipeline audit``.
+Search failures are items of the law but not videos: ``stats.json`` counts them apart (``search_failures``).
+The counts also feed Beam counters (``outcomes/<stage>``) while the job runs. Nothing in ``stats.json``
+depends on timing or ordering, so a rerun on the same inputs writes the same file.
 """
 
 from __future__ import annotations

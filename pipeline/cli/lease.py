@@ -1,30 +1,16 @@
 """An output's lease: ``<output>/lease.json`` names the one job writing into the output, so that a second
 ``run`` into it is refused while the first lives.
 
-A lease names its holder: the launcher (host, pid, the process's start time) while it lives, and, once a
-remote job is submitted, that job (runner and job id), which goes on holding the output after a
-``--detach``-ed launcher has left. It is live while any of these holds:
+The holder is the launcher (host, pid, start time; a heartbeat every ``HEARTBEAT_S`` for other hosts) and, once a
+remote job is submitted, that job, which keeps holding the output after a ``--detach``-ed launcher leaves. A lease
+is live while its launcher runs (same pid and start time here, a heartbeat younger than ``LAUNCHER_TTL_S``
+elsewhere) or its job has not finished (``pipeline.finalize.job_finished``) within ``JOB_TTL_S``. A live lease
+refuses a second ``run`` (exit 73) naming the holder; a dead one is taken over with a warning; ``--force-lease``
+takes over a live one. ``finalize`` and a finished local run release it.
 
-* its launcher runs: on this host the pid exists and is the same process (its start time matches, so a
-  reused pid is not taken for it); on another host (a shared filesystem) its heartbeat, rewritten every
-  ``HEARTBEAT_S``, is younger than ``LAUNCHER_TTL_S``;
-* its job has not finished (the output's ``stats.json`` is older than the launch:
-  ``pipeline.finalize.job_finished``) and the lease has not expired (``JOB_TTL_S`` after the submission: a
-  job that died without writing its stats stops holding the output then).
-
-A live lease refuses a second ``run`` (exit 73, ``pipeline.audit.exit_status``) in one line naming the holder; a
-lease whose holder is gone is taken over with a warning naming it; ``--force-lease`` takes over a live one.
-``python -m pipeline finalize`` releases the lease of a finished job, and a local run releases its own when it
-ends.
-
-Atomicity. On a local path, taking the lease is one step among launchers: the read, the verdict and the
-create happen under an exclusive ``flock`` of the output directory, and the lease file is created with
-``O_CREAT | O_EXCL``, so of two launchers only one creates it (a launcher on another host of a shared
-filesystem that does not honour ``flock`` still meets ``O_EXCL``). On an object store (``gs://``) Beam's
-``FileSystems`` offers no create-if-absent, so taking it is check-then-write: the lease is read, judged,
-written, and read back to see that it is ours; two launchers started within the same second or so can both
-pass. One job per output is then a rule for the people starting jobs, which the lease enforces for launches
-more than a moment apart.
+Atomicity: locally the lease is taken under an exclusive ``flock`` and created with ``O_CREAT | O_EXCL``, so one of
+two launchers wins. On ``gs://`` (no create-if-absent) it is check-then-write-then-read-back: launches within about
+a second of each other can both pass, so one job per output stays a rule for the people starting jobs.
 """
 
 from __future__ import annotations

@@ -1,29 +1,16 @@
 """The clip store: encoded clips written once, by the worker that cut them, and passed on by reference.
 
-Why: a clip's mp4 is ~140 KB (~7.7 TB for the paper's 55M clips). Carried inside every element, it would be
-shuffled and held by the runner between stages (and kept until the end of the job for the report's
-thumbnails). Instead each video's clips are appended, as they are encoded, to one pack file in the segment
-cache (``cache/segment/<entry>.clips.bin``: the mp4s back to back), and the elements after Segment are
-``Clip`` records without bytes whose ``location`` says where the bytes are::
+Why: carried inside every element, a clip's mp4 would be shuffled and held by the runner between stages (and
+until the report's thumbnails). Instead each video's clips are appended to one pack in the segment cache
+(``cache/segment/<entry>.clips.bin``), and the ``Clip`` records after Segment carry a ``location`` instead::
 
     gs://bucket/out/cache/segment/<entry>.clips.bin#1234567:140213     (file # offset : size)
 
-Readers take exactly the bytes they need, in as few requests as the access pattern allows:
-
-- the quality stage, fused after the segmentation, gets a video's clips one after another and needs them all:
-  ``Reader`` keeps the pack open and reads it front to back (one open per video);
-- a shard writer needs ~1,900 clips from ~1,900 packs (a clip's shard is a hash of its key): ``in_order``
-  reads each clip with one ranged request of exactly its bytes (``storage.read_range``), many in flight on
-  an object store (``reads_in_flight``), and hands the bytes over in the writer's order: bytes read = clip
-  bytes, and the request latency is paid ``READ_CONCURRENCY`` requests at a time;
-- the report's thumbnails read a few clips: ``clip_bytes``, one ranged request each.
-
-``location`` keeps its meaning (where the encoded clip lives when not inline): a shard path after the shard
-stage, a store reference before it. A reference written in the cache is relative to the cache directory
-(``<entry>.clips.bin#o:s``) so that a cache entry does not depend on where the output is.
-
-Beam's ``FileSystems`` is imported where files are opened: the isolated segment child imports this module
-for ``reference`` and must start without Beam (``pipeline.video.cut``).
+Readers take exactly the bytes they need: ``Reader`` streams a pack front to back (the fused quality stage);
+``in_order`` reads each clip of a shard with one ranged request, ``READ_CONCURRENCY`` in flight, in the writer's
+order; ``clip_bytes`` reads one clip (thumbnails). A reference in the cache is relative to the cache directory, so
+an entry does not depend on where the output is. Beam's ``FileSystems`` is imported where files are opened: the
+isolated segment child imports this module and must start without Beam (``pipeline.video.cut``).
 """
 
 from __future__ import annotations

@@ -1,25 +1,13 @@
 """Request budgets for the whole job, one per site: each split evenly over the job's worker processes.
 
-Pauses that each process takes on its own (``--sleep-interval``, ``--youtube-sleep-s``) make the job's
-request rate grow with the worker count: 50 Dataflow workers with 4 SDK processes each send 200 times the
-rate one laptop did. A budget is set for the job instead and divided by the number of processes that
-will run (``job_processes``, from the runner options); each process holds one ``TokenBucket`` per site that
-every request to that site draws from (searches, metadata extraction and transfers alike, see
-``pipeline.site.site_access``). Processes need not talk to each other, so nothing here is a shared service:
-the division is static, which is exact when all processes are busy and conservative when some idle.
-
-Which budget a request draws from is decided by its URL's host (``SiteRules.budget_for``), first rule that
-matches:
-
-* YouTube's hosts (``YOUTUBE_HOSTS``: youtube.com, youtu.be, googlevideo.com, ytimg.com...): one site,
-  ``youtube``, with ``--youtube-qps`` (a user's rule cannot name them, nor capture them by a parent domain);
-* ``--unthrottled-host HOST`` and ``--site-qps HOST=N``: the host and its subdomains, as the user named them
-  (the longer name wins when both match);
-* object stores (``OBJECT_STORE_HOSTS``, S3 endpoints): no budget, they are built for the traffic;
-* any other host: a budget of its own, ``--default-site-qps``.
-
-URLs that are not network requests (``file:``, ``gs://``, ``s3://``, local paths) draw from no budget.
-Budgets are per host, not per host and port: two ports of one machine are one site to whoever runs it.
+Per-process pauses make a job's request rate grow with its worker count, so a budget is set for the job and
+divided by the processes that will run (``job_processes``); each process holds one ``TokenBucket`` per site that
+every request to it draws from (``pipeline.site.site_access``). The division is static, so processes need not
+talk: exact when all are busy, conservative when some idle. A URL's host picks the budget
+(``SiteRules.budget_for``), first match wins: YouTube's hosts (``YOUTUBE_HOSTS``) share ``--youtube-qps`` and no
+user rule can capture them; ``--unthrottled-host`` / ``--site-qps HOST=N`` cover the host and its subdomains
+(longest name wins); object stores have no budget; any other host gets ``--default-site-qps``. Non-network URLs
+(``file:``, ``gs://``, local paths) draw nothing. Budgets are per host, not per port.
 """
 
 from __future__ import annotations

@@ -1,38 +1,15 @@
 """``python -m pipeline procgen-dataset OUT``: the Genie paper's CoinRun case-study dataset (Appendix F).
 
-What the paper describes, and what this writes: Procgen ``coinrun`` in ``hard`` mode, a uniformly random
-policy WITHOUT action repeats (a new action drawn from all 15 every step), one episode stream per level seed
-(an episode that ends restarts on the same level: Procgen with ``num_levels=1``), 1,000 steps per level, level
-seeds ``--levels A-B``. Frames are Procgen's own 64x64 observation (what the agent sees and Jafar/Jasmine
-train on), not a downscaled 512x512 render; another ``--size`` renders 512x512 and box-filters it down.
+Procgen ``coinrun`` in hard mode, a uniformly random policy without action repeats, one 1,000-step episode
+stream per level seed (``--levels A-B``; ``--holdout-levels`` for levels never trained on), Procgen's own 64x64
+frames, cut into ``--clip-frames`` clips (a shorter last piece kept from ``--min-clip-frames``); ``actions[k]``
+is the action taken after frame k. Output, in the pipeline's clip format so the models read it like any run:
+``OUT/{train,holdout}/shards/shard-*.tar``, ``OUT/{train,holdout}/manifest/part-*.parquet``, ``OUT/dataset.json``.
 
-Output, in the pipeline's clip format so the models read it like any other run::
-
-    OUT/train/shards/shard-00000.tar     <key>.mp4 + <key>.json (a ``Clip``: actions per frame, geometry)
-    OUT/train/manifest/part-*.parquet    one row per clip (``pipeline.audit.manifest``)
-    OUT/holdout/...                      the same for ``--holdout-levels`` (levels never seen in training)
-    OUT/dataset.json                     the settings and, per split, one entry per shard (levels, clips,
-                                         frames, episodes, bytes)
-
-Clips: each level's stream is cut into ``--clip-frames`` frames (default 160: the pipeline's 16 s at 10 FPS,
-and Jasmine's 160-frame chunks); the models cut their own 16-frame windows from them. A stream's last,
-shorter piece is kept when it has at least ``--min-clip-frames`` (default 16, the models' window): 1,000
-steps give six 160-frame clips and one of 40. ``actions[k]`` is the action taken after frame k (the one that
-produced frame k + 1), as in every clip shard. A clip may span an episode restart (the frame after the last
-step of an episode is the first of the next try); ``episodes`` in dataset.json counts them.
-
-Storage: lossless RGB H.264 (``clip_codec.encode_clip(lossless=True)``): decoded frames equal the rendered
-ones bit for bit (yuv420p would cap 64x64 pixel art at ~33 dB even at CRF 0). ~2.9 KB per frame, ~3 MB
-per 1,000-step level, ~30 GB for the paper's 10,000 levels.
-
-The environment (level seeds, frames) and the cutting into clips are ``schemas.procgen``'s, which
-``modeling.bc`` plays too; this module is the Beam job around them.
-
-Scale and determinism: a shard is a fixed range of ``--levels-per-shard`` consecutive levels, so a shard is
-rendered, encoded and written by one worker from its plan alone: no frame crosses a shuffle, and work is
-parallel over level ranges. Every random choice is seeded by (``--seed``, level), encoding is deterministic
-(``schemas.clip_codec``) and shards go through ``pipeline.shards.write_shard`` (sorted, fixed tar headers),
-so two runs write byte-identical shards and manifests.
+Clips are lossless RGB H.264 so decoded frames equal the rendered ones (yuv420p blurs 64x64 pixel art:
+docs/measurements/2026-11-24-figures-kept-from-code-comments.md). A shard is a fixed level range that one worker
+renders, encodes and writes from its plan alone, every random choice seeded by (``--seed``, level): two runs write
+byte-identical shards. The environment and the clip cutting are ``schemas.procgen``'s; this is the Beam job.
 """
 
 from __future__ import annotations
