@@ -1,24 +1,13 @@
 """Stage 2: download each candidate video with yt-dlp (used as a library), store it, and probe it.
 
-One element is one video. Per video:
-
-1. Reuse: when ``<download_dir>/<key>.json`` (the completion marker, written last) names a stored file of
-   the recorded size, the video is not fetched again, so a rerun resumes where a crashed run stopped.
-   When ``<key>.failed`` (JSON) records a final failure (gone, private, not a video: ``errors.FINAL_REASONS``),
-   the rerun repeats that outcome without contacting the site (``--retry-failed`` asks again). So a rerun
-   retries exactly the videos that are unfinished: deferred, or failed for a transient or client-side reason.
-2. Extract metadata (``extract_info(download=False)``), pick one video-only-if-possible stream with
-   ``choose_format`` and reject before any byte is fetched when the metadata already says the video is
-   longer than ``max_duration_s`` or the chosen stream bigger than ``max_filesize``.
-3. Download into a private staging directory. yt-dlp retries within a transfer (resuming dropped
-   connections with ``Range``); on top of that a whole attempt is repeated, with exponential back-off that
-   honours ``Retry-After``, for failures worth repeating (429, 5xx, timeouts, connection errors).
-4. Probe the file (codec, fps, size, duration, rotation) in an isolated child process (the probe decodes
-   the first frame of an untrusted file; a decoder crash must not take the worker down), hash it, publish
-   it under ``ids.storage_path`` through ``FileSystems`` (temp name + rename), then write the marker.
-
-Anything that goes wrong becomes a ``failed`` ``Outcome`` with a stable reason (``pipeline.site.errors``) and
-yt-dlp's message as detail; a video longer than allowed becomes ``dropped``/``too_long``. Nothing raises.
+One element is one video. A completion marker (``<download_dir>/<key>.json``, written last) or a recorded final
+failure (``<key>.failed``, ``errors.FINAL_REASONS``; ``--retry-failed`` asks again) lets a rerun retry exactly the
+unfinished videos. Otherwise: extract metadata, pick one stream (``choose_format``) and reject too long or too big
+before any byte is fetched; download into a private staging directory, repeating a whole attempt with back-off
+(honouring ``Retry-After``) for failures worth repeating; probe the file in an isolated child (decoding an
+untrusted file must not crash the worker), hash it, publish it under ``ids.storage_path`` (temp name + rename),
+then write the marker. Anything that goes wrong becomes a ``failed`` ``Outcome`` with a stable reason
+(``pipeline.site.errors``); a video longer than allowed is ``dropped: too_long``. Nothing raises.
 """
 
 from __future__ import annotations

@@ -1,25 +1,14 @@
 """``python -m pipeline finalize OUT``: what ``run`` does after its job, for a job its launcher did not wait for.
 
-The steps after a job, in one place (``finish``; ``run`` calls it after its own job): read ``stats.json`` (the
-conservation law: exit 1 when it does not hold), delete what an earlier run into the output left and this one
-did not write (stale shards and table parts: ``audit_stage.remove_stale_outputs``, or
-``local_slices.remove_stale_outputs`` for a local run's slices), sweep the temporaries of killed writers,
-print the summary and return the run's exit status (``pipeline.audit.exit_status``). ``finalize`` then releases
-the output's lease (``pipeline.cli.lease``).
-
-A run on a remote runner writes ``job.json`` into its output right after submitting the job (``run --detach``
-leaves then): the runner, the job id, the project and region, when it was submitted, ``--allow-empty``, and
-the command that finalizes it. Every run rewrites ``run_inputs.json`` before its job, so the job has finished
-when the output's ``stats.json`` (written last, by the job's audit) is at least as new (``job_finished``;
-on a store that reports no modification times a present ``stats.json`` counts as finished).
-
-``finalize`` decides from the output alone: while a live lease holds it (its launcher runs, or its job has not
-finished and the lease has not expired) it changes nothing and exits 69, "again later"; a job that ended
-without writing its stats (failed, cancelled, its launcher killed) exits 1, to be resumed by rerunning
-``run``; a finished job is finalized. It is idempotent: a second ``finalize`` finds nothing stale and leaves
-the same files with the same exit status. A job that failed on its runner never writes its stats, so its
-lease holds the output until it expires (``lease.JOB_TTL_S``) or ``run --force-lease`` takes it over;
-``finalize`` does not ask the runner about the job.
+``finish`` holds the steps after a job in one place (``run`` calls it too): read ``stats.json`` (exit 1 when the
+conservation law fails), delete what an earlier run left and this one did not write, sweep killed writers'
+temporaries, print the summary and return the exit status (``pipeline.audit.exit_status``); ``finalize`` then
+releases the lease. A remote run writes ``job.json`` right after submitting; the job has finished when
+``stats.json`` (written last) is at least as new as ``run_inputs.json`` (``job_finished``).
+``finalize`` decides from the output alone and never asks the runner: while a live lease holds it, it changes
+nothing and exits 69 ("again later"); a job that ended without its stats exits 1 (rerun ``run``); a finished job
+is finalized. It is idempotent. A job that failed on its runner holds the output until ``lease.JOB_TTL_S`` or
+``run --force-lease``.
 """
 
 from __future__ import annotations

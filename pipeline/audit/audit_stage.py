@@ -13,11 +13,8 @@ only bounded aggregates gathered for ``stats.json`` and ``report.html``.
     clip refs ─ Thumbnails (read + decode only the picked clips; side input: the picks) ────┤
     site usage (per site and bundle) ─ SiteTraffic (CombineGlobally: per site) ──────────────┘
 
-What one process sees: the final ``Write`` step gets single values (the aggregates, the sample, the shard
-index: one entry per shard); every side input is such a value. The per-item costs at the paper's scale
-(~60M outcomes, ~70M births, ~7M manifest rows) are shuffles (rows keyed by part; births and outcomes
-keyed by item for the law), spread over the workers like any other stage. ``stats.json`` is written last,
-after every table part: the launcher (and an auditor) reads it as the mark that the audit is complete.
+The final ``Write`` step and every side input get single bounded values; the per-item work is shuffles spread
+over the workers. ``stats.json`` is written last, so it marks the audit complete.
 """
 
 from __future__ import annotations

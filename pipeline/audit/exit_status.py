@@ -12,11 +12,8 @@
 | 75 | some items were deferred (the site blocked a worker and its breaker opened), or failed because the storage kept refusing after its retries (``storage_error``) | rerun into the same ``--output`` later: it retries exactly what is unfinished |
 | 130, 143 | interrupted by Ctrl-C (SIGINT) or SIGTERM: the workers were stopped | rerun the same command: it resumes |
 
-65, 66, 69, 73 and 75 are ``EX_DATAERR``, ``EX_NOINPUT``, ``EX_UNAVAILABLE``, ``EX_CANTCREAT`` and ``EX_TEMPFAIL`` of
-BSD's ``sysexits.h``, which schedulers and shells already know ("temporary failure, try again later"). When every
-input failed *because* it was deferred, the code is 75: a rerun can fix it. ``finalize`` gives the run's own codes
-for a finished job, so "not finished yet" has a code of its own (69), apart from 75's "rerun ``run``": a
-scheduler that retries ``finalize`` on 69 stops once the job is done.
+65-75 are BSD ``sysexits.h`` codes that schedulers already know. When every input failed because it was deferred,
+the code is 75. "Not finished yet" has its own code (69), so a scheduler retrying ``finalize`` stops when done.
 """
 
 from __future__ import annotations

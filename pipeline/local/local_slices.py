@@ -1,23 +1,13 @@
 """A local run as a series of Beam jobs, one per slice of its candidates, and one audit over all of them.
 
-Beam's local runner keeps every element of a job in the launching process until the next stage has run, and
-at a million outcomes it lost elements in some runs (``benchmarks/beam_loss_repro.py``). So a local run cuts
-its work into slices of about ``--slice-outcomes`` outcomes (``pipeline.local.search_plan``) and runs the whole
-pipeline, download to audit, once per slice: memory follows the slice, not the catalog.
-
-What a slice writes, all under the run's output:
-* its shards and table parts under their usual directories, named with the slice's label
-  (``shards/shard-s00002-00000.tar``, ``outcomes/part-s00002-00003-of-00010.parquet``): readers of
-  ``shards/*.tar`` and ``outcomes/*.parquet`` see one dataset;
-* its own ``stats.json``, ``report.html``, ``shard_index.json`` and ``thumbnails.parquet`` under
-  ``slices/s00002/``: an audit of that slice, and the mark that it is complete.
-
-Then ``merge`` writes the run's files from the slices': the outcome aggregates streamed through the run's own
-combiners (``audit_command.outcome_aggregates``, memory bounded by a part), births and the conservation law
-summed, the shard indexes joined, the picked thumbnails kept. A run of one slice is exactly the single job
-it always was: no labels, the audit files at the top. A rerun with the same inputs skips the slices that are
-complete and have nothing deferred. Every slice's job is the same graph; the slicing depends on the inputs
-and ``--slice-outcomes`` only, so reruns and any worker count write the same bytes.
+Beam's local runner keeps every element of a job in the launching process until the next stage runs, and loses
+elements at large counts (docs/measurements/2026-12-04-local-runner-element-loss.md). So a local run cuts its
+work into slices of about ``--slice-outcomes`` outcomes (``pipeline.local.search_plan``) and runs the whole
+pipeline once per slice: memory follows the slice, not the catalog. A slice writes its shards and table parts
+under the usual directories with its label (``shards/shard-s00002-00000.tar``), and its own audit files under
+``slices/s00002/`` (also its completion mark). ``merge`` then writes the run's files from the slices' through
+the run's own combiners. One slice is exactly the single job; a rerun skips complete slices with nothing
+deferred; slicing depends only on the inputs and ``--slice-outcomes``, so any worker count writes the same bytes.
 """
 
 from __future__ import annotations

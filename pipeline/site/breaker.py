@@ -1,24 +1,14 @@
 """A breaker for blocks: when a site keeps refusing this process, back off, then stop asking it.
 
-One breaker per site and process (``pipeline.site.site_access``): YouTube's hosts share one, every other
-budgeted host has its own, so a site that blocks stops only its own items.
-
-At fleet scale YouTube's answers to a flagged client are a bot check ("Sign in to confirm you're not a
-bot"), HTTP 429 and 403s. Retrying each video on its own, as ``pipeline.download`` does for one-off
-faults, multiplies the load exactly when the site asks for less (measured: 30 videos behind a 429 storm
-cost 120 requests and ended all failed). So each process keeps the last ``window`` answers it got
-(blocked or not) and:
-
-* while the blocked share is at least ``backoff_share``, pauses before every request: base * 2**n seconds,
-  or the server's ``Retry-After`` when it asked for more, capped at ``max_backoff_s``;
-* when the share is still at least ``open_share`` after ``open_after_backoffs`` such pauses, opens: every
-  further request of this process is refused with ``BreakerOpen`` without contacting the site, and the
-  stages end the items of that site they have not finished as ``failed``/``deferred`` (a rerun picks
-  them up).
-
-An open breaker stays open for the life of the process: a worker that is blocked drains its queue fast
-(as deferred items) instead of waiting out a block of unknown length; the rerun comes later. State is per
-process and thread-safe (Beam runs several threads per SDK process); nothing is shared between processes.
+One breaker per site and process (``pipeline.site.site_access``), so a site that blocks stops only its own items.
+A blocked fleet gets bot checks, 429s and 403s; retrying each video on its own, as ``pipeline.download`` does for
+one-off faults, multiplies the load exactly when the site asks for less. So each process keeps its last
+``window`` answers and, while the blocked share is at least ``backoff_share``, pauses before every request
+(base * 2**n s, or a longer ``Retry-After``, capped at ``max_backoff_s``); if the share is still at least
+``open_share`` after ``open_after_backoffs`` pauses it opens: requests raise ``BreakerOpen`` without contacting the
+site and the stages end that site's unfinished items as ``failed``/``deferred`` for a rerun. It stays open for the
+process's life, so a blocked worker drains its queue fast instead of waiting out a block of unknown length.
+State is per process and thread-safe; nothing is shared between processes.
 """
 
 from __future__ import annotations

@@ -1,24 +1,13 @@
 """Every request to a video site goes through here: the job's request budgets, the breakers, credentials.
 
-One ``SiteAccess`` per process and run (``site_access(config)``), shared by the search and download DoFns
-and all their threads, holds
-
-* one ``Site`` per budget (``pipeline.site.request_budget.SiteRules``: YouTube's hosts share one, each other
-  host has its own, object stores and ``--unthrottled-host`` hosts none), each with the process's
-  ``TokenBucket`` (its share of the site's job-wide rate) and its ``Breaker``. ``GuardedYoutubeDL.urlopen``,
-  the one method through which yt-dlp's extractors and downloaders send requests, takes a token from the
-  request's site before each;
-* the breakers: stages call ``Site.before_attempt`` before each video / query attempt (it pauses while the
-  site is blocking, and raises ``BreakerOpen`` once it gave up) and ``SiteAccess.after_attempt`` with the
-  outcome; an open breaker also stops the requests of attempts already under way, to its site only;
-* what each site cost this process (requests, seconds waited on the budget, breaker pauses, deferred
-  items), drained by the stages at the end of each bundle as ``SiteUsage`` records for ``stats.json``;
-* the cookies, staged from ``--cookies`` (local or ``gs://``) into a private file on this worker, and the
-  proxies (``--proxy`` and ``--proxies-file``) with a deterministic per-process rotation that benches a
-  proxy after repeated failures.
-
-``file://`` URLs (catalogs of local files, the demo corpus) are no site: they draw no tokens and feed no breaker.
-Unthrottled hosts draw no tokens and have no breaker, but their requests are counted.
+One ``SiteAccess`` per process and run (``site_access(config)``), shared by the search and download DoFns and
+their threads, holds one ``Site`` per budget (``request_budget.SiteRules``) with its ``TokenBucket`` and
+``Breaker``; ``GuardedYoutubeDL.urlopen``, the one method through which yt-dlp sends requests, takes a token from
+the request's site first. Stages call ``Site.before_attempt`` / ``SiteAccess.after_attempt`` around each attempt;
+an open breaker also stops attempts already under way, for its site only. It also counts what each site cost
+(drained per bundle as ``SiteUsage`` for ``stats.json``), stages ``--cookies`` into a private file, and rotates
+``--proxy`` / ``--proxies-file`` deterministically, benching a proxy after repeated failures.
+``file://`` URLs are no site; unthrottled hosts draw no tokens and have no breaker, but are counted.
 """
 
 from __future__ import annotations

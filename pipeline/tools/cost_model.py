@@ -1,21 +1,12 @@
 """What a catalog costs on Dataflow: worker-hours, peak storage and dollars, from the hours of video it declares.
 
-The constants are measured or assumed in docs/measurements/2026-12-06-dataflow-cost-model.md (the CPU cost of
-segmentation at 360p and 720p sources, ``benchmarks/segment_bench.py``; the sizes and the list prices, stated
-there with their date). ``python -m pipeline plan`` prints the estimate for a catalog; every price is a flag.
-
-The model, per hour of source video:
-
-* CPU: ``CPU_S_PER_VIDEO_HOUR`` (the isolated segmentation the workers run) x ``JOB_OVERHEAD`` (download copy
-  and probe, quality, shards, audit) / the share of the vCPUs kept busy (``CPU_UTILISATION``): vCPU-hours, then
-  worker-hours at the machine type's vCPUs. One SDK process per worker with one harness thread per vCPU (the
-  recipe's ``--experiments=no_use_multiple_sdk_containers``, which ``request_budget.job_processes`` counts as one
-  process per worker).
-* Storage in the bucket at its peak: the sources (unless ``--delete-videos``), the clip store and the shards
-  (every clip kept: an upper bound), ``CLIP_BYTES`` each, ``CLIPS_PER_VIDEO_HOUR`` of them.
-* Dollars: vCPU-hours, memory GB-hours and the workers' disk for the worker-hours, plus the bucket's peak for
-  the months it is kept. Not modelled: Dataflow Shuffle (the audit's two shuffles, ~20 GB at 60M outcomes),
-  Cloud NAT (``NAT_GB_USD`` per GB downloaded, when the workers reach YouTube through one), network egress.
+``python -m pipeline plan`` prints the estimate; every price is a flag. The constants and where each comes from
+are in docs/measurements/2026-12-06-dataflow-cost-model.md. Per hour of source video: CPU is
+``CPU_S_PER_VIDEO_HOUR`` x ``JOB_OVERHEAD`` / ``CPU_UTILISATION`` in vCPU-hours, then worker-hours at the machine
+type's vCPUs (one SDK process per worker, as ``request_budget.job_processes`` counts it); peak bucket storage is the
+sources (unless ``--delete-videos``), the clip store and the shards (every clip kept: an upper bound), at
+``CLIP_BYTES`` x ``CLIPS_PER_VIDEO_HOUR``; dollars are vCPU-hours, memory and disk for the worker-hours plus the
+bucket's peak for the months kept. Not modelled: Dataflow Shuffle, Cloud NAT (``NAT_GB_USD``), network egress.
 """
 
 from __future__ import annotations
