@@ -1,19 +1,12 @@
 """Source video retention: delete a downloaded video once it is cut, and never fetch it again when its clips are
 committed.
 
-Why: at the paper's scale the downloaded sources are tens of TB, and once a video's clips (and outcomes) are in
-the segment cache, which is also the clip store (``pipeline.io.clip_store``), nothing in the pipeline reads the
-source again: a rerun takes the cached result. ``--delete-videos`` turns that into disk space: the download and
-the segmentation of a video run in one fused step (``segment.Segment``), and the segmentation deletes the source
-when it is done with it (``segment.delete_source``), so the sources on disk at any moment are the videos in
-flight, at most one per worker thread.
-
-What stays: the download's completion marker (``<download dir>/<key>.json``, the ``DownloadedVideo`` record
-with the file's sha256). A rerun reads it before downloading, in the download step itself: when the segment
-cache holds a committed result for that record (its outcomes file, the entry's completion marker), the video
-skips the download and goes straight to Segment, which reuses the entry. Anything else (no marker, no entry,
-another segment config, a segmentation that failed and was not cached) is downloaded as usual. Without
-``--delete-videos`` the stage is the plain download.
+Why: at the paper's scale the sources are tens of TB, and once a video's clips are in the segment cache (also the
+clip store) nothing reads the source again. With ``--delete-videos`` download and segmentation run in one fused
+step (``segment.Segment``) and the segmentation deletes the source when done (``segment.delete_source``): the
+sources on disk are the videos in flight, at most one per worker thread. The download's completion marker
+(``<download dir>/<key>.json``) stays; a rerun reads it and, when the segment cache holds a committed result for
+that record, skips the download and goes straight to Segment. Anything else is downloaded as usual.
 """
 
 from __future__ import annotations

@@ -1,17 +1,12 @@
 """Stage 3: cut each downloaded video into 16 s clips at 10 FPS and 160x90, encoded as H.264 mp4.
 
-Per video: index the frames (exact timestamps, no decoding) -> plan the clip windows on the 10 FPS grid ->
-decode each window's frames with decord (PyAV for codecs decord cannot open) -> crop/pad -> encode. One
-window is in memory at a time. The whole per-video function runs in a child process (``isolation``) so a
-decoder crash or hang becomes a ``failed: decoder_crash`` outcome instead of a lost worker.
-
-Outcomes decided here: the video is ``kept`` (>= 1 clip cut), ``dropped`` (``too_short``; ``no_clips``
-when the intro/outro skips leave no full window) or ``failed`` (``empty_file``, ``corrupt_video``,
-``truncated_video``, ``audio_only``, ``unsupported_codec:<codec>``, ``decoder_crash``, ``segment_error``,
-``storage_error``: the store kept refusing after ``storage.RETRY``'s attempts);
-the remainder after the last full window is a clip ``dropped: short_tail``. Cut clips go on (MAIN) as
-references: their bytes are written once, into the per-video entry of the segment cache, which is also the
-clip store (``pipeline.io.clip_store``), streamed clip by clip from the child, so neither process holds a
+Per video: index the frames (no decoding) -> plan windows on the 10 FPS grid -> decode each window (decord, PyAV
+for codecs decord cannot open) -> crop/pad -> encode, one window in memory at a time. The per-video function runs
+in a child process (``isolation``) so a decoder crash or hang is a ``failed: decoder_crash`` outcome, not a lost
+worker. Outcomes: ``kept``, ``dropped`` (``too_short``, ``no_clips``) or ``failed`` (``empty_file``,
+``corrupt_video``, ``truncated_video``, ``audio_only``, ``unsupported_codec:<codec>``, ``decoder_crash``,
+``segment_error``, ``storage_error``); the tail after the last window is a clip ``dropped: short_tail``. Clips go on
+as references into the clip store (``pipeline.io.clip_store``), streamed from the child: no process holds a
 video's clips at once.
 """
 
@@ -142,19 +137,11 @@ def _commit(result: SegmentResult, clips_path: str, outcomes_path: str, local_pa
 def cached_segment(video: DownloadedVideo, config: SegmentConfig, worker: IsolatedWorker | None) -> SegmentResult:
     """Reuse an earlier run's result for the same file and config; otherwise segment and store the result.
 
-    With a cache directory (always, in a run) it is also the clip store: the isolated child appends each clip's
-    mp4 to a local pack as it is encoded, the pack is published into the cache once, and the clips come back as
-    references (``pipeline.io.clip_store``): no process holds a video's clips at once, whatever its length.
-    The outcomes file is written last and is the completion marker. Cached clips get the current candidate
-    metadata (titles may change between runs; the bytes depend only on the file, the config and the sidecar).
-
-    An entry that cannot be read (corrupt, another schema major) is segmented again and overwritten (logged and
-    noted in the video's outcome detail). Clips that cannot be stored fail their video (their bytes have no
-    other home): ``storage_error`` when the store kept answering with transient errors (``storage.retrying``
-    retried each operation first), ``segment_error`` otherwise; a result without clips that cannot be stored
-    is returned with a note. An entry the store will not let be read is ``storage_error`` too. Failures are
-    not cached (``decoder_crash``, ``segment_error``, ``storage_error``: a crash, a timeout, an outage) and the
-    next run tries again.
+    With a cache directory (always, in a run) it is also the clip store: the child appends each clip to a local pack,
+    the pack is published once, and the clips come back as references. The outcomes file, written last, is the
+    completion marker; cached clips get the current candidate metadata. An unreadable entry is segmented again and
+    overwritten (noted in the outcome detail). Clips that cannot be stored fail their video (``storage_error`` after
+    ``storage.retrying``, else ``segment_error``). Failures are not cached, so the next run tries again.
     """
     if not config.cache_dir:
         return guarded_segment(video, config, worker)

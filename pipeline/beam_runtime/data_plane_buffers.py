@@ -1,20 +1,13 @@
 """How much data an SDK worker buffers on Beam's data plane: outputs sent at 1 MB, queues capped at 8 MB.
 
-Why: Beam's SDK harness buffers each output of a fused stage until it passes a 10 MB flush threshold (a buffer
-of up to 16 MB, kept after the bundle), and its send, staging and receive queues hold up to 100 MB each. The
-bounds are fixed, but at scale the buffers fill to them, per SDK process and per bundle thread, on top of what
-the work needs. With these sizes the audit's worker peak stays flat up to millions of outcomes, at the same
-speed (docs/measurements/2026-12-04-audit-worker-memory.md).
-
-How: Beam has no option for them. They are constants of ``apache_beam.runners.worker.data_plane``, and the
-output streams bind the flush threshold as a default argument when their classes are defined, so ``apply``
-sets both, in every SDK worker before it opens its data channels: ``with_worker_plugin`` adds
-``pipeline.runtime.worker_start`` to Beam's ``--beam_plugins``, which the SDK harness imports at start-up (Dataflow;
-``job.local_runner`` hands it to the local runner's workers). Each worker logs one INFO line with the sizes it
-set. On a Beam without these names ``apply`` logs a WARNING and keeps Beam's sizes, and
+Why: Beam's SDK harness flushes each output at 10 MB (keeping the buffer after the bundle) and lets its data-plane
+queues hold 100 MB each; at scale those fill, per process and bundle thread, on top of the work. With these sizes
+the audit's worker peak stays flat at the same speed (docs/measurements/2026-12-04-audit-worker-memory.md).
+How: Beam has no option for them; they are constants of ``apache_beam.runners.worker.data_plane`` (the flush
+threshold bound as a default argument), so ``apply`` sets them in every SDK worker before it opens its channels,
+through ``with_worker_plugin`` (``pipeline.runtime.worker_start`` on ``--beam_plugins``). Each worker logs the sizes
+it set; on a Beam without these names ``apply`` warns and keeps Beam's sizes, and
 ``tests/pipeline/test_data_plane_buffers.py`` fails. ``pipeline run --no-worker-plugin`` leaves the plugin out.
-
-Not bounded here: the size of the messages the runner sends a worker (the runner's choice).
 """
 
 from __future__ import annotations

@@ -1,19 +1,11 @@
 """Command-line options declared once, on the config dataclass field they fill.
 
-A stage's config is a frozen dataclass; a field that a flag sets says so in its metadata (``option``):
-the flag, its help, its argparse type/action/choices/metavar and, when the flag is in other units than the
-field, how the parsed value becomes the field's (``to_field``). From that one declaration ``add_options``
-adds the flags to a parser (one argument group per config) and ``build`` makes the config back from the
-parsed namespace. A field without a flag of its own may be ``derived`` from the flags of its config
-(``--clip-size`` sets both ``clip_width`` and ``clip_height``); a field holding another config dataclass
-with options (``SiteAccessConfig.breaker``) has its flags added to the same group and is built the same way.
-
-``build`` reads only the flags of the config it builds (and of the configs nested in it): a stage cannot
-read another stage's flags. Options that several stages need live in one shared config that ``run`` hands
-to each (``SiteAccessConfig``: request budget, breaker, credentials, socket timeout, back-off).
-
-Flags keep argparse's own ``dest`` (``--max-backoff-s`` -> ``max_backoff_s``), so the help, metavars and
-error messages are exactly those of hand-written ``add_argument`` calls.
+A field set by a flag says so in its metadata (``option``): the flag, help, argparse type/action/choices/metavar
+and, when the flag's units differ, ``to_field``. ``add_options`` adds the flags (one group per config) and
+``build`` makes the config from the parsed namespace; a field may be ``derived`` from its config's flags, and a
+nested config with options (``SiteAccessConfig.breaker``) joins the same group. ``build`` reads only its own
+config's flags, so a stage cannot read another's; shared options live in one config ``run`` hands to each
+(``SiteAccessConfig``). Flags keep argparse's own ``dest``, so help and errors read as hand-written ones.
 """
 
 from __future__ import annotations

@@ -1,18 +1,11 @@
 """Checks that run before any Beam work: everything a run needs that can be checked at launch is checked here.
 
-``run`` calls ``run_checks`` and stops with exit status 2 and one line (the first ``FAIL``, naming the flag
-and the fix) before anything is created; ``doctor`` prints the same checks for the run flags it is given.
-
-What is checked: each catalog is readable and parseable (its rows are counted, and the first unreadable rows
-are named with their line numbers: they still end as ``failed: bad_catalog_row`` outcomes); the output and
-download directories are creatable and writable (local, or any filesystem Beam knows, through a probe
-object that is deleted again); the keywords file is valid; a classifier directory loads and was trained on
-clips of the run's frame size and frame rate. (How the job will run, its worker image and yt-dlp, is checked
-before these: ``run.job_checks``.)
-
-Cost at scale: each catalog is read once more by the launcher, streaming (constant memory); about a minute
-for a catalog of a million rows on one core. A YouTube search is not run here (``doctor`` checks what it
-needs: yt-dlp's age, a JavaScript runtime, cookies).
+``run`` calls ``run_checks`` and stops with exit status 2 and one line (the first ``FAIL``, naming the flag and the
+fix) before anything is created; ``doctor`` prints the same checks. Checked: each catalog is readable and
+parseable (rows counted, the first unreadable ones named by line: they still end as ``failed: bad_catalog_row``);
+the output and download directories are writable (through a probe object, deleted again); the keywords file is
+valid; a classifier loads and fits the run's frame size and rate. The job itself (worker image, yt-dlp) is checked
+before these (``run.job_checks``). Each catalog is read once more by the launcher, streaming in constant memory.
 """
 
 from __future__ import annotations

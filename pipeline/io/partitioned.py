@@ -1,19 +1,12 @@
 """Per-item tables as partitioned Parquet datasets, written in parallel by the workers that hold the rows.
 
-A run's per-item tables (``outcomes/``, ``manifest/``) are directories of parts,
-``part-00003-of-00064.parquet``: pandas (``pd.read_parquet(dir)``), ``pyarrow.dataset`` and DuckDB
-(``read_parquet('dir/*.parquet')``) read a directory as one table. Why parts and not one file: at the paper's
-scale (~60M outcomes) one file means one process holding every row; here no process holds more than a part.
-
-Determinism (a rerun, or a run from scratch into another directory, writes the same bytes): the number of
-parts follows from the row count (``parts_for``: ``rows_per_part`` rows each, on average); a row's part is a
-stable hash (sha1) of its key; each part is sorted on the table's sort columns (a total order) before it is
-written; every part from 0 to n-1 is written, empty ones too, so the file set depends on the row count only.
-
-Cost at scale: one shuffle of the rows (keyed by part) and, per part writer, one part's rows. The shuffle
-carries each row as one pickled tuple of its column values (``encode_row``), not the record object: Beam
-hands a part writer its part as one list, and 20k records as Python objects took ~25-35 MB per writer where
-20k encoded rows take ~3-4 MB (~130 B each); they become Arrow ``BATCH_ROWS`` at a time.
+A table (``outcomes/``, ``manifest/``) is a directory of parts, ``part-00003-of-00064.parquet``, which pandas,
+``pyarrow.dataset`` and DuckDB read as one table; no process holds more than a part. Deterministic bytes: the part
+count follows from the row count (``parts_for``), a row's part is a stable hash (sha1) of its key, each part is
+sorted on a total order, and every part 0..n-1 is written, empty ones too. Cost: one shuffle keyed by part. Rows
+cross it as pickled tuples of column values (``encode_row``), not record objects, because Beam hands a writer its
+part as one list and objects cost several times the memory
+(docs/measurements/2026-12-04-audit-worker-memory.md); they become Arrow ``BATCH_ROWS`` at a time.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """Write-once storage through Beam's ``FileSystems``: local paths by default, ``gs://`` on Dataflow.
 
-A reader must never mistake a partial file for a complete one. Locally every file is written under a
-temporary name in the same directory and renamed into place when complete (atomic on POSIX). On object stores
-(``gs://``, ``s3://``) the final name is written directly: an upload becomes visible only when it is
-finalized, whole, and an abandoned one (``terminate``) never appears; a rename there would be a copy plus a
-delete, i.e. a moment with the old object gone, and a killed worker would leave temporaries nobody matches.
-
-Errors: ``is_transient`` tells a storage hiccup (a 503, a timeout, a reset connection) from a permanent
-failure. Transient errors are retried here, inside the step, with bounded back-off (``retrying``, ``RETRY``):
-the helpers below retry each of their operations, and a step retries its streamed writes as a whole. An
-operation still failing after the last attempt raises ``StorageFailed``, which is not transient: the step
-records its item as ``failed: storage_error`` and the job goes on (a multi-day Dataflow job fails as a whole
-after four failures of one bundle, so a bundle must not fail for one item's storage). A rerun retries those
-items: nothing caches a storage failure. Completion of a downloaded video is marked by a second file written
-after it (see ``pipeline.download``), following the completion-marker idea of img2dataset/datatrove.
+A reader must never mistake a partial file for a complete one. Locally a file is written under a temporary name
+and renamed into place (atomic on POSIX). On object stores the final name is written directly: an upload appears
+only when finalized, whole, while a rename there would be a copy plus a delete and leave orphans behind.
+``is_transient`` tells a storage hiccup (503, timeout, reset) from a permanent failure; transient errors are
+retried inside the step with bounded back-off (``retrying``, ``RETRY``). An operation still failing raises
+``StorageFailed``: the step records ``failed: storage_error`` and the job goes on, because Dataflow fails a whole
+job after four failures of one bundle. Nothing caches a storage failure, so a rerun retries it.
 """
 
 from __future__ import annotations

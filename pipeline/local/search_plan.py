@@ -1,20 +1,13 @@
 """A local run's search, streamed once by the launcher, and the run cut into slices of bounded size.
 
-Beam's local runner passes every element of a job through the launching process and keeps it there until the
-next stage has run, so one job's memory grows with its items. A local run is therefore a series of Beam jobs,
-one per slice of its candidates (``pipeline.local.local_slices``), over one plan made here:
-
-* the search stage's keyword rules and de-duplication run here, in one pass over the sources in their order
-  (source, task, position), the first copy of each video id and URL remembered in an on-disk SQLite index:
-  the decisions of the Beam stage (``pipeline.search``), in memory that does not grow with the catalog;
-* each candidate and each search outcome goes to the slice that is open when its row is read; a slice closes
-  once the outcomes it will produce reach ``slice_outcomes`` by estimate (a search outcome counts 1; a
-  candidate 1 plus the clips its declared duration gives, ``UNKNOWN_DURATION_S`` when it declares none).
-
-The plan is a small ``plan.json`` and, per slice, ``candidates.parquet`` and ``search_outcomes.parquet`` under
-``<output>/slices/``: a rerun with the same inputs reuses it (no source is searched again). Cost: one read
-of the catalogs (or one search per query) by the launcher, and the index on local disk (~100 B per kept
-candidate). On Dataflow the run is one job and the Beam search stage does this work on the workers.
+Beam's local runner keeps a job's elements in the launching process, so a local run is a series of jobs, one per
+slice (``pipeline.local.local_slices``), over one plan made here. The search stage's keyword rules and
+de-duplication run here in one pass over the sources in order, the first copy of each id and URL remembered in an
+on-disk SQLite index: the Beam stage's decisions (``pipeline.search``) in memory that does not grow with the
+catalog. A slice closes once its estimated outcomes reach ``slice_outcomes`` (a candidate counts 1 plus the clips
+its declared duration gives, ``UNKNOWN_DURATION_S`` when none). The plan (``plan.json`` and per-slice Parquet
+under ``<output>/slices/``) is reused by a rerun with the same inputs. On Dataflow the run is one job and the
+Beam search stage does this work on the workers.
 """
 
 from __future__ import annotations

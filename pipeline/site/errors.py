@@ -1,21 +1,13 @@
 """Turn what yt-dlp, HTTP servers and sockets raise into the stable reason codes of ``schemas.reasons``.
 
-yt-dlp reports every failure as a ``DownloadError`` whose message is free text and whose ``exc_info`` holds
-the original exception (an ``HTTPError`` with its status and headers, a ``TransportError`` wrapping a socket
-timeout, an ``ExtractorError`` carrying YouTube's own refusal text). Counting runs by reason needs one
-code per cause, so this module walks that chain once, in one place, and keeps the original message as the
-detail. The YouTube refusal texts matched here are the ones yt-dlp passes through from the site; they are
-matched case-insensitively and with typographic apostrophes folded, because YouTube uses both.
-
-Order of evidence: exception *types* first (an ``UnsupportedError`` is an unsupported URL, a ``TimeoutError`` a
-timeout, whatever the text says), then message text, and the text is yt-dlp's own words only: URLs, host
-names, quoted paths and the ``[extractor] <video id>:`` prefix are removed before matching, because they come
-from the (hostile) input. Otherwise ``Unsupported URL: http://cdn/x/timeout-signin.mp4`` would read as a
-timeout (and be retried) and a 404 at ``.../private video.html`` as a private video.
-
-yt-dlp reports some outcomes only as text (``report_error`` without an exception): a body that ends before
-its first byte ("Did not get any data blocks": the file is empty, ``empty_file``), and a transfer that stays
-short of its Content-Length after all retries ("N bytes read, M more expected", ``connection_error``).
+yt-dlp reports every failure as a ``DownloadError`` with free text and the original exception in ``exc_info``
+(an ``HTTPError``, a ``TransportError``, an ``ExtractorError`` with YouTube's refusal text). Counting runs by reason
+needs one code per cause, so this module walks that chain once and keeps the original message as the detail.
+Evidence order: exception types first, then message text, and only yt-dlp's own words: URLs, host names, quoted
+paths and the ``[extractor] <id>:`` prefix come from the (hostile) input and are removed before matching, so
+``Unsupported URL: http://cdn/x/timeout-signin.mp4`` is not read as a timeout. Refusal texts match
+case-insensitively with typographic apostrophes folded. Some outcomes exist only as text: "Did not get any data
+blocks" (``empty_file``) and "N bytes read, M more expected" (``connection_error``).
 """
 
 from __future__ import annotations
