@@ -4,20 +4,12 @@
     python benchmarks/bc_cpu.py --out runs/bc-cpu --lam runs/coinrun-cpu/genie   # make coinrun-cpu's LAM instead
     python benchmarks/bc_cpu.py --out /tmp/bc --smoke                # minutes: tiny data, a LAM trained a few steps
 
-Steps, all through ``python -m modeling``:
-1. ``bc expert`` per mode (easy, hard): the look-ahead planner on training levels 0..N-1; its solve share.
-2. ``train lam`` per mode (unless ``--lam`` names a run): the ``coinrun-cpu`` LAM trained alone on that mode's
-   expert videos, frames only (the true actions stay in the shards, unread); it labels that mode. Why not the case study's LAM: trained
-   on random-policy CoinRun on 2 CPU cores it collapsed, and no LAM variant measured on that data carried any
-   action information (docs/modeling.md); on the expert's videos the same LAM's codes do.
-3. ``lam_probe`` on that mode's expert videos (codes used, NMI, many-to-one accuracy against the true actions:
-   ``probe-MODE.json``), then ``bc label``: the LAM labels every expert transition.
-4. ``bc evaluate``: per mode and seed, the latent policy (k = 0, 50, 200, 1000 labelled transitions), the oracle
-   and a random agent, each played on the 100 held-out levels; ``results.md``, ``results.json``, ``fig15.png``.
-
-The budget is not enforced; ``timings.json`` in ``--out`` records the seconds of every step (docs/modeling.md
-has the measured total). Steps whose outputs exist are skipped (expert datasets, the LAM run), so a rerun after
-an interruption continues.
+Steps, all through ``python -m modeling``, per mode (easy, hard): ``bc expert`` on training levels; ``train lam``
+on the expert's videos, frames only, unless ``--lam`` (on CPU the case study's random-policy LAM carries no action:
+docs/measurements/2026-12-04-coinrun-cpu.md); ``lam_probe`` (``probe-MODE.json``) and ``bc label``; ``bc evaluate``:
+latent policies (k = 0, 50, 200, 1000 labelled transitions), the oracle and a random agent on 100 held-out levels
+(``results.md``, ``results.json``, ``fig15.png``). ``timings.json`` records each step; existing outputs are
+skipped, so a rerun continues. Record: docs/measurements/2026-12-04-bc-cpu.md.
 """
 
 from __future__ import annotations

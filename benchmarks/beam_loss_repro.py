@@ -2,17 +2,11 @@
 
     python benchmarks/beam_loss_repro.py [--items 1000000] [--runs 5] [--workers 2] [--streamed]
 
-Needs only ``apache-beam`` (no other package of this project), so it can be handed to Beam's maintainers as it
-is. Each run is a fresh process running one pipeline on ``FnApiRunner`` in ``multi_processing`` mode, shaped
-like the end of this project's runs: the workers generate N items, each with a "birth" and an "outcome" record
-of ~150 bytes (two outputs of one DoFn), flattened and grouped by item (a keyed conservation sum); the same
-outcomes also go through a GroupByKey into a few dozen groups (as rows are grouped into table parts), and
-births are counted by a combiner. Every item must balance and every count must equal N; the run prints what
-was lost. Beam's runner writes each worker's whole share of a stage's input (hundreds of MB here) as one
-data-plane message before the bundle starts; ``--streamed`` runs the same pipeline with this project's fix
-(``pipeline.beam_runtime.streamed_inputs``, which needs the project importable) for comparison.
-
-The table: per run, the Beam version, wall seconds, items unbalanced, outcomes grouped, births counted.
+Needs only ``apache-beam``, so it can go to Beam's maintainers as it is. Each run is a fresh process with one
+``multi_processing`` FnApiRunner pipeline shaped like the end of a run: births and outcomes per item, a keyed
+conservation sum, a GroupByKey into a few dozen groups, a combiner count; every item must balance. ``--streamed``
+adds the project's fix (``pipeline.beam_runtime.streamed_inputs``). The table: Beam version, wall seconds, items
+unbalanced, outcomes grouped, births counted. Record: docs/measurements/2026-12-04-local-runner-element-loss.md.
 """
 
 from __future__ import annotations

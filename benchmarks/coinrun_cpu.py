@@ -3,20 +3,12 @@
     python benchmarks/coinrun_cpu.py --out runs/coinrun-cpu --budget-min 60      # make coinrun-cpu
     python benchmarks/coinrun_cpu.py --out /tmp/cr --budget-min 3 --smoke        # a few minutes, tiny data
 
-Steps, all through the project's own commands and functions:
-1. ``python -m pipeline procgen-dataset``: training levels and held-out levels (never trained on), 64x64,
-   hard mode, uniformly random actions (the paper's data, fewer levels).
-2. Calibration: a few steps of each phase of the ``coinrun-cpu`` preset measure the seconds per step, so each
-   phase's ``max_steps`` (and with it the cosine schedule) ends with its share of the budget. A wall-clock stop
-   (``train(max_wall_s=...)``) guards the share in case the machine slows down.
-3. Tokenizer, then LAM + dynamics (``modeling.train.train``): what is left of the budget after the data and
-   calibration, less a reserve for evaluation, split ``--tokenizer-share`` / the rest.
-4. ``modeling.evaluate`` on the held-out levels: tokenizer PSNR, dynamics PSNR, ΔtPSNR at t=4, LAM code usage,
-   NMI and many-to-one accuracy of latent vs true actions, the consistency grid.
-5. ``report.json`` + ``report.md`` (and ``training_curves.png``) in ``--out``; the evaluation's own
-   ``eval/report.html``, ``eval/metrics.json`` and ``eval/consistency_grid.png`` next to them.
-
-The budget counts everything from the start of step 1 (the evaluation is sized to fit its reserve, not cut).
+Steps, through the project's own commands: ``python -m pipeline procgen-dataset`` (training and held-out levels);
+calibration of each phase's seconds per step so ``max_steps`` (and the cosine schedule) fit its budget share, with
+a wall-clock stop as a guard; tokenizer, then LAM + dynamics (``--tokenizer-share``); ``modeling.evaluate`` on the
+held-out levels (PSNRs, ΔtPSNR, LAM code usage, NMI, consistency grid); ``report.json`` / ``report.md`` in
+``--out``. The budget counts everything; the evaluation is sized to fit its reserve.
+Record: docs/measurements/2026-12-04-coinrun-cpu.md.
 """
 
 from __future__ import annotations

@@ -1,27 +1,15 @@
 """Generation speed: frames per second of Genie inference, cached vs uncached, and per-frame cost over a long rollout.
 
-For each config it builds a real ``Genie`` (``modeling.genie``) from randomly initialised models (speed does
-not depend on the weights) and reports
-
-1. frames/s with the temporal KV cache at each batch size, and frames/s of the uncached path measured in the
-   same run as the reference (every MaskGIT step recomputes the whole window), and their ratio. The prompt
-   has T-1 frames, so every timed frame sees a full window: the steady state of a long session;
-2. with the cache at batch 1, the time of frame 5 against frame 50 of one rollout from a 1-frame prompt (each
-   the median of 3 frames from there): bounded either way; flat for the ``stream`` context (a rolling cache),
-   while ``window`` (the default, each frame from a fresh window as in training) re-encodes the last T-1 frames
-   once per frame past the window, one forward pass on top of the 25 one-frame MaskGIT steps.
-
-Both tables cover each ``--context`` (default: window and stream).
-
-A "frame" is one generated frame of one rollout (a batch of 8 makes 8 per step), each ``--steps`` MaskGIT
-iterations (paper: 25) plus one decoder pass. One CPU thread by default: on a shared machine multi-threaded
-timings swing by 100x; pass ``--threads`` to use more.
-
     python benchmarks/generation_bench.py                                       # CPU: tiny and mid, batch 1 and 8
     python benchmarks/generation_bench.py --config coinrun --device cuda --batch 1 16 --amp   # on a GPU
     python benchmarks/generation_bench.py --count-flops tiny mid coinrun        # FLOPs per frame (any machine)
 
-Configs: the presets of ``modeling.configs`` (tiny, coinrun, platformers-small) and ``mid`` (defined here).
+A real ``Genie`` from random weights (speed does not depend on them), per ``--context`` (window, stream): frames/s
+with the KV cache per batch size against the uncached path in the same run, from a full window; and, at batch 1,
+frame 5 against frame 50 of one rollout (flat for ``stream``; ``window`` re-encodes the window once per frame).
+A frame is one rollout's frame: ``--steps`` MaskGIT iterations plus a decoder pass. One CPU thread by default
+(shared-machine timings swing with threads); ``--threads`` for more. Configs: ``modeling.configs``'s presets and
+``mid``. Record: docs/measurements/2026-12-01-generation-speed.md.
 """
 
 from __future__ import annotations

@@ -3,20 +3,11 @@ request budget that host gets by default, with its budget lifted, and with YouTu
 
     .venv/bin/python benchmarks/host_budget_bench.py [--corpus DIR] [--copies 2] [--workers 2] [--repeats 1]
 
-The videos are the demo corpus's (``python -m pipeline demo-corpus``, rendered into the work directory unless
-``--corpus`` names one), each served ``--copies`` times under new names from a threaded HTTP server on
-127.0.0.1 in this process; the catalog has one row per copy (id ``http<k>-<id>``, the demo row's title,
-description and duration), so the rows the keyword rules drop in the demo are dropped here too. Every run
-starts from scratch in its own output directory with ``--workers`` local worker processes. Runs:
-
-* ``default``: no budget flag: 127.0.0.1 is a host nobody named, so it gets ``--default-site-qps``;
-* ``lifted``: ``--unthrottled-host 127.0.0.1``: no budget at all;
-* ``youtube-rate``: ``--site-qps 127.0.0.1=<--youtube-qps default>``: YouTube's job-wide rate on this host.
-
-The configurations take turns (``--repeats`` rounds), so a machine that gets busier slows all alike. The table
-gives each run's wall time, the requests the server answered and the seconds the job's requests waited on the
-host's budget (``stats.json``'s ``sites`` block), then the ratio of each configuration's median wall time to
-``lifted``'s.
+The demo corpus's videos, each served ``--copies`` times from 127.0.0.1, make the catalog; every run starts from
+scratch with ``--workers`` processes. Configurations, taking turns over ``--repeats`` rounds: ``default`` (no flag:
+``--default-site-qps``), ``lifted`` (``--unthrottled-host``), ``youtube-rate`` (``--site-qps`` at the
+``--youtube-qps`` default). The table: wall time, requests served, seconds waited on the budget, and each median's
+ratio to ``lifted``'s. Record: docs/measurements/2026-12-06-host-budgets.md.
 """
 
 from __future__ import annotations

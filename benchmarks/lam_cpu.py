@@ -3,18 +3,11 @@
     python benchmarks/lam_cpu.py --out runs/lam-cpu                  # make lam-cpu
     python benchmarks/lam_cpu.py --out /tmp/lam-cpu --smoke          # harness check, a few minutes
 
-Steps, all through the project's own commands:
-1. ``python -m pipeline procgen-dataset`` twice, 64x64 hard mode: ``--policy sticky`` (actions held 2-8 steps,
-   biased right/jump: a departure from the paper, whose CoinRun data has a new random action every step) and
-   ``--policy random`` (the paper's), levels 0-99 for training and 10000-10009 held out.
-2. ``python -m modeling train lam --config coinrun-cpu`` on each training split (frames only: the true actions
-   stay in the shards, unread), each within its share of the budget.
-3. ``benchmarks/lam_probe.py`` on each held-out split: NMI, many-to-one accuracy, codes used, the decoder's
-   action gap (``modeling.lam_check``), and on the random-policy data the supervised ceiling (an
-   inverse-dynamics classifier with the LAM's encoder, trained with true actions for the same steps and batch).
-4. ``report.md`` and ``report.json`` in ``--out``, with the targets marked met or not.
-
-Steps whose outputs exist are kept (datasets, finished LAM runs), so a rerun continues.
+Steps, through the project's own commands: ``procgen-dataset`` twice (``--policy sticky``, a departure from the
+paper, and ``--policy random``, the paper's; levels 0-99 train, 10000-10009 held out); ``train lam --config
+coinrun-cpu`` on each, frames only; ``benchmarks/lam_probe.py`` on each held-out split (with the supervised ceiling
+on random-policy data); ``report.md`` / ``report.json`` with the targets marked. Existing outputs are kept, so a
+rerun continues. Record: docs/measurements/2026-12-06-lam-cpu.md.
 """
 
 from __future__ import annotations

@@ -4,26 +4,12 @@
     python benchmarks/lam_probe.py --lam runs/lam-cpu/sticky/lam --shards runs/lam-cpu/data/sticky/holdout \
         --ceiling-train runs/lam-cpu/data/sticky/train --json out.json
 
-The LAM labels every transition of every video in ``--shards`` from frames alone (``infer_clip_actions``), then
-the labels are compared with the true actions kept in the shards (procgen-dataset and bc expert shards keep
-them): codes used, normalised mutual information, and many-to-one accuracy (each code read as the true action
-it most often goes with) against the majority-action baseline. CoinRun's 15 Procgen actions are also folded
-into the 6 it distinguishes (left, left+jump, no-op, jump, right, right+jump; down and the letter keys do
-nothing there), the classes a LAM could possibly tell apart.
-
-What the code tracks besides the action (``lam_motion``): its NMI with the camera's global shift per
-transition, and how many bits of that shift the action explains beyond the two shifts before it.
-
-Also, on up to 64 windows of the same videos, the action-necessity check (``modeling.lam_check``): the LAM
-decoder's PSNR with its inferred code, the best constant code and the true action's code, and the gaps in dB.
-
-``--ceiling-train SHARDS`` adds the supervised ceiling: an inverse-dynamics classifier with the LAM's own
-encoder (same inputs: the T-frame windows, stem and ST transformer, the action token's output through a linear
-layer to CoinRun's 6 classes) trained with the true actions of SHARDS for the LAM's budget (its steps and batch,
-unless ``--ceiling-steps`` / ``--ceiling-batch``), then probed like the LAM; the table gives the LAM's NMI as a
-share of the ceiling's. ``--oracle-decoder-steps N`` (with ``--ceiling-train``) trains the LAM's decoder alone on
-the true actions instead of codes: what the action itself is worth to it, in dB over the best constant action.
-Prints a table; ``--json`` writes the numbers. Recorded figures: docs/measurements/.
+The LAM labels every transition of ``--shards`` from frames alone; the labels are compared with the true actions:
+codes used, NMI and many-to-one accuracy against the majority baseline, also on CoinRun's 15 actions folded into
+the 6 it distinguishes. Also: the code's NMI with the camera's shift (``lam_motion``), and the decoder's
+action-necessity check (``modeling.lam_check``). ``--ceiling-train`` adds the supervised ceiling (an
+inverse-dynamics classifier with the LAM's encoder, the same budget); ``--oracle-decoder-steps`` trains the decoder
+on the true actions. ``--json`` writes the numbers; recorded figures: docs/measurements/.
 """
 
 from __future__ import annotations

@@ -3,17 +3,11 @@
     .venv/bin/python benchmarks/local_scale.py [--sizes 20000,200000,2000000] [--workers 2] [--repeat 1]
                                                [--slice-outcomes N]
 
-Per size, a catalog of N rows that all end at the search stage (declared too short, no game keyword, an
-excluded word, or an unreadable line, in fixed proportions) is written, and ``python -m pipeline run`` runs on
-it with ``--workers`` SDK worker processes, as a user would run it: N outcomes, no download. While it runs,
-the peak RSS (``VmHWM``) of every process of the run is polled: the launcher (the command's own process:
-the search plan and the merged audit), the job processes (one per slice: Beam's local runner) and the SDK
-workers. Afterwards the run's ``stats.json`` must hold the conservation law and ``outcomes/`` N rows (read
-from the Parquet footers).
-
-The table: per run, the slices, wall seconds and seconds per 100k outcomes, the three peaks, violations, and
-whether every row was written. The last lines give each peak and the time per outcome at the largest size
-relative to the smallest (the targets: peaks within 1.3x, time about linear).
+Per size, N catalog rows that all end at the search stage go through ``python -m pipeline run`` as a user runs it,
+while the peak RSS of the launcher, the job processes and the SDK workers is polled; ``stats.json`` must hold the
+conservation law and ``outcomes/`` N rows. The table: slices, seconds per 100k outcomes, the three peaks,
+violations; the last lines compare the largest size with the smallest (targets: peaks within 1.3x, linear time).
+Record: docs/measurements/2026-12-06-local-runs-at-scale.md.
 """
 
 from __future__ import annotations

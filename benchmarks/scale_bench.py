@@ -2,49 +2,15 @@
 
     .venv/bin/python benchmarks/scale_bench.py [--sizes 10000,100000,1000000] [--workers 2] [--runner-as-is]
 
-N synthetic outcomes (a candidate video per 30 clips; kept, dropped and failed clips with reasons, details,
-durations and scores, as a real run's), one birth per item plus the stage entries a run registers, and a
-manifest row per kept clip are generated *inside* the SDK workers (``Create`` of chunk numbers, reshuffled),
-so the launcher never holds them, then go through the Audit transform on Beam's local FnApiRunner with
-``--workers`` SDK worker processes: the partitioned outcomes/ and manifest/ tables, the combiners, the
-keyed conservation sum, stats.json and report.html.
-
-Each size runs in a fresh Python process (peak RSS is a high-water mark: one process per size keeps the
-sizes apart). Per size the table prints the peak RSS (``VmHWM``) of the largest SDK worker process, of the
-launcher process (the benchmark's own process, which hosts Beam's local runner), wall seconds and seconds
-per 100k outcomes, the largest input the runner handed one worker for one bundle, and the violations the
-audit found (conservation and table row counts, plus elements the runner's ``GroupingBuffer.extend`` threw
-away; 0 expected: the generated data is complete). The JSON per size (on stderr) adds each worker's peak and
-the largest worker RSS seen while each fused stage ran. The reference is the smallest size in the same run:
-the last lines give the worker peak ratio of the largest size to it (target <= 1.3) and the time per 100k
-outcomes relative to it (linear time: about 1.0).
-
-What Beam's local runner adds, and what the product changes (docs/pipeline.md, "The end of the job
-at scale"): Beam's FnApiRunner hands each of the N / workers worker shares of a stage's input to its SDK
-worker as one data-plane message, written before the bundle starts (a GroupByKey's share is one encoded
-blob), so a worker holds its whole share for the whole bundle: 27 MB at 100k outcomes, 263 MB at 1M,
-whatever the pipeline's code does; and glibc's per-thread malloc arenas keep what each bundle thread
-freed. By default the benchmark runs the local runner as the product's local runs do: every bundle input
-streamed in ~1 MB messages while the bundle runs (``pipeline.beam_runtime.streamed_inputs``), and the glibc
-tuning the pipeline's workers get (``pipeline.runtime.process_memory.ALLOCATOR_ENV``) for the launcher and workers;
-``--runner-as-is`` measures Beam's runner unchanged. With ``PYTHONTRACEMALLOC=1`` in the environment (the workers inherit it) the JSON
-adds, for the worker that ran the last step, the peak of Python's own allocations next to its peak RSS and
-pyarrow's pool peak (``last_step_worker``; tracemalloc slows the run and adds to the RSS).
-
-The SDK workers send each bundle output at 1 MB and cap their data-plane queues at 8 MB, as the pipeline's do
-(its worker plugin, ``pipeline.beam_runtime.data_plane_buffers``); ``--beam-buffers`` measures them at Beam's own sizes
-(10 MB per output, 100 MB queues).
-
-Diagnostics (docs/pipeline.md, "What holds a worker's peak"): ``--data-queue-mb``/``--flush-mb`` set Beam's
-data-plane buffers in every process instead (with ``--flush-mb`` the streamed inputs are cut at that size too),
-``--release-output-streams`` makes the workers drop each bundle's output buffers (Beam keeps them in the bundle
-processors it caches), ``--bounded-bundles`` runs each worker's share of a stage as bundles of one
-input chunk, ``--malloc-stats`` and ``--memray`` (``benchmarks/worker_memory.py``) say what holds a
-worker's peak.
-
-The local runner also passes every element between fused stages through the launcher process (it buffers
-each stage's output there until the consumer stage runs): the launcher's peak grows with N. That is the
-local runner's cost, not the pipeline's: on Dataflow the runner's shuffle service holds those elements.
+N synthetic outcomes, births and manifest rows, generated inside the SDK workers so the launcher never holds
+them, go through the Audit on Beam's local FnApiRunner with ``--workers`` processes, one fresh process per size.
+Per size: peak RSS of the largest worker and of the launcher, seconds per 100k outcomes, the largest bundle input,
+and violations (0 expected); the last lines compare the largest size with the smallest (targets: worker peak
+<= 1.3x, linear time). It runs the local runner as the product does (``beam_runtime.streamed_inputs``, the glibc
+tuning, the 1 MB / 8 MB data-plane buffers); ``--runner-as-is`` and ``--beam-buffers`` measure Beam's own.
+Diagnostics: ``--data-queue-mb``, ``--flush-mb``, ``--release-output-streams``, ``--bounded-bundles``,
+``--malloc-stats``, ``--memray``; ``PYTHONTRACEMALLOC=1`` adds Python's peak. Record:
+docs/measurements/2026-12-04-audit-worker-memory.md.
 """
 
 from __future__ import annotations

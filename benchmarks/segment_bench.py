@@ -3,21 +3,12 @@
     .venv/bin/python benchmarks/segment_bench.py [--videos N] [--seconds S] [--size 640x360] [--fps 30]
     .venv/bin/python benchmarks/segment_bench.py --encoding-table [--clips N]
 
-Reference (measured in the same run, same files): ``ffmpeg -threads 1 -i X -vf fps=10,scale=160:90 -f null -``,
-single-threaded like the pipeline's decoders. Rows report CPU-seconds (user + system, this process and its
-children) per hour of source video and the ratio to the reference; with ``--repeat N`` every row (the
-reference included) is measured N times, interleaved, and the median is reported, and the last line says
-whether segmentation met the 1.3x target:
-
-- ``segment: decode only``: index + decord decode of every clip window + crop (no H.264 encoding);
-- ``segment``: the stage's per-video function in-process (decode + encode the 160x90 clips);
-- ``segment (isolated)``: the same through the crash-isolating child process (the default in runs: one child
-  per worker, reused for its videos), its one-time start-up excluded and reported in its own row; and the
-  same with ``--x264-preset medium`` (the default ``faster`` takes about half its x264 time);
-- ``pipeline (local)``: ``python -m pipeline run --in-process`` on a catalog of the files.
-
-``--encoding-table`` prints bytes per clip and PSNR against the raw frames for several x264 CRF values, and
-raw / zstd-compressed npy sizes, on clips cut from the same kind of source (docs/pipeline.md keeps the table).
+Reference, same run and files: ``ffmpeg -threads 1 -i X -vf fps=10,scale=160:90 -f null -``. Rows give CPU-seconds
+per hour of video and the ratio to it (``--repeat N``: interleaved, median; the last line checks the 1.3x target):
+decode only; the stage's per-video function; the same in the isolated child (start-up in its own row), also with
+``--x264-preset medium``; ``python -m pipeline run --in-process``. ``--encoding-table``: bytes per clip and PSNR per
+x264 CRF, and raw / zstd npy sizes. Records: docs/measurements/2026-12-01-segment-speed.md,
+2026-11-25-clip-encoding-crf.md, 2026-12-01-x264-preset.md.
 """
 
 from __future__ import annotations

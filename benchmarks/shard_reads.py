@@ -3,18 +3,11 @@
     .venv/bin/python benchmarks/shard_reads.py [--clips 1900] [--clip-kb 140] [--pack-clips 10]
                                                [--latency-ms 50] [--concurrency 64] [--with-slow-reference]
 
-The store is the tests' fake object store (``tests.object_store``), which counts requests and bytes the way
-GCS serves Beam's reader (a metadata request per open, then 16 MB ranged GETs) and a ranged read (one GET of
-exactly the range), and sleeps ``--latency-ms`` per request. One shard of ``--clips`` clips is written by the
-product's shard writer (``pipeline.shards._write_shard``), each clip coming from its own pack of
-``--pack-clips`` clips (a clip's shard is a hash of its key, so a shard's clips come from as many packs).
-
-Rows: the shard writer as it is (ranged reads, ``--concurrency`` in flight, and 1 in flight for comparison),
-at zero latency and at ``--latency-ms``; and the reference, the reader that opens each pack and reads ahead
-(``clip_store.Reader``, what the shard writer used before), at zero latency (``--with-slow-reference`` adds it
-at ``--latency-ms``: ~2 requests per clip, one after another). Columns: requests, MB read, read ratio (bytes
-read / shard bytes written; target <= 1.1), wall seconds and the ratio to the same reader's zero-latency time
-(target <= 2 for the shard writer).
+The store is the tests' fake object store (counts requests and bytes as GCS serves Beam, sleeps ``--latency-ms``
+per request). One shard is written by ``pipeline.shards._write_shard``, each clip from its own pack. Rows: the
+shard writer (``--concurrency`` and 1 in flight) at zero and ``--latency-ms`` latency, and the pack reader
+``clip_store.Reader`` as reference (``--with-slow-reference``: also at latency). Columns: requests, MB read, read
+ratio (target <= 1.1), wall seconds, ratio to zero latency (target <= 2 for the shard writer).
 """
 
 from __future__ import annotations

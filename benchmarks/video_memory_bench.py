@@ -2,21 +2,12 @@
 
     .venv/bin/python benchmarks/video_memory_bench.py [--minutes 60 180] [--size 320x180] [--fps 10]
 
-Each source (ffmpeg ``testsrc2`` + noise, H.264) is segmented by the segment stage's per-video function
-(``segment.cached_segment``) through the crash-isolating child, as in a run, in two ways, each in a fresh
-parent process:
-
-- ``by reference``: the clip store (this release): the child appends each clip to a local pack as it is
-  encoded; the parent publishes the pack and keeps references;
-- ``inline (reference)``: the clips' bytes cross the pipe in the result and sit in the parent, as before the
-  clip store (``cache_dir`` empty: no store), measured in the same run as the baseline. It writes no cache
-  entry; the code before the clip store also built an Arrow table and a Parquet buffer of those bytes for
-  the cache, so its real peak was higher than this row.
-
-Peak RSS is Linux's VmHWM of each process, reset through ``/proc/<pid>/clear_refs`` after a warm-up video, so
-start-up costs (Python, codecs) are in both numbers and the rows differ by what the video's length costs.
-The last lines give, per process, the long/short ratio of the by-reference peaks (target <= 1.1) and whether
-every by-reference process stayed under 1 GiB.
+Each source (ffmpeg ``testsrc2`` + noise, H.264) goes through ``segment.cached_segment`` and the isolated child, as
+in a run, each way in a fresh parent: ``by reference`` (the clip store) and ``inline (reference)`` (the clips'
+bytes cross the pipe into the parent, no cache entry), the baseline measured in the same run. Peak RSS is VmHWM,
+reset after a warm-up video, so rows differ by what the video's length costs. The last lines give the long/short
+ratio of the by-reference peaks (target <= 1.1) and whether each stayed under 1 GiB.
+Record: docs/measurements/2026-12-04-memory-per-video.md.
 """
 
 from __future__ import annotations
