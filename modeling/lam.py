@@ -1,37 +1,16 @@
-"""Latent action model (LAM): learns a tiny discrete action vocabulary from video alone.
+"""Latent action model (LAM): a tiny discrete action vocabulary learned from video alone (paper Sec. 2.1, App. C.2).
 
-Genie (Bruce et al. 2024), Section 2.1 and Appendix C.2. The encoder sees frames x_1..x_{t+1} (pixels, patch 16)
-and emits a continuous latent action per transition; a VQ with a tiny codebook (8 codes; 6 for CoinRun)
-discretises it; the decoder must predict x_{t+1} from x_1..x_t and that action. Because the decoder sees only
-the past plus a few bits, the bits must say what changed: the controllable part of the transition.
+The encoder (a causal ST-transformer with one "action query" token per frame) reads x_1..x_{t+1}; its output at
+frame t+1, through a VQ of a few codes, is the action of x_t -> x_{t+1}. The decoder predicts x_{t+1} from
+x_1..x_t and that code, so the code must say what the past does not: ideally the controllable change.
+An example's action depends on that example alone (running statistics, never the batch's), so the dynamics model
+trains on the actions ``infer_actions`` gives at inference.
 
-Implementation notes:
-- The encoder is a causal ST-transformer; each frame gets an extra learned "action query" token in its spatial
-  sequence (like a CLS token). Its output at frame t+1 (which has seen x_1..x_{t+1}) is the latent action of
-  transition t -> t+1.
-- The decoder embeds x_1..x_{T-1}, ADDS the action embedding of transition t to frame t's patches (the paper's
-  additive conditioning) and predicts frame t+1 through a sigmoid (inputs and outputs in [0, 1]).
-- Against collapse to one action: cosine VQ + dead-code reset (``modeling.vq``), latents standardised with running
-  statistics (``RunningStandardize``), and code usage / perplexity returned every step so the trainer logs them.
-- An example's action depends on that example alone, in training as at inference: the standardisation uses
-  running statistics, never the statistics of the current batch, so the action the dynamics model is trained on
-  is the one ``infer_actions`` gives for the same clip (tests/modeling/test_lam.py checks both).
-
-What differs from the paper, so that the decoder needs its action (CoinRun's per-step action moves a few pixels
-of a ~5x8 px sprite; a decoder that cannot draw them gains nothing from the code and the VQ collapses):
-- Encoder conv stem (``stem_channels > 0``): each frame enters as [x_t, x_t - x_{t-1}] (6 channels, the first
-  frame's difference zero) through a few strided convs, one token per patch; the change is an input, not
-  something two linear patch embeddings must subtract. Causality is kept: frame t's tokens see x_t, x_{t-1}.
-  The decoder's frames enter through a stem of the same shape (the velocity so far is then in plain view, so
-  the momentum a random policy leaves is explained by the past and the residual left for the code is a_t's).
-- Decoder pixel head (``head_channels > 0``): the transformer's patch grid is upsampled by convs, scale by
-  scale, to full resolution, each scale seeing [x_t, x_t - x_{t-1}] pooled to its size and the action as a
-  FiLM (scale and shift); the output is x_{t+1} = clip(x_t + delta, 0, 1) with delta's last conv near zero at
-  start. A linear 64 -> 768 head (the patch-16 presets' before) cannot even copy x_t; this one copies it from
-  step 0 and spends its capacity on the change.
-- The bottleneck (``modeling.vq``): a continuous warm-up (``vq_warmup_steps``), then a k-means codebook, and
-  dead codes re-seeded by k-means over a bank of recent latents.
-- Checkpoints from before (linear patch layers) still load: ``legacy_config`` rebuilds their architecture.
+What differs from the paper, so that the decoder needs its code (a CoinRun action moves a few pixels): a conv
+stem over [x_t, x_t - x_{t-1}] before both transformers (``stem_channels``); a full-resolution pixel head that
+predicts x_t + delta with the action as FiLM at every scale (``head_channels``; a 64 -> 768 linear head cannot
+even copy x_t); a continuous warm-up, then a k-means codebook with dead codes re-seeded (``modeling.vq``).
+Checkpoints with the paper's linear patch layers still load (``legacy_config``). Measured: docs/modeling.md.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """The action-necessity check: does the LAM's decoder need the code it is given?
 
-A LAM whose decoder predicts x_{t+1} as well from a constant code as from the inferred one has collapsed, whatever
-its code usage says (a LAM with linear patch layers gave its code 1-4% of its loss). On one batch, the decoder's
-PSNR of frames 2..T is measured with
-
-- ``inferred``: the codes the encoder picks (what training uses),
-- ``constant``: one code for every transition, the best of the codebook (what a collapsed LAM achieves),
-- ``true``: where the shards carry true actions, each true action mapped to the code that serves its
-  transitions best on this batch (what the decoder can do when the code is the action),
-- ``continuous``: the encoder's unquantised latent (what the VQ throws away).
-
-``gap_db`` = inferred - constant is what the code is worth; ``true_gap_db`` = true - constant what the true action
-is worth to this decoder. ``after_step`` runs the check every ``lam.check_every`` training steps (the trainer calls
-it once per step), appends a line to ``RUN/lam_check.jsonl`` and warns when ``gap_db`` stays under
-``GAP_WARN_DB`` after the VQ warm-up. ``benchmarks/lam_probe.py`` runs the same check on held-out clips.
+A decoder that predicts x_{t+1} as well from a constant code as from the inferred one has collapsed, whatever
+the code usage says. On one batch, the decoder's PSNR of frames 2..T with the ``inferred`` codes, the best
+``constant`` code, the ``true`` actions (where the shards carry them, each mapped to the code that serves it
+best) and the ``continuous`` latent. ``gap_db`` (inferred - constant) is what the code is worth, ``true_gap_db``
+(true - constant) what the action is worth to this decoder. ``after_step`` runs it every ``lam.check_every``
+steps, appends to ``RUN/lam_check.jsonl`` and warns when ``gap_db`` stays under ``GAP_WARN_DB`` after the VQ
+warm-up; ``benchmarks/lam_probe.py`` runs it on held-out clips.
 """
 
 from __future__ import annotations

@@ -1,20 +1,12 @@
 """``stats.json``: what a run's audit says about the run, as typed records, with one writer and one reader.
 
-The audit (``pipeline.audit``) assembles a ``Stats`` from bounded aggregates and writes it with
-``Stats.to_json``; everything that reads the file (the report, the console summary, the exit status,
-``finalize``, the merge of a local run's slices, ``python -m pipeline audit``) reads it with
-``Stats.from_json`` and then only attributes.
-
-The file carries ``schema_version`` (the records' ``SCHEMA_VERSION``): ``Stats.from_json`` refuses a file
-without one or with another major version, in one line naming both versions (``RecordError``), so stats
-written by an incompatible release are never misread. Keys it does not know (a newer minor version's
-additions) are ignored.
-
-The encoding is the one the audit has always written, key for key: keys sorted, two-space indent, UTF-8, a
-final newline. Some parts are sparse: a video or clip outcome count appears only when it is not zero; a
-funnel row holds the video columns at the stages that follow videos, the clip columns at those that follow
-clips, and ``search_failures`` at search only; ``tables`` appears once the run has counted its tables; the
-conservation block's ``note`` only when the verdict is unknown. ``Stats.from_json(s.to_json()) == s``.
+The audit (``pipeline.audit``) assembles a ``Stats`` and writes it with ``Stats.to_json``; every reader (report,
+console summary, exit status, ``finalize``, the merge of local slices, ``python -m pipeline audit``) uses
+``Stats.from_json`` and then only attributes. The file carries ``schema_version``: a file without one, with
+another major version or missing a part is refused in one line (``RecordError``); a newer minor version's added
+keys are ignored. Encoding: keys sorted, two-space indent, UTF-8, a final newline; zero outcome counts, funnel
+columns that do not apply at a stage, ``tables`` before they are counted and the conservation ``note`` of a
+known verdict are left out. ``Stats.from_json(s.to_json()) == s``.
 """
 
 from __future__ import annotations

@@ -1,19 +1,12 @@
 """A CoinRun expert that looks ahead with Procgen's state save/restore, and its episodes as clip shards.
 
-The paper's expert is a trained RL agent; none is available here, so the expert plans instead. Every ``hold``
-steps it restores the saved state once per candidate action (right, right+jump, jump, no-op, left, left+jump),
-holds the candidate for ``hold`` steps, then continues with ``rollouts`` random right-biased action sequences of
-``depth`` held actions. A candidate is worth the best of its rollouts: reaching the coin (Procgen's reward) soonest
-is best, dying (an episode end without reward) is worst and later deaths are less bad, and a rollout that
-neither dies nor wins is worth the number of steps it pushed right (the coin is always at the far right of a
-CoinRun level; Procgen exposes no agent position, so pushing right is the progress proxy). The chosen candidate
-is then played for real: the environment is deterministic given the restored state, so the real steps are the
-simulated ones.
-
-Episodes are written like ``python -m pipeline procgen-dataset`` writes its streams (the same env and clip helpers,
-``schemas.procgen``, and the same shard writer: 64x64 lossless clips, the true action after each frame in the clip's ``actions``): one episode per level
-(a level's clips joined by ``clip_index`` give back the episode), and ``expert.json`` records per level whether
-the expert solved it, so its solve rate is measured by the environment's own reward and done signals.
+No trained RL agent is available (the paper's expert is one), so the expert plans: every ``hold`` steps it tries
+each candidate action (right, right+jump, jump, no-op, left, left+jump) held ``hold`` steps, then ``rollouts``
+random right-biased continuations of ``depth`` held actions, and plays the candidate whose best rollout reaches
+the coin soonest (else survives and pushes right most; deaths last). The environment is deterministic given the
+restored state, so the real steps are the simulated ones. Episodes are written like ``procgen-dataset``'s
+streams (``schemas.procgen``, the same shard writer, true actions in ``actions``), one per level; ``expert.json``
+records which levels the expert solved, by the environment's own reward.
 """
 
 from __future__ import annotations
