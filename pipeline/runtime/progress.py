@@ -104,16 +104,18 @@ def progress_line(counts: Mapping[str, int], elapsed_s: float, rows: int | None)
     0.61 videos/s, elapsed 0:00:41, ETA 0:00:26``. ``rows``: the catalogs' row count (None: unknown, e.g. a
     YouTube search), the total every video's final outcome counts towards."""
     video, clip = reasons.ITEM_VIDEO, reasons.ITEM_CLIP
-    candidates = counts.get(f"pass/{video}/{reasons.STAGE_DOWNLOAD}", 0)
     segmented = _done(counts, reasons.STAGE_SEGMENT, video)
-    # the download and the segmentation are one fused step: a video's segmentation may be tallied before
-    # its download's registration is, and a segmented video was downloaded
+    # Counters are flushed per worker process at their own times, so a later step's tally can arrive before
+    # an earlier one's (the download and the segmentation are even one fused step): a segmented video was
+    # downloaded, and a video whose download ended was a candidate.
     downloaded = max(counts.get(f"pass/{video}/{reasons.STAGE_SEGMENT}", 0), segmented)
+    download_ended = downloaded + _done(counts, reasons.STAGE_DOWNLOAD, video)
+    candidates = max(counts.get(f"pass/{video}/{reasons.STAGE_DOWNLOAD}", 0), download_ended)
     read = candidates + _done(counts, reasons.STAGE_SEARCH, video)
     planned = counts.get(PLANNED, 0)
     parts = [f"planning {planned}/{rows if rows is not None else '?'} rows" if planned and not read else
              f"search {read}/{rows if rows is not None else '?'} rows",
-             f"download {downloaded + _done(counts, reasons.STAGE_DOWNLOAD, video)}/{candidates} videos",
+             f"download {download_ended}/{candidates} videos",
              f"segment {segmented}/{downloaded} videos"]
     cut = counts.get(f"pass/{clip}/{reasons.STAGE_QUALITY}", 0)
     decided = counts.get(f"pass/{clip}/{reasons.STAGE_SHARD}", 0) + _done(counts, reasons.STAGE_QUALITY, clip)

@@ -190,6 +190,9 @@ def test_progress_reads_done_over_total_for_the_whole_job(finished):
     # the fused download and segmentation: a segmentation tallied before its download's registration
     early = progress_line({"pass/video/download": 3, "pass/video/segment": 1, "out/segment/video/kept": 2}, 1.0, 3)
     assert early.startswith("search 3/3 rows | download 2/3 videos | segment 2/2 videos"), early
+    # a download tallied before the search's registration of its candidate
+    ahead = progress_line({"pass/video/download": 2, "pass/video/segment": 3, "out/download/video/failed": 1}, 1.0, 9)
+    assert ahead.startswith("search 4/9 rows | download 4/4 videos | segment 0/3 videos"), ahead
 
 
 def test_a_run_of_the_cli_shows_progress_and_a_summary(corpus, tmp_path):
