@@ -119,7 +119,7 @@ def train_oracle_decoder(cfg: LAMConfig, shards: str, steps: int, batch: int, lo
             group["lr"] = 1e-3 * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
         video = to_float_video(data["video"])
         code = F.normalize(embed(data["actions"][:, :-1].clamp(min=0)), dim=-1)
-        loss = F.mse_loss(lam.decode(video[:, :-1], code, lam.camera(video)), video[:, 1:])
+        loss = F.mse_loss(lam.decode(video[:, :-1], code), video[:, 1:])
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -135,7 +135,7 @@ def oracle_gap(lam: LatentActionModel, embed: nn.Embedding, video: torch.Tensor,
     target, truth = video[:, 1:], actions[:, :-1].clamp(min=0)
 
     def psnr(a: torch.Tensor) -> float:
-        mse = float((lam.decode(video[:, :-1], F.normalize(embed(a), dim=-1), lam.camera(video)) - target).pow(2).mean())
+        mse = float((lam.decode(video[:, :-1], F.normalize(embed(a), dim=-1)) - target).pow(2).mean())
         return 10 * math.log10(1 / max(mse, 1e-10))
 
     true = psnr(truth)

@@ -85,10 +85,6 @@ class LAMConfig:
     head_channels: int = 64  # conv pixel head, coarsest scale's width (halved per scale, >= 8): x_t + delta
     kmeans_bank: int = 4096  # latest training latents kept for k-means codebook init and dead-code re-seeding
     vq_warmup_steps: int = 200  # training forwards with the continuous latent before k-means sets the codebook
-    # Camera compensation, off in every preset so far: the decoder is given the global scroll x_t -> x_{t+1}
-    # (modeling.camera, searched within this radius in px) as its base frame and an embedding, so the code need
-    # not spend itself on the view's motion. Training only: inference reads the encoder alone.
-    camera_radius: int = 0
     check_every: int = 100  # training steps between action-necessity checks (modeling.lam_check); 0: none
     # Weak supervision (LAOM), off in every preset: an action head on the latent, trained with the true actions of
     # this fixed share of transitions (lam.labelled_transitions); lam phase only. Results are reported apart.

@@ -24,7 +24,6 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
-from modeling.camera import global_shifts, shift_frames, shift_index
 from modeling.configs import LAMConfig
 from modeling.patches import padded_size, patchify, unpatchify
 from modeling.st_transformer import STTransformer
@@ -205,9 +204,6 @@ class LatentActionModel(nn.Module):
             self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
         self.dec_pos = nn.Parameter(torch.randn(h * w, cfg.dec_dim) * 0.02)
         self.action_in = nn.Linear(cfg.latent_dim, cfg.dec_dim)
-        if cfg.camera_radius:
-            self.camera_in = nn.Embedding((2 * cfg.camera_radius + 1) ** 2, cfg.dec_dim)
-            nn.init.normal_(self.camera_in.weight, std=0.02)
         self.decoder = STTransformer(cfg.dec_dim, cfg.dec_heads, cfg.dec_layers, cfg.mlp_ratio, causal=True)
         if cfg.action_head_fraction:  # weak supervision (LAOM): true actions on a fixed share of transitions
             self.action_head = nn.Linear(cfg.latent_dim, cfg.action_classes)
@@ -252,7 +248,7 @@ class LatentActionModel(nn.Module):
         add a cross-entropy of the action head on the labelled transitions (``labelled_transitions``).
         """
         vq = self._encode(video)
-        pred = self.decode(video[:, :-1], vq["quantized"], self.camera(video))
+        pred = self.decode(video[:, :-1], vq["quantized"])
         recon_loss = F.mse_loss(pred.float(), video[:, 1:].float())
         out = {
             "pred": pred,
@@ -273,29 +269,14 @@ class LatentActionModel(nn.Module):
             out["action_head_loss"] = ce.detach()
         return out
 
-    def camera(self, video: torch.Tensor) -> torch.Tensor | None:
-        """video (B, T, 3, H, W) -> the camera's shift of each transition (B, T-1, 2), or None without
-        ``camera_radius``: what ``decode`` is given besides the code."""
-        return global_shifts(video, self.cfg.camera_radius) if self.cfg.camera_radius else None
-
-    def decode(self, past: torch.Tensor, action_latents: torch.Tensor,
-               camera: torch.Tensor | None = None) -> torch.Tensor:
-        """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim); with
-        ``camera_radius``, also from the camera's shifts (B, T-1, 2) (``camera``): x_t moved by its shift is the
-        base the pixel head adds to, and the shift's embedding joins the action in every decoder token."""
+    def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
+        """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""
         context = with_change(past)
         if self.cfg.stem_channels:
             x = self.dec_stem(context)
         else:
             x = self.dec_in(patchify(past * 2 - 1, self.cfg.patch_size))
-        x = x + self.dec_pos + self.action_in(action_latents)[:, :, None, :]
-        if self.cfg.camera_radius:
-            if camera is None:
-                raise ValueError("this LAM's decoder needs the camera's shifts (lam.camera_radius): pass camera=")
-            x = x + self.camera_in(shift_index(camera, self.cfg.camera_radius))[:, :, None, :]
-            moved = shift_frames(past.flatten(0, 1), camera.flatten(0, 1)).view(past.shape)
-            context = torch.cat([moved * 2 - 1, context[:, :, 3:]], dim=2)
-        x = self.decoder(x)
+        x = self.decoder(x + self.dec_pos + self.action_in(action_latents)[:, :, None, :])
         if not self.cfg.head_channels:  # the paper's linear pixel layer and sigmoid
             return torch.sigmoid(unpatchify(self.to_pixels(x), self.cfg.patch_size, self.cfg.frame_height,
                                             self.cfg.frame_width))

@@ -39,12 +39,12 @@ def action_necessity(lam: LatentActionModel, video: torch.Tensor, actions: torch
     lam.eval()  # no side effects: running statistics, code usage and the latent bank stay as they are
     try:
         enc = lam._encode(video)
-        past, target, camera = video[:, :-1], video[:, 1:].float(), lam.camera(video)
+        past, target = video[:, :-1], video[:, 1:].float()
         codes = lam.vq.codes().to(enc["quantized"].dtype)
         shape = enc["indices"].shape
 
         def per_transition(latents: torch.Tensor) -> torch.Tensor:  # (B, T-1) MSE
-            return (lam.decode(past, latents, camera).float() - target).pow(2).mean(dim=(2, 3, 4))
+            return (lam.decode(past, latents).float() - target).pow(2).mean(dim=(2, 3, 4))
 
         inferred = per_transition(enc["quantized"])
         per_code = torch.stack([per_transition(codes[k].expand(*shape, -1)) for k in range(codes.shape[0])], -1)
