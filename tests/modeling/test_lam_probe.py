@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -73,3 +74,27 @@ def test_camera_shifts_recover_a_known_scroll_and_the_report_counts_bits():
     assert 1.5 < report["bits_motion_given_past"] < 2.6 and report["bits_motion_given_past_and_action"] == 0.0
     with pytest.raises(ValueError, match="line up"):
         motion.motion_report([shifts], codes=shifts[:-1, 0], actions=shifts[:, 0])
+
+
+def test_action_visibility_finds_an_action_drawn_at_the_player_and_none_in_a_still_camera():
+    """Synthetic episodes: a still textured view whose centre (where the camera keeps the player) is painted, in
+    x_{t+1}, with a grey level set by the action a_t (i.i.d.). The crop of x_{t+1} tells the action exactly; the
+    camera, which never moves, and the crop of x_t (the previous action's) tell nothing."""
+    load_probe()
+    visibility = importlib.import_module("action_visibility")
+    rng = np.random.default_rng(1)
+    world = rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
+
+    def episode(length: int) -> SimpleNamespace:
+        actions = rng.integers(0, 15, length)
+        frames = np.repeat(world[None], length + 1, axis=0)
+        for t, a in enumerate(actions):
+            frames[t + 1, 26:38, 26:38] = 20 * visibility.COINRUN_CLASSES[a] + 10
+        return SimpleNamespace(frames=frames, actions=actions)
+
+    train_x, train_y = visibility.views([episode(150) for _ in range(2)])
+    test_x, test_y = visibility.views([episode(150)])
+    assert train_x["player crop of x_t+1"].shape == (300, 256) and len(train_y) == 300
+    result = visibility.scores(train_x, train_y, test_x, test_y, rounds=10)
+    assert result["player crop of x_t+1"] == (1.0, 1.0)
+    assert result["camera shift"][0] < 0.02 and result["player crop of x_t"][0] < 0.05
