@@ -94,6 +94,7 @@ def headline(metrics: dict) -> dict:
     return {"tokenizer_psnr_db": metrics["tokenizer"]["psnr"],
             "dynamics_psnr_db_at_t": metrics["dynamics"]["psnr_at_t"],
             "delta_t_psnr_db": metrics["delta_t_psnr"]["value"], "t": metrics["delta_t_psnr"]["t"],
+            "delta_t_psnr_interval_95": metrics["delta_t_psnr"].get("interval_95"),
             "lam_codes_used": metrics["lam_usage"]["codes_used"], "lam_perplexity": metrics["lam_usage"]["perplexity"],
             "nmi": agree.get("nmi"), "many_to_one_accuracy": agree.get("many_to_one_accuracy"),
             "majority_baseline": agree.get("majority_baseline")}
@@ -101,13 +102,15 @@ def headline(metrics: dict) -> dict:
 
 def write_markdown(report: dict, path: Path) -> None:
     h, t = report["headline"], report["timings_s"]
+    low_high = h.get("delta_t_psnr_interval_95")
+    interval = f" [{low_high[0]:+.3f}, {low_high[1]:+.3f}]" if low_high else ""
     lines = [f"# CoinRun on CPU ({report['preset']}, budget {report['budget_min']:g} min)", "",
              f"Held-out levels {report['dataset']['holdout']['levels']}, {report['eval_clips']} clips; "
              f"trained on levels {report['dataset']['train']['levels']} ({report['dataset']['train']['clips']} clips).",
              "", "| metric | value |", "|---|---|",
              f"| tokenizer PSNR | {h['tokenizer_psnr_db']:.2f} dB |",
              f"| dynamics PSNR at t={h['t']} | {h['dynamics_psnr_db_at_t']:.2f} dB |",
-             f"| Δ{h['t']}PSNR | {h['delta_t_psnr_db']:+.3f} dB |",
+             f"| Δ{h['t']}PSNR (95% interval over clips) | {h['delta_t_psnr_db']:+.3f} dB{interval} |",
              f"| LAM codes used / perplexity | {h['lam_codes_used']} / {h['lam_perplexity']:.2f} |"]
     if h["nmi"] is not None:
         lines += [f"| NMI latent vs true actions | {h['nmi']:.3f} |",

@@ -33,7 +33,7 @@ from modeling.data import LoaderConfig, check_first_clip, clip_windows, to_float
 from modeling.fvd import VideoFeatures, frechet_distance_features
 from modeling.genie import Genie, load_genie_run
 from modeling.maskgit import SCHEDULES, SamplingConfig
-from modeling.metrics import action_agreement, code_usage, psnr, ssim
+from modeling.metrics import action_agreement, code_usage, confidence_interval, psnr, ssim
 from schemas import shard_source
 from schemas.figures import encode_image, figure_png, frame_strip, img_tag, subplots, to_uint8
 from schemas.shard_source import ShardError
@@ -173,6 +173,10 @@ def _collect(genie: Genie, urls: list[str], opts: EvalOptions, length: int, feat
 
 def _summarise(got: _Collected, genie: Genie, opts: EvalOptions, length: int) -> dict[str, Any]:
     lam_psnr, rand_psnr = got.cat("lam_psnr").mean(0), got.cat("rand_psnr").mean(0)
+    # Paired over clips: each clip's two rollouts share the prompt and the sampling seed, so clip-to-clip
+    # difficulty cancels out of its difference.
+    per_clip = got.cat("lam_psnr")[:, -1] - got.cat("rand_psnr")[:, -1]
+    mean, half = confidence_interval(per_clip)
     metrics: dict[str, Any] = {
         "num_clips": got.clips,
         "frames_per_clip": length,
@@ -188,7 +192,7 @@ def _summarise(got: _Collected, genie: Genie, opts: EvalOptions, length: int) ->
                      "random_actions_psnr_per_t": rand_psnr.tolist(),
                      "random_actions_ssim_per_t": got.cat("rand_ssim").mean(0).tolist()},
         "delta_t_psnr": {"t": opts.t, "value": float(lam_psnr[-1] - rand_psnr[-1]),
-                         "per_t": (lam_psnr - rand_psnr).tolist()},
+                         "per_t": (lam_psnr - rand_psnr).tolist(), "interval_95": [mean - half, mean + half] if len(per_clip) > 1 else None},
         "lam_usage": code_usage(got.cat("latent"), genie.num_actions),
         "consistency_grid": "consistency_grid.png",
     }
@@ -285,6 +289,12 @@ def _html_table(rows: list[list[Any]], header: list[str] | None = None) -> str:
     return "<table>" + (row(header, "th") if header else "") + "".join(map(row, rows)) + "</table>"
 
 
+def _interval(delta: dict) -> str:
+    """" [lo, hi]" of a ΔtPSNR's interval, or "" (one clip, or metrics written before intervals)."""
+    interval = delta.get("interval_95")
+    return f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
+
+
 def _headline(metrics: dict) -> list[list[str]]:
     dyn, delta, usage, agree, fvd = (metrics[k] for k in ("dynamics", "delta_t_psnr", "lam_usage",
                                                          "action_agreement", "fvd"))
@@ -292,7 +302,7 @@ def _headline(metrics: dict) -> list[list[str]]:
     rows = [["clips", f"{metrics['num_clips']} ({metrics['frames_per_clip']} frames each)"],
             ["tokenizer PSNR / SSIM", f"{tok['psnr']:.2f} dB / {tok['ssim']:.3f}"],
             [f"dynamics PSNR at t={t} (LAM actions)", f"{dyn['psnr_at_t']:.2f} dB"],
-            [f"Δ{t}PSNR", f"{delta['value']:+.3f} dB"],
+            [f"Δ{t}PSNR (95% interval over clips)", f"{delta['value']:+.3f} dB" + _interval(delta)],
             ["LAM codes used / perplexity",
              f"{usage['codes_used']} of {usage['num_actions']} / {usage['perplexity']:.2f}"]]
     if agree["available"]:
@@ -383,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     agree, tok, fvd = metrics["action_agreement"], metrics["tokenizer"], metrics["fvd"]
     print(f"tokenizer PSNR {tok['psnr']:.2f} dB SSIM {tok['ssim']:.3f} | "
           f"dynamics PSNR@{args.t} {metrics['dynamics']['psnr_at_t']:.2f} dB | "
-          f"Δ{args.t}PSNR {metrics['delta_t_psnr']['value']:+.3f} dB | "
+          f"Δ{args.t}PSNR {metrics['delta_t_psnr']['value']:+.3f} dB{_interval(metrics['delta_t_psnr'])} | "
           f"LAM perplexity {metrics['lam_usage']['perplexity']:.2f} | "
           + (f"NMI {agree['nmi']:.3f} many-to-one {agree['many_to_one_accuracy']:.3f}" if agree["available"]
              else "no true actions")

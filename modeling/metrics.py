@@ -157,3 +157,15 @@ def code_usage(actions: np.ndarray | torch.Tensor, num_actions: int) -> dict:
         "codes_used": int((counts > 0).sum()),
         "perplexity": math.exp(_entropy(counts)) if a.size else 0.0,
     }
+
+
+def confidence_interval(values: list[float]) -> tuple[float, float]:
+    """(mean, half-width of the 95% Student-t interval); half-width 0 for a single value. Used for the spread
+    over seeds (bc) and, on paired per-clip differences, for ΔtPSNR."""
+    from scipy import stats
+
+    values = np.asarray(values, float)
+    if len(values) < 2:
+        return float(values.mean()), 0.0
+    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
+    return float(values.mean()), float(half)

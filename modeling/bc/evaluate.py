@@ -26,6 +26,7 @@ from modeling.bc.label import read_labels
 from modeling.bc.mapping import fit_mapping, sample_labelled
 from modeling.bc.policy import NUM_REAL_ACTIONS, CNNPolicy, PolicyConfig, train_policy
 from modeling.bc.transitions import read_episodes, stack_transitions
+from modeling.metrics import confidence_interval
 from schemas.figures import figure_png, subplots
 from schemas.procgen import make_env
 
@@ -90,17 +91,6 @@ def play_levels(agent, mode: str, levels: tuple[int, int], seed: int, max_steps:
             else:
                 previous[i], current[i] = current[i], obs["rgb"][0]
     return solved
-
-
-def confidence_interval(values: list[float]) -> tuple[float, float]:
-    """(mean, half-width of the 95% Student-t interval); half-width 0 for a single value."""
-    from scipy import stats
-
-    values = np.asarray(values, float)
-    if len(values) < 2:
-        return float(values.mean()), 0.0
-    half = stats.t.ppf(0.975, len(values) - 1) * values.std(ddof=1) / np.sqrt(len(values))
-    return float(values.mean()), float(half)
 
 
 def run_experiment(config: ExperimentConfig, log=print) -> dict:

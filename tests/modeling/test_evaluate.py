@@ -80,6 +80,8 @@ def test_cli_writes_metrics_report_and_grid(tiny, tmp_path, capsys):
     lam, rand = dyn["psnr_per_t"], dyn["random_actions_psnr_per_t"]
     assert delta["t"] == 4 and delta["value"] == delta["per_t"][-1] == dyn["psnr_at_t"] - rand[-1]
     assert delta["per_t"] == [a - b for a, b in zip(lam, rand, strict=True)]
+    low, high = delta["interval_95"]
+    assert low <= delta["value"] <= high
     usage = m["lam_usage"]
     assert usage["num_actions"] == 4 and sum(usage["counts"]) == usage["transitions"] == 4 * 4
     assert 1 <= usage["perplexity"] <= 4
@@ -126,7 +128,7 @@ def test_delta_psnr_is_exactly_zero_when_actions_are_ignored(tiny):
     with torch.no_grad():
         genie.dynamics.action_emb.weight.zero_()  # every action (and "none") adds the same zero vector
     m = evaluate(genie, pattern, EvalOptions(num_clips=4, batch_size=2, sampling=FAST), log=_quiet)
-    assert m["delta_t_psnr"]["per_t"] == [0.0] * 4
+    assert m["delta_t_psnr"]["per_t"] == [0.0] * 4 and m["delta_t_psnr"]["interval_95"] == [0.0, 0.0]
     assert m["dynamics"]["psnr_per_t"] == m["dynamics"]["random_actions_psnr_per_t"]
     # Control: once actions move the dynamics model strongly, LAM and random rollouts differ.
     with torch.no_grad():

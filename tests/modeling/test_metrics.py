@@ -9,12 +9,14 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy import stats
 from scipy.ndimage import gaussian_filter
 from sklearn.metrics import normalized_mutual_info_score
 
 from modeling.metrics import (
     action_agreement,
     code_usage,
+    confidence_interval,
     contingency,
     many_to_one,
     normalized_mutual_info,
@@ -129,3 +131,12 @@ def test_code_usage_counts_and_perplexity():
     assert code_usage(np.zeros(9, int), 4)["perplexity"] == pytest.approx(1.0)
     with pytest.raises(ValueError, match="0..3"):
         code_usage([4], 4)
+
+
+def test_confidence_interval_matches_scipys_one_sample_t_test():
+    values = np.random.default_rng(0).normal(1.0, 2.0, 12)
+    mean, half = confidence_interval(values)
+    reference = stats.ttest_1samp(values, 0.0).confidence_interval(0.95)
+    assert mean == pytest.approx(values.mean())
+    assert (mean - half, mean + half) == pytest.approx((reference.low, reference.high))
+    assert confidence_interval([3.0]) == (3.0, 0.0)
