@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from modeling.configs import get_config  # noqa: E402
-from modeling.evaluate import EvalOptions, evaluate  # noqa: E402
+from modeling.evaluate import EvalOptions, evaluate, interval_text  # noqa: E402
 from modeling.genie import load_genie_run  # noqa: E402
 from modeling.train import train  # noqa: E402
 
@@ -102,8 +102,7 @@ def headline(metrics: dict) -> dict:
 
 def write_markdown(report: dict, path: Path) -> None:
     h, t = report["headline"], report["timings_s"]
-    low_high = h.get("delta_t_psnr_interval_95")
-    interval = f" [{low_high[0]:+.3f}, {low_high[1]:+.3f}]" if low_high else ""
+    interval = interval_text(h.get("delta_t_psnr_interval_95"))
     lines = [f"# CoinRun on CPU ({report['preset']}, budget {report['budget_min']:g} min)", "",
              f"Held-out levels {report['dataset']['holdout']['levels']}, {report['eval_clips']} clips; "
              f"trained on levels {report['dataset']['train']['levels']} ({report['dataset']['train']['clips']} clips).",

@@ -177,6 +177,7 @@ def _summarise(got: _Collected, genie: Genie, opts: EvalOptions, length: int) ->
     # difficulty cancels out of its difference.
     per_clip = got.cat("lam_psnr")[:, -1] - got.cat("rand_psnr")[:, -1]
     mean, half = confidence_interval(per_clip)
+    interval = [mean - half, mean + half] if len(per_clip) > 1 else None
     metrics: dict[str, Any] = {
         "num_clips": got.clips,
         "frames_per_clip": length,
@@ -192,7 +193,7 @@ def _summarise(got: _Collected, genie: Genie, opts: EvalOptions, length: int) ->
                      "random_actions_psnr_per_t": rand_psnr.tolist(),
                      "random_actions_ssim_per_t": got.cat("rand_ssim").mean(0).tolist()},
         "delta_t_psnr": {"t": opts.t, "value": float(lam_psnr[-1] - rand_psnr[-1]),
-                         "per_t": (lam_psnr - rand_psnr).tolist(), "interval_95": [mean - half, mean + half] if len(per_clip) > 1 else None},
+                         "per_t": (lam_psnr - rand_psnr).tolist(), "interval_95": interval},
         "lam_usage": code_usage(got.cat("latent"), genie.num_actions),
         "consistency_grid": "consistency_grid.png",
     }
@@ -289,9 +290,8 @@ def _html_table(rows: list[list[Any]], header: list[str] | None = None) -> str:
     return "<table>" + (row(header, "th") if header else "") + "".join(map(row, rows)) + "</table>"
 
 
-def _interval(delta: dict) -> str:
-    """" [lo, hi]" of a ΔtPSNR's interval, or "" (one clip, or metrics written before intervals)."""
-    interval = delta.get("interval_95")
+def interval_text(interval: list[float] | None) -> str:
+    """" [lo, hi]" of a ΔtPSNR's ``interval_95``, or "" (one clip, or metrics written before intervals)."""
     return f" [{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else ""
 
 
@@ -302,7 +302,8 @@ def _headline(metrics: dict) -> list[list[str]]:
     rows = [["clips", f"{metrics['num_clips']} ({metrics['frames_per_clip']} frames each)"],
             ["tokenizer PSNR / SSIM", f"{tok['psnr']:.2f} dB / {tok['ssim']:.3f}"],
             [f"dynamics PSNR at t={t} (LAM actions)", f"{dyn['psnr_at_t']:.2f} dB"],
-            [f"Δ{t}PSNR (95% interval over clips)", f"{delta['value']:+.3f} dB" + _interval(delta)],
+            [f"Δ{t}PSNR (95% interval over clips)",
+             f"{delta['value']:+.3f} dB" + interval_text(delta.get("interval_95"))],
             ["LAM codes used / perplexity",
              f"{usage['codes_used']} of {usage['num_actions']} / {usage['perplexity']:.2f}"]]
     if agree["available"]:
@@ -390,10 +391,10 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, ShardError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    agree, tok, fvd = metrics["action_agreement"], metrics["tokenizer"], metrics["fvd"]
+    agree, tok, fvd, delta = (metrics[k] for k in ("action_agreement", "tokenizer", "fvd", "delta_t_psnr"))
     print(f"tokenizer PSNR {tok['psnr']:.2f} dB SSIM {tok['ssim']:.3f} | "
           f"dynamics PSNR@{args.t} {metrics['dynamics']['psnr_at_t']:.2f} dB | "
-          f"Δ{args.t}PSNR {metrics['delta_t_psnr']['value']:+.3f} dB{_interval(metrics['delta_t_psnr'])} | "
+          f"Δ{args.t}PSNR {delta['value']:+.3f} dB{interval_text(delta.get('interval_95'))} | "
           f"LAM perplexity {metrics['lam_usage']['perplexity']:.2f} | "
           + (f"NMI {agree['nmi']:.3f} many-to-one {agree['many_to_one_accuracy']:.3f}" if agree["available"]
              else "no true actions")
