@@ -86,9 +86,6 @@ class LAMConfig:
     kmeans_bank: int = 4096  # latest training latents kept for k-means codebook init and dead-code re-seeding
     vq_warmup_steps: int = 200  # training forwards with the continuous latent before k-means sets the codebook
     check_every: int = 100  # training steps between action-necessity checks (modeling.lam_check); 0: none
-    # Share of the reconstruction loss's weight placed where x_t, motion-compensated, leaves x_t+1 unexplained
-    # (modeling.innovation): 0 is the paper's plain MSE; > 0 makes the scroll cheap and the innovation dear.
-    innovation_weight: float = 0.0
     # Weak supervision (LAOM), off in every preset: an action head on the latent, trained with the true actions of
     # this fixed share of transitions (lam.labelled_transitions); lam phase only. Results are reported apart.
     action_head_fraction: float = 0.0
@@ -96,8 +93,6 @@ class LAMConfig:
     action_classes: int = 15  # Procgen's 15 actions
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.innovation_weight <= 1.0:
-            raise ValueError(f"lam.innovation_weight must lie in [0, 1], got {self.innovation_weight}")
         if self.vq_warmup_steps and not self.kmeans_bank:
             raise ValueError("lam.vq_warmup_steps needs lam.kmeans_bank > 0 (the codebook's k-means init)")
 

@@ -25,7 +25,6 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from modeling.configs import LAMConfig
-from modeling.innovation import innovation_weights
 from modeling.patches import padded_size, patchify, unpatchify
 from modeling.st_transformer import STTransformer
 from modeling.vq import VectorQuantizer
@@ -250,10 +249,7 @@ class LatentActionModel(nn.Module):
         """
         vq = self._encode(video)
         pred = self.decode(video[:, :-1], vq["quantized"])
-        error = (pred.float() - video[:, 1:].float()) ** 2
-        if self.cfg.innovation_weight:
-            error = error * innovation_weights(video, self.cfg.innovation_weight)
-        recon_loss = error.mean()
+        recon_loss = F.mse_loss(pred.float(), video[:, 1:].float())
         out = {
             "pred": pred,
             "actions": vq["indices"],

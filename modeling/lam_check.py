@@ -3,11 +3,10 @@
 A decoder that predicts x_{t+1} as well from a constant code as from the inferred one has collapsed, whatever
 the code usage says. On one batch, the decoder's PSNR of frames 2..T with the ``inferred`` codes, the best
 ``constant`` code, the ``true`` actions (where the shards carry them, each mapped to the code that serves it
-best) and the ``continuous`` latent, measured with the decoder's own objective (weighted by
-``modeling.innovation`` when ``lam.innovation_weight > 0``). ``gap_db`` (inferred - constant) is what the code is
-worth, ``true_gap_db`` (true - constant) what the action is worth to this decoder. ``after_step`` runs it every
-``lam.check_every`` steps, appends to ``RUN/lam_check.jsonl`` and warns when ``gap_db`` stays under
-``GAP_WARN_DB`` after the VQ warm-up; ``benchmarks/lam_probe.py`` runs it on held-out clips.
+best) and the ``continuous`` latent. ``gap_db`` (inferred - constant) is what the code is worth, ``true_gap_db``
+(true - constant) what the action is worth to this decoder. ``after_step`` runs it every ``lam.check_every``
+steps, appends to ``RUN/lam_check.jsonl`` and warns when ``gap_db`` stays under ``GAP_WARN_DB`` after the VQ
+warm-up; ``benchmarks/lam_probe.py`` runs it on held-out clips.
 """
 
 from __future__ import annotations
@@ -21,7 +20,6 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from modeling.innovation import innovation_weights
 from modeling.lam import LatentActionModel
 
 GAP_WARN_DB = 0.1  # a code worth less than this is not carrying the action
@@ -45,11 +43,8 @@ def action_necessity(lam: LatentActionModel, video: torch.Tensor, actions: torch
         codes = lam.vq.codes().to(enc["quantized"].dtype)
         shape = enc["indices"].shape
 
-        share = lam.cfg.innovation_weight
-        weights = innovation_weights(video, share) if share else 1.0  # the decoder's own objective
-
         def per_transition(latents: torch.Tensor) -> torch.Tensor:  # (B, T-1) MSE
-            return ((lam.decode(past, latents).float() - target).pow(2) * weights).mean(dim=(2, 3, 4))
+            return (lam.decode(past, latents).float() - target).pow(2).mean(dim=(2, 3, 4))
 
         inferred = per_transition(enc["quantized"])
         per_code = torch.stack([per_transition(codes[k].expand(*shape, -1)) for k in range(codes.shape[0])], -1)
