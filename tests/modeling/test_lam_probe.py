@@ -98,3 +98,29 @@ def test_action_visibility_finds_an_action_drawn_at_the_player_and_none_in_a_sti
     result = visibility.scores(train_x, train_y, test_x, test_y, rounds=10)
     assert result["player crop of x_t+1"] == (1.0, 1.0)
     assert result["camera shift"][0] < 0.02 and result["player crop of x_t"][0] < 0.05
+
+
+def test_forward_gain_prices_an_action_drawn_at_the_player_and_nothing_when_the_player_ignores_it():
+    """The forward models at the player: where x_{t+1}'s centre is painted by the action, the action makes the crop
+    predictable (a large gain, and a whole-frame share of it scaled by the crop's area); where it is painted by a
+    coin toss the action does not see, the action is worth nothing."""
+    load_probe()
+    visibility = importlib.import_module("action_visibility")
+    rng = np.random.default_rng(2)
+    world = rng.integers(0, 255, size=(64, 64, 3), dtype=np.uint8)
+
+    def episode(length: int, drawn: bool) -> SimpleNamespace:
+        actions = rng.integers(0, 15, length)
+        frames = np.repeat(world[None], length + 1, axis=0)
+        for t, a in enumerate(actions):
+            level = visibility.COINRUN_CLASSES[a] if drawn else rng.integers(0, 6)
+            frames[t + 1, 26:38, 26:38] = 40 * level + 10
+        return SimpleNamespace(frames=frames, actions=actions)
+
+    drawn = visibility.forward_gain([episode(200, True) for _ in range(2)], [episode(200, True)], steps=300)
+    assert drawn["gain_db"] > 10 and drawn["crop_psnr_with"] > 30
+    assert drawn["frame_mse_gain"] == pytest.approx(
+        (10 ** (-drawn["crop_psnr_without"] / 10) - 10 ** (-drawn["crop_psnr_with"] / 10)) * 256 / 4096)
+    assert 0 < drawn["frame_gain_db_at_copy"] < drawn["gain_db"]
+    ignored = visibility.forward_gain([episode(200, False) for _ in range(2)], [episode(200, False)], steps=300)
+    assert abs(ignored["gain_db"]) < 0.3
