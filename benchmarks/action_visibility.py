@@ -119,7 +119,7 @@ def forward_gain(train, test, steps: int = 3000, seed: int = 0) -> dict[str, flo
         return 10 * math.log10(1 / max(mse, 1e-12))
 
     copy, without, with_action = float((tx - ty).pow(2).mean()), fit(False), fit(True)
-    share = x.shape[1] / 3 / (test[0].frames.shape[1] * test[0].frames.shape[2])  # crop pixels / frame pixels
+    share = CROP * CROP / (test[0].frames.shape[1] * test[0].frames.shape[2])  # the crop's share of the frame
     frame_gain = (without - with_action) * share
     return {"crop_psnr_copy": psnr(copy), "crop_psnr_without": psnr(without), "crop_psnr_with": psnr(with_action),
             "gain_db": psnr(with_action) - psnr(without), "frame_mse_gain": frame_gain,
