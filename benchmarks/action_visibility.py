@@ -34,6 +34,14 @@ from modeling.bc.transitions import read_episodes  # noqa: E402
 CROP = 16  # px square around the frame's centre, where the camera keeps the player
 
 
+def player_crop(frames: np.ndarray) -> np.ndarray:
+    """frames (L, H, W, C) in 0..255 -> (L, CROP * CROP * C) float32 in [0, 1]: the square at the frame's centre,
+    where the camera keeps the player (one place for the crop the views and the forward models share)."""
+    h, w = frames.shape[1:3]
+    crop = frames[:, (h - CROP) // 2:(h + CROP) // 2, (w - CROP) // 2:(w + CROP) // 2].astype(np.float32) / 255
+    return crop.reshape(len(frames), -1)
+
+
 def views(episodes) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Each view's features (transitions, features) over the episodes' transitions, and their 6-effect actions."""
     parts: dict[str, list[np.ndarray]] = {}
@@ -42,9 +50,7 @@ def views(episodes) -> tuple[dict[str, np.ndarray], np.ndarray]:
         shift = camera_shifts(e.frames).astype(np.float32)
         n = len(shift)
         before = [np.vstack([np.zeros((k, 2), np.float32), shift[:n - k]]) for k in (1, 2)]
-        grey = e.frames.astype(np.float32).mean(-1) / 255
-        h, w = grey.shape[1:]
-        crop = grey[:, (h - CROP) // 2:(h + CROP) // 2, (w - CROP) // 2:(w + CROP) // 2].reshape(len(grey), -1)
+        crop = player_crop(e.frames.astype(np.float32).mean(-1, keepdims=True))  # grey
         for name, x in {"camera shift": shift, "camera shift and the two before": np.hstack([shift, *before]),
                         "player crop of x_t": crop[:-1], "player crop of x_t+1": crop[1:],
                         "crop change x_t+1 - x_t": crop[1:] - crop[:-1],
@@ -84,8 +90,7 @@ def forward_gain(train, test, steps: int = 3000, seed: int = 0) -> dict[str, flo
         crops, actions, frame_mse = [], [], []
         for e in episodes:
             f = e.frames.astype(np.float32) / 255
-            h, w = f.shape[1:3]
-            crop = f[:, (h - CROP) // 2:(h + CROP) // 2, (w - CROP) // 2:(w + CROP) // 2].reshape(len(f), -1)
+            crop = player_crop(e.frames)
             crops.append(np.stack([crop[:-1], crop[1:]], 1))
             actions.append(e.actions[:len(f) - 1])
             frame_mse.append(((f[1:] - f[:-1]) ** 2).mean(axis=(1, 2, 3)))
