@@ -2,8 +2,9 @@
 
 Rows: bf16 MFU of tokenizer and LAM+dynamics training steps at a preset (default ``coinrun``, Appendix F's
 64x64 setting; FLOPs counted on the meta device by ``train_throughput.count_flops``), generation frames/s
-(batch 1, the preset's MaskGIT steps, KV cache, both contexts), loader windows/s on freshly written shards of the
-preset's frame size, and a short convergence check (LAM+dynamics on those shards: the dynamics loss must fall
+(batch 1, the preset's MaskGIT steps, KV cache, both contexts; eager, then with the compiled step, which is CUDA
+graphs on a GPU, and their ratio), loader windows/s on freshly written shards of the preset's frame size, and a
+short convergence check (LAM+dynamics on those shards: the dynamics loss must fall
 below half its first value). Results also go to ``$OUT/device_check.{txt,json}`` when ``OUT`` is set.
 
 ``--dry``: the tiny preset, a few steps, seconds on a CPU (tests/modeling/test_device_check.py runs it): it proves the
@@ -36,6 +37,7 @@ from modeling.dynamics import DynamicsModel  # noqa: E402
 from modeling.genie import Genie  # noqa: E402
 from modeling.lam import LatentActionModel  # noqa: E402
 from modeling.precision import autocast  # noqa: E402
+from modeling.st_transformer import CONTEXTS  # noqa: E402
 from modeling.tokenizer import VideoTokenizer  # noqa: E402
 from modeling.train import make_optimizer, set_activation_checkpointing  # noqa: E402
 from tests.modeling_helpers import write_tiny_shards  # noqa: E402
@@ -86,21 +88,31 @@ def train_mfu(phase: str, cfg, batch: int, steps: int, device: torch.device, com
 
 
 def generation_fps(cfg, frames: int, device: torch.device, profile: bool = False) -> dict:
+    """Frames/s at batch 1 in both contexts, eager and then compiled (``Genie.compile_generation``: CUDA graphs
+    on a GPU), from a prompt that fills the window: the steady state of a long rollout, and one graph to compile
+    per context. ``compile_s`` is the first step of each compiled context (compile and capture)."""
     torch.manual_seed(0)
     genie = Genie(VideoTokenizer(cfg.tokenizer), LatentActionModel(cfg.lam), DynamicsModel(cfg.dynamics), cfg,
                   device)
-    prompt = torch.rand(1, 1, 3, *cfg.frame_size)
-    out = {}
-    for context in ("window", "stream"):
+    prompt = torch.rand(1, genie.window - 1, 3, *cfg.frame_size)
+    out: dict = {"compile_s": {}}
+
+    def rate(context: str):
         session = genie.start(prompt, context=context)
-        session.step(0)  # warm-up
         sync(device)
+        start = time.perf_counter()
+        session.step(0)  # warm-up: compiling, when compiled
+        sync(device)
+        first = time.perf_counter() - start
         start = time.perf_counter()
         for i in range(frames):
             session.step(i % genie.num_actions)
         sync(device)
-        out[context] = frames / (time.perf_counter() - start)
-    if profile:  # where a generated frame's time goes: a few stream steps under torch.profiler
+        return frames / (time.perf_counter() - start), first, session
+
+    for context in CONTEXTS:
+        out[context], _, session = rate(context)
+    if profile:  # where a generated frame's time goes: a few eager stream steps under torch.profiler
         from torch.profiler import ProfilerActivity
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
         with torch.profiler.profile(activities=activities) as prof:
@@ -110,6 +122,9 @@ def generation_fps(cfg, frames: int, device: torch.device, profile: bool = False
         key = "cuda_time_total" if device.type == "cuda" else "cpu_time_total"
         out["profile"] = "\n".join([prof.key_averages().table(sort_by="cpu_time_total", row_limit=15),
                                     prof.key_averages().table(sort_by=key, row_limit=15)])
+    genie.compile_generation()
+    for context in CONTEXTS:
+        out[f"compiled_{context}"], out["compile_s"][context], _ = rate(context)
     return out
 
 
@@ -195,6 +210,9 @@ def main(argv: list[str] | None = None) -> int:
         gen = results["generation_fps"] = generation_fps(cfg, 2 if dry else args.gen_frames, device, args.profile_generation)
         add(f"generation, batch 1, {cfg.sampling.steps} MaskGIT steps",
                 f"window {gen['window']:.2f} frames/s, stream {gen['stream']:.2f} frames/s")
+        add("generation, compiled step (CUDA graphs on a GPU)",
+            ", ".join(f"{c} {gen[f'compiled_{c}']:.2f} frames/s ({gen[f'compiled_{c}'] / gen[c]:.1f}x, compile "
+                      f"{gen['compile_s'][c]:.0f} s)" for c in CONTEXTS))
         if "profile" in gen:
             print(gen["profile"], file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:

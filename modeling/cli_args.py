@@ -2,7 +2,7 @@
 
 - ``StrictParser`` and ``UsageError`` (re-exported from ``schemas.cli``, their one home): a usage mistake is one
   line and exit status 2, an unknown flag is named with a suggestion;
-- ``add_model_args`` / ``load_model_args``: the run, prompt, sampling, device and cache options of the commands
+- ``add_model_args`` / ``load_model_args``: the run, prompt, sampling, device, cache and compile options of the commands
   that roll a trained Genie out from a prompt, and loading what they name;
 - ``sampling_options``: a run's sampling config with the options given on the command line;
 - ``resolve_device``: ``--device`` or the best available one;
@@ -71,15 +71,22 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
                    help="beyond the trained window: 'window' (default) predicts each frame from a fresh window of "
                         "the last T-1 frames, as in training; 'stream' keeps a rolling cache (constant cost per "
                         "frame; deeper layers see further back than in training)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the dynamics step through torch.compile (CUDA graphs on a GPU): faster frames after "
+                        "a one-off compile per cache length (seconds to minutes); same tokens up to float rounding")
 
 
 def load_model_args(args: argparse.Namespace) -> tuple[SamplingConfig, torch.Tensor, Genie]:
     """Sampling options, prompt and model of ``add_model_args``' options (cheap checks first, the model last).
     The prompt is loaded at the run's frame size (read from its config.json, before any weights)."""
+    if args.compile and args.no_cache:
+        raise UsageError("--compile compiles the cached step; it cannot be combined with --no-cache")
     prompt = load_prompt(args.prompt, args.prompt_start, args.prompt_frames, args.fit,
                          size=run_frame_size(args.checkpoint))
     genie = load_genie_run(args.checkpoint, resolve_device(args.device))
     genie.precision = args.precision or genie.precision
+    if args.compile:
+        genie.compile_generation()
     return sampling_options(genie.sampling, args.steps, args.temperature, args.schedule), prompt, genie
 
 

@@ -131,7 +131,15 @@ class DynamicsModel(nn.Module):
     def forward_step(self, frame_tokens: torch.Tensor, action: torch.Tensor | None,
                      frame_mask: torch.Tensor | None, cache: TemporalKVCache) -> torch.Tensor:
         """Logits (B, h, w, V) for one new frame given the committed frames in ``cache`` (left unchanged)."""
-        y, _ = self.transformer.step(self._step_input(frame_tokens, action, frame_mask), cache)
+        return self.step_logits(frame_tokens, action, frame_mask,
+                                self.transformer.step_rope(cache, frame_tokens.device), self.transformer.step_past(cache))
+
+    def step_logits(self, frame_tokens: torch.Tensor, action: torch.Tensor | None, frame_mask: torch.Tensor | None,
+                    rope: tuple[torch.Tensor, torch.Tensor],
+                    past: list[tuple[torch.Tensor, torch.Tensor] | None]) -> torch.Tensor:
+        """``forward_step`` on tensors alone: the new frame's RoPE tables and each layer's cached K/V are inputs,
+        so its shapes depend on the cache's length only (what ``modeling.compiled_step`` compiles)."""
+        y, _ = self.transformer.step_at(self._step_input(frame_tokens, action, frame_mask), rope, past)
         return self._logits(y)
 
     def commit(self, frame_tokens: torch.Tensor, action: torch.Tensor | None, cache: TemporalKVCache) -> None:

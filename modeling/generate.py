@@ -181,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     record = {"checkpoint": str(args.checkpoint), "prompt": str(args.prompt), "prompt_start": args.prompt_start,
               "prompt_frames": kept, "seed": args.seed, "sampling": asdict(sampling), "use_cache": not args.no_cache,
-              "context": args.context, "precision": genie.precision,
+              "context": args.context, "compiled": args.compile, "precision": genie.precision,
               "grid_cols": cols, "actions": [",".join(map(str, a)) for a in actions.tolist()], "frames": int(videos.shape[1])}
     out.with_name(out.name + ".json").write_text(json.dumps(record, indent=1) + "\n")
     batch, steps = actions.shape

@@ -140,7 +140,9 @@ class TemporalKVCache:
       window (``STTransformer.prefill``) on each commit.
     - ``"stream"``: sliding-window attention per layer (Mistral's rolling cache): every frame costs the same, but deeper
       layers see further back than T, unlike training; the reference is a band-masked ``STTransformer.forward(window=T)``.
-    Keys are stored rotated at their frame's position; RoPE makes scores depend on offsets only.
+    Keys are stored rotated at their frame's position; RoPE makes scores depend on offsets only. They are stored
+    contiguous, so a cache of a given length always has the same strides (one compiled graph per length,
+    ``modeling.compiled_step``).
     """
 
     max_frames: int
@@ -187,12 +189,12 @@ class TemporalKVCache:
             if self.keys[i] is not None:
                 k, v = torch.cat([self.keys[i], k], dim=2), torch.cat([self.values[i], v], dim=2)
             start = max(0, k.shape[2] - self.keep)
-            self.keys[i], self.values[i] = k[:, :, start:], v[:, :, start:]
+            self.keys[i], self.values[i] = k[:, :, start:].contiguous(), v[:, :, start:].contiguous()
         self.next_pos += 1
 
     def replace(self, kvs: list[tuple[torch.Tensor, torch.Tensor]], next_pos: int) -> None:
         """Set the cache to a re-encoded window (``STTransformer.prefill``)."""
-        self.keys, self.values = [k for k, _ in kvs], [v for _, v in kvs]
+        self.keys, self.values = [k.contiguous() for k, _ in kvs], [v.contiguous() for _, v in kvs]
         self.next_pos = next_pos
 
 
@@ -234,10 +236,24 @@ class STTransformer(nn.Module):
     def step(self, x: torch.Tensor, cache: TemporalKVCache
              ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
         """One new frame x (B, S, D) attending to the cached frames; returns outputs and its per-layer K/V."""
-        rope = rope_cos_sin(torch.tensor([cache.next_pos], device=x.device), self.head_dim)
+        return self.step_at(x, self.step_rope(cache, x.device), self.step_past(cache))
+
+    def step_rope(self, cache: TemporalKVCache, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """The RoPE tables (1, head_dim/2) of the frame ``cache`` would place next."""
+        return rope_cos_sin(torch.tensor([cache.next_pos], device=device), self.head_dim)
+
+    def step_past(self, cache: TemporalKVCache) -> list[tuple[torch.Tensor, torch.Tensor] | None]:
+        """Each layer's cached K/V (None before the first commit)."""
+        return [cache.past(i) for i in range(len(self.blocks))]
+
+    def step_at(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor],
+                past: list[tuple[torch.Tensor, torch.Tensor] | None]
+                ) -> tuple[torch.Tensor, list[tuple[torch.Tensor, torch.Tensor]]]:
+        """``step`` on tensors alone (no cache object, no Python position): what a compiled graph can capture
+        once per cache length and replay at every position (``modeling.compiled_step``)."""
         x = x.unsqueeze(1)
         kvs = []
-        for i, block in enumerate(self.blocks):
-            x, kv = block(x, rope, past=cache.past(i))
+        for block, layer_past in zip(self.blocks, past, strict=True):
+            x, kv = block(x, rope, past=layer_past)
             kvs.append(kv)
         return self.norm(x.squeeze(1)), kvs

@@ -80,6 +80,18 @@ def test_frames_equal_genie_rollout_with_the_same_seed(tiny, tmp_path, capsys):
     assert json.loads((tmp_path / "s.npy.json").read_text())["context"] == "stream"
 
 
+def test_compile_gives_the_eager_frames(tiny, tmp_path):
+    # Two prompt frames then three generated: cache lengths 2 and 3 (the tiny window keeps 3), two compiles.
+    run, shard = tiny
+    out = tmp_path / "c.npy"
+    assert generate("--checkpoint", run, "--prompt", shard, "--prompt-frames", 2, "--actions", "0,3,1",
+                    "--steps", 2, "--seed", 4, "--compile", "--out", out) == 0
+    assert json.loads((tmp_path / "c.npy.json").read_text())["compiled"] is True
+    expected = Genie.load(run).rollout(load_prompt(shard, num_frames=2), torch.tensor([[0, 3, 1]]),
+                                       SamplingConfig(steps=2), seed=4)
+    assert np.array_equal(np.load(out), reference_uint8(expected["frames"]))
+
+
 def test_mp4_and_gif_are_byte_identical_across_runs_and_show_the_grid(tiny, tmp_path):
     run, shard = tiny
     common = ["--checkpoint", run, "--prompt", shard, "--random-actions", 3, "--batch", 3, "--steps", 2,
@@ -172,6 +184,7 @@ def test_random_actions_follow_the_seed_and_the_model(tiny, tmp_path):
     (["--actions", "1", "--checkpoint", "{tmp}/nowhere"], "run directory"),
     (["--actions", "1", "--checkpoint", "{tokenizer}"], "is a tokenizer run"),
     (["--actions", "1", "--steps", "0"], "MaskGIT steps must be >= 1"),
+    (["--actions", "1", "--compile", "--no-cache"], "--compile compiles the cached step"),
 ])
 def test_user_mistakes_are_one_line_errors_with_status_2(tiny, tmp_path, capsys, args, message):
     run, shard = tiny
