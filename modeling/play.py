@@ -23,6 +23,7 @@ import json
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from importlib import resources
 from typing import Any
@@ -48,13 +49,19 @@ def png_data_url(frame: torch.Tensor) -> str:
 
 
 class PlayState:
-    """The one interactive rollout (batch 1) behind the page: prompt, seeded session, actions taken so far."""
+    """The one interactive rollout (batch 1) behind the page: prompt, seeded session, actions taken so far.
+
+    The model runs on one thread of its own, whichever request thread asks: the server answers each request on a
+    new thread, and CUDA graphs (``--compile``) are recorded per thread, so steps from fresh threads would record
+    them again on every key press.
+    """
 
     def __init__(self, genie: Genie, prompt: torch.Tensor, sampling: SamplingConfig | None = None, seed: int = 0,
                  use_cache: bool = True, label: str = "prompt", context: str = "window"):
         self.genie, self.sampling = genie, sampling or genie.sampling
         self.seed, self.use_cache, self.label, self.context = seed, use_cache, label, context
         self.lock = threading.Lock()
+        self.model_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="genie")
         self.prompt = prompt
         self.reset()
 
@@ -64,8 +71,8 @@ class PlayState:
                 self.prompt, self.label = prompt, label or "uploaded image"
             if seed is not None:
                 self.seed = int(seed)
-            self.session = self.genie.start(self.prompt, use_cache=self.use_cache, seed=self.seed,
-                                            context=self.context)
+            self.session = self.model_thread.submit(self.genie.start, self.prompt, use_cache=self.use_cache,
+                                                    seed=self.seed, context=self.context).result()
             self.actions: list[int] = []
             self.prompt_frames = self.session.num_frames
             self.last_step_ms: float | None = None
@@ -78,7 +85,7 @@ class PlayState:
                              f"got {action!r}")
         with self.lock:
             started = time.perf_counter()
-            frame = self.session.step(action, self.sampling)[0]
+            frame = self.model_thread.submit(self.session.step, action, self.sampling).result()[0]
             self.last_step_ms = 1000 * (time.perf_counter() - started)
             self.actions.append(action)
             return {"index": self.session.num_frames - 1, "action": action, "frame": png_data_url(frame),

@@ -77,6 +77,29 @@ def click(browser: DevTools, element_id: str) -> None:
                                                   "buttons": 1 if kind == "mousePressed" else 0, "clickCount": 1})
 
 
+def test_the_model_runs_on_one_thread_whichever_thread_asks(tiny):
+    # The HTTP server answers each request on a new thread; CUDA graphs are recorded per thread.
+    run, shard = tiny
+    genie = Genie.load(run)
+    seen = set()
+    eager = genie.dynamics_step
+
+    def step(*args):
+        seen.add(threading.get_ident())
+        return eager(*args)
+
+    genie.dynamics_step = step
+    state = PlayState(genie, load_prompt(shard, num_frames=1), SAMPLING)
+    callers = [threading.Thread(target=state.step, args=(a,)) for a in (0, 1, 2)]
+    for t in callers:
+        t.start()
+        t.join()
+    state.reset(seed=3)
+    state.step(1)
+    assert len(state.actions) == 1 and len(seen) == 1
+    assert seen.isdisjoint({threading.get_ident(), *(t.ident for t in callers)})
+
+
 def test_page_in_headless_chromium_plays_exactly_the_keys_pressed(tiny, tmp_path):
     if CHROMIUM is None:
         pytest.skip("chromium is not installed (Debian package `chromium`); the play page is untested here")
