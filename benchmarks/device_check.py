@@ -5,7 +5,9 @@ Rows: bf16 MFU of tokenizer and LAM+dynamics training steps at a preset (default
 (batch 1, the preset's MaskGIT steps, KV cache, both contexts; eager, then with the compiled step, which is CUDA
 graphs on a GPU, and their ratio), loader windows/s on freshly written shards of the preset's frame size, and a
 short convergence check (LAM+dynamics on those shards: the dynamics loss must fall
-below half its first value). Results also go to ``$OUT/device_check.{txt,json}`` when ``OUT`` is set.
+below half its first value). With ``--lam-data`` (CoinRun shards with true actions, ``procgen-dataset``), also
+the preset's LAM trained alone on them and probed on their held-out videos: NMI with the action and the oracle
+gap (``lam_on_coinrun``). Results also go to ``$OUT/device_check.{txt,json}`` when ``OUT`` is set.
 
 ``--dry``: the tiny preset, a few steps, seconds on a CPU (tests/modeling/test_device_check.py runs it): it proves the
 script works, not the numbers.
@@ -19,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -128,6 +131,35 @@ def generation_fps(cfg, frames: int, device: torch.device, profile: bool = False
     return out
 
 
+def lam_on_coinrun(cfg_name: str, data: Path, steps: int, minutes: float, device: torch.device,
+                   dry: bool) -> dict:
+    """The preset's LAM trained alone on CoinRun shards with true actions (a ``procgen-dataset`` directory:
+    ``train/shards`` and ``holdout``), then ``benchmarks/lam_probe.py`` on up to 4 held-out videos: codes used,
+    NMI against CoinRun's 6 effects, and the decoder's gap of the inferred code and of the true action over the
+    best constant code (the oracle gap). The LR schedule ends at ``steps``; ``minutes`` caps the wall time."""
+    from lam_probe import lam_budget, probe
+
+    with tempfile.TemporaryDirectory() as tmp:
+        run = Path(tmp) / "lam"
+        sets = {"train_lam_dynamics.max_steps": steps, "train_lam_dynamics.warmup_steps": max(1, min(200, steps // 10)),
+                "train_lam_dynamics.log_every": max(1, steps // 10), "train_lam_dynamics.ckpt_every": steps,
+                "train_lam_dynamics.image_every": steps}
+        if dry:
+            sets.update({"lam.vq_warmup_steps": 1, "lam.check_every": 1, "train_lam_dynamics.batch_size": 2})
+        started = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "modeling", "train", "lam", "--shards", str(data / "train" / "shards"),
+                        "--config", cfg_name, "--out", str(run), "--device", str(device), "--max-minutes",
+                        f"{minutes:g}", *(a for k, v in sets.items() for a in ("--set", f"{k}={v}"))],
+                       check=True, stdout=subprocess.DEVNULL)
+        trained = time.perf_counter() - started
+        result = probe(str(run), str(data / "holdout"), max_videos=4, log=lambda _: None)
+        done, batch = lam_budget(str(run))
+    check = result["check"]
+    return {"steps": done, "batch": batch, "train_s": round(trained, 1), "codes": result["lam_6"]["codes"],
+            "nmi": result["lam_6"]["nmi"], "gap_db": check["gap_db"], "true_gap_db": check.get("true_gap_db"),
+            "nmi_code_dy": result["motion"]["nmi_code_dy"]}
+
+
 def loader_rate(shards: str, cfg, batch: int, batches: int, workers: int) -> float:
     loader = clip_windows(shards, LoaderConfig(window=cfg.tokenizer.num_frames, batch_size=batch, resampled=True,
                                                num_workers=workers), cfg.frame_size)
@@ -168,13 +200,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     p.add_argument("--dry", action="store_true", help="tiny preset, a few steps: seconds on a CPU")
     p.add_argument("--compile", action="store_true", help="training rows through torch.compile")
-    p.add_argument("--only", default="training,generation,loader,convergence",
-                   help="comma-separated rows to run (default: all)")
+    p.add_argument("--only", default="training,generation,loader,convergence,lam",
+                   help="comma-separated rows to run (default: all; lam runs with --lam-data)")
     p.add_argument("--gen-frames", type=int, default=48, help="frames generated per context (default 48)")
     p.add_argument("--profile-generation", action="store_true",
                    help="also profile two generated frames (tables printed, and in $OUT/generation_profile.txt)")
+    p.add_argument("--lam-data", type=Path,
+                   help="a procgen-dataset directory (train/shards, holdout): adds the row of the preset's LAM "
+                        "trained on it, with its NMI and oracle gap (issue: does the LAM carry the action)")
+    p.add_argument("--lam-steps", type=int, default=1500, help="that LAM's steps (default 1500)")
+    p.add_argument("--lam-minutes", type=float, default=3.0, help="its wall-time cap (default 3)")
     args = p.parse_args(argv)
     only = set(args.only.split(","))
+    if args.lam_data is not None:
+        missing = [d for d in (args.lam_data / "train" / "shards", args.lam_data / "holdout") if not d.is_dir()]
+        if missing:
+            p.error(f"--lam-data {args.lam_data}: {missing[0]} is not a directory (a procgen-dataset output)")
     device = torch.device(args.device)
     dry = args.dry
     cfg = get_config("tiny" if dry else args.config)
@@ -215,6 +256,14 @@ def main(argv: list[str] | None = None) -> int:
                       f"{gen['compile_s'][c]:.0f} s)" for c in CONTEXTS))
         if "profile" in gen:
             print(gen["profile"], file=sys.stderr)
+    if args.lam_data is not None and "lam" in only:
+        lam = results["lam_coinrun"] = lam_on_coinrun(cfg.name, args.lam_data, 3 if dry else args.lam_steps,
+                                                      args.lam_minutes, device, dry)
+        true = f", true action {lam['true_gap_db']:+.2f} dB" if lam["true_gap_db"] is not None else ""
+        add(f"LAM alone on {args.lam_data.name}, {lam['steps']} steps x {lam['batch']}",
+            f"{lam['codes']} codes used, NMI {lam['nmi']:.3f} (6 effects; with the vertical scroll "
+            f"{lam['nmi_code_dy']:.3f}), gap over the best constant code: inferred {lam['gap_db']:+.2f} dB{true} "
+            f"({lam['train_s']:.0f} s)")
     with tempfile.TemporaryDirectory() as tmp:
         h, w = cfg.frame_size
         write_tiny_shards(tmp, n_clips=8 if dry else 32, frames=32, clips_per_shard=4, height=h, width=w)
@@ -229,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"dynamics loss {conv['first']:.3f} -> {conv['last']:.3f} in {conv['steps']} steps: "
                 f"{'ok' if conv['ok'] else 'NOT halved'}")
     results["seconds"] = time.perf_counter() - started
-    width = max(len(r[0]) for r in rows)
+    width = max((len(r[0]) for r in rows), default=0)
     table = "\n".join([f"device check: {cfg.name} on {results['gpu'] or device} ({cfg.precision}), "
                        f"{results['seconds']:.0f} s", *(f"{a:<{width}}  {b}" for a, b in rows)])
     print(table)
