@@ -152,7 +152,7 @@ def lam_on_coinrun(cfg_name: str, data: Path, steps: int, minutes: float, device
                         f"{minutes:g}", *(a for k, v in sets.items() for a in ("--set", f"{k}={v}"))],
                        check=True, stdout=subprocess.DEVNULL)
         trained = time.perf_counter() - started
-        result = probe(str(run), str(data / "holdout"), max_videos=4, log=lambda _: None)
+        result = probe(str(run), str(data / "holdout"), max_videos=4, log=lambda _: None, device=str(device))
         done, batch = lam_budget(str(run))
     check = result["check"]
     return {"steps": done, "batch": batch, "train_s": round(trained, 1), "codes": result["lam_6"]["codes"],

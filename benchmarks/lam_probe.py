@@ -147,7 +147,7 @@ def label(model, episodes) -> tuple[np.ndarray, np.ndarray]:
     codes, truth = [], []
     for episode in episodes:
         video = torch.from_numpy(episode.frames).permute(0, 3, 1, 2).float().div_(255.0)[None]
-        codes.append(model.infer_clip_actions(video)[0].numpy())
+        codes.append(model.infer_clip_actions(video.to(next(model.parameters()).device))[0].cpu().numpy())
         truth.append(episode.actions[:len(episode.frames) - 1])
     return np.concatenate(codes), np.concatenate(truth)
 
@@ -172,9 +172,10 @@ def lam_budget(run: str) -> tuple[int, int]:
 @torch.no_grad()
 def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str | None = None,
           ceiling_steps: int | None = None, ceiling_batch: int | None = None, oracle_steps: int = 0,
-          log=print) -> dict:
-    """Every number of the probe as a dict (what ``--json`` writes)."""
-    lam, cfg = load_lam(lam_run)
+          log=print, device: str = "cpu") -> dict:
+    """Every number of the probe as a dict (what ``--json`` writes); the LAM runs on ``device`` (the ceiling and
+    the oracle decoder train on the CPU)."""
+    lam, cfg = load_lam(lam_run, map_location=device)
     episodes = read_episodes(shards)[:max_videos]
     codes, truth = label(lam, episodes)
     result: dict = {"lam": lam_run, "shards": shards, "transitions": int(len(codes)), "videos": len(episodes),
@@ -182,7 +183,7 @@ def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str |
                     "lam_15": scores(codes, truth), "lam_6": scores(codes, COINRUN_CLASSES[truth])}
     result["motion"] = motion_report([camera_shifts(e.frames) for e in episodes], codes, COINRUN_CLASSES[truth])
     batch_video, batch_actions = check_batch(episodes, cfg.lam.num_frames)
-    result["check"] = action_necessity(lam, batch_video, batch_actions)
+    result["check"] = action_necessity(lam, batch_video.to(device), batch_actions.to(device))
     if oracle_steps and ceiling_train:
         _, batch = lam_budget(lam_run)
         with torch.enable_grad():
