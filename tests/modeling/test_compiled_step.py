@@ -14,7 +14,7 @@ import torch._dynamo
 from torch._dynamo.testing import CompileCounter
 
 from modeling.maskgit import SamplingConfig
-from tests.modeling.test_genie import prompt_video, random_genie
+from tests.modeling.test_genie import long_rollout_case, prompt_video, random_genie
 
 torch.set_num_threads(1)
 
@@ -29,10 +29,7 @@ def fresh_dynamo():
 @pytest.mark.parametrize("context", ["window", "stream"])
 @pytest.mark.parametrize("conditioning", ["additive", "token"])
 def test_compiled_steps_match_eager_with_one_graph_per_cache_length(conditioning, context):
-    genie = random_genie(conditioning, layers=2)
-    prompt = prompt_video(batch=2, frames=1)
-    actions = torch.randint(0, genie.num_actions, (2, 3 * genie.window), generator=torch.Generator().manual_seed(5))
-    sampling = SamplingConfig(steps=4, temperature=1.0)
+    genie, prompt, actions, sampling = long_rollout_case(conditioning, prompt_frames=1)
     eager = genie.rollout(prompt, actions, sampling, seed=7, context=context)
     counter = CompileCounter()
     genie.compile_generation(backend=counter, mode=None)

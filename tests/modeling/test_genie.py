@@ -29,6 +29,15 @@ def prompt_video(batch: int = 2, frames: int = 2, seed: int = 0) -> torch.Tensor
     return torch.rand(batch, frames, 3, 90, 160, generator=torch.Generator().manual_seed(seed))
 
 
+def long_rollout_case(conditioning: str, prompt_frames: int) -> tuple[Genie, torch.Tensor, torch.Tensor,
+                                                                      SamplingConfig]:
+    """A two-layer Genie (a one-layer model would hide a cache that is only right for layer 1), a batch-2 prompt
+    and actions for three windows: rollouts that slide past the window several times over."""
+    genie = random_genie(conditioning, layers=2)
+    actions = torch.randint(0, genie.num_actions, (2, 3 * genie.window), generator=torch.Generator().manual_seed(5))
+    return genie, prompt_video(batch=2, frames=prompt_frames), actions, SamplingConfig(steps=4, temperature=1.0)
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory):
     return train_tiny_genie(tmp_path_factory.mktemp("genie"))[1]
@@ -80,11 +89,7 @@ def test_temperature_sampling_matches_the_softmax_distribution():
 @pytest.mark.parametrize("context", ["window", "stream"])
 @pytest.mark.parametrize("conditioning", ["additive", "token"])
 def test_cached_and_uncached_generation_give_identical_tokens(conditioning, context):
-    # Two-layer dynamics and decoder: a one-layer model would hide a cache that is only right for layer 1.
-    genie = random_genie(conditioning, layers=2)
-    prompt = prompt_video(batch=2, frames=2)
-    actions = torch.randint(0, genie.num_actions, (2, 3 * genie.window), generator=torch.Generator().manual_seed(5))
-    sampling = SamplingConfig(steps=4, temperature=1.0)
+    genie, prompt, actions, sampling = long_rollout_case(conditioning, prompt_frames=2)
     cached = genie.rollout(prompt, actions, sampling, seed=7, use_cache=True, context=context)
     uncached = genie.rollout(prompt, actions, sampling, seed=7, use_cache=False, context=context)
     assert cached["tokens"].shape == (2, 2 + 3 * genie.window, 6, 11)
