@@ -119,7 +119,7 @@ def test_vq_warm_up_then_k_means_codebook():
     vq(draw())
     match = (vq.codes() @ centers.t()).argmax(1)
     assert sorted(match.tolist()) == [0, 1, 2, 3]
-    assert float((vq.codes() @ centers.t()).max(1).values.min()) > 0.99
+    assert float((vq.codes().detach() @ centers.t()).max(1).values.min()) > 0.99
 
 
 def test_a_dead_code_is_reseeded_by_k_means_on_the_data_the_live_codes_serve_worst():
