@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                    help="also profile two generated frames (tables printed, and in $OUT/generation_profile.txt)")
     p.add_argument("--lam-data", type=Path,
                    help="a procgen-dataset directory (train/shards, holdout): adds the row of the preset's LAM "
-                        "trained on it, with its NMI and oracle gap (issue: does the LAM carry the action)")
+                        "trained on it, with its NMI against the true actions and its oracle gap")
     p.add_argument("--lam-steps", type=int, default=1500, help="that LAM's steps (default 1500)")
     p.add_argument("--lam-minutes", type=float, default=3.0, help="its wall-time cap (default 3)")
     args = p.parse_args(argv)
