@@ -186,8 +186,10 @@ class TemporalKVCache:
         if not self.keys:
             self.keys, self.values = [None] * len(kvs), [None] * len(kvs)
         for i, (k, v) in enumerate(kvs):
-            if self.keys[i] is not None:
-                k, v = torch.cat([self.keys[i], k], dim=2), torch.cat([self.values[i], v], dim=2)
+            if self.keys[i] is not None:  # the frames that stay, then the new one: one copy, already contiguous
+                drop = max(0, self.keys[i].shape[2] + k.shape[2] - self.keep)
+                k = torch.cat([self.keys[i][:, :, drop:], k], dim=2)
+                v = torch.cat([self.values[i][:, :, drop:], v], dim=2)
             start = max(0, k.shape[2] - self.keep)
             self.keys[i], self.values[i] = k[:, :, start:].contiguous(), v[:, :, start:].contiguous()
         self.next_pos += 1
