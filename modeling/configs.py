@@ -91,10 +91,17 @@ class LAMConfig:
     action_head_fraction: float = 0.0
     action_head_weight: float = 0.1  # weight of its cross-entropy against the reconstruction MSE (untuned)
     action_classes: int = 15  # Procgen's 15 actions
+    # The training loss weighted at the frame's centre, where a platformer's camera keeps the player
+    # (lam.centre_weights; 0: plain MSE, every preset). The action-necessity check and the probe keep the plain error.
+    focus_weight: float = 0.0
+    focus_sigma: float = 4.0  # px
 
     def __post_init__(self) -> None:
         if self.vq_warmup_steps and not self.kmeans_bank:
             raise ValueError("lam.vq_warmup_steps needs lam.kmeans_bank > 0 (the codebook's k-means init)")
+        if self.focus_weight < 0 or self.focus_sigma <= 0:
+            raise ValueError(f"lam.focus_weight must be >= 0 and lam.focus_sigma > 0, got {self.focus_weight} and "
+                             f"{self.focus_sigma}")
 
     @property
     def token_grid(self) -> tuple[int, int]:

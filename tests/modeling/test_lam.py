@@ -109,3 +109,36 @@ def test_collapse_guards_keep_action_codes_alive(tmp_path, batchnorm):
         assert used == set(range(lam.num_actions))
     else:
         assert len(used) < lam.num_actions
+
+
+def test_focus_weight_prices_an_error_at_the_centre_above_one_at_the_corner():
+    """``lam.focus_weight``: the same pixel error costs more at the frame's centre (where a platformer keeps the
+    player) than at its corner; the loss is the weighted mean of the squared error (weights of mean 1, computed
+    here from the formula with numpy), and with the default 0 it is the plain MSE."""
+    import dataclasses
+
+    import numpy as np
+
+    from modeling.lam import centre_weights
+
+    h, w, strength, sigma = 90, 160, 50.0, 4.0
+    y, x = np.mgrid[:h, :w]
+    g = np.exp(-(((y - (h - 1) / 2) ** 2 + (x - (w - 1) / 2) ** 2) / (2 * sigma**2)))
+    expected = 1 + strength * g / g.mean()
+    np.testing.assert_allclose(centre_weights(h, w, strength, sigma).numpy(), expected / expected.mean(), rtol=1e-5)
+
+    cfg = get_config("tiny").lam
+    torch.manual_seed(0)
+    plain = LatentActionModel(cfg).eval()
+    focused = LatentActionModel(dataclasses.replace(cfg, focus_weight=strength, focus_sigma=sigma)).eval()
+    focused.load_state_dict(plain.state_dict())
+    video = torch.rand(2, 3, 3, h, w, generator=torch.Generator().manual_seed(3))
+    out = focused(video)
+    error = (out["pred"].detach() - video[:, 1:]).pow(2)
+    weights = torch.from_numpy(expected / expected.mean()).float()
+    torch.testing.assert_close(out["recon_loss"], (error * weights).mean())
+    torch.testing.assert_close(plain(video)["recon_loss"], error.mean())  # same weights, default: plain MSE
+
+    assert weights[h // 2, w // 2] > 100 * weights[0, 0]  # one pixel's error: centre vs corner
+    with pytest.raises(ValueError, match="focus_weight"):
+        dataclasses.replace(cfg, focus_weight=-1.0)
