@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from train_throughput import build, count_flops, sync, synthetic_video  # noqa: E402
 
-from modeling.configs import get_config  # noqa: E402
+from modeling.configs import get_config, parse_overrides  # noqa: E402
 from modeling.data import LoaderConfig, clip_windows  # noqa: E402
 from modeling.dynamics import DynamicsModel  # noqa: E402
 from modeling.genie import Genie  # noqa: E402
@@ -43,6 +43,7 @@ from modeling.precision import autocast  # noqa: E402
 from modeling.st_transformer import CONTEXTS  # noqa: E402
 from modeling.tokenizer import VideoTokenizer  # noqa: E402
 from modeling.train import make_optimizer, set_activation_checkpointing  # noqa: E402
+from schemas.cli import UsageError  # noqa: E402
 from tests.modeling_helpers import write_tiny_shards  # noqa: E402
 
 PEAK_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}  # dense bf16, SXM
@@ -132,11 +133,13 @@ def generation_fps(cfg, frames: int, device: torch.device, profile: bool = False
 
 
 def lam_on_coinrun(cfg_name: str, data: Path, steps: int, minutes: float, device: torch.device,
-                   dry: bool) -> dict:
+                   dry: bool, overrides: tuple[str, ...] = ()) -> dict:
     """The preset's LAM trained alone on CoinRun shards with true actions (a ``procgen-dataset`` directory:
     ``train/shards`` and ``holdout``), then ``benchmarks/lam_probe.py`` on up to 4 held-out videos: codes used,
     NMI against CoinRun's 6 effects, and the decoder's gap of the inferred code and of the true action over the
-    best constant code (the oracle gap). The LR schedule ends at ``steps``; ``minutes`` caps the wall time."""
+    best constant code (the oracle gap). The LR schedule ends at ``steps``; ``minutes`` caps the wall time.
+    ``overrides`` (``KEY=VALUE``, e.g. ``lam.focus_weight=50``) go to ``train lam`` as ``--set``; the LAM fields
+    they set are returned as the run's config.json holds them."""
     from lam_probe import lam_budget, probe
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -149,15 +152,19 @@ def lam_on_coinrun(cfg_name: str, data: Path, steps: int, minutes: float, device
         started = time.perf_counter()
         subprocess.run([sys.executable, "-m", "modeling", "train", "lam", "--shards", str(data / "train" / "shards"),
                         "--config", cfg_name, "--out", str(run), "--device", str(device), "--max-minutes",
-                        f"{minutes:g}", *(a for k, v in sets.items() for a in ("--set", f"{k}={v}"))],
+                        f"{minutes:g}", *(a for k, v in sets.items() for a in ("--set", f"{k}={v}")),
+                        *(a for o in overrides for a in ("--set", o))],
                        check=True, stdout=subprocess.DEVNULL)
         trained = time.perf_counter() - started
+        saved = json.loads((run / "config.json").read_text())["genie"]
+        applied = {key: saved[section][field] for key in parse_overrides(list(overrides))
+                   for section, field in [key.split(".", 1)]}
         result = probe(str(run), str(data / "holdout"), max_videos=4, log=lambda _: None, device=str(device))
         done, batch = lam_budget(str(run))
     check = result["check"]
     return {"steps": done, "batch": batch, "train_s": round(trained, 1), "codes": result["lam_6"]["codes"],
             "nmi": result["lam_6"]["nmi"], "gap_db": check["gap_db"], "true_gap_db": check.get("true_gap_db"),
-            "nmi_code_dy": result["motion"]["nmi_code_dy"]}
+            "nmi_code_dy": result["motion"]["nmi_code_dy"], "sets": applied}
 
 
 def loader_rate(shards: str, cfg, batch: int, batches: int, workers: int) -> float:
@@ -210,7 +217,13 @@ def main(argv: list[str] | None = None) -> int:
                         "trained on it, with its NMI against the true actions and its oracle gap")
     p.add_argument("--lam-steps", type=int, default=1500, help="that LAM's steps (default 1500)")
     p.add_argument("--lam-minutes", type=float, default=3.0, help="its wall-time cap (default 3)")
+    p.add_argument("--lam-set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config override for that LAM (repeatable), e.g. lam.focus_weight=50 lam.focus_sigma=4")
     args = p.parse_args(argv)
+    try:
+        parse_overrides(args.lam_set)
+    except UsageError as e:
+        p.error(str(e).replace("--set ", "--lam-set ", 1))
     only = set(args.only.split(","))
     if args.lam_data is not None:
         missing = [d for d in (args.lam_data / "train" / "shards", args.lam_data / "holdout") if not d.is_dir()]
@@ -258,9 +271,10 @@ def main(argv: list[str] | None = None) -> int:
             print(gen["profile"], file=sys.stderr)
     if args.lam_data is not None and "lam" in only:
         lam = results["lam_coinrun"] = lam_on_coinrun(cfg.name, args.lam_data, 3 if dry else args.lam_steps,
-                                                      args.lam_minutes, device, dry)
+                                                      args.lam_minutes, device, dry, tuple(args.lam_set))
         true = f", true action {lam['true_gap_db']:+.2f} dB" if lam["true_gap_db"] is not None else ""
-        add(f"LAM alone on {args.lam_data.name}, {lam['steps']} steps x {lam['batch']}",
+        sets = "".join(f", {k}={v}" for k, v in lam["sets"].items())
+        add(f"LAM alone on {args.lam_data.name}, {lam['steps']} steps x {lam['batch']}{sets}",
             f"{lam['codes']} codes used, NMI {lam['nmi']:.3f} (6 effects; with the vertical scroll "
             f"{lam['nmi_code_dy']:.3f}), gap over the best constant code: inferred {lam['gap_db']:+.2f} dB{true} "
             f"({lam['train_s']:.0f} s)")
