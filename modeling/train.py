@@ -17,6 +17,7 @@ the LAM), so one optimizer trains both on the sum of their losses; ``lam`` train
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import time
@@ -518,6 +519,17 @@ class TrainingRun:
             save_checkpoint(self.out, state, self.step_count, keep=self.tcfg.keep_checkpoints)
         self.saved_step = self.step_count
 
+    def release_process_group(self) -> None:
+        """Drop the DDP wrapper, then destroy the process group. DDP's Reducer holds the group: freed after
+        ``destroy_process_group``, it would destroy the group itself, with the GIL held, and gloo's destructor
+        joins a worker thread that may still be freeing the last work's Python tensors and waits for the GIL:
+        a deadlock at exit (a rank hung this way under load). Freed first, the group dies in
+        ``destroy_process_group``, which releases the GIL while gloo's threads finish."""
+        if isinstance(self.model, nn.parallel.DistributedDataParallel):
+            self.model = self.model.module
+        gc.collect()  # anything else left holding the Reducer, in a cycle, goes now too
+        dist.destroy_process_group()
+
     def run(self, urls: list[str], until_step: int | None, max_wall_s: float | None) -> dict[str, float]:
         """Train to ``until_step`` (or the last step, or the wall budget); the metrics of the last step."""
         tcfg, main = self.tcfg, self.ddp.is_main
@@ -548,7 +560,7 @@ class TrainingRun:
                 self.writer.close()
             if self.ddp.world > 1:
                 dist.barrier()
-                dist.destroy_process_group()
+                self.release_process_group()
         if main:
             self.log(finished_line(self.out, self.step_count - first_step, time.perf_counter() - started,
                                    self.step_count, tcfg.max_steps))
