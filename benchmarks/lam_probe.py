@@ -8,7 +8,8 @@ The LAM labels every transition of ``--shards`` from frames alone; the labels ar
 codes used, NMI and many-to-one accuracy against the majority baseline, also on CoinRun's 15 actions folded into
 the 6 it distinguishes. Also: the code's NMI with the camera's shift (``lam_motion``), and the decoder's
 action-necessity check (``modeling.lam_check``). ``--ceiling-train`` adds the supervised ceiling (an
-inverse-dynamics classifier with the LAM's encoder, the same budget); ``--oracle-decoder-steps`` trains the decoder
+inverse-dynamics classifier with the LAM's encoder, the same budget; ``--ceiling-view PX`` shows it only the frame's
+central PX x PX, where the player is); ``--oracle-decoder-steps`` trains the decoder
 on the true actions. ``--json`` writes the numbers; recorded figures: docs/measurements/.
 """
 
@@ -50,11 +51,27 @@ def scores(codes: np.ndarray, truth: np.ndarray) -> dict[str, float]:
             "many_to_one": float(many_to_one), "majority": float(np.bincount(truth).max() / len(truth))}
 
 
-class InverseDynamics(nn.Module):
-    """The supervised ceiling: a LAM encoder (same config, same inputs) whose action token is classified."""
+def player_view(video: torch.Tensor, side: int) -> torch.Tensor:
+    """video (..., H, W) in [0, 1] grey (0.5) outside its central ``side`` x ``side`` px, where a platformer's
+    camera keeps the player; ``side`` 0: unchanged."""
+    if not side:
+        return video
+    height, width = video.shape[-2:]
+    top, left = max(0, (height - side) // 2), max(0, (width - side) // 2)
+    out = torch.full_like(video, 0.5)
+    out[..., top:top + side, left:left + side] = video[..., top:top + side, left:left + side]
+    return out
 
-    def __init__(self, cfg: LAMConfig, num_classes: int):
+
+class InverseDynamics(nn.Module):
+    """The supervised ceiling: a LAM encoder (same config, same inputs) whose action token is classified.
+
+    ``view`` > 0 shows it only the central ``view`` px of every frame (``player_view``): where the action is in a
+    platformer, without the scrolling background a small budget cannot train the classifier to ignore."""
+
+    def __init__(self, cfg: LAMConfig, num_classes: int, view: int = 0):
         super().__init__()
+        self.view = view
         self.lam = LatentActionModel(cfg)
         for name in ("dec_stem", "dec_in", "dec_pos", "action_in", "decoder", "pixel_head", "to_pixels", "vq",
                      "to_latent", "latent_norm"):
@@ -64,7 +81,7 @@ class InverseDynamics(nn.Module):
 
     def forward(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, T, 3, H, W) -> logits (B, T-1, classes)."""
-        return self.head(self.lam.action_features(video))
+        return self.head(self.lam.action_features(player_view(video, self.view)))
 
     @torch.no_grad()
     def infer_clip_actions(self, video: torch.Tensor) -> torch.Tensor:
@@ -76,10 +93,11 @@ class InverseDynamics(nn.Module):
         return torch.cat(parts, 1)
 
 
-def train_ceiling(cfg: LAMConfig, shards: str, steps: int, batch: int, log=print) -> InverseDynamics:
+def train_ceiling(cfg: LAMConfig, shards: str, steps: int, batch: int, log=print, view: int = 0
+                  ) -> InverseDynamics:
     """The inverse-dynamics classifier trained on the true actions (CoinRun's 6 classes) of ``shards``."""
     torch.manual_seed(0)
-    model = InverseDynamics(cfg, int(COINRUN_CLASSES.max()) + 1)
+    model = InverseDynamics(cfg, int(COINRUN_CLASSES.max()) + 1, view)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=1e-4)
     classes = torch.from_numpy(COINRUN_CLASSES)
     loader = clip_windows(shard_source.resolve(shards), LoaderConfig(
@@ -172,7 +190,7 @@ def lam_budget(run: str) -> tuple[int, int]:
 @torch.no_grad()
 def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str | None = None,
           ceiling_steps: int | None = None, ceiling_batch: int | None = None, oracle_steps: int = 0,
-          log=print, device: str = "cpu") -> dict:
+          log=print, device: str = "cpu", ceiling_view: int = 0) -> dict:
     """Every number of the probe as a dict (what ``--json`` writes); the LAM runs on ``device`` (the ceiling and
     the oracle decoder train on the CPU)."""
     lam, cfg = load_lam(lam_run, map_location=device)
@@ -194,11 +212,11 @@ def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str |
         steps, batch = ceiling_steps or steps, ceiling_batch or batch
         started = time.perf_counter()
         with torch.enable_grad():
-            model = train_ceiling(cfg.lam, ceiling_train, steps, batch, log)
+            model = train_ceiling(cfg.lam, ceiling_train, steps, batch, log, ceiling_view)
         predicted, truth6 = label(model, episodes)
         ceiling = scores(predicted, COINRUN_CLASSES[truth6])
         ceiling["accuracy"] = float((predicted == COINRUN_CLASSES[truth6]).mean())
-        result["ceiling"] = {**ceiling, "steps": steps, "batch": batch,
+        result["ceiling"] = {**ceiling, "steps": steps, "batch": batch, "view": ceiling_view,
                              "seconds": round(time.perf_counter() - started, 1)}
         result["nmi_share_of_ceiling"] = result["lam_6"]["nmi"] / max(ceiling["nmi"], 1e-9)
     return result
@@ -215,8 +233,9 @@ def table(result: dict) -> str:
                      f"{s['majority']:.3f} |")
     if "ceiling" in result:
         c = result["ceiling"]
-        lines.append(f"| supervised ceiling ({c['steps']} steps x {c['batch']}) | CoinRun's 6 effects | {c['codes']} "
-                     f"| {c['nmi']:.3f} | {c['many_to_one']:.3f} (accuracy {c['accuracy']:.3f}) | "
+        view = f", central {c['view']} px" if c.get("view") else ""
+        lines.append(f"| supervised ceiling ({c['steps']} steps x {c['batch']}{view}) | CoinRun's 6 effects "
+                     f"| {c['codes']} | {c['nmi']:.3f} | {c['many_to_one']:.3f} (accuracy {c['accuracy']:.3f}) | "
                      f"{c['majority']:.3f} |")
         lines.append(f"\nLAM NMI / ceiling NMI: {result['nmi_share_of_ceiling']:.2f}")
     if "oracle_decoder" in result:
@@ -242,6 +261,9 @@ def main() -> int:
     parser.add_argument("--ceiling-train", help="shards with true actions to train the supervised ceiling on")
     parser.add_argument("--ceiling-steps", type=int, help="its steps (default: the LAM run's)")
     parser.add_argument("--ceiling-batch", type=int, help="its batch (default: the LAM run's)")
+    parser.add_argument("--ceiling-view", type=int, default=0, metavar="PX",
+                        help="show the ceiling only the central PX x PX of every frame, where the camera keeps the "
+                             "player (default 0: the whole frame, the LAM's own input)")
     parser.add_argument("--oracle-decoder-steps", type=int, default=0,
                         help="also train the LAM's decoder on the true actions of --ceiling-train this many steps: "
                              "what the action is worth to it (default 0: not run)")
@@ -250,10 +272,14 @@ def main() -> int:
     for flag, path in (("--lam", args.lam), ("--shards", args.shards), ("--ceiling-train", args.ceiling_train)):
         if path and not Path(path).exists():
             parser.error(f"{flag} {path} does not exist")
+    if args.ceiling_view < 0:
+        parser.error(f"--ceiling-view must be >= 0 px, got {args.ceiling_view}")
+    if args.ceiling_view and not args.ceiling_train:
+        parser.error("--ceiling-view needs --ceiling-train SHARDS (the shards the ceiling trains on)")
     if args.oracle_decoder_steps and not args.ceiling_train:
         parser.error("--oracle-decoder-steps needs --ceiling-train SHARDS (the shards it trains on)")
     result = probe(args.lam, args.shards, args.max_videos, args.ceiling_train, args.ceiling_steps,
-                   args.ceiling_batch, args.oracle_decoder_steps)
+                   args.ceiling_batch, args.oracle_decoder_steps, ceiling_view=args.ceiling_view)
     print(table(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1))

@@ -52,6 +52,40 @@ def test_the_ceiling_shares_the_lam_encoder_and_the_probe_reports_it(tmp_path):
     assert {"gap_db", "psnr_true"} <= set(result["check"]) and "nmi_share_of_ceiling" in result
     assert "supervised ceiling (2 steps" in lam_probe.table(result)
     assert result["oracle_decoder"]["steps"] == 2 and "worth" in lam_probe.table(result)
+    viewed = lam_probe.probe(str(run), str(tmp_path / "data"), ceiling_train=str(tmp_path / "data" / "shards"),
+                             ceiling_view=16, log=lambda _: None)
+    assert viewed["ceiling"]["view"] == 16 and ", central 16 px)" in lam_probe.table(viewed)
+
+
+def test_a_ceiling_with_the_player_view_reads_the_frame_centre_alone():
+    """``--ceiling-view``: the classifier's logits move when pixels inside the central square change and stay put
+    when every pixel outside it does; the view itself is the frame inside the square and grey outside."""
+    lam_probe = load_probe()
+    torch.manual_seed(0)
+    model = lam_probe.InverseDynamics(get_config("tiny").lam, 6, view=16).eval()
+    video = torch.rand(1, 4, 3, 90, 160)
+    inside = torch.zeros(90, 160, dtype=torch.bool)
+    inside[37:53, 72:88] = True  # (90 - 16) // 2, (160 - 16) // 2
+    view = lam_probe.player_view(video, 16)
+    assert torch.equal(view[..., inside], video[..., inside]) and bool((view[..., ~inside] == 0.5).all())
+    with torch.no_grad():
+        logits = model(video)
+        assert torch.equal(model(torch.where(inside, video, torch.rand_like(video))), logits)
+        assert not torch.allclose(model(torch.where(inside, torch.rand_like(video), video)), logits)
+    assert torch.equal(lam_probe.player_view(video, 0), video)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--ceiling-view", "16"], "--ceiling-view needs --ceiling-train"),
+    (["--ceiling-train", "CEILING", "--ceiling-view", "-4"], "--ceiling-view must be >= 0 px"),
+])
+def test_the_probe_refuses_a_ceiling_view_it_cannot_use(tmp_path, monkeypatch, capsys, argv, message):
+    lam_probe = load_probe()
+    argv = [str(tmp_path) if a == "CEILING" else a for a in argv]
+    monkeypatch.setattr("sys.argv", ["lam_probe.py", "--lam", str(tmp_path), "--shards", str(tmp_path), *argv])
+    with pytest.raises(SystemExit) as exit_info:
+        lam_probe.main()
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
 
 
 def test_camera_shifts_recover_a_known_scroll_and_the_report_counts_bits():
