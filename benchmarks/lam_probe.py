@@ -16,6 +16,7 @@ on the true actions. ``--json`` writes the numbers; recorded figures: docs/measu
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -72,7 +73,8 @@ class InverseDynamics(nn.Module):
     def __init__(self, cfg: LAMConfig, num_classes: int, view: int = 0):
         super().__init__()
         self.view = view
-        self.lam = LatentActionModel(cfg)
+        # the encoder of an encoder LAM of this config (a best-fit LAM has none; its decoder options do not matter)
+        self.lam = LatentActionModel(dataclasses.replace(cfg, code_choice="encoder", code_effect="film"))
         for name in ("dec_stem", "dec_in", "dec_pos", "action_in", "decoder", "pixel_head", "to_pixels", "vq",
                      "to_latent", "latent_norm"):
             if hasattr(self.lam, name):
@@ -126,7 +128,7 @@ def train_oracle_decoder(cfg: LAMConfig, shards: str, steps: int, batch: int, lo
     torch.manual_seed(0)
     lam, embed = LatentActionModel(cfg), nn.Embedding(len(COINRUN_CLASSES), cfg.latent_dim)
     decoder = [p for n, p in lam.named_parameters()
-               if n.startswith(("dec_", "action_in", "decoder", "pixel_head", "to_pixels"))]
+               if n.startswith(("dec_", "action_in", "decoder", "pixel_head", "to_pixels", "code_image"))]
     optimizer = torch.optim.AdamW([*decoder, *embed.parameters()], lr=1e-3, weight_decay=1e-4)
     loader = clip_windows(shard_source.resolve(shards), LoaderConfig(
         window=cfg.num_frames, batch_size=batch, shuffle=True, resampled=True, seed=0, shuffle_buffer=64,

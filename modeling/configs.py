@@ -95,10 +95,25 @@ class LAMConfig:
     # (lam.centre_weights; 0: plain MSE, every preset). The action-necessity check and the probe keep the plain error.
     focus_weight: float = 0.0
     focus_sigma: float = 4.0  # px
+    # How a transition's code is chosen, and what it does (lam.LatentActionModel; options, off in every preset).
+    # "encoder" (the paper): an inverse-dynamics encoder's latent, vector-quantised. "best_fit": no encoder; the code
+    # under which the decoder predicts x_{t+1} best, by the training error (exact per transition, no collapse).
+    code_choice: str = "encoder"
+    # best_fit only. "film": the code modulates the pixel head at every scale. "image": the code adds one learned
+    # change image to the code-free prediction, the same in every context, so it cannot describe the scroll of
+    # whatever background is on screen, only a change that recurs in place (a centred player's sprite).
+    code_effect: str = "film"
 
     def __post_init__(self) -> None:
         if self.vq_warmup_steps and not self.kmeans_bank:
             raise ValueError("lam.vq_warmup_steps needs lam.kmeans_bank > 0 (the codebook's k-means init)")
+        if self.code_choice not in ("encoder", "best_fit") or self.code_effect not in ("film", "image"):
+            raise ValueError(f"lam.code_choice must be 'encoder' or 'best_fit' and lam.code_effect 'film' or 'image', "
+                             f"got {self.code_choice!r} and {self.code_effect!r}")
+        if self.code_choice != "best_fit" and self.code_effect != "film":
+            raise ValueError("lam.code_effect = 'image' needs lam.code_choice = 'best_fit'")
+        if self.code_choice == "best_fit" and not self.head_channels:
+            raise ValueError("lam.code_choice = 'best_fit' needs the pixel head (lam.head_channels > 0)")
         if self.focus_weight < 0 or self.focus_sigma <= 0:
             raise ValueError(f"lam.focus_weight must be >= 0 and lam.focus_sigma > 0, got {self.focus_weight} and "
                              f"{self.focus_sigma}")

@@ -199,11 +199,36 @@ class LatentActionModel(nn.Module):
         p = cfg.patch_size
         h, w = cfg.token_grid
         patch_dim = 3 * p * p
+        self.best_fit = cfg.code_choice == "best_fit"
+        if self.best_fit:  # no encoder: the codebook alone, its codes chosen by the decoder's fit
+            self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, normalize=cfg.normalize_codes,
+                                      dead_code_threshold=cfg.dead_code_threshold, usage_decay=cfg.usage_decay)
+        else:
+            self._build_encoder(cfg, patch_dim, h * w)
         if cfg.stem_channels:
-            self.enc_stem = ConvStem(p, cfg.stem_channels, cfg.enc_dim)
+            self.dec_stem = ConvStem(p, cfg.stem_channels, cfg.dec_dim)
+        else:
+            self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
+        self.dec_pos = nn.Parameter(torch.randn(h * w, cfg.dec_dim) * 0.02)
+        if not self.best_fit:  # best fit: the code reaches the pixel head only (one trunk pass serves every code)
+            self.action_in = nn.Linear(cfg.latent_dim, cfg.dec_dim)
+        self.decoder = STTransformer(cfg.dec_dim, cfg.dec_heads, cfg.dec_layers, cfg.mlp_ratio, causal=True)
+        if cfg.action_head_fraction:  # weak supervision (LAOM): true actions on a fixed share of transitions
+            self.action_head = nn.Linear(cfg.latent_dim, cfg.action_classes)
+        if cfg.code_effect == "image":  # each code's effect: one learned change image, the same in every context
+            self.code_image = nn.Linear(cfg.latent_dim, 3 * cfg.frame_height * cfg.frame_width, bias=False)
+            nn.init.normal_(self.code_image.weight, std=1e-3)
+        if cfg.head_channels:
+            self.pixel_head = PixelHead(cfg.dec_dim, cfg.head_channels, cfg.latent_dim, (h, w), p)
+        else:
+            self.to_pixels = nn.Linear(cfg.dec_dim, patch_dim)
+
+    def _build_encoder(self, cfg: LAMConfig, patch_dim: int, tokens: int) -> None:
+        if cfg.stem_channels:
+            self.enc_stem = ConvStem(cfg.patch_size, cfg.stem_channels, cfg.enc_dim)
         else:
             self.enc_in = nn.Linear(patch_dim, cfg.enc_dim)
-        self.enc_pos = nn.Parameter(torch.randn(h * w, cfg.enc_dim) * 0.02)
+        self.enc_pos = nn.Parameter(torch.randn(tokens, cfg.enc_dim) * 0.02)
         self.action_query = nn.Parameter(torch.randn(cfg.enc_dim) * 0.02)
         self.encoder = STTransformer(cfg.enc_dim, cfg.enc_heads, cfg.enc_layers, cfg.mlp_ratio, causal=True)
         self.to_latent = nn.Linear(cfg.enc_dim, cfg.latent_dim)
@@ -212,31 +237,23 @@ class LatentActionModel(nn.Module):
         self.latent_norm = RunningStandardize(cfg.latent_dim) if cfg.batchnorm_latents else None
         self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, cfg.commitment_weight, cfg.normalize_codes,
                                   cfg.dead_code_threshold, cfg.usage_decay, cfg.kmeans_bank, cfg.vq_warmup_steps)
-        if cfg.stem_channels:
-            self.dec_stem = ConvStem(p, cfg.stem_channels, cfg.dec_dim)
-        else:
-            self.dec_in = nn.Linear(patch_dim, cfg.dec_dim)
-        self.dec_pos = nn.Parameter(torch.randn(h * w, cfg.dec_dim) * 0.02)
-        self.action_in = nn.Linear(cfg.latent_dim, cfg.dec_dim)
-        self.decoder = STTransformer(cfg.dec_dim, cfg.dec_heads, cfg.dec_layers, cfg.mlp_ratio, causal=True)
-        if cfg.action_head_fraction:  # weak supervision (LAOM): true actions on a fixed share of transitions
-            self.action_head = nn.Linear(cfg.latent_dim, cfg.action_classes)
-        if cfg.head_channels:
-            self.pixel_head = PixelHead(cfg.dec_dim, cfg.head_channels, cfg.latent_dim, (h, w), p)
-        else:
-            self.to_pixels = nn.Linear(cfg.dec_dim, patch_dim)
 
     @property
     def num_actions(self) -> int:
         return self.cfg.num_actions
 
-    def action_features(self, video: torch.Tensor) -> torch.Tensor:
-        """video (B, T, 3, H, W) -> the encoder's action-token outputs (B, T-1, enc_dim), one per transition (what
-        the latent action is read from; an inverse-dynamics classifier on the same inputs reads it too)."""
+    def _check_video(self, video: torch.Tensor) -> None:
         expected = (3, self.cfg.frame_height, self.cfg.frame_width)
         if video.ndim != 5 or tuple(video.shape[2:]) != expected or video.shape[1] < 2:
             raise ValueError(f"expected video (B, T>=2, {expected[0]}, {expected[1]}, {expected[2]}), "
                              f"got {tuple(video.shape)}")
+
+    def action_features(self, video: torch.Tensor) -> torch.Tensor:
+        """video (B, T, 3, H, W) -> the encoder's action-token outputs (B, T-1, enc_dim), one per transition (what
+        the latent action is read from; an inverse-dynamics classifier on the same inputs reads it too)."""
+        if self.best_fit:
+            raise ValueError("a best-fit LAM (lam.code_choice = 'best_fit') has no encoder")
+        self._check_video(video)
         b, t = video.shape[:2]
         if self.cfg.stem_channels:
             x = self.enc_stem(with_change(video)) + self.enc_pos
@@ -244,6 +261,10 @@ class LatentActionModel(nn.Module):
             x = self.enc_in(patchify(video * 2 - 1, self.cfg.patch_size)) + self.enc_pos
         x = torch.cat([self.action_query.expand(b, t, 1, -1), x], dim=2)
         return self.encoder(x)[:, 1:, 0]  # outputs at frames 2..T: one per transition
+
+    def choose(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
+        """video (B, T, 3, H, W) -> each transition's code: indices (B, T-1), quantized and latent (B, T-1, D)."""
+        return self._best_fit(video)[0] if self.best_fit else self._encode(video)
 
     def _encode(self, video: torch.Tensor) -> dict[str, torch.Tensor]:
         latent = self.to_latent(self.action_features(video))
@@ -261,13 +282,12 @@ class LatentActionModel(nn.Module):
         (``[:, k]`` taken after frame k; -1 unknown) and ``starts`` (B,) (each window's first frame in its clip)
         add a cross-entropy of the action head on the labelled transitions (``labelled_transitions``).
         """
-        vq = self._encode(video)
-        pred = self.decode(video[:, :-1], vq["quantized"])
-        if self.cfg.focus_weight:
-            weight = centre_weights(*pred.shape[-2:], self.cfg.focus_weight, self.cfg.focus_sigma, pred.device)
-            recon_loss = ((pred.float() - video[:, 1:].float()).pow(2) * weight).mean()
+        if self.best_fit:
+            vq, pred = self._best_fit(video)
         else:
-            recon_loss = F.mse_loss(pred.float(), video[:, 1:].float())
+            vq = self._encode(video)
+            pred = self.decode(video[:, :-1], vq["quantized"])
+        recon_loss = self._errors(pred, video[:, 1:]).mean()
         out = {
             "pred": pred,
             "actions": vq["indices"],
@@ -287,20 +307,83 @@ class LatentActionModel(nn.Module):
             out["action_head_loss"] = ce.detach()
         return out
 
-    def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
-        """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""
+    def _errors(self, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """(B, T-1) training error of each predicted frame: squared error, weighted at the centre with
+        ``lam.focus_weight``."""
+        err = (pred.float() - target.float()).pow(2)
+        if self.cfg.focus_weight:
+            err = err * centre_weights(*pred.shape[-2:], self.cfg.focus_weight, self.cfg.focus_sigma, pred.device)
+        return err.mean(dim=(2, 3, 4))
+
+    def _best_fit(self, video: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """``lam.code_choice = "best_fit"``: each transition's code is the one under which the decoder predicts
+        x_{t+1} best by the training error (hard EM over a mixture of K forward models). The decoder's trunk does
+        not see the code, so one trunk pass serves every code and the choice is exact for each transition, the
+        same in training and inference; it needs no encoder to learn the change first, and a code worth little
+        is still used (an encoder's VQ collapses then). Costs K + 1 pixel-head passes a training step, K at
+        inference."""
+        self._check_video(video)
+        past, target = video[:, :-1], video[:, 1:]
+        trunk, context = self._trunk(past)
+        b, t = past.shape[:2]
+        codes = self.vq.codes()
+        if self.cfg.code_effect == "image":
+            base = self._head(trunk, context, torch.zeros(b, t, codes.shape[1], device=past.device))
+            images = self.code_image(codes).view(codes.shape[0], *target.shape[2:])
+            with torch.no_grad():
+                errors = torch.stack([self._errors(self._with_image(base, images[k]), target)
+                                      for k in range(codes.shape[0])], -1)
+            indices = errors.argmin(-1)
+            pred = self._with_image(base, images[indices])
+            out = self.vq.record(indices)
+            chosen = codes[indices]
+            out.update(quantized=chosen, latent=chosen.detach(), indices=indices, loss=pred.sum() * 0)
+            return out, pred
+        with torch.no_grad():
+            errors = torch.stack([self._errors(self._head(trunk.detach(), context, codes[k].expand(b, t, -1)),
+                                               target) for k in range(codes.shape[0])], -1)
+        indices = errors.argmin(-1)
+        chosen = codes[indices]
+        pred = self._head(trunk, context, chosen)
+        out = self.vq.record(indices)
+        out.update(quantized=chosen, latent=chosen.detach(), indices=indices, loss=pred.sum() * 0)
+        return out, pred
+
+    def _trunk(self, past: torch.Tensor, action_latents: torch.Tensor | None = None
+               ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The decoder's transformer over the past (the code added at its input, unless best fit) and the pixel
+        head's context [x_t, x_t - x_{t-1}]."""
         context = with_change(past)
         if self.cfg.stem_channels:
             x = self.dec_stem(context)
         else:
             x = self.dec_in(patchify(past * 2 - 1, self.cfg.patch_size))
-        x = self.decoder(x + self.dec_pos + self.action_in(action_latents)[:, :, None, :])
+        x = x + self.dec_pos
+        if action_latents is not None:
+            x = x + self.action_in(action_latents)[:, :, None, :]
+        return self.decoder(x), context
+
+    def _head(self, x: torch.Tensor, context: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
+        b, t = x.shape[:2]
+        pred = self.pixel_head(x.flatten(0, 1), action_latents.flatten(0, 1), context.flatten(0, 1))
+        return pred.view(b, t, *pred.shape[1:])
+
+    def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
+        """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""
+        x, context = self._trunk(past, None if self.best_fit else action_latents)
         if not self.cfg.head_channels:  # the paper's linear pixel layer and sigmoid
             return torch.sigmoid(unpatchify(self.to_pixels(x), self.cfg.patch_size, self.cfg.frame_height,
                                             self.cfg.frame_width))
-        b, t = past.shape[:2]
-        pred = self.pixel_head(x.flatten(0, 1), action_latents.flatten(0, 1), context.flatten(0, 1))
-        return pred.view(b, t, *pred.shape[1:])
+        if self.cfg.code_effect == "image":
+            base = self._head(x, context, torch.zeros_like(action_latents))
+            return self._with_image(base, self.code_image(action_latents).view(base.shape))
+        return self._head(x, context, action_latents)
+
+    @staticmethod
+    def _with_image(base: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """A code's change image added to the code-free prediction, clipped to [0, 1] (straight-through)."""
+        pred = base + image
+        return pred + (pred.clamp(0, 1) - pred).detach()
 
     @torch.no_grad()
     def infer_clip_actions(self, video: torch.Tensor) -> torch.Tensor:
@@ -323,6 +406,6 @@ class LatentActionModel(nn.Module):
         was_training = self.training
         self.eval()  # no side effects: neither code usage nor the running statistics move (same actions)
         try:
-            return self._encode(video)["indices"]
+            return self.choose(video)["indices"]
         finally:
             self.train(was_training)

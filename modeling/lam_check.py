@@ -38,7 +38,7 @@ def action_necessity(lam: LatentActionModel, video: torch.Tensor, actions: torch
     was_training = lam.training
     lam.eval()  # no side effects: running statistics, code usage and the latent bank stay as they are
     try:
-        enc = lam._encode(video)
+        enc = lam.choose(video)
         past, target = video[:, :-1], video[:, 1:].float()
         codes = lam.vq.codes().to(enc["quantized"].dtype)
         shape = enc["indices"].shape

@@ -100,12 +100,40 @@ class VectorQuantizer(nn.Module):
             "codes_used": (counts > 0).sum(),
         }
 
+    def record(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Count codes chosen outside ``forward`` (a LAM that picks each code by fit): usage EMA and stats; a
+        code left dead is then re-seeded by ``reset_dead_codes`` as a copy of the busiest code, nudged."""
+        flat = indices.reshape(-1)
+        counts = torch.bincount(flat, minlength=self.num_codes).float()
+        if self.training:
+            if dist.is_available() and dist.is_initialized():
+                dist.all_reduce(counts)
+            with torch.no_grad():
+                self.usage.mul_(self.usage_decay).add_(counts / counts.sum().clamp(min=1), alpha=1 - self.usage_decay)
+                self._split_dead = True
+        probs = counts / counts.sum().clamp(min=1)
+        return {"perplexity": torch.exp(-(probs * probs.clamp(min=1e-10).log()).sum()),
+                "codes_used": (counts > 0).sum()}
+
     @torch.no_grad()
     def reset_dead_codes(self) -> torch.Tensor:
         """Re-initialise dead codes (k-means over the bank when there is one, else the last training batch's
         worst-quantised latents) unless the warm-up is still on; returns their indices
         (long, possibly empty): a model keyed on these indices (the dynamics model's action table) must forget
         what it learned for them (``modeling.train``)."""
+        if getattr(self, "_split_dead", False):
+            dead = (self.usage < self.dead_code_threshold / self.num_codes).nonzero().squeeze(1)
+            if dead.numel():
+                busiest = int(self.usage.argmax())
+                gen = torch.Generator().manual_seed(int(self.usage.numel() * 1000 + dead.sum()))
+                noise = torch.randn(dead.numel(), self.dim, generator=gen).to(self.codebook.weight)
+                w = self.codebook.weight
+                self.codebook.weight[dead] = w[busiest] + 0.1 * w[busiest].norm() / self.dim ** 0.5 * noise
+                self.usage[dead] = self.usage[busiest] = self.usage[busiest] / (dead.numel() + 1)
+            if dist.is_available() and dist.is_initialized():
+                dist.broadcast(self.codebook.weight.data, src=0)
+                dist.broadcast(self.usage, src=0)
+            return dead
         if not hasattr(self, "_last_latents") or self.warming_up:
             return torch.zeros(0, dtype=torch.long, device=self.usage.device)
         dead = (self.usage < self.dead_code_threshold / self.num_codes).nonzero().squeeze(1)
