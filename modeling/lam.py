@@ -11,6 +11,12 @@ stem over [x_t, x_t - x_{t-1}] before both transformers (``stem_channels``); a f
 predicts x_t + delta with the action as FiLM at every scale (``head_channels``; a 64 -> 768 linear head cannot
 even copy x_t); a continuous warm-up, then a k-means codebook with dead codes re-seeded (``modeling.vq``).
 Checkpoints with the paper's linear patch layers still load (``legacy_config``). Measured: docs/modeling.md.
+
+An option, off in every preset: ``lam.code_choice = "best_fit"`` drops the encoder and gives each transition the
+code under which the decoder predicts x_{t+1} best (hard EM over K forward models), and ``lam.code_effect =
+"image"`` makes a code's effect one learned change image, the same in every context. An encoder's VQ collapses
+when the code is worth little; the best fit uses any code worth anything. A change image cannot draw the scroll of
+whatever background is on screen, only a change that recurs in place, as a centred player's sprite does.
 """
 
 from __future__ import annotations
