@@ -333,25 +333,23 @@ class LatentActionModel(nn.Module):
         trunk, context = self._trunk(past)
         b, t = past.shape[:2]
         codes = self.vq.codes()
-        if self.cfg.code_effect == "image":
+        if self.cfg.code_effect == "image":  # one head pass; a code adds its image
             base = self._head(trunk, context, torch.zeros(b, t, codes.shape[1], device=past.device))
             images = self.code_image(codes).view(codes.shape[0], *target.shape[2:])
-            with torch.no_grad():
-                errors = torch.stack([self._errors(self._with_image(base, images[k]), target)
-                                      for k in range(codes.shape[0])], -1)
-            indices = errors.argmin(-1)
-            pred = self._with_image(base, images[indices])
-            out = self.vq.record(indices)
-            chosen = codes[indices]
-            out.update(quantized=chosen, latent=chosen.detach(), indices=indices, loss=pred.sum() * 0)
-            return out, pred
-        with torch.no_grad():
-            errors = torch.stack([self._errors(self._head(trunk.detach(), context, codes[k].expand(b, t, -1)),
-                                               target) for k in range(codes.shape[0])], -1)
+
+            def predict(index: torch.Tensor | int) -> torch.Tensor:
+                return self._with_image(base, images[index])
+        else:  # a head pass per code
+            def predict(index: torch.Tensor | int) -> torch.Tensor:
+                latents = codes[index].expand(b, t, -1) if isinstance(index, int) else codes[index]
+                return self._head(trunk, context, latents)
+        with torch.no_grad():  # every code's error; the gradient comes from the chosen codes' pass alone
+            errors = torch.stack([self._errors(predict(k), target)
+                                  for k in range(codes.shape[0])], -1)
         indices = errors.argmin(-1)
-        chosen = codes[indices]
-        pred = self._head(trunk, context, chosen)
+        pred = predict(indices)
         out = self.vq.record(indices)
+        chosen = codes[indices]
         out.update(quantized=chosen, latent=chosen.detach(), indices=indices, loss=pred.sum() * 0)
         return out, pred
 
