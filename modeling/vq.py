@@ -81,36 +81,34 @@ class VectorQuantizer(nn.Module):
         quantized = flat + (q - flat).detach()  # straight-through: gradients pass to the encoder unchanged
         if warming:  # continuous: the decoder gets the latent itself; the random codebook pulls on nothing
             quantized, codebook_loss, commitment_loss = flat, flat.sum() * 0, flat.sum() * 0
-        counts = torch.zeros(self.num_codes, device=z.device).scatter_add_(0, indices, torch.ones_like(flat[:, 0]))
         if self.training and not warming:
-            if dist.is_available() and dist.is_initialized():
-                dist.all_reduce(counts)
             with torch.no_grad():
-                share = counts / counts.sum().clamp(min=1)
-                self.usage.mul_(self.usage_decay).add_(share, alpha=1 - self.usage_decay)
                 self._last_latents = flat.detach()
                 self._last_error = dist2.gather(1, indices[:, None]).squeeze(1).detach()
-        probs = counts / counts.sum().clamp(min=1)
-        perplexity = torch.exp(-(probs * probs.clamp(min=1e-10).log()).sum())
         return {
             "quantized": quantized.view(z.shape).to(z.dtype),
             "indices": indices.view(z.shape[:-1]),
             "loss": codebook_loss + self.commitment_weight * commitment_loss,
-            "perplexity": perplexity,
-            "codes_used": (counts > 0).sum(),
+            **self._count(indices, update=self.training and not warming),
         }
 
     def record(self, indices: torch.Tensor) -> dict[str, torch.Tensor]:
         """Count codes chosen outside ``forward`` (a LAM that picks each code by fit): usage EMA and stats; a
         code left dead is then re-seeded by ``reset_dead_codes`` as a copy of the busiest code, nudged."""
-        flat = indices.reshape(-1)
-        counts = torch.bincount(flat, minlength=self.num_codes).float()
         if self.training:
+            self._split_dead = True
+        return self._count(indices.reshape(-1), update=self.training)
+
+    def _count(self, indices: torch.Tensor, update: bool) -> dict[str, torch.Tensor]:
+        """Perplexity and codes used of flat ``indices``; with ``update``, the usage EMA moves (counts summed
+        over ranks under DDP)."""
+        counts = torch.zeros(self.num_codes, device=indices.device).scatter_add_(  # works on meta, as bincount does not
+            0, indices, torch.ones(indices.shape, device=indices.device))
+        if update:
             if dist.is_available() and dist.is_initialized():
                 dist.all_reduce(counts)
             with torch.no_grad():
                 self.usage.mul_(self.usage_decay).add_(counts / counts.sum().clamp(min=1), alpha=1 - self.usage_decay)
-                self._split_dead = True
         probs = counts / counts.sum().clamp(min=1)
         return {"perplexity": torch.exp(-(probs * probs.clamp(min=1e-10).log()).sum()),
                 "codes_used": (counts > 0).sum()}
@@ -118,7 +116,8 @@ class VectorQuantizer(nn.Module):
     @torch.no_grad()
     def reset_dead_codes(self) -> torch.Tensor:
         """Re-initialise dead codes (k-means over the bank when there is one, else the last training batch's
-        worst-quantised latents) unless the warm-up is still on; returns their indices
+        worst-quantised latents; codes chosen by fit: split from the busiest) unless the warm-up is still on;
+        returns their indices
         (long, possibly empty): a model keyed on these indices (the dynamics model's action table) must forget
         what it learned for them (``modeling.train``)."""
         if getattr(self, "_split_dead", False):
