@@ -5,8 +5,9 @@
         --ceiling-train runs/lam-cpu/data/sticky/train --json out.json
 
 The LAM labels every transition of ``--shards`` from frames alone; the labels are compared with the true actions:
-codes used, NMI and many-to-one accuracy against the majority baseline, also on CoinRun's 15 actions folded into
-the 6 it distinguishes. Also: the code's NMI with the camera's shift (``lam_motion``), and the decoder's
+codes used, NMI, AMI (NMI less what a random partition with the same code counts gets: it compares codebooks of
+different sizes) and many-to-one accuracy against the majority baseline, also on CoinRun's 15 actions folded into
+the 6 it distinguishes, and each code's transitions per effect. Also: the code's NMI with the camera's shift (``lam_motion``), and the decoder's
 action-necessity check (``modeling.lam_check``). ``--ceiling-train`` adds the supervised ceiling (an
 inverse-dynamics classifier with the LAM's encoder, the same budget; ``--ceiling-view PX`` shows it only the frame's
 central PX x PX, where the player is); ``--oracle-decoder-steps`` trains the decoder
@@ -41,15 +42,39 @@ from lam_motion import camera_shifts, motion_line, motion_report  # noqa: E402
 
 # Procgen's 15 buttons -> CoinRun's 6 distinct effects.
 COINRUN_CLASSES = np.array([0, 0, 1, 2, 2, 3, 4, 4, 5, 2, 2, 2, 2, 2, 2])
+COINRUN_EFFECTS = ("left", "left+up", "none", "up", "right", "right+up")
 CHECK_WINDOWS = 64
 
 
 def scores(codes: np.ndarray, truth: np.ndarray) -> dict[str, float]:
-    from sklearn.metrics import normalized_mutual_info_score
+    """Codes used, NMI, AMI, many-to-one accuracy and the majority baseline.
+
+    NMI and many-to-one both rise with the number of codes on their own (a finer partition of the same
+    information); AMI subtracts the mutual information a random partition with the same code counts would get, so
+    LAMs with different codebook sizes compare on it."""
+    from sklearn.metrics import adjusted_mutual_info_score, normalized_mutual_info_score
 
     many_to_one = sum(np.bincount(truth[codes == c]).max() for c in np.unique(codes)) / len(codes)
     return {"codes": len(np.unique(codes)), "nmi": float(normalized_mutual_info_score(truth, codes)),
+            "ami": float(adjusted_mutual_info_score(truth, codes)),
             "many_to_one": float(many_to_one), "majority": float(np.bincount(truth).max() / len(truth))}
+
+
+def by_code(codes: np.ndarray, effects: np.ndarray) -> list[dict]:
+    """What each code stands for: per code used, its transitions and their count per CoinRun effect."""
+    return [{"code": int(c), "transitions": int((codes == c).sum()),
+             "effects": np.bincount(effects[codes == c], minlength=len(COINRUN_EFFECTS)).tolist()}
+            for c in np.unique(codes)]
+
+
+def by_code_table(rows: list[dict]) -> str:
+    """``by_code`` as markdown: each code's share of transitions per effect, its largest in bold."""
+    lines = ["| code | transitions | " + " | ".join(COINRUN_EFFECTS) + " |", "|---" * (2 + len(COINRUN_EFFECTS)) + "|"]
+    for row in rows:
+        shares = np.array(row["effects"]) / max(row["transitions"], 1)
+        cells = [f"**{v:.2f}**" if k == shares.argmax() else f"{v:.2f}" for k, v in enumerate(shares)]
+        lines.append(f"| {row['code']} | {row['transitions']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def player_view(video: torch.Tensor, side: int) -> torch.Tensor:
@@ -200,7 +225,8 @@ def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str |
     codes, truth = label(lam, episodes)
     result: dict = {"lam": lam_run, "shards": shards, "transitions": int(len(codes)), "videos": len(episodes),
                     "num_codes": lam.num_actions,
-                    "lam_15": scores(codes, truth), "lam_6": scores(codes, COINRUN_CLASSES[truth])}
+                    "lam_15": scores(codes, truth), "lam_6": scores(codes, COINRUN_CLASSES[truth]),
+                    "by_code": by_code(codes, COINRUN_CLASSES[truth])}
     result["motion"] = motion_report([camera_shifts(e.frames) for e in episodes], codes, COINRUN_CLASSES[truth])
     batch_video, batch_actions = check_batch(episodes, cfg.lam.num_frames)
     result["check"] = action_necessity(lam, batch_video.to(device), batch_actions.to(device))
@@ -226,20 +252,22 @@ def probe(lam_run: str, shards: str, max_videos: int = 200, ceiling_train: str |
 
 def table(result: dict) -> str:
     lines = [f"{result['transitions']} transitions of {result['videos']} videos, {result['num_codes']} codes",
-             "| model | true actions | codes used | NMI | many-to-one | majority baseline |",
-             "|---|---|---|---|---|---|"]
+             "| model | true actions | codes used | NMI | AMI | many-to-one | majority baseline |",
+             "|---|---|---|---|---|---|---|"]
     for name, key in (("LAM", "lam_15"), ("LAM", "lam_6")):
         s = result[key]
         classes = "Procgen's 15" if key.endswith("15") else "CoinRun's 6 effects"
-        lines.append(f"| {name} | {classes} | {s['codes']} | {s['nmi']:.3f} | {s['many_to_one']:.3f} | "
-                     f"{s['majority']:.3f} |")
+        lines.append(f"| {name} | {classes} | {s['codes']} | {s['nmi']:.3f} | {s['ami']:.3f} | "
+                     f"{s['many_to_one']:.3f} | {s['majority']:.3f} |")
     if "ceiling" in result:
         c = result["ceiling"]
         view = f", central {c['view']} px" if c.get("view") else ""
         lines.append(f"| supervised ceiling ({c['steps']} steps x {c['batch']}{view}) | CoinRun's 6 effects "
-                     f"| {c['codes']} | {c['nmi']:.3f} | {c['many_to_one']:.3f} (accuracy {c['accuracy']:.3f}) | "
-                     f"{c['majority']:.3f} |")
+                     f"| {c['codes']} | {c['nmi']:.3f} | {c['ami']:.3f} | {c['many_to_one']:.3f} (accuracy "
+                     f"{c['accuracy']:.3f}) | {c['majority']:.3f} |")
         lines.append(f"\nLAM NMI / ceiling NMI: {result['nmi_share_of_ceiling']:.2f}")
+    lines.append("\nThe codes against CoinRun's 6 effects (each code's transitions, shares per effect):\n")
+    lines.append(by_code_table(result["by_code"]))
     if "oracle_decoder" in result:
         o = result["oracle_decoder"]
         lines.append(f"\nDecoder trained on the true action ({o['steps']} steps): {o['psnr_true']:.2f} dB with it, "

@@ -34,6 +34,25 @@ def test_scores_of_a_perfect_and_a_constant_labelling():
     assert flat["nmi"] == 0.0 and flat["codes"] == 1 and flat["many_to_one"] == flat["majority"]
 
 
+def test_ami_removes_what_more_codes_earn_by_chance_and_each_code_is_broken_down_by_effect():
+    """Codes drawn independently of the action: with 64 codes on 600 transitions NMI and many-to-one rise well
+    above nothing (a finer partition alone), AMI stays near 0. Codes that follow the effects get AMI 1."""
+    lam_probe = load_probe()
+    rng = np.random.default_rng(0)
+    truth = rng.integers(0, 6, 600)
+    noise = lam_probe.scores(rng.integers(0, 64, 600), truth)
+    assert noise["nmi"] > 0.1 and noise["many_to_one"] > noise["majority"] + 0.1 and abs(noise["ami"]) < 0.03
+    assert lam_probe.scores(truth * 2 + rng.integers(0, 2, 600), truth)["ami"] > 0.5
+    codes = np.array([5, 5, 5, 9, 9, 2])
+    effects = np.array([0, 0, 4, 3, 3, 2])
+    rows = lam_probe.by_code(codes, effects)
+    assert rows == [{"code": 2, "transitions": 1, "effects": [0, 0, 1, 0, 0, 0]},
+                    {"code": 5, "transitions": 3, "effects": [2, 0, 0, 0, 1, 0]},
+                    {"code": 9, "transitions": 2, "effects": [0, 0, 0, 2, 0, 0]}]
+    table = lam_probe.by_code_table(rows)
+    assert "| 5 | 3 | **0.67** | 0.00 | 0.00 | 0.00 | 0.33 | 0.00 |" in table.splitlines()
+
+
 def test_the_ceiling_shares_the_lam_encoder_and_the_probe_reports_it(tmp_path):
     lam_probe = load_probe()
     cfg = get_config("tiny").lam
@@ -51,6 +70,8 @@ def test_the_ceiling_shares_the_lam_encoder_and_the_probe_reports_it(tmp_path):
     assert result["transitions"] == 2 * 15 and result["ceiling"]["steps"] == 2
     assert {"gap_db", "psnr_true"} <= set(result["check"]) and "nmi_share_of_ceiling" in result
     assert "supervised ceiling (2 steps" in lam_probe.table(result)
+    assert sum(row["transitions"] for row in result["by_code"]) == result["transitions"]
+    assert "| code | transitions | left |" in lam_probe.table(result)
     assert result["oracle_decoder"]["steps"] == 2 and "worth" in lam_probe.table(result)
     viewed = lam_probe.probe(str(run), str(tmp_path / "data"), ceiling_train=str(tmp_path / "data" / "shards"),
                              ceiling_view=16, log=lambda _: None)
