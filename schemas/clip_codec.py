@@ -74,7 +74,9 @@ def decode_clip(data: bytes, start: int = 0, count: int | None = None) -> np.nda
             index = int(round((frame.pts - first_pts) * time_base * rate))
             if index < start:
                 continue
-            out.append(frame.to_ndarray(format="rgb24"))
+            # One scaling thread: a small frame gains nothing from swscale's slice threads, and a decode in a
+            # forked DataLoader worker was seen to wait on them forever.
+            out.append(frame.to_ndarray(format="rgb24", threads=1))
             if count is not None and len(out) == count:
                 break
     if count is not None and len(out) < count:
