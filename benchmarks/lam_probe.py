@@ -7,8 +7,8 @@
 The LAM labels every transition of ``--shards`` from frames alone; the labels are compared with the true actions:
 codes used, NMI, AMI (NMI less what a random partition with the same code counts gets: it compares codebooks of
 different sizes) and many-to-one accuracy against the majority baseline, also on CoinRun's 15 actions folded into
-the 6 it distinguishes, and each code's transitions per effect. Also: the code's NMI with the camera's shift (``lam_motion``), and the decoder's
-action-necessity check (``modeling.lam_check``). ``--ceiling-train`` adds the supervised ceiling (an
+the 6 it distinguishes, and each code's transitions per effect. Also: the code's NMI with the camera's shift
+(``lam_motion``), and the decoder's action-necessity check (``modeling.lam_check``). ``--ceiling-train`` adds the supervised ceiling (an
 inverse-dynamics classifier with the LAM's encoder, the same budget; ``--ceiling-view PX`` shows it only the frame's
 central PX x PX, where the player is); ``--oracle-decoder-steps`` trains the decoder
 on the true actions. ``--json`` writes the numbers; recorded figures: docs/measurements/.
