@@ -103,6 +103,10 @@ class LAMConfig:
     # change image to the code-free prediction, the same in every context, so it cannot describe the scroll of
     # whatever background is on screen, only a change that recurs in place (a centred player's sprite).
     code_effect: str = "film"
+    # code_effect "image" only: each code also maps the central effect_crop x effect_crop px of x_t linearly (one
+    # map for every colour channel) and adds the result there, so a code can mirror or re-pose the player's sprite
+    # whatever its colours (a change image is tied to them). 0: none.
+    effect_crop: int = 0
 
     def __post_init__(self) -> None:
         if self.vq_warmup_steps and not self.kmeans_bank:
@@ -114,6 +118,10 @@ class LAMConfig:
             raise ValueError("lam.code_effect = 'image' needs lam.code_choice = 'best_fit'")
         if self.code_choice == "best_fit" and not self.head_channels:
             raise ValueError("lam.code_choice = 'best_fit' needs the pixel head (lam.head_channels > 0)")
+        if self.effect_crop and (self.code_effect != "image" or not 0 < self.effect_crop <= min(
+                self.frame_height, self.frame_width)):
+            raise ValueError(f"lam.effect_crop needs lam.code_effect = 'image' and at most the frame's side, got "
+                             f"{self.effect_crop}")
         if self.focus_weight < 0 or self.focus_sigma <= 0:
             raise ValueError(f"lam.focus_weight must be >= 0 and lam.focus_sigma > 0, got {self.focus_weight} and "
                              f"{self.focus_sigma}")

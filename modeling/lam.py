@@ -17,6 +17,8 @@ code under which the decoder predicts x_{t+1} best (hard EM over K forward model
 "image"`` makes a code's effect one learned change image, the same in every context. An encoder's VQ collapses
 when the code is worth little; the best fit uses any code worth anything. A change image cannot draw the scroll of
 whatever background is on screen, only a change that recurs in place, as a centred player's sprite does.
+``lam.effect_crop = P`` adds to each code a linear map of x_t's central P x P px, the same map for every colour
+channel: a change image is tied to the colours it was learned on, and a map can turn or re-pose a sprite of any.
 """
 
 from __future__ import annotations
@@ -224,6 +226,9 @@ class LatentActionModel(nn.Module):
         if cfg.code_effect == "image":  # each code's effect: one learned change image, the same in every context
             self.code_image = nn.Linear(cfg.latent_dim, 3 * cfg.frame_height * cfg.frame_width, bias=False)
             nn.init.normal_(self.code_image.weight, std=1e-3)
+        if cfg.effect_crop:  # and a linear map of the central crop of x_t, zero at start (the image alone)
+            self.code_map = nn.Linear(cfg.latent_dim, cfg.effect_crop ** 4, bias=False)
+            nn.init.zeros_(self.code_map.weight)
         if cfg.head_channels:
             self.pixel_head = PixelHead(cfg.dec_dim, cfg.head_channels, cfg.latent_dim, (h, w), p)
         else:
@@ -336,9 +341,13 @@ class LatentActionModel(nn.Module):
         if self.cfg.code_effect == "image":  # one head pass; a code adds its image
             base = self._head(trunk, context, torch.zeros(b, t, codes.shape[1], device=past.device))
             images = self.code_image(codes).view(codes.shape[0], *target.shape[2:])
+            maps = self._crop_maps(codes)
 
             def predict(index: torch.Tensor | int) -> torch.Tensor:
-                return self._with_image(base, images[index])
+                image = images[index]
+                if maps is not None:
+                    image = image + self._crop_effect(past, maps[index])
+                return self._with_image(base, image)
         else:  # a head pass per code
             def predict(index: torch.Tensor | int) -> torch.Tensor:
                 latents = codes[index].expand(b, t, -1) if isinstance(index, int) else codes[index]
@@ -380,8 +389,31 @@ class LatentActionModel(nn.Module):
                                             self.cfg.frame_width))
         if self.cfg.code_effect == "image":
             base = self._head(x, context, torch.zeros_like(action_latents))
-            return self._with_image(base, self.code_image(action_latents).view(base.shape))
+            image = self.code_image(action_latents).view(base.shape)
+            maps = self._crop_maps(action_latents)
+            if maps is not None:
+                image = image + self._crop_effect(past, maps)
+            return self._with_image(base, image)
         return self._head(x, context, action_latents)
+
+    def _crop_maps(self, latents: torch.Tensor) -> torch.Tensor | None:
+        """latents (..., D) -> each one's linear map of the central crop (..., P*P, P*P), or None without one."""
+        if not self.cfg.effect_crop:
+            return None
+        p2 = self.cfg.effect_crop ** 2
+        return self.code_map(latents).view(*latents.shape[:-1], p2, p2)
+
+    def _crop_effect(self, past: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+        """past (B, T, 3, H, W) and maps (P*P, P*P) or (B, T, P*P, P*P) -> (B, T, 3, H, W): each map applied to
+        every channel of x_t's central P x P crop, zero elsewhere."""
+        p, (height, width) = self.cfg.effect_crop, past.shape[-2:]
+        y0, x0 = (height - p) // 2, (width - p) // 2
+        crop = past[..., y0:y0 + p, x0:x0 + p].flatten(-2)  # (B, T, 3, P*P)
+        if maps.ndim == 2:
+            out = crop @ maps.t()
+        else:
+            out = torch.einsum("btcq,btpq->btcp", crop, maps)
+        return F.pad(out.unflatten(-1, (p, p)), (x0, width - x0 - p, y0, height - y0 - p))
 
     @staticmethod
     def _with_image(base: torch.Tensor, image: torch.Tensor) -> torch.Tensor:

@@ -125,3 +125,28 @@ def test_the_probe_s_ceiling_for_a_best_fit_lam_has_the_encoder_of_its_config():
     ceiling = load_probe().InverseDynamics(SMALL, num_classes=6)
     assert ceiling(torch.rand(2, 4, 3, 32, 32)).shape == (2, 3, 6)
     assert hasattr(ceiling.lam, "encoder") and not hasattr(ceiling.lam, "pixel_head")
+
+
+def test_a_code_s_crop_map_acts_on_every_channel_of_the_central_crop_only():
+    """``lam.effect_crop``: a code's linear map of x_t's central P x P crop, one map for every colour channel, its
+    result added there and nowhere else. A mirror map gives the crop mirrored (torch.flip) whatever its colours:
+    what a code needs to turn a sprite of any colour, which a change image, tied to colours, cannot do."""
+    cfg = dataclasses.replace(SMALL, code_effect="image", effect_crop=8)
+    lam = LatentActionModel(cfg)
+    past = torch.rand(2, 3, 3, 32, 32)
+    mirror = torch.eye(64).view(64, 8, 8).flip(-1).reshape(64, 64)  # row p: the pixel mirrored from p
+    out = lam._crop_effect(past, mirror)
+    torch.testing.assert_close(out[..., 12:20, 12:20], past[..., 12:20, 12:20].flip(-1))
+    out[..., 12:20, 12:20] = 0
+    assert not out.any()
+    per_transition = mirror.expand(2, 3, 64, 64)  # a map per transition, as the chosen codes give
+    torch.testing.assert_close(lam._crop_effect(past, per_transition), lam._crop_effect(past, mirror))
+    with torch.no_grad():
+        lam.code_map.weight.normal_(0, 0.05)  # maps that change the prediction, so that the codes differ there
+    video = torch.rand(2, 4, 3, 32, 32)
+    out = lam.eval()(video)
+    torch.testing.assert_close(lam.decode(video[:, :-1], lam.vq.codes()[out["actions"]]), out["pred"])
+    with pytest.raises(ValueError, match="effect_crop"):
+        dataclasses.replace(SMALL, code_effect="film", effect_crop=8)
+    with pytest.raises(ValueError, match="effect_crop"):
+        dataclasses.replace(SMALL, code_effect="image", effect_crop=40)
