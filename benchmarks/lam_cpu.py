@@ -2,10 +2,10 @@
 
     python benchmarks/lam_cpu.py --out runs/lam-cpu                  # make lam-cpu
     python benchmarks/lam_cpu.py --out /tmp/lam-cpu --smoke          # harness check, a few minutes
-    python benchmarks/lam_cpu.py --out runs/lam-cpu-best-fit --s-per-step 0.5 \
+    python benchmarks/lam_cpu.py --out runs/lam-cpu-best-fit --s-per-step 0.55 \
         --lam-set lam.code_choice=best_fit --lam-set lam.code_effect=image \
         --lam-set lam.focus_weight=50 --lam-set lam.focus_sigma=4 \
-        --lam-set lam.num_actions=16                                     # LAM options, both datasets
+        --lam-set lam.num_actions=16 --lam-set lam.effect_crop=8         # LAM options, both datasets
 
 Steps, through the project's own commands: ``procgen-dataset`` twice (``--policy sticky``, a departure from the
 paper, and ``--policy random``, the paper's; levels 0-99 train, 10000-10009 held out); ``train lam --config
