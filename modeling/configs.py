@@ -107,6 +107,10 @@ class LAMConfig:
     # map for every colour channel) and adds the result there, so a code can mirror or re-pose the player's sprite
     # whatever its colours (a change image is tied to them). 0: none.
     effect_crop: int = 0
+    # The decoder sees the central mirror_crop x mirror_crop px of x_1..x_t only up to a left-right mirror (each
+    # replaced by the mean of itself and its mirror image), so which way the player faces in x_{t+1} is the code's
+    # to say: a held action shows in the facing it keeps, which a decoder that sees x_t would copy. 0: none.
+    mirror_crop: int = 0
 
     def __post_init__(self) -> None:
         if self.vq_warmup_steps and not self.kmeans_bank:
@@ -122,6 +126,8 @@ class LAMConfig:
                 self.frame_height, self.frame_width)):
             raise ValueError(f"lam.effect_crop needs lam.code_effect = 'image' and at most the frame's side, got "
                              f"{self.effect_crop}")
+        if not 0 <= self.mirror_crop <= min(self.frame_height, self.frame_width):
+            raise ValueError(f"lam.mirror_crop must be between 0 and the frame's side, got {self.mirror_crop}")
         if self.focus_weight < 0 or self.focus_sigma <= 0:
             raise ValueError(f"lam.focus_weight must be >= 0 and lam.focus_sigma > 0, got {self.focus_weight} and "
                              f"{self.focus_sigma}")

@@ -334,7 +334,7 @@ class LatentActionModel(nn.Module):
         is still used (an encoder's VQ collapses then). Costs K + 1 pixel-head passes a training step, K at
         inference."""
         self._check_video(video)
-        past, target = video[:, :-1], video[:, 1:]
+        past, target = self._decoder_view(video[:, :-1]), video[:, 1:]
         trunk, context = self._trunk(past)
         b, t = past.shape[:2]
         codes = self.vq.codes()
@@ -383,6 +383,7 @@ class LatentActionModel(nn.Module):
 
     def decode(self, past: torch.Tensor, action_latents: torch.Tensor) -> torch.Tensor:
         """Predict frames 2..T from frames past (B, T-1, 3, H, W) and action vectors (B, T-1, latent_dim)."""
+        past = self._decoder_view(past)
         x, context = self._trunk(past, None if self.best_fit else action_latents)
         if not self.cfg.head_channels:  # the paper's linear pixel layer and sigmoid
             return torch.sigmoid(unpatchify(self.to_pixels(x), self.cfg.patch_size, self.cfg.frame_height,
@@ -395,6 +396,19 @@ class LatentActionModel(nn.Module):
                 image = image + self._crop_effect(past, maps)
             return self._with_image(base, image)
         return self._head(x, context, action_latents)
+
+    def _decoder_view(self, past: torch.Tensor) -> torch.Tensor:
+        """The past frames as the decoder sees them: with ``lam.mirror_crop = P``, the central P x P px of each
+        replaced by the mean of themselves and their left-right mirror image (the same for either facing)."""
+        p = self.cfg.mirror_crop
+        if not p:
+            return past
+        (height, width) = past.shape[-2:]
+        y0, x0 = (height - p) // 2, (width - p) // 2
+        crop = past[..., y0:y0 + p, x0:x0 + p]
+        past = past.clone()
+        past[..., y0:y0 + p, x0:x0 + p] = (crop + crop.flip(-1)) / 2
+        return past
 
     def _crop_maps(self, latents: torch.Tensor) -> torch.Tensor | None:
         """latents (..., D) -> each one's linear map of the central crop (..., P*P, P*P), or None without one."""

@@ -151,3 +151,39 @@ def test_a_code_s_crop_map_acts_on_every_channel_of_the_central_crop_only():
         dataclasses.replace(SMALL, code_effect="film", effect_crop=8)
     with pytest.raises(ValueError, match="effect_crop"):
         dataclasses.replace(SMALL, code_effect="image", effect_crop=40)
+
+
+def mirrored_centre(video: torch.Tensor, p: int) -> torch.Tensor:
+    """video with the central p x p px of every frame mirrored left-right."""
+    out, (h, w) = video.clone(), video.shape[-2:]
+    y0, x0 = (h - p) // 2, (w - p) // 2
+    out[..., y0:y0 + p, x0:x0 + p] = video[..., y0:y0 + p, x0:x0 + p].flip(-1)
+    return out
+
+
+@pytest.mark.parametrize("options", [{"code_effect": "image", "effect_crop": 8}, {"code_choice": "encoder"}])
+def test_a_mirror_crop_decoder_cannot_tell_which_way_the_centre_faces(options):
+    """``lam.mirror_crop``: the decoder sees the central P x P px of the past only up to a left-right mirror, so a
+    past whose centre is mirrored gives the same prediction (the facing is the code's to say), while a change
+    elsewhere in the past, or the same mirror without the option, changes it."""
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(SMALL, **options)
+    lam = LatentActionModel(dataclasses.replace(cfg, mirror_crop=8)).eval()
+    if cfg.effect_crop:
+        with torch.no_grad():
+            lam.code_map.weight.normal_(0, 0.05)
+    past, latents = torch.rand(2, 3, 3, 32, 32), torch.randn(2, 3, 8)
+    pred = lam.decode(past, latents)
+    torch.testing.assert_close(lam.decode(mirrored_centre(past, 8), latents), pred)
+    assert not torch.allclose(lam.decode(mirrored_centre(past, 10), latents), pred, atol=1e-4)
+    plain = LatentActionModel(cfg).eval()
+    plain.load_state_dict(lam.state_dict())
+    assert not torch.allclose(plain.decode(mirrored_centre(past, 8), latents), plain.decode(past, latents), atol=1e-4)
+    if cfg.code_choice == "best_fit":  # the first frame is past only: mirroring it changes neither codes nor frames
+        video = torch.rand(2, 4, 3, 32, 32)
+        turned = torch.cat([mirrored_centre(video[:, :1], 8), video[:, 1:]], 1)
+        out, out_turned = lam(video), lam(turned)
+        assert torch.equal(out["actions"], out_turned["actions"])
+        torch.testing.assert_close(out_turned["pred"], out["pred"])
+    with pytest.raises(ValueError, match="mirror_crop"):
+        dataclasses.replace(SMALL, mirror_crop=40)
