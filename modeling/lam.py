@@ -19,6 +19,8 @@ when the code is worth little; the best fit uses any code worth anything. A chan
 whatever background is on screen, only a change that recurs in place, as a centred player's sprite does.
 ``lam.effect_crop = P`` adds to each code a linear map of x_t's central P x P px, the same map for every colour
 channel: a change image is tied to the colours it was learned on, and a map can turn or re-pose a sprite of any.
+``lam.mirror_crop = P`` shows the decoder x_1..x_t's central P x P px only up to a left-right mirror, so the
+player's facing in x_{t+1}, which a held action keeps and a decoder that sees x_t would copy, is the code's to say.
 """
 
 from __future__ import annotations
