@@ -175,6 +175,13 @@ def centre_weights(height: int, width: int, strength: float, sigma: float, devic
     return weight / weight.mean()
 
 
+def centre_box(side: int, height: int, width: int) -> tuple[slice, slice]:
+    """The rows and columns of the central side x side px of a height x width frame (where a platformer's camera
+    keeps the player)."""
+    y0, x0 = (height - side) // 2, (width - side) // 2
+    return slice(y0, y0 + side), slice(x0, x0 + side)
+
+
 def labelled_transitions(starts: torch.Tensor, transitions: int, fraction: float) -> torch.Tensor:
     """(B, transitions) bool: which transitions of windows starting at clip frames ``starts`` (B,) have a true
     action for weak supervision. A fixed hash of the transition's frame index in its clip, so the labelled set is
@@ -402,14 +409,12 @@ class LatentActionModel(nn.Module):
     def _decoder_view(self, past: torch.Tensor) -> torch.Tensor:
         """The past frames as the decoder sees them: with ``lam.mirror_crop = P``, the central P x P px of each
         replaced by the mean of themselves and their left-right mirror image (the same for either facing)."""
-        p = self.cfg.mirror_crop
-        if not p:
+        if not self.cfg.mirror_crop:
             return past
-        (height, width) = past.shape[-2:]
-        y0, x0 = (height - p) // 2, (width - p) // 2
-        crop = past[..., y0:y0 + p, x0:x0 + p]
+        rows, cols = centre_box(self.cfg.mirror_crop, *past.shape[-2:])
+        crop = past[..., rows, cols]
         past = past.clone()
-        past[..., y0:y0 + p, x0:x0 + p] = (crop + crop.flip(-1)) / 2
+        past[..., rows, cols] = (crop + crop.flip(-1)) / 2
         return past
 
     def _crop_maps(self, latents: torch.Tensor) -> torch.Tensor | None:
@@ -423,13 +428,13 @@ class LatentActionModel(nn.Module):
         """past (B, T, 3, H, W) and maps (P*P, P*P) or (B, T, P*P, P*P) -> (B, T, 3, H, W): each map applied to
         every channel of x_t's central P x P crop, zero elsewhere."""
         p, (height, width) = self.cfg.effect_crop, past.shape[-2:]
-        y0, x0 = (height - p) // 2, (width - p) // 2
-        crop = past[..., y0:y0 + p, x0:x0 + p].flatten(-2)  # (B, T, 3, P*P)
+        rows, cols = centre_box(p, height, width)
+        crop = past[..., rows, cols].flatten(-2)  # (B, T, 3, P*P)
         if maps.ndim == 2:
             out = crop @ maps.t()
         else:
             out = torch.einsum("btcq,btpq->btcp", crop, maps)
-        return F.pad(out.unflatten(-1, (p, p)), (x0, width - x0 - p, y0, height - y0 - p))
+        return F.pad(out.unflatten(-1, (p, p)), (cols.start, width - cols.stop, rows.start, height - rows.stop))
 
     @staticmethod
     def _with_image(base: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
