@@ -6,6 +6,8 @@
         --lam-set lam.code_choice=best_fit --lam-set lam.code_effect=image \
         --lam-set lam.focus_weight=50 --lam-set lam.focus_sigma=4 \
         --lam-set lam.num_actions=16 --lam-set lam.effect_crop=8         # LAM options, both datasets
+    python benchmarks/lam_cpu.py ... --lam-set lam.train_codes=16 --lam-set lam.num_actions=8 \
+        --prune-share 0.65                                                # 16 codes pruned to 8 at 65% of the steps
 
 Steps, through the project's own commands: ``procgen-dataset`` twice (``--policy sticky``, a departure from the
 paper, and ``--policy random``, the paper's; levels 0-99 train, 10000-10009 held out); ``train lam --config
@@ -46,6 +48,8 @@ def train_lam(shards: Path, run: Path, minutes: float, args: argparse.Namespace)
             "ckpt_every": max(steps // 4, 1), "image_every": steps}
     overrides = [a for k, v in sets.items() for a in ("--set", f"train_lam_dynamics.{k}={v}")]
     overrides += [a for kv in args.lam_set for a in ("--set", kv)]
+    if args.prune_share:  # the codebook pruned at this share of the run's own steps (lam.train_codes)
+        overrides += ["--set", f"lam.prune_at={max(1, int(args.prune_share * steps))}"]
     if args.smoke:
         overrides += ["--set", "lam.vq_warmup_steps=2", "--set", "lam.check_every=2"]
     if (run / "config.json").is_file():
@@ -82,11 +86,17 @@ def main() -> int:
                         help="assumed seconds per LAM step: sets max_steps so the schedule ends with the share")
     parser.add_argument("--lam-set", action="append", default=[], metavar="lam.KEY=VALUE",
                         help="a LAM option for both runs (repeatable), e.g. lam.code_choice=best_fit")
+    parser.add_argument("--prune-share", type=float, default=0.0, metavar="S",
+                        help="with --lam-set lam.train_codes=K: prune the codebook to lam.num_actions after this "
+                             "share (0-1) of each LAM's steps (sets lam.prune_at per run)")
     parser.add_argument("--smoke", action="store_true", help="3 levels x 200 frames, LAMs of a few steps")
     args = parser.parse_args()
     bad = [kv for kv in args.lam_set if not kv.startswith("lam.") or "=" not in kv]
     if bad:
         parser.error(f"--lam-set takes lam.KEY=VALUE, got {bad[0]!r}")
+    if args.prune_share and not (0 < args.prune_share < 1 and any(kv.startswith("lam.train_codes=")
+                                                                   for kv in args.lam_set)):
+        parser.error("--prune-share takes a share between 0 and 1 and needs --lam-set lam.train_codes=K")
     if args.smoke:
         args.levels, args.holdout_levels, args.steps, args.batch, args.budget_min = "0-2", "10000-10001", 200, 4, 3
     out = Path(args.out)

@@ -111,6 +111,10 @@ class LAMConfig:
     # replaced by the mean of itself and its mirror image), so which way the player faces in x_{t+1} is the code's
     # to say: a held action shows in the facing it keeps, which a decoder that sees x_t would copy. 0: none.
     mirror_crop: int = 0
+    # best_fit only: train this many codes, then at training step prune_at keep the lam.num_actions whose loss is
+    # least missed (modeling.code_pruning; a `train lam` run). 0: num_actions codes throughout.
+    train_codes: int = 0
+    prune_at: int = 0
 
     def __post_init__(self) -> None:
         if self.vq_warmup_steps and not self.kmeans_bank:
@@ -128,6 +132,13 @@ class LAMConfig:
                              f"{self.effect_crop}")
         if not 0 <= self.mirror_crop <= min(self.frame_height, self.frame_width):
             raise ValueError(f"lam.mirror_crop must be between 0 and the frame's side, got {self.mirror_crop}")
+        if self.train_codes and (self.code_choice != "best_fit" or self.train_codes <= self.num_actions
+                                 or self.prune_at < 1):
+            raise ValueError(f"lam.train_codes needs lam.code_choice = 'best_fit', more codes than lam.num_actions "
+                             f"({self.num_actions}) and lam.prune_at >= 1, got train_codes={self.train_codes}, "
+                             f"prune_at={self.prune_at}")
+        if self.prune_at and not self.train_codes:
+            raise ValueError("lam.prune_at needs lam.train_codes (the codes trained before pruning)")
         if self.focus_weight < 0 or self.focus_sigma <= 0:
             raise ValueError(f"lam.focus_weight must be >= 0 and lam.focus_sigma > 0, got {self.focus_weight} and "
                              f"{self.focus_sigma}")

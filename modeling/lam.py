@@ -21,6 +21,8 @@ whatever background is on screen, only a change that recurs in place, as a centr
 channel: a change image is tied to the colours it was learned on, and a map can turn or re-pose a sprite of any.
 ``lam.mirror_crop = P`` shows the decoder x_1..x_t's central P x P px only up to a left-right mirror, so the
 player's facing in x_{t+1}, which a held action keeps and a decoder that sees x_t would copy, is the code's to say.
+``lam.train_codes = K`` trains K best-fit codes and prunes them to ``lam.num_actions`` at step ``lam.prune_at``
+(``modeling.code_pruning``); the kept codes become rows 0..num_actions-1, so the actions are 0..num_actions-1.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 
+from modeling.code_pruning import PRUNE_SAMPLE, FitErrors, prune_by_fit
 from modeling.configs import LAMConfig
 from modeling.patches import padded_size, patchify, unpatchify
 from modeling.st_transformer import STTransformer
@@ -218,10 +221,15 @@ class LatentActionModel(nn.Module):
         patch_dim = 3 * p * p
         self.best_fit = cfg.code_choice == "best_fit"
         if self.best_fit:  # no encoder: the codebook alone, its codes chosen by the decoder's fit
-            self.vq = VectorQuantizer(cfg.num_actions, cfg.latent_dim, normalize=cfg.normalize_codes,
-                                      dead_code_threshold=cfg.dead_code_threshold, usage_decay=cfg.usage_decay)
+            self.vq = VectorQuantizer(cfg.train_codes or cfg.num_actions, cfg.latent_dim,
+                                      normalize=cfg.normalize_codes, dead_code_threshold=cfg.dead_code_threshold,
+                                      usage_decay=cfg.usage_decay)
         else:
             self._build_encoder(cfg, patch_dim, h * w)
+        if cfg.train_codes:  # codes 0..live_codes-1 are chosen from; num_actions of them once pruned
+            self.register_buffer("live_codes", torch.tensor(cfg.train_codes))
+            self.register_buffer("fit_errors", torch.zeros(PRUNE_SAMPLE, cfg.train_codes))
+            self.register_buffer("fits_seen", torch.tensor(0))
         if cfg.stem_channels:
             self.dec_stem = ConvStem(p, cfg.stem_channels, cfg.dec_dim)
         else:
@@ -261,6 +269,40 @@ class LatentActionModel(nn.Module):
     @property
     def num_actions(self) -> int:
         return self.cfg.num_actions
+
+    @property
+    def live(self) -> int:
+        """How many codes are chosen from now: ``lam.train_codes`` until pruned, then ``lam.num_actions``."""
+        return int(self.live_codes) if self.cfg.train_codes else self.vq.num_codes
+
+    @property
+    def pruned(self) -> bool:
+        """True once the codes are the ``lam.num_actions`` actions (always, without ``lam.train_codes``)."""
+        return self.live == self.cfg.num_actions
+
+    def codes(self) -> torch.Tensor:
+        """The code vectors chosen from (live_codes, latent_dim)."""
+        return self.vq.codes()[:self.live]
+
+    @torch.no_grad()
+    def prune_codes(self) -> torch.Tensor | None:
+        """``lam.train_codes``: keep the ``lam.num_actions`` codes whose loss the latest training transitions miss
+        least (``code_pruning.prune_by_fit``) as rows 0..num_actions-1, the rest after them, never chosen again.
+        Returns the new order of the codebook's rows (row i is old row order[i]), None when already pruned. A
+        model or optimizer keyed on code indices must be reordered the same way."""
+        if self.pruned:
+            return None
+        errors = FitErrors(self.fit_errors, self.fits_seen).filled()
+        if not errors.shape[0]:
+            raise RuntimeError("no training transitions seen yet: nothing to choose the codes to keep by")
+        keep = prune_by_fit(errors, self.cfg.num_actions).to(errors.device)
+        dropped = torch.ones(self.vq.num_codes, dtype=torch.bool, device=errors.device)
+        dropped[keep] = False
+        order = torch.cat([keep, dropped.nonzero().squeeze(1)])
+        self.vq.codebook.weight.copy_(self.vq.codebook.weight[order])
+        self.vq.usage.zero_()[:self.cfg.num_actions] = 1.0 / self.cfg.num_actions
+        self.live_codes.fill_(self.cfg.num_actions)
+        return order
 
     def _check_video(self, video: torch.Tensor) -> None:
         expected = (3, self.cfg.frame_height, self.cfg.frame_width)
@@ -346,7 +388,7 @@ class LatentActionModel(nn.Module):
         past, target = self._decoder_view(video[:, :-1]), video[:, 1:]
         trunk, context = self._trunk(past)
         b, t = past.shape[:2]
-        codes = self.vq.codes()
+        codes = self.codes()
         if self.cfg.code_effect == "image":  # one head pass; a code adds its image
             base = self._head(trunk, context, torch.zeros(b, t, codes.shape[1], device=past.device))
             images = self.code_image(codes).view(codes.shape[0], *target.shape[2:])
@@ -364,6 +406,8 @@ class LatentActionModel(nn.Module):
         with torch.no_grad():  # every code's error; the gradient comes from the chosen codes' pass alone
             errors = torch.stack([self._errors(predict(k), target)
                                   for k in range(codes.shape[0])], -1)
+        if self.training and not self.pruned:
+            FitErrors(self.fit_errors, self.fits_seen).push(errors)
         indices = errors.argmin(-1)
         pred = predict(indices)
         out = self.vq.record(indices)
@@ -460,6 +504,9 @@ class LatentActionModel(nn.Module):
     @torch.no_grad()
     def infer_actions(self, video: torch.Tensor) -> torch.Tensor:
         """video (B, T, 3, H, W) -> actions long (B, T-1); action t is the transition x_t -> x_{t+1}."""
+        if not self.pruned:
+            raise ValueError(f"this LAM has not pruned its {self.live} codes to lam.num_actions = "
+                             f"{self.num_actions} yet (at step lam.prune_at = {self.cfg.prune_at}): train it further")
         was_training = self.training
         self.eval()  # no side effects: neither code usage nor the running statistics move (same actions)
         try:

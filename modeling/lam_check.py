@@ -40,7 +40,7 @@ def action_necessity(lam: LatentActionModel, video: torch.Tensor, actions: torch
     try:
         enc = lam.choose(video)
         past, target = video[:, :-1], video[:, 1:].float()
-        codes = lam.vq.codes().to(enc["quantized"].dtype)
+        codes = lam.codes().to(enc["quantized"].dtype)
         shape = enc["indices"].shape
 
         def per_transition(latents: torch.Tensor) -> torch.Tensor:  # (B, T-1) MSE

@@ -80,7 +80,7 @@ class TokenizerObjective(nn.Module):
     def trained(self) -> dict[str, nn.Module]:
         return {"tokenizer": self.tokenizer}
 
-    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer, step: int = 0) -> int:
         return reset_codes(self.tokenizer.vq, optimizer).numel()
 
 
@@ -114,8 +114,19 @@ class LamObjective(nn.Module):
     def trained(self) -> dict[str, nn.Module]:
         return {"lam": self.lam}
 
-    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
-        return reset_codes(self.lam.vq, optimizer).numel()
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer, step: int = 0) -> int:
+        """Dead codes re-seeded; at step ``lam.prune_at`` (after that step's update) the codebook pruned to
+        ``lam.num_actions`` first."""
+        if self.lam.cfg.train_codes and step >= self.lam.cfg.prune_at:
+            self.prune_codes(optimizer)
+        return reset_codes(self.lam.vq, optimizer, self.lam.live).numel()
+
+    def prune_codes(self, optimizer: torch.optim.Optimizer) -> None:
+        """Prune the codebook now (``LatentActionModel.prune_codes``; nothing if done), its optimizer rows
+        reordered with it: also at a run's last step when its wall budget ends it before ``lam.prune_at``."""
+        order = self.lam.prune_codes() if self.lam.cfg.train_codes else None
+        if order is not None:
+            reorder_optimizer_rows(optimizer, self.lam.vq.codebook.weight, order)
 
 
 class LamDynamicsObjective(nn.Module):
@@ -148,7 +159,7 @@ class LamDynamicsObjective(nn.Module):
     def trained(self) -> dict[str, nn.Module]:
         return {"lam": self.lam, "dynamics": self.dynamics}
 
-    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer, step: int = 0) -> int:
         """Reset dead LAM codes, and make the dynamics model forget those action indices: a reset code now
         stands for other transitions, and the dynamics row learned for its old meaning would contradict it."""
         dead = reset_codes(self.lam.vq, optimizer)
@@ -184,13 +195,13 @@ class DynamicsObjective(nn.Module):
     def trained(self) -> dict[str, nn.Module]:
         return {"dynamics": self.dynamics}
 
-    def reset_dead_codes(self, optimizer: torch.optim.Optimizer) -> int:
+    def reset_dead_codes(self, optimizer: torch.optim.Optimizer, step: int = 0) -> int:
         return 0  # the LAM is frozen: its codes keep their meaning
 
 
-def reset_codes(vq: VectorQuantizer, optimizer: torch.optim.Optimizer) -> torch.Tensor:
-    """Reset ``vq``'s dead codes and their optimizer state; returns the reset indices."""
-    dead = vq.reset_dead_codes()
+def reset_codes(vq: VectorQuantizer, optimizer: torch.optim.Optimizer, live: int | None = None) -> torch.Tensor:
+    """Reset ``vq``'s dead codes (among its first ``live``) and their optimizer state; returns the reset indices."""
+    dead = vq.reset_dead_codes(live)
     if dead.numel():
         forget_optimizer_rows(optimizer, vq.codebook.weight, dead)
     return dead
@@ -202,6 +213,14 @@ def forget_optimizer_rows(optimizer: torch.optim.Optimizer, param: torch.Tensor,
     for name in ("exp_avg", "exp_avg_sq"):
         if name in state:
             state[name][rows] = 0
+
+
+def reorder_optimizer_rows(optimizer: torch.optim.Optimizer, param: torch.Tensor, order: torch.Tensor) -> None:
+    """Reorder AdamW's moments for ``param``'s rows as its rows were (row i is old row ``order[i]``)."""
+    state = optimizer.state.get(param, {})
+    for name in ("exp_avg", "exp_avg_sq"):
+        if name in state:
+            state[name].copy_(state[name][order.to(state[name].device)])
 
 
 @dataclass
@@ -294,6 +313,9 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
     if phase == PHASE_LAM and tokenizer_run:
         raise UsageError("train lam takes no --tokenizer: the LAM works on pixels (lam-dynamics uses one)")
     cfg = get_config(config_name or "tiny", overrides)
+    if cfg.lam.train_codes and phase != PHASE_LAM:
+        raise UsageError("lam.train_codes prunes the codebook during a `train lam` run; lam-dynamics co-training "
+                         "keys the dynamics model on the final codes from the start: set lam.train_codes=0")
     if phase == PHASE_LAM_DYNAMICS:
         if not tokenizer_run:
             raise UsageError("train lam-dynamics needs --tokenizer <tokenizer run dir>")
@@ -303,6 +325,10 @@ def resolve_config(phase: str, out: str | Path, config_name: str | None, overrid
         cfg.tokenizer = tok_cfg.tokenizer  # the frozen tokenizer decides vocabulary, grid, window, frame size
         cfg.precision = tok_cfg.precision  # and the precision its tokens are made in, here and at inference
         cfg.sync()
+    if cfg.lam.train_codes and cfg.lam.prune_at > cfg.train_lam_dynamics.max_steps:
+        raise UsageError(f"lam.prune_at = {cfg.lam.prune_at} is after the run's last step "
+                         f"(train_lam_dynamics.max_steps = {cfg.train_lam_dynamics.max_steps}): the LAM would end "
+                         f"with {cfg.lam.train_codes} codes, not lam.num_actions = {cfg.lam.num_actions}")
     return cfg, tokenizer_run, False
 
 
@@ -473,8 +499,8 @@ class TrainingRun:
         grad_norm = torch.nn.utils.clip_grad_norm_([p for m in self.trained.values() for p in m.parameters()],
                                                    self.tcfg.grad_clip)
         self.optimizer.step()
-        self.total_resets += self.objective.reset_dead_codes(self.optimizer)
         self.step_count += 1
+        self.total_resets += self.objective.reset_dead_codes(self.optimizer, self.step_count)
         self.windows_since += self.micro_batch * self.ddp.world * self.accum
         return result, inputs, grad_norm, lr
 
@@ -545,6 +571,8 @@ class TrainingRun:
                 step = self.step_count
                 if deadline is not None and _past(deadline, self.ddp, self.device):
                     stop = step  # the wall budget is spent: finish this step as the last one (log, checkpoint)
+                    if isinstance(self.objective, LamObjective):  # the LAM it leaves has its final codes
+                        self.objective.prune_codes(self.optimizer)
                 if step % tcfg.log_every == 0 or step == stop or step == 1:
                     metrics = self.report(result, lr, grad_norm, stop, first_step, started)
                 if main and self.phase != PHASE_DYNAMICS and (step % tcfg.image_every == 0 or step == stop):

@@ -114,16 +114,17 @@ class VectorQuantizer(nn.Module):
                 "codes_used": (counts > 0).sum()}
 
     @torch.no_grad()
-    def reset_dead_codes(self) -> torch.Tensor:
+    def reset_dead_codes(self, live: int | None = None) -> torch.Tensor:
         """Re-initialise dead codes (k-means over the bank when there is one, else the last training batch's
         worst-quantised latents; codes chosen by fit: split from the busiest) unless the warm-up is still on;
         returns their indices
         (long, possibly empty): a model keyed on these indices (the dynamics model's action table) must forget
         what it learned for them (``modeling.train``)."""
-        if getattr(self, "_split_dead", False):
-            dead = (self.usage < self.dead_code_threshold / self.num_codes).nonzero().squeeze(1)
+        if getattr(self, "_split_dead", False):  # only the first ``live`` codes are chosen from (a pruned LAM's)
+            live = live or self.num_codes
+            dead = (self.usage[:live] < self.dead_code_threshold / live).nonzero().squeeze(1)
             if dead.numel():
-                busiest = int(self.usage.argmax())
+                busiest = int(self.usage[:live].argmax())
                 gen = torch.Generator().manual_seed(int(self.usage.numel() * 1000 + dead.sum()))
                 noise = torch.randn(dead.numel(), self.dim, generator=gen).to(self.codebook.weight)
                 w = self.codebook.weight
