@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -123,3 +126,14 @@ def test_a_run_its_wall_budget_ends_before_prune_at_leaves_a_pruned_lam(tmp_path
     lam, _ = load_lam(run)
     assert lam.pruned and lam.live == 2
     assert int(lam.infer_actions(torch.rand(1, lam.cfg.num_frames, 3, 90, 160)).max()) < 2
+
+
+def test_make_lam_cpu_refuses_a_prune_share_without_codes_to_prune(tmp_path):
+    """``benchmarks/lam_cpu.py --prune-share`` sets each run's lam.prune_at; without lam.train_codes (or outside
+    0-1) it is refused before any data is built."""
+    root = Path(__file__).resolve().parents[2]
+    for args in (["--prune-share", "0.5"], ["--lam-set", "lam.train_codes=16", "--prune-share", "1.5"]):
+        done = subprocess.run([sys.executable, str(root / "benchmarks" / "lam_cpu.py"), "--out", str(tmp_path / "x"),
+                               *args], capture_output=True, text=True, timeout=120)
+        assert done.returncode == 2 and "--prune-share takes a share" in done.stderr
+        assert not (tmp_path / "x").exists()
