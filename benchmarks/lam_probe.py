@@ -99,7 +99,8 @@ class InverseDynamics(nn.Module):
         super().__init__()
         self.view = view
         # the encoder of an encoder LAM of this config (a best-fit LAM has none; its decoder options do not matter)
-        self.lam = LatentActionModel(dataclasses.replace(cfg, code_choice="encoder", code_effect="film", effect_crop=0))
+        self.lam = LatentActionModel(dataclasses.replace(cfg, code_choice="encoder", code_effect="film", effect_crop=0,
+                                                         train_codes=0, prune_at=0))
         for name in ("dec_stem", "dec_in", "dec_pos", "action_in", "decoder", "pixel_head", "to_pixels", "vq",
                      "to_latent", "latent_norm"):
             if hasattr(self.lam, name):

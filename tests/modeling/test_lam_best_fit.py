@@ -122,7 +122,8 @@ def test_the_probe_s_ceiling_for_a_best_fit_lam_has_the_encoder_of_its_config():
     builds the encoder an encoder LAM of the same shape would have."""
     from tests.modeling.test_lam_probe import load_probe
 
-    for cfg in (SMALL, dataclasses.replace(SMALL, code_effect="image", effect_crop=8, mirror_crop=8)):
+    for cfg in (SMALL, dataclasses.replace(SMALL, code_effect="image", effect_crop=8, mirror_crop=8, train_codes=8,
+                                           prune_at=5)):
         ceiling = load_probe().InverseDynamics(cfg, num_classes=6)
         assert ceiling(torch.rand(2, 4, 3, 32, 32)).shape == (2, 3, 6)
         assert hasattr(ceiling.lam, "encoder") and not hasattr(ceiling.lam, "pixel_head")
