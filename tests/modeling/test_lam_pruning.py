@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -14,7 +15,7 @@ import torch
 from sklearn.metrics import normalized_mutual_info_score
 
 from modeling.__main__ import main
-from modeling.checkpoint import load_lam
+from modeling.checkpoint import load_checkpoint, load_lam
 from modeling.code_pruning import prune_by_fit
 from modeling.configs import get_config
 from modeling.lam import lam_from_state
@@ -137,3 +138,28 @@ def test_make_lam_cpu_refuses_a_prune_share_without_codes_to_prune(tmp_path):
                                *args], capture_output=True, text=True, timeout=120)
         assert done.returncode == 2 and "--prune-share takes a share" in done.stderr
         assert not (tmp_path / "x").exists()
+
+
+def test_a_run_resumed_before_its_pruning_step_prunes_as_the_uninterrupted_run(tmp_path):
+    """Stopped at step 3 and resumed, a run prunes at step 4 from the errors its checkpoint kept, and every logged
+    metric after matches the uninterrupted run bit for bit (the codes kept, hence the losses)."""
+    write_tiny_shards(tmp_path / "shards", n_clips=4, frames=16)
+    args = ["--shards", str(tmp_path / "shards"), "--config", "tiny", "--set", "lam.code_choice=best_fit",
+            "--set", "lam.num_actions=2", "--set", "lam.train_codes=4", "--set", "lam.prune_at=4",
+            "--set", "train_lam_dynamics.max_steps=7", "--set", "train_lam_dynamics.log_every=1"]
+    assert main(["train", "lam", *args, "--out", str(tmp_path / "whole")]) == 0
+    assert main(["train", "lam", *args, "--out", str(tmp_path / "resumed"), "--until-step", "3"]) == 0
+    lam, cfg = load_lam(tmp_path / "resumed")
+    assert not lam.pruned  # and its checkpoint holds the errors of every transition so far, to prune by
+    per_step = cfg.train_lam_dynamics.batch_size * (cfg.lam.num_frames - 1)
+    assert int(load_checkpoint(tmp_path / "resumed")["models"]["lam"]["fits_seen"]) == 3 * per_step
+    assert main(["train", "lam", "--shards", str(tmp_path / "shards"), "--out", str(tmp_path / "resumed")]) == 0
+
+    def metrics(run):
+        rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+        return {r["step"]: {k: v for k, v in r.items() if k != "windows_per_s"} for r in rows}
+
+    whole = metrics(tmp_path / "whole")
+    assert metrics(tmp_path / "resumed") == whole and sorted(whole) == list(range(1, 8))
+    for run in ("whole", "resumed"):
+        assert load_lam(tmp_path / run)[0].pruned
